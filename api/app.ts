@@ -1,0 +1,94 @@
+// The app factory: validation hook, error envelope, auth, body limit, OpenAPI document and docs page.
+import { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import type { Redis } from "ioredis";
+import { ApiError, type ErrorStatus } from "../shared/errors.ts";
+import type { JobProducer } from "../shared/jobs/producer.ts";
+import type { Logger } from "../shared/logger.ts";
+import type { Db } from "./db/database.ts";
+import { bearerAuth } from "./middleware/auth.ts";
+import { registerDocsRoutes } from "./routes/docs.ts";
+import { registerHealthRoutes } from "./routes/health.ts";
+import { registerHostRoutes } from "./routes/hosts.ts";
+
+export interface AppDeps {
+  db: Db;
+  /** Producer-role connection: commands fail at once while Redis is down. */
+  redis: Redis;
+  jobs: JobProducer;
+  log: Logger;
+  apiKeys: readonly string[];
+  redisPrefix: string;
+  bodyLimitBytes: number;
+  jobResultTimeoutMs: number;
+  redisCommandTimeoutMs: number;
+}
+
+export type App = OpenAPIHono;
+
+const PUBLIC_PATHS = new Set(["/health", "/openapi.json", "/docs"]);
+
+export function createApp(deps: AppDeps): App {
+  const app = new OpenAPIHono({
+    defaultHook: (result) => {
+      if (!result.success) throw new ApiError("invalid_request", describeIssues(result.error.issues));
+    },
+  });
+
+  app.onError((error, c) => respondWithError(error, c, deps.log));
+  app.notFound((c) =>
+    c.json(new ApiError("not_found", `no route for ${c.req.method} ${c.req.path}`).toEnvelope(), 404),
+  );
+
+  app.use("*", bearerAuth(deps.apiKeys, PUBLIC_PATHS));
+  app.use(
+    "*",
+    bodyLimit({
+      maxSize: deps.bodyLimitBytes,
+      onError: () => {
+        throw new ApiError("invalid_request", `request body exceeds ${deps.bodyLimitBytes} bytes`, { status: 413 });
+      },
+    }),
+  );
+
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
+    type: "http",
+    scheme: "bearer",
+    description: "An API key from API_KEYS (or the generated data/api-key file).",
+  });
+
+  registerHealthRoutes(app, deps);
+  registerHostRoutes(app, deps);
+  registerDocsRoutes(app);
+  return app;
+}
+
+function describeIssues(issues: ReadonlyArray<{ path: PropertyKey[]; message: string }>): string {
+  return issues
+    .slice(0, 5)
+    .map((issue) => (issue.path.length ? `${issue.path.map(String).join(".")}: ${issue.message}` : issue.message))
+    .join("; ");
+}
+
+function respondWithError(error: Error, c: Context, log: Logger): Response {
+  const apiError = toApiError(error);
+  if (apiError.code === "internal_error") {
+    log.error({ err: error, method: c.req.method, path: c.req.path }, "request failed");
+  }
+  return c.json(apiError.toEnvelope(), apiError.status);
+}
+
+function toApiError(error: Error): ApiError {
+  if (error instanceof ApiError) return error;
+  if (error instanceof HTTPException) {
+    const status = error.status as number;
+    if (status === 400) return new ApiError("invalid_request", error.message || "malformed request", { cause: error });
+    if (status === 401) return new ApiError("unauthorized", error.message || "unauthorized", { cause: error });
+    if (status === 404) return new ApiError("not_found", error.message || "not found", { cause: error });
+    if (status === 413) return new ApiError("invalid_request", "request body too large", { status: 413 });
+    return new ApiError("internal_error", "internal error", { cause: error });
+  }
+  return new ApiError("internal_error", "internal error", { cause: error, status: 500 as ErrorStatus });
+}

@@ -1,0 +1,63 @@
+// The API process: validate config, migrate the read model, connect Redis, serve HTTP, stop cleanly.
+import { serve } from "@hono/node-server";
+import { loadConfigOrExit } from "../shared/config.ts";
+import { JobProducer } from "../shared/jobs/producer.ts";
+import { createLogger } from "../shared/logger.ts";
+import { closeRedis, connectRedis } from "../shared/redis.ts";
+import { onShutdownSignal } from "../shared/shutdown.ts";
+import { resolveApiKeys } from "./api-keys.ts";
+import { createApp } from "./app.ts";
+import { migrateToLatest, openDatabase } from "./db/database.ts";
+
+const config = loadConfigOrExit();
+const log = createLogger("api", config.LOG_LEVEL);
+if (!config.REDIS_URL) {
+  log.fatal("REDIS_URL is not set: start the whole service with `npm start`, which runs a private Redis");
+  process.exit(78);
+}
+
+const { keys, generatedFile } = resolveApiKeys(config.API_KEYS, config.DATA_DIR);
+if (generatedFile)
+  log.info({ file: generatedFile }, `no API_KEYS configured: using the generated key in ${generatedFile}`);
+
+const db = openDatabase(config.DATABASE_PATH);
+const applied = await migrateToLatest(db);
+log.info({ database: config.DATABASE_PATH, migrations: applied }, "database ready");
+
+const redis = connectRedis(config.REDIS_URL, "producer", config.REDIS_COMMAND_TIMEOUT_MS);
+redis.on("error", (error) => log.warn({ err: error.message }, "redis connection error"));
+const jobs = new JobProducer({
+  redisUrl: config.REDIS_URL,
+  prefix: config.REDIS_PREFIX,
+  connection: redis,
+  commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+});
+
+const app = createApp({
+  db,
+  redis,
+  jobs,
+  log,
+  apiKeys: keys,
+  redisPrefix: config.REDIS_PREFIX,
+  bodyLimitBytes: config.BODY_LIMIT_BYTES,
+  jobResultTimeoutMs: config.JOB_RESULT_TIMEOUT_MS,
+  redisCommandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+});
+
+const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, (info) =>
+  log.info({ port: info.port, host: config.HOST }, "listening"),
+);
+
+onShutdownSignal(log, config.SHUTDOWN_TIMEOUT_MS, stopProcess, config.SUPERVISOR_PID);
+
+async function stopProcess(): Promise<void> {
+  await new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    // Keep-alive sockets would hold close() open until they idle out.
+    (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+  });
+  await jobs.close();
+  await closeRedis(redis);
+  await db.destroy();
+}

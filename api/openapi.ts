@@ -1,0 +1,31 @@
+// Shared pieces of route definitions: the error responses and the bearer security requirement.
+import { ERROR_ENVELOPE_SCHEMA } from "../shared/errors.ts";
+
+const ERROR_DESCRIPTIONS = {
+  400: "Invalid request (code invalid_request or not_supported)",
+  401: "Missing or invalid bearer token (code unauthorized)",
+  404: "Not found (code not_found)",
+  409: "Conflict with the current state (code conflict or invalid_state)",
+  413: "Request body too large (code invalid_request)",
+  500: "Internal error (code internal_error)",
+  503: "A dependency is unavailable (code unavailable)",
+  504: "The host did not answer in time (code unavailable)",
+} as const;
+
+type ErrorStatusWithDescription = keyof typeof ERROR_DESCRIPTIONS;
+
+/** The error responses a route can give, always including 401, 500 and 503. */
+export function errorResponses(...statuses: ErrorStatusWithDescription[]) {
+  const all = [...new Set<ErrorStatusWithDescription>([...statuses, 401, 500, 503])].sort();
+  return Object.fromEntries(
+    all.map((status) => [
+      status,
+      { description: ERROR_DESCRIPTIONS[status], content: { "application/json": { schema: ERROR_ENVELOPE_SCHEMA } } },
+    ]),
+  ) as Record<
+    ErrorStatusWithDescription,
+    { description: string; content: { "application/json": { schema: typeof ERROR_ENVELOPE_SCHEMA } } }
+  >;
+}
+
+export const BEARER_SECURITY = [{ bearerAuth: [] as string[] }];

@@ -1,0 +1,74 @@
+// GET /hosts and POST /hosts/{hostId}/ping: the worker hosts this service can place work on.
+import { createRoute, z } from "@hono/zod-openapi";
+import { ApiError } from "../../shared/errors.ts";
+import { HOST_RECORD_SCHEMA, listHosts } from "../../shared/hosts.ts";
+import { withDeadline } from "../../shared/redis.ts";
+import type { App, AppDeps } from "../app.ts";
+import { BEARER_SECURITY, errorResponses } from "../openapi.ts";
+
+const HOST_SCHEMA = HOST_RECORD_SCHEMA.extend({ online: z.boolean() }).openapi("Host");
+const HOST_ID_PARAM = z.object({
+  hostId: z
+    .string()
+    .max(63)
+    .openapi({ param: { name: "hostId", in: "path" }, example: "host-1" }),
+});
+
+export const listHostsRoute = createRoute({
+  method: "get",
+  path: "/hosts",
+  summary: "List worker hosts",
+  tags: ["Hosts"],
+  security: BEARER_SECURITY,
+  responses: {
+    200: { description: "Known hosts", content: { "application/json": { schema: z.array(HOST_SCHEMA) } } },
+    ...errorResponses(),
+  },
+});
+
+export const pingHostRoute = createRoute({
+  method: "post",
+  path: "/hosts/{hostId}/ping",
+  summary: "Round-trip a job through a host's queue",
+  description: "Proves that the host's capture worker takes jobs from its queue and answers.",
+  tags: ["Hosts"],
+  security: BEARER_SECURITY,
+  request: { params: HOST_ID_PARAM },
+  responses: {
+    200: {
+      description: "The host answered",
+      content: {
+        "application/json": {
+          schema: z.object({ host_id: z.string(), round_trip_ms: z.number() }).openapi("HostPing"),
+        },
+      },
+    },
+    ...errorResponses(404, 504),
+  },
+});
+
+export function registerHostRoutes(app: App, deps: AppDeps): void {
+  const knownHosts = async () => {
+    try {
+      return await withDeadline(listHosts(deps.redis, deps.redisPrefix), deps.redisCommandTimeoutMs, "list hosts");
+    } catch (error) {
+      throw new ApiError("unavailable", "redis unavailable", { cause: error });
+    }
+  };
+
+  app.openapi(listHostsRoute, async (c) => c.json(await knownHosts(), 200));
+
+  app.openapi(pingHostRoute, async (c) => {
+    const { hostId } = c.req.valid("param");
+    const host = (await knownHosts()).find((candidate) => candidate.id === hostId);
+    if (!host) throw new ApiError("not_found", `host ${hostId} not found`);
+    if (!host.online) throw new ApiError("unavailable", `host ${hostId} is offline (last seen ${host.last_seen_at})`);
+    const started = performance.now();
+    const result = await deps.jobs.run(
+      "host.ping",
+      { sentAt: new Date().toISOString() },
+      { hostId, timeoutMs: deps.jobResultTimeoutMs },
+    );
+    return c.json({ host_id: result.hostId, round_trip_ms: Math.round(performance.now() - started) }, 200);
+  });
+}

@@ -1,0 +1,97 @@
+// The one place that reads process.env: every variable the service knows, validated once at boot.
+import path from "node:path";
+import { z } from "zod";
+
+const booleanFromEnv = z.enum(["true", "false", "1", "0"]).transform((value) => value === "true" || value === "1");
+
+const positiveInt = z.coerce.number().int().positive();
+
+/** Environment variables, by name. Each entry is documented in the README's configuration table. */
+export const ENV_SCHEMA = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  HOST: z.string().min(1).default("0.0.0.0"),
+  DATA_DIR: z.string().min(1).default("./data"),
+  DATABASE_PATH: z.string().min(1).optional(),
+  REDIS_URL: z
+    .string()
+    .regex(/^(rediss?|unix):\/\//, "must start with redis://, rediss:// or unix://")
+    .optional(),
+  REDIS_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, _ . - only")
+    .default("snapfleet"),
+  API_KEYS: z
+    .string()
+    .optional()
+    .transform((value) =>
+      (value ?? "")
+        .split(",")
+        .map((key) => key.trim())
+        .filter(Boolean),
+    )
+    .refine((keys) => keys.every((key) => key.length >= 16), "each key must be at least 16 characters"),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  BODY_LIMIT_BYTES: positiveInt.default(1024 * 1024),
+  HOST_ID: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "lowercase letters, digits and dashes, at most 63")
+    .optional(),
+  QEMU_ACCEL: z.enum(["auto", "kvm", "tcg"]).default("auto"),
+  JOB_RESULT_TIMEOUT_MS: positiveInt.default(60_000),
+  REDIS_COMMAND_TIMEOUT_MS: positiveInt.default(1_000),
+  SHUTDOWN_TIMEOUT_MS: positiveInt.default(8_000),
+  COMPRESSION_CONCURRENCY: positiveInt.max(64).default(1),
+  WORKER_RESTART: booleanFromEnv.default(true),
+  /** Set by the supervisor for its children: they stop when it is gone, so no process outlives `npm start`. */
+  SUPERVISOR_PID: positiveInt.optional(),
+});
+
+export type RawConfig = z.infer<typeof ENV_SCHEMA>;
+
+export interface Config extends Omit<RawConfig, "DATABASE_PATH"> {
+  DATA_DIR: string;
+  DATABASE_PATH: string;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly issues: string[]) {
+    super(`invalid configuration:\n${issues.map((issue) => `  ${issue}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** Parses the environment; throws ConfigError naming every bad variable. */
+export function parseConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const known = Object.fromEntries(
+    Object.keys(ENV_SCHEMA.shape).map((name) => [name, env[name] === "" ? undefined : env[name]]),
+  );
+  const result = ENV_SCHEMA.safeParse(known);
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues.map((issue) => {
+        const name = String(issue.path[0] ?? "environment");
+        const value = known[name];
+        return `${name}: ${issue.message}${value === undefined ? "" : ` (got ${JSON.stringify(value)})`}`;
+      }),
+    );
+  }
+  const dataDir = path.resolve(result.data.DATA_DIR);
+  return {
+    ...result.data,
+    DATA_DIR: dataDir,
+    DATABASE_PATH: path.resolve(dataDir, result.data.DATABASE_PATH ?? "snapfleet.db"),
+  };
+}
+
+/** For process entry points: parse or print the problem and exit non-zero. */
+export function loadConfigOrExit(env: NodeJS.ProcessEnv = process.env): Config {
+  try {
+    return parseConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      process.exit(78); // EX_CONFIG
+    }
+    throw error;
+  }
+}

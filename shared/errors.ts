@@ -1,0 +1,62 @@
+// The one error type of the HTTP contract: a closed set of codes, each with its HTTP status.
+import { z } from "./zod.ts";
+
+export const ERROR_CODES = [
+  "invalid_request",
+  "not_found",
+  "conflict",
+  "invalid_state",
+  "unauthorized",
+  "not_supported",
+  "internal_error",
+  "unavailable",
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** Default status of each code; a few call sites pick a more precise status of the same family (413, 504). */
+export const STATUS_BY_CODE = {
+  invalid_request: 400,
+  not_found: 404,
+  conflict: 409,
+  invalid_state: 409,
+  unauthorized: 401,
+  not_supported: 400,
+  internal_error: 500,
+  unavailable: 503,
+} as const satisfies Record<ErrorCode, number>;
+
+export type ErrorStatus = (typeof STATUS_BY_CODE)[ErrorCode] | 413 | 504;
+
+export const ERROR_ENVELOPE_SCHEMA = z
+  .object({
+    code: z.enum(ERROR_CODES).openapi({ example: "not_found" }),
+    message: z.string().openapi({ example: "snapshot q7z1w7l2af4l8y7q1h7g2m3s not found" }),
+  })
+  .openapi("Error");
+
+export type ErrorEnvelope = z.infer<typeof ERROR_ENVELOPE_SCHEMA>;
+
+export class ApiError extends Error {
+  readonly status: ErrorStatus;
+
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options: { status?: ErrorStatus; cause?: unknown } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.name = "ApiError";
+    this.status = options.status ?? STATUS_BY_CODE[code];
+  }
+
+  toEnvelope(): ErrorEnvelope {
+    return { code: this.code, message: this.message };
+  }
+}
+
+export const notFound = (what: string, id: string) => new ApiError("not_found", `${what} ${id} not found`);
+export const invalidRequest = (message: string) => new ApiError("invalid_request", message);
+export const conflict = (message: string) => new ApiError("conflict", message);
+export const invalidState = (message: string) => new ApiError("invalid_state", message);
+export const unavailable = (message: string, cause?: unknown) => new ApiError("unavailable", message, { cause });

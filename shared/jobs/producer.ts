@@ -1,0 +1,140 @@
+// Puts catalog jobs on their queues and, for request/response jobs, awaits their result with a deadline.
+import { Queue, QueueEvents } from "bullmq";
+import type { Redis } from "ioredis";
+import { ApiError, ERROR_CODES, type ErrorCode, unavailable } from "../errors.ts";
+import { connectRedis, DeadlineError, withDeadline } from "../redis.ts";
+import { JOB_CATALOG, type JobName, type JobPayload, type JobResult, queueName } from "./catalog.ts";
+
+export interface JobEnvelope {
+  payload: unknown;
+  /** ISO time after which a worker must not start the job (the caller stopped waiting). */
+  expiresAt?: string;
+}
+
+export interface JobProducerOptions {
+  redisUrl: string;
+  prefix: string;
+  /** The producer connection: created with enableOfflineQueue false so commands fail at once when Redis is down. */
+  connection: Redis;
+  commandTimeoutMs: number;
+}
+
+export class JobProducer {
+  private readonly queues = new Map<string, Queue>();
+  private readonly queueEvents = new Map<string, Promise<QueueEvents>>();
+  private readonly eventConnections: Redis[] = [];
+
+  constructor(private readonly options: JobProducerOptions) {}
+
+  /** Adds a job and returns its id; fails within the command timeout when Redis is unreachable. */
+  async enqueue<Name extends JobName>(
+    name: Name,
+    payload: JobPayload<Name>,
+    target: { hostId?: string; jobId?: string; expiresAt?: Date } = {},
+  ): Promise<string> {
+    const definition = JOB_CATALOG[name];
+    const parsed = definition.payload.parse(payload);
+    const queue = this.queue(queueName(definition.queue, target.hostId));
+    const data: JobEnvelope = { payload: parsed, expiresAt: target.expiresAt?.toISOString() };
+    const job = await this.redisCall(
+      queue.add(name, data, {
+        jobId: target.jobId,
+        attempts: definition.attempts,
+        backoff: { type: definition.backoff.type, delay: definition.backoff.delayMs },
+        removeOnComplete: { age: 3_600, count: 1_000 },
+        removeOnFail: { age: 24 * 3_600 },
+      }),
+      `enqueue ${name}`,
+    );
+    return job.id!;
+  }
+
+  /** Runs a job on a host and returns its parsed result; ApiErrors thrown by the handler come back as they were. */
+  async run<Name extends JobName>(
+    name: Name,
+    payload: JobPayload<Name>,
+    target: { hostId?: string; timeoutMs: number },
+  ): Promise<JobResult<Name>> {
+    const definition = JOB_CATALOG[name];
+    const name_ = queueName(definition.queue, target.hostId);
+    const events = await this.redisCall(this.events(name_), `listen on ${name_}`);
+    const expiresAt = new Date(Date.now() + target.timeoutMs);
+    const jobId = await this.enqueue(name, payload, { hostId: target.hostId, expiresAt });
+    const job = await this.queue(name_).getJob(jobId);
+    if (!job) throw new ApiError("internal_error", `job ${jobId} vanished`);
+    try {
+      const result = await job.waitUntilFinished(events, target.timeoutMs);
+      return definition.result.parse(result) as JobResult<Name>;
+    } catch (error) {
+      throw toApiError(error, name, target.timeoutMs);
+    }
+  }
+
+  async close(): Promise<void> {
+    const events = await Promise.allSettled(this.queueEvents.values());
+    await Promise.allSettled(
+      events.flatMap((settled) => (settled.status === "fulfilled" ? [settled.value.close()] : [])),
+    );
+    for (const connection of this.eventConnections) connection.disconnect();
+    await Promise.allSettled([...this.queues.values()].map((queue) => queue.close()));
+  }
+
+  queue(name: string): Queue {
+    let queue = this.queues.get(name);
+    if (!queue) {
+      queue = new Queue(name, { connection: this.options.connection, prefix: this.options.prefix });
+      queue.on("error", () => {}); // surfaced through the failing call instead
+      this.queues.set(name, queue);
+    }
+    return queue;
+  }
+
+  private events(name: string): Promise<QueueEvents> {
+    let events = this.queueEvents.get(name);
+    if (!events) {
+      const connection = connectRedis(this.options.redisUrl, "worker", this.options.commandTimeoutMs);
+      connection.on("error", () => {});
+      this.eventConnections.push(connection);
+      const queueEvents = new QueueEvents(name, { connection, prefix: this.options.prefix, autorun: true });
+      queueEvents.on("error", () => {});
+      events = queueEvents.waitUntilReady().then(() => queueEvents);
+      events.catch(() => this.queueEvents.delete(name));
+      this.queueEvents.set(name, events);
+    }
+    return events;
+  }
+
+  private async redisCall<T>(promise: Promise<T>, what: string): Promise<T> {
+    try {
+      return await withDeadline(promise, this.options.commandTimeoutMs, `${what}: redis did not answer`);
+    } catch (error) {
+      promise.catch(() => {}); // the late settlement of an abandoned call is of no interest
+      throw unavailable(`queue unavailable (${what})`, error);
+    }
+  }
+}
+
+/** Handlers throw ApiErrors; the worker runtime serialises them into the failed reason as JSON. */
+export function toApiError(error: unknown, jobName: string, timeoutMs: number): ApiError {
+  if (error instanceof ApiError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  if (error instanceof DeadlineError || /timed out before finishing/.test(message)) {
+    return new ApiError("unavailable", `${jobName} did not finish within ${timeoutMs} ms`, {
+      status: 504,
+      cause: error,
+    });
+  }
+  const envelope = parseErrorEnvelope(message);
+  if (envelope) return new ApiError(envelope.code, envelope.message, { cause: error });
+  return new ApiError("internal_error", `${jobName} failed: ${message}`, { cause: error });
+}
+
+export function parseErrorEnvelope(text: string): { code: ErrorCode; message: string } | undefined {
+  try {
+    const value = JSON.parse(text) as { code?: unknown; message?: unknown };
+    if (ERROR_CODES.includes(value.code as ErrorCode) && typeof value.message === "string") {
+      return { code: value.code as ErrorCode, message: value.message };
+    }
+  } catch {}
+  return undefined;
+}

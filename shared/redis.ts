@@ -1,0 +1,50 @@
+// Redis connections: producers fail fast when Redis is down, workers wait for it to come back.
+import { Redis, type RedisOptions } from "ioredis";
+
+export type RedisRole = "producer" | "worker";
+
+/** Options for a connection of the given role (BullMQ needs maxRetriesPerRequest null on blocking connections). */
+export function redisOptions(role: RedisRole, commandTimeoutMs: number): RedisOptions {
+  const common: RedisOptions = {
+    connectTimeout: commandTimeoutMs,
+    lazyConnect: false,
+    retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
+  };
+  if (role === "producer") {
+    return { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: commandTimeoutMs };
+  }
+  return { ...common, maxRetriesPerRequest: null, enableReadyCheck: true };
+}
+
+export function connectRedis(url: string, role: RedisRole, commandTimeoutMs: number): Redis {
+  return new Redis(url, redisOptions(role, commandTimeoutMs));
+}
+
+/** Resolves with the promise or rejects with `message` once `ms` have passed. */
+export async function withDeadline<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new DeadlineError(message)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export class DeadlineError extends Error {
+  override name = "DeadlineError";
+}
+
+/** Closes a connection, waiting at most `ms` for QUIT before dropping it. */
+export async function closeRedis(connection: Redis, ms = 1_000): Promise<void> {
+  if (connection.status === "end") return;
+  try {
+    await withDeadline(connection.quit(), ms, "redis quit");
+  } catch {
+    connection.disconnect();
+  }
+}

@@ -1,0 +1,56 @@
+// The capture worker: owns this host's VMs and takes jobs from this host's queue.
+import { loadConfigOrExit } from "../../shared/config.ts";
+import { resolveHostId } from "../../shared/host-id.ts";
+import { announceHost, HOST_HEARTBEAT_INTERVAL_MS, type HostRecord } from "../../shared/hosts.ts";
+import { queueName } from "../../shared/jobs/catalog.ts";
+import { startJobWorker } from "../../shared/jobs/worker.ts";
+import { createLogger } from "../../shared/logger.ts";
+import { closeRedis, connectRedis } from "../../shared/redis.ts";
+import { onShutdownSignal } from "../../shared/shutdown.ts";
+import { createHostHandlers } from "./handlers.ts";
+
+const config = loadConfigOrExit();
+const hostId = resolveHostId(config.HOST_ID, config.DATA_DIR);
+const log = createLogger("capture-worker", config.LOG_LEVEL).child({ hostId });
+if (!config.REDIS_URL) {
+  log.fatal("REDIS_URL is not set: start the whole service with `npm start`, which runs a private Redis");
+  process.exit(78);
+}
+
+const redis = connectRedis(config.REDIS_URL, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
+redis.on("error", (error) => log.warn({ err: error.message }, "redis connection error"));
+
+const host: HostRecord = {
+  id: hostId,
+  hypervisors: [],
+  started_at: new Date().toISOString(),
+  last_seen_at: new Date().toISOString(),
+  pid: process.pid,
+};
+const heartbeat = async () => {
+  host.last_seen_at = new Date().toISOString();
+  await announceHost(redis, config.REDIS_PREFIX, host).catch((error: Error) =>
+    log.warn({ err: error.message }, "heartbeat failed"),
+  );
+};
+await heartbeat();
+const heartbeatTimer = setInterval(heartbeat, HOST_HEARTBEAT_INTERVAL_MS);
+
+const jobs = startJobWorker({
+  queue: queueName("host", hostId),
+  prefix: config.REDIS_PREFIX,
+  connection: redis,
+  handlers: createHostHandlers({ hostId }),
+  concurrency: 4,
+  log,
+});
+log.info({ queue: queueName("host", hostId) }, "capture worker started");
+
+// The host stays listed (and goes offline when heartbeats stop): its VMs outlive this process.
+onShutdownSignal(log, config.SHUTDOWN_TIMEOUT_MS, stopProcess, config.SUPERVISOR_PID);
+
+async function stopProcess(): Promise<void> {
+  clearInterval(heartbeatTimer);
+  await jobs.close(Math.max(1_000, config.SHUTDOWN_TIMEOUT_MS - 2_000));
+  await closeRedis(redis);
+}
