@@ -15,5 +15,6 @@ export default defineConfig({
     fileParallelism: true,
     maxWorkers: 2,
     pool: "forks",
+    globalSetup: ["test/global-setup.ts"],
   },
 });

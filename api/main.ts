@@ -3,7 +3,7 @@ import { serve } from "@hono/node-server";
 import { loadConfigOrExit } from "../shared/config.ts";
 import { JobProducer } from "../shared/jobs/producer.ts";
 import { createLogger } from "../shared/logger.ts";
-import { closeRedis, connectRedis } from "../shared/redis.ts";
+import { closeRedis, connectRedis, waitForRedisReady } from "../shared/redis.ts";
 import { onShutdownSignal } from "../shared/shutdown.ts";
 import { resolveApiKeys } from "./api-keys.ts";
 import { createApp } from "./app.ts";
@@ -26,6 +26,7 @@ log.info({ database: config.DATABASE_PATH, migrations: applied }, "database read
 
 const redis = connectRedis(config.REDIS_URL, "producer", config.REDIS_COMMAND_TIMEOUT_MS);
 redis.on("error", (error) => log.warn({ err: error.message }, "redis connection error"));
+if (!(await waitForRedisReady(redis, 5_000))) log.warn("redis is not reachable yet: serving degraded until it is");
 const jobs = new JobProducer({
   redisUrl: config.REDIS_URL,
   prefix: config.REDIS_PREFIX,

@@ -42,9 +42,26 @@ export class DeadlineError extends Error {
 /** Closes a connection, waiting at most `ms` for QUIT before dropping it. */
 export async function closeRedis(connection: Redis, ms = 1_000): Promise<void> {
   if (connection.status === "end") return;
+  const ended = new Promise<void>((resolve) => connection.once("end", () => resolve()));
   try {
     await withDeadline(connection.quit(), ms, "redis quit");
   } catch {
     connection.disconnect();
   }
+  await withDeadline(ended, ms, "redis end").catch(() => connection.disconnect());
+}
+
+/** Waits until the connection is ready, at most `ms`; resolves false if it is not (the caller carries on degraded). */
+export async function waitForRedisReady(connection: Redis, ms: number): Promise<boolean> {
+  if (connection.status === "ready") return true;
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => finish(false), ms);
+    const onReady = () => finish(true);
+    function finish(ready: boolean) {
+      clearTimeout(timer);
+      connection.off("ready", onReady);
+      resolve(ready);
+    }
+    connection.once("ready", onReady);
+  });
 }

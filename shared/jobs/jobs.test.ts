@@ -1,0 +1,131 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { testRedisUrl, uniquePrefix } from "../../test/helpers/fixtures.ts";
+import { ApiError } from "../errors.ts";
+import { createLogger } from "../logger.ts";
+import { closeRedis, connectRedis, waitForRedisReady } from "../redis.ts";
+import { queueName } from "./catalog.ts";
+import { JobProducer } from "./producer.ts";
+import { type JobHandlers, startJobWorker } from "./worker.ts";
+
+const log = createLogger("jobs-test", "silent");
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function setup(handlers: JobHandlers<"host.ping">) {
+  const prefix = uniquePrefix("jobs");
+  const hostId = "host-a";
+  const producerConnection = connectRedis(testRedisUrl(), "producer", 1_000);
+  await waitForRedisReady(producerConnection, 5_000);
+  const producer = new JobProducer({
+    redisUrl: testRedisUrl(),
+    prefix,
+    connection: producerConnection,
+    commandTimeoutMs: 1_000,
+  });
+  const workerConnection = connectRedis(testRedisUrl(), "worker", 1_000);
+  const worker = startJobWorker({
+    queue: queueName("host", hostId),
+    prefix,
+    connection: workerConnection,
+    handlers,
+    log,
+  });
+  cleanups.push(async () => {
+    await worker.close(2_000);
+    await closeRedis(workerConnection);
+    await producer.close();
+    await closeRedis(producerConnection);
+  });
+  return { producer, worker, hostId, prefix, workerConnection };
+}
+
+describe("job runtime", () => {
+  it("runs a job on a host queue and returns the parsed result", async () => {
+    const { producer, hostId } = await setup({
+      "host.ping": async (payload) => ({ hostId: "host-a", receivedAt: payload.sentAt }),
+    });
+    const sentAt = new Date().toISOString();
+    const result = await producer.run("host.ping", { sentAt }, { hostId, timeoutMs: 10_000 });
+    expect(result).toEqual({ hostId: "host-a", receivedAt: sentAt });
+  });
+
+  it("brings a handler's ApiError back to the caller unchanged and does not retry it", async () => {
+    let calls = 0;
+    const { producer, hostId } = await setup({
+      "host.ping": async () => {
+        calls++;
+        throw new ApiError("conflict", "instance web-1 is already Running");
+      },
+    });
+    const error = await producer
+      .run("host.ping", { sentAt: new Date().toISOString() }, { hostId, timeoutMs: 10_000 })
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(ApiError);
+    expect(error).toMatchObject({ code: "conflict", status: 409, message: "instance web-1 is already Running" });
+    expect(calls).toBe(1);
+  });
+
+  it("rejects an invalid payload at the producer before anything is queued", async () => {
+    const { producer, hostId } = await setup({ "host.ping": async () => ({ hostId: "x", receivedAt: "" }) });
+    await expect(producer.enqueue("host.ping", { sentAt: "yesterday" }, { hostId })).rejects.toThrow();
+  });
+
+  it("fails a job whose stored payload does not parse, without calling the handler", async () => {
+    let called = false;
+    const { producer, hostId } = await setup({
+      "host.ping": async () => {
+        called = true;
+        return { hostId: "x", receivedAt: new Date().toISOString() };
+      },
+    });
+    const queue = producer.queue(queueName("host", hostId));
+    const job = await queue.add("host.ping", { payload: { sentAt: 42 } }, { attempts: 3 });
+    const failed = await waitForState(queue, job.id!, "failed");
+    expect(failed.failedReason).toContain("invalid payload for host.ping");
+    expect(failed.attemptsMade).toBe(1);
+    expect(called).toBe(false);
+  });
+
+  it("answers 504 when the host does not finish in time", async () => {
+    const { producer, hostId } = await setup({
+      "host.ping": () => new Promise(() => {}),
+    });
+    const error = await producer
+      .run("host.ping", { sentAt: new Date().toISOString() }, { hostId, timeoutMs: 300 })
+      .catch((caught: unknown) => caught);
+    expect(error).toMatchObject({ code: "unavailable", status: 504 });
+  });
+
+  it("closes with a deadline, aborting a job that does not finish, and quits its connection", async () => {
+    let aborted = false;
+    const { producer, hostId, worker, workerConnection } = await setup({
+      "host.ping": (_payload, { signal }) =>
+        new Promise((_, reject) =>
+          signal.addEventListener("abort", () => {
+            aborted = true;
+            reject(signal.reason);
+          }),
+        ),
+    });
+    await producer.enqueue("host.ping", { sentAt: new Date().toISOString() }, { hostId });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const started = Date.now();
+    await worker.close(500);
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(aborted).toBe(true);
+    await closeRedis(workerConnection);
+    expect(workerConnection.status).toBe("end");
+  });
+});
+
+async function waitForState(queue: ReturnType<JobProducer["queue"]>, jobId: string, state: string) {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const job = await queue.getJob(jobId);
+    if (job && (await job.getState()) === state) return job;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`job ${jobId} never reached ${state}`);
+}

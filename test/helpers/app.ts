@@ -1,0 +1,68 @@
+// An in-process API app on real parts: a SQLite file in a temp dir and the test Redis (or a dead one).
+import path from "node:path";
+import { type App, createApp } from "../../api/app.ts";
+import { type Db, migrateToLatest, openDatabase } from "../../api/db/database.ts";
+import { JobProducer } from "../../shared/jobs/producer.ts";
+import { createLogger } from "../../shared/logger.ts";
+import { closeRedis, connectRedis, waitForRedisReady } from "../../shared/redis.ts";
+import { tempDir, testRedisUrl, uniquePrefix } from "./fixtures.ts";
+
+export const TEST_API_KEY = "test-key-0123456789abcdef";
+
+export interface TestApp {
+  app: App;
+  db: Db;
+  jobs: JobProducer;
+  prefix: string;
+  redisUrl: string;
+  dataDir: string;
+  request(pathAndQuery: string, init?: RequestInit & { json?: unknown; auth?: string | false }): Promise<Response>;
+  close(): Promise<void>;
+}
+
+export async function createTestApp(options: { redisUrl?: string; bodyLimitBytes?: number } = {}): Promise<TestApp> {
+  const data = tempDir("api");
+  const redisUrl = options.redisUrl ?? testRedisUrl();
+  const prefix = uniquePrefix("api");
+  const db = openDatabase(path.join(data.dir, "snapfleet.db"));
+  await migrateToLatest(db);
+  const redis = connectRedis(redisUrl, "producer", 1_000);
+  redis.on("error", () => {});
+  if (!options.redisUrl) await waitForRedisReady(redis, 5_000);
+  const jobs = new JobProducer({ redisUrl, prefix, connection: redis, commandTimeoutMs: 1_000 });
+  const app = createApp({
+    db,
+    redis,
+    jobs,
+    log: createLogger("api-test", "silent"),
+    apiKeys: [TEST_API_KEY],
+    redisPrefix: prefix,
+    bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024,
+    jobResultTimeoutMs: 10_000,
+    redisCommandTimeoutMs: 1_000,
+  });
+  return {
+    app,
+    db,
+    jobs,
+    prefix,
+    redisUrl,
+    dataDir: data.dir,
+    request(pathAndQuery, init = {}) {
+      const headers = new Headers(init.headers);
+      if (init.auth !== false) headers.set("authorization", `Bearer ${init.auth ?? TEST_API_KEY}`);
+      let body = init.body;
+      if (init.json !== undefined) {
+        headers.set("content-type", "application/json");
+        body = JSON.stringify(init.json);
+      }
+      return Promise.resolve(app.request(pathAndQuery, { ...init, headers, body }));
+    },
+    async close() {
+      await jobs.close();
+      await closeRedis(redis);
+      await db.destroy();
+      data.remove();
+    },
+  };
+}

@@ -1,0 +1,147 @@
+// The whole service as `npm start` runs it: embedded Redis, API and both workers under the supervisor.
+
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { validate } from "@readme/openapi-parser";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { jsonOf, tempDir, waitFor } from "./helpers/fixtures.ts";
+import { isAlive, type RunningService, startService } from "./helpers/service.ts";
+
+describe("npm start", () => {
+  let service: RunningService;
+  beforeAll(async () => {
+    service = await startService();
+  }, 60_000);
+  afterAll(async () => {
+    await service?.stop("SIGKILL");
+    service?.remove();
+  });
+
+  it("comes up healthy on its embedded Redis and SQLite file", async () => {
+    const response = await fetch(`${service.baseUrl}/health`);
+    expect(await response.json()).toEqual({ status: "ok", checks: { redis: "ok", database: "ok" } });
+  });
+
+  it("generates an API key into the data dir and says where", async () => {
+    expect(service.apiKey()).toMatch(/^sf_[A-Za-z0-9_-]{32}$/);
+    expect(service.output()).toContain(`${service.dataDir}/api-key`);
+  });
+
+  it("answers 401 JSON without a token and 200 with the generated key", async () => {
+    const anonymous = await fetch(`${service.baseUrl}/hosts`);
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.headers.get("content-type")).toContain("application/json");
+    const authorized = await fetch(`${service.baseUrl}/hosts`, {
+      headers: { authorization: `Bearer ${service.apiKey()}` },
+    });
+    expect(authorized.status).toBe(200);
+  });
+
+  it("serves a valid OpenAPI 3.1 document with a bearer scheme", async () => {
+    const document = await jsonOf(await fetch(`${service.baseUrl}/openapi.json`));
+    expect(document.openapi).toBe("3.1.0");
+    expect(document.components.securitySchemes.bearerAuth).toEqual(
+      expect.objectContaining({ type: "http", scheme: "bearer" }),
+    );
+    const result = await validate(structuredClone(document));
+    expect(result.valid ? [] : result.errors).toEqual([]);
+  });
+
+  it("carries a job from the API through Redis to the capture worker and back", async () => {
+    const hostId = await waitFor(() => service.hostId(), { what: "host id" });
+    const response = await fetch(`${service.baseUrl}/hosts/${hostId}/ping`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${service.apiKey()}` },
+    });
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ host_id: hostId, round_trip_ms: expect.any(Number) });
+  });
+
+  it("logs structured JSON lines named after each process", () => {
+    const names = new Set(
+      service
+        .output()
+        .split("\n")
+        .filter((line) => line.startsWith("{"))
+        .map((line) => JSON.parse(line).name),
+    );
+    for (const name of ["supervisor", "api", "capture-worker", "compression-worker"]) expect(names).toContain(name);
+  });
+
+  it("stops every process cleanly within 10 s on SIGTERM", async () => {
+    const children = service.childPids();
+    expect(children.length).toBe(4); // redis-server + three processes
+    const { code, ms } = await service.stop("SIGTERM");
+    expect(code).toBe(0);
+    expect(ms).toBeLessThan(10_000);
+    for (const pid of children) expect(isAlive(pid), `pid ${pid}`).toBe(false);
+    expect(service.output()).toContain("all processes stopped");
+  });
+});
+
+describe("supervision", () => {
+  it("restarts a worker that dies and stops everything on SIGINT", async () => {
+    const service = await startService();
+    try {
+      const before = service.childPids();
+      const hostIdLine = service
+        .output()
+        .split("\n")
+        .find((line) => line.includes('"capture worker started"'));
+      const workerPid = JSON.parse(hostIdLine!).pid as number;
+      process.kill(workerPid, "SIGKILL");
+      await waitFor(
+        () => {
+          const now = service.childPids();
+          return now.length === before.length && !now.includes(workerPid) ? true : undefined;
+        },
+        { timeoutMs: 20_000, what: "the capture worker to be restarted" },
+      );
+      const { code, ms } = await service.stop("SIGINT");
+      expect(code).toBe(0);
+      expect(ms).toBeLessThan(10_000);
+      for (const pid of service.childPids()) expect(isAlive(pid)).toBe(false);
+    } finally {
+      await service.stop("SIGKILL");
+      service.remove();
+    }
+  });
+
+  it("children stop by themselves when the supervisor is killed with SIGKILL", async () => {
+    const service = await startService();
+    try {
+      const children = service.childPids();
+      await service.stop("SIGKILL");
+      // redis-server has no watchdog; the next start stops it through its pidfile. The three processes go.
+      const processes = children.filter((pid) => !readCmdline(pid).includes("redis-server"));
+      await waitFor(() => (processes.every((pid) => !isAlive(pid)) ? true : undefined), {
+        timeoutMs: 15_000,
+        what: "orphaned processes to exit",
+      });
+      for (const pid of children) if (isAlive(pid)) process.kill(pid, "SIGKILL");
+    } finally {
+      service.remove();
+    }
+  });
+});
+
+function readCmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8");
+  } catch {
+    return "";
+  }
+}
+
+describe("without a redis-server binary", () => {
+  it("exits with a one-line hint on how to get one", () => {
+    const result = spawnSync(process.execPath, ["--import", "tsx", "supervisor/main.ts"], {
+      env: { ...process.env, PATH: "/nonexistent", REDIS_URL: "", DATA_DIR: tempDir("noredis").dir },
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    expect(result.status).toBe(1);
+    expect(result.stderr.trim().split("\n")).toHaveLength(1);
+    expect(result.stderr).toContain("apt-get install -y redis-server");
+  });
+});
