@@ -1,0 +1,176 @@
+// compressFile: a file → chunked, seekable frames, streamed in parallel with a bounded number of chunks in flight.
+import { type FileHandle, open } from "node:fs/promises";
+import { CodecError, ioStep } from "./errors.ts";
+import { createTemporaryFile, readExactly, writeFully } from "./files.ts";
+import { type ChunkEntry, encodeTrailer } from "./format.ts";
+import { FRAME_CODECS, type FrameCodec } from "./frames.ts";
+import { type DataExtent, ExtentCursor, findDataExtents } from "./holes.ts";
+import { native } from "./native.ts";
+import { type CompressOptions, type ResolvedCompressOptions, validateCompressOptions } from "./options.ts";
+import { runInOrder, Semaphore } from "./pipeline.ts";
+
+export interface CompressResult {
+  uncompressedBytes: number;
+  compressedBytes: number;
+  chunkCount: number;
+  zeroChunkCount: number;
+}
+
+interface ChunkBuffers {
+  input: Buffer;
+  output: Buffer;
+}
+
+interface CompressedChunk {
+  frame: Buffer;
+  length: number;
+  checksum: number;
+  zero: boolean;
+  /** Buffers to reuse once the frame is written. */
+  slot?: ChunkBuffers;
+}
+
+/** Precomputed frame and checksum of an all-zero chunk, per chunk length (only the last chunk differs). */
+class ZeroFrames {
+  private readonly byLength = new Map<number, Promise<{ frame: Buffer; checksum: number }>>();
+
+  constructor(
+    private readonly codec: FrameCodec,
+    private readonly level: number,
+  ) {}
+
+  get(length: number): Promise<{ frame: Buffer; checksum: number }> {
+    let zeroFrame = this.byLength.get(length);
+    if (!zeroFrame) {
+      const zeros = Buffer.alloc(length);
+      zeroFrame = this.codec
+        .compress(zeros, this.level, Buffer.allocUnsafe(this.codec.outputBound(length)))
+        .then((frame) => ({ frame: Buffer.from(frame), checksum: native.xxh64Low32(zeros) }));
+      this.byLength.set(length, zeroFrame);
+    }
+    return zeroFrame;
+  }
+}
+
+/** Compresses `sourcePath` into `destinationPath` (written to a temporary file, fsynced, renamed into place). */
+export async function compressFile(
+  sourcePath: string,
+  destinationPath: string,
+  options: CompressOptions,
+): Promise<CompressResult> {
+  const settings = validateCompressOptions(options);
+  options.signal?.throwIfAborted();
+  const source = await ioStep("open source file", () => open(sourcePath, "r"));
+  try {
+    const { size } = await ioStep("stat source file", () => source.stat());
+    const extents = await ioStep("map source file holes", async () => findDataExtents(source.fd, size));
+    const output = await createTemporaryFile(destinationPath, "compressed");
+    try {
+      const result = await writeChunks(source, output.handle, size, extents, settings, options);
+      await output.commit();
+      return result;
+    } catch (error) {
+      await output.discard();
+      throw error;
+    }
+  } finally {
+    await source.close();
+  }
+}
+
+async function writeChunks(
+  source: FileHandle,
+  output: FileHandle,
+  size: number,
+  extents: DataExtent[],
+  settings: ResolvedCompressOptions,
+  options: CompressOptions,
+): Promise<CompressResult> {
+  const { algorithm, level, chunkSize, concurrency } = settings;
+  const codec = FRAME_CODECS[algorithm];
+  const zeroFrames = new ZeroFrames(codec, level);
+  const cursor = new ExtentCursor(extents);
+  const compressing = new Semaphore(concurrency);
+  // Reads run ahead of compression by one chunk per worker; each chunk in flight holds one slot of buffers.
+  const window = concurrency * 2;
+  const slots: ChunkBuffers[] = [];
+  const takeSlot = (): ChunkBuffers =>
+    slots.pop() ?? { input: Buffer.allocUnsafe(chunkSize), output: Buffer.allocUnsafe(codec.outputBound(chunkSize)) };
+  const chunkCount = Math.ceil(size / chunkSize);
+  const entries: ChunkEntry[] = [];
+  let written = 0;
+
+  const produce = async (chunkNumber: number): Promise<CompressedChunk> => {
+    const offset = chunkNumber * chunkSize;
+    const length = Math.min(chunkSize, size - offset);
+    const dataParts = cursor.dataWithin(offset, offset + length);
+    if (dataParts.length === 0) return { ...(await zeroFrames.get(length)), length, zero: true };
+    const slot = takeSlot();
+    try {
+      const chunk = slot.input.subarray(0, length);
+      await readChunk(source, chunk, offset, dataParts);
+      if (isAllZero(chunk)) {
+        slots.push(slot);
+        return { ...(await zeroFrames.get(length)), length, zero: true };
+      }
+      const checksum = native.xxh64Low32(chunk);
+      const frame = await compressing.run(() => codec.compress(chunk, level, slot.output));
+      return { frame, length, checksum, zero: false, slot };
+    } catch (error) {
+      slots.push(slot);
+      if (error instanceof CodecError) throw error;
+      throw new CodecError("io", `compress chunk ${chunkNumber}: ${(error as Error).message}`, {
+        cause: error,
+        chunk: chunkNumber,
+      });
+    }
+  };
+
+  const consume = async (chunkNumber: number, chunk: CompressedChunk): Promise<void> => {
+    await ioStep("write compressed stream", () => writeFully(output, chunk.frame, written));
+    entries.push({
+      frameOffset: written,
+      frameLength: chunk.frame.length,
+      offset: chunkNumber * chunkSize,
+      length: chunk.length,
+      checksum: chunk.checksum,
+      zero: chunk.zero,
+    });
+    written += chunk.frame.length;
+    if (chunk.slot) slots.push(chunk.slot);
+    options.onProgress?.(Math.min(size, (chunkNumber + 1) * chunkSize), size);
+  };
+
+  await runInOrder(chunkCount, window, produce, consume, options.signal);
+  const trailer = encodeTrailer({ algorithm, level, chunkSize, uncompressedSize: size, chunks: entries });
+  await ioStep("write compressed stream", () => writeFully(output, trailer, written));
+  if (chunkCount === 0) options.onProgress?.(0, 0);
+  return {
+    uncompressedBytes: size,
+    compressedBytes: written + trailer.length,
+    chunkCount,
+    zeroChunkCount: entries.filter((entry) => entry.zero).length,
+  };
+}
+
+/** Reads the chunk's data parts; the parts in holes are zero-filled without reading them. */
+async function readChunk(source: FileHandle, chunk: Buffer, offset: number, dataParts: DataExtent[]): Promise<void> {
+  const coversChunk =
+    dataParts.length === 1 && dataParts[0]!.start === offset && dataParts[0]!.end === offset + chunk.length;
+  if (!coversChunk) chunk.fill(0);
+  await ioStep("read source file", async () => {
+    for (const part of dataParts) {
+      await readExactly(source, chunk, part.start - offset, part.end - part.start, part.start);
+    }
+  });
+}
+
+const ZERO_PAGE_RUN = Buffer.alloc(1 << 16);
+
+function isAllZero(chunk: Buffer): boolean {
+  for (let position = 0; position < chunk.length; position += ZERO_PAGE_RUN.length) {
+    const end = Math.min(chunk.length, position + ZERO_PAGE_RUN.length);
+    if (!chunk.subarray(position, end).equals(ZERO_PAGE_RUN.subarray(0, end - position))) return false;
+  }
+  return true;
+}

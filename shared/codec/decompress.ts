@@ -1,0 +1,179 @@
+// decompressFile and readRange: chunks decoded in parallel or alone, each checked against its seek table checksum.
+import { type FileHandle, open } from "node:fs/promises";
+import { CodecError, ioStep } from "./errors.ts";
+import { createTemporaryFile, readExactly, writeFully } from "./files.ts";
+import {
+  type ChunkEntry,
+  type ChunkIndex,
+  chunkCountFromFooter,
+  decodeTrailer,
+  FOOTER_LENGTH,
+  trailerLength,
+} from "./format.ts";
+import { FRAME_CODECS, type FrameCodec } from "./frames.ts";
+import { native } from "./native.ts";
+import { type DecompressOptions, resolveConcurrency } from "./options.ts";
+import { runWorkers } from "./pipeline.ts";
+
+export interface DecompressResult {
+  uncompressedBytes: number;
+}
+
+/** Reads and checks the trailer of an open compressed file. */
+export async function readChunkIndex(handle: FileHandle): Promise<ChunkIndex> {
+  return ioStep("read seek table", async () => {
+    const { size } = await handle.stat();
+    if (size < FOOTER_LENGTH) chunkCountFromFooter(Buffer.alloc(0), size);
+    const footer = Buffer.alloc(FOOTER_LENGTH);
+    await readExactly(handle, footer, 0, FOOTER_LENGTH, size - FOOTER_LENGTH);
+    const chunkCount = chunkCountFromFooter(footer, size);
+    const trailer = Buffer.alloc(trailerLength(chunkCount));
+    await readExactly(handle, trailer, 0, trailer.length, size - trailer.length);
+    return decodeTrailer(trailer, chunkCount, size);
+  });
+}
+
+function describeChunk(chunkNumber: number, chunk: ChunkEntry): string {
+  return `chunk ${chunkNumber} (bytes ${chunk.offset}–${chunk.offset + chunk.length - 1})`;
+}
+
+/**
+ * Decodes one chunk and checks its size and checksum. Zero chunks are checked too: their frame must match one
+ * already verified (`verifiedZeroFrames`) or decode to zeros.
+ */
+class ChunkReader {
+  private readonly codec: FrameCodec;
+  private readonly verifiedZeroFrames = new Map<number, Buffer>();
+
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly index: ChunkIndex,
+  ) {
+    this.codec = FRAME_CODECS[index.algorithm];
+  }
+
+  /** The chunk's bytes (maybe a view of `output`), or `undefined` for a zero chunk (the caller knows they are zeros). */
+  async read(chunkNumber: number, output: Buffer): Promise<Buffer | undefined> {
+    const chunk = this.index.chunks[chunkNumber]!;
+    const frame = Buffer.allocUnsafe(chunk.frameLength);
+    await ioStep(`read compressed ${describeChunk(chunkNumber, chunk)}`, () =>
+      readExactly(this.handle, frame, 0, frame.length, chunk.frameOffset),
+    );
+    if (chunk.zero && this.verifiedZeroFrames.get(chunk.length)?.equals(frame)) return undefined;
+    const data = await this.decode(chunkNumber, chunk, frame, output.subarray(0, chunk.length));
+    if (chunk.zero) {
+      if (!isZero(data)) this.fail(chunkNumber, chunk, "marked zero but holds data");
+      this.verifiedZeroFrames.set(chunk.length, frame);
+      return undefined;
+    }
+    return data;
+  }
+
+  private async decode(chunkNumber: number, chunk: ChunkEntry, frame: Buffer, output: Buffer): Promise<Buffer> {
+    const data = await this.codec
+      .decompress(frame, output)
+      .catch((error: unknown) =>
+        this.fail(chunkNumber, chunk, `frame does not decode (${(error as Error).message})`, error),
+      );
+    if (data.length !== chunk.length) {
+      this.fail(chunkNumber, chunk, `decodes to ${data.length} bytes instead of ${chunk.length}`);
+    }
+    if (native.xxh64Low32(data) !== chunk.checksum) this.fail(chunkNumber, chunk, "checksum mismatch");
+    return data;
+  }
+
+  private fail(chunkNumber: number, chunk: ChunkEntry, problem: string, cause?: unknown): never {
+    throw new CodecError("corrupt", `compressed ${describeChunk(chunkNumber, chunk)} is corrupt: ${problem}`, {
+      cause,
+      chunk: chunkNumber,
+    });
+  }
+}
+
+const ZERO_RUN = Buffer.alloc(1 << 16);
+
+function isZero(data: Buffer): boolean {
+  for (let position = 0; position < data.length; position += ZERO_RUN.length) {
+    const part = data.subarray(position, position + ZERO_RUN.length);
+    if (!part.equals(ZERO_RUN.subarray(0, part.length))) return false;
+  }
+  return true;
+}
+
+/** Decompresses into a sparse file: zero chunks stay holes; every other chunk is verified before it is written. */
+export async function decompressFile(
+  sourcePath: string,
+  destinationPath: string,
+  options: DecompressOptions = {},
+): Promise<DecompressResult> {
+  const concurrency = resolveConcurrency(options.concurrency);
+  options.signal?.throwIfAborted();
+  const source = await ioStep("open compressed file", () => open(sourcePath, "r"));
+  try {
+    const index = await readChunkIndex(source);
+    const reader = new ChunkReader(source, index);
+    const output = await createTemporaryFile(destinationPath, "decompressed");
+    try {
+      await ioStep("size decompressed file", () => output.handle.truncate(index.uncompressedSize));
+      let done = 0;
+      const buffers: Buffer[] = [];
+      await runWorkers(
+        index.chunks.length,
+        concurrency,
+        async (chunkNumber) => {
+          const buffer = buffers.pop() ?? Buffer.allocUnsafe(index.chunkSize);
+          const data = await reader.read(chunkNumber, buffer);
+          const chunk = index.chunks[chunkNumber]!;
+          if (data) await ioStep("write decompressed file", () => writeFully(output.handle, data, chunk.offset));
+          buffers.push(buffer);
+          done += chunk.length;
+          options.onProgress?.(done, index.uncompressedSize);
+        },
+        options.signal,
+      );
+      await output.commit();
+    } catch (error) {
+      await output.discard();
+      throw error;
+    }
+    return { uncompressedBytes: index.uncompressedSize };
+  } finally {
+    await source.close();
+  }
+}
+
+/** Reads `length` uncompressed bytes at `offset`, decoding only the chunks that hold them. */
+export async function readRange(path: string, offset: number, length: number): Promise<Buffer> {
+  if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+    throw new CodecError(
+      "invalid_argument",
+      `range offset and length must be non-negative integers, got ${offset}, ${length}`,
+    );
+  }
+  const source = await ioStep("open compressed file", () => open(path, "r"));
+  try {
+    const index = await readChunkIndex(source);
+    if (offset + length > index.uncompressedSize) {
+      throw new CodecError(
+        "invalid_argument",
+        `range ${offset}+${length} ends past the uncompressed size ${index.uncompressedSize}`,
+      );
+    }
+    const result = Buffer.alloc(length);
+    if (length === 0) return result;
+    const reader = new ChunkReader(source, index);
+    const first = Math.floor(offset / index.chunkSize);
+    const last = Math.floor((offset + length - 1) / index.chunkSize);
+    for (let chunkNumber = first; chunkNumber <= last; chunkNumber++) {
+      const data = await reader.read(chunkNumber, Buffer.allocUnsafe(index.chunkSize));
+      if (!data) continue;
+      const chunkOffset = chunkNumber * index.chunkSize;
+      const from = Math.max(offset, chunkOffset);
+      const to = Math.min(offset + length, chunkOffset + data.length);
+      data.copy(result, from - offset, from - chunkOffset, to - chunkOffset);
+    }
+    return result;
+  } finally {
+    await source.close();
+  }
+}

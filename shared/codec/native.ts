@@ -1,0 +1,29 @@
+// Loads the codec's native addon (shared/codec/native): lseek SEEK_DATA/SEEK_HOLE, XXH64, zstd into given buffers.
+import { createRequire } from "node:module";
+
+interface CodecNative {
+  /** Next data offset at or after `offset`, or -1 when only a hole remains. */
+  seekData(fd: number, offset: number): number;
+  /** Next hole offset at or after `offset` (end of file counts as a hole), or -1 past the end. */
+  seekHole(fd: number, offset: number): number;
+  /** Low 32 bits of XXH64 with seed 0: the zstd seekable format's frame checksum. */
+  xxh64Low32(data: Uint8Array): number;
+  zstdCompress(input: Uint8Array, level: number, output: Uint8Array, done: NativeCallback): void;
+  zstdDecompress(frame: Uint8Array, output: Uint8Array, done: NativeCallback): void;
+  zstdCompressBound(length: number): number;
+}
+
+type NativeCallback = (error: Error | null, bytesWritten: number) => void;
+
+function loadNative(): CodecNative {
+  const require = createRequire(import.meta.url);
+  try {
+    return require("./native/build/Release/snapfleet_codec.node") as CodecNative;
+  } catch (error) {
+    throw new Error("codec native addon is not built: run `node scripts/install-codec-native.mjs`", {
+      cause: error,
+    });
+  }
+}
+
+export const native = loadNative();
