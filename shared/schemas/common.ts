@@ -1,0 +1,76 @@
+// Field rules shared by resources: names, tags, sizes, timestamps.
+import { ID_PATTERN } from "../ids.ts";
+import { z } from "../zod.ts";
+
+export const NAME_PATTERN = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
+export const TAG_CHARS = /^[A-Za-z0-9 _.:/=+@-]*$/;
+export const MAX_TAGS = 50;
+
+export const RESOURCE_NAME = z
+  .string()
+  .max(63, "at most 63 characters")
+  .regex(NAME_PATTERN, "lowercase letters, digits and dashes only; cannot start or end with a dash");
+
+export const TAGS = z
+  .record(
+    z
+      .string()
+      .min(1, "tag keys are 1-128 characters")
+      .max(128, "tag keys are 1-128 characters")
+      .regex(TAG_CHARS, "tag keys may use letters, digits, spaces and _ . : / = + @ -"),
+    z
+      .string()
+      .max(256, "tag values are at most 256 characters")
+      .regex(TAG_CHARS, "tag values may use letters, digits, spaces and _ . : / = + @ -"),
+  )
+  .refine((tags) => Object.keys(tags).length <= MAX_TAGS, `at most ${MAX_TAGS} tags`)
+  .openapi({ description: "User-defined key-value tags.", example: { team: "backend", env: "staging" } });
+
+export const RESOURCE_ID = z.string().regex(ID_PATTERN);
+export const TIMESTAMP = z.iso.datetime().openapi({ format: "date-time" });
+
+export const HYPERVISORS = ["cloud-hypervisor", "firecracker", "qemu", "qemu-microvm", "vz"] as const;
+export const HYPERVISOR = z.enum(HYPERVISORS);
+export type Hypervisor = z.infer<typeof HYPERVISOR>;
+
+const SIZE_UNITS: Record<string, number> = {
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+  gib: 1024 ** 3,
+};
+
+/** "256MB", "1GB", "512MiB" → bytes. Units are binary (MB = MiB), as QEMU counts guest memory. */
+export function parseSize(text: string): number | undefined {
+  const match = /^\s*(\d+)\s*([a-zA-Z]*)\s*$/.exec(text);
+  if (!match) return undefined;
+  const unit = SIZE_UNITS[(match[2] || "b").toLowerCase()];
+  if (unit === undefined) return undefined;
+  return Number(match[1]) * unit;
+}
+
+export function formatSize(bytes: number): string {
+  if (bytes % 1024 ** 3 === 0) return `${bytes / 1024 ** 3}GB`;
+  if (bytes % 1024 ** 2 === 0) return `${bytes / 1024 ** 2}MB`;
+  return `${bytes}B`;
+}
+
+/** A size string within [min, max] bytes, e.g. "256MB". */
+export function sizeString(min: number, max: number, what: string) {
+  return z
+    .string()
+    .refine((text) => parseSize(text) !== undefined, `${what} must look like 256MB or 1GB`)
+    .refine(
+      (text) => {
+        const bytes = parseSize(text);
+        return bytes === undefined || (bytes >= min && bytes <= max);
+      },
+      `${what} must be between ${formatSize(min)} and ${formatSize(max)}`,
+    );
+}

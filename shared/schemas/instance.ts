@@ -1,0 +1,65 @@
+// The Instance resource: the subset of Hypeman's that snapshots need, in the same JSON shape.
+import { z } from "../zod.ts";
+import { HYPERVISOR, RESOURCE_NAME, sizeString, TAGS, TIMESTAMP } from "./common.ts";
+import { COMPRESSION_CONFIG } from "./compression.ts";
+
+export const INSTANCE_STATES = [
+  "Created",
+  "Initializing",
+  "Running",
+  "Paused",
+  "Shutdown",
+  "Stopped",
+  "Standby",
+  "Unknown",
+] as const;
+export const INSTANCE_STATE = z.enum(INSTANCE_STATES);
+export type InstanceState = z.infer<typeof INSTANCE_STATE>;
+
+export const SNAPSHOT_POLICY = z
+  .object({ compression: COMPRESSION_CONFIG.optional() })
+  .openapi("SnapshotPolicy", { description: "Defaults for snapshots of this instance" });
+
+export const MEMORY_LIMITS = { min: 64 * 1024 ** 2, max: 16 * 1024 ** 3, default: "256MB" } as const;
+export const DISK_LIMITS = { min: 16 * 1024 ** 2, max: 64 * 1024 ** 3, default: "256MB" } as const;
+
+export const INSTANCE_SCHEMA = z
+  .object({
+    id: z.string().openapi({ description: "Auto-generated unique identifier (CUID2 format)" }),
+    name: z.string(),
+    image: z.string(),
+    state: INSTANCE_STATE,
+    state_error: z.string().nullable(),
+    hypervisor: HYPERVISOR,
+    size: z.string().openapi({ description: "Base memory size (human-readable)", example: "256MB" }),
+    overlay_size: z.string().openapi({ description: "Writable disk size (human-readable)", example: "256MB" }),
+    vcpus: z.number().int(),
+    created_at: TIMESTAMP,
+    started_at: TIMESTAMP.nullable(),
+    stopped_at: TIMESTAMP.nullable(),
+    expires_at: TIMESTAMP.nullable(),
+    has_snapshot: z
+      .boolean()
+      .openapi({ description: "Whether the instance holds standby state (memory + device state)" }),
+    tags: z.record(z.string(), z.string()),
+    snapshot_policy: SNAPSHOT_POLICY.nullable(),
+    host_id: z.string().openapi({ description: "The worker host that owns this instance" }),
+  })
+  .openapi("Instance");
+
+export type Instance = z.infer<typeof INSTANCE_SCHEMA>;
+
+export const CREATE_INSTANCE_BODY = z
+  .object({
+    name: RESOURCE_NAME,
+    image: z.string().min(1).max(128).default("busybox"),
+    size: sizeString(MEMORY_LIMITS.min, MEMORY_LIMITS.max, "size").default(MEMORY_LIMITS.default),
+    overlay_size: sizeString(DISK_LIMITS.min, DISK_LIMITS.max, "overlay_size").default(DISK_LIMITS.default),
+    vcpus: z.number().int().min(1).max(16).default(1),
+    hypervisor: HYPERVISOR.default("qemu"),
+    tags: TAGS.optional(),
+    snapshot_policy: SNAPSHOT_POLICY.optional(),
+  })
+  .openapi("CreateInstanceRequest");
+
+export type CreateInstanceBody = z.infer<typeof CREATE_INSTANCE_BODY>;

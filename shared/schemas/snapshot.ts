@@ -1,0 +1,90 @@
+// The Snapshot resource and its request bodies, exactly as the Hypeman snapshots API has them.
+import { z } from "../zod.ts";
+import { HYPERVISOR, RESOURCE_NAME, TAGS, TIMESTAMP } from "./common.ts";
+import { COMPRESSION_ALGORITHMS, COMPRESSION_CONFIG } from "./compression.ts";
+
+export const SNAPSHOT_KINDS = ["Standby", "Stopped"] as const;
+export const SNAPSHOT_KIND = z.enum(SNAPSHOT_KINDS).openapi("SnapshotKind", { description: "Snapshot capture kind" });
+export type SnapshotKind = z.infer<typeof SNAPSHOT_KIND>;
+
+export const COMPRESSION_STATES = ["none", "compressing", "compressed", "error"] as const;
+export type CompressionState = (typeof COMPRESSION_STATES)[number];
+
+export const SNAPSHOT_SCHEMA = z
+  .object({
+    id: z
+      .string()
+      .openapi({ description: "Auto-generated unique snapshot identifier", example: "q7z1w7l2af4l8y7q1h7g2m3s" }),
+    created_at: TIMESTAMP.openapi({ description: "Snapshot creation timestamp" }),
+    kind: SNAPSHOT_KIND,
+    size_bytes: z.number().int().openapi({
+      format: "int64",
+      description: "Total payload bytes as stored now (allocated bytes of sparse files, not their apparent size)",
+    }),
+    source_hypervisor: HYPERVISOR.openapi({ description: "Source instance hypervisor at snapshot creation time" }),
+    source_instance_id: z.string().openapi({ description: "Source instance ID at snapshot creation time" }),
+    source_instance_name: z.string().openapi({ description: "Source instance name at snapshot creation time" }),
+    name: z
+      .string()
+      .nullable()
+      .openapi({ description: "Optional human-readable snapshot name (unique per source instance)" }),
+    tags: z.record(z.string(), z.string()).openapi({ description: "User-defined key-value tags." }),
+    compression: z
+      .object({
+        enabled: z.boolean(),
+        algorithm: z.enum(COMPRESSION_ALGORITHMS).optional(),
+        level: z.number().int().optional(),
+      })
+      .openapi({ description: "The effective compression policy of this snapshot" }),
+    compression_state: z.enum(COMPRESSION_STATES).openapi({ description: "Compression status of the memory payload" }),
+    compression_error: z.string().nullable().openapi({ description: "Set only when compression_state is error" }),
+    compressed_size_bytes: z.number().int().nullable().openapi({ format: "int64" }),
+    uncompressed_size_bytes: z.number().int().nullable().openapi({ format: "int64" }),
+    /** Beyond the Hypeman shape: measured pause of the source while a Standby snapshot was captured from Running. */
+    capture_downtime_ms: z.number().nullable().optional(),
+  })
+  .openapi("Snapshot");
+
+export type Snapshot = z.infer<typeof SNAPSHOT_SCHEMA>;
+
+export const CREATE_SNAPSHOT_BODY = z
+  .object({
+    kind: SNAPSHOT_KIND,
+    name: RESOURCE_NAME.optional().openapi({
+      description:
+        "Optional snapshot name (lowercase letters, digits, and dashes only; cannot start or end with a dash)",
+    }),
+    tags: TAGS.optional(),
+    compression: COMPRESSION_CONFIG.optional().openapi({
+      description: "Compression settings to use for this snapshot. Overrides instance and server defaults.",
+    }),
+  })
+  .openapi("CreateSnapshotRequest");
+
+export const TARGET_STATES = ["Running", "Standby", "Stopped"] as const;
+export const TARGET_STATE = z.enum(TARGET_STATES);
+export type TargetState = z.infer<typeof TARGET_STATE>;
+
+export const FORK_SNAPSHOT_BODY = z
+  .object({
+    name: RESOURCE_NAME.openapi({ description: "Name for the new instance" }),
+    target_state: TARGET_STATE.optional().openapi({
+      description:
+        "Final state of the fork. Standby snapshots: Running (default), Standby or Stopped. Stopped snapshots: Stopped (default) or Running.",
+    }),
+    target_hypervisor: HYPERVISOR.optional().openapi({ description: "Only for Stopped snapshots" }),
+  })
+  .openapi("ForkSnapshotRequest");
+
+export const RESTORE_SNAPSHOT_BODY = z
+  .object({
+    target_state: TARGET_STATE.optional(),
+    target_hypervisor: HYPERVISOR.optional(),
+  })
+  .openapi("RestoreSnapshotRequest");
+
+/** Allowed target states per kind, the first being the default (contract: state rules). */
+export const TARGET_STATES_BY_KIND: Record<SnapshotKind, readonly TargetState[]> = {
+  Standby: ["Running", "Standby", "Stopped"],
+  Stopped: ["Stopped", "Running"],
+};
