@@ -9,6 +9,7 @@ import type { JobProducer } from "../shared/jobs/producer.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { Db } from "./db/database.ts";
 import { bearerAuth } from "./middleware/auth.ts";
+import type { Projector } from "./read-model/projector.ts";
 import { registerDocsRoutes } from "./routes/docs.ts";
 import { registerHealthRoutes } from "./routes/health.ts";
 import { registerHostRoutes } from "./routes/hosts.ts";
@@ -18,6 +19,8 @@ export interface AppDeps {
   /** Producer-role connection: commands fail at once while Redis is down. */
   redis: Redis;
   jobs: JobProducer;
+  /** Applies events to the read model; commands wait on it so responses and later reads agree. */
+  projector: Projector;
   log: Logger;
   apiKeys: readonly string[];
   redisPrefix: string;

@@ -8,6 +8,7 @@ import { onShutdownSignal } from "../shared/shutdown.ts";
 import { resolveApiKeys } from "./api-keys.ts";
 import { createApp } from "./app.ts";
 import { migrateToLatest, openDatabase } from "./db/database.ts";
+import { Projector } from "./read-model/projector.ts";
 
 const config = loadConfigOrExit();
 const log = createLogger("api", config.LOG_LEVEL);
@@ -34,10 +35,17 @@ const jobs = new JobProducer({
   commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
 });
 
+// The projector blocks on the stream, so it reads over its own connection.
+const projectorRedis = connectRedis(config.REDIS_URL, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
+projectorRedis.on("error", (error) => log.warn({ err: error.message }, "projector redis connection error"));
+const projector = new Projector({ db, redis: projectorRedis, prefix: config.REDIS_PREFIX, log });
+await projector.start();
+
 const app = createApp({
   db,
   redis,
   jobs,
+  projector,
   log,
   apiKeys: keys,
   redisPrefix: config.REDIS_PREFIX,
@@ -59,6 +67,8 @@ async function stopProcess(): Promise<void> {
     (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
   });
   await jobs.close();
+  await projector.stop();
+  await closeRedis(projectorRedis);
   await closeRedis(redis);
   await db.destroy();
 }

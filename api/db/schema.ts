@@ -1,3 +1,5 @@
+import type { Generated } from "kysely";
+
 // Row types of the read model, one interface per table.
 export interface ProcessedEventsTable {
   event_id: string;
@@ -5,6 +7,100 @@ export interface ProcessedEventsTable {
   applied_at: string;
 }
 
+export interface InstancesTable {
+  id: string;
+  name: string;
+  host_id: string;
+  state: string;
+  created_at: string;
+  /** The whole Instance resource as JSON, as of `sequence`. */
+  resource: string;
+  sequence: number;
+  deleted_at: string | null;
+}
+
+export interface SnapshotsTable {
+  id: string;
+  name: string | null;
+  kind: string;
+  source_instance_id: string;
+  host_id: string;
+  compression_state: string;
+  created_at: string;
+  /** The whole Snapshot resource as JSON, as of `sequence`. */
+  resource: string;
+  sequence: number;
+  deleted_at: string | null;
+}
+
+export interface SnapshotTagsTable {
+  snapshot_id: string;
+  key: string;
+  value: string;
+}
+
+export interface NameReservationsTable {
+  scope: string;
+  name: string;
+  resource_id: string;
+  created_at: Generated<string>;
+}
+
+export interface WebhookEndpointsTable {
+  id: string;
+  url: string;
+  description: string;
+  /** JSON array of event type patterns (exact names or `prefix.*`). */
+  event_types: string;
+  enabled: number;
+  disabled_reason: string | null;
+  /** SecretBox-sealed signing secrets (current and, during a rotation, previous). */
+  sealed_secrets: string;
+  created_at: string;
+  updated_at: string;
+  last_success_at: string | null;
+  /** The first failed attempt since the last success; the endpoint is disabled when it is too long ago. */
+  failing_since: string | null;
+}
+
+export interface WebhookDeliveriesTable {
+  id: string;
+  endpoint_id: string;
+  event_id: string;
+  event_type: string;
+  stream_id: string;
+  /** The exact JSON body sent, kept so a manual retry sends the same bytes. */
+  body: string;
+  status: "pending" | "succeeded" | "failed";
+  attempts: number;
+  manual_retries: number;
+  last_status_code: number | null;
+  last_duration_ms: number | null;
+  last_error: string | null;
+  next_attempt_at: string | null;
+  created_at: string;
+  updated_at: string;
+  delivered_at: string | null;
+}
+
+export interface WebhookDeliveryAttemptsTable {
+  /** The outcome's id in the outcomes stream: applying one twice is a no-op. */
+  outcome_id: string;
+  delivery_id: string;
+  attempted_at: string;
+  succeeded: number;
+  status_code: number | null;
+  duration_ms: number | null;
+  error: string | null;
+}
+
 export interface Database {
   processed_events: ProcessedEventsTable;
+  instances: InstancesTable;
+  snapshots: SnapshotsTable;
+  snapshot_tags: SnapshotTagsTable;
+  name_reservations: NameReservationsTable;
+  webhook_endpoints: WebhookEndpointsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  webhook_delivery_attempts: WebhookDeliveryAttemptsTable;
 }

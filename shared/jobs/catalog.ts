@@ -1,21 +1,26 @@
 // The job catalog: every job's queue, payload and result schema, retry policy and deadline.
 // Producers and consumers both import it; consumers parse the payload before acting.
 import type { z } from "zod";
+import { COMPRESSION_JOBS } from "./compression-jobs.ts";
 import { HOST_JOBS } from "./host-jobs.ts";
+import { WEBHOOK_JOBS } from "./webhook-jobs.ts";
 
 export interface JobDefinition<Payload extends z.ZodType = z.ZodType, Result extends z.ZodType = z.ZodType> {
-  /** Which queue family carries it: one queue per host, or a shared queue. */
+  /** Which queue family carries it: `host` and `compression` have one queue per host (payloads live on it). */
   queue: "host" | "compression" | "webhooks";
   payload: Payload;
   result: Result;
   attempts: number;
-  backoff: { type: "fixed" | "exponential"; delayMs: number };
+  /** "custom" defers to the worker's backoffStrategy (the webhook retry schedule). */
+  backoff: { type: "fixed" | "exponential" | "custom"; delayMs: number };
   /** The handler is aborted and the attempt fails after this long. */
   timeoutMs: number;
 }
 
 export const JOB_CATALOG = {
   ...HOST_JOBS,
+  ...WEBHOOK_JOBS,
+  ...COMPRESSION_JOBS,
 } as const satisfies Record<string, JobDefinition>;
 
 export type JobName = keyof typeof JOB_CATALOG;
@@ -27,10 +32,10 @@ export type JobsOfQueue<Queue extends JobDefinition["queue"]> = {
   [Name in JobName]: (typeof JOB_CATALOG)[Name]["queue"] extends Queue ? Name : never;
 }[JobName];
 
-export function queueName(prefixless: JobDefinition["queue"], hostId?: string): string {
-  if (prefixless === "host") {
-    if (!hostId) throw new Error("a host job needs a host id");
-    return `host-${hostId}`;
-  }
-  return prefixless;
+const PER_HOST_QUEUES: ReadonlySet<JobDefinition["queue"]> = new Set(["host", "compression"]);
+
+export function queueName(family: JobDefinition["queue"], hostId?: string): string {
+  if (!PER_HOST_QUEUES.has(family)) return family;
+  if (!hostId) throw new Error(`a ${family} job needs a host id`);
+  return `${family}-${hostId}`;
 }

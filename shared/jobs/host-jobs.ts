@@ -1,14 +1,88 @@
-// Jobs carried by a host's own queue: everything that touches that host's VMs.
+// Jobs carried by a host's own queue: everything that touches that host's VMs and payloads.
+// The API prepares new resources (ids, names, policy) and awaits each result; the worker is the authority
+// on what happened and emits the events that feed the read model.
 import { z } from "zod";
+import { INSTANCE_SCHEMA } from "../schemas/instance.ts";
+import { SNAPSHOT_SCHEMA, TARGET_STATE } from "../schemas/snapshot.ts";
 import type { JobDefinition } from "./catalog.ts";
+
+const NO_RETRY = { attempts: 1, backoff: { type: "fixed", delayMs: 0 } } as const;
+
+/** Every state-changing job answers with the resource after the change and the id of the event it emitted. */
+const INSTANCE_RESULT = z.object({ instance: INSTANCE_SCHEMA, event_id: z.string() });
+const SNAPSHOT_RESULT = z.object({ snapshot: SNAPSHOT_SCHEMA, event_id: z.string() });
+const INSTANCE_REF = z.object({ instance_id: z.string() });
 
 export const HOST_JOBS = {
   "host.ping": {
     queue: "host",
     payload: z.object({ sentAt: z.iso.datetime() }),
     result: z.object({ hostId: z.string(), receivedAt: z.iso.datetime() }),
-    attempts: 1,
-    backoff: { type: "fixed", delayMs: 0 },
+    ...NO_RETRY,
     timeoutMs: 5_000,
+  },
+  /** Creates the instance's files and boots it; `instance` is the prepared resource (state Created). */
+  "instance.create": {
+    queue: "host",
+    payload: z.object({ instance: INSTANCE_SCHEMA }),
+    result: INSTANCE_RESULT,
+    ...NO_RETRY,
+    timeoutMs: 120_000,
+  },
+  "instance.stop": { queue: "host", payload: INSTANCE_REF, result: INSTANCE_RESULT, ...NO_RETRY, timeoutMs: 60_000 },
+  "instance.start": { queue: "host", payload: INSTANCE_REF, result: INSTANCE_RESULT, ...NO_RETRY, timeoutMs: 120_000 },
+  "instance.standby": {
+    queue: "host",
+    payload: INSTANCE_REF,
+    result: INSTANCE_RESULT,
+    ...NO_RETRY,
+    timeoutMs: 120_000,
+  },
+  "instance.restore": {
+    queue: "host",
+    payload: INSTANCE_REF,
+    result: INSTANCE_RESULT,
+    ...NO_RETRY,
+    timeoutMs: 120_000,
+  },
+  "instance.delete": { queue: "host", payload: INSTANCE_REF, result: INSTANCE_RESULT, ...NO_RETRY, timeoutMs: 60_000 },
+  "instance.logs": {
+    queue: "host",
+    payload: INSTANCE_REF.extend({ tail: z.number().int().min(1).max(10_000) }),
+    result: z.object({ lines: z.array(z.string()) }),
+    ...NO_RETRY,
+    timeoutMs: 10_000,
+  },
+  /** Captures a snapshot of the instance; `snapshot` is the prepared resource (id, name, tags, kind, policy). */
+  "snapshot.capture": {
+    queue: "host",
+    payload: z.object({ instance_id: z.string(), snapshot: SNAPSHOT_SCHEMA }),
+    result: SNAPSHOT_RESULT,
+    ...NO_RETRY,
+    timeoutMs: 600_000,
+  },
+  /** Boots a new instance (the prepared `instance`) from a snapshot, in the target state. */
+  "snapshot.fork": {
+    queue: "host",
+    payload: z.object({ snapshot_id: z.string(), instance: INSTANCE_SCHEMA, target_state: TARGET_STATE }),
+    result: INSTANCE_RESULT,
+    ...NO_RETRY,
+    timeoutMs: 600_000,
+  },
+  /** Puts the snapshot's source instance back to the snapshot's moment, in the target state. */
+  "snapshot.restore": {
+    queue: "host",
+    payload: z.object({ snapshot_id: z.string(), instance_id: z.string(), target_state: TARGET_STATE }),
+    result: INSTANCE_RESULT,
+    ...NO_RETRY,
+    timeoutMs: 600_000,
+  },
+  /** Cancels work in flight on the snapshot, removes its payload and emits snapshot.deleted. */
+  "snapshot.delete": {
+    queue: "host",
+    payload: z.object({ snapshot_id: z.string() }),
+    result: SNAPSHOT_RESULT,
+    ...NO_RETRY,
+    timeoutMs: 60_000,
   },
 } as const satisfies Record<string, JobDefinition>;

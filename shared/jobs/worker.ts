@@ -1,5 +1,5 @@
 // Consumes a queue with handlers keyed by job name: parse the payload, run under a deadline, check the result.
-import { type Job, UnrecoverableError, Worker } from "bullmq";
+import { type BackoffStrategy, type Job, UnrecoverableError, Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import { ApiError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
@@ -27,6 +27,8 @@ export interface JobWorkerOptions<Names extends JobName> {
   log: Logger;
   /** How long a job may go without a lock renewal before another worker takes it over. */
   lockDurationMs?: number;
+  /** Delays for jobs whose catalog backoff is "custom". */
+  backoffStrategy?: BackoffStrategy;
 }
 
 export interface JobWorker {
@@ -77,6 +79,7 @@ export function startJobWorker<Names extends JobName>(options: JobWorkerOptions<
     lockDuration: options.lockDurationMs ?? 30_000,
     stalledInterval: Math.max(5_000, Math.floor((options.lockDurationMs ?? 30_000) / 2)),
     maxStalledCount: 3,
+    settings: options.backoffStrategy ? { backoffStrategy: options.backoffStrategy } : undefined,
     autorun: true,
   });
   worker.on("failed", (job, error) =>

@@ -13,12 +13,9 @@ export const COMPRESSION_LEVELS = {
 export const COMPRESSION_CONFIG = z
   .object({
     enabled: z.boolean().openapi({ description: "Enable snapshot memory compression" }),
-    algorithm: z
-      .enum(COMPRESSION_ALGORITHMS)
-      .optional()
-      .openapi({
-        description: "Compression algorithm (defaults to zstd when enabled). Ignored when enabled is false.",
-      }),
+    algorithm: z.enum(COMPRESSION_ALGORITHMS).optional().openapi({
+      description: "Compression algorithm (defaults to zstd when enabled). Ignored when enabled is false.",
+    }),
     level: z
       .number()
       .int()

@@ -40,8 +40,11 @@ export const SNAPSHOT_SCHEMA = z
     compression_error: z.string().nullable().openapi({ description: "Set only when compression_state is error" }),
     compressed_size_bytes: z.number().int().nullable().openapi({ format: "int64" }),
     uncompressed_size_bytes: z.number().int().nullable().openapi({ format: "int64" }),
-    /** Beyond the Hypeman shape: measured pause of the source while a Standby snapshot was captured from Running. */
-    capture_downtime_ms: z.number().nullable().optional(),
+    // Beyond the Hypeman shape (the SDK ignores unknown fields):
+    host_id: z.string().openapi({ description: "The worker host that stores this snapshot's payload" }),
+    capture_downtime_ms: z.number().nullable().openapi({
+      description: "How long the source was paused while a Standby snapshot was captured from Running; null otherwise",
+    }),
   })
   .openapi("Snapshot");
 

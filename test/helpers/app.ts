@@ -2,6 +2,7 @@
 import path from "node:path";
 import { type App, createApp } from "../../api/app.ts";
 import { type Db, migrateToLatest, openDatabase } from "../../api/db/database.ts";
+import { Projector } from "../../api/read-model/projector.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { closeRedis, connectRedis, waitForRedisReady } from "../../shared/redis.ts";
@@ -13,6 +14,7 @@ export interface TestApp {
   app: App;
   db: Db;
   jobs: JobProducer;
+  projector: Projector;
   prefix: string;
   redisUrl: string;
   dataDir: string;
@@ -30,11 +32,17 @@ export async function createTestApp(options: { redisUrl?: string; bodyLimitBytes
   redis.on("error", () => {});
   if (!options.redisUrl) await waitForRedisReady(redis, 5_000);
   const jobs = new JobProducer({ redisUrl, prefix, connection: redis, commandTimeoutMs: 1_000 });
+  const projectorRedis = connectRedis(redisUrl, "worker", 1_000);
+  projectorRedis.on("error", () => {});
+  const log = createLogger("api-test", "silent");
+  const projector = new Projector({ db, redis: projectorRedis, prefix, log });
+  if (!options.redisUrl) await projector.start();
   const app = createApp({
     db,
     redis,
     jobs,
-    log: createLogger("api-test", "silent"),
+    projector,
+    log,
     apiKeys: [TEST_API_KEY],
     redisPrefix: prefix,
     bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024,
@@ -45,6 +53,7 @@ export async function createTestApp(options: { redisUrl?: string; bodyLimitBytes
     app,
     db,
     jobs,
+    projector,
     prefix,
     redisUrl,
     dataDir: data.dir,
@@ -60,6 +69,8 @@ export async function createTestApp(options: { redisUrl?: string; bodyLimitBytes
     },
     async close() {
       await jobs.close();
+      await projector.stop();
+      await closeRedis(projectorRedis);
       await closeRedis(redis);
       await db.destroy();
       data.remove();

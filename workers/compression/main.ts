@@ -1,5 +1,6 @@
 // The compression worker: compresses snapshot memory payloads in the background, a bounded number at a time.
 import { loadConfigOrExit } from "../../shared/config.ts";
+import { resolveHostId } from "../../shared/host-id.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
 import { createLogger } from "../../shared/logger.ts";
@@ -8,7 +9,8 @@ import { onShutdownSignal } from "../../shared/shutdown.ts";
 import { createCompressionHandlers } from "./handlers.ts";
 
 const config = loadConfigOrExit();
-const log = createLogger("compression-worker", config.LOG_LEVEL);
+const hostId = resolveHostId(config.HOST_ID, config.DATA_DIR);
+const log = createLogger("compression-worker", config.LOG_LEVEL).child({ hostId });
 if (!config.REDIS_URL) {
   log.fatal("REDIS_URL is not set: start the whole service with `npm start`, which runs a private Redis");
   process.exit(78);
@@ -18,7 +20,7 @@ const redis = connectRedis(config.REDIS_URL, "worker", config.REDIS_COMMAND_TIME
 redis.on("error", (error) => log.warn({ err: error.message }, "redis connection error"));
 
 const jobs = startJobWorker({
-  queue: queueName("compression"),
+  queue: queueName("compression", hostId),
   prefix: config.REDIS_PREFIX,
   connection: redis,
   handlers: createCompressionHandlers({ dataDir: config.DATA_DIR }),

@@ -1,7 +1,11 @@
 // Versioned migrations, applied in key order; never edit one that has shipped, add the next.
 import type { Migration } from "kysely";
 import * as initial from "./0001_initial.ts";
+import * as readModel from "./0002_read_model.ts";
+import * as webhooks from "./0003_webhooks.ts";
 
 export const MIGRATIONS: Record<string, Migration> = {
   "0001_initial": initial,
+  "0002_read_model": readModel,
+  "0003_webhooks": webhooks,
 };

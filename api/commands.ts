@@ -1,0 +1,51 @@
+// Runs a state-changing job on the host that owns a resource, then waits until the read model shows its result,
+// so a GET right after the response sees what the response said.
+import { ApiError } from "../shared/errors.ts";
+import { listHosts } from "../shared/hosts.ts";
+import type { JobName, JobPayload, JobResult } from "../shared/jobs/catalog.ts";
+import { withDeadline } from "../shared/redis.ts";
+import type { AppDeps } from "./app.ts";
+
+type CommandJob = {
+  [Name in JobName]: JobResult<Name> extends { event_id: string } ? Name : never;
+}[JobName];
+
+export async function runHostCommand<Name extends CommandJob>(
+  deps: AppDeps,
+  hostId: string,
+  name: Name,
+  payload: JobPayload<Name>,
+): Promise<JobResult<Name>> {
+  await assertHostOnline(deps, hostId);
+  const result = (await deps.jobs.run(name, payload, {
+    hostId,
+    timeoutMs: deps.jobResultTimeoutMs,
+  })) as JobResult<Name> & {
+    event_id: string;
+  };
+  try {
+    await deps.projector.waitFor(result.event_id, deps.jobResultTimeoutMs);
+  } catch (error) {
+    throw new ApiError("unavailable", `${name} finished but the read model has not caught up yet`, {
+      status: 504,
+      cause: error,
+    });
+  }
+  return result;
+}
+
+export async function onlineHosts(deps: AppDeps) {
+  try {
+    const hosts = await withDeadline(listHosts(deps.redis, deps.redisPrefix), deps.redisCommandTimeoutMs, "list hosts");
+    return hosts.filter((host) => host.online);
+  } catch (error) {
+    throw new ApiError("unavailable", "redis unavailable", { cause: error });
+  }
+}
+
+export async function assertHostOnline(deps: AppDeps, hostId: string): Promise<void> {
+  const hosts = await onlineHosts(deps);
+  if (!hosts.some((host) => host.id === hostId)) {
+    throw new ApiError("unavailable", `host ${hostId} is offline: its capture worker is not running`);
+  }
+}

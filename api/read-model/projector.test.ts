@@ -1,0 +1,154 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { subjectOf } from "../../shared/events/catalog.ts";
+import { EventStream, eventStreamKey } from "../../shared/events/stream.ts";
+import { createLogger } from "../../shared/logger.ts";
+import { closeRedis, connectRedis } from "../../shared/redis.ts";
+import { tempDir, testRedisUrl, uniquePrefix, waitFor } from "../../test/helpers/fixtures.ts";
+import { sampleInstance, sampleSnapshot } from "../../test/helpers/resources.ts";
+import { type Db, migrateToLatest, openDatabase } from "../db/database.ts";
+import { Projector, READ_MODEL_GROUP } from "./projector.ts";
+import { findInstance, findSnapshot, listSnapshots } from "./queries.ts";
+
+const log = createLogger("projector-test", "silent");
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function setup() {
+  const prefix = uniquePrefix("proj");
+  const data = tempDir("proj");
+  const db = openDatabase(`${data.dir}/read.db`);
+  await migrateToLatest(db);
+  const writer = connectRedis(testRedisUrl(), "worker", 1_000);
+  const stream = new EventStream(writer, prefix);
+  const projectors: Projector[] = [];
+  const connections = [writer];
+  const newProjector = () => {
+    const connection = connectRedis(testRedisUrl(), "worker", 1_000);
+    connections.push(connection);
+    const projector = new Projector({ db, redis: connection, prefix, log });
+    projectors.push(projector);
+    return projector;
+  };
+  cleanups.push(async () => {
+    for (const projector of projectors) await projector.stop();
+    for (const connection of connections) await closeRedis(connection);
+    await db.destroy();
+    data.remove();
+  });
+  return { prefix, db, stream, writer, newProjector };
+}
+
+const countProcessed = async (db: Db) =>
+  Number(
+    (
+      await db
+        .selectFrom("processed_events")
+        .select((eb) => eb.fn.countAll().as("n"))
+        .executeTakeFirstOrThrow()
+    ).n,
+  );
+
+describe("projector", () => {
+  it("applies resource events and lets a caller wait for one", async () => {
+    const { db, stream, newProjector } = await setup();
+    const projector = newProjector();
+    await projector.start();
+    const instance = sampleInstance();
+    await stream.append("instance.created", subjectOf.instance(instance.id), { instance });
+    const snapshot = sampleSnapshot(instance, { name: "base", tags: { team: "backend" } });
+    const { event } = await stream.append("snapshot.created", subjectOf.snapshot(snapshot.id), { snapshot });
+    await projector.waitFor(event.id, 5_000);
+    expect(await findInstance(db, instance.name)).toEqual(instance);
+    expect(await findSnapshot(db, snapshot.id)).toEqual(snapshot);
+    const page = await listSnapshots(db, { tags: { team: "backend" } }, {});
+    expect(page.snapshots.map((s) => s.id)).toEqual([snapshot.id]);
+  });
+
+  it("follows a snapshot through its compression states, numbering events per subject", async () => {
+    const { db, stream, newProjector } = await setup();
+    const projector = newProjector();
+    await projector.start();
+    const instance = sampleInstance();
+    const snapshot = sampleSnapshot(instance, { compression: { enabled: true, algorithm: "zstd", level: 1 } });
+    const subject = subjectOf.snapshot(snapshot.id);
+    await stream.append("snapshot.created", subject, { snapshot });
+    const compressing = { ...snapshot, compression_state: "compressing" as const };
+    const done = {
+      ...snapshot,
+      compression_state: "compressed" as const,
+      compressed_size_bytes: 10,
+      uncompressed_size_bytes: 100,
+    };
+    await stream.append("snapshot.compression.started", subject, { snapshot: compressing });
+    const completed = await stream.append("snapshot.compression.completed", subject, { snapshot: done });
+    await projector.waitFor(completed.event.id, 5_000);
+    expect((await findSnapshot(db, snapshot.id))?.compression_state).toBe("compressed");
+    expect(completed.event.sequence).toBe(3);
+  });
+
+  it("finishes entries it read but never acknowledged before a crash, without duplicates", async () => {
+    const { db, stream, writer, prefix, newProjector } = await setup();
+    const first = newProjector();
+    await first.start(); // creates the group
+    await first.stop();
+    const instance = sampleInstance();
+    const appended = [];
+    for (let index = 0; index < 5; index++) {
+      appended.push(
+        await stream.append("instance.updated", subjectOf.instance(instance.id), {
+          instance: { ...instance, vcpus: index + 1 },
+        }),
+      );
+    }
+    // A "crashed" API: it took the entries from the group and died before acknowledging them.
+    await writer.call(
+      "XREADGROUP",
+      "GROUP",
+      READ_MODEL_GROUP,
+      "api",
+      "COUNT",
+      5,
+      "STREAMS",
+      eventStreamKey(prefix),
+      ">",
+    );
+    const pendingBefore = (await writer.xpending(eventStreamKey(prefix), READ_MODEL_GROUP)) as [number];
+    expect(pendingBefore[0]).toBe(5);
+    const second = newProjector();
+    await second.start();
+    await second.waitFor(appended.at(-1)!.event.id, 5_000);
+    expect((await findInstance(db, instance.id))?.vcpus).toBe(5);
+    expect(await countProcessed(db)).toBe(5);
+    await waitFor(async () => {
+      const pending = (await writer.xpending(eventStreamKey(prefix), READ_MODEL_GROUP)) as [number];
+      return pending[0] === 0 ? true : undefined;
+    });
+  });
+
+  it("tombstones deleted snapshots and frees their name", async () => {
+    const { db, stream, newProjector } = await setup();
+    const projector = newProjector();
+    await projector.start();
+    const instance = sampleInstance();
+    const snapshot = sampleSnapshot(instance, { name: "nightly" });
+    await db
+      .insertInto("name_reservations")
+      .values({ scope: `snapshot:${instance.id}`, name: "nightly", resource_id: snapshot.id })
+      .execute();
+    await stream.append("snapshot.created", subjectOf.snapshot(snapshot.id), { snapshot });
+    const deleted = await stream.append("snapshot.deleted", subjectOf.snapshot(snapshot.id), { snapshot });
+    await projector.waitFor(deleted.event.id, 5_000);
+    expect(await findSnapshot(db, snapshot.id)).toBeUndefined();
+    expect(await db.selectFrom("name_reservations").selectAll().execute()).toEqual([]);
+    // A late event for the deleted snapshot does not bring it back.
+    const late = await stream.append("snapshot.compression.progress", subjectOf.snapshot(snapshot.id), {
+      snapshot,
+      bytes_done: 1,
+      bytes_total: 2,
+    });
+    await projector.waitFor(late.event.id, 5_000);
+    expect(await findSnapshot(db, snapshot.id)).toBeUndefined();
+  });
+});

@@ -1,0 +1,15 @@
+// Jobs of a host's compression queue: background work that must survive crashes, so it retries.
+import { z } from "zod";
+import type { JobDefinition } from "./catalog.ts";
+
+export const COMPRESSION_JOBS = {
+  /** Compresses a Standby snapshot's memory payload with the snapshot's effective policy. */
+  "snapshot.compress": {
+    queue: "compression",
+    payload: z.object({ snapshot_id: z.string() }),
+    result: z.object({ compression_state: z.enum(["compressed", "error", "skipped"]) }),
+    attempts: 5,
+    backoff: { type: "exponential", delayMs: 2_000 },
+    timeoutMs: 3_600_000,
+  },
+} as const satisfies Record<string, JobDefinition>;
