@@ -1,0 +1,72 @@
+/** The QEMU command line and instance-dir layout for one VM; pure functions, no I/O. */
+import path from "node:path";
+import type { GuestImage } from "../image.ts";
+
+/** Files a running VM keeps in its instance dir besides disk, memory and console log. */
+export interface InstanceLayout {
+  qmpSocket: string;
+  pidFile: string;
+  /** Paths of the VM's disk and memory, for `attach` after a worker restart. */
+  runtimeFile: string;
+  consoleLog: string;
+  defaultDiskFile: string;
+  defaultMemoryFile: string;
+}
+
+export function instanceLayout(instanceDir: string): InstanceLayout {
+  const dir = path.resolve(instanceDir);
+  return {
+    qmpSocket: path.join(dir, "qmp.sock"),
+    pidFile: path.join(dir, "qemu.pid"),
+    runtimeFile: path.join(dir, "qemu.json"),
+    consoleLog: path.join(dir, "console.log"),
+    defaultDiskFile: path.join(dir, "disk.raw"),
+    defaultMemoryFile: path.join(dir, "memory.raw"),
+  };
+}
+
+export interface QemuLaunch {
+  layout: InstanceLayout;
+  image: GuestImage;
+  memoryBytes: number;
+  vcpus: number;
+  accel: "kvm" | "tcg";
+  memoryFile: string;
+  shareMemory: boolean;
+  diskFile: string;
+  incoming: boolean;
+}
+
+/** QEMU option values escape a comma by doubling it. */
+function optionValue(value: string): string {
+  return value.replaceAll(",", ",,");
+}
+
+export function qemuArgs(launch: QemuLaunch): string[] {
+  const { layout, image } = launch;
+  const args = [
+    ["-name", "snapfleet"],
+    ["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"],
+    ["-accel", launch.accel === "tcg" ? "tcg,thread=multi" : "kvm"],
+    ["-machine", "pc,memory-backend=mem"],
+    ["-m", `${Math.floor(launch.memoryBytes / (1024 * 1024))}M`],
+    ["-smp", String(launch.vcpus)],
+    [
+      "-object",
+      `memory-backend-file,id=mem,size=${launch.memoryBytes},mem-path=${optionValue(launch.memoryFile)},share=${launch.shareMemory ? "on" : "off"}`,
+    ],
+    // The kernel is given on restores too: its option ROMs are part of the machine the stream describes.
+    ["-kernel", image.kernelPath, "-initrd", image.initrdPath, "-append", image.manifest.cmdline],
+    ["-drive", `file=${optionValue(launch.diskFile)},format=raw,if=virtio,cache=writeback`],
+    ["-chardev", `file,id=console,path=${optionValue(layout.consoleLog)},append=on`, "-serial", "chardev:console"],
+    ["-qmp", `unix:${optionValue(layout.qmpSocket)},server=on,wait=off`],
+    ["-pidfile", layout.pidFile, "-daemonize"],
+    launch.incoming ? ["-incoming", "defer", "-S"] : [],
+  ];
+  return args.flat();
+}
+
+/** Quotes a path for the shell QEMU runs `exec:` migration commands in. */
+export function shellQuote(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}

@@ -1,0 +1,85 @@
+/** The hypervisor driver seam: what the workers need from any VMM, kept small. */
+import type { GuestImage } from "./image.ts";
+
+export const HYPERVISOR_NAMES = ["qemu", "qemu-microvm", "firecracker", "cloud-hypervisor", "vz"] as const;
+export type HypervisorName = (typeof HYPERVISOR_NAMES)[number];
+
+/** `auto` picks kvm when /dev/kvm is usable, else tcg. Nested KVM hangs on our build machines: configure tcg there. */
+export type Accel = "kvm" | "tcg" | "auto";
+
+/** Minimal pino-compatible logger. */
+export interface Logger {
+  debug(object: object, message?: string): void;
+  info(object: object, message?: string): void;
+  warn(object: object, message?: string): void;
+}
+
+export interface VmSpec {
+  /** Owned by this VM: QMP socket, pidfile, console log and (by default) disk and memory files live here. */
+  instanceDir: string;
+  image: GuestImage;
+  memoryBytes: number;
+  vcpus: number;
+  /** Defaults to the driver's configured accel. */
+  accel?: Accel;
+  /** Guest RAM file (default `<instanceDir>/memory.raw`, created by QEMU if missing). */
+  memoryFile?: string;
+  /**
+   * true (default): a shared mapping; guest writes land in the file and captures leave RAM out of the stream.
+   * false: a private copy-on-write mapping; the file is never modified, so many forks can map one stored file,
+   * but a capture of such a VM carries its RAM in the device-state stream.
+   */
+  shareMemory?: boolean;
+  /** Raw disk (default `<instanceDir>/disk.raw`, created sparse at the image's default size if missing). */
+  diskFile?: string;
+  /** Boot from a captured payload instead of the kernel. */
+  incoming?: {
+    deviceStateFile: string;
+    /** Leave the guest paused after loading (default false: continue it). */
+    paused?: boolean;
+  };
+}
+
+export type VmRunState = "running" | "paused" | "gone";
+
+export interface VmStatus {
+  state: VmRunState;
+  /** QEMU's own run state (`running`, `paused`, `postmigrate`, …) when the process is alive. */
+  qemuState?: string;
+}
+
+export interface StopOptions {
+  /** How long to wait for QEMU to quit before SIGKILL (default 5000 ms). */
+  gracefulTimeoutMs?: number;
+}
+
+export interface CaptureResult {
+  deviceStateFile: string;
+  bytes: number;
+  /** Milliseconds the migration itself took (from `migrate` to `completed`). */
+  migrationMs: number;
+}
+
+/** A running (or paused) guest. Every method is safe to call after a worker restart via `attach`. */
+export interface VmHandle {
+  readonly pid: number;
+  readonly instanceDir: string;
+  readonly memoryFile: string;
+  readonly diskFile: string;
+  readonly consoleLog: string;
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  /** Pauses the guest if needed and writes its device state (and private RAM) to `file`. Leaves it paused. */
+  captureDeviceState(file: string): Promise<CaptureResult>;
+  status(): Promise<VmStatus>;
+  /** Quits QEMU (SIGKILL after the timeout), waits for it to exit and removes its socket and pidfile. */
+  stop(options?: StopOptions): Promise<void>;
+}
+
+export interface HypervisorDriver {
+  readonly name: HypervisorName;
+  isAvailable(): Promise<boolean>;
+  boot(spec: VmSpec): Promise<VmHandle>;
+  /** Re-attaches to the VM of an instance dir after a worker restart; null if its process is gone. */
+  attach(instanceDir: string): Promise<VmHandle | null>;
+}
