@@ -1,5 +1,5 @@
-// Builds the codec's native addon (shared/codec/native: lseek holes, XXH64, zstd) against Debian's libzstd and
-// xxhash headers, installing them with apt-get when run as root.
+// Builds the codec's native addon (shared/codec/native: lseek holes, XXH64, zstd, LZ4) against Debian's libzstd,
+// liblz4 and xxhash headers, installing them with apt-get when run as root.
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -10,8 +10,8 @@ const require = createRequire(import.meta.url);
 const ADDON_DIR = fileURLToPath(new URL("../shared/codec/native/", import.meta.url));
 const ADDON_FILE = path.join(ADDON_DIR, "build/Release/snapfleet_codec.node");
 const SOURCES = ["snapfleet_codec.cc", "binding.gyp"].map((name) => path.join(ADDON_DIR, name));
-const SYSTEM_PACKAGES = ["libzstd-dev", "libxxhash-dev"];
-const REQUIRED_HEADERS = ["/usr/include/zstd.h", "/usr/include/xxhash.h"];
+const SYSTEM_PACKAGES = ["libzstd-dev", "liblz4-dev", "libxxhash-dev"];
+const REQUIRED_HEADERS = ["/usr/include/zstd.h", "/usr/include/lz4frame.h", "/usr/include/xxhash.h"];
 
 function log(message) {
   process.stderr.write(`[install-codec-native] ${message}\n`);

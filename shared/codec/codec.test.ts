@@ -65,6 +65,24 @@ describe.each(LEVEL_CASES)("$algorithm level $level", ({ algorithm, level }) => 
   });
 });
 
+describe("levels", () => {
+  it("lz4 levels from 3 up are LZ4HC: smaller output than the fast level", async () => {
+    const source = path.join(directory, "levels.raw");
+    await writeFile(source, textBytes(4 * TEST_CHUNK_SIZE));
+    const fast = await compressFile(source, `${source}.fast`, {
+      algorithm: "lz4",
+      level: 0,
+      chunkSize: TEST_CHUNK_SIZE,
+    });
+    const high = await compressFile(source, `${source}.high`, {
+      algorithm: "lz4",
+      level: 9,
+      chunkSize: TEST_CHUNK_SIZE,
+    });
+    expect(high.compressedBytes).toBeLessThan(fast.compressedBytes);
+  });
+});
+
 describe("zero chunks", () => {
   it("stores holes and zero data as shared frames and decompresses them to holes", async () => {
     const size = 64 * TEST_CHUNK_SIZE;

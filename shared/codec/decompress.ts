@@ -41,6 +41,11 @@ function describeChunk(chunkNumber: number, chunk: ChunkEntry): string {
  * Decodes one chunk and checks its size and checksum. Zero chunks are checked too: their frame must match one
  * already verified (`verifiedZeroFrames`) or decode to zeros.
  */
+interface ChunkScratch {
+  frame: Buffer;
+  output: Buffer;
+}
+
 class ChunkReader {
   private readonly codec: FrameCodec;
   private readonly verifiedZeroFrames = new Map<number, Buffer>();
@@ -52,10 +57,20 @@ class ChunkReader {
     this.codec = FRAME_CODECS[index.algorithm];
   }
 
-  /** The chunk's bytes (maybe a view of `output`), or `undefined` for a zero chunk (the caller knows they are zeros). */
-  async read(chunkNumber: number, output: Buffer): Promise<Buffer | undefined> {
+  /** Buffers one reader at a time can reuse for `read`. */
+  scratch(): ChunkScratch {
+    const { chunkSize } = this.index;
+    return { frame: Buffer.allocUnsafe(this.codec.outputBound(chunkSize)), output: Buffer.allocUnsafe(chunkSize) };
+  }
+
+  /** The chunk's bytes (a view of `scratch.output`), or `undefined` for a zero chunk (the caller knows they are zeros). */
+  async read(chunkNumber: number, scratch: ChunkScratch): Promise<Buffer | undefined> {
     const chunk = this.index.chunks[chunkNumber]!;
-    const frame = Buffer.allocUnsafe(chunk.frameLength);
+    const frame =
+      chunk.frameLength <= scratch.frame.length
+        ? scratch.frame.subarray(0, chunk.frameLength)
+        : Buffer.allocUnsafe(chunk.frameLength);
+    const output = scratch.output;
     await ioStep(`read compressed ${describeChunk(chunkNumber, chunk)}`, () =>
       readExactly(this.handle, frame, 0, frame.length, chunk.frameOffset),
     );
@@ -63,7 +78,7 @@ class ChunkReader {
     const data = await this.decode(chunkNumber, chunk, frame, output.subarray(0, chunk.length));
     if (chunk.zero) {
       if (!isZero(data)) this.fail(chunkNumber, chunk, "marked zero but holds data");
-      this.verifiedZeroFrames.set(chunk.length, frame);
+      this.verifiedZeroFrames.set(chunk.length, Buffer.from(frame));
       return undefined;
     }
     return data;
@@ -116,22 +131,22 @@ export async function decompressFile(
     try {
       await ioStep("size decompressed file", () => output.handle.truncate(index.uncompressedSize));
       let done = 0;
-      const buffers: Buffer[] = [];
+      const scratches: ChunkScratch[] = [];
       await runWorkers(
         index.chunks.length,
         concurrency,
         async (chunkNumber) => {
-          const buffer = buffers.pop() ?? Buffer.allocUnsafe(index.chunkSize);
-          const data = await reader.read(chunkNumber, buffer);
+          const scratch = scratches.pop() ?? reader.scratch();
+          const data = await reader.read(chunkNumber, scratch);
           const chunk = index.chunks[chunkNumber]!;
           if (data) await ioStep("write decompressed file", () => writeFully(output.handle, data, chunk.offset));
-          buffers.push(buffer);
+          scratches.push(scratch);
           done += chunk.length;
           options.onProgress?.(done, index.uncompressedSize);
         },
         options.signal,
       );
-      await output.commit();
+      await output.commit(options.durable);
     } catch (error) {
       await output.discard();
       throw error;
@@ -162,10 +177,11 @@ export async function readRange(path: string, offset: number, length: number): P
     const result = Buffer.alloc(length);
     if (length === 0) return result;
     const reader = new ChunkReader(source, index);
+    const scratch = reader.scratch();
     const first = Math.floor(offset / index.chunkSize);
     const last = Math.floor((offset + length - 1) / index.chunkSize);
     for (let chunkNumber = first; chunkNumber <= last; chunkNumber++) {
-      const data = await reader.read(chunkNumber, Buffer.allocUnsafe(index.chunkSize));
+      const data = await reader.read(chunkNumber, scratch);
       if (!data) continue;
       const chunkOffset = chunkNumber * index.chunkSize;
       const from = Math.max(offset, chunkOffset);

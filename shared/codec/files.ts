@@ -7,8 +7,8 @@ import { ioStep } from "./errors.ts";
 export interface TemporaryFile {
   handle: FileHandle;
   path: string;
-  /** Flushes, closes and renames the file into place. */
-  commit(): Promise<void>;
+  /** Flushes (unless `durable` is false), closes and renames the file into place. */
+  commit(durable?: boolean): Promise<void>;
   /** Closes and removes the file; never throws. */
   discard(): Promise<void>;
 }
@@ -28,11 +28,11 @@ export async function createTemporaryFile(destinationPath: string, what: string)
   return {
     handle,
     path: temporaryPath,
-    async commit() {
-      await ioStep(`flush ${what} file`, () => handle.sync());
+    async commit(durable = true) {
+      if (durable) await ioStep(`flush ${what} file`, () => handle.sync());
       await ioStep(`close ${what} file`, close);
       await ioStep(`rename ${what} file into place`, () => rename(temporaryPath, destinationPath));
-      await ioStep(`flush ${what} file's directory`, () => syncDirectory(path.dirname(destinationPath)));
+      if (durable) await ioStep(`flush ${what} file's directory`, () => syncDirectory(path.dirname(destinationPath)));
     },
     async discard() {
       await close().catch(() => {});

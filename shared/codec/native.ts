@@ -1,4 +1,4 @@
-// Loads the codec's native addon (shared/codec/native): lseek SEEK_DATA/SEEK_HOLE, XXH64, zstd into given buffers.
+// Loads the codec's native addon (shared/codec/native): lseek SEEK_DATA/SEEK_HOLE, XXH64, zstd and LZ4.
 import { createRequire } from "node:module";
 
 interface CodecNative {
@@ -8,9 +8,13 @@ interface CodecNative {
   seekHole(fd: number, offset: number): number;
   /** Low 32 bits of XXH64 with seed 0: the zstd seekable format's frame checksum. */
   xxh64Low32(data: Uint8Array): number;
-  zstdCompress(input: Uint8Array, level: number, output: Uint8Array, done: NativeCallback): void;
-  zstdDecompress(frame: Uint8Array, output: Uint8Array, done: NativeCallback): void;
+  zstdCompress(input: Uint8Array, output: Uint8Array, level: number, done: NativeCallback): void;
+  zstdDecompress(frame: Uint8Array, output: Uint8Array, level: number, done: NativeCallback): void;
   zstdCompressBound(length: number): number;
+  /** LZ4 frame through liblz4's frame API: level 0-2 fast (as `lz4 -1`), 3 and up LZ4HC. */
+  lz4Compress(input: Uint8Array, output: Uint8Array, level: number, done: NativeCallback): void;
+  lz4Decompress(frame: Uint8Array, output: Uint8Array, level: number, done: NativeCallback): void;
+  lz4CompressBound(length: number): number;
 }
 
 type NativeCallback = (error: Error | null, bytesWritten: number) => void;

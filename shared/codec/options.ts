@@ -9,8 +9,8 @@ export const COMPRESSION_ALGORITHMS: readonly CompressionAlgorithm[] = ["zstd", 
 export const ZSTD_LEVELS = { min: 1, max: 19, default: 1 } as const;
 
 /**
- * lz4-napi wraps lz4_flex, which has one speed (comparable to `lz4 -1`): an lz4 level is validated and recorded
- * in the file's index, and has no effect on the output.
+ * lz4 levels mean what they mean to the `lz4` command (the same liblz4): 0 to 2 are its one fast mode (as
+ * `lz4 -1`), 3 to 9 are LZ4HC, slower and smaller. The level is also recorded in the file's index.
  */
 export const LZ4_LEVELS = { min: 0, max: 9, default: 0 } as const;
 
@@ -34,6 +34,11 @@ export interface CompressOptions {
 }
 
 export interface DecompressOptions {
+  /**
+   * fsync the output before renaming it into place (default true). A restore whose output does not outlive the
+   * host may pass false: the rename stays atomic, only durability across a crash is given up.
+   */
+  durable?: boolean;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
   concurrency?: number;

@@ -1,8 +1,9 @@
 // Native helpers the codec cannot get from Node: lseek(SEEK_DATA/SEEK_HOLE) to find file holes without
-// reading them, XXH64 (the zstd seekable format's per-frame checksum), and zstd frames compressed from and
-// decoded into caller-owned buffers on the libuv pool, with one reused context per pool thread.
+// reading them, XXH64 (the zstd seekable format's per-frame checksum), and zstd and LZ4 frames compressed from
+// and decoded into caller-owned buffers on the libuv pool, with contexts reused per pool thread.
 #define XXH_INLINE_ALL
 #include <xxhash.h>
+#include <lz4frame.h>
 #include <zstd.h>
 
 #include <errno.h>
@@ -48,11 +49,65 @@ Napi::Value Xxh64Low32(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(static_cast<uint32_t>(hash)));
 }
 
-// Runs one zstd call on the libuv pool. The input and output stay referenced (and unmoved) until it ends.
-class ZstdWorker : public Napi::AsyncWorker {
+enum class Operation { kZstdCompress, kZstdDecompress, kLz4Compress, kLz4Decompress };
+
+// Levels up to this reuse one compression context per pool thread; above it a context is large (tens of MiB at
+// level 19) and is freed after each chunk, so idle pool threads do not keep it.
+constexpr int kMaxReusedZstdLevel = 3;
+
+size_t ZstdCompress(uint8_t* output, size_t capacity, const uint8_t* input, size_t size, int level) {
+  if (level > kMaxReusedZstdLevel) {
+    ZSTD_CCtx* context = ZSTD_createCCtx();
+    size_t result = ZSTD_compressCCtx(context, output, capacity, input, size, level);
+    ZSTD_freeCCtx(context);
+    return result;
+  }
+  thread_local ZSTD_CCtx* context = ZSTD_createCCtx();
+  return ZSTD_compressCCtx(context, output, capacity, input, size, level);
+}
+
+LZ4F_preferences_t Lz4Preferences(int level) {
+  LZ4F_preferences_t preferences = LZ4F_INIT_PREFERENCES;
+  // 1 MiB blocks, not the command's 4 MiB: a block no larger than the chunk decodes straight into the output
+  // instead of through liblz4's own buffer, and LZ4's 64 KiB window makes the block size cost next to no ratio.
+  preferences.frameInfo.blockSizeID = LZ4F_max1MB;
+  preferences.frameInfo.blockMode = LZ4F_blockIndependent;
+  preferences.frameInfo.contentChecksumFlag = LZ4F_noContentChecksum;  // the seek table has XXH64 per chunk
+  preferences.compressionLevel = level;
+  return preferences;
+}
+
+// Decodes exactly one frame that must fill the output; anything else is an error.
+const char* Lz4Decompress(uint8_t* output, size_t capacity, const uint8_t* input, size_t size, size_t* written) {
+  thread_local LZ4F_dctx* context = nullptr;
+  if (context == nullptr && LZ4F_isError(LZ4F_createDecompressionContext(&context, LZ4F_VERSION))) {
+    return "cannot create an lz4 decompression context";
+  }
+  LZ4F_resetDecompressionContext(context);
+  size_t consumed = 0;
+  size_t produced = 0;
+  for (;;) {
+    size_t output_size = capacity - produced;
+    size_t input_size = size - consumed;
+    size_t hint = LZ4F_decompress(context, output + produced, &output_size, input + consumed, &input_size, nullptr);
+    if (LZ4F_isError(hint)) return LZ4F_getErrorName(hint);
+    consumed += input_size;
+    produced += output_size;
+    if (hint == 0) break;
+    if (input_size == 0 && output_size == 0) return "lz4 frame is truncated or larger than expected";
+  }
+  if (consumed != size) return "bytes follow the lz4 frame";
+  *written = produced;
+  return nullptr;
+}
+
+// Runs one compression call on the libuv pool. Input and output stay referenced (and unmoved) until it ends.
+class CodecWorker : public Napi::AsyncWorker {
  public:
-  ZstdWorker(Napi::Function callback, Napi::Uint8Array input, Napi::Uint8Array output, int level)
-      : Napi::AsyncWorker(callback, "snapfleet-zstd"),
+  CodecWorker(Napi::Function callback, Operation operation, Napi::Uint8Array input, Napi::Uint8Array output,
+              int level)
+      : Napi::AsyncWorker(callback, "snapfleet-codec"),
+        operation_(operation),
         input_ref_(Napi::Persistent(input)),
         output_ref_(Napi::Persistent(output)),
         input_(input.Data()),
@@ -63,18 +118,36 @@ class ZstdWorker : public Napi::AsyncWorker {
 
  protected:
   void Execute() override {
-    thread_local ZSTD_CCtx* compressor = ZSTD_createCCtx();
-    thread_local ZSTD_DCtx* decompressor = ZSTD_createDCtx();
-    size_t result = level_ > 0
-        ? ZSTD_compressCCtx(compressor, output_, output_capacity_, input_, input_size_, level_)
-        : ZSTD_decompressDCtx(decompressor, output_, output_capacity_, input_, input_size_);
-    if (ZSTD_isError(result)) SetError(ZSTD_getErrorName(result));
-    else written_ = result;
+    const char* error = nullptr;
+    switch (operation_) {
+      case Operation::kZstdCompress:
+      case Operation::kZstdDecompress: {
+        thread_local ZSTD_DCtx* decompressor = ZSTD_createDCtx();
+        size_t result = operation_ == Operation::kZstdCompress
+                            ? ZstdCompress(output_, output_capacity_, input_, input_size_, level_)
+                            : ZSTD_decompressDCtx(decompressor, output_, output_capacity_, input_, input_size_);
+        if (ZSTD_isError(result)) error = ZSTD_getErrorName(result);
+        else written_ = result;
+        break;
+      }
+      case Operation::kLz4Compress: {
+        LZ4F_preferences_t preferences = Lz4Preferences(level_);
+        size_t result = LZ4F_compressFrame(output_, output_capacity_, input_, input_size_, &preferences);
+        if (LZ4F_isError(result)) error = LZ4F_getErrorName(result);
+        else written_ = result;
+        break;
+      }
+      case Operation::kLz4Decompress:
+        error = Lz4Decompress(output_, output_capacity_, input_, input_size_, &written_);
+        break;
+    }
+    if (error != nullptr) SetError(error);
   }
 
   void OnOK() override { Callback().Call({Env().Null(), Napi::Number::New(Env(), static_cast<double>(written_))}); }
 
  private:
+  Operation operation_;
   Napi::Reference<Napi::Uint8Array> input_ref_;
   Napi::Reference<Napi::Uint8Array> output_ref_;
   const uint8_t* input_;
@@ -85,43 +158,47 @@ class ZstdWorker : public Napi::AsyncWorker {
   size_t written_ = 0;
 };
 
-// zstdCompress(input, level, output, callback(error, frameLength)): level 1..22.
-// zstdDecompress(frame, output, callback(error, length)): output must hold the whole decoded frame.
-Napi::Value ZstdRun(const Napi::CallbackInfo& info, bool compress) {
+// (input, output, level, callback(error, bytesWritten)); level is ignored when decompressing.
+Napi::Value Run(const Napi::CallbackInfo& info, Operation operation) {
   Napi::Env env = info.Env();
-  size_t callback_at = compress ? 3 : 2;
-  bool valid = info.Length() > callback_at && info[0].IsTypedArray() && info[callback_at - 1].IsTypedArray() &&
-               info[callback_at].IsFunction() && (!compress || info[1].IsNumber());
-  if (!valid) {
-    Napi::TypeError::New(env, "expected (input, [level,] output, callback)").ThrowAsJavaScriptException();
+  if (info.Length() < 4 || !info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsNumber() ||
+      !info[3].IsFunction()) {
+    Napi::TypeError::New(env, "expected (input, output, level, callback)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  int level = compress ? info[1].As<Napi::Number>().Int32Value() : 0;
-  if (compress && level < 1) {
-    Napi::RangeError::New(env, "zstd level must be 1 or more").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  auto* worker = new ZstdWorker(info[callback_at].As<Napi::Function>(), info[0].As<Napi::Uint8Array>(),
-                                info[callback_at - 1].As<Napi::Uint8Array>(), level);
+  auto* worker = new CodecWorker(info[3].As<Napi::Function>(), operation, info[0].As<Napi::Uint8Array>(),
+                                 info[1].As<Napi::Uint8Array>(), info[2].As<Napi::Number>().Int32Value());
   worker->Queue();
   return env.Undefined();
 }
 
-Napi::Value ZstdCompress(const Napi::CallbackInfo& info) { return ZstdRun(info, true); }
-Napi::Value ZstdDecompress(const Napi::CallbackInfo& info) { return ZstdRun(info, false); }
+Napi::Value ZstdCompressChunk(const Napi::CallbackInfo& info) { return Run(info, Operation::kZstdCompress); }
+Napi::Value ZstdDecompressChunk(const Napi::CallbackInfo& info) { return Run(info, Operation::kZstdDecompress); }
+Napi::Value Lz4CompressChunk(const Napi::CallbackInfo& info) { return Run(info, Operation::kLz4Compress); }
+Napi::Value Lz4DecompressChunk(const Napi::CallbackInfo& info) { return Run(info, Operation::kLz4Decompress); }
 
 Napi::Value ZstdCompressBound(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(),
                            static_cast<double>(ZSTD_compressBound(info[0].As<Napi::Number>().Int64Value())));
 }
 
+Napi::Value Lz4CompressBound(const Napi::CallbackInfo& info) {
+  LZ4F_preferences_t preferences = Lz4Preferences(0);
+  return Napi::Number::New(
+      info.Env(),
+      static_cast<double>(LZ4F_compressFrameBound(info[0].As<Napi::Number>().Int64Value(), &preferences)));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("seekData", Napi::Function::New(env, SeekData));
   exports.Set("seekHole", Napi::Function::New(env, SeekHole));
   exports.Set("xxh64Low32", Napi::Function::New(env, Xxh64Low32));
-  exports.Set("zstdCompress", Napi::Function::New(env, ZstdCompress));
-  exports.Set("zstdDecompress", Napi::Function::New(env, ZstdDecompress));
+  exports.Set("zstdCompress", Napi::Function::New(env, ZstdCompressChunk));
+  exports.Set("zstdDecompress", Napi::Function::New(env, ZstdDecompressChunk));
   exports.Set("zstdCompressBound", Napi::Function::New(env, ZstdCompressBound));
+  exports.Set("lz4Compress", Napi::Function::New(env, Lz4CompressChunk));
+  exports.Set("lz4Decompress", Napi::Function::New(env, Lz4DecompressChunk));
+  exports.Set("lz4CompressBound", Napi::Function::New(env, Lz4CompressBound));
   return exports;
 }
 
