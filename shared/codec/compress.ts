@@ -5,7 +5,6 @@ import { createTemporaryFile, readExactly, writeFully } from "./files.ts";
 import { type ChunkEntry, encodeTrailer } from "./format.ts";
 import { FRAME_CODECS, type FrameCodec } from "./frames.ts";
 import { type DataExtent, ExtentCursor, findDataExtents } from "./holes.ts";
-import { native } from "./native.ts";
 import { type CompressOptions, type ResolvedCompressOptions, validateCompressOptions } from "./options.ts";
 import { runInOrder, Semaphore } from "./pipeline.ts";
 
@@ -42,10 +41,9 @@ class ZeroFrames {
   get(length: number): Promise<{ frame: Buffer; checksum: number }> {
     let zeroFrame = this.byLength.get(length);
     if (!zeroFrame) {
-      const zeros = Buffer.alloc(length);
       zeroFrame = this.codec
-        .compress(zeros, this.level, Buffer.allocUnsafe(this.codec.outputBound(length)))
-        .then((frame) => ({ frame: Buffer.from(frame), checksum: native.xxh64Low32(zeros) }));
+        .compress(Buffer.alloc(length), this.level, Buffer.allocUnsafe(this.codec.outputBound(length)), false)
+        .then(({ bytes, checksum }) => ({ frame: Buffer.from(bytes), checksum }));
       this.byLength.set(length, zeroFrame);
     }
     return zeroFrame;
@@ -109,13 +107,12 @@ async function writeChunks(
     try {
       const chunk = slot.input.subarray(0, length);
       await readChunk(source, chunk, offset, dataParts);
-      if (isAllZero(chunk)) {
+      const frame = await compressing.run(() => codec.compress(chunk, level, slot.output, true));
+      if (frame.zero) {
         slots.push(slot);
         return { ...(await zeroFrames.get(length)), length, zero: true };
       }
-      const checksum = native.xxh64Low32(chunk);
-      const frame = await compressing.run(() => codec.compress(chunk, level, slot.output));
-      return { frame, length, checksum, zero: false, slot };
+      return { frame: frame.bytes, length, checksum: frame.checksum, zero: false, slot };
     } catch (error) {
       slots.push(slot);
       if (error instanceof CodecError) throw error;
@@ -153,24 +150,14 @@ async function writeChunks(
   };
 }
 
-/** Reads the chunk's data parts; the parts in holes are zero-filled without reading them. */
+/**
+ * Reads the chunk's data in one read from its first data byte to its last (a hole between reads back as zeros,
+ * cheaply); the parts before and after, holes, are zero-filled without reading them.
+ */
 async function readChunk(source: FileHandle, chunk: Buffer, offset: number, dataParts: DataExtent[]): Promise<void> {
-  const coversChunk =
-    dataParts.length === 1 && dataParts[0]!.start === offset && dataParts[0]!.end === offset + chunk.length;
-  if (!coversChunk) chunk.fill(0);
-  await ioStep("read source file", async () => {
-    for (const part of dataParts) {
-      await readExactly(source, chunk, part.start - offset, part.end - part.start, part.start);
-    }
-  });
-}
-
-const ZERO_PAGE_RUN = Buffer.alloc(1 << 16);
-
-function isAllZero(chunk: Buffer): boolean {
-  for (let position = 0; position < chunk.length; position += ZERO_PAGE_RUN.length) {
-    const end = Math.min(chunk.length, position + ZERO_PAGE_RUN.length);
-    if (!chunk.subarray(position, end).equals(ZERO_PAGE_RUN.subarray(0, end - position))) return false;
-  }
-  return true;
+  const start = dataParts[0]!.start - offset;
+  const end = dataParts.at(-1)!.end - offset;
+  chunk.fill(0, 0, start);
+  chunk.fill(0, end);
+  await ioStep("read source file", () => readExactly(source, chunk, start, end - start, offset + start));
 }

@@ -11,7 +11,6 @@ import {
   trailerLength,
 } from "./format.ts";
 import { FRAME_CODECS, type FrameCodec } from "./frames.ts";
-import { native } from "./native.ts";
 import { type DecompressOptions, resolveConcurrency } from "./options.ts";
 import { runWorkers } from "./pipeline.ts";
 
@@ -90,11 +89,11 @@ class ChunkReader {
       .catch((error: unknown) =>
         this.fail(chunkNumber, chunk, `frame does not decode (${(error as Error).message})`, error),
       );
-    if (data.length !== chunk.length) {
-      this.fail(chunkNumber, chunk, `decodes to ${data.length} bytes instead of ${chunk.length}`);
+    if (data.bytes.length !== chunk.length) {
+      this.fail(chunkNumber, chunk, `decodes to ${data.bytes.length} bytes instead of ${chunk.length}`);
     }
-    if (native.xxh64Low32(data) !== chunk.checksum) this.fail(chunkNumber, chunk, "checksum mismatch");
-    return data;
+    if (data.checksum !== chunk.checksum) this.fail(chunkNumber, chunk, "checksum mismatch");
+    return data.bytes;
   }
 
   private fail(chunkNumber: number, chunk: ChunkEntry, problem: string, cause?: unknown): never {

@@ -8,26 +8,35 @@
 import { native } from "./native.ts";
 import type { CompressionAlgorithm } from "./options.ts";
 
-type NativeRun = (
-  input: Uint8Array,
-  output: Uint8Array,
-  level: number,
-  done: (error: Error | null, bytesWritten: number) => void,
-) => void;
+type NativeRun = typeof native.zstdCompress;
+
+/** `bytes` is a view of the output buffer; `checksum` covers the uncompressed bytes. */
+export interface FrameResult {
+  bytes: Buffer;
+  checksum: number;
+  /** Compressing only: the chunk was all zero, so nothing was compressed (`bytes` is empty). */
+  zero: boolean;
+}
 
 export interface FrameCodec {
   /** Room a frame of a `length`-byte chunk may need in the `output` buffer given to `compress`. */
   outputBound(length: number): number;
-  /** The frame, as a view of `output`. */
-  compress(chunk: Uint8Array, level: number, output: Buffer): Promise<Buffer>;
-  /** The decoded chunk, as a view of `output`; fails if the frame does not fit in it exactly or is damaged. */
-  decompress(frame: Uint8Array, output: Buffer): Promise<Buffer>;
+  /** With `detectZero`, an all-zero chunk is reported (`zero`) instead of compressed. */
+  compress(chunk: Uint8Array, level: number, output: Buffer, detectZero: boolean): Promise<FrameResult>;
+  /** Fails if the frame is damaged or does not fit in `output`. */
+  decompress(frame: Uint8Array, output: Buffer): Promise<FrameResult>;
 }
 
-function runInto(operation: NativeRun, input: Uint8Array, output: Buffer, level: number): Promise<Buffer> {
+function runInto(
+  operation: NativeRun,
+  input: Uint8Array,
+  output: Buffer,
+  level: number,
+  detectZero: boolean,
+): Promise<FrameResult> {
   return new Promise((resolve, reject) =>
-    operation(input, output, level, (error, bytesWritten) =>
-      error ? reject(error) : resolve(output.subarray(0, bytesWritten)),
+    operation(input, output, level, detectZero, (error, bytesWritten, checksum, zero) =>
+      error ? reject(error) : resolve({ bytes: output.subarray(0, bytesWritten), checksum, zero }),
     ),
   );
 }
@@ -35,8 +44,8 @@ function runInto(operation: NativeRun, input: Uint8Array, output: Buffer, level:
 function frameCodec(compress: NativeRun, decompress: NativeRun, bound: (length: number) => number): FrameCodec {
   return {
     outputBound: bound,
-    compress: (chunk, level, output) => runInto(compress, chunk, output, level),
-    decompress: (frame, output) => runInto(decompress, frame, output, 0),
+    compress: (chunk, level, output, detectZero) => runInto(compress, chunk, output, level, detectZero),
+    decompress: (frame, output) => runInto(decompress, frame, output, 0, false),
   };
 }
 

@@ -8,16 +8,17 @@ interface CodecNative {
   seekHole(fd: number, offset: number): number;
   /** Low 32 bits of XXH64 with seed 0: the zstd seekable format's frame checksum. */
   xxh64Low32(data: Uint8Array): number;
-  zstdCompress(input: Uint8Array, output: Uint8Array, level: number, done: NativeCallback): void;
-  zstdDecompress(frame: Uint8Array, output: Uint8Array, level: number, done: NativeCallback): void;
+  zstdCompress(input: Uint8Array, output: Uint8Array, level: number, detectZero: boolean, done: NativeCallback): void;
+  zstdDecompress(frame: Uint8Array, output: Uint8Array, level: number, detectZero: boolean, done: NativeCallback): void;
   zstdCompressBound(length: number): number;
   /** LZ4 frame through liblz4's frame API: level 0-2 fast (as `lz4 -1`), 3 and up LZ4HC. */
-  lz4Compress(input: Uint8Array, output: Uint8Array, level: number, done: NativeCallback): void;
-  lz4Decompress(frame: Uint8Array, output: Uint8Array, level: number, done: NativeCallback): void;
+  lz4Compress(input: Uint8Array, output: Uint8Array, level: number, detectZero: boolean, done: NativeCallback): void;
+  lz4Decompress(frame: Uint8Array, output: Uint8Array, level: number, detectZero: boolean, done: NativeCallback): void;
   lz4CompressBound(length: number): number;
 }
 
-type NativeCallback = (error: Error | null, bytesWritten: number) => void;
+/** `zero`: the input was all zero and was not compressed. `checksum`: low 32 bits of XXH64 of the uncompressed bytes. */
+type NativeCallback = (error: Error | null, bytesWritten: number, checksum: number, zero: boolean) => void;
 
 function loadNative(): CodecNative {
   const require = createRequire(import.meta.url);

@@ -49,6 +49,19 @@ Napi::Value Xxh64Low32(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(static_cast<uint32_t>(hash)));
 }
 
+bool IsAllZero(const uint8_t* data, size_t size) {
+  size_t index = 0;
+  for (; index + sizeof(uint64_t) <= size; index += sizeof(uint64_t)) {
+    uint64_t word;
+    memcpy(&word, data + index, sizeof(word));
+    if (word != 0) return false;
+  }
+  for (; index < size; index++) {
+    if (data[index] != 0) return false;
+  }
+  return true;
+}
+
 enum class Operation { kZstdCompress, kZstdDecompress, kLz4Compress, kLz4Decompress };
 
 // Levels up to this reuse one compression context per pool thread; above it a context is large (tens of MiB at
@@ -105,7 +118,7 @@ const char* Lz4Decompress(uint8_t* output, size_t capacity, const uint8_t* input
 class CodecWorker : public Napi::AsyncWorker {
  public:
   CodecWorker(Napi::Function callback, Operation operation, Napi::Uint8Array input, Napi::Uint8Array output,
-              int level)
+              int level, bool detect_zero)
       : Napi::AsyncWorker(callback, "snapfleet-codec"),
         operation_(operation),
         input_ref_(Napi::Persistent(input)),
@@ -114,10 +127,19 @@ class CodecWorker : public Napi::AsyncWorker {
         input_size_(input.ByteLength()),
         output_(output.Data()),
         output_capacity_(output.ByteLength()),
-        level_(level) {}
+        level_(level),
+        detect_zero_(detect_zero) {}
 
  protected:
   void Execute() override {
+    const bool compressing = operation_ == Operation::kZstdCompress || operation_ == Operation::kLz4Compress;
+    if (compressing) {
+      checksum_ = static_cast<uint32_t>(XXH64(input_, input_size_, 0));
+      if (detect_zero_ && IsAllZero(input_, input_size_)) {
+        zero_ = true;
+        return;
+      }
+    }
     const char* error = nullptr;
     switch (operation_) {
       case Operation::kZstdCompress:
@@ -142,9 +164,15 @@ class CodecWorker : public Napi::AsyncWorker {
         break;
     }
     if (error != nullptr) SetError(error);
+    else if (!compressing) checksum_ = static_cast<uint32_t>(XXH64(output_, written_, 0));
   }
 
-  void OnOK() override { Callback().Call({Env().Null(), Napi::Number::New(Env(), static_cast<double>(written_))}); }
+  // callback(null, bytesWritten, checksum of the uncompressed bytes, whether the input was all zero)
+  void OnOK() override {
+    Napi::Env env = Env();
+    Callback().Call({env.Null(), Napi::Number::New(env, static_cast<double>(written_)),
+                     Napi::Number::New(env, static_cast<double>(checksum_)), Napi::Boolean::New(env, zero_)});
+  }
 
  private:
   Operation operation_;
@@ -155,19 +183,25 @@ class CodecWorker : public Napi::AsyncWorker {
   uint8_t* output_;
   size_t output_capacity_;
   int level_;
+  bool detect_zero_;
   size_t written_ = 0;
+  uint32_t checksum_ = 0;
+  bool zero_ = false;
 };
 
-// (input, output, level, callback(error, bytesWritten)); level is ignored when decompressing.
+// (input, output, level, detectZero, callback): level and detectZero are ignored when decompressing.
+// Compressing also checksums the input and, with detectZero, skips an all-zero one; decompressing checksums
+// the output. All of it off the main thread.
 Napi::Value Run(const Napi::CallbackInfo& info, Operation operation) {
   Napi::Env env = info.Env();
-  if (info.Length() < 4 || !info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsNumber() ||
-      !info[3].IsFunction()) {
-    Napi::TypeError::New(env, "expected (input, output, level, callback)").ThrowAsJavaScriptException();
+  if (info.Length() < 5 || !info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsNumber() ||
+      !info[3].IsBoolean() || !info[4].IsFunction()) {
+    Napi::TypeError::New(env, "expected (input, output, level, detectZero, callback)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  auto* worker = new CodecWorker(info[3].As<Napi::Function>(), operation, info[0].As<Napi::Uint8Array>(),
-                                 info[1].As<Napi::Uint8Array>(), info[2].As<Napi::Number>().Int32Value());
+  auto* worker = new CodecWorker(info[4].As<Napi::Function>(), operation, info[0].As<Napi::Uint8Array>(),
+                                 info[1].As<Napi::Uint8Array>(), info[2].As<Napi::Number>().Int32Value(),
+                                 info[3].As<Napi::Boolean>().Value());
   worker->Queue();
   return env.Undefined();
 }
