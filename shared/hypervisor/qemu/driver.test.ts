@@ -1,0 +1,241 @@
+import { createHash } from "node:crypto";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildImage } from "../../../scripts/build-image.ts";
+import { MigrationError, VmBootError } from "../errors.ts";
+import type { GuestImage } from "../image.ts";
+import { isProcessAlive, killProcess, waitForExit } from "../process.ts";
+import { copyFileSparse } from "../sparse-copy.ts";
+import type { HypervisorDriver, VmHandle, VmSpec } from "../types.ts";
+import { createQemuDriver } from "./driver.ts";
+
+const MIB = 1024 * 1024;
+const GUEST_MEMORY = 128 * MIB;
+const TICK_TIMEOUT_MS = 45_000;
+
+let image: GuestImage;
+let root: string;
+let driver: HypervisorDriver;
+const started = new Set<VmHandle>();
+
+beforeAll(async () => {
+  image = await buildImage({ imagesDir: "./data/images" });
+  root = await mkdtemp(path.join(os.tmpdir(), "snapfleet-qemu-"));
+  driver = createQemuDriver({ defaultAccel: "tcg" });
+}, 300_000);
+
+afterAll(async () => {
+  for (const vm of started) await vm.stop({ gracefulTimeoutMs: 1_000 }).catch(() => killProcess(vm.pid, "SIGKILL"));
+  if (root) await rm(root, { recursive: true, force: true });
+});
+
+function spec(name: string, overrides: Partial<VmSpec> = {}): VmSpec {
+  return { instanceDir: path.join(root, name), image, memoryBytes: GUEST_MEMORY, vcpus: 1, ...overrides };
+}
+
+async function boot(vmSpec: VmSpec): Promise<VmHandle> {
+  const vm = await driver.boot(vmSpec);
+  started.add(vm);
+  return vm;
+}
+
+async function stop(vm: VmHandle): Promise<void> {
+  await vm.stop();
+  started.delete(vm);
+}
+
+/** Complete `tick N` lines of a console log, read from a byte offset (the log is appended across boots). */
+async function ticks(log: string, fromOffset = 0): Promise<number[]> {
+  const text = (await readFile(log)).subarray(fromOffset).toString("utf8");
+  return [...text.matchAll(/^tick (\d+)\r?\n/gm)].map((match) => Number(match[1]));
+}
+
+async function waitForTicks(log: string, count: number, fromOffset = 0): Promise<number[]> {
+  const deadline = Date.now() + TICK_TIMEOUT_MS;
+  for (;;) {
+    const seen = await ticks(log, fromOffset).catch(() => []);
+    if (seen.length >= count) return seen;
+    if (Date.now() > deadline) throw new Error(`fewer than ${count} ticks in ${log} after ${TICK_TIMEOUT_MS} ms`);
+    await sleep(100);
+  }
+}
+
+async function sha256(file: string): Promise<string> {
+  return createHash("sha256")
+    .update(await readFile(file))
+    .digest("hex");
+}
+
+async function sizeOf(file: string): Promise<number> {
+  return (await stat(file)).size;
+}
+
+async function qemuProcessesUsing(dir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
+    if (cmdline.includes(dir) && (await isProcessAlive(Number(entry)))) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+const RUNTIME_FILES = ["qmp.sock", "qemu.pid", "qemu.json"];
+
+describe("qemu driver on a real TCG guest", { timeout: 120_000 }, () => {
+  let source: VmHandle;
+  let lastTickBeforeCapture = 0;
+  const deviceState = () => path.join(root, "snapshot", "device-state.bin");
+  const storedMemory = () => path.join(root, "snapshot", "memory.raw");
+  const storedDisk = () => path.join(root, "snapshot", "disk.raw");
+
+  it("boots the image and prints ticks on the serial console", async () => {
+    source = await boot(spec("source"));
+    expect(await isProcessAlive(source.pid)).toBe(true);
+    expect(await waitForTicks(source.consoleLog, 2)).toEqual([1, 2]);
+    expect(await source.status()).toEqual({ state: "running", qemuState: "running" });
+  });
+
+  it("pauses and resumes the guest", async () => {
+    await source.pause();
+    expect((await source.status()).state).toBe("paused");
+    const whilePaused = (await ticks(source.consoleLog)).length;
+    await sleep(1_500);
+    expect((await ticks(source.consoleLog)).length).toBe(whilePaused);
+    await source.resume();
+    expect((await source.status()).state).toBe("running");
+    await waitForTicks(source.consoleLog, whilePaused + 1);
+  });
+
+  it("captures device state leaving shared RAM out of the stream, then stops cleanly", async () => {
+    const result = await source.captureDeviceState(deviceState());
+    expect(result.bytes).toBe(await sizeOf(deviceState()));
+    expect(result.bytes).toBeLessThan(4 * MIB); // RAM stayed in the memory file
+    expect((await source.status()).state).toBe("paused");
+    lastTickBeforeCapture = (await ticks(source.consoleLog)).at(-1)!;
+
+    await copyFileSparse(source.memoryFile, storedMemory());
+    await copyFileSparse(source.diskFile, storedDisk());
+    await stop(source);
+    expect(await source.status()).toEqual({ state: "gone" });
+    const left = await readdir(source.instanceDir);
+    for (const file of RUNTIME_FILES) expect(left).not.toContain(file);
+    await source.stop(); // stopping twice is harmless
+  });
+
+  it("boots from the payload with a copy of the memory file and continues counting without a reboot", async () => {
+    const memoryCopy = path.join(root, "restore", "memory.raw");
+    const diskCopy = path.join(root, "restore", "disk.raw");
+    await mkdir(path.dirname(memoryCopy), { recursive: true });
+    await copyFileSparse(storedMemory(), memoryCopy);
+    await copyFileSparse(storedDisk(), diskCopy);
+    const restored = await boot(
+      spec("restore", { memoryFile: memoryCopy, diskFile: diskCopy, incoming: { deviceStateFile: deviceState() } }),
+    );
+    expect((await restored.status()).state).toBe("running");
+    const seen = await waitForTicks(restored.consoleLog, 2);
+    expect(seen[0]).toBe(lastTickBeforeCapture + 1);
+    expect(await readFile(restored.consoleLog, "utf8")).not.toContain("snapfleet: boot");
+    await stop(restored);
+  });
+
+  it("can restore paused, and a share=off fork leaves the stored memory file untouched", async () => {
+    const before = { mtimeMs: (await stat(storedMemory())).mtimeMs, hash: await sha256(storedMemory()) };
+    const forkDisk = path.join(root, "fork-disk.raw");
+    await copyFileSparse(storedDisk(), forkDisk);
+    const fork = await boot(
+      spec("fork", {
+        memoryFile: storedMemory(),
+        shareMemory: false,
+        diskFile: forkDisk,
+        incoming: { deviceStateFile: deviceState(), paused: true },
+      }),
+    );
+    expect((await fork.status()).state).toBe("paused");
+    await fork.resume();
+    const seen = await waitForTicks(fork.consoleLog, 3);
+    expect(seen[0]).toBe(lastTickBeforeCapture + 1);
+
+    // x-ignore-shared only skips share=on RAM: capturing this fork puts its RAM in the stream.
+    const capture = await fork.captureDeviceState(path.join(root, "fork-state.bin"));
+    expect(capture.bytes).toBeGreaterThan(8 * MIB);
+    await stop(fork);
+
+    expect((await stat(storedMemory())).mtimeMs).toBe(before.mtimeMs);
+    expect(await sha256(storedMemory())).toBe(before.hash);
+  });
+
+  it("refuses to restore without the captured memory file and leaves nothing behind", async () => {
+    const error = await boot(
+      spec("no-memory", {
+        memoryFile: path.join(root, "missing-memory.raw"),
+        incoming: { deviceStateFile: deviceState() },
+      }),
+    ).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(VmBootError);
+    expect(await readdir(path.join(root, "no-memory"))).toEqual([]);
+  });
+
+  it("fails a restore from a corrupt device state file and cleans up", async () => {
+    const corrupt = path.join(root, "corrupt-state.bin");
+    await writeFile(corrupt, "not a migration stream");
+    const memoryCopy = path.join(root, "corrupt", "memory.raw");
+    await mkdir(path.dirname(memoryCopy), { recursive: true });
+    await copyFileSparse(storedMemory(), memoryCopy);
+    const error = await boot(spec("corrupt", { memoryFile: memoryCopy, incoming: { deviceStateFile: corrupt } })).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(MigrationError);
+    const left = await readdir(path.join(root, "corrupt"));
+    expect(left.sort()).toEqual(["memory.raw"]); // the caller's file stays; everything the boot created is gone
+    expect(await qemuProcessesUsing(path.join(root, "corrupt"))).toEqual([]);
+  });
+
+  let rebooted: VmHandle;
+
+  it("boots again from the same disk and resumes counting from the tick stored on it", async () => {
+    const offset = await sizeOf(source.consoleLog);
+    rebooted = await boot(spec("source"));
+    const seen = await waitForTicks(rebooted.consoleLog, 1, offset);
+    // The guest prints a tick before writing it, so the disk holds the last tick or the one before.
+    expect(seen[0]).toBeGreaterThanOrEqual(lastTickBeforeCapture);
+    expect(seen[0]).toBeLessThanOrEqual(lastTickBeforeCapture + 1);
+  });
+
+  it("attaches to the running VM after the handle is dropped (worker restart)", async () => {
+    const attached = await driver.attach(rebooted.instanceDir);
+    expect(attached?.pid).toBe(rebooted.pid);
+    expect(attached?.memoryFile).toBe(rebooted.memoryFile);
+    await attached!.pause();
+    expect((await rebooted.status()).state).toBe("paused");
+    await attached!.resume();
+    expect((await attached!.status()).state).toBe("running");
+  });
+
+  it("detects a killed QEMU in status() and attach(), and cleans its socket and pidfile", async () => {
+    killProcess(rebooted.pid, "SIGKILL");
+    expect(await waitForExit(rebooted.pid, 10_000)).toBe(true);
+    expect(await rebooted.status()).toEqual({ state: "gone" });
+    await expect(rebooted.pause()).rejects.toThrow(/gone/);
+    expect(await driver.attach(rebooted.instanceDir)).toBeNull();
+    const left = await readdir(rebooted.instanceDir);
+    for (const file of RUNTIME_FILES) expect(left).not.toContain(file);
+    await stop(rebooted);
+  });
+
+  it("fails a boot with a bad kernel path and leaves no process, socket or file", async () => {
+    const badImage: GuestImage = { ...image, kernelPath: path.join(root, "no-such-vmlinuz") };
+    const error = await boot(spec("bad-kernel", { image: badImage })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(VmBootError);
+    expect((error as Error).message).toMatch(/no-such-vmlinuz/);
+    expect(await readdir(path.join(root, "bad-kernel"))).toEqual([]);
+    expect(await qemuProcessesUsing(path.join(root, "bad-kernel"))).toEqual([]);
+  });
+
+  it("leaves no QEMU process behind", async () => {
+    expect(await qemuProcessesUsing(root)).toEqual([]);
+  });
+});
