@@ -74,12 +74,12 @@ function buildGuestImage() {
   const builder = path.join(ROOT, "scripts", "build-image.ts");
   if (!existsSync(builder)) return;
   const dataDir = path.resolve(ROOT, process.env.DATA_DIR || "data");
-  if (existsSync(path.join(dataDir, "images", "busybox", "manifest.json"))) return;
-  log("building the guest image (once)");
-  const result = spawnSync(process.execPath, ["--import", "tsx", builder], {
+  const imagesDir = path.resolve(dataDir, process.env.IMAGES_DIR || "images");
+  if (existsSync(path.join(imagesDir, "busybox", "manifest.json"))) return;
+  log(`building the guest image into ${imagesDir} (once)`);
+  const result = spawnSync(process.execPath, ["--import", "tsx", builder, "busybox", "--images-dir", imagesDir], {
     cwd: ROOT,
     stdio: "inherit",
-    env: { ...process.env, DATA_DIR: dataDir },
   });
   if (result.status !== 0) fail("guest image build failed");
 }

@@ -1,8 +1,11 @@
 // Runs the whole service the way `npm start` does (supervisor + embedded Redis + API + workers) in a temp data dir.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { freePort, tempDir, waitFor } from "./fixtures.ts";
+
+/** The guest image `npm test` builds once (scripts/setup.mjs), shared by every test's data dir. */
+export const TEST_IMAGES_DIR = path.resolve(process.env.IMAGES_DIR || "data/images");
 
 export interface RunningService {
   baseUrl: string;
@@ -13,6 +16,8 @@ export interface RunningService {
   hostId: () => string;
   /** Pids of the supervisor's children (the three processes and Redis). */
   childPids: () => number[];
+  /** fetch against the service with the generated key. */
+  api(pathAndQuery: string, init?: { method?: string; json?: unknown }): Promise<Response>;
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; ms: number }>;
   remove(): void;
 }
@@ -27,6 +32,8 @@ export async function startService(env: Record<string, string> = {}): Promise<Ru
       REDIS_URL: "",
       API_KEYS: "",
       DATA_DIR: data.dir,
+      IMAGES_DIR: TEST_IMAGES_DIR,
+      QEMU_ACCEL: "tcg",
       PORT: String(port),
       LOG_LEVEL: "info",
       ...env,
@@ -66,21 +73,51 @@ export async function startService(env: Record<string, string> = {}): Promise<Ru
         return [];
       }
     },
+    api(pathAndQuery, init = {}) {
+      const key = readFileSync(path.join(data.dir, "api-key"), "utf8").trim();
+      const headers: Record<string, string> = { authorization: `Bearer ${key}` };
+      if (init.json !== undefined) headers["content-type"] = "application/json";
+      return fetch(`${baseUrl}${pathAndQuery}`, {
+        method: init.method ?? (init.json === undefined ? "GET" : "POST"),
+        headers,
+        body: init.json === undefined ? undefined : JSON.stringify(init.json),
+      });
+    },
     async stop(signal = "SIGTERM") {
       const started = Date.now();
       if (supervisor.exitCode === null) supervisor.kill(signal);
       const code = await exited;
       return { code, ms: Date.now() - started };
     },
-    remove: () => data.remove(),
+    remove: () => {
+      killProcessesUsing(data.dir);
+      data.remove();
+    },
   };
 }
 
+/** True while the process exists and is not a zombie (daemonized QEMU is reaped by whoever adopted it). */
 export const isAlive = (pid: number): boolean => {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return !["Z", "X"].includes(stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3));
   } catch {
     return false;
   }
 };
+
+/** VMs outlive the service by design; a test's QEMUs are found by their data dir and killed. */
+export function killProcessesUsing(dir: string): void {
+  for (const pid of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(dir)) process.kill(Number(pid), "SIGKILL");
+    } catch {
+      // gone meanwhile
+    }
+  }
+}

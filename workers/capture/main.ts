@@ -1,13 +1,20 @@
 // The capture worker: owns this host's VMs and takes jobs from this host's queue.
 import { loadConfigOrExit } from "../../shared/config.ts";
+import { EventStream } from "../../shared/events/stream.ts";
 import { resolveHostId } from "../../shared/host-id.ts";
 import { announceHost, HOST_HEARTBEAT_INTERVAL_MS, type HostRecord } from "../../shared/hosts.ts";
+import { createQemuDriver } from "../../shared/hypervisor/qemu/driver.ts";
+import type { HypervisorDriver } from "../../shared/hypervisor/types.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { closeRedis, connectRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
+import { effectiveAccel } from "./accel.ts";
 import { createHostHandlers } from "./handlers.ts";
+import { InstanceManager } from "./instances.ts";
+
+const RECONCILE_INTERVAL_MS = 2_000;
 
 const config = loadConfigOrExit();
 const hostId = resolveHostId(config.HOST_ID, config.DATA_DIR);
@@ -20,9 +27,35 @@ if (!config.REDIS_URL) {
 const redis = connectRedis(config.REDIS_URL, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
 redis.on("error", (error) => log.warn({ err: error.message }, "redis connection error"));
 
+const drivers = new Map<string, HypervisorDriver>();
+for (const driver of [createQemuDriver({ defaultAccel: effectiveAccel(config.QEMU_ACCEL), logger: log })]) {
+  if (await driver.isAvailable()) drivers.set(driver.name, driver);
+}
+const instances = new InstanceManager({
+  dataDir: config.DATA_DIR,
+  imagesDir: config.IMAGES_DIR,
+  hostId,
+  drivers,
+  events: new EventStream(redis, config.REDIS_PREFIX),
+  log,
+});
+// VMs outlive this process: take back the ones that still run, report the ones that died meanwhile.
+await instances.reconcile();
+let reconciling = false;
+const reconcileTimer = setInterval(() => {
+  if (reconciling) return;
+  reconciling = true;
+  instances
+    .reconcile()
+    .catch((error: Error) => log.warn({ err: error.message }, "reconcile failed"))
+    .finally(() => {
+      reconciling = false;
+    });
+}, RECONCILE_INTERVAL_MS);
+
 const host: HostRecord = {
   id: hostId,
-  hypervisors: [],
+  hypervisors: [...drivers.keys()],
   started_at: new Date().toISOString(),
   last_seen_at: new Date().toISOString(),
   pid: process.pid,
@@ -40,17 +73,21 @@ const jobs = startJobWorker({
   queue: queueName("host", hostId),
   prefix: config.REDIS_PREFIX,
   connection: redis,
-  handlers: createHostHandlers({ hostId }),
+  handlers: createHostHandlers({ hostId, instances }),
   concurrency: 4,
   log,
 });
-log.info({ queue: queueName("host", hostId) }, "capture worker started");
+log.info(
+  { queue: queueName("host", hostId), hypervisors: [...drivers.keys()], imagesDir: config.IMAGES_DIR },
+  "capture worker started",
+);
 
 // The host stays listed (and goes offline when heartbeats stop): its VMs outlive this process.
 onShutdownSignal(log, config.SHUTDOWN_TIMEOUT_MS, stopProcess, config.SUPERVISOR_PID);
 
 async function stopProcess(): Promise<void> {
   clearInterval(heartbeatTimer);
+  clearInterval(reconcileTimer);
   await jobs.close(Math.max(1_000, config.SHUTDOWN_TIMEOUT_MS - 2_000));
   await closeRedis(redis);
 }

@@ -1,0 +1,205 @@
+// Instances: create, list, get, delete, lifecycle operations and console logs. Work runs on the owning host.
+import { createRoute, z } from "@hono/zod-openapi";
+import { streamSSE } from "hono/streaming";
+import { ApiError, notFound } from "../../shared/errors.ts";
+import { newId } from "../../shared/ids.ts";
+import { assertOperationAllowed, type InstanceOperation } from "../../shared/instances/transitions.ts";
+import { formatSize, parseSize } from "../../shared/schemas/common.ts";
+import { CREATE_INSTANCE_BODY, INSTANCE_SCHEMA, INSTANCE_STATE, type Instance } from "../../shared/schemas/instance.ts";
+import type { App, AppDeps } from "../app.ts";
+import { onlineHosts, runHostCommand } from "../commands.ts";
+import { BEARER_SECURITY, errorResponses } from "../openapi.ts";
+import { instanceNameScope, releaseReservation, reserveName } from "../read-model/names.ts";
+import { findInstance, listInstances } from "../read-model/queries.ts";
+import { INSTANCE_PATH, tagFilterFromQuery } from "./params.ts";
+
+const json = <T extends z.ZodType>(schema: T, description: string) => ({
+  description,
+  content: { "application/json": { schema } },
+});
+
+export const createInstanceRoute = createRoute({
+  method: "post",
+  path: "/instances",
+  summary: "Create and boot an instance",
+  tags: ["Instances"],
+  security: BEARER_SECURITY,
+  request: { body: { content: { "application/json": { schema: CREATE_INSTANCE_BODY } }, required: true } },
+  responses: { 201: json(INSTANCE_SCHEMA, "The running instance"), ...errorResponses(400, 409, 504) },
+});
+
+export const listInstancesRoute = createRoute({
+  method: "get",
+  path: "/instances",
+  summary: "List instances",
+  tags: ["Instances"],
+  security: BEARER_SECURITY,
+  request: {
+    query: z.object({
+      state: INSTANCE_STATE.optional(),
+      // tags[k]=v pairs are read from the raw query; declared here for the document.
+      tags: z
+        .record(z.string(), z.string())
+        .optional()
+        .openapi({ param: { style: "deepObject", explode: true } }),
+    }),
+  },
+  responses: { 200: json(z.array(INSTANCE_SCHEMA), "Instances, oldest first"), ...errorResponses(400) },
+});
+
+export const getInstanceRoute = createRoute({
+  method: "get",
+  path: "/instances/{id}",
+  summary: "Get an instance by id or name",
+  tags: ["Instances"],
+  security: BEARER_SECURITY,
+  request: { params: INSTANCE_PATH },
+  responses: { 200: json(INSTANCE_SCHEMA, "The instance"), ...errorResponses(404) },
+});
+
+export const deleteInstanceRoute = createRoute({
+  method: "delete",
+  path: "/instances/{id}",
+  summary: "Stop and delete an instance and its files (its snapshots stay)",
+  tags: ["Instances"],
+  security: BEARER_SECURITY,
+  request: { params: INSTANCE_PATH },
+  responses: { 204: { description: "Deleted" }, ...errorResponses(404, 504) },
+});
+
+const LIFECYCLE = {
+  stop: { job: "instance.stop", summary: "Stop the instance (its disk is kept)" },
+  start: { job: "instance.start", summary: "Boot a Stopped instance from its disk" },
+  standby: { job: "instance.standby", summary: "Capture memory and device state, then stop the VMM" },
+  restore: { job: "instance.restore", summary: "Resume a Standby instance from its captured state" },
+} as const satisfies Record<string, { job: string; summary: string }>;
+
+const lifecycleRoute = (operation: keyof typeof LIFECYCLE) =>
+  createRoute({
+    method: "post",
+    path: `/instances/{id}/${operation}`,
+    summary: LIFECYCLE[operation].summary,
+    tags: ["Instances"],
+    security: BEARER_SECURITY,
+    request: { params: INSTANCE_PATH },
+    responses: { 200: json(INSTANCE_SCHEMA, "The instance after the operation"), ...errorResponses(404, 409, 504) },
+  });
+
+export const instanceLogsRoute = createRoute({
+  method: "get",
+  path: "/instances/{id}/logs",
+  summary: "Serial console of the guest, as Server-Sent Events (one JSON string per line)",
+  tags: ["Instances"],
+  security: BEARER_SECURITY,
+  request: {
+    params: INSTANCE_PATH,
+    query: z.object({
+      tail: z.coerce.number().int().min(1).max(10_000).default(100),
+      follow: z.enum(["true", "false"]).optional().openapi({ description: "Not supported: must be absent or false" }),
+      source: z.enum(["app"]).optional(),
+    }),
+  },
+  responses: {
+    200: { description: "The last `tail` lines", content: { "text/event-stream": { schema: z.string() } } },
+    ...errorResponses(400, 404, 504),
+  },
+});
+
+export function registerInstanceRoutes(app: App, deps: AppDeps): void {
+  app.openapi(createInstanceRoute, async (c) => {
+    const body = c.req.valid("json");
+    const host = await pickHost(deps, body.hypervisor);
+    const id = newId();
+    if (!(await reserveName(deps.db, instanceNameScope(), body.name, id))) {
+      throw new ApiError("conflict", `an instance named ${body.name} already exists`);
+    }
+    const instance: Instance = {
+      id,
+      name: body.name,
+      image: body.image,
+      state: "Created",
+      state_error: null,
+      hypervisor: body.hypervisor,
+      size: formatSize(parseSize(body.size)!),
+      overlay_size: formatSize(parseSize(body.overlay_size)!),
+      vcpus: body.vcpus,
+      created_at: new Date().toISOString(),
+      started_at: null,
+      stopped_at: null,
+      expires_at: null,
+      has_snapshot: false,
+      tags: body.tags ?? {},
+      snapshot_policy: body.snapshot_policy ?? null,
+      host_id: host,
+    };
+    try {
+      const result = await runHostCommand(deps, host, "instance.create", { instance });
+      return c.json(result.instance, 201);
+    } catch (error) {
+      await releaseReservation(deps.db, instanceNameScope(), id);
+      throw error;
+    }
+  });
+
+  app.openapi(listInstancesRoute, async (c) => {
+    const { state } = c.req.valid("query");
+    const tags = tagFilterFromQuery(c.req.queries() as Record<string, string[]>);
+    return c.json(await listInstances(deps.db, { state, tags }), 200);
+  });
+
+  app.openapi(getInstanceRoute, async (c) => c.json(await requireInstance(deps, c.req.valid("param").id), 200));
+
+  app.openapi(deleteInstanceRoute, async (c) => {
+    const instance = await requireInstance(deps, c.req.valid("param").id);
+    await runHostCommand(deps, instance.host_id, "instance.delete", { instance_id: instance.id });
+    return c.body(null, 204);
+  });
+
+  for (const operation of Object.keys(LIFECYCLE) as Array<keyof typeof LIFECYCLE>) {
+    app.openapi(lifecycleRoute(operation), async (c) => {
+      const instance = await requireInstance(deps, c.req.valid("param").id);
+      assertOperationAllowed(operation as InstanceOperation, instance);
+      const result = await runHostCommand(deps, instance.host_id, LIFECYCLE[operation].job, {
+        instance_id: instance.id,
+      });
+      return c.json(result.instance, 200);
+    });
+  }
+
+  app.openapi(instanceLogsRoute, async (c) => {
+    const { tail, follow } = c.req.valid("query");
+    if (follow === "true") throw new ApiError("not_supported", "follow=true is not supported: poll with tail instead");
+    const instance = await requireInstance(deps, c.req.valid("param").id);
+    const { lines } = await deps.jobs.run(
+      "instance.logs",
+      { instance_id: instance.id, tail },
+      { hostId: instance.host_id, timeoutMs: deps.jobResultTimeoutMs },
+    );
+    return streamSSE(c, async (stream) => {
+      for (const line of lines) await stream.writeSSE({ data: JSON.stringify(line) });
+    });
+  });
+}
+
+export async function requireInstance(deps: AppDeps, idOrName: string): Promise<Instance> {
+  const instance = await findInstance(deps.db, idOrName);
+  if (!instance) throw notFound("instance", idOrName);
+  return instance;
+}
+
+/** The online host that can run `hypervisor` and has the fewest instances. */
+export async function pickHost(deps: AppDeps, hypervisor: string): Promise<string> {
+  const hosts = await onlineHosts(deps);
+  if (hosts.length === 0) throw new ApiError("unavailable", "no worker host is online");
+  const capable = hosts.filter((host) => host.hypervisors.includes(hypervisor));
+  if (capable.length === 0) {
+    const available = [...new Set(hosts.flatMap((host) => host.hypervisors))].sort();
+    throw new ApiError(
+      "not_supported",
+      `hypervisor ${hypervisor} is not available; available: ${available.join(", ") || "none"}`,
+    );
+  }
+  const instances = await listInstances(deps.db, {});
+  const load = (hostId: string) => instances.filter((instance) => instance.host_id === hostId).length;
+  return capable.sort((left, right) => load(left.id) - load(right.id))[0]!.id;
+}
