@@ -63,7 +63,11 @@ export function resolveCompressionLevel(algorithm: CompressionAlgorithm, level?:
   return level;
 }
 
-/** One more than the cores keeps them busy while the main thread reads, checks and writes chunks (measured). */
+/**
+ * One more than the cores keeps them busy while the main thread reads and writes chunks (measured). Chunks run on
+ * the libuv pool, 4 threads unless the process starts with UV_THREADPOOL_SIZE set: give it cores + 2 on machines
+ * with more than 2 cores, or the pool, not the cores, bounds the parallelism.
+ */
 export function resolveConcurrency(concurrency?: number): number {
   if (concurrency === undefined) return availableParallelism() + 1;
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256) {

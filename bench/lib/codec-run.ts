@@ -1,0 +1,44 @@
+// Child process of bench/codec.ts: runs one compressFile or decompressFile, prints its time and peak RSS as JSON.
+// Like a long-running worker, it first warms up (JIT, thread pool) on a 16 MiB file; that run is not timed.
+import { open, rm } from "node:fs/promises";
+import { compressFile, decompressFile } from "../../shared/codec/index.ts";
+
+const WARM_UP_BYTES = 16 << 20;
+
+interface CodecRun {
+  operation: "compress" | "decompress";
+  source: string;
+  destination: string;
+  algorithm?: "zstd" | "lz4";
+  level?: number;
+  chunkSize?: number;
+  durable?: boolean;
+}
+
+async function warmUp(): Promise<void> {
+  const warmUpFile = `${request.destination}.warm-up`;
+  const handle = await open(warmUpFile, "w");
+  await handle.write(Buffer.alloc(WARM_UP_BYTES, "warm up "));
+  await handle.close();
+  await compressFile(warmUpFile, `${warmUpFile}.cmp`, { algorithm: request.algorithm ?? "zstd", level: request.level });
+  await decompressFile(`${warmUpFile}.cmp`, warmUpFile, { durable: false });
+  await rm(warmUpFile);
+  await rm(`${warmUpFile}.cmp`);
+}
+
+const request = JSON.parse(process.argv[2] ?? "{}") as CodecRun;
+const baselineRssBytes = process.resourceUsage().maxRSS * 1024; // node + tsx before any codec work
+await warmUp();
+const started = performance.now();
+const result =
+  request.operation === "compress"
+    ? await compressFile(request.source, request.destination, {
+        algorithm: request.algorithm ?? "zstd",
+        level: request.level,
+        chunkSize: request.chunkSize,
+      })
+    : await decompressFile(request.source, request.destination, { durable: request.durable });
+const seconds = (performance.now() - started) / 1000;
+process.stdout.write(
+  `${JSON.stringify({ seconds, peakRssBytes: process.resourceUsage().maxRSS * 1024, baselineRssBytes, result })}\n`,
+);
