@@ -11,8 +11,13 @@ import type { Db } from "./db/database.ts";
 import { bearerAuth } from "./middleware/auth.ts";
 import type { Projector } from "./read-model/projector.ts";
 import { registerDocsRoutes } from "./routes/docs.ts";
+import { registerEventRoutes } from "./routes/events.ts";
+import type { EventFeed } from "./routes/events-feed.ts";
 import { registerHealthRoutes } from "./routes/health.ts";
 import { registerHostRoutes } from "./routes/hosts.ts";
+import { registerWebhookRoutes } from "./routes/webhooks.ts";
+import { registerWebhookDeliveryRoutes } from "./routes/webhooks-deliveries.ts";
+import type { WebhookEndpoints } from "./webhooks/endpoints.ts";
 
 export interface AppDeps {
   db: Db;
@@ -27,6 +32,10 @@ export interface AppDeps {
   bodyLimitBytes: number;
   jobResultTimeoutMs: number;
   redisCommandTimeoutMs: number;
+  /** Webhook subscriptions: SQLite rows mirrored into Redis for the delivery worker. */
+  webhookEndpoints: WebhookEndpoints;
+  /** Wakes live event streams (GET /events); closing it ends them at shutdown. */
+  eventFeed: EventFeed;
 }
 
 export type App = OpenAPIHono;
@@ -64,6 +73,9 @@ export function createApp(deps: AppDeps): App {
 
   registerHealthRoutes(app, deps);
   registerHostRoutes(app, deps);
+  registerWebhookRoutes(app, deps);
+  registerWebhookDeliveryRoutes(app, deps);
+  registerEventRoutes(app, deps);
   registerDocsRoutes(app);
   return app;
 }

@@ -5,10 +5,15 @@ import { JobProducer } from "../shared/jobs/producer.ts";
 import { createLogger } from "../shared/logger.ts";
 import { closeRedis, connectRedis, waitForRedisReady } from "../shared/redis.ts";
 import { onShutdownSignal } from "../shared/shutdown.ts";
+import { loadSecretKey, SecretBox } from "../shared/webhooks/secrets.ts";
+import { createUrlGuard } from "../shared/webhooks/url-guard.ts";
 import { resolveApiKeys } from "./api-keys.ts";
 import { createApp } from "./app.ts";
 import { migrateToLatest, openDatabase } from "./db/database.ts";
 import { Projector } from "./read-model/projector.ts";
+import { EventFeed } from "./routes/events-feed.ts";
+import { WebhookEndpoints } from "./webhooks/endpoints.ts";
+import { startWebhookPipeline } from "./webhooks/pipeline.ts";
 
 const config = loadConfigOrExit();
 const log = createLogger("api", config.LOG_LEVEL);
@@ -41,6 +46,32 @@ projectorRedis.on("error", (error) => log.warn({ err: error.message }, "projecto
 const projector = new Projector({ db, redis: projectorRedis, prefix: config.REDIS_PREFIX, log });
 await projector.start();
 
+const webhookEndpoints = new WebhookEndpoints({
+  db,
+  redis,
+  prefix: config.REDIS_PREFIX,
+  secretBox: new SecretBox(loadSecretKey(config.WEBHOOK_SECRET_KEY, config.DATA_DIR)),
+  urlGuard: createUrlGuard(config.WEBHOOK_ALLOWED_HOSTS),
+  redisCommandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+});
+const eventFeed = new EventFeed({
+  redisUrl: config.REDIS_URL,
+  prefix: config.REDIS_PREFIX,
+  commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+  heartbeatMs: config.EVENTS_HEARTBEAT_MS,
+  log,
+});
+const webhooks = startWebhookPipeline({
+  redisUrl: config.REDIS_URL,
+  prefix: config.REDIS_PREFIX,
+  db,
+  endpoints: webhookEndpoints,
+  jobs,
+  disableAfterMs: config.WEBHOOK_DISABLE_AFTER_MS,
+  commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+  log,
+});
+
 const app = createApp({
   db,
   redis,
@@ -52,6 +83,8 @@ const app = createApp({
   bodyLimitBytes: config.BODY_LIMIT_BYTES,
   jobResultTimeoutMs: config.JOB_RESULT_TIMEOUT_MS,
   redisCommandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+  webhookEndpoints,
+  eventFeed,
 });
 
 const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, (info) =>
@@ -61,11 +94,13 @@ const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOS
 onShutdownSignal(log, config.SHUTDOWN_TIMEOUT_MS, stopProcess, config.SUPERVISOR_PID);
 
 async function stopProcess(): Promise<void> {
+  await eventFeed.close(); // ends live event streams, which would otherwise hold the server open
   await new Promise<void>((resolve) => {
     server.close(() => resolve());
     // Keep-alive sockets would hold close() open until they idle out.
     (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
   });
+  await webhooks.stop();
   await jobs.close();
   await projector.stop();
   await closeRedis(projectorRedis);

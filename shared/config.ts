@@ -1,6 +1,7 @@
 // The one place that reads process.env: every variable the service knows, validated once at boot.
 import path from "node:path";
 import { z } from "zod";
+import { DEFAULT_RETRY_SCHEDULE, parseDurationList } from "./webhooks/retry-schedule.ts";
 
 const booleanFromEnv = z.enum(["true", "false", "1", "0"]).transform((value) => value === "true" || value === "1");
 
@@ -41,6 +42,36 @@ export const ENV_SCHEMA = z.object({
   REDIS_COMMAND_TIMEOUT_MS: positiveInt.default(1_000),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(8_000),
   COMPRESSION_CONCURRENCY: positiveInt.max(64).default(1),
+  WEBHOOK_ALLOWED_HOSTS: z
+    .string()
+    .optional()
+    .transform((value) =>
+      (value ?? "")
+        .split(",")
+        .map((entry) => entry.trim())
+        .filter(Boolean),
+    )
+    .refine(
+      (entries) => entries.every((entry) => /^[A-Za-z0-9.:_-]+(\/\d{1,3})?$/.test(entry)),
+      "comma-separated host names, addresses or CIDRs",
+    ),
+  WEBHOOK_RETRY_SCHEDULE: z
+    .string()
+    .default(DEFAULT_RETRY_SCHEDULE)
+    .transform((value, context) => {
+      const delays = parseDurationList(value);
+      if (!delays)
+        context.addIssue({ code: "custom", message: "comma-separated durations like 5s,5m,2h (ms s m h d)" });
+      return delays ?? [];
+    }),
+  WEBHOOK_TIMEOUT_MS: positiveInt.max(60_000).default(15_000),
+  WEBHOOK_DISABLE_AFTER_MS: positiveInt.default(5 * 24 * 3_600_000),
+  WEBHOOK_CONCURRENCY: positiveInt.max(1_000).default(20),
+  WEBHOOK_SECRET_KEY: z
+    .string()
+    .refine((value) => Buffer.from(value, "base64").length === 32, "32 bytes, base64-encoded")
+    .optional(),
+  EVENTS_HEARTBEAT_MS: positiveInt.default(15_000),
   WORKER_RESTART: booleanFromEnv.default(true),
   /** Set by the supervisor for its children: they stop when it is gone, so no process outlives `npm start`. */
   SUPERVISOR_PID: positiveInt.optional(),

@@ -8,6 +8,7 @@ export const SERVICE_PROCESSES: readonly ProcessSpec[] = [
   { name: "api", entry: "api/main.ts" },
   { name: "capture-worker", entry: "workers/capture/main.ts" },
   { name: "compression-worker", entry: "workers/compression/main.ts" },
+  { name: "webhooks-worker", entry: "workers/webhooks/main.ts" },
 ];
 
 /** The command that runs an entry point (TypeScript through tsx's loader). */

@@ -65,12 +65,13 @@ describe("npm start", () => {
         .filter((line) => line.startsWith("{"))
         .map((line) => JSON.parse(line).name),
     );
-    for (const name of ["supervisor", "api", "capture-worker", "compression-worker"]) expect(names).toContain(name);
+    for (const name of ["supervisor", "api", "capture-worker", "compression-worker", "webhooks-worker"])
+      expect(names).toContain(name);
   });
 
   it("stops every process cleanly within 10 s on SIGTERM", async () => {
     const children = service.childPids();
-    expect(children.length).toBe(4); // redis-server + three processes
+    expect(children.length).toBe(5); // redis-server + four processes
     const { code, ms } = await service.stop("SIGTERM");
     expect(code).toBe(0);
     expect(ms).toBeLessThan(10_000);

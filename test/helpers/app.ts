@@ -1,11 +1,16 @@
 // An in-process API app on real parts: a SQLite file in a temp dir and the test Redis (or a dead one).
+import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { type App, createApp } from "../../api/app.ts";
 import { type Db, migrateToLatest, openDatabase } from "../../api/db/database.ts";
 import { Projector } from "../../api/read-model/projector.ts";
+import { EventFeed } from "../../api/routes/events-feed.ts";
+import { WebhookEndpoints } from "../../api/webhooks/endpoints.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { closeRedis, connectRedis, waitForRedisReady } from "../../shared/redis.ts";
+import { SecretBox } from "../../shared/webhooks/secrets.ts";
+import { createUrlGuard } from "../../shared/webhooks/url-guard.ts";
 import { tempDir, testRedisUrl, uniquePrefix } from "./fixtures.ts";
 
 export const TEST_API_KEY = "test-key-0123456789abcdef";
@@ -14,6 +19,10 @@ export interface TestApp {
   app: App;
   db: Db;
   jobs: JobProducer;
+  webhookEndpoints: WebhookEndpoints;
+  eventFeed: EventFeed;
+  /** The key sealing webhook secrets: a webhook worker under test needs the same. */
+  secretKey: Buffer;
   projector: Projector;
   prefix: string;
   redisUrl: string;
@@ -22,7 +31,15 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function createTestApp(options: { redisUrl?: string; bodyLimitBytes?: number } = {}): Promise<TestApp> {
+export interface TestAppOptions {
+  redisUrl?: string;
+  bodyLimitBytes?: number;
+  /** WEBHOOK_ALLOWED_HOSTS: empty refuses private addresses, as production does by default. */
+  webhookAllowedHosts?: string[];
+  eventsHeartbeatMs?: number;
+}
+
+export async function createTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const data = tempDir("api");
   const redisUrl = options.redisUrl ?? testRedisUrl();
   const prefix = uniquePrefix("api");
@@ -37,6 +54,22 @@ export async function createTestApp(options: { redisUrl?: string; bodyLimitBytes
   const log = createLogger("api-test", "silent");
   const projector = new Projector({ db, redis: projectorRedis, prefix, log });
   if (!options.redisUrl) await projector.start();
+  const secretKey = randomBytes(32);
+  const webhookEndpoints = new WebhookEndpoints({
+    db,
+    redis,
+    prefix,
+    secretBox: new SecretBox(secretKey),
+    urlGuard: createUrlGuard(options.webhookAllowedHosts ?? []),
+    redisCommandTimeoutMs: 1_000,
+  });
+  const eventFeed = new EventFeed({
+    redisUrl,
+    prefix,
+    commandTimeoutMs: 1_000,
+    heartbeatMs: options.eventsHeartbeatMs ?? 15_000,
+    log: createLogger("api-test", "silent"),
+  });
   const app = createApp({
     db,
     redis,
@@ -48,6 +81,8 @@ export async function createTestApp(options: { redisUrl?: string; bodyLimitBytes
     bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024,
     jobResultTimeoutMs: 10_000,
     redisCommandTimeoutMs: 1_000,
+    webhookEndpoints,
+    eventFeed,
   });
   return {
     app,
@@ -57,6 +92,9 @@ export async function createTestApp(options: { redisUrl?: string; bodyLimitBytes
     prefix,
     redisUrl,
     dataDir: data.dir,
+    webhookEndpoints,
+    eventFeed,
+    secretKey,
     request(pathAndQuery, init = {}) {
       const headers = new Headers(init.headers);
       if (init.auth !== false) headers.set("authorization", `Bearer ${init.auth ?? TEST_API_KEY}`);
@@ -68,6 +106,7 @@ export async function createTestApp(options: { redisUrl?: string; bodyLimitBytes
       return Promise.resolve(app.request(pathAndQuery, { ...init, headers, body }));
     },
     async close() {
+      await eventFeed.close();
       await jobs.close();
       await projector.stop();
       await closeRedis(projectorRedis);

@@ -1,0 +1,84 @@
+// Fan-out: reads the event stream with its own consumer group, records a delivery per matching enabled
+// endpoint and enqueues its job, then acknowledges. Replays after a crash are harmless (unique per endpoint+event).
+import type { Redis } from "ioredis";
+import { eventTypeMatches, type TypedEvent } from "../../shared/events/catalog.ts";
+import { decodeFields, eventStreamKey } from "../../shared/events/stream.ts";
+import type { JobProducer } from "../../shared/jobs/producer.ts";
+import type { Logger } from "../../shared/logger.ts";
+import type { Db } from "../db/database.ts";
+import { type DeliveryToSend, recordDeliveries } from "./deliveries.ts";
+import type { WebhookEndpoints } from "./endpoints.ts";
+import { type StreamConsumer, type StreamEntries, startStreamConsumer } from "./stream-consumer.ts";
+
+export const DISPATCH_GROUP = "webhooks";
+
+export interface WebhookDispatcherOptions {
+  /** A worker-role connection the dispatcher owns for its blocking reads. */
+  redis: Redis;
+  prefix: string;
+  db: Db;
+  endpoints: WebhookEndpoints;
+  jobs: JobProducer;
+  log: Logger;
+  blockMs?: number;
+}
+
+export function startWebhookDispatcher(options: WebhookDispatcherOptions): Promise<StreamConsumer> {
+  const dispatch = async (entries: StreamEntries) => {
+    const endpoints = await options.endpoints.listEnabled();
+    if (endpoints.length === 0) return;
+    const events: Array<{ streamId: string; event: TypedEvent; endpointIds: string[] }> = [];
+    for (const [streamId, fields] of entries) {
+      const event = decodeOrSkip(streamId, fields, options.log);
+      if (!event) continue;
+      const endpointIds = endpoints
+        .filter((endpoint) => endpoint.eventTypes.some((pattern) => eventTypeMatches(pattern, event.type)))
+        .map((endpoint) => endpoint.id);
+      if (endpointIds.length > 0) events.push({ streamId, event, endpointIds });
+    }
+    if (events.length === 0) return;
+    const toSend: DeliveryToSend[] = await options.db.transaction().execute(async (trx) => {
+      const all: DeliveryToSend[] = [];
+      for (const { streamId, event, endpointIds } of events) {
+        all.push(...(await recordDeliveries(trx, endpointIds, event, streamId)));
+      }
+      return all;
+    });
+    // The job id is the delivery id: enqueueing one twice is a no-op.
+    await Promise.all(
+      toSend.map((delivery) =>
+        options.jobs.enqueue(
+          "webhook.deliver",
+          {
+            delivery_id: delivery.deliveryId,
+            endpoint_id: delivery.endpointId,
+            event_id: delivery.eventId,
+            body: delivery.body,
+          },
+          { jobId: delivery.deliveryId },
+        ),
+      ),
+    );
+  };
+
+  return startStreamConsumer({
+    redis: options.redis,
+    key: eventStreamKey(options.prefix),
+    group: DISPATCH_GROUP,
+    consumer: "api",
+    // Webhooks deliver what happens from the first start of the dispatcher on, not the stream's history.
+    startAt: "$",
+    handle: dispatch,
+    log: options.log,
+    blockMs: options.blockMs,
+  });
+}
+
+function decodeOrSkip(streamId: string, fields: string[], log: Logger): TypedEvent | undefined {
+  try {
+    return decodeFields(fields);
+  } catch (error) {
+    log.error({ streamId, err: (error as Error).message }, "unreadable event not dispatched");
+    return undefined;
+  }
+}

@@ -1,0 +1,54 @@
+// Applies the worker's attempt outcomes (a Redis stream) to the delivery log, and disables endpoints
+// that answered 410 Gone or have failed without a success for WEBHOOK_DISABLE_AFTER_MS.
+import type { Redis } from "ioredis";
+import type { Logger } from "../../shared/logger.ts";
+import { type DeliveryOutcome, decodeOutcome, outcomeStreamKey } from "../../shared/webhooks/mirror.ts";
+import type { Db } from "../db/database.ts";
+import { applyOutcome } from "./deliveries.ts";
+import type { WebhookEndpoints } from "./endpoints.ts";
+import { type StreamConsumer, type StreamEntries, startStreamConsumer } from "./stream-consumer.ts";
+
+export const OUTCOME_GROUP = "api";
+
+export interface OutcomeRecorderOptions {
+  /** A worker-role connection the recorder owns for its blocking reads. */
+  redis: Redis;
+  prefix: string;
+  db: Db;
+  endpoints: WebhookEndpoints;
+  disableAfterMs: number;
+  log: Logger;
+  blockMs?: number;
+}
+
+export function startOutcomeRecorder(options: OutcomeRecorderOptions): Promise<StreamConsumer> {
+  const record = async (entries: StreamEntries) => {
+    for (const [outcomeId, fields] of entries) {
+      let outcome: DeliveryOutcome;
+      try {
+        outcome = decodeOutcome(fields);
+      } catch (error) {
+        options.log.error({ outcomeId, err: (error as Error).message }, "unreadable delivery outcome skipped");
+        continue;
+      }
+      await options.db.transaction().execute(async (trx) => {
+        const disableBecause = await applyOutcome(trx, outcomeId, outcome, options.disableAfterMs);
+        if (disableBecause) {
+          await options.endpoints.disable(outcome.endpoint_id, disableBecause, trx);
+          options.log.warn({ endpointId: outcome.endpoint_id, reason: disableBecause }, "webhook endpoint disabled");
+        }
+      });
+    }
+  };
+
+  return startStreamConsumer({
+    redis: options.redis,
+    key: outcomeStreamKey(options.prefix),
+    group: OUTCOME_GROUP,
+    consumer: "api",
+    startAt: "0",
+    handle: record,
+    log: options.log,
+    blockMs: options.blockMs,
+  });
+}
