@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EventStream } from "../shared/events/stream.ts";
 import { closeRedis, connectRedis, waitForRedisReady } from "../shared/redis.ts";
 import { createTestApp, TEST_API_KEY, type TestApp } from "./helpers/app.ts";
-import { freePort, waitFor } from "./helpers/fixtures.ts";
+import { freePort, jsonOf, waitFor } from "./helpers/fixtures.ts";
 import { appendSnapshotFlow } from "./helpers/flow-events.ts";
 
 interface SseMessage {
@@ -134,7 +134,7 @@ describe("GET /events", () => {
   });
 
   it("filters by type, snapshot id and instance id", async () => {
-    const [[last]] = await redis.xrevrange(events.key, "+", "-", "COUNT", 1);
+    const last = (await redis.xrevrange(events.key, "+", "-", "COUNT", 1))[0]?.[0] ?? "0";
     const flow = await appendSnapshotFlow(events);
     const snapshotId = (flow[1]!.event.data as { snapshot: { id: string } }).snapshot.id;
     const instanceId = (flow[0]!.event.data as { instance: { id: string } }).instance.id;
@@ -171,7 +171,7 @@ describe("GET /events", () => {
       headers: { authorization: `Bearer ${TEST_API_KEY}`, "last-event-id": "yesterday" },
     });
     expect(badId.status).toBe(400);
-    expect((await badId.json()).code).toBe("invalid_request");
+    expect((await jsonOf(badId)).code).toBe("invalid_request");
     const badType = await fetch(`${baseUrl}/events?types=snapshots.*`, {
       headers: { authorization: `Bearer ${TEST_API_KEY}` },
     });
