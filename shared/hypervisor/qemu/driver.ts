@@ -135,7 +135,9 @@ async function bootVm(binary: string, spec: VmSpec, settings: DriverSettings): P
     );
     return vm;
   } catch (error) {
-    if (pid !== null) {
+    // A daemonize that timed out may still have left a QEMU behind: find it through its pidfile.
+    pid ??= await readPid(layout.pidFile);
+    if (pid !== null && (await processArgs(pid))?.includes(layout.pidFile)) {
       killProcess(pid, "SIGKILL");
       await waitForExit(pid, DEFAULT_GRACEFUL_STOP_MS);
     }
