@@ -1,12 +1,14 @@
 // npm run bench:codec — our chunked codec against the zstd and lz4 commands on guest-memory-like files.
 //
-// Options: --memory-file <path> (a real guest memory file; default: a generated 256 MiB stand-in),
-// --rounds <n> (default 3; zstd level 19 runs once), --skip-large (no 1 GiB and 4 GiB files).
+// The memory file: --memory-file <path>, else the RAM of a busybox guest booted here (needs qemu-system-x86 and the
+// image from scripts/build-image.ts), else a generated 256 MiB stand-in.
+// Options: --rounds <n> (default 3; zstd level 19 runs once), --skip-large (no 1 GiB and 4 GiB files).
 import { execFile, spawn } from "node:child_process";
 import { mkdtemp, open, rm, stat } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs, promisify } from "node:util";
+import { captureGuestMemory, findGuestImage } from "./lib/guest-memory.ts";
 import { generateMemoryMix } from "./lib/memory-mix.ts";
 
 const run = promisify(execFile);
@@ -108,6 +110,7 @@ async function benchFile(name: string, source: string, workDirectory: string): P
     "| codec | ours compress | command | throughput ours/command (vs command+fsync) | size ours/command | ours peak RSS | ours decompress (with fsync) | command decompress | zero chunks |",
     "|---|---|---|---|---|---|---|---|---|",
   ];
+  console.log(rows.join("\n"));
   for (const contender of CONTENDERS) {
     const ours = path.join(workDirectory, `ours.${contender.algorithm}`);
     const theirs = path.join(workDirectory, `theirs.${contender.algorithm}`);
@@ -163,6 +166,7 @@ async function benchFile(name: string, source: string, workDirectory: string): P
 
 async function benchChunkSizes(source: string, workDirectory: string): Promise<string[]> {
   const rows = ["| chunk size | zstd 1 compress | output | zero chunks |", "|---|---|---|---|"];
+  console.log(rows.join("\n"));
   const { size } = await stat(source);
   for (const chunkSize of [MiB, 2 * MiB, 4 * MiB]) {
     const times: number[] = [];
@@ -212,7 +216,12 @@ async function main(): Promise<void> {
   try {
     let memoryFile = flags["memory-file"];
     let memoryName = `real guest memory file ${memoryFile}`;
-    if (!memoryFile) {
+    const guestImage = memoryFile ? undefined : await findGuestImage();
+    if (guestImage) {
+      memoryFile = path.join(workDirectory, "guest-memory.raw");
+      await captureGuestMemory(guestImage, workDirectory, memoryFile);
+      memoryName = "RAM of a 256 MiB busybox guest, captured after boot (QEMU TCG)";
+    } else if (!memoryFile) {
       memoryFile = path.join(workDirectory, "mix-256m.raw");
       generateMemoryMix(memoryFile, 256 * MiB, 1);
       memoryName = "generated 256 MiB guest-memory stand-in (60% zero pages, 25% text, 15% random)";
