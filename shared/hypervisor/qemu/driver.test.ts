@@ -235,6 +235,10 @@ describe("qemu driver on a real TCG guest", { timeout: 120_000 }, () => {
     expect(await qemuProcessesUsing(path.join(root, "bad-kernel"))).toEqual([]);
   });
 
+  it("rejects a memory size QEMU cannot map before starting anything", async () => {
+    await expect(boot(spec("odd-memory", { memoryBytes: GUEST_MEMORY + 1 }))).rejects.toBeInstanceOf(VmBootError);
+  });
+
   it("leaves no QEMU process behind", async () => {
     expect(await qemuProcessesUsing(root)).toEqual([]);
   });

@@ -26,6 +26,7 @@ const DEFAULT_BOOT_TIMEOUT_MS = 30_000;
 const DEFAULT_MIGRATION_TIMEOUT_MS = 600_000;
 const DEFAULT_GRACEFUL_STOP_MS = 5_000;
 const MIGRATION_POLL_MS = 10;
+const MIB = 1024 * 1024;
 /** sun_path is 108 bytes including the terminating NUL. */
 const MAX_UNIX_SOCKET_PATH = 107;
 
@@ -89,6 +90,10 @@ export async function resolveAccel(accel: Accel): Promise<"kvm" | "tcg"> {
 
 async function bootVm(binary: string, spec: VmSpec, settings: DriverSettings): Promise<VmHandle> {
   const layout = instanceLayout(spec.instanceDir);
+  if (!Number.isInteger(spec.memoryBytes / MIB) || spec.memoryBytes <= 0) {
+    throw new VmBootError(`memoryBytes must be a positive multiple of 1 MiB, got ${spec.memoryBytes}`);
+  }
+  if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1) throw new VmBootError(`vcpus must be >= 1, got ${spec.vcpus}`);
   if (Buffer.byteLength(layout.qmpSocket) > MAX_UNIX_SOCKET_PATH) {
     throw new VmBootError(`instance dir path too long for a unix socket: ${layout.qmpSocket}`);
   }
