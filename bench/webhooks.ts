@@ -4,7 +4,7 @@
 // Runs the real processes (api/main.ts with its dispatcher, workers/webhooks/main.ts) on a private redis-server
 // and a temp data dir; this process appends events (full snapshot resources) and hosts the receiver.
 // Options: --events <n> throughput burst (default 3000), --latency-events <n> (default 1000) appended at
-// --rate <per second> (default 100), --concurrency <n> WEBHOOK_CONCURRENCY (default 20).
+// --rate <per second> (default 100), --concurrency <n> WEBHOOK_CONCURRENCY (default 50).
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -22,7 +22,7 @@ const { values: flags } = parseArgs({
     events: { type: "string", default: "3000" },
     "latency-events": { type: "string", default: "1000" },
     rate: { type: "string", default: "100" },
-    concurrency: { type: "string", default: "20" },
+    concurrency: { type: "string", default: "50" },
   },
 });
 const BURST = Number(flags.events);

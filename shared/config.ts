@@ -66,7 +66,7 @@ export const ENV_SCHEMA = z.object({
     }),
   WEBHOOK_TIMEOUT_MS: positiveInt.max(60_000).default(15_000),
   WEBHOOK_DISABLE_AFTER_MS: positiveInt.default(5 * 24 * 3_600_000),
-  WEBHOOK_CONCURRENCY: positiveInt.max(1_000).default(20),
+  WEBHOOK_CONCURRENCY: positiveInt.max(1_000).default(50),
   WEBHOOK_SECRET_KEY: z
     .string()
     .refine((value) => Buffer.from(value, "base64").length === 32, "32 bytes, base64-encoded")

@@ -22,23 +22,23 @@ export interface OutcomeRecorderOptions {
 }
 
 export function startOutcomeRecorder(options: OutcomeRecorderOptions): Promise<StreamConsumer> {
+  // One transaction per batch: the log keeps up with the worker, and a crash replays the batch (idempotent).
   const record = async (entries: StreamEntries) => {
-    for (const [outcomeId, fields] of entries) {
-      let outcome: DeliveryOutcome;
-      try {
-        outcome = decodeOutcome(fields);
-      } catch (error) {
-        options.log.error({ outcomeId, err: (error as Error).message }, "unreadable delivery outcome skipped");
-        continue;
-      }
-      await options.db.transaction().execute(async (trx) => {
-        const disableBecause = await applyOutcome(trx, outcomeId, outcome, options.disableAfterMs);
-        if (disableBecause) {
-          await options.endpoints.disable(outcome.endpoint_id, disableBecause, trx);
-          options.log.warn({ endpointId: outcome.endpoint_id, reason: disableBecause }, "webhook endpoint disabled");
+    const disabled = await options.db.transaction().execute(async (trx) => {
+      const disabledNow: Array<{ endpointId: string; reason: string }> = [];
+      for (const [outcomeId, fields] of entries) {
+        const outcome = decodeOrSkip(outcomeId, fields, options.log);
+        if (!outcome) continue;
+        const reason = await applyOutcome(trx, outcomeId, outcome, options.disableAfterMs);
+        if (reason) {
+          await options.endpoints.disable(outcome.endpoint_id, reason, trx);
+          disabledNow.push({ endpointId: outcome.endpoint_id, reason });
         }
-      });
-    }
+      }
+      return disabledNow;
+    });
+    for (const { endpointId, reason } of disabled)
+      options.log.warn({ endpointId, reason }, "webhook endpoint disabled");
   };
 
   return startStreamConsumer({
@@ -51,4 +51,13 @@ export function startOutcomeRecorder(options: OutcomeRecorderOptions): Promise<S
     log: options.log,
     blockMs: options.blockMs,
   });
+}
+
+function decodeOrSkip(outcomeId: string, fields: string[], log: Logger): DeliveryOutcome | undefined {
+  try {
+    return decodeOutcome(fields);
+  } catch (error) {
+    log.error({ outcomeId, err: (error as Error).message }, "unreadable delivery outcome skipped");
+    return undefined;
+  }
 }
