@@ -7,6 +7,7 @@ import type { Redis } from "ioredis";
 import { ApiError, type ErrorStatus } from "../shared/errors.ts";
 import type { JobProducer } from "../shared/jobs/producer.ts";
 import type { Logger } from "../shared/logger.ts";
+import type { CompressionConfig } from "../shared/schemas/compression.ts";
 import type { Db } from "./db/database.ts";
 import { bearerAuth } from "./middleware/auth.ts";
 import type { Projector } from "./read-model/projector.ts";
@@ -15,6 +16,8 @@ import { registerEventRoutes } from "./routes/events.ts";
 import type { EventFeed } from "./routes/events-feed.ts";
 import { registerHealthRoutes } from "./routes/health.ts";
 import { registerHostRoutes } from "./routes/hosts.ts";
+import { registerInstanceRoutes } from "./routes/instances.ts";
+import { registerSnapshotRoutes } from "./routes/snapshots.ts";
 import { registerWebhookRoutes } from "./routes/webhooks.ts";
 import { registerWebhookDeliveryRoutes } from "./routes/webhooks-deliveries.ts";
 import type { WebhookEndpoints } from "./webhooks/endpoints.ts";
@@ -32,6 +35,8 @@ export interface AppDeps {
   bodyLimitBytes: number;
   jobResultTimeoutMs: number;
   redisCommandTimeoutMs: number;
+  /** The server's default snapshot compression policy (SNAPSHOT_COMPRESSION_DEFAULT). */
+  defaultCompression: CompressionConfig;
   /** Webhook subscriptions: SQLite rows mirrored into Redis for the delivery worker. */
   webhookEndpoints: WebhookEndpoints;
   /** Wakes live event streams (GET /events); closing it ends them at shutdown. */
@@ -76,6 +81,8 @@ export function createApp(deps: AppDeps): App {
   registerWebhookRoutes(app, deps);
   registerWebhookDeliveryRoutes(app, deps);
   registerEventRoutes(app, deps);
+  registerInstanceRoutes(app, deps);
+  registerSnapshotRoutes(app, deps);
   registerDocsRoutes(app);
   return app;
 }

@@ -3,6 +3,7 @@ import { serve } from "@hono/node-server";
 import { loadConfigOrExit } from "../shared/config.ts";
 import { JobProducer } from "../shared/jobs/producer.ts";
 import { createLogger } from "../shared/logger.ts";
+import { parseCompressionDefault } from "../shared/schemas/compression.ts";
 import { closeRedis, connectRedis, waitForRedisReady } from "../shared/redis.ts";
 import { onShutdownSignal } from "../shared/shutdown.ts";
 import { loadSecretKey, SecretBox } from "../shared/webhooks/secrets.ts";
@@ -79,6 +80,7 @@ const app = createApp({
   projector,
   log,
   apiKeys: keys,
+  defaultCompression: parseCompressionDefault(config.SNAPSHOT_COMPRESSION_DEFAULT),
   redisPrefix: config.REDIS_PREFIX,
   bodyLimitBytes: config.BODY_LIMIT_BYTES,
   jobResultTimeoutMs: config.JOB_RESULT_TIMEOUT_MS,

@@ -13,6 +13,7 @@ export const ENV_SCHEMA = z.object({
   HOST: z.string().min(1).default("0.0.0.0"),
   DATA_DIR: z.string().min(1).default("./data"),
   DATABASE_PATH: z.string().min(1).optional(),
+  IMAGES_DIR: z.string().min(1).optional(),
   REDIS_URL: z
     .string()
     .regex(/^(rediss?|unix):\/\//, "must start with redis://, rediss:// or unix://")
@@ -42,6 +43,16 @@ export const ENV_SCHEMA = z.object({
   REDIS_COMMAND_TIMEOUT_MS: positiveInt.default(1_000),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(8_000),
   COMPRESSION_CONCURRENCY: positiveInt.max(64).default(1),
+  SNAPSHOT_COMPRESSION_DEFAULT: z
+    .string()
+    .regex(/^(none|zstd|lz4)(:\d{1,2})?$/, "none, zstd, lz4, or algorithm:level such as zstd:3")
+    .refine((value) => {
+      const [algorithm, level] = value.split(":");
+      if (level === undefined) return true;
+      const number = Number(level);
+      return algorithm === "zstd" ? number >= 1 && number <= 19 : algorithm === "lz4" ? number <= 9 : false;
+    }, "level out of range (zstd 1-19, lz4 0-9)")
+    .default("none"),
   WEBHOOK_ALLOWED_HOSTS: z
     .string()
     .optional()
@@ -79,9 +90,10 @@ export const ENV_SCHEMA = z.object({
 
 export type RawConfig = z.infer<typeof ENV_SCHEMA>;
 
-export interface Config extends Omit<RawConfig, "DATABASE_PATH"> {
+export interface Config extends Omit<RawConfig, "DATABASE_PATH" | "IMAGES_DIR"> {
   DATA_DIR: string;
   DATABASE_PATH: string;
+  IMAGES_DIR: string;
 }
 
 export class ConfigError extends Error {
@@ -111,6 +123,7 @@ export function parseConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ...result.data,
     DATA_DIR: dataDir,
     DATABASE_PATH: path.resolve(dataDir, result.data.DATABASE_PATH ?? "snapfleet.db"),
+    IMAGES_DIR: path.resolve(dataDir, result.data.IMAGES_DIR ?? "images"),
   };
 }
 

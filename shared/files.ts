@@ -47,3 +47,12 @@ export async function tailLines(file: string, count: number, maxBytes = 1024 * 1
     await handle.close();
   }
 }
+
+export async function fsyncFile(file: string): Promise<void> {
+  const handle = await open(file, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

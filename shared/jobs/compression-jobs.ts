@@ -13,3 +13,6 @@ export const COMPRESSION_JOBS = {
     timeoutMs: 3_600_000,
   },
 } as const satisfies Record<string, JobDefinition>;
+
+/** One compression job per snapshot: the id makes a second enqueue of the same snapshot a no-op. */
+export const compressionJobId = (snapshotId: string) => `compress-${snapshotId}`;

@@ -62,3 +62,14 @@ export function resolveCompression(...candidates: Array<CompressionConfig | unde
   const first = candidates.find((candidate) => candidate != null);
   return first ? normalizeCompression(first) : { enabled: false };
 }
+
+/** The server default from config: "none", "zstd", "lz4" or "zstd:3". */
+export function parseCompressionDefault(text: string): CompressionConfig {
+  const [algorithm, level] = text.split(":");
+  if (algorithm === "none") return { enabled: false };
+  return COMPRESSION_CONFIG.parse({
+    enabled: true,
+    algorithm,
+    level: level === undefined ? undefined : Number(level),
+  });
+}

@@ -77,6 +77,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     projector,
     log,
     apiKeys: [TEST_API_KEY],
+    defaultCompression: { enabled: false },
     redisPrefix: prefix,
     bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024,
     jobResultTimeoutMs: 10_000,

@@ -1,10 +1,12 @@
 // Handlers of the host queue, keyed by job name: each delegates to the part of the host agent that owns it.
 import type { JobHandlers } from "../../shared/jobs/worker.ts";
 import type { InstanceManager } from "./instances.ts";
+import type { SnapshotManager } from "./snapshots.ts";
 
 export interface HostHandlerDeps {
   hostId: string;
   instances: InstanceManager;
+  snapshots: SnapshotManager;
 }
 
 type InstanceJobs =
@@ -15,9 +17,13 @@ type InstanceJobs =
   | "instance.standby"
   | "instance.restore"
   | "instance.delete"
-  | "instance.logs";
+  | "instance.logs"
+  | "snapshot.capture"
+  | "snapshot.fork"
+  | "snapshot.restore"
+  | "snapshot.delete";
 
-export function createHostHandlers({ hostId, instances }: HostHandlerDeps): JobHandlers<InstanceJobs> {
+export function createHostHandlers({ hostId, instances, snapshots }: HostHandlerDeps): JobHandlers<InstanceJobs> {
   return {
     "host.ping": async () => ({ hostId, receivedAt: new Date().toISOString() }),
     "instance.create": ({ instance }) => instances.create(instance),
@@ -27,5 +33,10 @@ export function createHostHandlers({ hostId, instances }: HostHandlerDeps): JobH
     "instance.restore": ({ instance_id }) => instances.restore(instance_id),
     "instance.delete": ({ instance_id }) => instances.delete(instance_id),
     "instance.logs": ({ instance_id, tail }) => instances.logs(instance_id, tail),
+    "snapshot.capture": ({ instance_id, snapshot }) => snapshots.capture(instance_id, snapshot),
+    "snapshot.fork": ({ snapshot_id, instance, target_state }) => snapshots.fork(snapshot_id, instance, target_state),
+    "snapshot.restore": ({ snapshot_id, instance_id, target_state }) =>
+      snapshots.restore(snapshot_id, instance_id, target_state),
+    "snapshot.delete": ({ snapshot_id }) => snapshots.delete(snapshot_id),
   };
 }

@@ -18,6 +18,13 @@ import { INSTANCE_SCHEMA, type Instance } from "../../shared/schemas/instance.ts
 
 const RECORD_FILE = "instance.json";
 const STANDBY_STATE_FILE = "standby-device-state";
+const MEMORY_MODE_FILE = "memory-mode";
+
+/**
+ * `shared`: the VM's RAM is its own memory.raw, mapped shared, so captures leave RAM out of the device state.
+ * `private`: the VM maps a file it does not own (a snapshot's RAM) copy-on-write, so captures carry its RAM.
+ */
+export type MemoryMode = "shared" | "private";
 const GRACEFUL_STOP_MS = 3_000;
 
 export interface InstanceFiles {
@@ -27,6 +34,7 @@ export interface InstanceFiles {
   memory: string;
   standbyState: string;
   consoleLog: string;
+  memoryMode: string;
 }
 
 export interface InstanceManagerOptions {
@@ -59,6 +67,7 @@ export class InstanceManager {
       memory: layout.defaultMemoryFile,
       standbyState: path.join(dir, STANDBY_STATE_FILE),
       consoleLog: layout.consoleLog,
+      memoryMode: path.join(dir, MEMORY_MODE_FILE),
     };
   }
 
@@ -101,11 +110,21 @@ export class InstanceManager {
   /** Saves the record, then appends the event that carries it. */
   async commit(
     instance: Instance,
-    type: "instance.created" | "instance.updated" | "instance.deleted",
+    type: "instance.created" | "instance.updated" | "instance.deleted" | "instance.forked" | "instance.restored",
+    snapshotId?: string,
   ): Promise<CommandResult> {
     if (type !== "instance.deleted") await this.save(instance);
-    const { event } = await this.options.events.append(type, subjectOf.instance(instance.id), { instance });
+    const subject = subjectOf.instance(instance.id);
+    const { event } =
+      type === "instance.forked" || type === "instance.restored"
+        ? await this.options.events.append(type, subject, { instance, snapshot_id: snapshotId! })
+        : await this.options.events.append(type, subject, { instance });
     return { instance, event_id: event.id };
+  }
+
+  async memoryMode(id: string): Promise<MemoryMode> {
+    const text = await readFile(this.files(id).memoryMode, "utf8").catch(() => "shared");
+    return text.trim() === "private" ? "private" : "shared";
   }
 
   async list(): Promise<Instance[]> {
@@ -130,25 +149,38 @@ export class InstanceManager {
     return attached;
   }
 
-  /** Boots the instance's VM from its disk (fresh RAM), or from its standby state when `fromStandby`. */
+  /**
+   * Boots the instance's VM: from its disk with fresh RAM, or from a device-state stream (`incoming`). With
+   * `privateMemory`, RAM maps `memoryFile` copy-on-write and the file is never written.
+   */
   async boot(
     instance: Instance,
-    fromStandby: boolean,
-    overrides: { memoryFile?: string; shareMemory?: boolean; deviceState?: string } = {},
-  ) {
+    options: { incoming?: string; memoryFile?: string; privateMemory?: boolean; paused?: boolean } = {},
+  ): Promise<VmHandle> {
     const files = this.files(instance.id);
+    const mode: MemoryMode = options.privateMemory ? "private" : "shared";
+    await writeFile(files.memoryMode, mode);
     const handle = await this.driver(instance.hypervisor).boot({
       instanceDir: files.dir,
       image: await this.image(instance.image),
       memoryBytes: parseSize(instance.size)!,
       vcpus: instance.vcpus,
-      memoryFile: overrides.memoryFile ?? files.memory,
-      shareMemory: overrides.shareMemory ?? true,
+      memoryFile: options.memoryFile ?? files.memory,
+      shareMemory: mode === "shared",
       diskFile: files.disk,
-      incoming: fromStandby ? { deviceStateFile: overrides.deviceState ?? files.standbyState } : undefined,
+      incoming: options.incoming ? { deviceStateFile: options.incoming, paused: options.paused } : undefined,
     });
     this.handles.set(instance.id, handle);
     return handle;
+  }
+
+  /** An empty sparse file of the guest's RAM size: the base a private-memory VM maps when its RAM comes in a stream. */
+  async blankMemoryFile(instance: Instance): Promise<string> {
+    const file = this.files(instance.id).memory;
+    await rm(file, { force: true });
+    await writeFile(file, "");
+    await truncate(file, parseSize(instance.size)!);
+    return file;
   }
 
   async stopVm(instance: Instance): Promise<void> {
@@ -166,7 +198,7 @@ export class InstanceManager {
       try {
         await writeFile(files.disk, "");
         await truncate(files.disk, parseSize(prepared.overlay_size)!);
-        await this.boot(prepared, false);
+        await this.boot(prepared);
         const now = new Date().toISOString();
         return await this.commit(
           { ...prepared, state: "Running", started_at: now, host_id: this.options.hostId },
@@ -198,7 +230,7 @@ export class InstanceManager {
       const instance = await this.read(id);
       assertOperationAllowed("start", instance);
       await this.discardMemoryState(id);
-      await this.boot(instance, false);
+      await this.boot(instance);
       return this.commit(
         { ...instance, state: "Running", state_error: null, started_at: new Date().toISOString() },
         "instance.updated",
@@ -225,7 +257,13 @@ export class InstanceManager {
     return this.locks.run(id, async () => {
       const instance = await this.read(id);
       assertOperationAllowed("restore", instance);
-      await this.boot(instance, true);
+      // A private-memory VM's standby stream holds its RAM: it comes back onto a blank file of its own.
+      const privateMemory = (await this.memoryMode(id)) === "private";
+      await this.boot(instance, {
+        incoming: this.files(id).standbyState,
+        privateMemory,
+        memoryFile: privateMemory ? await this.blankMemoryFile(instance) : undefined,
+      });
       await rm(this.files(id).standbyState, { force: true });
       return this.commit(
         { ...instance, state: "Running", has_snapshot: false, started_at: new Date().toISOString() },
@@ -257,7 +295,7 @@ export class InstanceManager {
   }
 
   /** RAM and device state only mean something together with a standby; a stopped instance keeps its disk alone. */
-  private async discardMemoryState(id: string): Promise<void> {
+  async discardMemoryState(id: string): Promise<void> {
     const files = this.files(id);
     await Promise.all([rm(files.memory, { force: true }), rm(files.standbyState, { force: true })]);
   }

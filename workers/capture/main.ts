@@ -3,16 +3,19 @@ import { loadConfigOrExit } from "../../shared/config.ts";
 import { EventStream } from "../../shared/events/stream.ts";
 import { resolveHostId } from "../../shared/host-id.ts";
 import { announceHost, HOST_HEARTBEAT_INTERVAL_MS, type HostRecord } from "../../shared/hosts.ts";
-import { createQemuDriver } from "../../shared/hypervisor/qemu/driver.ts";
+import { availableHypervisors, getHypervisor } from "../../shared/hypervisor/registry.ts";
 import type { HypervisorDriver } from "../../shared/hypervisor/types.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
+import { JobProducer } from "../../shared/jobs/producer.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { closeRedis, connectRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
+import { SnapshotStore } from "../../shared/snapshots/store.ts";
 import { effectiveAccel } from "./accel.ts";
 import { createHostHandlers } from "./handlers.ts";
 import { InstanceManager } from "./instances.ts";
+import { SnapshotManager } from "./snapshots.ts";
 
 const RECONCILE_INTERVAL_MS = 2_000;
 
@@ -27,16 +30,31 @@ if (!config.REDIS_URL) {
 const redis = connectRedis(config.REDIS_URL, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
 redis.on("error", (error) => log.warn({ err: error.message }, "redis connection error"));
 
+const registryOptions = { qemu: { defaultAccel: effectiveAccel(config.QEMU_ACCEL), logger: log } };
 const drivers = new Map<string, HypervisorDriver>();
-for (const driver of [createQemuDriver({ defaultAccel: effectiveAccel(config.QEMU_ACCEL), logger: log })]) {
-  if (await driver.isAvailable()) drivers.set(driver.name, driver);
-}
+for (const name of await availableHypervisors(registryOptions))
+  drivers.set(name, await getHypervisor(name, registryOptions));
+const events = new EventStream(redis, config.REDIS_PREFIX);
 const instances = new InstanceManager({
   dataDir: config.DATA_DIR,
   imagesDir: config.IMAGES_DIR,
   hostId,
   drivers,
-  events: new EventStream(redis, config.REDIS_PREFIX),
+  events,
+  log,
+});
+const jobs = new JobProducer({
+  redisUrl: config.REDIS_URL,
+  prefix: config.REDIS_PREFIX,
+  connection: redis,
+  commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+});
+const snapshots = new SnapshotManager({
+  hostId,
+  instances,
+  store: new SnapshotStore(config.DATA_DIR, redis, config.REDIS_PREFIX),
+  events,
+  jobs,
   log,
 });
 // VMs outlive this process: take back the ones that still run, report the ones that died meanwhile.
@@ -69,11 +87,11 @@ const heartbeat = async () => {
 await heartbeat();
 const heartbeatTimer = setInterval(heartbeat, HOST_HEARTBEAT_INTERVAL_MS);
 
-const jobs = startJobWorker({
+const worker = startJobWorker({
   queue: queueName("host", hostId),
   prefix: config.REDIS_PREFIX,
   connection: redis,
-  handlers: createHostHandlers({ hostId, instances }),
+  handlers: createHostHandlers({ hostId, instances, snapshots }),
   concurrency: 4,
   log,
 });
@@ -88,6 +106,7 @@ onShutdownSignal(log, config.SHUTDOWN_TIMEOUT_MS, stopProcess, config.SUPERVISOR
 async function stopProcess(): Promise<void> {
   clearInterval(heartbeatTimer);
   clearInterval(reconcileTimer);
-  await jobs.close(Math.max(1_000, config.SHUTDOWN_TIMEOUT_MS - 2_000));
+  await worker.close(Math.max(1_000, config.SHUTDOWN_TIMEOUT_MS - 2_000));
+  await jobs.close();
   await closeRedis(redis);
 }

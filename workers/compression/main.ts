@@ -1,12 +1,19 @@
-// The compression worker: compresses snapshot memory payloads in the background, a bounded number at a time.
+// The compression worker: compresses this host's snapshot memory payloads in the background, a bounded number
+// at a time, and makes sure no snapshot waits forever for a job that vanished.
 import { loadConfigOrExit } from "../../shared/config.ts";
+import { EventStream } from "../../shared/events/stream.ts";
 import { resolveHostId } from "../../shared/host-id.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
+import { JobProducer } from "../../shared/jobs/producer.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { closeRedis, connectRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
+import { SnapshotStore } from "../../shared/snapshots/store.ts";
 import { createCompressionHandlers } from "./handlers.ts";
+import { requeueUnfinishedCompressions } from "./reconcile.ts";
+
+const RECONCILE_INTERVAL_MS = 60_000;
 
 const config = loadConfigOrExit();
 const hostId = resolveHostId(config.HOST_ID, config.DATA_DIR);
@@ -18,21 +25,38 @@ if (!config.REDIS_URL) {
 
 const redis = connectRedis(config.REDIS_URL, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
 redis.on("error", (error) => log.warn({ err: error.message }, "redis connection error"));
-
-const jobs = startJobWorker({
-  queue: queueName("compression", hostId),
+const store = new SnapshotStore(config.DATA_DIR, redis, config.REDIS_PREFIX);
+const queue = queueName("compression", hostId);
+const jobs = new JobProducer({
+  redisUrl: config.REDIS_URL,
   prefix: config.REDIS_PREFIX,
   connection: redis,
-  handlers: createCompressionHandlers({ dataDir: config.DATA_DIR }),
+  commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+});
+
+const worker = startJobWorker({
+  queue,
+  prefix: config.REDIS_PREFIX,
+  connection: redis,
+  handlers: createCompressionHandlers({ store, events: new EventStream(redis, config.REDIS_PREFIX), log }),
   concurrency: config.COMPRESSION_CONCURRENCY,
   log,
 });
-log.info({ concurrency: config.COMPRESSION_CONCURRENCY }, "compression worker started");
+log.info({ queue, concurrency: config.COMPRESSION_CONCURRENCY }, "compression worker started");
+
+const reconcile = () =>
+  requeueUnfinishedCompressions(store, jobs, queue, hostId, log).catch((error: Error) =>
+    log.warn({ err: error.message }, "compression reconcile failed"),
+  );
+await reconcile();
+const reconcileTimer = setInterval(reconcile, RECONCILE_INTERVAL_MS);
 
 onShutdownSignal(log, config.SHUTDOWN_TIMEOUT_MS, stopProcess, config.SUPERVISOR_PID);
 
 async function stopProcess(): Promise<void> {
+  clearInterval(reconcileTimer);
   // In-flight compressions are aborted at the deadline; their jobs are retried by the next worker.
-  await jobs.close(Math.max(1_000, config.SHUTDOWN_TIMEOUT_MS - 2_000));
+  await worker.close(Math.max(1_000, config.SHUTDOWN_TIMEOUT_MS - 2_000));
+  await jobs.close();
   await closeRedis(redis);
 }

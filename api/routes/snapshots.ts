@@ -1,0 +1,298 @@
+// Snapshots: create from an instance, list, get, delete, fork into a new instance, restore onto the source.
+// Wire-compatible with the Hypeman snapshots API; reads come from the read model, work runs on the owning host.
+import { createRoute, z } from "@hono/zod-openapi";
+import { ApiError, notFound } from "../../shared/errors.ts";
+import { newId } from "../../shared/ids.ts";
+import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
+import { resolveCompression } from "../../shared/schemas/compression.ts";
+import { INSTANCE_SCHEMA, type Instance } from "../../shared/schemas/instance.ts";
+import {
+  CREATE_SNAPSHOT_BODY,
+  FORK_SNAPSHOT_BODY,
+  RESTORE_SNAPSHOT_BODY,
+  SNAPSHOT_KIND,
+  SNAPSHOT_SCHEMA,
+  type Snapshot,
+  TARGET_STATES_BY_KIND,
+  type TargetState,
+} from "../../shared/schemas/snapshot.ts";
+import type { App, AppDeps } from "../app.ts";
+import { onlineHosts, runHostCommand } from "../commands.ts";
+import { BEARER_SECURITY, errorResponses } from "../openapi.ts";
+import { instanceNameScope, releaseReservation, reserveName, snapshotNameScope } from "../read-model/names.ts";
+import { decodeCursor, findInstanceIncludingDeleted, findSnapshot, listSnapshots } from "../read-model/queries.ts";
+import { requireInstance } from "./instances.ts";
+import { INSTANCE_PATH, SNAPSHOT_PATH, tagFilterFromQuery } from "./params.ts";
+
+const NEXT_CURSOR_HEADER = "x-next-cursor";
+
+const json = <T extends z.ZodType>(schema: T, description: string) => ({
+  description,
+  content: { "application/json": { schema } },
+});
+
+export const createSnapshotRoute = createRoute({
+  method: "post",
+  path: "/instances/{id}/snapshots",
+  summary: "Create a snapshot for an instance",
+  description:
+    "Standby (memory + device state + disk) from a Running or Standby instance; Stopped (disk only) from a Stopped " +
+    "one. Returns once the payload is durable; compression, if enabled, runs afterwards.",
+  tags: ["Snapshots"],
+  security: BEARER_SECURITY,
+  request: {
+    params: INSTANCE_PATH,
+    body: { content: { "application/json": { schema: CREATE_SNAPSHOT_BODY } }, required: true },
+  },
+  responses: { 201: json(SNAPSHOT_SCHEMA, "The snapshot"), ...errorResponses(400, 404, 409, 504) },
+});
+
+export const listSnapshotsRoute = createRoute({
+  method: "get",
+  path: "/snapshots",
+  summary: "List snapshots",
+  description:
+    "Oldest first. Filters are exact and ANDed; `tags[key]=value` pairs match case-sensitively. With `limit`, the " +
+    `response carries an \`${NEXT_CURSOR_HEADER}\` header while more remain; pass it back as \`cursor\`.`,
+  tags: ["Snapshots"],
+  security: BEARER_SECURITY,
+  request: {
+    query: z.object({
+      kind: SNAPSHOT_KIND.optional(),
+      name: z.string().max(63).optional(),
+      source_instance_id: z.string().max(128).optional(),
+      tags: z
+        .record(z.string(), z.string())
+        .optional()
+        .openapi({ param: { style: "deepObject", explode: true } }),
+      limit: z.coerce.number().int().min(1).max(1000).optional(),
+      cursor: z.string().max(512).optional(),
+    }),
+  },
+  responses: { 200: json(z.array(SNAPSHOT_SCHEMA), "Snapshots"), ...errorResponses(400) },
+});
+
+export const getSnapshotRoute = createRoute({
+  method: "get",
+  path: "/snapshots/{snapshotId}",
+  summary: "Get snapshot details",
+  tags: ["Snapshots"],
+  security: BEARER_SECURITY,
+  request: { params: SNAPSHOT_PATH },
+  responses: { 200: json(SNAPSHOT_SCHEMA, "The snapshot"), ...errorResponses(404) },
+});
+
+export const deleteSnapshotRoute = createRoute({
+  method: "delete",
+  path: "/snapshots/{snapshotId}",
+  summary: "Delete a snapshot",
+  description: "Cancels compression in flight, removes payload and record. Never touches the source or forks.",
+  tags: ["Snapshots"],
+  security: BEARER_SECURITY,
+  request: { params: SNAPSHOT_PATH },
+  responses: { 204: { description: "Deleted" }, ...errorResponses(404, 504) },
+});
+
+export const forkSnapshotRoute = createRoute({
+  method: "post",
+  path: "/snapshots/{snapshotId}/fork",
+  summary: "Fork a new instance from a snapshot",
+  description: "The fork maps the stored memory copy-on-write: no guest RAM is copied, and the snapshot is unchanged.",
+  tags: ["Snapshots"],
+  security: BEARER_SECURITY,
+  request: {
+    params: SNAPSHOT_PATH,
+    body: { content: { "application/json": { schema: FORK_SNAPSHOT_BODY } }, required: true },
+  },
+  responses: { 201: json(INSTANCE_SCHEMA, "The new instance"), ...errorResponses(400, 404, 409, 504) },
+});
+
+export const restoreSnapshotRoute = createRoute({
+  method: "post",
+  path: "/instances/{id}/snapshots/{snapshotId}/restore",
+  summary: "Restore an instance from one of its snapshots",
+  tags: ["Snapshots"],
+  security: BEARER_SECURITY,
+  request: {
+    params: INSTANCE_PATH.merge(SNAPSHOT_PATH),
+    body: { content: { "application/json": { schema: RESTORE_SNAPSHOT_BODY } }, required: false },
+  },
+  responses: { 200: json(INSTANCE_SCHEMA, "The restored instance"), ...errorResponses(400, 404, 409, 504) },
+});
+
+export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
+  app.openapi(createSnapshotRoute, async (c) => {
+    const body = c.req.valid("json");
+    const instance = await requireInstance(deps, c.req.valid("param").id);
+    if (body.kind === "Stopped" && body.compression?.enabled) {
+      throw new ApiError(
+        "invalid_request",
+        "compression applies to Standby snapshots only; a Stopped snapshot is disk only",
+      );
+    }
+    assertOperationAllowed(body.kind === "Standby" ? "snapshotStandby" : "snapshotStopped", instance);
+    const id = newId();
+    const scope = snapshotNameScope(instance.id);
+    if (body.name && !(await reserveName(deps.db, scope, body.name, id))) {
+      throw new ApiError("conflict", `instance ${instance.name} already has a snapshot named ${body.name}`);
+    }
+    const compression =
+      body.kind === "Stopped"
+        ? { enabled: false }
+        : resolveCompression(body.compression, instance.snapshot_policy?.compression, deps.defaultCompression);
+    const prepared: Snapshot = {
+      id,
+      created_at: new Date().toISOString(),
+      kind: body.kind,
+      size_bytes: 0,
+      source_hypervisor: instance.hypervisor,
+      source_instance_id: instance.id,
+      source_instance_name: instance.name,
+      name: body.name ?? null,
+      tags: body.tags ?? {},
+      compression,
+      compression_state: "none",
+      compression_error: null,
+      compressed_size_bytes: null,
+      uncompressed_size_bytes: null,
+      host_id: instance.host_id,
+      capture_downtime_ms: null,
+    };
+    try {
+      const result = await runHostCommand(deps, instance.host_id, "snapshot.capture", {
+        instance_id: instance.id,
+        snapshot: prepared,
+      });
+      return c.json(result.snapshot, 201);
+    } catch (error) {
+      if (body.name) await releaseReservation(deps.db, scope, id);
+      throw error;
+    }
+  });
+
+  app.openapi(listSnapshotsRoute, async (c) => {
+    const query = c.req.valid("query");
+    const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
+    if (query.cursor !== undefined && !after)
+      throw new ApiError("invalid_request", "cursor: not a cursor this API issued");
+    const page = await listSnapshots(
+      deps.db,
+      {
+        kind: query.kind,
+        name: query.name,
+        source_instance_id: query.source_instance_id,
+        tags: tagFilterFromQuery(c.req.queries() as Record<string, string[]>),
+      },
+      { limit: query.limit, after },
+    );
+    if (page.nextCursor) c.header(NEXT_CURSOR_HEADER, page.nextCursor);
+    return c.json(page.snapshots, 200);
+  });
+
+  app.openapi(getSnapshotRoute, async (c) => c.json(await requireSnapshot(deps, c.req.valid("param").snapshotId), 200));
+
+  app.openapi(deleteSnapshotRoute, async (c) => {
+    const snapshot = await requireSnapshot(deps, c.req.valid("param").snapshotId);
+    await runHostCommand(deps, snapshot.host_id, "snapshot.delete", { snapshot_id: snapshot.id });
+    return c.body(null, 204);
+  });
+
+  app.openapi(forkSnapshotRoute, async (c) => {
+    const body = c.req.valid("json");
+    const snapshot = await requireSnapshot(deps, c.req.valid("param").snapshotId);
+    const target = targetStateFor(snapshot, body.target_state);
+    const hypervisor = await targetHypervisorFor(deps, snapshot, body.target_hypervisor);
+    const source = await findInstanceIncludingDeleted(deps.db, snapshot.source_instance_id);
+    if (!source) throw new ApiError("internal_error", `source instance of snapshot ${snapshot.id} is unknown`);
+    const id = newId();
+    if (!(await reserveName(deps.db, instanceNameScope(), body.name, id))) {
+      throw new ApiError("conflict", `an instance named ${body.name} already exists`);
+    }
+    const prepared: Instance = {
+      ...source,
+      id,
+      name: body.name,
+      state: "Created",
+      state_error: null,
+      hypervisor,
+      created_at: new Date().toISOString(),
+      started_at: null,
+      stopped_at: null,
+      expires_at: null,
+      has_snapshot: false,
+      tags: {},
+      host_id: snapshot.host_id,
+    };
+    try {
+      const result = await runHostCommand(deps, snapshot.host_id, "snapshot.fork", {
+        snapshot_id: snapshot.id,
+        instance: prepared,
+        target_state: target,
+      });
+      return c.json(result.instance, 201);
+    } catch (error) {
+      await releaseReservation(deps.db, instanceNameScope(), id);
+      throw error;
+    }
+  });
+
+  app.openapi(restoreSnapshotRoute, async (c) => {
+    const params = c.req.valid("param");
+    const body = c.req.valid("json") ?? {};
+    const instance = await requireInstance(deps, params.id);
+    const snapshot = await requireSnapshot(deps, params.snapshotId);
+    if (snapshot.source_instance_id !== instance.id) {
+      throw new ApiError(
+        "invalid_request",
+        `snapshot ${snapshot.id} belongs to instance ${snapshot.source_instance_name}, not ${instance.name}`,
+      );
+    }
+    const target = targetStateFor(snapshot, body.target_state);
+    await targetHypervisorFor(deps, snapshot, body.target_hypervisor);
+    if (instance.state === "Running") {
+      throw new ApiError("invalid_state", `instance ${instance.name} is Running: stop it or put it in standby first`);
+    }
+    assertOperationAllowed("restoreSnapshot", instance);
+    const result = await runHostCommand(deps, instance.host_id, "snapshot.restore", {
+      snapshot_id: snapshot.id,
+      instance_id: instance.id,
+      target_state: target,
+    });
+    return c.json(result.instance, 200);
+  });
+}
+
+async function requireSnapshot(deps: AppDeps, id: string): Promise<Snapshot> {
+  const snapshot = await findSnapshot(deps.db, id);
+  if (!snapshot) throw notFound("snapshot", id);
+  return snapshot;
+}
+
+/** The contract's target-state table: the first allowed state of a kind is its default. */
+function targetStateFor(snapshot: Snapshot, requested: TargetState | undefined): TargetState {
+  const allowed = TARGET_STATES_BY_KIND[snapshot.kind];
+  if (requested === undefined) return allowed[0]!;
+  if (!allowed.includes(requested)) {
+    throw new ApiError(
+      "invalid_request",
+      `target_state ${requested} is not allowed for a ${snapshot.kind} snapshot (allowed: ${allowed.join(", ")})`,
+    );
+  }
+  return requested;
+}
+
+/** No memory state crosses hypervisors: only Stopped snapshots may name another one, and the host must run it. */
+async function targetHypervisorFor(deps: AppDeps, snapshot: Snapshot, requested: string | undefined) {
+  if (requested === undefined || requested === snapshot.source_hypervisor) return snapshot.source_hypervisor;
+  if (snapshot.kind !== "Stopped") {
+    throw new ApiError("invalid_request", "target_hypervisor is only allowed for Stopped snapshots");
+  }
+  const host = (await onlineHosts(deps)).find((candidate) => candidate.id === snapshot.host_id);
+  if (host && !host.hypervisors.includes(requested)) {
+    throw new ApiError(
+      "not_supported",
+      `hypervisor ${requested} is not available on host ${host.id}; available: ${host.hypervisors.join(", ")}`,
+    );
+  }
+  return requested as Snapshot["source_hypervisor"];
+}

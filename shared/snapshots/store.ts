@@ -1,0 +1,97 @@
+// Snapshot payloads on a host: `<DATA_DIR>/snapshots/<id>/` holds the record (snapshot.json) and the payload files.
+// The capture and compression workers of a host share it; record changes happen under the snapshot's Redis lock.
+import { readFile, stat } from "node:fs/promises";
+import path from "node:path";
+import type { Redis } from "ioredis";
+import { z } from "zod";
+import { writeFileAtomic } from "../files.ts";
+import { withRedisLock } from "../locks.ts";
+import { INSTANCE_SCHEMA } from "../schemas/instance.ts";
+import { SNAPSHOT_SCHEMA, type Snapshot } from "../schemas/snapshot.ts";
+
+export const RECORD_FILE = "snapshot.json";
+export const DISK_FILE = "disk.raw";
+export const MEMORY_FILE = "memory.raw";
+export const DEVICE_STATE_FILE = "device-state";
+/** A compressed payload file keeps its raw name plus this suffix (seekable chunked zstd/lz4, see shared/codec). */
+export const COMPRESSED_SUFFIX = ".sfc";
+
+/**
+ * How guest RAM is stored:
+ * - `file`: RAM in memory.raw (the guest's own shared memory file, copied sparsely) + a small device-state stream;
+ * - `stream`: RAM inside the device-state stream (captured from a VM that maps its memory privately, e.g. a fork);
+ * - `none`: a Stopped snapshot, disk only.
+ */
+export const MEMORY_LAYOUTS = ["file", "stream", "none"] as const;
+
+export const SNAPSHOT_RECORD = z.object({
+  snapshot: SNAPSHOT_SCHEMA,
+  /** The source instance as it was at capture: forks take image, size and vcpus from it. */
+  source: INSTANCE_SCHEMA,
+  memory_layout: z.enum(MEMORY_LAYOUTS),
+  /** Which payload file compression applies to (memory.raw or device-state), null for disk-only. */
+  memory_payload: z.enum([MEMORY_FILE, DEVICE_STATE_FILE]).nullable(),
+});
+
+export type SnapshotRecord = z.infer<typeof SNAPSHOT_RECORD>;
+
+export class SnapshotStore {
+  constructor(
+    readonly dataDir: string,
+    private readonly redis: Redis,
+    private readonly prefix: string,
+  ) {}
+
+  dir(id: string): string {
+    return path.join(this.dataDir, "snapshots", id);
+  }
+
+  file(id: string, name: string): string {
+    return path.join(this.dir(id), name);
+  }
+
+  /** Where a compressed snapshot's memory payload is decompressed once for forks and restores to map. */
+  cacheFile(id: string, name: string): string {
+    return path.join(this.dataDir, "cache", id, name);
+  }
+
+  async read(id: string): Promise<SnapshotRecord | undefined> {
+    try {
+      return SNAPSHOT_RECORD.parse(JSON.parse(await readFile(this.file(id, RECORD_FILE), "utf8")));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw error;
+    }
+  }
+
+  async write(record: SnapshotRecord): Promise<void> {
+    await writeFileAtomic(this.file(record.snapshot.id, RECORD_FILE), `${JSON.stringify(record, null, 2)}\n`);
+  }
+
+  /** Serialises record changes and payload swaps of one snapshot across this host's workers. */
+  withLock<T>(id: string, operation: () => Promise<T>, waitMs = 120_000): Promise<T> {
+    return withRedisLock(this.redis, `${this.prefix}:lock:snapshot:${id}`, { ttlMs: 300_000, waitMs }, operation);
+  }
+
+  /** Bytes the payload occupies on disk (allocated blocks, so sparse holes do not count). */
+  async storedBytes(record: SnapshotRecord): Promise<number> {
+    const names = [DISK_FILE];
+    if (record.memory_layout !== "none") names.push(DEVICE_STATE_FILE);
+    if (record.memory_layout === "file") names.push(MEMORY_FILE);
+    let total = 0;
+    for (const name of names) {
+      const compressed = name === record.memory_payload && record.snapshot.compression_state === "compressed";
+      total += await allocatedBytes(this.file(record.snapshot.id, compressed ? `${name}${COMPRESSED_SUFFIX}` : name));
+    }
+    return total;
+  }
+}
+
+export async function allocatedBytes(file: string): Promise<number> {
+  try {
+    return (await stat(file)).blocks * 512;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return 0;
+    throw error;
+  }
+}

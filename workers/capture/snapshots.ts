@@ -1,0 +1,235 @@
+// The host agent's snapshots: capture from an instance, fork a new instance, restore onto the source, delete.
+// Forks and restores map the stored RAM privately (copy-on-write), so they copy no guest memory; a compressed
+// payload is decompressed once into a raw cache that every later fork maps.
+import { existsSync } from "node:fs";
+import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import path from "node:path";
+import { decompressFile } from "../../shared/codec/index.ts";
+import { ApiError, notFound } from "../../shared/errors.ts";
+import { subjectOf } from "../../shared/events/catalog.ts";
+import type { EventStream } from "../../shared/events/stream.ts";
+import { fsyncDirectory, fsyncFile } from "../../shared/files.ts";
+import { copyFileSparse } from "../../shared/hypervisor/sparse-copy.ts";
+import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
+import { compressionJobId } from "../../shared/jobs/compression-jobs.ts";
+import type { JobProducer } from "../../shared/jobs/producer.ts";
+import type { Logger } from "../../shared/logger.ts";
+import type { Instance } from "../../shared/schemas/instance.ts";
+import type { Snapshot, TargetState } from "../../shared/schemas/snapshot.ts";
+import {
+  COMPRESSED_SUFFIX,
+  DEVICE_STATE_FILE,
+  DISK_FILE,
+  MEMORY_FILE,
+  type SnapshotRecord,
+  type SnapshotStore,
+} from "../../shared/snapshots/store.ts";
+import type { CommandResult, InstanceManager } from "./instances.ts";
+
+export interface SnapshotManagerOptions {
+  hostId: string;
+  instances: InstanceManager;
+  store: SnapshotStore;
+  events: EventStream;
+  /** Puts compression jobs on this host's compression queue. */
+  jobs: JobProducer;
+  log: Logger;
+}
+
+export class SnapshotManager {
+  constructor(private readonly options: SnapshotManagerOptions) {}
+
+  /** Captures a snapshot of the instance. From Running, the guest is paused only for the device state and copies. */
+  capture(instanceId: string, prepared: Snapshot): Promise<{ snapshot: Snapshot; event_id: string }> {
+    const { instances, store } = this.options;
+    return instances.locks.run(instanceId, async () => {
+      const instance = await instances.read(instanceId);
+      assertOperationAllowed(prepared.kind === "Standby" ? "snapshotStandby" : "snapshotStopped", instance);
+      const files = instances.files(instanceId);
+      const staging = path.join(store.dataDir, "snapshots", `.staging-${prepared.id}`);
+      await rm(staging, { recursive: true, force: true });
+      await mkdir(staging, { recursive: true });
+      try {
+        let layout: SnapshotRecord["memory_layout"] = "none";
+        let downtimeMs: number | null = null;
+        if (prepared.kind === "Standby") {
+          const shared = (await instances.memoryMode(instanceId)) === "shared";
+          layout = shared ? "file" : "stream";
+          if (instance.state === "Running") {
+            const handle = await instances.requireHandle(instance);
+            const pausedAt = performance.now();
+            try {
+              await handle.captureDeviceState(path.join(staging, DEVICE_STATE_FILE));
+              if (shared) await copyFileSparse(files.memory, path.join(staging, MEMORY_FILE));
+              await copyFileSparse(files.disk, path.join(staging, DISK_FILE));
+            } finally {
+              await handle.resume();
+            }
+            downtimeMs = Math.round((performance.now() - pausedAt) * 10) / 10;
+          } else {
+            // Standby: the VMM is gone and its RAM and device state are on disk already.
+            await copyFileSparse(files.standbyState, path.join(staging, DEVICE_STATE_FILE));
+            if (shared) await copyFileSparse(files.memory, path.join(staging, MEMORY_FILE));
+            await copyFileSparse(files.disk, path.join(staging, DISK_FILE));
+          }
+        } else {
+          await copyFileSparse(files.disk, path.join(staging, DISK_FILE));
+        }
+        for (const name of await readdir(staging)) await fsyncFile(path.join(staging, name));
+        await rename(staging, store.dir(prepared.id));
+        await fsyncDirectory(path.dirname(staging));
+
+        const record: SnapshotRecord = {
+          snapshot: {
+            ...prepared,
+            host_id: this.options.hostId,
+            capture_downtime_ms: downtimeMs,
+            compression_state: "none",
+          },
+          source: instance,
+          memory_layout: layout,
+          memory_payload: layout === "file" ? MEMORY_FILE : layout === "stream" ? DEVICE_STATE_FILE : null,
+        };
+        record.snapshot.size_bytes = await store.storedBytes(record);
+        await store.write(record);
+        const { event } = await this.options.events.append("snapshot.created", subjectOf.snapshot(prepared.id), {
+          snapshot: record.snapshot,
+        });
+        if (record.snapshot.compression.enabled && record.memory_payload) await this.queueCompression(prepared.id);
+        this.options.log.info(
+          { snapshotId: prepared.id, kind: prepared.kind, layout, downtimeMs, sizeBytes: record.snapshot.size_bytes },
+          "snapshot captured",
+        );
+        return { snapshot: record.snapshot, event_id: event.id };
+      } catch (error) {
+        await rm(staging, { recursive: true, force: true });
+        await rm(store.dir(prepared.id), { recursive: true, force: true });
+        throw error;
+      }
+    });
+  }
+
+  async queueCompression(snapshotId: string): Promise<void> {
+    await this.options.jobs.enqueue(
+      "snapshot.compress",
+      { snapshot_id: snapshotId },
+      { hostId: this.options.hostId, jobId: compressionJobId(snapshotId) },
+    );
+  }
+
+  /** Boots a new instance from the snapshot in the target state. */
+  async fork(snapshotId: string, prepared: Instance, target: TargetState): Promise<CommandResult> {
+    const record = await this.requireRecord(snapshotId);
+    const { instances } = this.options;
+    const files = instances.files(prepared.id);
+    return instances.locks.run(prepared.id, async () => {
+      await mkdir(files.dir, { recursive: true });
+      try {
+        const instance = await this.bringUp(prepared, record, target);
+        return await instances.commit(instance, "instance.forked", snapshotId);
+      } catch (error) {
+        await instances.stopVm(prepared).catch(() => {});
+        await rm(files.dir, { recursive: true, force: true });
+        throw error;
+      }
+    });
+  }
+
+  /** Puts the snapshot's own source instance back to the snapshot's moment, in the target state. */
+  async restore(snapshotId: string, instanceId: string, target: TargetState): Promise<CommandResult> {
+    const record = await this.requireRecord(snapshotId);
+    const { instances } = this.options;
+    return instances.locks.run(instanceId, async () => {
+      const instance = await instances.read(instanceId);
+      if (record.snapshot.source_instance_id !== instanceId) {
+        throw new ApiError("invalid_request", `snapshot ${snapshotId} was not taken of instance ${instance.name}`);
+      }
+      assertOperationAllowed("restoreSnapshot", instance);
+      await instances.stopVm(instance);
+      await instances.discardMemoryState(instanceId);
+      const restored = await this.bringUp(instance, record, target);
+      return instances.commit(restored, "instance.restored", snapshotId);
+    });
+  }
+
+  /** Cancels work in flight on the snapshot, removes its payload and cache, and emits snapshot.deleted. */
+  async delete(snapshotId: string): Promise<{ snapshot: Snapshot; event_id: string }> {
+    const record = await this.requireRecord(snapshotId);
+    const { store } = this.options;
+    await store.withLock(snapshotId, async () => {
+      // A compression in flight sees its record gone at its next progress step and stops.
+      await rm(store.dir(snapshotId), { recursive: true, force: true });
+      await rm(path.dirname(store.cacheFile(snapshotId, MEMORY_FILE)), { recursive: true, force: true });
+    });
+    const queue = this.options.jobs.queue(`compression-${this.options.hostId}`);
+    await queue.remove(compressionJobId(snapshotId)).catch(() => 0); // only waiting jobs can be removed
+    const { event } = await this.options.events.append("snapshot.deleted", subjectOf.snapshot(snapshotId), {
+      snapshot: record.snapshot,
+    });
+    return { snapshot: record.snapshot, event_id: event.id };
+  }
+
+  private async requireRecord(snapshotId: string): Promise<SnapshotRecord> {
+    const record = await this.options.store.read(snapshotId);
+    if (!record) throw notFound("snapshot", snapshotId);
+    return record;
+  }
+
+  /**
+   * Gives `instance` the snapshot's disk and, for a Standby snapshot whose target is not Stopped, boots it from the
+   * snapshot's memory and device state. Returns the instance record in its new state (not yet committed).
+   */
+  private async bringUp(instance: Instance, record: SnapshotRecord, target: TargetState): Promise<Instance> {
+    const { instances, store } = this.options;
+    const files = instances.files(instance.id);
+    const snapshotId = record.snapshot.id;
+    await copyFileSparse(store.file(snapshotId, DISK_FILE), files.disk);
+    const now = new Date().toISOString();
+    const base: Instance = { ...instance, state_error: null, has_snapshot: false };
+    if (target === "Stopped") return { ...base, state: "Stopped", stopped_at: now };
+    if (record.snapshot.kind === "Stopped") {
+      await instances.boot(instance);
+      return { ...base, state: "Running", started_at: now };
+    }
+    // Hold the snapshot's lock until QEMU has the payload open: a compression finishing meanwhile may remove the
+    // raw file, which is harmless once mapped.
+    await store.withLock(snapshotId, async () => {
+      const current = await store.read(snapshotId);
+      if (!current) throw notFound("snapshot", snapshotId);
+      const payload = await this.rawPayload(current);
+      const deviceState = current.memory_layout === "stream" ? payload : store.file(snapshotId, DEVICE_STATE_FILE);
+      const memoryFile = current.memory_layout === "file" ? payload : await instances.blankMemoryFile(instance);
+      await instances.boot(instance, {
+        incoming: deviceState,
+        memoryFile,
+        privateMemory: true,
+        paused: target === "Standby",
+      });
+    });
+    if (target === "Running") return { ...base, state: "Running", started_at: now };
+    // Standby: keep the loaded machine's state as the instance's own standby payload, then end the VMM.
+    const handle = await instances.requireHandle(instance);
+    await handle.captureDeviceState(files.standbyState);
+    await instances.stopVm(instance);
+    return { ...base, state: "Standby", has_snapshot: true, stopped_at: now };
+  }
+
+  /** The raw memory payload: the stored file, or (compressed) its cache, decompressed once and verified. */
+  private async rawPayload(record: SnapshotRecord): Promise<string> {
+    const { store } = this.options;
+    const name = record.memory_payload!;
+    const id = record.snapshot.id;
+    const raw = store.file(id, name);
+    if (record.snapshot.compression_state !== "compressed" && existsSync(raw)) return raw;
+    const cache = store.cacheFile(id, name);
+    if (existsSync(cache)) return cache;
+    await mkdir(path.dirname(cache), { recursive: true });
+    const started = performance.now();
+    await decompressFile(store.file(id, `${name}${COMPRESSED_SUFFIX}`), cache);
+    this.options.log.info(
+      { snapshotId: id, ms: Math.round(performance.now() - started), bytes: (await stat(cache)).size },
+      "decompressed memory payload into the raw cache",
+    );
+    return cache;
+  }
+}

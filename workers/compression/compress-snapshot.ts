@@ -1,0 +1,160 @@
+// Compresses one snapshot's memory payload: none → compressing → compressed, or error with the raw payload kept.
+// Safe to run again after a crash (it starts over from the raw file) and stops when the snapshot is deleted.
+import { rm, stat } from "node:fs/promises";
+import { CodecError, compressFile } from "../../shared/codec/index.ts";
+import { subjectOf } from "../../shared/events/catalog.ts";
+import type { EventStream } from "../../shared/events/stream.ts";
+import type { Logger } from "../../shared/logger.ts";
+import type { CompressionState, Snapshot } from "../../shared/schemas/snapshot.ts";
+import { COMPRESSED_SUFFIX, type SnapshotRecord, type SnapshotStore } from "../../shared/snapshots/store.ts";
+
+/** Progress events at most this often. */
+const PROGRESS_INTERVAL_MS = 500;
+
+export interface CompressSnapshotDeps {
+  store: SnapshotStore;
+  events: EventStream;
+  log: Logger;
+}
+
+export type CompressOutcome = "compressed" | "error" | "skipped";
+
+class SnapshotGoneError extends Error {}
+
+export async function compressSnapshot(
+  deps: CompressSnapshotDeps,
+  snapshotId: string,
+  context: { signal: AbortSignal; isLastAttempt: boolean },
+): Promise<CompressOutcome> {
+  const { store, log } = deps;
+  const started = await store.withLock(snapshotId, async () => {
+    const record = await store.read(snapshotId);
+    if (!record || !needsCompression(record)) return undefined;
+    return setState(
+      deps,
+      record,
+      { compression_state: "compressing", compression_error: null },
+      "snapshot.compression.started",
+    );
+  });
+  if (!started) return "skipped";
+
+  const name = started.memory_payload!;
+  const source = store.file(snapshotId, name);
+  const destination = store.file(snapshotId, `${name}${COMPRESSED_SUFFIX}`);
+  const { algorithm, level } = started.snapshot.compression as { algorithm: "zstd" | "lz4"; level: number };
+  const cancel = new AbortController();
+  const signal = AbortSignal.any([context.signal, cancel.signal]);
+  let lastProgress = 0;
+  const began = performance.now();
+  try {
+    const result = await compressFile(source, destination, {
+      algorithm,
+      level,
+      signal,
+      onProgress: (done, total) => {
+        const now = performance.now();
+        if (now - lastProgress < PROGRESS_INTERVAL_MS || done === total) return;
+        lastProgress = now;
+        void reportProgress(deps, snapshotId, done, total).catch((error: Error) => {
+          if (error instanceof SnapshotGoneError) cancel.abort(error);
+        });
+      },
+    });
+    const outcome = await store.withLock(snapshotId, async () => {
+      const record = await store.read(snapshotId);
+      if (!record) {
+        await rm(destination, { force: true });
+        return "skipped" as const;
+      }
+      const uncompressed = (await stat(source)).size;
+      const completed = await setState(
+        deps,
+        record,
+        {
+          compression_state: "compressed",
+          compression_error: null,
+          compressed_size_bytes: result.compressedBytes,
+          uncompressed_size_bytes: uncompressed,
+        },
+        "snapshot.compression.completed",
+        async () => {
+          // The record says compressed before the raw file goes: a crash in between leaves a spare raw file, not a lie.
+          await rm(source, { force: true });
+        },
+      );
+      log.info(
+        {
+          snapshotId,
+          algorithm,
+          level,
+          ms: Math.round(performance.now() - began),
+          uncompressedBytes: uncompressed,
+          compressedBytes: result.compressedBytes,
+          sizeBytes: completed.snapshot.size_bytes,
+        },
+        "snapshot compressed",
+      );
+      return "compressed" as const;
+    });
+    return outcome;
+  } catch (error) {
+    await rm(destination, { force: true }).catch(() => {});
+    if (cancel.signal.aborted || !(await store.read(snapshotId))) {
+      log.info({ snapshotId }, "snapshot deleted during compression: stopped");
+      return "skipped";
+    }
+    if (context.signal.aborted) throw error; // shutdown: the job is retried by the next worker
+    // Codec errors (a full disk, an unreadable payload) do not heal by retrying at once; anything else retries.
+    if (!(error instanceof CodecError) && !context.isLastAttempt) throw error;
+    const message = error instanceof Error ? error.message : String(error);
+    await store.withLock(snapshotId, async () => {
+      const record = await store.read(snapshotId);
+      if (record) {
+        await setState(
+          deps,
+          record,
+          { compression_state: "error", compression_error: message },
+          "snapshot.compression.failed",
+        );
+      }
+    });
+    log.warn({ snapshotId, err: message }, "compression failed: raw payload kept");
+    return "error";
+  }
+}
+
+export function needsCompression(record: SnapshotRecord): boolean {
+  const state: CompressionState = record.snapshot.compression_state;
+  return (
+    record.snapshot.compression.enabled &&
+    record.memory_payload !== null &&
+    (state === "none" || state === "compressing")
+  );
+}
+
+async function setState(
+  deps: CompressSnapshotDeps,
+  record: SnapshotRecord,
+  changes: Partial<Snapshot>,
+  type: "snapshot.compression.started" | "snapshot.compression.completed" | "snapshot.compression.failed",
+  afterWrite?: () => Promise<void>,
+): Promise<SnapshotRecord> {
+  const next: SnapshotRecord = { ...record, snapshot: { ...record.snapshot, ...changes } };
+  // Counts the compressed file once the state says compressed, whatever raw file is still around.
+  next.snapshot.size_bytes = await deps.store.storedBytes(next);
+  await deps.store.write(next);
+  await afterWrite?.();
+  await deps.events.append(type, subjectOf.snapshot(record.snapshot.id), { snapshot: next.snapshot });
+  return next;
+}
+
+async function reportProgress(deps: CompressSnapshotDeps, snapshotId: string, done: number, total: number) {
+  const record = await deps.store.read(snapshotId);
+  if (!record) throw new SnapshotGoneError(`snapshot ${snapshotId} was deleted`);
+  await deps.events.append("snapshot.compression.progress", subjectOf.snapshot(snapshotId), {
+    snapshot: record.snapshot,
+    bytes_done: done,
+    bytes_total: total,
+  });
+}
