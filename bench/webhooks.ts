@@ -14,7 +14,7 @@ import { EventStream } from "../shared/events/stream.ts";
 import { createLogger } from "../shared/logger.ts";
 import { closeRedis, connectRedis, waitForRedisReady } from "../shared/redis.ts";
 import { findRedisServer, freePort, REDIS_INSTALL_HINT, startEmbeddedRedis } from "../supervisor/embedded-redis.ts";
-import { sampleInstance, sampleSnapshot } from "../test/helpers/flow-events.ts";
+import { sampleInstance, sampleSnapshot } from "../test/helpers/resources.ts";
 import { startWebhookReceiver, verifyReceived } from "../test/helpers/webhook-receiver.ts";
 
 const { values: flags } = parseArgs({

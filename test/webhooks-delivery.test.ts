@@ -4,7 +4,7 @@ import type { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
 import { startWebhookPipeline } from "../api/webhooks/pipeline.ts";
 import type { WebhookDelivery, WebhookEndpoint } from "../api/webhooks/schemas.ts";
-import { EventStream } from "../shared/events/stream.ts";
+import { type AppendedEvent, EventStream } from "../shared/events/stream.ts";
 import { queueName } from "../shared/jobs/catalog.ts";
 import { createLogger } from "../shared/logger.ts";
 import { closeRedis, connectRedis, waitForRedisReady } from "../shared/redis.ts";
@@ -123,13 +123,20 @@ async function settled(h: Harness, endpointId: string, count: number) {
   );
 }
 
+/**
+ * Makes the events of one flow happen and returns them as appended. Synthetic here (full resources appended to
+ * the stream); to run the same assertions on the real snapshot → compress → fork → delete pipeline through QEMU,
+ * swap in a function that drives it over HTTP and returns what it appended (EventStream.readAfter from the start).
+ */
+const runFlow: (h: Harness) => Promise<AppendedEvent[]> = (h) => appendSnapshotFlow(h.events);
+
 const idsOf = (requests: ReceivedRequest[]) => requests.map((request) => String(request.headers["webhook-id"]));
 
 describe("webhook delivery", () => {
   it("delivers every event of a flow once, signed, with the full resource as data", async () => {
     const h = await harness();
     const { id, secret } = await h.subscribe({ event_types: ["snapshot.*", "instance.*"] });
-    const flow = await appendSnapshotFlow(h.events);
+    const flow = await runFlow(h);
 
     await waitFor(() => h.receiver.requests.length >= flow.length || undefined, { what: "all deliveries" });
     const deliveries = await settled(h, id, flow.length);
@@ -188,7 +195,7 @@ describe("webhook delivery", () => {
     });
     await h.receiver.stop();
     const { id, secret } = await h.subscribe();
-    const flow = await appendSnapshotFlow(h.events);
+    const flow = await runFlow(h);
 
     await waitFor(
       async () => {

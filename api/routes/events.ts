@@ -68,6 +68,7 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
       stream.onAbort(() => stop.abort());
       const onClose = () => stop.abort();
       feed.signal.addEventListener("abort", onClose, { once: true });
+      if (feed.signal.aborted) stop.abort(); // arrived while the API was already shutting down
       let position = start;
       try {
         await stream.writeSSE({ event: "ready", id: position, data: JSON.stringify({ position }) });
