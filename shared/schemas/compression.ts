@@ -10,33 +10,43 @@ export const COMPRESSION_LEVELS = {
   lz4: { min: 0, max: 9, default: 0 },
 } as const satisfies Record<CompressionAlgorithm, { min: number; max: number; default: number }>;
 
+// When `enabled` is false nothing else is checked (the contract): algorithm and level are validated in the refine.
 export const COMPRESSION_CONFIG = z
   .object({
     enabled: z.boolean().openapi({ description: "Enable snapshot memory compression" }),
-    algorithm: z.enum(COMPRESSION_ALGORITHMS).optional().openapi({
-      description: "Compression algorithm (defaults to zstd when enabled). Ignored when enabled is false.",
-    }),
-    level: z
-      .number()
-      .int()
-      .min(0)
-      .max(19)
+    algorithm: z
+      .string()
       .optional()
       .openapi({
+        enum: [...COMPRESSION_ALGORITHMS],
+        description: "Compression algorithm (defaults to zstd when enabled). Ignored when enabled is false.",
+      }),
+    level: z
+      .number()
+      .optional()
+      .openapi({
+        minimum: 0,
+        maximum: 19,
         description:
           "Compression level. Allowed ranges are zstd=1-19 and lz4=0-9. When omitted, zstd defaults to 1 and lz4 " +
-          "defaults to 0. Ignored when enabled is false. lz4 compresses at one speed here: its level is recorded but " +
-          "does not change the output.",
+          "defaults to 0. Ignored when enabled is false. lz4 compresses at one speed here: its level is recorded " +
+          "but does not change the output.",
       }),
   })
   .superRefine((config, context) => {
-    if (!config.enabled || config.level === undefined) return;
-    const range = COMPRESSION_LEVELS[config.algorithm ?? "zstd"];
-    if (config.level < range.min || config.level > range.max) {
+    if (!config.enabled) return;
+    const algorithm = (config.algorithm ?? "zstd") as CompressionAlgorithm;
+    if (!COMPRESSION_ALGORITHMS.includes(algorithm)) {
+      context.addIssue({ code: "custom", path: ["algorithm"], message: "algorithm must be zstd or lz4" });
+      return;
+    }
+    if (config.level === undefined) return;
+    const range = COMPRESSION_LEVELS[algorithm];
+    if (!Number.isInteger(config.level) || config.level < range.min || config.level > range.max) {
       context.addIssue({
         code: "custom",
         path: ["level"],
-        message: `${config.algorithm ?? "zstd"} level must be between ${range.min} and ${range.max}`,
+        message: `${algorithm} level must be an integer between ${range.min} and ${range.max}`,
       });
     }
   })
@@ -53,7 +63,7 @@ export interface EffectiveCompression {
 /** Fills algorithm and level for an enabled config; a disabled one is just `{enabled: false}`. */
 export function normalizeCompression(config: CompressionConfig): EffectiveCompression {
   if (!config.enabled) return { enabled: false };
-  const algorithm = config.algorithm ?? "zstd";
+  const algorithm = (config.algorithm ?? "zstd") as CompressionAlgorithm;
   return { enabled: true, algorithm, level: config.level ?? COMPRESSION_LEVELS[algorithm].default };
 }
 

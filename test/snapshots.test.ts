@@ -1,0 +1,346 @@
+// The snapshots API through the official SDK (@onkernel/hypeman), unchanged, against the whole service on real
+// QEMU guests: the contract's flow, its filters, and each of its 400/404/409 cases.
+import { existsSync } from "node:fs";
+import path from "node:path";
+import Hypeman from "@onkernel/hypeman";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { jsonOf, waitFor } from "./helpers/fixtures.ts";
+import { type RunningService, startService } from "./helpers/service.ts";
+
+let service: RunningService;
+let client: Hypeman;
+
+beforeAll(async () => {
+  service = await startService();
+  // Retries off: a 409 must reach the test as it was answered.
+  client = new Hypeman({ apiKey: service.apiKey(), baseURL: service.baseUrl, maxRetries: 0 });
+}, 60_000);
+
+afterAll(async () => {
+  await service?.stop("SIGTERM");
+  service?.remove();
+});
+
+async function ticks(name: string): Promise<number[]> {
+  const response = await service.api(`/instances/${name}/logs?tail=2000`);
+  return (await response.text())
+    .split("\n")
+    .filter((line) => line.startsWith("data: "))
+    .flatMap((line) => /^tick (\d+)$/.exec((JSON.parse(line.slice(6)) as string).trim())?.[1] ?? [])
+    .map(Number);
+}
+
+async function waitForTick(name: string, atLeast: number): Promise<number> {
+  return waitFor(
+    async () => {
+      const latest = Math.max(-1, ...(await ticks(name)));
+      return latest >= atLeast ? latest : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 250, what: `${name} to reach tick ${atLeast}` },
+  );
+}
+
+async function statusOf(error: Promise<unknown>): Promise<{ status: number; code: string; message: string }> {
+  const caught = (await error.then(
+    () => undefined,
+    (reason: unknown) => reason,
+  )) as { status?: number; error?: { code: string; message: string } } | undefined;
+  expect(caught, "the call should have failed").toBeDefined();
+  return { status: caught!.status!, code: caught!.error!.code, message: caught!.error!.message };
+}
+
+describe("the SDK flow", () => {
+  it("snapshots a running guest, compresses it, finds it, forks it, and deletes it", async () => {
+    const source = await client.instances.create({ name: "sdk-src", image: "busybox", size: "256MB" });
+    expect(source.state).toBe("Running");
+    await waitForTick("sdk-src", 2);
+
+    const snapshot = await client.instances.snapshots.create(source.id, {
+      kind: "Standby",
+      name: "pre-upgrade",
+      tags: { team: "backend", env: "staging" },
+      compression: { enabled: true, algorithm: "zstd", level: 3 },
+    });
+    const ticksAtSnapshot = await ticks("sdk-src");
+    expect(snapshot).toMatchObject({
+      kind: "Standby",
+      name: "pre-upgrade",
+      source_instance_id: source.id,
+      source_instance_name: "sdk-src",
+      source_hypervisor: "qemu",
+      tags: { team: "backend", env: "staging" },
+      compression: { enabled: true, algorithm: "zstd", level: 3 },
+    });
+    expect(snapshot.id).toMatch(/^[a-z][a-z0-9]{23}$/);
+    expect(snapshot.size_bytes).toBeGreaterThan(0);
+    expect(["none", "compressing", "compressed"]).toContain(snapshot.compression_state);
+    expect((snapshot as { capture_downtime_ms?: number }).capture_downtime_ms).toBeGreaterThan(0);
+
+    const compressed = await waitFor(
+      async () => {
+        const current = await client.snapshots.get(snapshot.id);
+        return current.compression_state === "compressed" ? current : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 200, what: "compression to finish" },
+    );
+    expect(compressed.compressed_size_bytes).toBeGreaterThan(0);
+    expect(compressed.uncompressed_size_bytes).toBe(256 * 1024 * 1024);
+    expect(compressed.compressed_size_bytes!).toBeLessThan(compressed.uncompressed_size_bytes!);
+    expect(compressed.size_bytes).toBeLessThan(snapshot.size_bytes);
+    expect(compressed.compression_error).toBeNull();
+
+    for (const filter of <Hypeman.SnapshotListParams[]>[
+      { kind: "Standby" },
+      { name: "pre-upgrade" },
+      { source_instance_id: source.id },
+      { tags: { team: "backend" } },
+      { tags: { team: "backend", env: "staging" } },
+    ]) {
+      const found = await client.snapshots.list(filter);
+      expect(
+        found.map((item) => item.id),
+        JSON.stringify(filter),
+      ).toContain(snapshot.id);
+    }
+    for (const filter of <Hypeman.SnapshotListParams[]>[
+      { kind: "Stopped" },
+      { name: "other" },
+      { tags: { team: "Backend" } },
+      { tags: { team: "backend", env: "prod" } },
+    ]) {
+      const found = await client.snapshots.list(filter);
+      expect(
+        found.map((item) => item.id),
+        JSON.stringify(filter),
+      ).not.toContain(snapshot.id);
+    }
+
+    const fork = await client.snapshots.fork(snapshot.id, { name: "sdk-fork" });
+    expect(fork).toMatchObject({ name: "sdk-fork", state: "Running", hypervisor: "qemu" });
+    // The fork resumes the guest from the snapshot moment: its first tick follows the ones logged by then.
+    const forkTicks = await waitFor(
+      async () => {
+        const seen = await ticks("sdk-fork");
+        return seen.length >= 2 ? seen : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 250, what: "the fork to tick" },
+    );
+    const lastAtSnapshot = Math.max(...ticksAtSnapshot);
+    expect(forkTicks[0]).toBeGreaterThanOrEqual(lastAtSnapshot);
+    expect(forkTicks[0]).toBeLessThanOrEqual(lastAtSnapshot + 2);
+    // The stored snapshot stays compressed and its record true.
+    expect((await client.snapshots.get(snapshot.id)).compression_state).toBe("compressed");
+    expect(existsSync(path.join(service.dataDir, "snapshots", snapshot.id, "memory.raw"))).toBe(false);
+
+    await client.snapshots.delete(snapshot.id);
+    expect((await statusOf(client.snapshots.get(snapshot.id))).status).toBe(404);
+    expect(existsSync(path.join(service.dataDir, "snapshots", snapshot.id))).toBe(false);
+    // Forks made from it keep running.
+    const before = Math.max(...(await ticks("sdk-fork")));
+    await waitForTick("sdk-fork", before + 1);
+    expect((await client.instances.get("sdk-fork")).state).toBe("Running");
+  });
+
+  it("compresses with lz4 and restores the source to the snapshot moment", async () => {
+    const source = await client.instances.create({ name: "lz4-src", image: "busybox", size: "128MB" });
+    await waitForTick("lz4-src", 2);
+    const snapshot = await client.instances.snapshots.create("lz4-src", {
+      kind: "Standby",
+      compression: { enabled: true, algorithm: "lz4" },
+    });
+    expect(snapshot.compression).toEqual({ enabled: true, algorithm: "lz4", level: 0 });
+    expect(snapshot.name).toBeNull();
+    const atSnapshot = Math.max(...(await ticks("lz4-src")));
+    await waitFor(
+      async () => ((await client.snapshots.get(snapshot.id)).compression_state === "compressed" ? true : undefined),
+      {
+        timeoutMs: 60_000,
+        what: "lz4 compression",
+      },
+    );
+    await waitForTick("lz4-src", atSnapshot + 3);
+
+    const running = await statusOf(client.instances.snapshots.restore(snapshot.id, { id: source.id }));
+    expect(running).toMatchObject({ status: 409, code: "invalid_state" });
+    await client.instances.standby(source.id);
+    const restored = await client.instances.snapshots.restore(snapshot.id, { id: source.id });
+    expect(restored.state).toBe("Running");
+    // The count goes back to the snapshot moment: the next ticks printed continue from there, not from later.
+    const logged = (await ticks("lz4-src")).length;
+    const after = await waitFor(
+      async () => {
+        const seen = await ticks("lz4-src");
+        return seen.length > logged ? seen.slice(logged) : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 250, what: "ticks after restore" },
+    );
+    expect(after[0]).toBeLessThanOrEqual(atSnapshot + 2);
+    expect((await client.snapshots.get(snapshot.id)).compression_state).toBe("compressed");
+  });
+
+  it("takes Stopped snapshots (disk only, never compressed) and forks them Stopped or Running", async () => {
+    const source = await client.instances.create({
+      name: "stopped-src",
+      image: "busybox",
+      size: "128MB",
+      snapshot_policy: { compression: { enabled: true, algorithm: "zstd", level: 5 } },
+    });
+    await waitForTick("stopped-src", 2);
+    await client.instances.stop(source.id);
+    const snapshot = await client.instances.snapshots.create(source.id, { kind: "Stopped", name: "cold" });
+    expect(snapshot).toMatchObject({ kind: "Stopped", compression_state: "none", compression: { enabled: false } });
+    const stoppedFork = await client.snapshots.fork(snapshot.id, { name: "cold-fork" });
+    expect(stoppedFork.state).toBe("Stopped");
+    const runningFork = await client.snapshots.fork(snapshot.id, { name: "warm-fork", target_state: "Running" });
+    expect(runningFork.state).toBe("Running");
+    await waitForTick("warm-fork", 1);
+    const restored = await client.instances.snapshots.restore(snapshot.id, { id: source.id, target_state: "Running" });
+    expect(restored.state).toBe("Running");
+  });
+
+  it("applies the instance policy, and an explicit disable wins", async () => {
+    await client.instances.create({
+      name: "policy-src",
+      image: "busybox",
+      size: "128MB",
+      snapshot_policy: { compression: { enabled: true, algorithm: "lz4", level: 4 } },
+    });
+    const inherited = await client.instances.snapshots.create("policy-src", { kind: "Standby" });
+    expect(inherited.compression).toEqual({ enabled: true, algorithm: "lz4", level: 4 });
+    const disabled = await client.instances.snapshots.create("policy-src", {
+      kind: "Standby",
+      compression: { enabled: false, algorithm: "zstd", level: 99 },
+    });
+    expect(disabled.compression).toEqual({ enabled: false });
+    expect(disabled.compression_state).toBe("none");
+  });
+
+  it("pages through the list with a cursor, keeping the bare array", async () => {
+    const all = await client.snapshots.list();
+    expect(all.length).toBeGreaterThanOrEqual(3);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const response = await service.api(`/snapshots?limit=2${cursor ? `&cursor=${cursor}` : ""}`);
+      const page = await jsonOf(response);
+      expect(Array.isArray(page)).toBe(true);
+      seen.push(...page.map((item: { id: string }) => item.id));
+      cursor = response.headers.get("x-next-cursor");
+    } while (cursor);
+    expect(seen).toEqual(all.map((item) => item.id));
+  });
+});
+
+describe("the contract's errors", () => {
+  let running: { id: string };
+  let standbySnapshot: { id: string };
+
+  beforeAll(async () => {
+    running = await client.instances.create({ name: "err-src", image: "busybox", size: "128MB" });
+    standbySnapshot = await client.instances.snapshots.create(running.id, { kind: "Standby", name: "taken" });
+  });
+
+  it.each([
+    [{ kind: "Sideways" }, "kind"],
+    [{ kind: "Standby", name: "Upper" }, "name"],
+    [{ kind: "Standby", name: "-edge" }, "name"],
+    [{ kind: "Standby", name: "a".repeat(64) }, "name"],
+    [{ kind: "Standby", tags: { "": "x" } }, "tags"],
+    [{ kind: "Standby", tags: { ok: "x".repeat(257) } }, "tags"],
+    [{ kind: "Standby", tags: Object.fromEntries(Array.from({ length: 51 }, (_, i) => [`k${i}`, "v"])) }, "tags"],
+    [{ kind: "Standby", compression: { enabled: true, algorithm: "zstd", level: 0 } }, "level"],
+    [{ kind: "Standby", compression: { enabled: true, algorithm: "zstd", level: 20 } }, "level"],
+    [{ kind: "Standby", compression: { enabled: true, algorithm: "lz4", level: 10 } }, "level"],
+    [{ kind: "Standby", compression: { enabled: true, algorithm: "brotli" } }, "algorithm"],
+    [{ kind: "Stopped", compression: { enabled: true } }, "Stopped"],
+  ])("create %j → 400 mentioning %s", async (body, mention) => {
+    const response = await service.api(`/instances/${running.id}/snapshots`, { json: body });
+    expect(response.status).toBe(400);
+    const error = await jsonOf(response);
+    expect(error.code).toBe("invalid_request");
+    expect(error.message).toContain(mention);
+  });
+
+  it("create: 404 unknown instance, 409 duplicate name, 409 wrong source state", async () => {
+    expect(await statusOf(client.instances.snapshots.create("no-such-vm", { kind: "Standby" }))).toMatchObject({
+      status: 404,
+      code: "not_found",
+    });
+    expect(
+      await statusOf(client.instances.snapshots.create(running.id, { kind: "Standby", name: "taken" })),
+    ).toMatchObject({ status: 409, code: "conflict" });
+    expect(await statusOf(client.instances.snapshots.create(running.id, { kind: "Stopped" }))).toMatchObject({
+      status: 409,
+      code: "invalid_state",
+    });
+  });
+
+  it("names are unique per source instance even when two creates race", async () => {
+    const results = await Promise.allSettled([
+      client.instances.snapshots.create(running.id, { kind: "Standby", name: "race" }),
+      client.instances.snapshots.create(running.id, { kind: "Standby", name: "race" }),
+    ]);
+    const statuses = results.map((result) =>
+      result.status === "fulfilled" ? 201 : (result.reason as { status: number }).status,
+    );
+    expect(statuses.sort()).toEqual([201, 409]);
+  });
+
+  it("list: 400 on a bad filter; get and delete: 404", async () => {
+    expect((await service.api("/snapshots?kind=Paused")).status).toBe(400);
+    expect((await service.api("/snapshots?limit=0")).status).toBe(400);
+    expect((await service.api("/snapshots?cursor=garbage")).status).toBe(400);
+    expect(await statusOf(client.snapshots.get("nosuchsnapshot000000000000"))).toMatchObject({ status: 404 });
+    expect(await statusOf(client.snapshots.get("../../etc/passwd"))).toMatchObject({ status: 404 });
+    expect(await statusOf(client.snapshots.delete("nosuchsnapshot000000000000"))).toMatchObject({ status: 404 });
+  });
+
+  it("fork: 400 bad body or target, 404 unknown snapshot, 409 taken name", async () => {
+    expect((await service.api(`/snapshots/${standbySnapshot.id}/fork`, { json: {} })).status).toBe(400);
+    expect((await service.api(`/snapshots/${standbySnapshot.id}/fork`, { json: { name: "Bad Name" } })).status).toBe(
+      400,
+    );
+    expect(
+      await statusOf(client.snapshots.fork(standbySnapshot.id, { name: "f1", target_hypervisor: "firecracker" })),
+    ).toMatchObject({ status: 400, code: "invalid_request" });
+    expect(
+      (await service.api(`/snapshots/${standbySnapshot.id}/fork`, { json: { name: "f1", target_state: "Paused" } }))
+        .status,
+    ).toBe(400);
+    expect(await statusOf(client.snapshots.fork("nosuchsnapshot000000000000", { name: "f1" }))).toMatchObject({
+      status: 404,
+    });
+    expect(await statusOf(client.snapshots.fork(standbySnapshot.id, { name: "err-src" }))).toMatchObject({
+      status: 409,
+      code: "conflict",
+    });
+  });
+
+  it("restore: 400 snapshot of another instance or bad target, 404 unknown, 409 source Running", async () => {
+    const other = await client.instances.create({ name: "err-other", image: "busybox", size: "128MB" });
+    await client.instances.stop(other.id);
+    expect(await statusOf(client.instances.snapshots.restore(standbySnapshot.id, { id: other.id }))).toMatchObject({
+      status: 400,
+      code: "invalid_request",
+    });
+    expect(
+      await statusOf(
+        client.instances.snapshots.restore(standbySnapshot.id, { id: running.id, target_hypervisor: "vz" }),
+      ),
+    ).toMatchObject({ status: 400 });
+    expect(
+      await statusOf(client.instances.snapshots.restore("nosuchsnapshot000000000000", { id: running.id })),
+    ).toMatchObject({ status: 404 });
+    expect(await statusOf(client.instances.snapshots.restore(standbySnapshot.id, { id: "no-such-vm" }))).toMatchObject({
+      status: 404,
+    });
+    expect(await statusOf(client.instances.snapshots.restore(standbySnapshot.id, { id: running.id }))).toMatchObject({
+      status: 409,
+      code: "invalid_state",
+    });
+    const stoppedTarget = await service.api(`/instances/${running.id}/snapshots/${standbySnapshot.id}/restore`, {
+      json: { target_state: "Paused" },
+    });
+    expect(stoppedTarget.status).toBe(400);
+  });
+});
