@@ -44,7 +44,13 @@ interface Harness {
 
 /** The API (app + dispatcher + outcome recorder), a delivery worker and one receiver, all private to the test. */
 async function harness(
-  options: { retrySchedule?: string; disableAfterMs?: number; answer?: (request: ReceivedRequest) => Answer } = {},
+  options: {
+    retrySchedule?: string;
+    disableAfterMs?: number;
+    answer?: (request: ReceivedRequest) => Answer;
+    /** The worker's WEBHOOK_ALLOWED_HOSTS, when it should differ from the API's. */
+    workerAllowedHosts?: string[];
+  } = {},
 ): Promise<Harness> {
   const app = await createTestApp({ webhookAllowedHosts: ["127.0.0.1"] });
   cleanups.push(() => app.close());
@@ -85,7 +91,7 @@ async function harness(
     redis,
     prefix: app.prefix,
     secretBox: new SecretBox(app.secretKey),
-    guard: createUrlGuard(["127.0.0.1"]),
+    guard: createUrlGuard(options.workerAllowedHosts ?? ["127.0.0.1"]),
     retrySchedule: parseDurationList(options.retrySchedule ?? "100ms,200ms")!,
     timeoutMs: 2_000,
     concurrency: 8,
@@ -296,6 +302,16 @@ describe("webhook delivery", () => {
     expect(endpoint.failing_since).not.toBeNull();
     const [delivery] = await settled(h, id, 1);
     expect(delivery!.status).toBe("failed");
+  });
+
+  it("checks the address again when it connects, whatever the API accepted", async () => {
+    const h = await harness({ retrySchedule: "100ms", workerAllowedHosts: [] });
+    const { id } = await h.subscribe({ event_types: ["snapshot.created"] });
+    await runFlow(h);
+    const [delivery] = await settled(h, id, 1);
+    expect(delivery).toMatchObject({ status: "failed", attempts: 2, last_status_code: null });
+    expect(delivery!.last_error).toContain("refused");
+    expect(h.receiver.requests).toHaveLength(0);
   });
 
   it("keeps deliveries verifiable across a secret rotation, with the old and the new secret", async () => {
