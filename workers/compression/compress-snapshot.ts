@@ -99,6 +99,16 @@ export async function compressSnapshot(
     });
     return outcome;
   } catch (error) {
+    const current = await store.read(snapshotId).catch(() => undefined);
+    if (current?.snapshot.compression_state === "compressed") {
+      // The record already points at the compressed file (a step after its write failed, e.g. the event append,
+      // or another run finished first): removing it would lose the snapshot's memory. Report the outcome again.
+      log.warn({ snapshotId, err: (error as Error).message }, "compression finished but a later step failed");
+      await deps.events.append("snapshot.compression.completed", subjectOf.snapshot(snapshotId), {
+        snapshot: current.snapshot,
+      });
+      return "compressed";
+    }
     await rm(destination, { force: true }).catch(() => {});
     if (cancel.signal.aborted || !(await store.read(snapshotId))) {
       log.info({ snapshotId }, "snapshot deleted during compression: stopped");
