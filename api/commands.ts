@@ -34,13 +34,17 @@ export async function runHostCommand<Name extends CommandJob>(
   return result;
 }
 
-export async function onlineHosts(deps: AppDeps) {
+/** Every known host with its online flag; 503 when Redis does not answer in time. */
+export async function knownHosts(deps: AppDeps) {
   try {
-    const hosts = await withDeadline(listHosts(deps.redis, deps.redisPrefix), deps.redisCommandTimeoutMs, "list hosts");
-    return hosts.filter((host) => host.online);
+    return await withDeadline(listHosts(deps.redis, deps.redisPrefix), deps.redisCommandTimeoutMs, "list hosts");
   } catch (error) {
     throw new ApiError("unavailable", "redis unavailable", { cause: error });
   }
+}
+
+export async function onlineHosts(deps: AppDeps) {
+  return (await knownHosts(deps)).filter((host) => host.online);
 }
 
 export async function assertHostOnline(deps: AppDeps, hostId: string): Promise<void> {

@@ -1,9 +1,9 @@
 // GET /hosts and POST /hosts/{hostId}/ping: the worker hosts this service can place work on.
 import { createRoute, z } from "@hono/zod-openapi";
 import { ApiError } from "../../shared/errors.ts";
-import { HOST_RECORD_SCHEMA, listHosts } from "../../shared/hosts.ts";
-import { withDeadline } from "../../shared/redis.ts";
+import { HOST_RECORD_SCHEMA } from "../../shared/hosts.ts";
 import type { App, AppDeps } from "../app.ts";
+import { knownHosts } from "../commands.ts";
 import { BEARER_SECURITY, errorResponses } from "../openapi.ts";
 
 const HOST_SCHEMA = HOST_RECORD_SCHEMA.extend({ online: z.boolean() }).openapi("Host");
@@ -48,19 +48,11 @@ export const pingHostRoute = createRoute({
 });
 
 export function registerHostRoutes(app: App, deps: AppDeps): void {
-  const knownHosts = async () => {
-    try {
-      return await withDeadline(listHosts(deps.redis, deps.redisPrefix), deps.redisCommandTimeoutMs, "list hosts");
-    } catch (error) {
-      throw new ApiError("unavailable", "redis unavailable", { cause: error });
-    }
-  };
-
-  app.openapi(listHostsRoute, async (c) => c.json(await knownHosts(), 200));
+  app.openapi(listHostsRoute, async (c) => c.json(await knownHosts(deps), 200));
 
   app.openapi(pingHostRoute, async (c) => {
     const { hostId } = c.req.valid("param");
-    const host = (await knownHosts()).find((candidate) => candidate.id === hostId);
+    const host = (await knownHosts(deps)).find((candidate) => candidate.id === hostId);
     if (!host) throw new ApiError("not_found", `host ${hostId} not found`);
     if (!host.online) throw new ApiError("unavailable", `host ${hostId} is offline (last seen ${host.last_seen_at})`);
     const started = performance.now();

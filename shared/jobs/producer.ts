@@ -56,11 +56,11 @@ export class JobProducer {
     target: { hostId?: string; timeoutMs: number },
   ): Promise<JobResult<Name>> {
     const definition = JOB_CATALOG[name];
-    const name_ = queueName(definition.queue, target.hostId);
-    const events = await this.redisCall(this.events(name_), `listen on ${name_}`);
+    const queue = queueName(definition.queue, target.hostId);
+    const events = await this.redisCall(this.events(queue), `listen on ${queue}`);
     const expiresAt = new Date(Date.now() + target.timeoutMs);
     const jobId = await this.enqueue(name, payload, { hostId: target.hostId, expiresAt });
-    const job = await this.queue(name_).getJob(jobId);
+    const job = await this.queue(queue).getJob(jobId);
     if (!job) throw new ApiError("internal_error", `job ${jobId} vanished`);
     try {
       const result = await job.waitUntilFinished(events, target.timeoutMs);
