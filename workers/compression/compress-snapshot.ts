@@ -1,6 +1,7 @@
 // Compresses one snapshot's memory payload: none → compressing → compressed, or error with the raw payload kept.
 // Safe to run again after a crash (it starts over from the raw file) and stops when the snapshot is deleted.
-import { rm, stat } from "node:fs/promises";
+import { readdir, rm, stat } from "node:fs/promises";
+import path from "node:path";
 import { CodecError, compressFile } from "../../shared/codec/index.ts";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
@@ -81,6 +82,7 @@ export async function compressSnapshot(
         async () => {
           // The record says compressed before the raw file goes: a crash in between leaves a spare raw file, not a lie.
           await rm(source, { force: true });
+          await removeTemporaries(store.dir(snapshotId), `${name}${COMPRESSED_SUFFIX}`);
         },
       );
       log.info(
@@ -167,4 +169,11 @@ async function reportProgress(deps: CompressSnapshotDeps, snapshotId: string, do
     bytes_done: done,
     bytes_total: total,
   });
+}
+
+/** Temporary outputs of attempts that died mid-write (kill -9, power loss): `.<name>.<random>.tmp`, see shared/codec. */
+async function removeTemporaries(directory: string, name: string): Promise<void> {
+  for (const entry of await readdir(directory).catch(() => [] as string[])) {
+    if (entry.startsWith(`.${name}.`) && entry.endsWith(".tmp")) await rm(path.join(directory, entry), { force: true });
+  }
 }
