@@ -43,6 +43,8 @@ export const ENV_SCHEMA = z.object({
   REDIS_COMMAND_TIMEOUT_MS: positiveInt.default(1_000),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(8_000),
   COMPRESSION_CONCURRENCY: positiveInt.max(64).default(1),
+  /** A compression job whose worker stops renewing its lock this long (it crashed) is run again by another. */
+  COMPRESSION_JOB_LOCK_MS: positiveInt.min(1_000).default(30_000),
   SNAPSHOT_COMPRESSION_DEFAULT: z
     .string()
     .regex(/^(none|zstd|lz4)(:\d{1,2})?$/, "none, zstd, lz4, or algorithm:level such as zstd:3")

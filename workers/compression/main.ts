@@ -40,6 +40,7 @@ const worker = startJobWorker({
   connection: redis,
   handlers: createCompressionHandlers({ store, events: new EventStream(redis, config.REDIS_PREFIX), log }),
   concurrency: config.COMPRESSION_CONCURRENCY,
+  lockDurationMs: config.COMPRESSION_JOB_LOCK_MS,
   log,
 });
 log.info({ queue, concurrency: config.COMPRESSION_CONCURRENCY }, "compression worker started");
