@@ -1,4 +1,5 @@
 // Shared pieces of route definitions: the error responses and the bearer security requirement.
+import type { z } from "@hono/zod-openapi";
 import { ERROR_ENVELOPE_SCHEMA } from "../shared/errors.ts";
 
 const ERROR_DESCRIPTIONS = {
@@ -29,3 +30,9 @@ export function errorResponses(...statuses: ErrorStatusWithDescription[]) {
 }
 
 export const BEARER_SECURITY = [{ bearerAuth: [] as string[] }];
+
+/** A JSON response of a route definition. */
+export const jsonResponse = <Schema extends z.ZodType>(schema: Schema, description: string) => ({
+  description,
+  content: { "application/json": { schema } },
+});

@@ -15,7 +15,7 @@ describe("parseConfig", () => {
   });
 
   it("splits API_KEYS and resolves the database inside DATA_DIR", () => {
-    const config = parseConfig({ API_KEYS: "a".repeat(16) + ", " + "b".repeat(20), DATA_DIR: "/srv/sf" });
+    const config = parseConfig({ API_KEYS: `${"a".repeat(16)}, ${"b".repeat(20)}`, DATA_DIR: "/srv/sf" });
     expect(config.API_KEYS).toEqual(["a".repeat(16), "b".repeat(20)]);
     expect(config.DATABASE_PATH).toBe("/srv/sf/snapfleet.db");
   });

@@ -2,8 +2,9 @@
 import { open, rename } from "node:fs/promises";
 import path from "node:path";
 
-export async function fsyncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
+/** Flushes a file, or a directory's entries (after a rename into it), to the disk. */
+export async function fsyncPath(target: string): Promise<void> {
+  const handle = await open(target, "r");
   try {
     await handle.sync();
   } finally {
@@ -22,7 +23,7 @@ export async function writeFileAtomic(file: string, content: string | Buffer): P
     await handle.close();
   }
   await rename(temporary, file);
-  await fsyncDirectory(path.dirname(file));
+  await fsyncPath(path.dirname(file));
 }
 
 /** The last `count` lines of a text file, reading at most `maxBytes` from its end. */
@@ -43,15 +44,6 @@ export async function tailLines(file: string, count: number, maxBytes = 1024 * 1
     if (lines.at(-1) === "") lines.pop();
     if (length < size) lines.shift(); // the first line may be cut
     return lines.slice(-count);
-  } finally {
-    await handle.close();
-  }
-}
-
-export async function fsyncFile(file: string): Promise<void> {
-  const handle = await open(file, "r");
-  try {
-    await handle.sync();
   } finally {
     await handle.close();
   }

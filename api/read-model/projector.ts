@@ -60,7 +60,11 @@ export class Projector {
       };
       this.waiters.set(eventId, [...(this.waiters.get(eventId) ?? []), done]);
       // It may have been applied between the check above and registering.
-      this.isApplied(eventId).then((applied) => applied && (remove(), done()));
+      this.isApplied(eventId).then((applied) => {
+        if (!applied) return;
+        remove();
+        done();
+      });
     });
   }
 

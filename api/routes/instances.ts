@@ -8,15 +8,10 @@ import { formatSize, parseSize } from "../../shared/schemas/common.ts";
 import { CREATE_INSTANCE_BODY, INSTANCE_SCHEMA, INSTANCE_STATE, type Instance } from "../../shared/schemas/instance.ts";
 import type { App, AppDeps } from "../app.ts";
 import { onlineHosts, runHostCommand } from "../commands.ts";
-import { BEARER_SECURITY, errorResponses } from "../openapi.ts";
+import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import { instanceNameScope, releaseReservation, reserveName } from "../read-model/names.ts";
 import { findInstance, listInstances } from "../read-model/queries.ts";
 import { INSTANCE_PATH, tagFilterFromQuery } from "./params.ts";
-
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { "application/json": { schema } },
-});
 
 export const createInstanceRoute = createRoute({
   method: "post",
@@ -25,7 +20,7 @@ export const createInstanceRoute = createRoute({
   tags: ["Instances"],
   security: BEARER_SECURITY,
   request: { body: { content: { "application/json": { schema: CREATE_INSTANCE_BODY } }, required: true } },
-  responses: { 201: json(INSTANCE_SCHEMA, "The running instance"), ...errorResponses(400, 409, 504) },
+  responses: { 201: jsonResponse(INSTANCE_SCHEMA, "The running instance"), ...errorResponses(400, 409, 504) },
 });
 
 export const listInstancesRoute = createRoute({
@@ -44,7 +39,7 @@ export const listInstancesRoute = createRoute({
         .openapi({ param: { style: "deepObject", explode: true } }),
     }),
   },
-  responses: { 200: json(z.array(INSTANCE_SCHEMA), "Instances, oldest first"), ...errorResponses(400) },
+  responses: { 200: jsonResponse(z.array(INSTANCE_SCHEMA), "Instances, oldest first"), ...errorResponses(400) },
 });
 
 export const getInstanceRoute = createRoute({
@@ -54,7 +49,7 @@ export const getInstanceRoute = createRoute({
   tags: ["Instances"],
   security: BEARER_SECURITY,
   request: { params: INSTANCE_PATH },
-  responses: { 200: json(INSTANCE_SCHEMA, "The instance"), ...errorResponses(404) },
+  responses: { 200: jsonResponse(INSTANCE_SCHEMA, "The instance"), ...errorResponses(404) },
 });
 
 export const deleteInstanceRoute = createRoute({
@@ -82,7 +77,10 @@ const lifecycleRoute = (operation: keyof typeof LIFECYCLE) =>
     tags: ["Instances"],
     security: BEARER_SECURITY,
     request: { params: INSTANCE_PATH },
-    responses: { 200: json(INSTANCE_SCHEMA, "The instance after the operation"), ...errorResponses(404, 409, 504) },
+    responses: {
+      200: jsonResponse(INSTANCE_SCHEMA, "The instance after the operation"),
+      ...errorResponses(404, 409, 504),
+    },
   });
 
 export const instanceLogsRoute = createRoute({

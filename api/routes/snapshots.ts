@@ -18,18 +18,13 @@ import {
 } from "../../shared/schemas/snapshot.ts";
 import type { App, AppDeps } from "../app.ts";
 import { onlineHosts, runHostCommand } from "../commands.ts";
-import { BEARER_SECURITY, errorResponses } from "../openapi.ts";
+import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import { instanceNameScope, releaseReservation, reserveName, snapshotNameScope } from "../read-model/names.ts";
 import { decodeCursor, findInstanceIncludingDeleted, findSnapshot, listSnapshots } from "../read-model/queries.ts";
 import { requireInstance } from "./instances.ts";
 import { INSTANCE_PATH, SNAPSHOT_PATH, tagFilterFromQuery } from "./params.ts";
 
 const NEXT_CURSOR_HEADER = "x-next-cursor";
-
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { "application/json": { schema } },
-});
 
 export const createSnapshotRoute = createRoute({
   method: "post",
@@ -44,7 +39,7 @@ export const createSnapshotRoute = createRoute({
     params: INSTANCE_PATH,
     body: { content: { "application/json": { schema: CREATE_SNAPSHOT_BODY } }, required: true },
   },
-  responses: { 201: json(SNAPSHOT_SCHEMA, "The snapshot"), ...errorResponses(400, 404, 409, 504) },
+  responses: { 201: jsonResponse(SNAPSHOT_SCHEMA, "The snapshot"), ...errorResponses(400, 404, 409, 504) },
 });
 
 export const listSnapshotsRoute = createRoute({
@@ -69,7 +64,7 @@ export const listSnapshotsRoute = createRoute({
       cursor: z.string().max(512).optional(),
     }),
   },
-  responses: { 200: json(z.array(SNAPSHOT_SCHEMA), "Snapshots"), ...errorResponses(400) },
+  responses: { 200: jsonResponse(z.array(SNAPSHOT_SCHEMA), "Snapshots"), ...errorResponses(400) },
 });
 
 export const getSnapshotRoute = createRoute({
@@ -79,7 +74,7 @@ export const getSnapshotRoute = createRoute({
   tags: ["Snapshots"],
   security: BEARER_SECURITY,
   request: { params: SNAPSHOT_PATH },
-  responses: { 200: json(SNAPSHOT_SCHEMA, "The snapshot"), ...errorResponses(404) },
+  responses: { 200: jsonResponse(SNAPSHOT_SCHEMA, "The snapshot"), ...errorResponses(404) },
 });
 
 export const deleteSnapshotRoute = createRoute({
@@ -104,7 +99,7 @@ export const forkSnapshotRoute = createRoute({
     params: SNAPSHOT_PATH,
     body: { content: { "application/json": { schema: FORK_SNAPSHOT_BODY } }, required: true },
   },
-  responses: { 201: json(INSTANCE_SCHEMA, "The new instance"), ...errorResponses(400, 404, 409, 504) },
+  responses: { 201: jsonResponse(INSTANCE_SCHEMA, "The new instance"), ...errorResponses(400, 404, 409, 504) },
 });
 
 export const restoreSnapshotRoute = createRoute({
@@ -117,7 +112,7 @@ export const restoreSnapshotRoute = createRoute({
     params: INSTANCE_PATH.merge(SNAPSHOT_PATH),
     body: { content: { "application/json": { schema: RESTORE_SNAPSHOT_BODY } }, required: false },
   },
-  responses: { 200: json(INSTANCE_SCHEMA, "The restored instance"), ...errorResponses(400, 404, 409, 504) },
+  responses: { 200: jsonResponse(INSTANCE_SCHEMA, "The restored instance"), ...errorResponses(400, 404, 409, 504) },
 });
 
 export function registerSnapshotRoutes(app: App, deps: AppDeps): void {

@@ -1,7 +1,7 @@
 // Webhook subscriptions: create (returns the signing secret once), list, read, update, delete, rotate the secret.
 import { createRoute, z } from "@hono/zod-openapi";
 import type { App, AppDeps } from "../app.ts";
-import { BEARER_SECURITY, errorResponses } from "../openapi.ts";
+import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import {
   CREATE_WEBHOOK_BODY,
   UPDATE_WEBHOOK_BODY,
@@ -16,11 +16,6 @@ export const WEBHOOK_ID_PARAM = z.object({
     .openapi({ param: { name: "id", in: "path" }, example: "k3v9x2m1q8w7e6r5t4y3u2i1" }),
 });
 
-const json = <Schema extends z.ZodType>(schema: Schema, description: string) => ({
-  description,
-  content: { "application/json": { schema } },
-});
-
 const TAGS = ["Webhooks"];
 
 export const createWebhookRoute = createRoute({
@@ -32,7 +27,7 @@ export const createWebhookRoute = createRoute({
   security: BEARER_SECURITY,
   request: { body: { required: true, content: { "application/json": { schema: CREATE_WEBHOOK_BODY } } } },
   responses: {
-    201: json(WEBHOOK_ENDPOINT_WITH_SECRET, "The endpoint, with its signing secret (shown only now)"),
+    201: jsonResponse(WEBHOOK_ENDPOINT_WITH_SECRET, "The endpoint, with its signing secret (shown only now)"),
     ...errorResponses(400, 413),
   },
 });
@@ -43,7 +38,7 @@ export const listWebhooksRoute = createRoute({
   summary: "List webhook endpoints",
   tags: TAGS,
   security: BEARER_SECURITY,
-  responses: { 200: json(z.array(WEBHOOK_ENDPOINT), "Every endpoint"), ...errorResponses() },
+  responses: { 200: jsonResponse(z.array(WEBHOOK_ENDPOINT), "Every endpoint"), ...errorResponses() },
 });
 
 export const getWebhookRoute = createRoute({
@@ -53,7 +48,7 @@ export const getWebhookRoute = createRoute({
   tags: TAGS,
   security: BEARER_SECURITY,
   request: { params: WEBHOOK_ID_PARAM },
-  responses: { 200: json(WEBHOOK_ENDPOINT, "The endpoint"), ...errorResponses(404) },
+  responses: { 200: jsonResponse(WEBHOOK_ENDPOINT, "The endpoint"), ...errorResponses(404) },
 });
 
 export const updateWebhookRoute = createRoute({
@@ -66,7 +61,7 @@ export const updateWebhookRoute = createRoute({
     params: WEBHOOK_ID_PARAM,
     body: { required: true, content: { "application/json": { schema: UPDATE_WEBHOOK_BODY } } },
   },
-  responses: { 200: json(WEBHOOK_ENDPOINT, "The endpoint as changed"), ...errorResponses(400, 404, 413) },
+  responses: { 200: jsonResponse(WEBHOOK_ENDPOINT, "The endpoint as changed"), ...errorResponses(400, 404, 413) },
 });
 
 export const deleteWebhookRoute = createRoute({
@@ -87,7 +82,10 @@ export const rotateWebhookSecretRoute = createRoute({
   tags: TAGS,
   security: BEARER_SECURITY,
   request: { params: WEBHOOK_ID_PARAM },
-  responses: { 200: json(WEBHOOK_ENDPOINT_WITH_SECRET, "The endpoint with its new secret"), ...errorResponses(404) },
+  responses: {
+    200: jsonResponse(WEBHOOK_ENDPOINT_WITH_SECRET, "The endpoint with its new secret"),
+    ...errorResponses(404),
+  },
 });
 
 export function registerWebhookRoutes(app: App, deps: AppDeps): void {

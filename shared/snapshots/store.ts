@@ -7,7 +7,7 @@ import { z } from "zod";
 import { writeFileAtomic } from "../files.ts";
 import { withRedisLock } from "../locks.ts";
 import { INSTANCE_SCHEMA } from "../schemas/instance.ts";
-import { SNAPSHOT_SCHEMA, type Snapshot } from "../schemas/snapshot.ts";
+import { SNAPSHOT_SCHEMA } from "../schemas/snapshot.ts";
 
 export const RECORD_FILE = "snapshot.json";
 export const DISK_FILE = "disk.raw";

@@ -1,16 +1,14 @@
 // An in-process API app on real parts: a SQLite file in a temp dir and the test Redis (or a dead one).
 import { randomBytes } from "node:crypto";
-import path from "node:path";
-import { type App, createApp } from "../../api/app.ts";
-import { type Db, migrateToLatest, openDatabase } from "../../api/db/database.ts";
-import { Projector } from "../../api/read-model/projector.ts";
-import { EventFeed } from "../../api/routes/events-feed.ts";
-import { WebhookEndpoints } from "../../api/webhooks/endpoints.ts";
-import { JobProducer } from "../../shared/jobs/producer.ts";
+import type { App } from "../../api/app.ts";
+import type { Db } from "../../api/db/database.ts";
+import type { Projector } from "../../api/read-model/projector.ts";
+import type { EventFeed } from "../../api/routes/events-feed.ts";
+import { startApiRuntime } from "../../api/runtime.ts";
+import type { WebhookEndpoints } from "../../api/webhooks/endpoints.ts";
+import { parseConfig } from "../../shared/config.ts";
+import type { JobProducer } from "../../shared/jobs/producer.ts";
 import { createLogger } from "../../shared/logger.ts";
-import { closeRedis, connectRedis, waitForRedisReady } from "../../shared/redis.ts";
-import { SecretBox } from "../../shared/webhooks/secrets.ts";
-import { createUrlGuard } from "../../shared/webhooks/url-guard.ts";
 import { tempDir, testRedisUrl, uniquePrefix } from "./fixtures.ts";
 
 export const TEST_API_KEY = "test-key-0123456789abcdef";
@@ -43,59 +41,35 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
   const data = tempDir("api");
   const redisUrl = options.redisUrl ?? testRedisUrl();
   const prefix = uniquePrefix("api");
-  const db = openDatabase(path.join(data.dir, "snapfleet.db"));
-  await migrateToLatest(db);
-  const redis = connectRedis(redisUrl, "producer", 1_000);
-  redis.on("error", () => {});
-  if (!options.redisUrl) await waitForRedisReady(redis, 5_000);
-  const jobs = new JobProducer({ redisUrl, prefix, connection: redis, commandTimeoutMs: 1_000 });
-  const projectorRedis = connectRedis(redisUrl, "worker", 1_000);
-  projectorRedis.on("error", () => {});
-  const log = createLogger("api-test", "silent");
-  const projector = new Projector({ db, redis: projectorRedis, prefix, log });
-  if (!options.redisUrl) await projector.start();
-  const secretKey = randomBytes(32);
-  const webhookEndpoints = new WebhookEndpoints({
-    db,
-    redis,
-    prefix,
-    secretBox: new SecretBox(secretKey),
-    urlGuard: createUrlGuard(options.webhookAllowedHosts ?? []),
-    redisCommandTimeoutMs: 1_000,
+  const config = parseConfig({
+    DATA_DIR: data.dir,
+    REDIS_URL: redisUrl,
+    REDIS_PREFIX: prefix,
+    BODY_LIMIT_BYTES: String(options.bodyLimitBytes ?? 1024 * 1024),
+    JOB_RESULT_TIMEOUT_MS: "10000",
+    WEBHOOK_ALLOWED_HOSTS: (options.webhookAllowedHosts ?? []).join(","),
+    WEBHOOK_SECRET_KEY: randomBytes(32).toString("base64"),
+    EVENTS_HEARTBEAT_MS: String(options.eventsHeartbeatMs ?? 15_000),
   });
-  const eventFeed = new EventFeed({
-    redisUrl,
-    prefix,
-    commandTimeoutMs: 1_000,
-    heartbeatMs: options.eventsHeartbeatMs ?? 15_000,
-    log: createLogger("api-test", "silent"),
-  });
-  const app = createApp({
-    db,
-    redis,
-    jobs,
-    projector,
-    log,
+  const live = !options.redisUrl;
+  const runtime = await startApiRuntime(config, createLogger("api-test", "silent"), {
     apiKeys: [TEST_API_KEY],
-    defaultCompression: { enabled: false },
-    redisPrefix: prefix,
-    bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024,
-    jobResultTimeoutMs: 10_000,
-    redisCommandTimeoutMs: 1_000,
-    webhookEndpoints,
-    eventFeed,
+    redisReadyWaitMs: live ? 5_000 : 0,
+    projector: live,
+    webhookPipeline: false,
   });
+  const { app, deps } = runtime;
   return {
     app,
-    db,
-    jobs,
-    projector,
+    db: deps.db,
+    jobs: deps.jobs,
+    projector: deps.projector,
     prefix,
     redisUrl,
     dataDir: data.dir,
-    webhookEndpoints,
-    eventFeed,
-    secretKey,
+    webhookEndpoints: deps.webhookEndpoints,
+    eventFeed: deps.eventFeed,
+    secretKey: runtime.secretKey,
     request(pathAndQuery, init = {}) {
       const headers = new Headers(init.headers);
       if (init.auth !== false) headers.set("authorization", `Bearer ${init.auth ?? TEST_API_KEY}`);
@@ -107,12 +81,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
       return Promise.resolve(app.request(pathAndQuery, { ...init, headers, body }));
     },
     async close() {
-      await eventFeed.close();
-      await jobs.close();
-      await projector.stop();
-      await closeRedis(projectorRedis);
-      await closeRedis(redis);
-      await db.destroy();
+      await runtime.stop();
       data.remove();
     },
   };

@@ -8,7 +8,7 @@ import { decompressFile } from "../../shared/codec/index.ts";
 import { ApiError, notFound } from "../../shared/errors.ts";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
-import { fsyncDirectory, fsyncFile } from "../../shared/files.ts";
+import { fsyncPath } from "../../shared/files.ts";
 import { copyFileSparse } from "../../shared/hypervisor/sparse-copy.ts";
 import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
 import { compressionJobId } from "../../shared/jobs/compression-jobs.ts";
@@ -75,9 +75,9 @@ export class SnapshotManager {
         } else {
           await copyFileSparse(files.disk, path.join(staging, DISK_FILE));
         }
-        for (const name of await readdir(staging)) await fsyncFile(path.join(staging, name));
+        for (const name of await readdir(staging)) await fsyncPath(path.join(staging, name));
         await rename(staging, store.dir(prepared.id));
-        await fsyncDirectory(path.dirname(staging));
+        await fsyncPath(path.dirname(staging));
 
         const record: SnapshotRecord = {
           snapshot: {

@@ -1,0 +1,122 @@
+// Everything the API process runs besides the HTTP server, wired from config: the read model, Redis, the
+// projector, webhooks and the live event feed. api/main.ts and the in-process test app both build it here.
+import type { Config } from "../shared/config.ts";
+import { JobProducer } from "../shared/jobs/producer.ts";
+import type { Logger } from "../shared/logger.ts";
+import { closeRedis, connectRedis, waitForRedisReady } from "../shared/redis.ts";
+import { parseCompressionDefault } from "../shared/schemas/compression.ts";
+import { loadSecretKey, SecretBox } from "../shared/webhooks/secrets.ts";
+import { createUrlGuard } from "../shared/webhooks/url-guard.ts";
+import { type App, type AppDeps, createApp } from "./app.ts";
+import { migrateToLatest, openDatabase } from "./db/database.ts";
+import { Projector } from "./read-model/projector.ts";
+import { EventFeed } from "./routes/events-feed.ts";
+import { WebhookEndpoints } from "./webhooks/endpoints.ts";
+import { startWebhookPipeline, type WebhookPipeline } from "./webhooks/pipeline.ts";
+
+export interface ApiRuntimeOptions {
+  apiKeys: string[];
+  /** How long start-up waits for Redis before serving degraded. */
+  redisReadyWaitMs: number;
+  /** Run the projector (the read model follows the event stream). */
+  projector: boolean;
+  /** Run the webhook dispatcher and outcome recorder. */
+  webhookPipeline: boolean;
+}
+
+export interface ApiRuntime {
+  app: App;
+  deps: AppDeps;
+  secretKey: Buffer;
+  webhooks?: WebhookPipeline;
+  /** Ends live event streams first (they would hold the HTTP server open), then the rest. */
+  closeEventStreams(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startApiRuntime(config: Config, log: Logger, options: ApiRuntimeOptions): Promise<ApiRuntime> {
+  const redisUrl = config.REDIS_URL;
+  if (!redisUrl) throw new Error("REDIS_URL is required by the API");
+  const db = openDatabase(config.DATABASE_PATH);
+  const applied = await migrateToLatest(db);
+  log.info({ database: config.DATABASE_PATH, migrations: applied }, "database ready");
+
+  const redis = connectRedis(redisUrl, "producer", config.REDIS_COMMAND_TIMEOUT_MS);
+  redis.on("error", (error) => log.warn({ err: error.message }, "redis connection error"));
+  if (!(await waitForRedisReady(redis, options.redisReadyWaitMs))) {
+    log.warn("redis is not reachable yet: serving degraded until it is");
+  }
+  const jobs = new JobProducer({
+    redisUrl,
+    prefix: config.REDIS_PREFIX,
+    connection: redis,
+    commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+  });
+
+  // The projector blocks on the stream, so it reads over its own connection.
+  const projectorRedis = connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
+  projectorRedis.on("error", (error) => log.warn({ err: error.message }, "projector redis connection error"));
+  const projector = new Projector({ db, redis: projectorRedis, prefix: config.REDIS_PREFIX, log });
+  if (options.projector) await projector.start();
+
+  const secretKey = loadSecretKey(config.WEBHOOK_SECRET_KEY, config.DATA_DIR);
+  const webhookEndpoints = new WebhookEndpoints({
+    db,
+    redis,
+    prefix: config.REDIS_PREFIX,
+    secretBox: new SecretBox(secretKey),
+    urlGuard: createUrlGuard(config.WEBHOOK_ALLOWED_HOSTS),
+    redisCommandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+  });
+  const eventFeed = new EventFeed({
+    redisUrl,
+    prefix: config.REDIS_PREFIX,
+    commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+    heartbeatMs: config.EVENTS_HEARTBEAT_MS,
+    log,
+  });
+  const webhooks = options.webhookPipeline
+    ? startWebhookPipeline({
+        redisUrl,
+        prefix: config.REDIS_PREFIX,
+        db,
+        endpoints: webhookEndpoints,
+        jobs,
+        disableAfterMs: config.WEBHOOK_DISABLE_AFTER_MS,
+        commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+        log,
+      })
+    : undefined;
+
+  const deps: AppDeps = {
+    db,
+    redis,
+    jobs,
+    projector,
+    log,
+    apiKeys: options.apiKeys,
+    defaultCompression: parseCompressionDefault(config.SNAPSHOT_COMPRESSION_DEFAULT),
+    redisPrefix: config.REDIS_PREFIX,
+    bodyLimitBytes: config.BODY_LIMIT_BYTES,
+    jobResultTimeoutMs: config.JOB_RESULT_TIMEOUT_MS,
+    redisCommandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+    webhookEndpoints,
+    eventFeed,
+  };
+  return {
+    app: createApp(deps),
+    deps,
+    secretKey,
+    webhooks,
+    closeEventStreams: () => eventFeed.close(),
+    async stop() {
+      await eventFeed.close();
+      await webhooks?.stop();
+      await jobs.close();
+      await projector.stop();
+      await closeRedis(projectorRedis);
+      await closeRedis(redis);
+      await db.destroy();
+    },
+  };
+}
