@@ -1,0 +1,245 @@
+// npm run bench:snapshots — the snapshot pipeline through the real service (supervisor, Redis, API, workers, QEMU):
+// capture downtime against a plain sparse copy of the guest's memory file, fork-to-running for 256 MiB and 1 GiB
+// guests from uncompressed and compressed snapshots, and compression time and sizes.
+//
+// Options: --rounds <n> (default 5), --sizes <MiB,MiB> (default 256,1024), --level <zstd level> (default 1).
+// Prints markdown tables for bench/README.md (## Snapshots).
+import { execFileSync } from "node:child_process";
+import { readFileSync, rmSync, statSync } from "node:fs";
+import { cpus, loadavg, totalmem } from "node:os";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { parseArgs } from "node:util";
+import { type RunningService, startService } from "../test/helpers/service.ts";
+
+const { values: flags } = parseArgs({
+  options: {
+    rounds: { type: "string", default: "5" },
+    sizes: { type: "string", default: "256,1024" },
+    level: { type: "string", default: "1" },
+  },
+});
+const ROUNDS = Number(flags.rounds);
+const SIZES_MIB = flags.sizes.split(",").map(Number);
+const LEVEL = Number(flags.level);
+
+// biome-ignore lint/suspicious/noExplicitAny: bench code reads the API's JSON loosely
+type Json = any;
+
+const service: RunningService = await startService({ LOG_LEVEL: "info" });
+const stopService = async () => {
+  await service.stop("SIGTERM").catch(() => {});
+  service.remove();
+};
+process.once("SIGINT", () => void stopService().then(() => process.exit(130)));
+
+async function call(pathAndQuery: string, init: { method?: string; json?: unknown } = {}, expected = 0) {
+  const response = await service.api(pathAndQuery, init);
+  const text = await response.text();
+  if (expected && response.status !== expected) {
+    throw new Error(`${init.method ?? "GET"} ${pathAndQuery}: ${response.status} ${text}`);
+  }
+  return text ? (JSON.parse(text) as Json) : undefined;
+}
+
+const consoleLog = (instanceId: string) => path.join(service.dataDir, "instances", instanceId, "console.log");
+
+function tickLines(instanceId: string): number {
+  let text = "";
+  try {
+    text = readFileSync(consoleLog(instanceId), "utf8");
+  } catch {
+    return 0;
+  }
+  return [...text.matchAll(/^tick \d+\r?\n/gm)].length;
+}
+
+async function waitForTickAfter(instanceId: string, after: number, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (tickLines(instanceId) <= after) {
+    if (Date.now() > deadline) throw new Error(`no tick from ${instanceId} within ${timeoutMs} ms`);
+    await sleep(5);
+  }
+}
+
+async function waitForState(snapshotId: string, state: string, timeoutMs = 600_000): Promise<Json> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const snapshot = await call(`/snapshots/${snapshotId}`, {}, 200);
+    if (snapshot.compression_state === state) return snapshot;
+    if (snapshot.compression_state === "error") throw new Error(`compression failed: ${snapshot.compression_error}`);
+    if (Date.now() > deadline) throw new Error(`snapshot ${snapshotId} not ${state} within ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}
+
+function summary(values: number[]): { median: number; min: number; max: number } {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  const median = sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+  return { median, min: sorted[0]!, max: sorted.at(-1)! };
+}
+
+const ms = (value: number) => `${value < 10 ? value.toFixed(1) : Math.round(value)} ms`;
+const range = (values: number[]) => {
+  const { median, min, max } = summary(values);
+  return values.length > 1 ? `${ms(median)} (${ms(min)}–${ms(max)})` : ms(median);
+};
+const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+const sizeLabel = (mib: number) => (mib >= 1024 ? `${mib / 1024} GiB` : `${mib} MiB`);
+
+/** The compression worker's own figure for one snapshot (its "snapshot compressed" log line). */
+function compressionLog(snapshotId: string): { ms: number; uncompressedBytes: number; compressedBytes: number } {
+  const line = service
+    .output()
+    .split("\n")
+    .findLast((entry) => entry.includes('"snapshot compressed"') && entry.includes(snapshotId));
+  if (!line) throw new Error(`no "snapshot compressed" line for ${snapshotId}`);
+  return JSON.parse(line);
+}
+
+async function bootSource(name: string, mib: number): Promise<Json> {
+  const instance = await call("/instances", { json: { name, size: `${mib}MB`, vcpus: 1 } }, 201);
+  await waitForTickAfter(instance.id, 1);
+  return instance;
+}
+
+interface ForkRow {
+  guest: string;
+  payload: string;
+  to201: number[];
+  toTick: number[];
+  cold?: { to201: number; toTick: number };
+}
+
+interface CompressionRow {
+  guest: string;
+  level: number;
+  wallMs: number;
+  workerMs: number;
+  logical: number;
+  stored: number;
+  compressed: number;
+}
+
+const downtime: number[] = [];
+const cpCopy: number[] = [];
+let memoryAllocated = 0;
+const forkRows: ForkRow[] = [];
+const compressionRows: CompressionRow[] = [];
+let forkCounter = 0;
+
+async function forkOnce(snapshotId: string): Promise<{ to201: number; toTick: number }> {
+  const name = `fork-${++forkCounter}`;
+  const started = performance.now();
+  const fork = await call(`/snapshots/${snapshotId}/fork`, { json: { name } }, 201);
+  const to201 = performance.now() - started;
+  await waitForTickAfter(fork.id, 0);
+  const toTick = performance.now() - started;
+  await call(`/instances/${name}`, { method: "DELETE" }, 204);
+  return { to201, toTick };
+}
+
+try {
+  for (const mib of SIZES_MIB) {
+    const guest = sizeLabel(mib);
+    const source = await bootSource(`src-${mib}`, mib);
+    process.stderr.write(`${guest} source running\n`);
+
+    if (mib === SIZES_MIB[0]) {
+      // Capture downtime (pause → device state → sparse copies → resume) vs a plain sparse copy of the memory file.
+      const memoryFile = path.join(service.dataDir, "instances", source.id, "memory.raw");
+      const scratch = path.join(service.dataDir, "bench-cp-memory.raw");
+      for (let round = 0; round < ROUNDS; round++) {
+        const snapshot = await call(`/instances/${source.name}/snapshots`, { json: { kind: "Standby" } }, 201);
+        downtime.push(snapshot.capture_downtime_ms);
+        await call(`/snapshots/${snapshot.id}`, { method: "DELETE" }, 204);
+        const started = performance.now();
+        execFileSync("cp", ["--sparse=always", memoryFile, scratch]);
+        cpCopy.push(performance.now() - started);
+        memoryAllocated = statSync(scratch).blocks * 512;
+        rmSync(scratch, { force: true });
+        await sleep(500);
+      }
+      process.stderr.write(`downtime ${range(downtime)}, cp ${range(cpCopy)}\n`);
+    }
+
+    const plain = await call(`/instances/${source.name}/snapshots`, { json: { kind: "Standby" } }, 201);
+    const compressStarted = performance.now();
+    const packed = await call(
+      `/instances/${source.name}/snapshots`,
+      { json: { kind: "Standby", compression: { enabled: true, algorithm: "zstd", level: LEVEL } } },
+      201,
+    );
+    const compressed = await waitForState(packed.id, "compressed");
+    const wallMs = performance.now() - compressStarted;
+    const logged = compressionLog(packed.id);
+    compressionRows.push({
+      guest,
+      level: LEVEL,
+      wallMs,
+      workerMs: logged.ms,
+      logical: compressed.uncompressed_size_bytes,
+      // The memory file as stored uncompressed (allocated blocks), from the plain snapshot taken just before.
+      stored: statSync(path.join(service.dataDir, "snapshots", plain.id, "memory.raw")).blocks * 512,
+      compressed: compressed.compressed_size_bytes,
+    });
+    // Only the forks run from here on: the source's CPU use would blur their timings.
+    await call(`/instances/${source.name}`, { method: "DELETE" }, 204);
+
+    const plainRow: ForkRow = { guest, payload: "uncompressed", to201: [], toTick: [] };
+    const packedRow: ForkRow = { guest, payload: `zstd ${LEVEL}`, to201: [], toTick: [] };
+    // The first fork of a compressed snapshot decompresses it once into the raw cache; later ones map the cache.
+    packedRow.cold = await forkOnce(packed.id);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [row, snapshot] of [
+        [plainRow, plain],
+        [packedRow, packed],
+      ] as const) {
+        const { to201, toTick } = await forkOnce(snapshot.id);
+        row.to201.push(to201);
+        row.toTick.push(toTick);
+      }
+    }
+    forkRows.push(plainRow, packedRow);
+    process.stderr.write(`${guest} forks: ${range(plainRow.to201)} / ${range(packedRow.to201)}\n`);
+    for (const snapshot of [plain, packed]) await call(`/snapshots/${snapshot.id}`, { method: "DELETE" }, 204);
+  }
+} finally {
+  await stopService();
+}
+
+const cpu = cpus();
+const machine = `${cpu.length} × ${cpu[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GiB RAM, ${execFileSync(
+  "uname",
+  ["-sr"],
+  { encoding: "utf8" },
+).trim()}, ${execFileSync("qemu-system-x86_64", ["--version"], { encoding: "utf8" }).split("\n")[0]}, load average ${loadavg()
+  .map((value) => value.toFixed(1))
+  .join(" ")} at the end`;
+
+const out: string[] = [];
+out.push(`Command: \`npm run bench:snapshots -- --rounds ${ROUNDS} --sizes ${flags.sizes} --level ${LEVEL}\``);
+out.push(`Machine: ${machine}.`, "");
+out.push(
+  "| guest | capture downtime (`capture_downtime_ms`) | `cp --sparse=always` of memory.raw | memory.raw allocated |",
+);
+out.push("|---|---|---|---|");
+out.push(`| ${sizeLabel(SIZES_MIB[0]!)} | ${range(downtime)} | ${range(cpCopy)} | ${mb(memoryAllocated)} |`, "");
+out.push("| guest | snapshot | fork → 201 | fork → first tick | first fork (decompress into cache) → 201 / → tick |");
+out.push("|---|---|---|---|---|");
+for (const row of forkRows) {
+  const cold = row.cold ? `${ms(row.cold.to201)} / ${ms(row.cold.toTick)}` : "—";
+  out.push(`| ${row.guest} | ${row.payload} | ${range(row.to201)} | ${range(row.toTick)} | ${cold} |`);
+}
+out.push("");
+out.push(
+  "| guest | algorithm | POST → compressed | worker time | RAM size | memory.raw stored (sparse) | compressed | ratio vs stored |",
+);
+out.push("|---|---|---|---|---|---|---|---|");
+for (const row of compressionRows) {
+  out.push(
+    `| ${row.guest} | zstd ${row.level} | ${ms(row.wallMs)} | ${ms(row.workerMs)} | ${mb(row.logical)} | ${mb(row.stored)} | ${mb(row.compressed)} | ${(row.stored / row.compressed).toFixed(1)}× |`,
+  );
+}
+process.stdout.write(`${out.join("\n")}\n`);
