@@ -215,8 +215,8 @@ describe("crash safety of the snapshot pipeline", () => {
   it("deleting a snapshot while it compresses removes it and its payload; an earlier fork keeps running", async () => {
     const atCapture = await waitForTick("src", 1);
     const taken = await snapshot("src");
-    const fork = await forkAndCheck(taken.id, "before-delete", atCapture);
     await waitForCompression(taken.id, "compressing");
+    const fork = await forkAndCheck(taken.id, "before-delete", atCapture);
 
     expect((await service.api(`/snapshots/${taken.id}`, { method: "DELETE" })).status).toBe(204);
     expect((await service.api(`/snapshots/${taken.id}`)).status).toBe(404);
