@@ -78,9 +78,17 @@ interface CodecMeasurement {
   result: { compressedBytes?: number; zeroChunkCount?: number; chunkCount?: number };
 }
 
-/** Flushes dirty pages first, so writeback of the previous run does not throttle the next one. */
-async function runCodec(request: Record<string, unknown>): Promise<CodecMeasurement> {
+/**
+ * Before each timed run: remove the previous output (replacing a large file costs as much as writing it, and a
+ * restore writes a fresh file), then flush dirty pages so writeback of the previous run does not throttle this one.
+ */
+async function prepareOutput(output: string): Promise<void> {
+  await rm(output, { force: true });
   await run("sync");
+}
+
+async function runCodec(request: Record<string, unknown> & { destination: string }): Promise<CodecMeasurement> {
+  await prepareOutput(request.destination);
   const { stdout } = await run(
     process.execPath,
     ["--import", "tsx", "bench/lib/codec-run.ts", JSON.stringify(request)],
@@ -91,7 +99,7 @@ async function runCodec(request: Record<string, unknown>): Promise<CodecMeasurem
 
 /** Wall time of a command, and of the command plus an fsync of its output (our codec always fsyncs). */
 async function timeCommand(argv: string[], output: string): Promise<{ seconds: number; withFsync: number }> {
-  await run("sync");
+  await prepareOutput(output);
   const started = performance.now();
   await new Promise<void>((resolve, reject) => {
     const child = spawn(argv[0]!, argv.slice(1), { stdio: "ignore" });
