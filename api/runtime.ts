@@ -57,7 +57,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
   const projectorRedis = connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
   projectorRedis.on("error", (error) => log.warn({ err: error.message }, "projector redis connection error"));
   const projector = new Projector({ db, redis: projectorRedis, prefix: config.REDIS_PREFIX, log });
-  if (options.projector) await projector.start();
+  if (options.projector) projector.start();
 
   const secretKey = loadSecretKey(config.WEBHOOK_SECRET_KEY, config.DATA_DIR);
   const webhookEndpoints = new WebhookEndpoints({

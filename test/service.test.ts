@@ -1,10 +1,11 @@
 // The whole service as `npm start` runs it: embedded Redis, API and both workers under the supervisor.
 
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import path from "node:path";
 import { validate } from "@readme/openapi-parser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { jsonOf, tempDir, waitFor } from "./helpers/fixtures.ts";
+import { freePort, jsonOf, tempDir, waitFor } from "./helpers/fixtures.ts";
 import { isAlive, type RunningService, startService } from "./helpers/service.ts";
 
 describe("npm start", () => {
@@ -144,5 +145,43 @@ describe("without a redis-server binary", () => {
     expect(result.status).toBe(1);
     expect(result.stderr.trim().split("\n")).toHaveLength(1);
     expect(result.stderr).toContain("apt-get install -y redis-server");
+  });
+});
+
+describe("the API with Redis down at boot", () => {
+  it("serves a degraded /health and 503s instead of waiting for Redis", async () => {
+    const data = tempDir("noredis-api");
+    const port = await freePort();
+    const api = spawn(process.execPath, ["--import", "tsx", "api/main.ts"], {
+      env: {
+        ...process.env,
+        DATA_DIR: data.dir,
+        PORT: String(port),
+        REDIS_URL: "redis://127.0.0.1:1",
+        LOG_LEVEL: "error",
+      },
+      stdio: "ignore",
+    });
+    try {
+      const health = await waitFor(
+        async () => {
+          const response = await fetch(`http://127.0.0.1:${port}/health`).catch(() => undefined);
+          return response ? { status: response.status, body: await jsonOf(response) } : undefined;
+        },
+        { timeoutMs: 30_000, intervalMs: 200, what: "the API to listen" },
+      );
+      expect(health).toEqual({ status: 503, body: { status: "degraded", checks: { redis: "down", database: "ok" } } });
+      const key = readFileSync(path.join(data.dir, "api-key"), "utf8").trim();
+      const response = await fetch(`http://127.0.0.1:${port}/instances`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify({ name: "web-1" }),
+      });
+      expect(response.status).toBe(503);
+      expect((await jsonOf(response)).code).toBe("unavailable");
+    } finally {
+      api.kill("SIGKILL");
+      data.remove();
+    }
   });
 });

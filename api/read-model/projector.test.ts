@@ -54,7 +54,8 @@ describe("projector", () => {
   it("applies resource events and lets a caller wait for one", async () => {
     const { db, stream, newProjector } = await setup();
     const projector = newProjector();
-    await projector.start();
+    projector.start();
+    await projector.ready;
     const instance = sampleInstance();
     await stream.append("instance.created", subjectOf.instance(instance.id), { instance });
     const snapshot = sampleSnapshot(instance, { name: "base", tags: { team: "backend" } });
@@ -69,7 +70,8 @@ describe("projector", () => {
   it("follows a snapshot through its compression states, numbering events per subject", async () => {
     const { db, stream, newProjector } = await setup();
     const projector = newProjector();
-    await projector.start();
+    projector.start();
+    await projector.ready;
     const instance = sampleInstance();
     const snapshot = sampleSnapshot(instance, { compression: { enabled: true, algorithm: "zstd", level: 1 } });
     const subject = subjectOf.snapshot(snapshot.id);
@@ -91,7 +93,8 @@ describe("projector", () => {
   it("finishes entries it read but never acknowledged before a crash, without duplicates", async () => {
     const { db, stream, writer, prefix, newProjector } = await setup();
     const first = newProjector();
-    await first.start(); // creates the group
+    first.start();
+    await first.ready; // creates the group
     await first.stop();
     const instance = sampleInstance();
     const appended = [];
@@ -117,7 +120,8 @@ describe("projector", () => {
     const pendingBefore = (await writer.xpending(eventStreamKey(prefix), READ_MODEL_GROUP)) as [number];
     expect(pendingBefore[0]).toBe(5);
     const second = newProjector();
-    await second.start();
+    second.start();
+    await second.ready;
     await second.waitFor(appended.at(-1)!.event.id, 5_000);
     expect((await findInstance(db, instance.id))?.vcpus).toBe(5);
     expect(await countProcessed(db)).toBe(5);
@@ -130,7 +134,8 @@ describe("projector", () => {
   it("tombstones deleted snapshots and frees their name", async () => {
     const { db, stream, newProjector } = await setup();
     const projector = newProjector();
-    await projector.start();
+    projector.start();
+    await projector.ready;
     const instance = sampleInstance();
     const snapshot = sampleSnapshot(instance, { name: "nightly" });
     await db

@@ -25,20 +25,28 @@ type Entries = Array<[string, string[]]>;
 export class Projector {
   private running = false;
   private loop?: Promise<void>;
+  private markReady!: () => void;
+  /** Resolves once the consumer group exists and the projector is reading. */
+  readonly ready = new Promise<void>((resolve) => {
+    this.markReady = resolve;
+  });
   private readonly waiters = new Map<string, Array<() => void>>();
 
   constructor(private readonly options: ProjectorOptions) {}
 
-  async start(): Promise<void> {
-    await this.ensureGroup();
+  /** Starts following the stream; returns at once, so the API serves (degraded) while Redis is down. */
+  start(): void {
     this.running = true;
     this.loop = this.run();
   }
 
-  /** Stops after the batch in hand; unacknowledged entries are picked up at the next start. */
+  /**
+   * Stops after the batch in hand; unacknowledged entries are picked up at the next start. Gives up waiting
+   * after a blocking read's length (a read stuck on a Redis that is down ends when its connection closes).
+   */
   async stop(): Promise<void> {
     this.running = false;
-    await this.loop;
+    await Promise.race([this.loop, new Promise((resolve) => setTimeout(resolve, BLOCK_MS + 500).unref())]);
   }
 
   /** Resolves once the event has been applied (at once if it already was); rejects after `timeoutMs`. */
@@ -86,6 +94,16 @@ export class Projector {
   }
 
   private async run(): Promise<void> {
+    while (this.running) {
+      try {
+        await this.ensureGroup();
+        this.markReady();
+        break;
+      } catch (error) {
+        this.options.log.warn({ err: (error as Error).message }, "projector cannot reach redis; retrying");
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+      }
+    }
     // Entries delivered to us before a crash and never acknowledged come first ("0"), then new ones (">").
     let cursor = "0";
     while (this.running) {
