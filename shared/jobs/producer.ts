@@ -34,6 +34,7 @@ export class JobProducer {
   ): Promise<string> {
     const definition = JOB_CATALOG[name];
     const parsed = definition.payload.parse(payload);
+    this.assertConnected(`enqueue ${name}`);
     const queue = this.queue(queueName(definition.queue, target.hostId));
     const data: JobEnvelope = { payload: parsed, expiresAt: target.expiresAt?.toISOString() };
     const job = await this.redisCall(
@@ -56,6 +57,7 @@ export class JobProducer {
     target: { hostId?: string; timeoutMs: number },
   ): Promise<JobResult<Name>> {
     const definition = JOB_CATALOG[name];
+    this.assertConnected(`run ${name}`);
     const queue = queueName(definition.queue, target.hostId);
     const events = await this.redisCall(this.events(queue), `listen on ${queue}`);
     const expiresAt = new Date(Date.now() + target.timeoutMs);
@@ -102,6 +104,16 @@ export class JobProducer {
       this.queueEvents.set(name, events);
     }
     return events;
+  }
+
+  /**
+   * Fails at once while the producer connection is down. Also keeps BullMQ from starting a queue on a connection
+   * that is still connecting: closing such a queue leaves a late rejection nobody listens to.
+   */
+  private assertConnected(what: string): void {
+    if (this.options.connection.status !== "ready") {
+      throw unavailable(`queue unavailable (${what}): redis is ${this.options.connection.status}`);
+    }
   }
 
   private async redisCall<T>(promise: Promise<T>, what: string): Promise<T> {

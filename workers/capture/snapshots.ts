@@ -95,7 +95,13 @@ export class SnapshotManager {
         const { event } = await this.options.events.append("snapshot.created", subjectOf.snapshot(prepared.id), {
           snapshot: record.snapshot,
         });
-        if (record.snapshot.compression.enabled && record.memory_payload) await this.queueCompression(prepared.id);
+        if (record.snapshot.compression.enabled && record.memory_payload) {
+          // The snapshot is durable and announced: a failed enqueue must not undo it. The compression worker's
+          // reconcile queues any snapshot that wants compression and has no job.
+          await this.queueCompression(prepared.id).catch((error: Error) =>
+            this.options.log.warn({ snapshotId: prepared.id, err: error.message }, "compression not queued yet"),
+          );
+        }
         this.options.log.info(
           { snapshotId: prepared.id, kind: prepared.kind, layout, downtimeMs, sizeBytes: record.snapshot.size_bytes },
           "snapshot captured",
