@@ -41,7 +41,7 @@ const LEVEL_CASES = [
 ] as const;
 
 describe.each(LEVEL_CASES)("$algorithm level $level", ({ algorithm, level }) => {
-  it.each(INPUTS)("round-trips $name byte-exact, also through the $algorithm command", async (input) => {
+  it.each(INPUTS)("round-trips $name byte-exact, also through the command-line decoder", async (input) => {
     const base = path.join(directory, `${algorithm}-${level}-${input.name.replace(/\W+/g, "_")}`);
     const expected = await input.write(`${base}.raw`);
     const progress: number[] = [];

@@ -11,7 +11,7 @@ import {
   trailerLength,
 } from "./format.ts";
 import { FRAME_CODECS, type FrameCodec } from "./frames.ts";
-import { type DecompressOptions, resolveConcurrency } from "./options.ts";
+import { type DecompressOptions, PAGE_SIZE, resolveConcurrency } from "./options.ts";
 import { runWorkers } from "./pipeline.ts";
 
 export interface DecompressResult {
@@ -114,7 +114,28 @@ function isZero(data: Buffer): boolean {
   return true;
 }
 
-/** Decompresses into a sparse file: zero chunks stay holes; every other chunk is verified before it is written. */
+const PAGE = Buffer.alloc(PAGE_SIZE);
+
+function isZeroPage(data: Buffer, start: number): boolean {
+  return data.subarray(start, start + PAGE_SIZE).equals(PAGE.subarray(0, Math.min(PAGE_SIZE, data.length - start)));
+}
+
+/** Writes the chunk's runs of non-zero pages only: its zero pages stay holes, as `zstd -d` leaves them. */
+async function writeSparsely(handle: FileHandle, data: Buffer, position: number): Promise<void> {
+  let runStart = -1;
+  for (let page = 0; ; page += PAGE_SIZE) {
+    const atEnd = page >= data.length;
+    const isData = !atEnd && !isZeroPage(data, page);
+    if (isData && runStart < 0) runStart = page;
+    if (!isData && runStart >= 0) {
+      await writeFully(handle, data.subarray(runStart, page), position + runStart);
+      runStart = -1;
+    }
+    if (atEnd) return;
+  }
+}
+
+/** Decompresses into a sparse file: zero chunks and zero pages stay holes; every chunk is verified before it is written. */
 export async function decompressFile(
   sourcePath: string,
   destinationPath: string,
@@ -138,7 +159,7 @@ export async function decompressFile(
           const scratch = scratches.pop() ?? reader.scratch();
           const data = await reader.read(chunkNumber, scratch);
           const chunk = index.chunks[chunkNumber]!;
-          if (data) await ioStep("write decompressed file", () => writeFully(output.handle, data, chunk.offset));
+          if (data) await ioStep("write decompressed file", () => writeSparsely(output.handle, data, chunk.offset));
           scratches.push(scratch);
           done += chunk.length;
           options.onProgress?.(done, index.uncompressedSize);
