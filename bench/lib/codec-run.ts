@@ -1,5 +1,6 @@
 // Child process of bench/codec.ts: runs one compressFile or decompressFile, prints its time and peak RSS as JSON.
 // Like a long-running worker, it first warms up (JIT, thread pool) on a 16 MiB file; that run is not timed.
+import { readFileSync } from "node:fs";
 import { open, rm } from "node:fs/promises";
 import { compressFile, decompressFile } from "../../shared/codec/index.ts";
 
@@ -26,8 +27,17 @@ async function warmUp(): Promise<void> {
   await rm(`${warmUpFile}.cmp`);
 }
 
+/**
+ * Peak RSS of this process (VmHWM). Not `resourceUsage().maxRSS`: Linux carries the parent's high-water mark
+ * across fork and exec into it, so a child of a big parent would report the parent's peak.
+ */
+function peakRssBytes(): number {
+  const match = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync("/proc/self/status", "utf8"));
+  return Number(match?.[1] ?? 0) * 1024;
+}
+
 const request = JSON.parse(process.argv[2] ?? "{}") as CodecRun;
-const baselineRssBytes = process.resourceUsage().maxRSS * 1024; // node + tsx before any codec work
+const baselineRssBytes = peakRssBytes(); // node + tsx before any codec work
 await warmUp();
 const started = performance.now();
 const result =
@@ -39,6 +49,4 @@ const result =
       })
     : await decompressFile(request.source, request.destination, { durable: request.durable });
 const seconds = (performance.now() - started) / 1000;
-process.stdout.write(
-  `${JSON.stringify({ seconds, peakRssBytes: process.resourceUsage().maxRSS * 1024, baselineRssBytes, result })}\n`,
-);
+process.stdout.write(`${JSON.stringify({ seconds, peakRssBytes: peakRssBytes(), baselineRssBytes, result })}\n`);
