@@ -1,7 +1,7 @@
 # One image for the API and both workers; docker-compose.yml picks the entry point.
 FROM node:20-bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends qemu-system-x86 busybox-static kmod zstd lz4 libzstd-dev \
+ && apt-get install -y --no-install-recommends qemu-system-x86 busybox-static kmod zstd lz4 libzstd-dev liblz4-dev libxxhash-dev \
       g++ make python3 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app

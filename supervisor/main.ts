@@ -1,6 +1,7 @@
 // `npm start`: one supervising command that runs Redis (when none is configured), the API and both workers.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadConfigOrExit } from "../shared/config.ts";
@@ -48,7 +49,14 @@ function launch(entry: Supervised): void {
   const child = spawn(command === "node" ? process.execPath : command!, args, {
     cwd: ROOT,
     stdio: "inherit",
-    env: { ...process.env, REDIS_URL: redisUrl, DATA_DIR: config.DATA_DIR, SUPERVISOR_PID: String(process.pid) },
+    env: {
+      // The codecs run on libuv's pool (4 threads by default): give it every core, plus two for file I/O.
+      UV_THREADPOOL_SIZE: String(availableParallelism() + 2),
+      ...process.env,
+      REDIS_URL: redisUrl,
+      DATA_DIR: config.DATA_DIR,
+      SUPERVISOR_PID: String(process.pid),
+    },
   });
   entry.child = child;
   entry.startedAt = Date.now();
