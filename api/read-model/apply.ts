@@ -1,5 +1,6 @@
 // How each event changes the read model. Resource events carry the whole resource, so applying one is an
-// upsert guarded by the per-subject sequence: an older event never overwrites a newer state.
+// upsert guarded by the per-subject sequence: an older event never overwrites a newer state, and nothing
+// brings back a resource once it is deleted.
 import type { Transaction } from "kysely";
 import type { TypedEvent } from "../../shared/events/catalog.ts";
 import type { Instance } from "../../shared/schemas/instance.ts";
@@ -48,14 +49,17 @@ async function upsertInstance(trx: Trx, instance: Instance, sequence: number, de
     sequence,
     deleted_at: deletedAt,
   };
-  const current = await trx
-    .selectFrom("instances")
-    .select(["sequence", "deleted_at"])
-    .where("id", "=", instance.id)
-    .executeTakeFirst();
-  if (!current) return void (await trx.insertInto("instances").values(row).execute());
-  if (current.sequence >= sequence || current.deleted_at) return; // stale, or already gone for good
-  await trx.updateTable("instances").set(row).where("id", "=", instance.id).execute();
+  await trx
+    .insertInto("instances")
+    .values(row)
+    .onConflict((conflict) =>
+      conflict
+        .column("id")
+        .doUpdateSet(row)
+        .where("instances.sequence", "<", sequence)
+        .where("instances.deleted_at", "is", null),
+    )
+    .execute();
 }
 
 async function upsertSnapshot(trx: Trx, snapshot: Snapshot, sequence: number, deletedAt: string | null) {
@@ -71,14 +75,18 @@ async function upsertSnapshot(trx: Trx, snapshot: Snapshot, sequence: number, de
     sequence,
     deleted_at: deletedAt,
   };
-  const current = await trx
-    .selectFrom("snapshots")
-    .select(["sequence", "deleted_at"])
-    .where("id", "=", snapshot.id)
+  const applied = await trx
+    .insertInto("snapshots")
+    .values(row)
+    .onConflict((conflict) =>
+      conflict
+        .column("id")
+        .doUpdateSet(row)
+        .where("snapshots.sequence", "<", sequence)
+        .where("snapshots.deleted_at", "is", null),
+    )
     .executeTakeFirst();
-  if (current && (current.sequence >= sequence || current.deleted_at)) return;
-  if (current) await trx.updateTable("snapshots").set(row).where("id", "=", snapshot.id).execute();
-  else await trx.insertInto("snapshots").values(row).execute();
+  if (Number(applied.numInsertedOrUpdatedRows ?? 0n) === 0) return; // stale, or already gone for good
   await trx.deleteFrom("snapshot_tags").where("snapshot_id", "=", snapshot.id).execute();
   const tags = deletedAt ? [] : Object.entries(snapshot.tags);
   if (tags.length > 0) {

@@ -1,15 +1,13 @@
 // The capture worker: owns this host's VMs and takes jobs from this host's queue.
-import { loadConfigOrExit } from "../../shared/config.ts";
 import { EventStream } from "../../shared/events/stream.ts";
-import { resolveHostId } from "../../shared/host-id.ts";
 import { announceHost, HOST_HEARTBEAT_INTERVAL_MS, type HostRecord } from "../../shared/hosts.ts";
 import { availableHypervisors, getHypervisor } from "../../shared/hypervisor/registry.ts";
 import type { HypervisorDriver } from "../../shared/hypervisor/types.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
-import { createLogger } from "../../shared/logger.ts";
-import { closeRedis, connectRedis } from "../../shared/redis.ts";
+import { bootProcess } from "../../shared/process-boot.ts";
+import { closeRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
 import { SnapshotStore } from "../../shared/snapshots/store.ts";
 import { effectiveAccel } from "./accel.ts";
@@ -19,16 +17,10 @@ import { SnapshotManager } from "./snapshots.ts";
 
 const RECONCILE_INTERVAL_MS = 2_000;
 
-const config = loadConfigOrExit();
-const hostId = resolveHostId(config.HOST_ID, config.DATA_DIR);
-const log = createLogger("capture-worker", config.LOG_LEVEL).child({ hostId });
-if (!config.REDIS_URL) {
-  log.fatal("REDIS_URL is not set: start the whole service with `npm start`, which runs a private Redis");
-  process.exit(78);
-}
-
-const redis = connectRedis(config.REDIS_URL, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
-redis.on("error", (error) => log.warn({ err: error.message }, "redis connection error"));
+const boot = bootProcess("capture-worker", { perHost: true });
+const { config, log } = boot;
+const hostId = boot.hostId!;
+const redis = boot.connectRedis();
 
 const registryOptions = { qemu: { defaultAccel: effectiveAccel(config.QEMU_ACCEL), logger: log } };
 const drivers = new Map<string, HypervisorDriver>();

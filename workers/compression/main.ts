@@ -1,13 +1,11 @@
 // The compression worker: compresses this host's snapshot memory payloads in the background, a bounded number
 // at a time, and makes sure no snapshot waits forever for a job that vanished.
-import { loadConfigOrExit } from "../../shared/config.ts";
 import { EventStream } from "../../shared/events/stream.ts";
-import { resolveHostId } from "../../shared/host-id.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
-import { createLogger } from "../../shared/logger.ts";
-import { closeRedis, connectRedis } from "../../shared/redis.ts";
+import { bootProcess } from "../../shared/process-boot.ts";
+import { closeRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
 import { SnapshotStore } from "../../shared/snapshots/store.ts";
 import { createCompressionHandlers } from "./handlers.ts";
@@ -15,16 +13,10 @@ import { requeueUnfinishedCompressions } from "./reconcile.ts";
 
 const RECONCILE_INTERVAL_MS = 60_000;
 
-const config = loadConfigOrExit();
-const hostId = resolveHostId(config.HOST_ID, config.DATA_DIR);
-const log = createLogger("compression-worker", config.LOG_LEVEL).child({ hostId });
-if (!config.REDIS_URL) {
-  log.fatal("REDIS_URL is not set: start the whole service with `npm start`, which runs a private Redis");
-  process.exit(78);
-}
-
-const redis = connectRedis(config.REDIS_URL, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
-redis.on("error", (error) => log.warn({ err: error.message }, "redis connection error"));
+const boot = bootProcess("compression-worker", { perHost: true });
+const { config, log } = boot;
+const hostId = boot.hostId!;
+const redis = boot.connectRedis();
 const store = new SnapshotStore(config.DATA_DIR, redis, config.REDIS_PREFIX);
 const queue = queueName("compression", hostId);
 const jobs = new JobProducer({

@@ -1,25 +1,16 @@
 // The webhook worker: delivers events to subscribers from the `webhooks` queue. It never reads SQLite:
 // endpoints come from the API's Redis mirror, outcomes go back over a Redis stream.
-import { loadConfigOrExit } from "../../shared/config.ts";
-import { createLogger } from "../../shared/logger.ts";
-import { closeRedis, connectRedis } from "../../shared/redis.ts";
+import { bootProcess } from "../../shared/process-boot.ts";
+import { closeRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
 import { loadSecretKey, SecretBox } from "../../shared/webhooks/secrets.ts";
 import { createUrlGuard } from "../../shared/webhooks/url-guard.ts";
 import { startWebhookWorker } from "./worker.ts";
 
-const config = loadConfigOrExit();
-const log = createLogger("webhooks-worker", config.LOG_LEVEL);
-if (!config.REDIS_URL) {
-  log.fatal("REDIS_URL is not set: start the whole service with `npm start`, which runs a private Redis");
-  process.exit(78);
-}
-
-const queueConnection = connectRedis(config.REDIS_URL, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
-const redis = connectRedis(config.REDIS_URL, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
-for (const connection of [queueConnection, redis]) {
-  connection.on("error", (error) => log.warn({ err: error.message }, "redis connection error"));
-}
+const boot = bootProcess("webhooks-worker");
+const { config, log } = boot;
+const queueConnection = boot.connectRedis();
+const redis = boot.connectRedis();
 
 const jobs = startWebhookWorker({
   queueConnection,

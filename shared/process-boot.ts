@@ -1,0 +1,36 @@
+// What every service process does first: read the config, name its logger, insist on Redis.
+import type { Redis } from "ioredis";
+import { type Config, loadConfigOrExit } from "./config.ts";
+import { resolveHostId } from "./host-id.ts";
+import { createLogger, type Logger } from "./logger.ts";
+import { connectRedis } from "./redis.ts";
+
+export interface BootedProcess {
+  config: Config & { REDIS_URL: string };
+  log: Logger;
+  /** Set for processes that work on this host's VMs and payloads. */
+  hostId?: string;
+  /** A new worker-role Redis connection whose errors are logged (each blocking consumer needs its own). */
+  connectRedis(label?: string): Redis;
+}
+
+export function bootProcess(name: string, options: { perHost?: boolean } = {}): BootedProcess {
+  const config = loadConfigOrExit();
+  const hostId = options.perHost ? resolveHostId(config.HOST_ID, config.DATA_DIR) : undefined;
+  const log = createLogger(name, config.LOG_LEVEL).child(hostId ? { hostId } : {});
+  const redisUrl = config.REDIS_URL;
+  if (!redisUrl) {
+    log.fatal("REDIS_URL is not set: start the whole service with `npm start`, which runs a private Redis");
+    process.exit(78);
+  }
+  return {
+    config: { ...config, REDIS_URL: redisUrl },
+    log,
+    hostId,
+    connectRedis(label = "redis") {
+      const connection = connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
+      connection.on("error", (error) => log.warn({ err: error.message }, `${label} connection error`));
+      return connection;
+    },
+  };
+}
