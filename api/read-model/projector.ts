@@ -5,12 +5,13 @@ import type { TypedEvent } from "../../shared/events/catalog.ts";
 import { decodeFields, eventStreamKey } from "../../shared/events/stream.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { Db } from "../db/database.ts";
+import { type StreamConsumer, type StreamEntries, startStreamConsumer } from "../stream-consumer.ts";
 import { applyEvent } from "./apply.ts";
 
 export const READ_MODEL_GROUP = "read-model";
 const CONSUMER = "api";
-const BATCH = 200;
 const BLOCK_MS = 1_000;
+const START_RETRY_MS = 1_000;
 
 export interface ProjectorOptions {
   db: Db;
@@ -20,11 +21,10 @@ export interface ProjectorOptions {
   log: Logger;
 }
 
-type Entries = Array<[string, string[]]>;
-
 export class Projector {
-  private running = false;
-  private loop?: Promise<void>;
+  private stopped = false;
+  private starting?: Promise<void>;
+  private consumer?: StreamConsumer;
   private markReady!: () => void;
   /** Resolves once the consumer group exists and the projector is reading. */
   readonly ready = new Promise<void>((resolve) => {
@@ -36,8 +36,7 @@ export class Projector {
 
   /** Starts following the stream; returns at once, so the API serves (degraded) while Redis is down. */
   start(): void {
-    this.running = true;
-    this.loop = this.run();
+    this.starting = this.startConsumer();
   }
 
   /**
@@ -45,8 +44,12 @@ export class Projector {
    * after a blocking read's length (a read stuck on a Redis that is down ends when its connection closes).
    */
   async stop(): Promise<void> {
-    this.running = false;
-    await Promise.race([this.loop, new Promise((resolve) => setTimeout(resolve, BLOCK_MS + 500).unref())]);
+    this.stopped = true;
+    const stopping = (async () => {
+      await this.starting;
+      await this.consumer?.stop();
+    })();
+    await Promise.race([stopping, new Promise((resolve) => setTimeout(resolve, BLOCK_MS + 500).unref())]);
   }
 
   /** Resolves once the event has been applied (at once if it already was); rejects after `timeoutMs`. */
@@ -85,53 +88,31 @@ export class Projector {
     return row !== undefined;
   }
 
-  private async ensureGroup(): Promise<void> {
-    try {
-      await this.options.redis.xgroup("CREATE", eventStreamKey(this.options.prefix), READ_MODEL_GROUP, "0", "MKSTREAM");
-    } catch (error) {
-      if (!String((error as Error).message).includes("BUSYGROUP")) throw error;
-    }
-  }
-
-  private async run(): Promise<void> {
-    while (this.running) {
+  private async startConsumer(): Promise<void> {
+    while (!this.stopped) {
       try {
-        await this.ensureGroup();
+        this.consumer = await startStreamConsumer({
+          redis: this.options.redis,
+          key: eventStreamKey(this.options.prefix),
+          group: READ_MODEL_GROUP,
+          consumer: CONSUMER,
+          startAt: "0",
+          handle: (entries) => this.applyBatch(entries),
+          log: this.options.log,
+          blockMs: BLOCK_MS,
+        });
         this.markReady();
-        break;
+        return;
       } catch (error) {
         this.options.log.warn({ err: (error as Error).message }, "projector cannot reach redis; retrying");
-        await new Promise((resolve) => setTimeout(resolve, 1_000));
-      }
-    }
-    // Entries delivered to us before a crash and never acknowledged come first ("0"), then new ones (">").
-    let cursor = "0";
-    while (this.running) {
-      try {
-        const entries = await this.read(cursor);
-        if (cursor !== ">" && entries.length === 0) {
-          cursor = ">";
-          continue;
-        }
-        for (const [streamId, fields] of entries) await this.handle(streamId, fields);
-        if (cursor !== ">" && entries.length > 0) cursor = entries.at(-1)![0];
-      } catch (error) {
-        if (!this.running) break;
-        cursor = "0"; // whatever failed is still pending: retry it before anything newer
-        this.options.log.warn({ err: (error as Error).message }, "projector read failed; retrying");
-        if (String((error as Error).message).includes("NOGROUP")) await this.ensureGroup().catch(() => {});
-        await new Promise((resolve) => setTimeout(resolve, 500));
+        await new Promise((resolve) => setTimeout(resolve, START_RETRY_MS));
       }
     }
   }
 
-  private async read(cursor: string): Promise<Entries> {
-    const key = eventStreamKey(this.options.prefix);
-    const args: Array<string | number> = ["GROUP", READ_MODEL_GROUP, CONSUMER, "COUNT", BATCH];
-    if (cursor === ">") args.push("BLOCK", BLOCK_MS);
-    args.push("STREAMS", key, cursor);
-    const reply = (await this.options.redis.call("XREADGROUP", ...args)) as Array<[string, Entries]> | null;
-    return reply?.[0]?.[1] ?? [];
+  /** The consumer acknowledges the batch once this returns; a crash before that replays it, harmlessly. */
+  private async applyBatch(entries: StreamEntries): Promise<void> {
+    for (const [streamId, fields] of entries) await this.handle(streamId, fields);
   }
 
   private async handle(streamId: string, fields: string[]): Promise<void> {
@@ -141,7 +122,6 @@ export class Projector {
     } catch (error) {
       // An entry that does not fit the catalog can never be applied; keep it in the stream, skip it here.
       this.options.log.error({ streamId, err: (error as Error).message }, "unreadable event skipped");
-      await this.ack(streamId);
       return;
     }
     await this.options.db.transaction().execute(async (trx) => {
@@ -157,12 +137,7 @@ export class Projector {
         .values({ event_id: event.id, stream_id: streamId, applied_at: new Date().toISOString() })
         .execute();
     });
-    await this.ack(streamId);
     for (const waiter of this.waiters.get(event.id) ?? []) waiter();
     this.waiters.delete(event.id);
-  }
-
-  private async ack(streamId: string): Promise<void> {
-    await this.options.redis.xack(eventStreamKey(this.options.prefix), READ_MODEL_GROUP, streamId);
   }
 }

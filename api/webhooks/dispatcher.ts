@@ -6,9 +6,9 @@ import { decodeFields, eventStreamKey } from "../../shared/events/stream.ts";
 import type { JobProducer } from "../../shared/jobs/producer.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { Db } from "../db/database.ts";
+import { type StreamConsumer, type StreamEntries, startStreamConsumer } from "../stream-consumer.ts";
 import { type DeliveryToSend, recordDeliveries } from "./deliveries.ts";
 import type { WebhookEndpoints } from "./endpoints.ts";
-import { type StreamConsumer, type StreamEntries, startStreamConsumer } from "./stream-consumer.ts";
 
 export const DISPATCH_GROUP = "webhooks";
 

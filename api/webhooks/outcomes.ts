@@ -4,9 +4,9 @@ import type { Redis } from "ioredis";
 import type { Logger } from "../../shared/logger.ts";
 import { type DeliveryOutcome, decodeOutcome, outcomeStreamKey } from "../../shared/webhooks/mirror.ts";
 import type { Db } from "../db/database.ts";
+import { type StreamConsumer, type StreamEntries, startStreamConsumer } from "../stream-consumer.ts";
 import { applyOutcome } from "./deliveries.ts";
 import type { WebhookEndpoints } from "./endpoints.ts";
-import { type StreamConsumer, type StreamEntries, startStreamConsumer } from "./stream-consumer.ts";
 
 export const OUTCOME_GROUP = "api";
 

@@ -4,10 +4,10 @@ import type { JobProducer } from "../../shared/jobs/producer.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { closeRedis, connectRedis } from "../../shared/redis.ts";
 import type { Db } from "../db/database.ts";
+import type { StreamConsumer } from "../stream-consumer.ts";
 import { startWebhookDispatcher } from "./dispatcher.ts";
 import type { WebhookEndpoints } from "./endpoints.ts";
 import { startOutcomeRecorder } from "./outcomes.ts";
-import type { StreamConsumer } from "./stream-consumer.ts";
 
 export interface WebhookPipelineOptions {
   redisUrl: string;

@@ -1,7 +1,8 @@
-// A consumer-group reader of one Redis stream: pending entries first (after a restart), then new ones;
+// A consumer-group reader of one Redis stream (the read model and webhooks each run one): pending entries first
+// (after a restart), then new ones;
 // a batch is acknowledged only after its handler returned, so a crash replays it (handlers are idempotent).
 import type { Redis } from "ioredis";
-import type { Logger } from "../../shared/logger.ts";
+import type { Logger } from "../shared/logger.ts";
 
 export type StreamEntries = Array<[streamId: string, fields: string[]]>;
 
