@@ -27,6 +27,17 @@ export async function listInstances(
   return instances.filter((instance) => wanted.every(([key, value]) => instance.tags[key] === value));
 }
 
+/** How many live instances each host holds (hosts without any are absent). */
+export async function instanceCountsByHost(db: Db): Promise<Map<string, number>> {
+  const rows = await db
+    .selectFrom("instances")
+    .select((eb) => ["host_id", eb.fn.countAll<number>().as("count")])
+    .where("deleted_at", "is", null)
+    .groupBy("host_id")
+    .execute();
+  return new Map(rows.map((row) => [row.host_id, Number(row.count)]));
+}
+
 /** The last known state of an instance, deleted or not (snapshots keep their source's host after it is gone). */
 export async function findInstanceIncludingDeleted(db: Db, id: string): Promise<Instance | undefined> {
   const row = await db.selectFrom("instances").select("resource").where("id", "=", id).executeTakeFirst();

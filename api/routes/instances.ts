@@ -7,10 +7,10 @@ import { assertOperationAllowed, type InstanceOperation } from "../../shared/ins
 import { formatSize, parseSize } from "../../shared/schemas/common.ts";
 import { CREATE_INSTANCE_BODY, INSTANCE_SCHEMA, INSTANCE_STATE, type Instance } from "../../shared/schemas/instance.ts";
 import type { App, AppDeps } from "../app.ts";
-import { onlineHosts, runHostCommand } from "../commands.ts";
+import { assertHostOnline, onlineHosts, runHostCommand } from "../commands.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
-import { instanceNameScope, releaseReservation, reserveName } from "../read-model/names.ts";
-import { findInstance, listInstances } from "../read-model/queries.ts";
+import { instanceNameScope, withNameReservation } from "../read-model/names.ts";
+import { findInstance, instanceCountsByHost, listInstances } from "../read-model/queries.ts";
 import { INSTANCE_PATH, tagFilterFromQuery } from "./params.ts";
 
 export const createInstanceRoute = createRoute({
@@ -108,9 +108,6 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
     const body = c.req.valid("json");
     const host = await pickHost(deps, body.hypervisor);
     const id = newId();
-    if (!(await reserveName(deps.db, instanceNameScope(), body.name, id))) {
-      throw new ApiError("conflict", `an instance named ${body.name} already exists`);
-    }
     const instance: Instance = {
       id,
       name: body.name,
@@ -130,13 +127,10 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
       snapshot_policy: body.snapshot_policy ?? null,
       host_id: host,
     };
-    try {
-      const result = await runHostCommand(deps, host, "instance.create", { instance });
-      return c.json(result.instance, 201);
-    } catch (error) {
-      await releaseReservation(deps.db, instanceNameScope(), id);
-      throw error;
-    }
+    const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
+      runHostCommand(deps, host, "instance.create", { instance }),
+    );
+    return c.json(result.instance, 201);
   });
 
   app.openapi(listInstancesRoute, async (c) => {
@@ -168,6 +162,7 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
     const { tail, follow } = c.req.valid("query");
     if (follow === "true") throw new ApiError("not_supported", "follow=true is not supported: poll with tail instead");
     const instance = await requireInstance(deps, c.req.valid("param").id);
+    await assertHostOnline(deps, instance.host_id);
     const { lines } = await deps.jobs.run(
       "instance.logs",
       { instance_id: instance.id, tail },
@@ -197,7 +192,15 @@ export async function pickHost(deps: AppDeps, hypervisor: string): Promise<strin
       `hypervisor ${hypervisor} is not available; available: ${available.join(", ") || "none"}`,
     );
   }
-  const instances = await listInstances(deps.db, {});
-  const load = (hostId: string) => instances.filter((instance) => instance.host_id === hostId).length;
+  const counts = await instanceCountsByHost(deps.db);
+  const load = (hostId: string) => counts.get(hostId) ?? 0;
   return capable.sort((left, right) => load(left.id) - load(right.id))[0]!.id;
 }
+
+/** Instance names are unique across the fleet (creates and forks alike). */
+export const instanceNameReservation = (name: string, resourceId: string) => ({
+  scope: instanceNameScope(),
+  name,
+  resourceId,
+  conflictMessage: `an instance named ${name} already exists`,
+});

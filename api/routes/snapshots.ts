@@ -19,9 +19,9 @@ import {
 import type { App, AppDeps } from "../app.ts";
 import { onlineHosts, runHostCommand } from "../commands.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
-import { instanceNameScope, releaseReservation, reserveName, snapshotNameScope } from "../read-model/names.ts";
+import { snapshotNameScope, withNameReservation } from "../read-model/names.ts";
 import { decodeCursor, findInstanceIncludingDeleted, findSnapshot, listSnapshots } from "../read-model/queries.ts";
-import { requireInstance } from "./instances.ts";
+import { instanceNameReservation, requireInstance } from "./instances.ts";
 import { INSTANCE_PATH, SNAPSHOT_PATH, tagFilterFromQuery } from "./params.ts";
 
 const NEXT_CURSOR_HEADER = "x-next-cursor";
@@ -127,10 +127,6 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
     }
     assertOperationAllowed(body.kind === "Standby" ? "snapshotStandby" : "snapshotStopped", instance);
     const id = newId();
-    const scope = snapshotNameScope(instance.id);
-    if (body.name && !(await reserveName(deps.db, scope, body.name, id))) {
-      throw new ApiError("conflict", `instance ${instance.name} already has a snapshot named ${body.name}`);
-    }
     const compression =
       body.kind === "Stopped"
         ? { enabled: false }
@@ -153,16 +149,16 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       host_id: instance.host_id,
       capture_downtime_ms: null,
     };
-    try {
-      const result = await runHostCommand(deps, instance.host_id, "snapshot.capture", {
-        instance_id: instance.id,
-        snapshot: prepared,
-      });
-      return c.json(result.snapshot, 201);
-    } catch (error) {
-      if (body.name) await releaseReservation(deps.db, scope, id);
-      throw error;
-    }
+    const reservation = {
+      scope: snapshotNameScope(instance.id),
+      name: body.name,
+      resourceId: id,
+      conflictMessage: `instance ${instance.name} already has a snapshot named ${body.name}`,
+    };
+    const result = await withNameReservation(deps.db, reservation, () =>
+      runHostCommand(deps, instance.host_id, "snapshot.capture", { instance_id: instance.id, snapshot: prepared }),
+    );
+    return c.json(result.snapshot, 201);
   });
 
   app.openapi(listSnapshotsRoute, async (c) => {
@@ -200,9 +196,6 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
     const source = await findInstanceIncludingDeleted(deps.db, snapshot.source_instance_id);
     if (!source) throw new ApiError("internal_error", `source instance of snapshot ${snapshot.id} is unknown`);
     const id = newId();
-    if (!(await reserveName(deps.db, instanceNameScope(), body.name, id))) {
-      throw new ApiError("conflict", `an instance named ${body.name} already exists`);
-    }
     const prepared: Instance = {
       ...source,
       id,
@@ -218,17 +211,14 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       tags: {},
       host_id: snapshot.host_id,
     };
-    try {
-      const result = await runHostCommand(deps, snapshot.host_id, "snapshot.fork", {
+    const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
+      runHostCommand(deps, snapshot.host_id, "snapshot.fork", {
         snapshot_id: snapshot.id,
         instance: prepared,
         target_state: target,
-      });
-      return c.json(result.instance, 201);
-    } catch (error) {
-      await releaseReservation(deps.db, instanceNameScope(), id);
-      throw error;
-    }
+      }),
+    );
+    return c.json(result.instance, 201);
   });
 
   app.openapi(restoreSnapshotRoute, async (c) => {

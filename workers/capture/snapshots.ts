@@ -11,6 +11,7 @@ import type { EventStream } from "../../shared/events/stream.ts";
 import { fsyncPath } from "../../shared/files.ts";
 import { copyFileSparse } from "../../shared/hypervisor/sparse-copy.ts";
 import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
+import { queueName } from "../../shared/jobs/catalog.ts";
 import { compressionJobId } from "../../shared/jobs/compression-jobs.ts";
 import type { JobProducer } from "../../shared/jobs/producer.ts";
 import type { Logger } from "../../shared/logger.ts";
@@ -167,7 +168,7 @@ export class SnapshotManager {
       await rm(store.dir(snapshotId), { recursive: true, force: true });
       await rm(path.dirname(store.cacheFile(snapshotId, MEMORY_FILE)), { recursive: true, force: true });
     });
-    const queue = this.options.jobs.queue(`compression-${this.options.hostId}`);
+    const queue = this.options.jobs.queue(queueName("compression", this.options.hostId));
     await queue.remove(compressionJobId(snapshotId)).catch(() => 0); // only waiting jobs can be removed
     const { event } = await this.options.events.append("snapshot.deleted", subjectOf.snapshot(snapshotId), {
       snapshot: record.snapshot,
