@@ -3,6 +3,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { withDeadline } from "../../shared/redis.ts";
 import type { App, AppDeps } from "../app.ts";
 import { databaseIsReachable } from "../db/database.ts";
+import { jsonResponse } from "../openapi.ts";
 
 const CHECK = z.enum(["ok", "down"]);
 const HEALTH_SCHEMA = z
@@ -20,8 +21,8 @@ export const healthRoute = createRoute({
   tags: ["Health"],
   security: [],
   responses: {
-    200: { description: "All dependencies reachable", content: { "application/json": { schema: HEALTH_SCHEMA } } },
-    503: { description: "A dependency is down", content: { "application/json": { schema: HEALTH_SCHEMA } } },
+    200: jsonResponse(HEALTH_SCHEMA, "All dependencies reachable"),
+    503: jsonResponse(HEALTH_SCHEMA, "A dependency is down"),
   },
 });
 

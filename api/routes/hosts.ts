@@ -4,7 +4,7 @@ import { ApiError } from "../../shared/errors.ts";
 import { HOST_RECORD_SCHEMA } from "../../shared/hosts.ts";
 import type { App, AppDeps } from "../app.ts";
 import { knownHosts } from "../commands.ts";
-import { BEARER_SECURITY, errorResponses } from "../openapi.ts";
+import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 
 const HOST_SCHEMA = HOST_RECORD_SCHEMA.extend({ online: z.boolean() }).openapi("Host");
 const HOST_ID_PARAM = z.object({
@@ -21,7 +21,7 @@ export const listHostsRoute = createRoute({
   tags: ["Hosts"],
   security: BEARER_SECURITY,
   responses: {
-    200: { description: "Known hosts", content: { "application/json": { schema: z.array(HOST_SCHEMA) } } },
+    200: jsonResponse(z.array(HOST_SCHEMA), "Known hosts"),
     ...errorResponses(),
   },
 });

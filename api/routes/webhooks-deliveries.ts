@@ -1,7 +1,7 @@
 // The delivery log of an endpoint, and a manual retry of a finished delivery.
 import { createRoute, z } from "@hono/zod-openapi";
 import type { App, AppDeps } from "../app.ts";
-import { BEARER_SECURITY, errorResponses } from "../openapi.ts";
+import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import { listDeliveries, reopenDelivery } from "../webhooks/deliveries.ts";
 import { DELIVERY_STATUSES, WEBHOOK_DELIVERY } from "../webhooks/schemas.ts";
 import { WEBHOOK_ID_PARAM } from "./webhooks.ts";
@@ -33,7 +33,7 @@ export const listDeliveriesRoute = createRoute({
   security: BEARER_SECURITY,
   request: { params: WEBHOOK_ID_PARAM, query: LIST_QUERY },
   responses: {
-    200: { description: "Deliveries", content: { "application/json": { schema: z.array(WEBHOOK_DELIVERY) } } },
+    200: jsonResponse(z.array(WEBHOOK_DELIVERY), "Deliveries"),
     ...errorResponses(400, 404),
   },
 });
@@ -47,7 +47,7 @@ export const retryDeliveryRoute = createRoute({
   security: BEARER_SECURITY,
   request: { params: DELIVERY_PARAMS },
   responses: {
-    202: { description: "Queued", content: { "application/json": { schema: WEBHOOK_DELIVERY } } },
+    202: jsonResponse(WEBHOOK_DELIVERY, "Queued"),
     ...errorResponses(404, 409),
   },
 });
