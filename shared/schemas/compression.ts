@@ -1,14 +1,9 @@
 // Snapshot compression config and the effective-policy rule of the contract.
+// The algorithms and level ranges are the codec's own (shared/codec/options.ts): one source for both.
+import { COMPRESSION_ALGORITHMS, type CompressionAlgorithm, LEVELS_BY_ALGORITHM } from "../codec/options.ts";
 import { z } from "../zod.ts";
 
-export const COMPRESSION_ALGORITHMS = ["zstd", "lz4"] as const;
-export type CompressionAlgorithm = (typeof COMPRESSION_ALGORITHMS)[number];
-
-export const COMPRESSION_LEVELS = {
-  zstd: { min: 1, max: 19, default: 1 },
-  // lz4-napi wraps lz4_flex, which has one speed: levels 0-9 are accepted and recorded, all compress alike.
-  lz4: { min: 0, max: 9, default: 0 },
-} as const satisfies Record<CompressionAlgorithm, { min: number; max: number; default: number }>;
+export { COMPRESSION_ALGORITHMS, type CompressionAlgorithm };
 
 // When `enabled` is false nothing else is checked (the contract): algorithm and level are validated in the refine.
 export const COMPRESSION_CONFIG = z
@@ -29,8 +24,8 @@ export const COMPRESSION_CONFIG = z
         maximum: 19,
         description:
           "Compression level. Allowed ranges are zstd=1-19 and lz4=0-9. When omitted, zstd defaults to 1 and lz4 " +
-          "defaults to 0. Ignored when enabled is false. lz4 compresses at one speed here: its level is recorded " +
-          "but does not change the output.",
+          "defaults to 0. Ignored when enabled is false. lz4 levels 0-2 are its fast mode (as `lz4 -1`), 3-9 " +
+          "are LZ4HC: slower, smaller.",
       }),
   })
   .superRefine((config, context) => {
@@ -41,7 +36,7 @@ export const COMPRESSION_CONFIG = z
       return;
     }
     if (config.level === undefined) return;
-    const range = COMPRESSION_LEVELS[algorithm];
+    const range = LEVELS_BY_ALGORITHM[algorithm];
     if (!Number.isInteger(config.level) || config.level < range.min || config.level > range.max) {
       context.addIssue({
         code: "custom",
@@ -64,7 +59,7 @@ export interface EffectiveCompression {
 export function normalizeCompression(config: CompressionConfig): EffectiveCompression {
   if (!config.enabled) return { enabled: false };
   const algorithm = (config.algorithm ?? "zstd") as CompressionAlgorithm;
-  return { enabled: true, algorithm, level: config.level ?? COMPRESSION_LEVELS[algorithm].default };
+  return { enabled: true, algorithm, level: config.level ?? LEVELS_BY_ALGORITHM[algorithm].default };
 }
 
 /** The first config set among request → instance policy → server default; an explicit disable wins where it is set. */
