@@ -1,4 +1,5 @@
 // Field rules shared by resources: names, tags, sizes, timestamps.
+import { HYPERVISOR_NAMES } from "../hypervisor/types.ts";
 import { ID_PATTERN } from "../ids.ts";
 import { z } from "../zod.ts";
 
@@ -29,8 +30,8 @@ export const TAGS = z
 export const RESOURCE_ID = z.string().regex(ID_PATTERN);
 export const TIMESTAMP = z.iso.datetime().openapi({ format: "date-time" });
 
-export const HYPERVISORS = ["cloud-hypervisor", "firecracker", "qemu", "qemu-microvm", "vz"] as const;
-export const HYPERVISOR = z.enum(HYPERVISORS);
+/** Every hypervisor name the API knows (the driver seam's list); which ones a host runs is the registry's answer. */
+export const HYPERVISOR = z.enum(HYPERVISOR_NAMES);
 export type Hypervisor = z.infer<typeof HYPERVISOR>;
 
 const SIZE_UNITS: Record<string, number> = {
