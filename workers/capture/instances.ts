@@ -26,6 +26,8 @@ const MEMORY_MODE_FILE = "memory-mode";
  */
 export type MemoryMode = "shared" | "private";
 const GRACEFUL_STOP_MS = 3_000;
+/** States in which the instance has a QEMU process that reconcile must find alive. */
+const LIVE_VM_STATES: readonly string[] = ["Running", "Paused", "Initializing"];
 
 export interface InstanceFiles {
   dir: string;
@@ -305,10 +307,12 @@ export class InstanceManager {
    * QEMU is gone as Unknown with the reason. Emits an update only where the state changed.
    */
   async reconcile(): Promise<void> {
-    for (const instance of await this.list()) {
+    const hasVm = (state: string) => LIVE_VM_STATES.includes(state);
+    for (const instance of (await this.list()).filter((listed) => hasVm(listed.state))) {
       await this.locks.run(instance.id, async () => {
+        // Read again under the lock: an operation may have changed it since the listing.
         const current = await this.read(instance.id).catch(() => undefined);
-        if (!current || !["Running", "Paused", "Initializing"].includes(current.state)) return;
+        if (!current || !hasVm(current.state)) return;
         const handle = await this.handle(current).catch(() => null);
         const status = handle
           ? await handle.status().catch(() => ({ state: "gone" as const }))
