@@ -1,8 +1,10 @@
 # One image for the API and both workers; docker-compose.yml picks the entry point.
 FROM node:20-bookworm-slim
-RUN apt-get update \
- && apt-get install -y --no-install-recommends qemu-system-x86 busybox-static kmod zstd lz4 libzstd-dev liblz4-dev libxxhash-dev \
-      g++ make python3 ca-certificates \
+RUN echo 'deb http://deb.debian.org/debian bookworm-backports main' > /etc/apt/sources.list.d/bookworm-backports.list \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends busybox-static kmod zstd lz4 libzstd-dev liblz4-dev libxxhash-dev \
+      squashfs-tools g++ make python3 ca-certificates \
+ && apt-get install -y --no-install-recommends -t bookworm-backports qemu-system-x86 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./

@@ -1,7 +1,7 @@
 // First step of `npm start` and `npm test`: install whatever is missing (system packages, npm
 // dependencies, the guest image) so a fresh machine needs nothing else. Plain Node: no dependencies.
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -11,7 +11,15 @@ const MIN_NODE = [20, 19];
 /** What the service and its tests need from the system: a file that proves it is there, and its Debian package. */
 const SYSTEM_REQUIREMENTS = [
   { need: "redis-server", probe: { command: "redis-server" }, apt: "redis-server" },
-  { need: "QEMU", probe: { command: "qemu-system-x86_64" }, apt: "qemu-system-x86" },
+  // QEMU 10: forks map RAM from a read-only squashfs mount (`rom=off`, 8.2+) and VMs pin `pc-i440fx-10.0`.
+  // Debian 12 ships 7.2, so there it comes from bookworm-backports.
+  {
+    need: "QEMU 10+",
+    probe: { command: "qemu-system-x86_64", minVersion: 10 },
+    apt: "qemu-system-x86",
+    backports: true,
+  },
+  { need: "squashfs-tools (unsquashfs reads snapshot memory images)", probe: { command: "unsquashfs" }, apt: "squashfs-tools" },
   { need: "static busybox for the guest image", probe: { file: "/bin/busybox" }, apt: "busybox-static" },
   { need: "depmod for the guest image", probe: { command: "depmod" }, apt: "kmod" },
   { need: "zstd command", probe: { command: "zstd" }, apt: "zstd" },
@@ -40,6 +48,30 @@ function onPath(command) {
     .some((dir) => dir && existsSync(path.join(dir, command)));
 }
 
+/** Major version of a command's `--version` output, or 0 when it cannot be read. */
+function majorVersion(command) {
+  const result = spawnSync(command, ["--version"], { encoding: "utf8" });
+  return Number(/version (\d+)\./.exec(result.stdout ?? "")?.[1] ?? 0);
+}
+
+function satisfied({ probe }) {
+  if (probe.file) return existsSync(probe.file);
+  return onPath(probe.command) && (!probe.minVersion || majorVersion(probe.command) >= probe.minVersion);
+}
+
+const BACKPORTS_LIST = "/etc/apt/sources.list.d/bookworm-backports.list";
+
+/** On Debian 12, packages marked `backports` come from bookworm-backports; elsewhere from the distribution. */
+function backportsRelease() {
+  const osRelease = existsSync("/etc/os-release") ? readFileSync("/etc/os-release", "utf8") : "";
+  if (!/^VERSION_CODENAME=bookworm$/m.test(osRelease)) return null;
+  if (!existsSync(BACKPORTS_LIST)) {
+    writeFileSync(BACKPORTS_LIST, "deb http://deb.debian.org/debian bookworm-backports main\n");
+    log(`added ${BACKPORTS_LIST}`);
+  }
+  return "bookworm-backports";
+}
+
 function checkNode() {
   const [major, minor] = process.versions.node.split(".").map(Number);
   if (major < MIN_NODE[0] || (major === MIN_NODE[0] && minor < MIN_NODE[1])) {
@@ -48,18 +80,35 @@ function checkNode() {
 }
 
 function installSystemPackages() {
-  const missing = SYSTEM_REQUIREMENTS.filter(({ probe }) =>
-    probe.command ? !onPath(probe.command) : !existsSync(probe.file),
-  );
+  const missing = SYSTEM_REQUIREMENTS.filter((requirement) => !satisfied(requirement));
   if (missing.length === 0) return;
-  const packages = [...new Set(missing.map((requirement) => requirement.apt))];
-  const command = `apt-get install -y --no-install-recommends ${packages.join(" ")}`;
+  const packagesOf = (list) => [...new Set(list.map((requirement) => requirement.apt))];
+  const plain = packagesOf(missing.filter((requirement) => !requirement.backports));
+  const backported = packagesOf(missing.filter((requirement) => requirement.backports));
   log(`missing: ${missing.map((requirement) => requirement.need).join(", ")}`);
-  if (!onPath("apt-get")) fail(`install these with your package manager (Debian names): ${packages.join(" ")}`);
-  if (process.getuid?.() !== 0) fail(`run: sudo apt-get update && sudo ${command}`);
+  if (!onPath("apt-get")) {
+    fail(`install these with your package manager (Debian names): ${[...plain, ...backported].join(" ")}`);
+  }
+  if (process.getuid?.() !== 0) {
+    fail(
+      `run as root (on Debian 12 add \`deb http://deb.debian.org/debian bookworm-backports main\` to ${BACKPORTS_LIST}): ` +
+        `apt-get update && apt-get install -y --no-install-recommends ${plain.join(" ")} && ` +
+        `apt-get install -y --no-install-recommends -t bookworm-backports ${backported.join(" ")}`,
+    );
+  }
+  const release = backported.length > 0 ? backportsRelease() : null;
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  const install = (packages, extra = []) =>
+    packages.length > 0 &&
+    execFileSync("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...extra, ...packages], {
+      stdio: "inherit",
+      env,
+    });
   execFileSync("apt-get", ["update", "-qq"], { stdio: "inherit", env });
-  execFileSync("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...packages], { stdio: "inherit", env });
+  install(plain);
+  install(backported, release ? ["-t", release] : []);
+  const stillMissing = missing.filter((requirement) => !satisfied(requirement));
+  if (stillMissing.length > 0) fail(`still missing after apt-get: ${stillMissing.map((r) => r.need).join(", ")}`);
 }
 
 function installNpmDependencies() {

@@ -30,6 +30,11 @@ export interface VmSpec {
    * but a capture of such a VM carries its RAM in the device-state stream.
    */
   shareMemory?: boolean;
+  /**
+   * The memory file lives on a read-only file system (a snapshot's squashfs image, mounted): QEMU opens it
+   * read-only and the guest's RAM stays writable, copy-on-write (`readonly=on,rom=off`). Needs shareMemory false.
+   */
+  memoryReadOnly?: boolean;
   /** Raw disk (default `<instanceDir>/disk.raw`, created sparse at the image's default size if missing). */
   diskFile?: string;
   /** Boot from a captured payload instead of the kernel. */

@@ -3,6 +3,13 @@ import path from "node:path";
 import type { GuestImage } from "../image.ts";
 
 /** Files a running VM keeps in its instance dir besides disk, memory and console log. */
+/**
+ * The machine type every VM runs, pinned: a device-state stream only loads into the machine type it was captured on,
+ * and `-machine pc` is an alias that moves with each QEMU release. This is what `pc` meant on QEMU 10.0.2 (Debian
+ * bookworm-backports); later QEMUs keep it. Changing it strands every snapshot taken before.
+ */
+export const MACHINE_TYPE = "pc-i440fx-10.0";
+
 export interface InstanceLayout {
   qmpSocket: string;
   pidFile: string;
@@ -33,6 +40,8 @@ export interface QemuLaunch {
   accel: "kvm" | "tcg";
   memoryFile: string;
   shareMemory: boolean;
+  /** The memory file is read-only (a squashfs mount): open it so, with RAM still writable copy-on-write. */
+  memoryReadOnly: boolean;
   diskFile: string;
   incoming: boolean;
 }
@@ -48,12 +57,12 @@ export function qemuArgs(launch: QemuLaunch): string[] {
     ["-name", "snapfleet"],
     ["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"],
     ["-accel", launch.accel === "tcg" ? "tcg,thread=multi" : "kvm"],
-    ["-machine", "pc,memory-backend=mem"],
+    ["-machine", `${MACHINE_TYPE},memory-backend=mem`],
     ["-m", `${Math.floor(launch.memoryBytes / (1024 * 1024))}M`],
     ["-smp", String(launch.vcpus)],
     [
       "-object",
-      `memory-backend-file,id=mem,size=${launch.memoryBytes},mem-path=${optionValue(launch.memoryFile)},share=${launch.shareMemory ? "on" : "off"}`,
+      `memory-backend-file,id=mem,size=${launch.memoryBytes},mem-path=${optionValue(launch.memoryFile)},share=${launch.shareMemory ? "on" : "off"}${launch.memoryReadOnly ? ",readonly=on,rom=off" : ""}`,
     ],
     // The kernel is given on restores too: its option ROMs are part of the machine the stream describes.
     ["-kernel", image.kernelPath, "-initrd", image.initrdPath, "-append", image.manifest.cmdline],

@@ -18,7 +18,7 @@ import type {
   VmSpec,
   VmStatus,
 } from "../types.ts";
-import { type InstanceLayout, instanceLayout, qemuArgs, shellQuote } from "./args.ts";
+import { type InstanceLayout, instanceLayout, MACHINE_TYPE, qemuArgs, shellQuote } from "./args.ts";
 import { QmpClient } from "./qmp.ts";
 
 export const QEMU_BINARY = "qemu-system-x86_64";
@@ -45,6 +45,8 @@ const runtimeSchema = z.object({
   memoryFile: z.string(),
   diskFile: z.string(),
   shareMemory: z.boolean(),
+  /** Recorded so a host moving to another QEMU can tell what its running VMs were started as. */
+  machineType: z.string().optional(),
 });
 type Runtime = z.infer<typeof runtimeSchema>;
 
@@ -105,7 +107,10 @@ async function bootVm(binary: string, spec: VmSpec, settings: DriverSettings): P
     memoryFile: path.resolve(spec.memoryFile ?? layout.defaultMemoryFile),
     diskFile: path.resolve(spec.diskFile ?? layout.defaultDiskFile),
     shareMemory: spec.shareMemory ?? true,
+    machineType: MACHINE_TYPE,
   };
+  const memoryReadOnly = spec.memoryReadOnly ?? false;
+  if (memoryReadOnly && runtime.shareMemory) throw new VmBootError("a read-only memory file needs shareMemory: false");
   // Files this boot creates are removed again if it fails, so a failed boot leaves nothing behind.
   const created: string[] = [];
   for (const file of [runtime.memoryFile, layout.consoleLog]) {
@@ -125,6 +130,7 @@ async function bootVm(binary: string, spec: VmSpec, settings: DriverSettings): P
       accel: await resolveAccel(spec.accel ?? settings.defaultAccel),
       memoryFile: runtime.memoryFile,
       shareMemory: runtime.shareMemory,
+      memoryReadOnly,
       diskFile: runtime.diskFile,
       incoming: spec.incoming !== undefined,
     });
