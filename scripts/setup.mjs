@@ -19,7 +19,7 @@ const SYSTEM_REQUIREMENTS = [
     apt: "qemu-system-x86",
     backports: true,
   },
-  { need: "squashfs-tools (unsquashfs reads snapshot memory images)", probe: { command: "unsquashfs" }, apt: "squashfs-tools" },
+  { need: "unsquashfs (reads snapshot images)", probe: { command: "unsquashfs" }, apt: "squashfs-tools" },
   { need: "static busybox for the guest image", probe: { file: "/bin/busybox" }, apt: "busybox-static" },
   { need: "depmod for the guest image", probe: { command: "depmod" }, apt: "kmod" },
   { need: "zstd command", probe: { command: "zstd" }, apt: "zstd" },
