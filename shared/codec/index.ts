@@ -1,7 +1,10 @@
 // The chunked, seekable compression codec used by the compression worker, fork and restore.
+export { blockChecksum, blockOutputBound, type CompressedBlock, compressBlock } from "./blocks.ts";
 export { type CompressResult, compressFile } from "./compress.ts";
 export { type DecompressResult, decompressFile, readRange } from "./decompress.ts";
-export { CodecError, type CodecErrorCode } from "./errors.ts";
+export { CodecError, type CodecErrorCode, ioStep } from "./errors.ts";
+export { readExactly, writeFully } from "./files.ts";
+export { type DataExtent, ExtentCursor, findDataExtents } from "./holes.ts";
 export {
   COMPRESSION_ALGORITHMS,
   type CompressionAlgorithm,
@@ -13,3 +16,4 @@ export {
   validateCompressOptions,
   ZSTD_LEVELS,
 } from "./options.ts";
+export { runInOrder } from "./pipeline.ts";

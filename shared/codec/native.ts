@@ -15,6 +15,17 @@ interface CodecNative {
   lz4Compress(input: Uint8Array, output: Uint8Array, level: number, detectZero: boolean, done: NativeCallback): void;
   lz4Decompress(frame: Uint8Array, output: Uint8Array, level: number, detectZero: boolean, done: NativeCallback): void;
   lz4CompressBound(length: number): number;
+  /** Full XXH64 with seed 0. */
+  xxh64(data: Uint8Array): bigint;
+  /** One raw LZ4 block (no frame): level 0-2 fast, 3 and up LZ4HC at that level. */
+  lz4BlockCompress(
+    input: Uint8Array,
+    output: Uint8Array,
+    level: number,
+    detectZero: boolean,
+    done: NativeCallback,
+  ): void;
+  lz4BlockCompressBound(length: number): number;
 }
 
 /** `zero`: the input was all zero and was not compressed. `checksum`: low 32 bits of XXH64 of the uncompressed bytes. */

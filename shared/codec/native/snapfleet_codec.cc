@@ -3,7 +3,9 @@
 // and decoded into caller-owned buffers on the libuv pool, with contexts reused per pool thread.
 #define XXH_INLINE_ALL
 #include <xxhash.h>
+#include <lz4.h>
 #include <lz4frame.h>
+#include <lz4hc.h>
 #include <zstd.h>
 
 #include <errno.h>
@@ -62,7 +64,27 @@ bool IsAllZero(const uint8_t* data, size_t size) {
   return true;
 }
 
-enum class Operation { kZstdCompress, kZstdDecompress, kLz4Compress, kLz4Decompress };
+// Full XXH64(data, seed 0) as a BigInt: the per-block checksum of squashfs images (shared/squashfs).
+Napi::Value Xxh64(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsTypedArray()) {
+    Napi::TypeError::New(env, "expected a Uint8Array").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Uint8Array data = info[0].As<Napi::Uint8Array>();
+  return Napi::BigInt::New(env, static_cast<uint64_t>(XXH64(data.Data(), data.ByteLength(), 0)));
+}
+
+enum class Operation { kZstdCompress, kZstdDecompress, kLz4Compress, kLz4Decompress, kLz4BlockCompress };
+
+// A raw LZ4 block (no frame), as squashfs stores them: level 0-2 LZ4's fast mode, 3 and up LZ4HC at that level.
+// Returns 0 when the block does not fit in `capacity`.
+size_t Lz4BlockCompress(uint8_t* output, size_t capacity, const uint8_t* input, size_t size, int level) {
+  const char* source = reinterpret_cast<const char*>(input);
+  char* destination = reinterpret_cast<char*>(output);
+  if (level < 3) return LZ4_compress_default(source, destination, static_cast<int>(size), static_cast<int>(capacity));
+  return LZ4_compress_HC(source, destination, static_cast<int>(size), static_cast<int>(capacity), level);
+}
 
 // Levels up to this reuse one compression context per pool thread; above it a context is large (tens of MiB at
 // level 19) and is freed after each chunk, so idle pool threads do not keep it.
@@ -132,7 +154,8 @@ class CodecWorker : public Napi::AsyncWorker {
 
  protected:
   void Execute() override {
-    const bool compressing = operation_ == Operation::kZstdCompress || operation_ == Operation::kLz4Compress;
+    const bool compressing = operation_ == Operation::kZstdCompress || operation_ == Operation::kLz4Compress ||
+                             operation_ == Operation::kLz4BlockCompress;
     if (compressing) {
       checksum_ = static_cast<uint32_t>(XXH64(input_, input_size_, 0));
       if (detect_zero_ && IsAllZero(input_, input_size_)) {
@@ -161,6 +184,10 @@ class CodecWorker : public Napi::AsyncWorker {
       }
       case Operation::kLz4Decompress:
         error = Lz4Decompress(output_, output_capacity_, input_, input_size_, &written_);
+        break;
+      case Operation::kLz4BlockCompress:
+        written_ = Lz4BlockCompress(output_, output_capacity_, input_, input_size_, level_);
+        if (written_ == 0) error = "lz4 block does not fit in the output buffer";
         break;
     }
     if (error != nullptr) SetError(error);
@@ -210,6 +237,11 @@ Napi::Value ZstdCompressChunk(const Napi::CallbackInfo& info) { return Run(info,
 Napi::Value ZstdDecompressChunk(const Napi::CallbackInfo& info) { return Run(info, Operation::kZstdDecompress); }
 Napi::Value Lz4CompressChunk(const Napi::CallbackInfo& info) { return Run(info, Operation::kLz4Compress); }
 Napi::Value Lz4DecompressChunk(const Napi::CallbackInfo& info) { return Run(info, Operation::kLz4Decompress); }
+Napi::Value Lz4BlockCompressChunk(const Napi::CallbackInfo& info) { return Run(info, Operation::kLz4BlockCompress); }
+
+Napi::Value Lz4BlockCompressBound(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), LZ4_compressBound(info[0].As<Napi::Number>().Int32Value()));
+}
 
 Napi::Value ZstdCompressBound(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(),
@@ -233,6 +265,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("lz4Compress", Napi::Function::New(env, Lz4CompressChunk));
   exports.Set("lz4Decompress", Napi::Function::New(env, Lz4DecompressChunk));
   exports.Set("lz4CompressBound", Napi::Function::New(env, Lz4CompressBound));
+  exports.Set("xxh64", Napi::Function::New(env, Xxh64));
+  exports.Set("lz4BlockCompress", Napi::Function::New(env, Lz4BlockCompressChunk));
+  exports.Set("lz4BlockCompressBound", Napi::Function::New(env, Lz4BlockCompressBound));
   return exports;
 }
 
