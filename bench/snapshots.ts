@@ -1,11 +1,12 @@
 // npm run bench:snapshots — the snapshot pipeline through the real service (supervisor, Redis, API, workers, QEMU):
-// capture downtime against a plain sparse copy of the guest's memory file, fork-to-running for 256 MiB and 1 GiB
-// guests from uncompressed and compressed snapshots, and compression time and sizes.
+// capture downtime against a plain sparse copy of the guest's memory file (guests up to 1 GiB, and a 256 MiB guest
+// with a 4 GiB disk holding 1 GiB of data), fork-to-running from uncompressed and compressed snapshots, compression
+// time and sizes, and the disk a compressed snapshot uses while 5 forks of it run.
 //
-// Options: --rounds <n> (default 5), --sizes <MiB,MiB> (default 256,1024), --level <zstd level> (default 1).
-// Prints markdown tables for bench/README.md (## Snapshots).
+// Options: --rounds <n> (default 5), --sizes <MiB,...> (default 256,1024,4096), --level <zstd level> (default 1).
+// Prints markdown tables for bench/README.md (## Snapshots), then the two ratio lines (medians of the same run).
 import { execFileSync } from "node:child_process";
-import { readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -15,7 +16,7 @@ import { type RunningService, startService } from "../test/helpers/service.ts";
 const { values: flags } = parseArgs({
   options: {
     rounds: { type: "string", default: "5" },
-    sizes: { type: "string", default: "256,1024" },
+    sizes: { type: "string", default: "256,1024,4096" },
     level: { type: "string", default: "1" },
   },
 });
@@ -98,8 +99,12 @@ function compressionLog(snapshotId: string): { ms: number; uncompressedBytes: nu
   return JSON.parse(line);
 }
 
-async function bootSource(name: string, mib: number): Promise<Json> {
-  const instance = await call("/instances", { json: { name, size: `${mib}MB`, vcpus: 1 } }, 201);
+async function bootSource(name: string, mib: number, diskMib = 256): Promise<Json> {
+  const instance = await call(
+    "/instances",
+    { json: { name, size: `${mib}MB`, overlay_size: `${diskMib}MB`, vcpus: 1 } },
+    201,
+  );
   await waitForTickAfter(instance.id, 1);
   return instance;
 }
@@ -122,12 +127,60 @@ interface CompressionRow {
   compressed: number;
 }
 
-const downtime: number[] = [];
-const cpCopy: number[] = [];
-let memoryAllocated = 0;
+interface DowntimeRow {
+  guest: string;
+  downtime: number[];
+  cpCopy: number[];
+  memoryAllocated: number;
+}
+
+const downtimeRows: DowntimeRow[] = [];
+/** Captures above this guest size are not measured: the goal covers 256 MiB and 1 GiB. */
+const DOWNTIME_MAX_MIB = 1024;
+let forkDisk: { stored: number; compressed: number } | undefined;
 const forkRows: ForkRow[] = [];
 const compressionRows: CompressionRow[] = [];
 let forkCounter = 0;
+
+/** Capture downtime (pause → device state and memory copy → resume) vs a plain sparse copy of the memory file. */
+async function measureDowntime(guest: string, source: Json): Promise<DowntimeRow> {
+  const row: DowntimeRow = { guest, downtime: [], cpCopy: [], memoryAllocated: 0 };
+  const memoryFile = path.join(service.dataDir, "instances", source.id, "memory.raw");
+  const scratch = path.join(service.dataDir, "bench-cp-memory.raw");
+  for (let round = 0; round < ROUNDS; round++) {
+    const snapshot = await call(`/instances/${source.name}/snapshots`, { json: { kind: "Standby" } }, 201);
+    row.downtime.push(snapshot.capture_downtime_ms);
+    await call(`/snapshots/${snapshot.id}`, { method: "DELETE" }, 204);
+    const started = performance.now();
+    execFileSync("cp", ["--sparse=always", memoryFile, scratch]);
+    row.cpCopy.push(performance.now() - started);
+    row.memoryAllocated = statSync(scratch).blocks * 512;
+    rmSync(scratch, { force: true });
+    await sleep(500);
+  }
+  process.stderr.write(`${guest}: downtime ${range(row.downtime)}, cp ${range(row.cpCopy)}\n`);
+  return row;
+}
+
+/** Disk a compressed snapshot's files (and any cache of it) take while 5 forks of it run. */
+async function diskAfterForks(snapshot: Json): Promise<{ stored: number; compressed: number }> {
+  const names: string[] = [];
+  for (let index = 0; index < 5; index++) {
+    const fork = await call(`/snapshots/${snapshot.id}/fork`, { json: { name: `disk-fork-${index}` } }, 201);
+    await waitForTickAfter(fork.id, 0);
+    names.push(fork.name);
+  }
+  const allocated = (dir: string) =>
+    Number(execFileSync("du", ["-s", "--block-size=1", dir], { encoding: "utf8" }).split("\t")[0]);
+  const cacheDir = path.join(service.dataDir, "cache");
+  const stored =
+    allocated(path.join(service.dataDir, "snapshots", snapshot.id)) -
+    allocated(path.join(service.dataDir, "snapshots", snapshot.id, "disk.raw")) +
+    (existsSync(cacheDir) ? allocated(cacheDir) : 0);
+  const current = await call(`/snapshots/${snapshot.id}`, {}, 200);
+  for (const name of names) await call(`/instances/${name}`, { method: "DELETE" }, 204);
+  return { stored, compressed: current.compressed_size_bytes };
+}
 
 async function forkOnce(snapshotId: string): Promise<{ to201: number; toTick: number }> {
   const name = `fork-${++forkCounter}`;
@@ -146,23 +199,7 @@ try {
     const source = await bootSource(`src-${mib}`, mib);
     process.stderr.write(`${guest} source running\n`);
 
-    if (mib === SIZES_MIB[0]) {
-      // Capture downtime (pause → device state → sparse copies → resume) vs a plain sparse copy of the memory file.
-      const memoryFile = path.join(service.dataDir, "instances", source.id, "memory.raw");
-      const scratch = path.join(service.dataDir, "bench-cp-memory.raw");
-      for (let round = 0; round < ROUNDS; round++) {
-        const snapshot = await call(`/instances/${source.name}/snapshots`, { json: { kind: "Standby" } }, 201);
-        downtime.push(snapshot.capture_downtime_ms);
-        await call(`/snapshots/${snapshot.id}`, { method: "DELETE" }, 204);
-        const started = performance.now();
-        execFileSync("cp", ["--sparse=always", memoryFile, scratch]);
-        cpCopy.push(performance.now() - started);
-        memoryAllocated = statSync(scratch).blocks * 512;
-        rmSync(scratch, { force: true });
-        await sleep(500);
-      }
-      process.stderr.write(`downtime ${range(downtime)}, cp ${range(cpCopy)}\n`);
-    }
+    if (mib <= DOWNTIME_MAX_MIB) downtimeRows.push(await measureDowntime(guest, source));
 
     const plain = await call(`/instances/${source.name}/snapshots`, { json: { kind: "Standby" } }, 201);
     const compressStarted = performance.now();
@@ -189,7 +226,7 @@ try {
 
     const plainRow: ForkRow = { guest, payload: "uncompressed", to201: [], toTick: [] };
     const packedRow: ForkRow = { guest, payload: `zstd ${LEVEL}`, to201: [], toTick: [] };
-    // The first fork of a compressed snapshot decompresses it once into the raw cache; later ones map the cache.
+    // Each fork here runs alone: its image is verified and mounted, and unmounted when the fork is deleted.
     packedRow.cold = await forkOnce(packed.id);
     for (let round = 0; round < ROUNDS; round++) {
       for (const [row, snapshot] of [
@@ -202,9 +239,18 @@ try {
       }
     }
     forkRows.push(plainRow, packedRow);
+    if (mib === SIZES_MIB[0]) forkDisk = await diskAfterForks(packed);
     process.stderr.write(`${guest} forks: ${range(plainRow.to201)} / ${range(packedRow.to201)}\n`);
     for (const snapshot of [plain, packed]) await call(`/snapshots/${snapshot.id}`, { method: "DELETE" }, 204);
   }
+  // A 256 MiB guest with a 4 GiB disk holding 1 GiB of data: the disk is copied while the guest runs.
+  const bigDisk = await bootSource("src-big-disk", 256, 4096);
+  const disk = path.join(service.dataDir, "instances", bigDisk.id, "disk.raw");
+  execFileSync("dd", ["if=/dev/urandom", `of=${disk}`, "bs=1M", "count=1024", "seek=1024", "conv=notrunc"], {
+    stdio: "ignore",
+  });
+  downtimeRows.push(await measureDowntime("256 MiB, 4 GiB disk with 1 GiB of data", bigDisk));
+  await call(`/instances/${bigDisk.name}`, { method: "DELETE" }, 204);
 } finally {
   await stopService();
 }
@@ -225,8 +271,11 @@ out.push(
   "| guest | capture downtime (`capture_downtime_ms`) | `cp --sparse=always` of memory.raw | memory.raw allocated |",
 );
 out.push("|---|---|---|---|");
-out.push(`| ${sizeLabel(SIZES_MIB[0]!)} | ${range(downtime)} | ${range(cpCopy)} | ${mb(memoryAllocated)} |`, "");
-out.push("| guest | snapshot | fork → 201 | fork → first tick | first fork (decompress into cache) → 201 / → tick |");
+for (const row of downtimeRows) {
+  out.push(`| ${row.guest} | ${range(row.downtime)} | ${range(row.cpCopy)} | ${mb(row.memoryAllocated)} |`);
+}
+out.push("");
+out.push("| guest | snapshot | fork → 201 | fork → first tick | first fork → 201 / → tick |");
 out.push("|---|---|---|---|---|");
 for (const row of forkRows) {
   const cold = row.cold ? `${ms(row.cold.to201)} / ${ms(row.cold.toTick)}` : "—";
@@ -242,4 +291,24 @@ for (const row of compressionRows) {
     `| ${row.guest} | zstd ${row.level} | ${ms(row.wallMs)} | ${ms(row.workerMs)} | ${mb(row.logical)} | ${mb(row.stored)} | ${mb(row.compressed)} | ${(row.stored / row.compressed).toFixed(1)}× |`,
   );
 }
+if (forkDisk) {
+  out.push(
+    "",
+    `Disk used by the compressed ${sizeLabel(SIZES_MIB[0]!)} snapshot's memory (image, checksums, any cache) with 5 forks running: ${mb(forkDisk.stored)} for a compressed size of ${mb(forkDisk.compressed)} (${(forkDisk.stored / forkDisk.compressed).toFixed(2)}×).`,
+  );
+}
+const ratio = (numerator: number[], denominator: number[]) =>
+  (summary(numerator).median / summary(denominator).median).toFixed(2);
+const forkRatios = SIZES_MIB.map((mib, index) => {
+  const [plainRow, packedRow] = [forkRows[2 * index]!, forkRows[2 * index + 1]!];
+  return `${ratio(packedRow.to201, plainRow.to201)} (${sizeLabel(mib)})`;
+});
+const downtimeRatios = downtimeRows
+  .filter((row) => !row.guest.includes("disk"))
+  .map((row) => `${ratio(row.downtime, row.cpCopy)} (${row.guest})`);
+out.push(
+  "",
+  `fork compressed/raw ratio: ${forkRatios.join(" ")}`,
+  `capture downtime/cp ratio: ${downtimeRatios.join(" ")}`,
+);
 process.stdout.write(`${out.join("\n")}\n`);

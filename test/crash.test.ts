@@ -158,13 +158,19 @@ describe("crash safety of the snapshot pipeline", () => {
     expect(done.compressed_size_bytes).toBeLessThan(done.uncompressed_size_bytes);
     // The raw file went once the compressed one was in place, and the killed attempt left no temporary behind.
     const files = readdirSync(path.join(service.dataDir, "snapshots", taken.id));
-    expect(files.sort()).toEqual(["device-state", "disk.raw", "memory.raw.sfc", "snapshot.json"]);
+    expect(files.sort()).toEqual([
+      "device-state",
+      "disk.raw",
+      "memory.raw.sqfs",
+      "memory.raw.sqfs.sums",
+      "snapshot.json",
+    ]);
     // The fork made mid-compression still runs on the raw file it mapped before that file was removed.
     await waitForTick("mid-compress", (await waitForTick("mid-compress", 0)) + 1);
 
-    // A fork from the compressed snapshot decompresses it once into the raw cache and resumes the count.
+    // A fork from the compressed snapshot maps the file inside its mounted image and resumes the count.
     await forkAndCheck(taken.id, "after-kill", atCapture);
-    expect(existsSync(path.join(service.dataDir, "cache", taken.id, "memory.raw"))).toBe(true);
+    expect(readFileSync("/proc/mounts", "utf8")).toContain(path.join(service.dataDir, "mounts", taken.id));
     await deleteInstance("after-kill");
     await deleteInstance("mid-compress");
     expect((await service.api(`/snapshots/${taken.id}`, { method: "DELETE" })).status).toBe(204);

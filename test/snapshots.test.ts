@@ -1,6 +1,6 @@
 // The snapshots API through the official SDK (@onkernel/hypeman), unchanged, against the whole service on real
 // QEMU guests: the contract's flow, its filters, and each of its 400/404/409 cases.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import Hypeman from "@onkernel/hypeman";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -20,6 +20,11 @@ afterAll(async () => {
   await service?.stop("SIGTERM");
   service?.remove();
 });
+
+/** Whether the snapshot's compressed image is mounted (the capture worker's one shared mount per snapshot). */
+function isMounted(snapshotId: string): boolean {
+  return readFileSync("/proc/mounts", "utf8").includes(` ${path.join(service.dataDir, "mounts", snapshotId)} `);
+}
 
 async function ticks(name: string): Promise<number[]> {
   const response = await service.api(`/instances/${name}/logs?tail=2000`);
@@ -128,9 +133,12 @@ describe("the SDK flow", () => {
     const lastAtSnapshot = Math.max(...ticksAtSnapshot);
     expect(forkTicks[0]).toBeGreaterThanOrEqual(lastAtSnapshot);
     expect(forkTicks[0]).toBeLessThanOrEqual(lastAtSnapshot + 2);
-    // The stored snapshot stays compressed and its record true.
+    // The stored snapshot stays compressed and its record true; the fork maps the image's file through one
+    // read-only mount, and no raw copy is made anywhere.
     expect((await client.snapshots.get(snapshot.id)).compression_state).toBe("compressed");
     expect(existsSync(path.join(service.dataDir, "snapshots", snapshot.id, "memory.raw"))).toBe(false);
+    expect(isMounted(snapshot.id)).toBe(true);
+    expect(existsSync(path.join(service.dataDir, "cache"))).toBe(false);
 
     await client.snapshots.delete(snapshot.id);
     expect((await statusOf(client.snapshots.get(snapshot.id))).status).toBe(404);
@@ -139,6 +147,10 @@ describe("the SDK flow", () => {
     const before = Math.max(...(await ticks("sdk-fork")));
     await waitForTick("sdk-fork", before + 1);
     expect((await client.instances.get("sdk-fork")).state).toBe("Running");
+    // The image stays mounted while the fork maps it, and goes with the last VM that did.
+    expect(isMounted(snapshot.id)).toBe(true);
+    await client.instances.delete("sdk-fork");
+    expect(isMounted(snapshot.id)).toBe(false);
   });
 
   it("compresses with lz4 and restores the source to the snapshot moment", async () => {
@@ -176,6 +188,34 @@ describe("the SDK flow", () => {
     );
     expect(after[0]).toBeLessThanOrEqual(atSnapshot + 2);
     expect((await client.snapshots.get(snapshot.id)).compression_state).toBe("compressed");
+  });
+
+  it("forks a compressed snapshot whose RAM is in the stream, and refuses one whose image is damaged before any guest runs", async () => {
+    // lz4-src was restored from a snapshot: it maps its RAM privately, so its snapshots carry RAM in the stream.
+    const snapshot = await client.instances.snapshots.create("lz4-src", {
+      kind: "Standby",
+      compression: { enabled: true, algorithm: "zstd", level: 1 },
+    });
+    const atSnapshot = Math.max(...(await ticks("lz4-src")));
+    await waitFor(
+      async () => ((await client.snapshots.get(snapshot.id)).compression_state === "compressed" ? true : undefined),
+      { timeoutMs: 60_000, what: "compression" },
+    );
+    await client.snapshots.fork(snapshot.id, { name: "stream-fork" });
+    expect(await waitForTick("stream-fork", atSnapshot)).toBeLessThanOrEqual(atSnapshot + 3);
+    expect(isMounted(snapshot.id)).toBe(false); // the stream was read whole at load: nothing maps the image
+    await client.instances.delete("stream-fork");
+
+    const image = path.join(service.dataDir, "snapshots", snapshot.id, "device-state.sqfs");
+    const [, [blockOffset, blockLength]] = JSON.parse(readFileSync(`${image}.sums`, "utf8")).pieces;
+    const bytes = readFileSync(image);
+    bytes[blockOffset + Math.floor(blockLength / 2)]! ^= 0x55;
+    writeFileSync(image, bytes);
+    const refused = await statusOf(client.snapshots.fork(snapshot.id, { name: "bad-fork" }));
+    expect(refused).toMatchObject({ status: 409, code: "invalid_state" });
+    expect(refused.message).toMatch(/compressed memory image failed verification .* no guest was started/);
+    expect((await statusOf(client.instances.get("bad-fork"))).status).toBe(404);
+    expect(isMounted(snapshot.id)).toBe(false);
   });
 
   it("takes Stopped snapshots (disk only, never compressed) and forks them Stopped or Running", async () => {

@@ -65,6 +65,12 @@ export interface CaptureResult {
   migrationMs: number;
 }
 
+/** A point-in-time copy of a VM's disk that QEMU makes while the guest runs on. */
+export interface DiskCopy {
+  /** Resolves when the copy is complete (and sparse); rejects if QEMU failed it. */
+  wait(): Promise<void>;
+}
+
 /** A running (or paused) guest. Every method is safe to call after a worker restart via `attach`. */
 export interface VmHandle {
   readonly pid: number;
@@ -76,6 +82,11 @@ export interface VmHandle {
   resume(): Promise<void>;
   /** Pauses the guest if needed and writes its device state (and private RAM) to `file`. Leaves it paused. */
   captureDeviceState(file: string): Promise<CaptureResult>;
+  /**
+   * Starts copying the disk as it is at this moment into `file` (QEMU blockdev-backup: the guest's later writes
+   * first copy the old data out), so the guest need not stay paused for it. Call it while paused.
+   */
+  startDiskCopy(file: string): Promise<DiskCopy>;
   status(): Promise<VmStatus>;
   /** Quits QEMU (SIGKILL after the timeout), waits for it to exit and removes its socket and pidfile. */
   stop(options?: StopOptions): Promise<void>;

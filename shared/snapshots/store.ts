@@ -8,13 +8,17 @@ import { writeFileAtomic } from "../files.ts";
 import { withRedisLock } from "../locks.ts";
 import { INSTANCE_SCHEMA } from "../schemas/instance.ts";
 import { SNAPSHOT_SCHEMA } from "../schemas/snapshot.ts";
+import { checksumsFile } from "../squashfs/checksums.ts";
 
 export const RECORD_FILE = "snapshot.json";
 export const DISK_FILE = "disk.raw";
 export const MEMORY_FILE = "memory.raw";
 export const DEVICE_STATE_FILE = "device-state";
-/** A compressed payload file keeps its raw name plus this suffix (seekable chunked zstd/lz4, see shared/codec). */
-export const COMPRESSED_SUFFIX = ".sfc";
+/**
+ * A compressed payload is a squashfs image holding the raw file (see shared/squashfs), named after it plus this
+ * suffix, with its checksum list beside it (`<image>.sums`).
+ */
+export const COMPRESSED_SUFFIX = ".sqfs";
 
 /**
  * How guest RAM is stored:
@@ -50,11 +54,6 @@ export class SnapshotStore {
     return path.join(this.dir(id), name);
   }
 
-  /** Where a compressed snapshot's memory payload is decompressed once for forks and restores to map. */
-  cacheFile(id: string, name: string): string {
-    return path.join(this.dataDir, "cache", id, name);
-  }
-
   async read(id: string): Promise<SnapshotRecord | undefined> {
     try {
       return SNAPSHOT_RECORD.parse(JSON.parse(await readFile(this.file(id, RECORD_FILE), "utf8")));
@@ -81,7 +80,9 @@ export class SnapshotStore {
     let total = 0;
     for (const name of names) {
       const compressed = name === record.memory_payload && record.snapshot.compression_state === "compressed";
-      total += await allocatedBytes(this.file(record.snapshot.id, compressed ? `${name}${COMPRESSED_SUFFIX}` : name));
+      const file = this.file(record.snapshot.id, compressed ? `${name}${COMPRESSED_SUFFIX}` : name);
+      total += await allocatedBytes(file);
+      if (compressed) total += await allocatedBytes(checksumsFile(file));
     }
     return total;
   }

@@ -91,6 +91,7 @@ export async function startService(env: Record<string, string> = {}): Promise<Ru
     },
     remove: () => {
       killProcessesUsing(data.dir);
+      unmountUnder(data.dir);
       data.remove();
     },
   };
@@ -110,6 +111,14 @@ export const isAlive = (pid: number): boolean => {
     return false;
   }
 };
+
+/** Snapshot image mounts outlive the service with the VMs that map them; detached here (lazily: QEMUs die async). */
+export function unmountUnder(dir: string): void {
+  for (const line of readFileSync("/proc/mounts", "utf8").split("\n")) {
+    const target = line.split(" ")[1];
+    if (target?.startsWith(`${dir}/`)) execFileSync("umount", ["--lazy", target]);
+  }
+}
 
 /** VMs outlive the service by design; a test's QEMUs are found by their data dir and killed. */
 export function killProcessesUsing(dir: string): void {

@@ -46,6 +46,8 @@ export interface InstanceManagerOptions {
   drivers: ReadonlyMap<string, HypervisorDriver>;
   events: EventStream;
   log: Logger;
+  /** Told the memory file of each VM that stopped (a snapshot image mapped by it may now be unmounted). */
+  vmStopped?: (memoryFile: string) => Promise<void>;
 }
 
 export interface CommandResult {
@@ -153,11 +155,18 @@ export class InstanceManager {
 
   /**
    * Boots the instance's VM: from its disk with fresh RAM, or from a device-state stream (`incoming`). With
-   * `privateMemory`, RAM maps `memoryFile` copy-on-write and the file is never written.
+   * `privateMemory`, RAM maps `memoryFile` copy-on-write and the file is never written; `readOnlyMemory` says the
+   * file is on a read-only mount (a compressed snapshot's image).
    */
   async boot(
     instance: Instance,
-    options: { incoming?: string; memoryFile?: string; privateMemory?: boolean; paused?: boolean } = {},
+    options: {
+      incoming?: string;
+      memoryFile?: string;
+      privateMemory?: boolean;
+      readOnlyMemory?: boolean;
+      paused?: boolean;
+    } = {},
   ): Promise<VmHandle> {
     const files = this.files(instance.id);
     const mode: MemoryMode = options.privateMemory ? "private" : "shared";
@@ -169,6 +178,7 @@ export class InstanceManager {
       vcpus: instance.vcpus,
       memoryFile: options.memoryFile ?? files.memory,
       shareMemory: mode === "shared",
+      memoryReadOnly: options.readOnlyMemory,
       diskFile: files.disk,
       incoming: options.incoming ? { deviceStateFile: options.incoming, paused: options.paused } : undefined,
     });
@@ -189,6 +199,7 @@ export class InstanceManager {
     const handle = await this.handle(instance);
     this.handles.delete(instance.id);
     await handle?.stop({ gracefulTimeoutMs: GRACEFUL_STOP_MS });
+    if (handle) await this.options.vmStopped?.(handle.memoryFile);
   }
 
   async create(prepared: Instance): Promise<CommandResult> {

@@ -12,6 +12,7 @@ import { onShutdownSignal } from "../../shared/shutdown.ts";
 import { SnapshotStore } from "../../shared/snapshots/store.ts";
 import { effectiveAccel } from "./accel.ts";
 import { createHostHandlers } from "./handlers.ts";
+import { ImageMounts } from "./image-mounts.ts";
 import { InstanceManager } from "./instances.ts";
 import { SnapshotManager } from "./snapshots.ts";
 
@@ -27,6 +28,8 @@ const drivers = new Map<string, HypervisorDriver>();
 for (const name of await availableHypervisors(registryOptions))
   drivers.set(name, await getHypervisor(name, registryOptions));
 const events = new EventStream(redis, config.REDIS_PREFIX);
+const store = new SnapshotStore(config.DATA_DIR, redis, config.REDIS_PREFIX);
+const mounts = new ImageMounts(store, log);
 const instances = new InstanceManager({
   dataDir: config.DATA_DIR,
   imagesDir: config.IMAGES_DIR,
@@ -34,6 +37,10 @@ const instances = new InstanceManager({
   drivers,
   events,
   log,
+  vmStopped: async (memoryFile) => {
+    const snapshotId = mounts.snapshotOf(memoryFile);
+    if (snapshotId) await mounts.release(snapshotId);
+  },
 });
 const jobs = new JobProducer({
   redisUrl: config.REDIS_URL,
@@ -44,13 +51,15 @@ const jobs = new JobProducer({
 const snapshots = new SnapshotManager({
   hostId,
   instances,
-  store: new SnapshotStore(config.DATA_DIR, redis, config.REDIS_PREFIX),
+  store,
+  mounts,
   events,
   jobs,
   log,
 });
 // VMs outlive this process: take back the ones that still run, report the ones that died meanwhile.
 await instances.reconcile();
+await mounts.sweep();
 let reconciling = false;
 const reconcileTimer = setInterval(() => {
   if (reconciling) return;

@@ -1,15 +1,16 @@
 // The host agent's snapshots: capture from an instance, fork a new instance, restore onto the source, delete.
 // Forks and restores map the stored RAM privately (copy-on-write), so they copy no guest memory; a compressed
-// payload is decompressed once into a raw cache that every later fork maps.
+// payload is a squashfs image, verified and mounted read-only once, whose blocks the kernel decompresses as guests
+// touch them (image-mounts.ts).
 import { existsSync } from "node:fs";
-import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, readdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
-import { decompressFile } from "../../shared/codec/index.ts";
 import { ApiError, notFound } from "../../shared/errors.ts";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
 import { fsyncPath } from "../../shared/files.ts";
 import { copyFileSparse } from "../../shared/hypervisor/sparse-copy.ts";
+import type { DiskCopy } from "../../shared/hypervisor/types.ts";
 import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { compressionJobId } from "../../shared/jobs/compression-jobs.ts";
@@ -18,19 +19,21 @@ import type { Logger } from "../../shared/logger.ts";
 import type { Instance } from "../../shared/schemas/instance.ts";
 import type { Snapshot, TargetState } from "../../shared/schemas/snapshot.ts";
 import {
-  COMPRESSED_SUFFIX,
   DEVICE_STATE_FILE,
   DISK_FILE,
   MEMORY_FILE,
   type SnapshotRecord,
   type SnapshotStore,
 } from "../../shared/snapshots/store.ts";
+import type { ImageMounts } from "./image-mounts.ts";
 import type { CommandResult, InstanceManager } from "./instances.ts";
 
 export interface SnapshotManagerOptions {
   hostId: string;
   instances: InstanceManager;
   store: SnapshotStore;
+  /** Where compressed payloads are mounted for forks and restores to map. */
+  mounts: ImageMounts;
   events: EventStream;
   /** Puts compression jobs on this host's compression queue. */
   jobs: JobProducer;
@@ -57,16 +60,7 @@ export class SnapshotManager {
           const shared = (await instances.memoryMode(instanceId)) === "shared";
           layout = shared ? "file" : "stream";
           if (instance.state === "Running") {
-            const handle = await instances.requireHandle(instance);
-            const pausedAt = performance.now();
-            try {
-              await handle.captureDeviceState(path.join(staging, DEVICE_STATE_FILE));
-              if (shared) await copyFileSparse(files.memory, path.join(staging, MEMORY_FILE));
-              await copyFileSparse(files.disk, path.join(staging, DISK_FILE));
-            } finally {
-              await handle.resume();
-            }
-            downtimeMs = Math.round((performance.now() - pausedAt) * 10) / 10;
+            downtimeMs = await this.captureRunning(instance, staging, shared);
           } else {
             // Standby: the VMM is gone and its RAM and device state are on disk already.
             await copyFileSparse(files.standbyState, path.join(staging, DEVICE_STATE_FILE));
@@ -114,6 +108,30 @@ export class SnapshotManager {
         throw error;
       }
     });
+  }
+
+  /**
+   * Pauses the guest only for its device state and (shared RAM) a sparse copy of its memory file, both at once;
+   * the disk is copied by QEMU while the guest runs again. Returns the downtime in milliseconds.
+   */
+  private async captureRunning(instance: Instance, staging: string, sharedMemory: boolean): Promise<number> {
+    const handle = await this.options.instances.requireHandle(instance);
+    const memory = this.options.instances.files(instance.id).memory;
+    const pausedAt = performance.now();
+    let diskCopy: DiskCopy | undefined;
+    try {
+      await handle.pause();
+      await Promise.all([
+        handle.captureDeviceState(path.join(staging, DEVICE_STATE_FILE)),
+        sharedMemory ? copyFileSparse(memory, path.join(staging, MEMORY_FILE)) : undefined,
+      ]);
+      diskCopy = await handle.startDiskCopy(path.join(staging, DISK_FILE));
+    } finally {
+      await handle.resume();
+    }
+    const downtimeMs = Math.round((performance.now() - pausedAt) * 10) / 10;
+    await diskCopy.wait();
+    return downtimeMs;
   }
 
   async queueCompression(snapshotId: string): Promise<void> {
@@ -166,7 +184,8 @@ export class SnapshotManager {
     await store.withLock(snapshotId, async () => {
       // A compression in flight sees its record gone at its next progress step and stops.
       await rm(store.dir(snapshotId), { recursive: true, force: true });
-      await rm(path.dirname(store.cacheFile(snapshotId, MEMORY_FILE)), { recursive: true, force: true });
+      // Forks still running keep the image mapped (and the loop device keeps the file): the last one's stop unmounts.
+      await this.options.mounts.releaseLocked(snapshotId);
     });
     const queue = this.options.jobs.queue(queueName("compression", this.options.hostId));
     await queue.remove(compressionJobId(snapshotId)).catch(() => 0); // only waiting jobs can be removed
@@ -199,8 +218,8 @@ export class SnapshotManager {
       return { ...base, state: "Running", started_at: now };
     }
     // Hold the snapshot's lock until QEMU has the payload open: a compression finishing meanwhile may remove the
-    // raw file, which is harmless once mapped.
-    await store.withLock(snapshotId, async () => {
+    // raw file, and a VM stopping meanwhile may unmount the image; both are harmless once it is mapped.
+    const layout = await store.withLock(snapshotId, async () => {
       const current = await store.read(snapshotId);
       if (!current) throw notFound("snapshot", snapshotId);
       const payload = await this.rawPayload(current);
@@ -210,9 +229,13 @@ export class SnapshotManager {
         incoming: deviceState,
         memoryFile,
         privateMemory: true,
+        readOnlyMemory: this.options.mounts.snapshotOf(memoryFile) !== null,
         paused: target === "Standby",
       });
+      return current.memory_layout;
     });
+    // A stream was read whole while loading: nothing maps its image any more.
+    if (layout === "stream") await this.options.mounts.release(snapshotId);
     if (target === "Running") return { ...base, state: "Running", started_at: now };
     // Standby: keep the loaded machine's state as the instance's own standby payload, then end the VMM.
     const handle = await instances.requireHandle(instance);
@@ -221,22 +244,12 @@ export class SnapshotManager {
     return { ...base, state: "Standby", has_snapshot: true, stopped_at: now };
   }
 
-  /** The raw memory payload: the stored file, or (compressed) its cache, decompressed once and verified. */
+  /** The raw memory payload: the stored file, or (compressed) the file inside its verified, mounted image. */
   private async rawPayload(record: SnapshotRecord): Promise<string> {
-    const { store } = this.options;
     const name = record.memory_payload!;
     const id = record.snapshot.id;
-    const raw = store.file(id, name);
+    const raw = this.options.store.file(id, name);
     if (record.snapshot.compression_state !== "compressed" && existsSync(raw)) return raw;
-    const cache = store.cacheFile(id, name);
-    if (existsSync(cache)) return cache;
-    await mkdir(path.dirname(cache), { recursive: true });
-    const started = performance.now();
-    await decompressFile(store.file(id, `${name}${COMPRESSED_SUFFIX}`), cache);
-    this.options.log.info(
-      { snapshotId: id, ms: Math.round(performance.now() - started), bytes: (await stat(cache)).size },
-      "decompressed memory payload into the raw cache",
-    );
-    return cache;
+    return this.options.mounts.open(id, name);
   }
 }

@@ -1,13 +1,16 @@
-// Compresses one snapshot's memory payload: none → compressing → compressed, or error with the raw payload kept.
+// Compresses one snapshot's memory payload into a squashfs image (shared/squashfs) that forks mount and map
+// without decompressing it first: none → compressing → compressed, or error with the raw payload kept.
 // Safe to run again after a crash (it starts over from the raw file) and stops when the snapshot is deleted.
 import { readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { CodecError, compressFile } from "../../shared/codec/index.ts";
+import { CodecError } from "../../shared/codec/index.ts";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { CompressionState, Snapshot } from "../../shared/schemas/snapshot.ts";
 import { COMPRESSED_SUFFIX, type SnapshotRecord, type SnapshotStore } from "../../shared/snapshots/store.ts";
+import { checksumsFile } from "../../shared/squashfs/checksums.ts";
+import { writeSquashfsImage } from "../../shared/squashfs/writer.ts";
 
 /** Progress events at most this often. */
 const PROGRESS_INTERVAL_MS = 500;
@@ -49,7 +52,7 @@ export async function compressSnapshot(
   let lastProgress = 0;
   const began = performance.now();
   try {
-    const result = await compressFile(source, destination, {
+    const result = await writeSquashfsImage(source, destination, {
       algorithm,
       level,
       signal,
@@ -75,7 +78,7 @@ export async function compressSnapshot(
         {
           compression_state: "compressed",
           compression_error: null,
-          compressed_size_bytes: result.compressedBytes,
+          compressed_size_bytes: result.imageBytes,
           uncompressed_size_bytes: uncompressed,
         },
         "snapshot.compression.completed",
@@ -92,7 +95,7 @@ export async function compressSnapshot(
           level,
           ms: Math.round(performance.now() - began),
           uncompressedBytes: uncompressed,
-          compressedBytes: result.compressedBytes,
+          compressedBytes: result.imageBytes,
           sizeBytes: completed.snapshot.size_bytes,
         },
         "snapshot compressed",
@@ -111,7 +114,9 @@ export async function compressSnapshot(
       });
       return "compressed";
     }
-    await rm(destination, { force: true }).catch(() => {});
+    await Promise.all([destination, checksumsFile(destination)].map((file) => rm(file, { force: true }))).catch(
+      () => {},
+    );
     if (cancel.signal.aborted || !(await store.read(snapshotId))) {
       log.info({ snapshotId }, "snapshot deleted during compression: stopped");
       return "skipped";

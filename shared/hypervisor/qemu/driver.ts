@@ -1,16 +1,18 @@
 /** The `qemu` driver: daemonized qemu-system-x86_64 guests driven over QMP, RAM in a memory-backend file. */
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { access, mkdir, open, readFile, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
 import { HypervisorError, MigrationError, QmpError, VmBootError, VmGoneError } from "../errors.ts";
-import { findExecutable } from "../exec.ts";
+import { findExecutable, run } from "../exec.ts";
 import { isProcessAlive, killProcess, processArgs, waitForExit } from "../process.ts";
 import type {
   Accel,
   CaptureResult,
+  DiskCopy,
   HypervisorDriver,
   Logger,
   StopOptions,
@@ -51,6 +53,8 @@ const runtimeSchema = z.object({
 type Runtime = z.infer<typeof runtimeSchema>;
 
 type MigrationInfo = { status?: string; "error-desc"?: string };
+type BlockJobInfo = { id: string; status: string; error?: string };
+const DISK_COPY_POLL_MS = 20;
 
 export function createQemuDriver(options: QemuDriverOptions = {}): HypervisorDriver {
   const binary = options.binary ?? QEMU_BINARY;
@@ -238,6 +242,59 @@ class QemuVm implements VmHandle {
       this.settings.logger?.debug({ pid: this.pid, file, bytes: size, migrationMs }, "device state captured");
       return { deviceStateFile: file, bytes: size, migrationMs };
     });
+  }
+
+  startDiskCopy(file: string): Promise<DiskCopy> {
+    const target = path.resolve(file);
+    const id = `snapfleet-copy-${randomBytes(4).toString("hex")}`;
+    return this.withQmp(async (qmp) => {
+      const [drive] = await qmp.execute<{ device: string }[]>("query-block");
+      if (!drive) throw new HypervisorError("the VM has no disk to copy");
+      const { size } = await stat(this.diskFile);
+      await createSparseFile(target, size);
+      // A completed device-state capture leaves the disk inactive (handed over to a destination that never
+      // comes); the copy needs it active, as `cont` would make it anyway (QEMU 10).
+      await qmp.execute("blockdev-set-active", { active: true });
+      await qmp.execute("blockdev-add", { driver: "raw", "node-name": id, file: { driver: "file", filename: target } });
+      try {
+        await qmp.execute("blockdev-backup", {
+          "job-id": id,
+          device: drive.device,
+          target: id,
+          sync: "full",
+          "auto-dismiss": false,
+        });
+      } catch (error) {
+        await qmp.execute("blockdev-del", { "node-name": id }).catch(() => undefined);
+        await rm(target, { force: true });
+        throw error;
+      }
+      return { wait: () => this.finishDiskCopy(id, target) };
+    });
+  }
+
+  /** Waits for the backup job, removes it and its target node, then punches holes where the copy wrote zeros. */
+  private async finishDiskCopy(id: string, target: string): Promise<void> {
+    const deadline = Date.now() + this.settings.migrationTimeoutMs;
+    let job: BlockJobInfo | undefined;
+    while (job?.status !== "concluded") {
+      if (Date.now() > deadline) throw new HypervisorError(`disk copy ${id} still ${job?.status} after the deadline`);
+      if (job) await sleep(DISK_COPY_POLL_MS);
+      job = await this.withQmp(async (qmp) =>
+        (await qmp.execute<BlockJobInfo[]>("query-jobs")).find((j) => j.id === id),
+      );
+      if (!job) throw new HypervisorError(`disk copy ${id} vanished`);
+    }
+    await this.withQmp(async (qmp) => {
+      await qmp.execute("job-dismiss", { id });
+      await qmp.execute("blockdev-del", { "node-name": id });
+    });
+    if (job.error) {
+      await rm(target, { force: true });
+      throw new HypervisorError(`disk copy failed: ${job.error}`);
+    }
+    // QEMU writes zero ranges as allocated (unwritten) extents; give them back so the copy is as sparse as the disk.
+    await run("fallocate", ["--dig-holes", target]);
   }
 
   /** Feeds a captured stream to a QEMU started with `-incoming defer -S`, then continues it unless asked not to. */
