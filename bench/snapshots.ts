@@ -297,6 +297,17 @@ if (forkDisk) {
     `Disk used by the compressed ${sizeLabel(SIZES_MIB[0]!)} snapshot's memory (image, checksums, any cache) with 5 forks running: ${mb(forkDisk.stored)} for a compressed size of ${mb(forkDisk.compressed)} (${(forkDisk.stored / forkDisk.compressed).toFixed(2)}×).`,
   );
 }
+const mounts = service
+  .output()
+  .split("\n")
+  .filter((line) => line.includes('"snapshot image verified and mounted"'))
+  .map((line) => JSON.parse(line) as { verifyMs: number; mountMs: number });
+if (mounts.length > 0) {
+  out.push(
+    "",
+    `Image checks and mounts on the way to a compressed fork's 201 (${mounts.length}, all sizes): verify ${range(mounts.map((m) => m.verifyMs))}, mount ${range(mounts.map((m) => m.mountMs))}.`,
+  );
+}
 const ratio = (numerator: number[], denominator: number[]) =>
   (summary(numerator).median / summary(denominator).median).toFixed(2);
 const forkRatios = SIZES_MIB.map((mib, index) => {
