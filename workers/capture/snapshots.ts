@@ -118,19 +118,29 @@ export class SnapshotManager {
     const handle = await this.options.instances.requireHandle(instance);
     const memory = this.options.instances.files(instance.id).memory;
     const pausedAt = performance.now();
+    const steps: Record<string, number> = {};
+    const step = (name: string) => {
+      steps[name] = Math.round(performance.now() - pausedAt - Object.values(steps).reduce((sum, ms) => sum + ms, 0));
+    };
     let diskCopy: DiskCopy | undefined;
     try {
       await handle.pause();
+      step("pauseMs");
       await Promise.all([
         handle.captureDeviceState(path.join(staging, DEVICE_STATE_FILE)),
         sharedMemory ? copyFileSparse(memory, path.join(staging, MEMORY_FILE)) : undefined,
       ]);
+      step("stateAndMemoryMs");
       diskCopy = await handle.startDiskCopy(path.join(staging, DISK_FILE));
+      step("diskCopyStartMs");
     } finally {
       await handle.resume();
     }
+    step("resumeMs");
     const downtimeMs = Math.round((performance.now() - pausedAt) * 10) / 10;
     await diskCopy.wait();
+    step("diskCopyMs");
+    this.options.log.info({ instanceId: instance.id, downtimeMs, ...steps }, "running guest captured");
     return downtimeMs;
   }
 
