@@ -5,6 +5,7 @@
 // and are found again in /proc/mounts.
 import { mkdir, readdir, readFile, rmdir } from "node:fs/promises";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { ApiError } from "../../shared/errors.ts";
 import { run } from "../../shared/hypervisor/exec.ts";
 import type { Logger } from "../../shared/logger.ts";
@@ -12,6 +13,8 @@ import { COMPRESSED_SUFFIX, type SnapshotStore } from "../../shared/snapshots/st
 import { ImageIntegrityError, verifyImage } from "../../shared/squashfs/checksums.ts";
 
 const MOUNTS_DIR = "mounts";
+const UNMOUNT_RETRIES = 20;
+const UNMOUNT_RETRY_MS = 50;
 
 export class ImageMounts {
   constructor(
@@ -73,15 +76,27 @@ export class ImageMounts {
   async releaseLocked(snapshotId: string): Promise<void> {
     const mountPoint = this.mountPoint(snapshotId);
     if (await isMounted(mountPoint)) {
-      try {
-        await run("umount", [mountPoint]);
-      } catch (error) {
-        if (/busy/i.test((error as Error).message)) return; // a VM still maps it: its stop releases it
-        throw error;
-      }
+      if (!(await this.unmount(mountPoint))) return; // a VM still maps it: its stop releases it
       this.log.info({ snapshotId }, "snapshot image unmounted");
     }
     await rmdir(mountPoint).catch(() => {});
+  }
+
+  /**
+   * Unmounts unless busy. A QEMU that has just exited may still hold the file for a moment (the kernel closes an
+   * exiting process's last files asynchronously), so a busy mount no live process maps is tried again.
+   */
+  private async unmount(mountPoint: string): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await run("umount", [mountPoint]);
+        return true;
+      } catch (error) {
+        if (!/busy/i.test((error as Error).message)) throw error;
+        if (attempt >= UNMOUNT_RETRIES || (await isMappedByAnyProcess(mountPoint))) return false;
+        await sleep(UNMOUNT_RETRY_MS);
+      }
+    }
   }
 
   /** Releases every mount no VM uses any more (VMs that died while the worker was down leave theirs behind). */
@@ -92,6 +107,16 @@ export class ImageMounts {
       );
     }
   }
+}
+
+/** Whether a running process maps a file under `mountPoint` (as every QEMU using the image does). */
+async function isMappedByAnyProcess(mountPoint: string): Promise<boolean> {
+  const prefix = `${mountPoint}/`;
+  for (const pid of (await readdir("/proc")).filter((name) => /^\d+$/.test(name))) {
+    const maps = await readFile(`/proc/${pid}/maps`, "utf8").catch(() => "");
+    if (maps.includes(prefix)) return true;
+  }
+  return false;
 }
 
 /** Whether /proc/mounts lists `mountPoint` (its fields escape space, tab, newline and backslash in octal). */
