@@ -10,6 +10,7 @@ import type { Logger } from "../shared/logger.ts";
 import type { CompressionConfig } from "../shared/schemas/compression.ts";
 import type { Db } from "./db/database.ts";
 import { bearerAuth } from "./middleware/auth.ts";
+import { idempotency } from "./middleware/idempotency/index.ts";
 import type { Projector } from "./read-model/projector.ts";
 import { registerDocsRoutes } from "./routes/docs.ts";
 import { registerEventRoutes } from "./routes/events.ts";
@@ -41,6 +42,8 @@ export interface AppDeps {
   webhookEndpoints: WebhookEndpoints;
   /** Wakes live event streams (GET /events); closing it ends them at shutdown. */
   eventFeed: EventFeed;
+  /** How long a POST's answer is replayed for the same Idempotency-Key (IDEMPOTENCY_KEY_TTL_MS). */
+  idempotencyTtlMs: number;
 }
 
 export type App = OpenAPIHono;
@@ -69,6 +72,9 @@ export function createApp(deps: AppDeps): App {
       },
     }),
   );
+  // A request waits at most twice the job deadline (the job, then the read model): an older claim was abandoned.
+  const inFlightTimeoutMs = 2 * deps.jobResultTimeoutMs + 30_000;
+  app.use("*", idempotency({ db: deps.db, ttlMs: deps.idempotencyTtlMs, inFlightTimeoutMs }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
     type: "http",

@@ -9,6 +9,7 @@ import { loadSecretKey, SecretBox } from "../shared/webhooks/secrets.ts";
 import { createUrlGuard } from "../shared/webhooks/url-guard.ts";
 import { type App, type AppDeps, createApp } from "./app.ts";
 import { migrateToLatest, openDatabase } from "./db/database.ts";
+import { startIdempotencyPruner } from "./middleware/idempotency/store.ts";
 import { Projector } from "./read-model/projector.ts";
 import { EventFeed } from "./routes/events-feed.ts";
 import { WebhookEndpoints } from "./webhooks/endpoints.ts";
@@ -102,7 +103,9 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     redisCommandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
     webhookEndpoints,
     eventFeed,
+    idempotencyTtlMs: config.IDEMPOTENCY_KEY_TTL_MS,
   };
+  const idempotencyPruner = startIdempotencyPruner(db, log);
   return {
     app: createApp(deps),
     deps,
@@ -110,6 +113,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     webhooks,
     closeEventStreams: () => eventFeed.close(),
     async stop() {
+      idempotencyPruner.stop();
       await eventFeed.close();
       await webhooks?.stop();
       await jobs.close();

@@ -85,6 +85,8 @@ export const ENV_SCHEMA = z.object({
     .refine((value) => Buffer.from(value, "base64").length === 32, "32 bytes, base64-encoded")
     .optional(),
   EVENTS_HEARTBEAT_MS: positiveInt.default(15_000),
+  /** How long the answer to a POST with an Idempotency-Key is replayed for the same key. */
+  IDEMPOTENCY_KEY_TTL_MS: positiveInt.default(24 * 3_600_000),
   WORKER_RESTART: booleanFromEnv.default(true),
   /** Set by the supervisor for its children: they stop when it is gone, so no process outlives `npm start`. */
   SUPERVISOR_PID: positiveInt.optional(),

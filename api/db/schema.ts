@@ -94,6 +94,20 @@ export interface WebhookDeliveryAttemptsTable {
   error: string | null;
 }
 
+export interface IdempotencyKeysTable {
+  /** SHA-256 of the bearer token: one API key never sees another's responses. */
+  api_key_hash: string;
+  idempotency_key: string;
+  /** SHA-256 of method, path and canonical body of the first request with this key. */
+  fingerprint: string;
+  /** Null while the first request is in flight. */
+  response_status: number | null;
+  response_content_type: string | null;
+  response_body: string | null;
+  created_at: string;
+  expires_at: string;
+}
+
 export interface Database {
   processed_events: ProcessedEventsTable;
   instances: InstancesTable;
@@ -103,4 +117,5 @@ export interface Database {
   webhook_endpoints: WebhookEndpointsTable;
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_delivery_attempts: WebhookDeliveryAttemptsTable;
+  idempotency_keys: IdempotencyKeysTable;
 }

@@ -35,6 +35,9 @@ export interface TestAppOptions {
   /** WEBHOOK_ALLOWED_HOSTS: empty refuses private addresses, as production does by default. */
   webhookAllowedHosts?: string[];
   eventsHeartbeatMs?: number;
+  /** Bearer keys the app accepts (default: TEST_API_KEY only). */
+  apiKeys?: string[];
+  jobResultTimeoutMs?: number;
 }
 
 export async function createTestApp(options: TestAppOptions = {}): Promise<TestApp> {
@@ -46,14 +49,14 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     REDIS_URL: redisUrl,
     REDIS_PREFIX: prefix,
     BODY_LIMIT_BYTES: String(options.bodyLimitBytes ?? 1024 * 1024),
-    JOB_RESULT_TIMEOUT_MS: "10000",
+    JOB_RESULT_TIMEOUT_MS: String(options.jobResultTimeoutMs ?? 10_000),
     WEBHOOK_ALLOWED_HOSTS: (options.webhookAllowedHosts ?? []).join(","),
     WEBHOOK_SECRET_KEY: randomBytes(32).toString("base64"),
     EVENTS_HEARTBEAT_MS: String(options.eventsHeartbeatMs ?? 15_000),
   });
   const live = !options.redisUrl;
   const runtime = await startApiRuntime(config, createLogger("api-test", "silent"), {
-    apiKeys: [TEST_API_KEY],
+    apiKeys: options.apiKeys ?? [TEST_API_KEY],
     redisReadyWaitMs: live ? 5_000 : 0,
     projector: live,
     webhookPipeline: false,
