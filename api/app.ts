@@ -116,6 +116,10 @@ function toApiError(error: Error): ApiError {
     if (status === 401) return new ApiError("unauthorized", error.message || "unauthorized", { cause: error });
     if (status === 404) return new ApiError("not_found", error.message || "not found", { cause: error });
     if (status === 413) return new ApiError("invalid_request", "request body too large", { status: 413 });
+    if (status === 415) {
+      const message = "the request body must be JSON: send Content-Type: application/json";
+      return new ApiError("invalid_request", message, { status: 415, cause: error });
+    }
     return new ApiError("internal_error", "internal error", { cause: error });
   }
   return new ApiError("internal_error", "internal error", { cause: error, status: 500 as ErrorStatus });

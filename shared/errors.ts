@@ -14,7 +14,7 @@ export const ERROR_CODES = [
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
-/** Default status of each code; a few call sites pick a more precise status of the same family (413, 504). */
+/** Default status of each code; a few call sites pick a more precise status of the same family (413, 415, 504). */
 export const STATUS_BY_CODE = {
   invalid_request: 400,
   not_found: 404,
@@ -26,7 +26,7 @@ export const STATUS_BY_CODE = {
   unavailable: 503,
 } as const satisfies Record<ErrorCode, number>;
 
-export type ErrorStatus = (typeof STATUS_BY_CODE)[ErrorCode] | 413 | 504;
+export type ErrorStatus = (typeof STATUS_BY_CODE)[ErrorCode] | 413 | 415 | 504;
 
 export const ERROR_ENVELOPE_SCHEMA = z
   .object({
