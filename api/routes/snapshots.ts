@@ -266,12 +266,16 @@ function targetStateFor(snapshot: Snapshot, requested: TargetState | undefined):
   return requested;
 }
 
-/** No memory state crosses hypervisors: only Stopped snapshots may name another one, and the host must run it. */
+/**
+ * No memory state crosses hypervisors: only Stopped snapshots take target_hypervisor (a Standby one refuses it even
+ * when it names its own, as the reference server does), and the host must run the one named.
+ */
 async function targetHypervisorFor(deps: AppDeps, snapshot: Snapshot, requested: string | undefined) {
-  if (requested === undefined || requested === snapshot.source_hypervisor) return snapshot.source_hypervisor;
+  if (requested === undefined) return snapshot.source_hypervisor;
   if (snapshot.kind !== "Stopped") {
     throw new ApiError("invalid_request", "target_hypervisor is only allowed for Stopped snapshots");
   }
+  if (requested === snapshot.source_hypervisor) return snapshot.source_hypervisor;
   const host = (await onlineHosts(deps)).find((candidate) => candidate.id === snapshot.host_id);
   if (host && !host.hypervisors.includes(requested)) {
     throw new ApiError(
