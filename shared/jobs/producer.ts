@@ -2,7 +2,7 @@
 import { Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import { ApiError, ERROR_CODES, type ErrorCode, unavailable } from "../errors.ts";
-import { connectRedis, DeadlineError, withDeadline } from "../redis.ts";
+import { connectRedis, DeadlineError, redisCall } from "../redis.ts";
 import { JOB_CATALOG, type JobName, type JobPayload, type JobResult, queueName } from "./catalog.ts";
 
 export interface JobEnvelope {
@@ -116,13 +116,8 @@ export class JobProducer {
     }
   }
 
-  private async redisCall<T>(promise: Promise<T>, what: string): Promise<T> {
-    try {
-      return await withDeadline(promise, this.options.commandTimeoutMs, `${what}: redis did not answer`);
-    } catch (error) {
-      promise.catch(() => {}); // the late settlement of an abandoned call is of no interest
-      throw unavailable(`queue unavailable (${what})`, error);
-    }
+  private redisCall<T>(promise: Promise<T>, what: string): Promise<T> {
+    return redisCall(promise, this.options.commandTimeoutMs, `queue: ${what}`);
   }
 }
 
