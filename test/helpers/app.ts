@@ -9,6 +9,7 @@ import type { WebhookEndpoints } from "../../api/webhooks/endpoints.ts";
 import { parseConfig } from "../../shared/config.ts";
 import type { JobProducer } from "../../shared/jobs/producer.ts";
 import { createLogger } from "../../shared/logger.ts";
+import { waitForRedisReady } from "../../shared/redis.ts";
 import { tempDir, testRedisUrl, uniquePrefix } from "./fixtures.ts";
 
 export const TEST_API_KEY = "test-key-0123456789abcdef";
@@ -25,6 +26,8 @@ export interface TestApp {
   prefix: string;
   redisUrl: string;
   dataDir: string;
+  /** Resolves once the API's producer connection to Redis is ready (false after 5 s). */
+  redisReady(): Promise<boolean>;
   request(pathAndQuery: string, init?: RequestInit & { json?: unknown; auth?: string | false }): Promise<Response>;
   close(): Promise<void>;
 }
@@ -73,6 +76,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     webhookEndpoints: deps.webhookEndpoints,
     eventFeed: deps.eventFeed,
     secretKey: runtime.secretKey,
+    redisReady: () => waitForRedisReady(deps.redis, 5_000),
     request(pathAndQuery, init = {}) {
       const headers = new Headers(init.headers);
       if (init.auth !== false) headers.set("authorization", `Bearer ${init.auth ?? TEST_API_KEY}`);
