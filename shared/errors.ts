@@ -10,6 +10,7 @@ export const ERROR_CODES = [
   "not_supported",
   "internal_error",
   "unavailable",
+  "insufficient_storage",
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -24,6 +25,7 @@ export const STATUS_BY_CODE = {
   not_supported: 400,
   internal_error: 500,
   unavailable: 503,
+  insufficient_storage: 507,
 } as const satisfies Record<ErrorCode, number>;
 
 export type ErrorStatus = (typeof STATUS_BY_CODE)[ErrorCode] | 413 | 415 | 504;

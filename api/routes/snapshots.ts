@@ -39,7 +39,7 @@ export const createSnapshotRoute = createRoute({
     params: INSTANCE_PATH,
     body: { content: { "application/json": { schema: CREATE_SNAPSHOT_BODY } }, required: true },
   },
-  responses: { 201: jsonResponse(SNAPSHOT_SCHEMA, "The snapshot"), ...errorResponses(400, 404, 409, 504) },
+  responses: { 201: jsonResponse(SNAPSHOT_SCHEMA, "The snapshot"), ...errorResponses(400, 404, 409, 504, 507) },
 });
 
 export const listSnapshotsRoute = createRoute({

@@ -25,6 +25,7 @@ import {
   type SnapshotRecord,
   type SnapshotStore,
 } from "../../shared/snapshots/store.ts";
+import { allocatedBytesOf, asInsufficientStorage, assertFreeSpace } from "../../shared/storage/free-space.ts";
 import type { CommandResult, InstanceManager } from "./instances.ts";
 
 export interface SnapshotManagerOptions {
@@ -48,9 +49,12 @@ export class SnapshotManager {
       assertOperationAllowed(prepared.kind === "Standby" ? "snapshotStandby" : "snapshotStopped", instance);
       const files = instances.files(instanceId);
       const staging = path.join(store.dataDir, "snapshots", `.staging-${prepared.id}`);
-      await rm(staging, { recursive: true, force: true });
-      await mkdir(staging, { recursive: true });
       try {
+        await rm(staging, { recursive: true, force: true });
+        await mkdir(staging, { recursive: true });
+        await this.assertRoomFor(
+          prepared.kind === "Standby" ? [files.disk, files.memory, files.standbyState] : [files.disk],
+        );
         let layout: SnapshotRecord["memory_layout"] = "none";
         let downtimeMs: number | null = null;
         if (prepared.kind === "Standby") {
@@ -111,9 +115,15 @@ export class SnapshotManager {
       } catch (error) {
         await rm(staging, { recursive: true, force: true });
         await rm(store.dir(prepared.id), { recursive: true, force: true });
-        throw error;
+        throw asInsufficientStorage(error, this.options.hostId, `snapshot ${prepared.id}`);
       }
     });
+  }
+
+  /** 507 before anything is copied when the snapshots' file system cannot hold the files' allocated bytes. */
+  private async assertRoomFor(payloadFiles: string[]): Promise<void> {
+    const snapshotsDir = path.join(this.options.store.dataDir, "snapshots");
+    await assertFreeSpace(snapshotsDir, await allocatedBytesOf(payloadFiles), this.options.hostId);
   }
 
   async queueCompression(snapshotId: string): Promise<void> {
