@@ -1,4 +1,4 @@
-// The app factory: validation hook, error envelope, auth, body limit, OpenAPI document and docs page.
+// The app factory: validation hook, error envelope, auth, body limit, Idempotency-Key, OpenAPI document and docs page.
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";

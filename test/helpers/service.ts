@@ -22,7 +22,15 @@ export interface RunningService {
   remove(): void;
 }
 
-export async function startService(env: Record<string, string> = {}): Promise<RunningService> {
+export interface StartServiceOptions {
+  /** Run the supervisor as the leader of its own process group, as a shell runs `npm start` in a terminal. */
+  processGroup?: boolean;
+}
+
+export async function startService(
+  env: Record<string, string> = {},
+  options: StartServiceOptions = {},
+): Promise<RunningService> {
   const data = tempDir("service");
   const port = await freePort();
   let output = "";
@@ -39,6 +47,7 @@ export async function startService(env: Record<string, string> = {}): Promise<Ru
       ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
+    detached: options.processGroup ?? false,
   });
   supervisor.stdout!.on("data", (chunk: Buffer) => {
     output += chunk.toString();
