@@ -85,6 +85,14 @@ export const ENV_SCHEMA = z.object({
     .refine((value) => Buffer.from(value, "base64").length === 32, "32 bytes, base64-encoded")
     .optional(),
   EVENTS_HEARTBEAT_MS: positiveInt.default(15_000),
+  /** Each host announces the full state of what it owns this often (and at start and after every Redis reconnect). */
+  ANNOUNCE_INTERVAL_MS: positiveInt.min(1_000).max(30_000).default(15_000),
+  /** How long a host keeps (and announces) the tombstone of a deleted instance or snapshot. */
+  TOMBSTONE_RETENTION_MS: positiveInt.min(60_000).default(7 * 24 * 3_600_000),
+  /** A host job whose worker stops renewing its lock this long (it crashed) is run again; re-runs are idempotent. */
+  HOST_JOB_LOCK_MS: positiveInt.min(1_000).default(30_000),
+  /** Test only: a file of armed crash point names; a process reaching an armed point disarms it and kills itself. */
+  CRASH_POINTS_FILE: z.string().min(1).optional(),
   WORKER_RESTART: booleanFromEnv.default(true),
   /** Set by the supervisor for its children: they stop when it is gone, so no process outlives `npm start`. */
   SUPERVISOR_PID: positiveInt.optional(),

@@ -11,7 +11,7 @@ import { SnapshotStore } from "../../shared/snapshots/store.ts";
 import { createCompressionHandlers } from "./handlers.ts";
 import { requeueUnfinishedCompressions } from "./reconcile.ts";
 
-const RECONCILE_INTERVAL_MS = 60_000;
+const RECONCILE_INTERVAL_MS = 30_000;
 
 const boot = bootProcess("compression-worker", { perHost: true });
 const { config, log } = boot;
@@ -42,6 +42,8 @@ const reconcile = () =>
     log.warn({ err: error.message }, "compression reconcile failed"),
   );
 await reconcile();
+// A reconnect may be to a Redis that lost its queues: requeue at once rather than at the next interval.
+redis.on("ready", () => void reconcile());
 const reconcileTimer = setInterval(reconcile, RECONCILE_INTERVAL_MS);
 
 onShutdownSignal(log, config.SHUTDOWN_TIMEOUT_MS, stopProcess, config.SUPERVISOR_PID);
