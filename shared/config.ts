@@ -94,6 +94,8 @@ export const ENV_SCHEMA = z.object({
   /** Test only: a file of armed crash point names; a process reaching an armed point disarms it and kills itself. */
   CRASH_POINTS_FILE: z.string().min(1).optional(),
   WORKER_RESTART: booleanFromEnv.default(true),
+  /** The supervisor's restart back-off doubles from 1 s up to this for a child that keeps dying. */
+  WORKER_RESTART_MAX_DELAY_MS: positiveInt.default(30_000),
   /** Set by the supervisor for its children: they stop when it is gone, so no process outlives `npm start`. */
   SUPERVISOR_PID: positiveInt.optional(),
 });
