@@ -60,6 +60,7 @@ const announcer = new HostAnnouncer({
 });
 // Creates, forks and deletes that died midway are cleared before any job runs (their jobs re-run from scratch).
 await instances.removeHalfDone();
+await snapshots.removeHalfDone(config.TOMBSTONE_RETENTION_MS);
 // VMs outlive this process: take back the ones that still run, report the ones that died meanwhile.
 await instances.reconcile();
 const announce = (reason: string) =>

@@ -131,6 +131,26 @@ export class SnapshotManager {
     });
   }
 
+  /**
+   * At start, before any job runs: removes payloads whose tombstone is written (a delete that died midway) and
+   * payload directories with no record (a capture that died before its record; its job, if it comes back, captures
+   * again).
+   */
+  async removeHalfDone(tombstoneRetentionMs: number): Promise<void> {
+    const { store, tombstones, log } = this.options;
+    for (const tombstone of await tombstones.list(tombstoneRetentionMs)) {
+      if (tombstone.kind !== "snapshot" || !existsSync(store.dir(tombstone.snapshot.id))) continue;
+      await rm(store.dir(tombstone.snapshot.id), { recursive: true, force: true });
+      log.warn({ snapshotId: tombstone.snapshot.id }, "finished a snapshot delete that died midway");
+    }
+    const root = path.join(store.dataDir, "snapshots");
+    for (const id of await readdir(root).catch(() => [] as string[])) {
+      if (id.startsWith(".") || (await store.read(id).catch(() => undefined))) continue;
+      await rm(store.dir(id), { recursive: true, force: true });
+      log.warn({ snapshotId: id }, "removed a snapshot payload left without a record");
+    }
+  }
+
   private async publish(record: SnapshotRecord): Promise<{ snapshot: Snapshot; event_id: string }> {
     return { snapshot: record.snapshot, event_id: await publishSnapshotRecord(this.options.events, record) };
   }
