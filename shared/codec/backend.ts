@@ -111,3 +111,14 @@ export function codecBackend(name?: CodecBackendName): Promise<CodecBackend> {
   selected ??= resolveCodecBackend("auto", PROCESS_WARNINGS);
   return selected;
 }
+
+/** For process entry points: select, or log why no backend can run and exit with EX_CONFIG. */
+export async function selectCodecBackendOrExit(
+  choice: CodecBackendChoice,
+  log: BackendLog & { fatal(message: string): void },
+): Promise<CodecBackend> {
+  return selectCodecBackend(choice, log).catch((error: Error) => {
+    log.fatal(`${error.message} (CODEC_BACKEND=${choice})`);
+    process.exit(78);
+  });
+}

@@ -1,5 +1,5 @@
 // The chunked, seekable compression codec used by the compression worker, fork and restore.
-export { type BackendLog, selectCodecBackend } from "./backend.ts";
+export { type BackendLog, selectCodecBackend, selectCodecBackendOrExit } from "./backend.ts";
 export { type CompressResult, compressFile } from "./compress.ts";
 export { type DecompressResult, decompressFile, readRange } from "./decompress.ts";
 export { CodecError, type CodecErrorCode } from "./errors.ts";

@@ -1,4 +1,5 @@
 // The capture worker: owns this host's VMs and takes jobs from this host's queue.
+import { selectCodecBackendOrExit } from "../../shared/codec/index.ts";
 import { EventStream } from "../../shared/events/stream.ts";
 import { announceHost, HOST_HEARTBEAT_INTERVAL_MS, type HostRecord } from "../../shared/hosts.ts";
 import { availableHypervisors, getHypervisor } from "../../shared/hypervisor/registry.ts";
@@ -20,6 +21,7 @@ const RECONCILE_INTERVAL_MS = 2_000;
 const boot = bootProcess("capture-worker", { perHost: true });
 const { config, log } = boot;
 const hostId = boot.hostId!;
+await selectCodecBackendOrExit(config.CODEC_BACKEND, log);
 const redis = boot.connectRedis();
 
 const registryOptions = { qemu: { defaultAccel: effectiveAccel(config.QEMU_ACCEL), logger: log } };
