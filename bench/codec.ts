@@ -10,6 +10,7 @@ import { availableParallelism, loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs, promisify } from "node:util";
 import { CODEC_BACKEND_NAMES, type CodecBackendName } from "../shared/codec/index.ts";
+import { dataChunks, measureEngine } from "./lib/engines.ts";
 import { captureGuestMemory, findGuestImage } from "./lib/guest-memory.ts";
 import { generateMemoryMix } from "./lib/memory-mix.ts";
 
@@ -215,6 +216,26 @@ async function benchFile(name: string, source: string, workDirectory: string): P
   console.log(`Load average after (1/5/15 min): ${loadAverage()}`);
 }
 
+/** Each backend's frame engine alone, in memory: what the backend costs without file I/O. */
+async function benchEngines(source: string): Promise<void> {
+  const chunks = await dataChunks(source);
+  const megabytes = (chunks.length * 2).toFixed(0);
+  console.log(
+    `\n## Engines alone: the file's first ${chunks.length} non-zero 2 MiB chunks (${megabytes} MiB) in memory, 2 in flight`,
+  );
+  console.log(`Load average before (1/5/15 min): ${loadAverage()}`);
+  console.log("| level | engine | compress | decompress | frames |\n|---|---|---|---|---|");
+  for (const contender of CONTENDERS.filter((candidate) => candidate.level !== 19)) {
+    for (const backend of CODEC_BACKEND_NAMES) {
+      const figures = await measureEngine(backend, contender.algorithm, contender.level, chunks, ROUNDS);
+      console.log(
+        `| ${contender.label} | ${backend} | ${rate(figures.bytes, figures.compressSeconds)} | ` +
+          `${rate(figures.bytes, figures.decompressSeconds)} | ${(figures.frameBytes / MiB).toFixed(1)} MiB |`,
+      );
+    }
+  }
+}
+
 async function benchChunkSizes(source: string, workDirectory: string): Promise<void> {
   console.log("| chunk size | zstd 1 compress (native) | output | zero chunks |\n|---|---|---|---|");
   const { size } = await stat(source);
@@ -290,6 +311,7 @@ async function main(): Promise<void> {
       generateMemoryMix(memoryFile, 256 * MiB, 1);
       memoryName = "generated 256 MiB guest-memory stand-in (60% zero pages, 25% text, 15% random)";
     }
+    await benchEngines(memoryFile);
     await benchFile(memoryName, memoryFile, workDirectory);
     console.log("\n## Chunk size (same file)");
     await benchChunkSizes(memoryFile, workDirectory);
