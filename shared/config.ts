@@ -1,6 +1,7 @@
 // The one place that reads process.env: every variable the service knows, validated once at boot.
 import path from "node:path";
 import { z } from "zod";
+import { CODEC_BACKEND_CHOICES } from "./codec/options.ts";
 import { DEFAULT_RETRY_SCHEDULE, parseDurationList } from "./webhooks/retry-schedule.ts";
 
 const booleanFromEnv = z.enum(["true", "false", "1", "0"]).transform((value) => value === "true" || value === "1");
@@ -45,6 +46,7 @@ export const ENV_SCHEMA = z.object({
   COMPRESSION_CONCURRENCY: positiveInt.max(64).default(1),
   /** A compression job whose worker stops renewing its lock this long (it crashed) is run again by another. */
   COMPRESSION_JOB_LOCK_MS: positiveInt.min(1_000).default(30_000),
+  CODEC_BACKEND: z.enum(CODEC_BACKEND_CHOICES).default("auto"),
   SNAPSHOT_COMPRESSION_DEFAULT: z
     .string()
     .regex(/^(none|zstd|lz4)(:\d{1,2})?$/, "none, zstd, lz4, or algorithm:level such as zstd:3")

@@ -1,4 +1,5 @@
 // The capture worker: owns this host's VMs and takes jobs from this host's queue.
+import { selectCodecBackendOrExit } from "../../shared/codec/index.ts";
 import { EventStream } from "../../shared/events/stream.ts";
 import { TombstoneStore } from "../../shared/host-records.ts";
 import { announceHost, HOST_HEARTBEAT_INTERVAL_MS, type HostRecord } from "../../shared/hosts.ts";
@@ -24,6 +25,7 @@ const REPUBLISH_WITHIN_MS = 10 * 60_000;
 const boot = bootProcess("capture-worker", { perHost: true });
 const { config, log } = boot;
 const hostId = boot.hostId!;
+await selectCodecBackendOrExit(config.CODEC_BACKEND, log);
 const redis = boot.connectRedis();
 
 const registryOptions = { qemu: { defaultAccel: effectiveAccel(config.QEMU_ACCEL), logger: log } };

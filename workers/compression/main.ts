@@ -1,5 +1,6 @@
 // The compression worker: compresses this host's snapshot memory payloads in the background, a bounded number
 // at a time, and makes sure no snapshot waits forever for a job that vanished.
+import { selectCodecBackendOrExit } from "../../shared/codec/index.ts";
 import { EventStream } from "../../shared/events/stream.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
@@ -16,6 +17,7 @@ const RECONCILE_INTERVAL_MS = 30_000;
 const boot = bootProcess("compression-worker", { perHost: true });
 const { config, log } = boot;
 const hostId = boot.hostId!;
+await selectCodecBackendOrExit(config.CODEC_BACKEND, log);
 const redis = boot.connectRedis();
 const store = new SnapshotStore(config.DATA_DIR, redis, config.REDIS_PREFIX);
 const queue = queueName("compression", hostId);
