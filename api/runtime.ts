@@ -10,6 +10,7 @@ import { createUrlGuard } from "../shared/webhooks/url-guard.ts";
 import { type App, type AppDeps, createApp } from "./app.ts";
 import { migrateToLatest, openDatabase } from "./db/database.ts";
 import { startIdempotencyPruner } from "./middleware/idempotency/store.ts";
+import { startReadModelMaintenance } from "./read-model/maintenance.ts";
 import { Projector } from "./read-model/projector.ts";
 import { EventFeed } from "./routes/events-feed.ts";
 import { WebhookEndpoints } from "./webhooks/endpoints.ts";
@@ -59,6 +60,9 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
   projectorRedis.on("error", (error) => log.warn({ err: error.message }, "projector redis connection error"));
   const projector = new Projector({ db, redis: projectorRedis, prefix: config.REDIS_PREFIX, log });
   if (options.projector) projector.start();
+  const maintenance = options.projector
+    ? startReadModelMaintenance({ db, redis, prefix: config.REDIS_PREFIX, jobs, log }, projector.ready)
+    : undefined;
 
   const secretKey = loadSecretKey(config.WEBHOOK_SECRET_KEY, config.DATA_DIR);
   const webhookEndpoints = new WebhookEndpoints({
@@ -114,6 +118,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     closeEventStreams: () => eventFeed.close(),
     async stop() {
       idempotencyPruner.stop();
+      maintenance?.stop();
       await eventFeed.close();
       await webhooks?.stop();
       await jobs.close();

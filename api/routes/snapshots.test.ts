@@ -19,9 +19,14 @@ describe("target_hypervisor on fork and restore", () => {
     stopped = sampleSnapshot(source, { kind: "Stopped" });
     const writer = connectRedis(t.redisUrl, "worker", 1_000);
     const events = new EventStream(writer, t.prefix);
-    await events.append("instance.created", subjectOf.instance(source.id), { instance: source });
-    await events.append("snapshot.created", subjectOf.snapshot(standby.id), { snapshot: standby });
-    const last = await events.append("snapshot.created", subjectOf.snapshot(stopped.id), { snapshot: stopped });
+    await events.append("instance.created", subjectOf.instance(source.id), { instance: source }, { version: 1 });
+    await events.append("snapshot.created", subjectOf.snapshot(standby.id), { snapshot: standby }, { version: 1 });
+    const last = await events.append(
+      "snapshot.created",
+      subjectOf.snapshot(stopped.id),
+      { snapshot: stopped },
+      { version: 1 },
+    );
     await closeRedis(writer);
     await t.projector.waitFor(last.event.id, 10_000);
   });
