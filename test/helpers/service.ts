@@ -57,14 +57,23 @@ export async function startService(
   });
   const exited = new Promise<number | null>((resolve) => supervisor.once("exit", (code) => resolve(code)));
   const baseUrl = `http://127.0.0.1:${port}`;
-  await waitFor(
-    async () => {
-      if (supervisor.exitCode !== null) throw new Error(`service exited early:\n${output}`);
-      const response = await fetch(`${baseUrl}/health`).catch(() => undefined);
-      return response?.status === 200 ? true : undefined;
-    },
-    { timeoutMs: 30_000, intervalMs: 200, what: "the service to become healthy" },
-  );
+  try {
+    await waitFor(
+      async () => {
+        if (supervisor.exitCode !== null) throw new Error(`service exited early:\n${output}`);
+        const response = await fetch(`${baseUrl}/health`).catch(() => undefined);
+        return response?.status === 200 ? true : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 200, what: "the service to become healthy" },
+    );
+  } catch (error) {
+    // Leave nothing running: the supervisor stops its children and its Redis (which has a process group of its own).
+    supervisor.kill("SIGTERM");
+    await exited;
+    killProcessesUsing(data.dir);
+    data.remove();
+    throw error;
+  }
   return {
     baseUrl,
     dataDir: data.dir,
