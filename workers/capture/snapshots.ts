@@ -196,7 +196,7 @@ export class SnapshotManager {
         if (await instances.findRecord(prepared.id).catch(() => undefined)) throw error; // durable: only the append failed
         await instances.stopVm(prepared).catch(() => {});
         await rm(files.dir, { recursive: true, force: true });
-        throw error;
+        throw asInsufficientStorage(error, this.options.hostId, `instance ${prepared.id}`);
       }
     });
   }
