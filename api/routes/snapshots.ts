@@ -99,7 +99,7 @@ export const forkSnapshotRoute = createRoute({
     params: SNAPSHOT_PATH,
     body: { content: { "application/json": { schema: FORK_SNAPSHOT_BODY } }, required: true },
   },
-  responses: { 201: jsonResponse(INSTANCE_SCHEMA, "The new instance"), ...errorResponses(400, 404, 409, 504) },
+  responses: { 201: jsonResponse(INSTANCE_SCHEMA, "The new instance"), ...errorResponses(400, 404, 409, 504, 507) },
 });
 
 export const restoreSnapshotRoute = createRoute({
