@@ -95,6 +95,8 @@ export const ENV_SCHEMA = z.object({
   HOST_JOB_LOCK_MS: positiveInt.min(1_000).default(30_000),
   /** Test only: a file of armed crash point names; a process reaching an armed point disarms it and kills itself. */
   CRASH_POINTS_FILE: z.string().min(1).optional(),
+  /** Hard cap on the event stream's length, for a consumer group that never catches up. */
+  EVENT_STREAM_MAX_LENGTH: positiveInt.min(1_000).default(1_000_000),
   WORKER_RESTART: booleanFromEnv.default(true),
   /** The supervisor's restart back-off doubles from 1 s up to this for a child that keeps dying. */
   WORKER_RESTART_MAX_DELAY_MS: positiveInt.default(30_000),
