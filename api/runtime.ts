@@ -96,7 +96,18 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     : undefined;
 
   const streamsAndRetention = options.maintenance
-    ? startMaintenance({ redis, prefix: config.REDIS_PREFIX, streamMaxLength: config.EVENT_STREAM_MAX_LENGTH, log })
+    ? startMaintenance({
+        db,
+        retention: {
+          processedEventsMs: config.PROCESSED_EVENTS_RETENTION,
+          deletedResourcesMs: config.DELETED_RESOURCES_RETENTION,
+          webhookDeliveriesMs: config.WEBHOOK_DELIVERIES_RETENTION,
+        },
+        redis,
+        prefix: config.REDIS_PREFIX,
+        streamMaxLength: config.EVENT_STREAM_MAX_LENGTH,
+        log,
+      })
     : undefined;
 
   const deps: AppDeps = {
