@@ -8,6 +8,7 @@ import type { HypervisorDriver } from "../../shared/hypervisor/types.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
+import { removeHostLeftovers } from "../../shared/orphans.ts";
 import { bootProcess } from "../../shared/process-boot.ts";
 import { closeRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
@@ -60,6 +61,7 @@ const announcer = new HostAnnouncer({
   tombstoneRetentionMs: config.TOMBSTONE_RETENTION_MS,
   log,
 });
+await removeHostLeftovers(config.DATA_DIR, log);
 // Creates, forks and deletes that died midway are cleared before any job runs (their jobs re-run from scratch).
 await instances.removeHalfDone();
 await snapshots.removeHalfDone(config.TOMBSTONE_RETENTION_MS);
