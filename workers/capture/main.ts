@@ -22,6 +22,7 @@ import { SnapshotManager } from "./snapshots.ts";
 const RECONCILE_INTERVAL_MS = 2_000;
 /** Events of changes this recent are appended again at start: the process may have died before appending them. */
 const REPUBLISH_WITHIN_MS = 10 * 60_000;
+const CONSOLE_ROTATION_INTERVAL_MS = 10_000;
 
 const boot = bootProcess("capture-worker", { perHost: true });
 const { config, log } = boot;
@@ -89,6 +90,13 @@ const reconcileTimer = setInterval(() => {
     });
 }, RECONCILE_INTERVAL_MS);
 
+const rotateConsoleLogs = () =>
+  instances
+    .rotateConsoleLogs(config.CONSOLE_LOG_MAX_BYTES)
+    .then((rotated) => rotated.length > 0 && log.info({ instances: rotated }, "console logs rotated"))
+    .catch((error: Error) => log.warn({ err: error.message }, "console log rotation failed"));
+const rotationTimer = setInterval(rotateConsoleLogs, CONSOLE_ROTATION_INTERVAL_MS);
+
 const host: HostRecord = {
   id: hostId,
   hypervisors: [...drivers.keys()],
@@ -126,6 +134,7 @@ async function stopProcess(): Promise<void> {
   clearInterval(heartbeatTimer);
   clearInterval(reconcileTimer);
   clearInterval(announceTimer);
+  clearInterval(rotationTimer);
   await worker.close(Math.max(1_000, config.SHUTDOWN_TIMEOUT_MS - 2_000));
   await jobs.close();
   await closeRedis(redis);
