@@ -23,6 +23,7 @@ const RECONCILE_INTERVAL_MS = 2_000;
 /** Events of changes this recent are appended again at start: the process may have died before appending them. */
 const REPUBLISH_WITHIN_MS = 10 * 60_000;
 const CONSOLE_ROTATION_INTERVAL_MS = 10_000;
+const CACHE_BUDGET_INTERVAL_MS = 60_000;
 
 const boot = bootProcess("capture-worker", { perHost: true });
 const { config, log } = boot;
@@ -52,7 +53,16 @@ const jobs = new JobProducer({
   commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
 });
 const store = new SnapshotStore(config.DATA_DIR, redis, config.REDIS_PREFIX);
-const snapshots = new SnapshotManager({ hostId, instances, store, tombstones, events, jobs, log });
+const snapshots = new SnapshotManager({
+  hostId,
+  instances,
+  store,
+  tombstones,
+  events,
+  jobs,
+  rawCacheBudgetBytes: config.RAW_CACHE_BUDGET_BYTES,
+  log,
+});
 const announcer = new HostAnnouncer({
   hostId,
   instances,
@@ -96,6 +106,8 @@ const rotateConsoleLogs = () =>
     .then((rotated) => rotated.length > 0 && log.info({ instances: rotated }, "console logs rotated"))
     .catch((error: Error) => log.warn({ err: error.message }, "console log rotation failed"));
 const rotationTimer = setInterval(rotateConsoleLogs, CONSOLE_ROTATION_INTERVAL_MS);
+await snapshots.enforceCacheBudget();
+const cacheTimer = setInterval(() => snapshots.enforceCacheBudget(), CACHE_BUDGET_INTERVAL_MS);
 
 const host: HostRecord = {
   id: hostId,
@@ -135,6 +147,7 @@ async function stopProcess(): Promise<void> {
   clearInterval(reconcileTimer);
   clearInterval(announceTimer);
   clearInterval(rotationTimer);
+  clearInterval(cacheTimer);
   await worker.close(Math.max(1_000, config.SHUTDOWN_TIMEOUT_MS - 2_000));
   await jobs.close();
   await closeRedis(redis);
