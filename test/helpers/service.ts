@@ -22,7 +22,10 @@ export interface RunningService {
   remove(): void;
 }
 
-export async function startService(env: Record<string, string> = {}): Promise<RunningService> {
+export async function startService(
+  env: Record<string, string> = {},
+  options: { readyTimeoutMs?: number } = {},
+): Promise<RunningService> {
   const data = tempDir("service");
   const port = await freePort();
   let output = "";
@@ -54,7 +57,7 @@ export async function startService(env: Record<string, string> = {}): Promise<Ru
       const response = await fetch(`${baseUrl}/health`).catch(() => undefined);
       return response?.status === 200 ? true : undefined;
     },
-    { timeoutMs: 30_000, intervalMs: 200, what: "the service to become healthy" },
+    { timeoutMs: options.readyTimeoutMs ?? 30_000, intervalMs: 200, what: "the service to become healthy" },
   );
   return {
     baseUrl,
