@@ -80,9 +80,15 @@ const strike = (action: () => Promise<void>) => {
   });
   return chaosChain;
 };
+/** Targets in rounds of a random order each, so every process is killed once every five kills. */
+let round: string[] = [];
+const nextTarget = () => {
+  if (round.length === 0) round = [...KILL_TARGETS].sort(() => Math.random() - 0.5);
+  return round.pop()!;
+};
 const killRandom = () =>
   strike(async () => {
-    const target = KILL_TARGETS[Math.floor(Math.random() * KILL_TARGETS.length)]!;
+    const target = nextTarget();
     if (target === "redis") {
       await redis.kill();
       await new Promise((resolve) => setTimeout(resolve, 1_000));
@@ -110,9 +116,13 @@ const client: SoakClient = {
     } else if (Math.random() < STEP_KILL_PROBABILITY) await killRandom();
   },
 };
+const chaosOver = new AbortController();
 const chaos = (async () => {
   while (chaosRunning) {
-    await new Promise((resolve) => setTimeout(resolve, KILL_EVERY_MS * (0.5 + Math.random())));
+    await new Promise((resolve) => {
+      const timer = setTimeout(resolve, KILL_EVERY_MS * (0.5 + Math.random()));
+      chaosOver.signal.addEventListener("abort", () => resolve(clearTimeout(timer)), { once: true });
+    });
     if (chaosRunning) await killRandom();
   }
 })();
@@ -134,6 +144,7 @@ await Promise.all(
 );
 const notStarted = PIPELINES - next;
 chaosRunning = false;
+chaosOver.abort();
 await chaos;
 await chaosChain;
 clearTimeout(deadlineTimer);
