@@ -58,7 +58,7 @@ export async function removeLeftovers(
 
 /** What the capture and compression workers run at start over this host's payload directories. */
 export async function removeHostLeftovers(dataDir: string, log: Logger): Promise<void> {
-  const roots = ["snapshots", "instances", "cache"].map((name) => path.join(dataDir, name));
+  const roots = ["snapshots", "instances", "tombstones", "cache"].map((name) => path.join(dataDir, name));
   const removed = await removeLeftovers(roots).catch((error: Error) => {
     log.warn({ err: error.message }, "could not clean leftovers of interrupted work");
     return [];
