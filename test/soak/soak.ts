@@ -60,6 +60,10 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     await service.stop("SIGTERM");
     killProcessesUsing(service.dataDir);
     await redis.stop();
+    if (!KEEP) {
+      service.remove();
+      rmSync(root, { recursive: true, force: true });
+    }
     process.exit(130);
   });
 }
@@ -212,7 +216,8 @@ async function compareNow() {
     for (const id of readdirSync(path.join(service.dataDir, dir), { withFileTypes: true })) {
       if (!id.isDirectory() || id.name.startsWith(".")) continue;
       const record = readRecord(path.join(service.dataDir, dir, id.name, file));
-      const resource = kind === "snapshot" ? record?.snapshot : record;
+      // instance.json holds { instance, version, last_event } (older hosts: the bare instance).
+      const resource = kind === "snapshot" ? record?.snapshot : (record?.instance ?? record);
       if (!resource) continue;
       host.set(resource.id, resource);
       kinds.set(resource.id, kind);
