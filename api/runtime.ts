@@ -9,6 +9,7 @@ import { loadSecretKey, SecretBox } from "../shared/webhooks/secrets.ts";
 import { createUrlGuard } from "../shared/webhooks/url-guard.ts";
 import { type App, type AppDeps, createApp } from "./app.ts";
 import { migrateToLatest, openDatabase } from "./db/database.ts";
+import { startMaintenance } from "./maintenance.ts";
 import { startIdempotencyPruner } from "./middleware/idempotency/store.ts";
 import { startReadModelMaintenance } from "./read-model/maintenance.ts";
 import { Projector } from "./read-model/projector.ts";
@@ -24,6 +25,8 @@ export interface ApiRuntimeOptions {
   projector: boolean;
   /** Run the webhook dispatcher and outcome recorder. */
   webhookPipeline: boolean;
+  /** Trim streams and prune old rows on an interval (api/maintenance.ts). */
+  maintenance: boolean;
 }
 
 export interface ApiRuntime {
@@ -93,6 +96,21 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
       })
     : undefined;
 
+  const streamsAndRetention = options.maintenance
+    ? startMaintenance({
+        db,
+        retention: {
+          processedEventsMs: config.PROCESSED_EVENTS_RETENTION,
+          deletedResourcesMs: config.DELETED_RESOURCES_RETENTION,
+          webhookDeliveriesMs: config.WEBHOOK_DELIVERIES_RETENTION,
+        },
+        redis,
+        prefix: config.REDIS_PREFIX,
+        streamMaxLength: config.EVENT_STREAM_MAX_LENGTH,
+        log,
+      })
+    : undefined;
+
   const deps: AppDeps = {
     db,
     redis,
@@ -120,6 +138,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
       idempotencyPruner.stop();
       maintenance?.stop();
       await eventFeed.close();
+      await streamsAndRetention?.stop();
       await webhooks?.stop();
       await jobs.close();
       await projector.stop();

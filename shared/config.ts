@@ -8,6 +8,18 @@ const booleanFromEnv = z.enum(["true", "false", "1", "0"]).transform((value) => 
 
 const positiveInt = z.coerce.number().int().positive();
 
+const SEVEN_DAYS_MS = 7 * 86_400_000;
+
+/** One duration such as `90s`, `12h` or `7d`, in milliseconds. */
+const duration = z.string().transform((value, context) => {
+  const [ms, ...rest] = parseDurationList(value) ?? [];
+  if (ms === undefined || rest.length > 0) {
+    context.addIssue({ code: "custom", message: "a duration like 90s, 12h or 7d (ms s m h d)" });
+    return 0;
+  }
+  return ms;
+});
+
 /** Environment variables, by name. Each entry is documented in the README's configuration table. */
 export const ENV_SCHEMA = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
@@ -97,6 +109,18 @@ export const ENV_SCHEMA = z.object({
   HOST_JOB_LOCK_MS: positiveInt.min(1_000).default(30_000),
   /** Test only: a file of armed crash point names; a process reaching an armed point disarms it and kills itself. */
   CRASH_POINTS_FILE: z.string().min(1).optional(),
+  /** Hard cap on the event stream's length, for a consumer group that never catches up. */
+  EVENT_STREAM_MAX_LENGTH: positiveInt.min(1_000).default(1_000_000),
+  /** How long the read model remembers applied event ids (replays older than this are caught by record versions). */
+  PROCESSED_EVENTS_RETENTION: duration.default(SEVEN_DAYS_MS),
+  /** How long deleted instances and snapshots stay in the read model as tombstones. */
+  DELETED_RESOURCES_RETENTION: duration.default(SEVEN_DAYS_MS),
+  /** How long finished (succeeded or failed) webhook deliveries and their attempts stay in the delivery log. */
+  WEBHOOK_DELIVERIES_RETENTION: duration.default(SEVEN_DAYS_MS),
+  /** A guest's serial console log is rotated (one previous file kept) once it is larger than this. */
+  CONSOLE_LOG_MAX_BYTES: positiveInt.min(4_096).default(8 * 1024 * 1024),
+  /** Bytes the raw cache of decompressed snapshot payloads may hold before least recently used entries go. */
+  RAW_CACHE_BUDGET_BYTES: positiveInt.default(4 * 1024 ** 3),
   WORKER_RESTART: booleanFromEnv.default(true),
   /** The supervisor's restart back-off doubles from 1 s up to this for a child that keeps dying. */
   WORKER_RESTART_MAX_DELAY_MS: positiveInt.default(30_000),

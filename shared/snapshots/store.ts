@@ -55,9 +55,14 @@ export class SnapshotStore {
     return path.join(this.dir(id), name);
   }
 
+  /** The raw cache: one entry (directory) per snapshot, kept within RAW_CACHE_BUDGET_BYTES (shared/cache-budget). */
+  get cacheRoot(): string {
+    return path.join(this.dataDir, "cache");
+  }
+
   /** Where a compressed snapshot's memory payload is decompressed once for forks and restores to map. */
   cacheFile(id: string, name: string): string {
-    return path.join(this.dataDir, "cache", id, name);
+    return path.join(this.cacheRoot, id, name);
   }
 
   async read(id: string): Promise<SnapshotRecord | undefined> {

@@ -25,6 +25,8 @@ export interface RunningService {
 export interface StartServiceOptions {
   /** Run the supervisor as the leader of its own process group, as a shell runs `npm start` in a terminal. */
   processGroup?: boolean;
+  /** How long to wait for /health (a loaded machine starts the service slowly). */
+  readyTimeoutMs?: number;
 }
 
 export async function startService(
@@ -64,7 +66,7 @@ export async function startService(
         const response = await fetch(`${baseUrl}/health`).catch(() => undefined);
         return response?.status === 200 ? true : undefined;
       },
-      { timeoutMs: 30_000, intervalMs: 200, what: "the service to become healthy" },
+      { timeoutMs: options.readyTimeoutMs ?? 60_000, intervalMs: 200, what: "the service to become healthy" },
     );
   } catch (error) {
     // Leave nothing running: the supervisor stops its children and its Redis (which has a process group of its own).

@@ -8,7 +8,7 @@ import { type CrashPoint, crashPoint } from "../../shared/crash-points.ts";
 import { ApiError, notFound } from "../../shared/errors.ts";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
-import { tailLines, writeFileAtomic } from "../../shared/files.ts";
+import { writeFileAtomic } from "../../shared/files.ts";
 import {
   LAST_EVENT,
   madeBy,
@@ -17,6 +17,7 @@ import {
   type TombstoneStore,
   type Versioned,
 } from "../../shared/host-records.ts";
+import { rotateConsoleLog, tailConsoleLog } from "../../shared/hypervisor/console-log.ts";
 import { ImageError } from "../../shared/hypervisor/errors.ts";
 import { type GuestImage, loadImage } from "../../shared/hypervisor/image.ts";
 import { instanceLayout } from "../../shared/hypervisor/qemu/args.ts";
@@ -408,7 +409,15 @@ export class InstanceManager {
 
   async logs(id: string, tail: number): Promise<{ lines: string[] }> {
     await this.read(id);
-    return { lines: await tailLines(this.files(id).consoleLog, tail) };
+    return { lines: await tailConsoleLog(this.files(id).consoleLog, tail) };
+  }
+
+  /** Rotates every console log over `maxBytes` (copy-truncate: QEMU keeps appending); returns the instance ids. */
+  async rotateConsoleLogs(maxBytes: number): Promise<string[]> {
+    const rotated: string[] = [];
+    for (const id of await this.instanceDirs())
+      if (await rotateConsoleLog(this.files(id).consoleLog, maxBytes)) rotated.push(id);
+    return rotated;
   }
 
   async requireHandle(instance: Instance): Promise<VmHandle> {

@@ -8,6 +8,7 @@ import type { HypervisorDriver } from "../../shared/hypervisor/types.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
+import { removeHostLeftovers } from "../../shared/orphans.ts";
 import { bootProcess } from "../../shared/process-boot.ts";
 import { closeRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
@@ -21,6 +22,8 @@ import { SnapshotManager } from "./snapshots.ts";
 const RECONCILE_INTERVAL_MS = 2_000;
 /** Events of changes this recent are appended again at start: the process may have died before appending them. */
 const REPUBLISH_WITHIN_MS = 10 * 60_000;
+const CONSOLE_ROTATION_INTERVAL_MS = 10_000;
+const CACHE_BUDGET_INTERVAL_MS = 60_000;
 
 const boot = bootProcess("capture-worker", { perHost: true });
 const { config, log } = boot;
@@ -50,7 +53,16 @@ const jobs = new JobProducer({
   commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
 });
 const store = new SnapshotStore(config.DATA_DIR, redis, config.REDIS_PREFIX);
-const snapshots = new SnapshotManager({ hostId, instances, store, tombstones, events, jobs, log });
+const snapshots = new SnapshotManager({
+  hostId,
+  instances,
+  store,
+  tombstones,
+  events,
+  jobs,
+  rawCacheBudgetBytes: config.RAW_CACHE_BUDGET_BYTES,
+  log,
+});
 const announcer = new HostAnnouncer({
   hostId,
   instances,
@@ -60,6 +72,7 @@ const announcer = new HostAnnouncer({
   tombstoneRetentionMs: config.TOMBSTONE_RETENTION_MS,
   log,
 });
+await removeHostLeftovers(config.DATA_DIR, log);
 // Creates, forks and deletes that died midway are cleared before any job runs (their jobs re-run from scratch).
 await instances.removeHalfDone();
 await snapshots.removeHalfDone(config.TOMBSTONE_RETENTION_MS);
@@ -86,6 +99,15 @@ const reconcileTimer = setInterval(() => {
       reconciling = false;
     });
 }, RECONCILE_INTERVAL_MS);
+
+const rotateConsoleLogs = () =>
+  instances
+    .rotateConsoleLogs(config.CONSOLE_LOG_MAX_BYTES)
+    .then((rotated) => rotated.length > 0 && log.info({ instances: rotated }, "console logs rotated"))
+    .catch((error: Error) => log.warn({ err: error.message }, "console log rotation failed"));
+const rotationTimer = setInterval(rotateConsoleLogs, CONSOLE_ROTATION_INTERVAL_MS);
+await snapshots.enforceCacheBudget();
+const cacheTimer = setInterval(() => snapshots.enforceCacheBudget(), CACHE_BUDGET_INTERVAL_MS);
 
 const host: HostRecord = {
   id: hostId,
@@ -124,6 +146,8 @@ async function stopProcess(): Promise<void> {
   clearInterval(heartbeatTimer);
   clearInterval(reconcileTimer);
   clearInterval(announceTimer);
+  clearInterval(rotationTimer);
+  clearInterval(cacheTimer);
   await worker.close(Math.max(1_000, config.SHUTDOWN_TIMEOUT_MS - 2_000));
   await jobs.close();
   await closeRedis(redis);

@@ -4,6 +4,7 @@
 import { existsSync } from "node:fs";
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
+import { enforceCacheBudget, touchCacheEntry } from "../../shared/cache-budget.ts";
 import { decompressFile } from "../../shared/codec/index.ts";
 import { crashPoint } from "../../shared/crash-points.ts";
 import { ApiError, notFound } from "../../shared/errors.ts";
@@ -38,6 +39,8 @@ export interface SnapshotManagerOptions {
   events: EventStream;
   /** Puts compression jobs on this host's compression queue. */
   jobs: JobProducer;
+  /** RAW_CACHE_BUDGET_BYTES: decompressed payloads beyond this are evicted, least recently used first. */
+  rawCacheBudgetBytes: number;
   log: Logger;
 }
 
@@ -304,6 +307,8 @@ export class SnapshotManager {
     const raw = store.file(id, name);
     if (record.snapshot.compression_state !== "compressed" && existsSync(raw)) return raw;
     const cache = store.cacheFile(id, name);
+    // Touched before use: an entry used within the grace period is never evicted, so it stays until QEMU maps it.
+    await touchCacheEntry(path.dirname(cache));
     if (existsSync(cache)) return cache;
     await mkdir(path.dirname(cache), { recursive: true });
     const started = performance.now();
@@ -312,6 +317,19 @@ export class SnapshotManager {
       { snapshotId: id, ms: Math.round(performance.now() - started), bytes: (await stat(cache)).size },
       "decompressed memory payload into the raw cache",
     );
+    void this.enforceCacheBudget();
     return cache;
+  }
+
+  /** Evicts least recently used raw cache entries beyond the budget; never one a VM maps. Logs, never throws. */
+  async enforceCacheBudget(): Promise<void> {
+    const { store, rawCacheBudgetBytes, log } = this.options;
+    try {
+      const report = await enforceCacheBudget(store.cacheRoot, rawCacheBudgetBytes);
+      if (report.evicted.length > 0) log.info(report, "raw cache entries evicted");
+      if (report.overBudgetBytes > 0) log.warn(report, "raw cache over budget: the rest is in use by running VMs");
+    } catch (error) {
+      log.warn({ err: (error as Error).message }, "raw cache eviction failed");
+    }
   }
 }

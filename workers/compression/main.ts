@@ -5,6 +5,7 @@ import { EventStream } from "../../shared/events/stream.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
+import { removeHostLeftovers } from "../../shared/orphans.ts";
 import { bootProcess } from "../../shared/process-boot.ts";
 import { closeRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
@@ -28,6 +29,7 @@ const jobs = new JobProducer({
   commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
 });
 
+await removeHostLeftovers(config.DATA_DIR, log);
 const worker = startJobWorker({
   queue,
   prefix: config.REDIS_PREFIX,

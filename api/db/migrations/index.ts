@@ -5,6 +5,7 @@ import * as readModel from "./0002_read_model.ts";
 import * as webhooks from "./0003_webhooks.ts";
 import * as versions from "./0004_versions.ts";
 import * as idempotencyKeys from "./0005_idempotency_keys.ts";
+import * as retention from "./0006_retention.ts";
 
 export const MIGRATIONS: Record<string, Migration> = {
   "0001_initial": initial,
@@ -12,4 +13,5 @@ export const MIGRATIONS: Record<string, Migration> = {
   "0003_webhooks": webhooks,
   "0004_versions": versions,
   "0005_idempotency_keys": idempotencyKeys,
+  "0006_retention": retention,
 };
