@@ -11,6 +11,7 @@ import type { CompressionConfig } from "../shared/schemas/compression.ts";
 import type { Db } from "./db/database.ts";
 import { bearerAuth } from "./middleware/auth.ts";
 import type { Projector } from "./read-model/projector.ts";
+import { registerCapabilityRoutes } from "./routes/capabilities.ts";
 import { registerDocsRoutes } from "./routes/docs.ts";
 import { registerEventRoutes } from "./routes/events.ts";
 import type { EventFeed } from "./routes/events-feed.ts";
@@ -78,6 +79,7 @@ export function createApp(deps: AppDeps): App {
 
   registerHealthRoutes(app, deps);
   registerHostRoutes(app, deps);
+  registerCapabilityRoutes(app, deps);
   registerWebhookRoutes(app, deps);
   registerWebhookDeliveryRoutes(app, deps);
   registerEventRoutes(app, deps);

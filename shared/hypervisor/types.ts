@@ -76,8 +76,14 @@ export interface VmHandle {
   stop(options?: StopOptions): Promise<void>;
 }
 
+/** Hypeman's runtime feature ids a driver can offer (GET /capabilities reports them per runtime). */
+export const RUNTIME_FEATURES = ["snapshots", "standby", "fork", "pause"] as const;
+export type RuntimeFeature = (typeof RUNTIME_FEATURES)[number];
+
 export interface HypervisorDriver {
   readonly name: HypervisorName;
+  /** What this driver can do with a guest; the API reports it and gates nothing on guesses. */
+  readonly features: readonly RuntimeFeature[];
   isAvailable(): Promise<boolean>;
   boot(spec: VmSpec): Promise<VmHandle>;
   /** Re-attaches to the VM of an instance dir after a worker restart; null if its process is gone. */

@@ -60,6 +60,7 @@ export function createQemuDriver(options: QemuDriverOptions = {}): HypervisorDri
   };
   return {
     name: "qemu",
+    features: ["snapshots", "standby", "fork", "pause"],
     isAvailable: async () => (await findExecutable(binary)) !== null,
     boot: async (spec) => {
       const resolved = await findExecutable(binary);
