@@ -31,6 +31,7 @@ export class Projector {
     this.markReady = resolve;
   });
   private readonly waiters = new Map<string, Array<() => void>>();
+  private readonly listeners = new Set<(event: TypedEvent) => void>();
 
   constructor(private readonly options: ProjectorOptions) {}
 
@@ -77,6 +78,12 @@ export class Projector {
         done();
       });
     });
+  }
+
+  /** Calls `listener` after each event is applied (in-process subscribers, e.g. GET /instances/{id}/wait). */
+  onApplied(listener: (event: TypedEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   private async isApplied(eventId: string): Promise<boolean> {
@@ -139,5 +146,6 @@ export class Projector {
     });
     for (const waiter of this.waiters.get(event.id) ?? []) waiter();
     this.waiters.delete(event.id);
+    for (const listener of this.listeners) listener(event);
   }
 }
