@@ -17,6 +17,7 @@ import { registerEventRoutes } from "./routes/events.ts";
 import type { EventFeed } from "./routes/events-feed.ts";
 import { registerHealthRoutes } from "./routes/health.ts";
 import { registerHostRoutes } from "./routes/hosts.ts";
+import { registerInstanceForkRoutes } from "./routes/instance-fork.ts";
 import { registerInstanceWaitRoutes } from "./routes/instance-wait.ts";
 import { registerInstanceRoutes } from "./routes/instances.ts";
 import { registerSnapshotRoutes } from "./routes/snapshots.ts";
@@ -86,6 +87,7 @@ export function createApp(deps: AppDeps): App {
   registerEventRoutes(app, deps);
   registerInstanceRoutes(app, deps);
   registerInstanceWaitRoutes(app, deps);
+  registerInstanceForkRoutes(app, deps);
   registerSnapshotRoutes(app, deps);
   registerDocsRoutes(app);
   return app;

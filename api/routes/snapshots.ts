@@ -13,6 +13,7 @@ import {
   SNAPSHOT_KIND,
   SNAPSHOT_SCHEMA,
   type Snapshot,
+  type SnapshotKind,
   TARGET_STATES_BY_KIND,
   type TargetState,
 } from "../../shared/schemas/snapshot.ts";
@@ -131,24 +132,13 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       body.kind === "Stopped"
         ? { enabled: false }
         : resolveCompression(body.compression, instance.snapshot_policy?.compression, deps.defaultCompression);
-    const prepared: Snapshot = {
+    const prepared = prepareSnapshot(instance, {
       id,
-      created_at: new Date().toISOString(),
       kind: body.kind,
-      size_bytes: 0,
-      source_hypervisor: instance.hypervisor,
-      source_instance_id: instance.id,
-      source_instance_name: instance.name,
       name: body.name ?? null,
       tags: body.tags ?? {},
       compression,
-      compression_state: "none",
-      compression_error: null,
-      compressed_size_bytes: null,
-      uncompressed_size_bytes: null,
-      host_id: instance.host_id,
-      capture_downtime_ms: null,
-    };
+    });
     const reservation = {
       scope: snapshotNameScope(instance.id),
       name: body.name,
@@ -191,26 +181,12 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
   app.openapi(forkSnapshotRoute, async (c) => {
     const body = c.req.valid("json");
     const snapshot = await requireSnapshot(deps, c.req.valid("param").snapshotId);
-    const target = targetStateFor(snapshot, body.target_state);
+    const target = targetStateFor(snapshot.kind, body.target_state);
     const hypervisor = await targetHypervisorFor(deps, snapshot, body.target_hypervisor);
     const source = await findInstanceIncludingDeleted(deps.db, snapshot.source_instance_id);
     if (!source) throw new ApiError("internal_error", `source instance of snapshot ${snapshot.id} is unknown`);
     const id = newId();
-    const prepared: Instance = {
-      ...source,
-      id,
-      name: body.name,
-      state: "Created",
-      state_error: null,
-      hypervisor,
-      created_at: new Date().toISOString(),
-      started_at: null,
-      stopped_at: null,
-      expires_at: null,
-      has_snapshot: false,
-      tags: {},
-      host_id: snapshot.host_id,
-    };
+    const prepared = prepareFork(source, { id, name: body.name, hypervisor, host_id: snapshot.host_id });
     const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
       runHostCommand(deps, snapshot.host_id, "snapshot.fork", {
         snapshot_id: snapshot.id,
@@ -232,7 +208,7 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
         `snapshot ${snapshot.id} belongs to instance ${snapshot.source_instance_name}, not ${instance.name}`,
       );
     }
-    const target = targetStateFor(snapshot, body.target_state);
+    const target = targetStateFor(snapshot.kind, body.target_state);
     await targetHypervisorFor(deps, snapshot, body.target_hypervisor);
     if (instance.state === "Running") {
       throw new ApiError("invalid_state", `instance ${instance.name} is Running: stop it or put it in standby first`);
@@ -247,20 +223,64 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
   });
 }
 
+/** A snapshot about to be captured of `instance`: what the API decides (id, name, tags, policy), nothing captured. */
+export function prepareSnapshot(
+  instance: Instance,
+  fields: Pick<Snapshot, "id" | "kind" | "name" | "tags" | "compression">,
+): Snapshot {
+  return {
+    ...fields,
+    created_at: new Date().toISOString(),
+    size_bytes: 0,
+    source_hypervisor: instance.hypervisor,
+    source_instance_id: instance.id,
+    source_instance_name: instance.name,
+    compression_state: "none",
+    compression_error: null,
+    compressed_size_bytes: null,
+    uncompressed_size_bytes: null,
+    host_id: instance.host_id,
+    capture_downtime_ms: null,
+  };
+}
+
+/** A new instance about to be forked from `source` (image, size, vcpus, policy carry over; tags do not). */
+export function prepareFork(
+  source: Instance,
+  fields: Pick<Instance, "id" | "name" | "hypervisor" | "host_id">,
+): Instance {
+  return {
+    ...source,
+    ...fields,
+    state: "Created",
+    state_error: null,
+    created_at: new Date().toISOString(),
+    started_at: null,
+    stopped_at: null,
+    expires_at: null,
+    has_snapshot: false,
+    tags: {},
+  };
+}
+
 async function requireSnapshot(deps: AppDeps, id: string): Promise<Snapshot> {
   const snapshot = await findSnapshot(deps.db, id);
   if (!snapshot) throw notFound("snapshot", id);
   return snapshot;
 }
 
-/** The contract's target-state table: the first allowed state of a kind is its default. */
-function targetStateFor(snapshot: Snapshot, requested: TargetState | undefined): TargetState {
-  const allowed = TARGET_STATES_BY_KIND[snapshot.kind];
-  if (requested === undefined) return allowed[0]!;
+/** The contract's target-state table: the first allowed state of a kind is its default unless one is given. */
+export function targetStateFor(
+  kind: SnapshotKind,
+  requested: TargetState | undefined,
+  fallback: TargetState = TARGET_STATES_BY_KIND[kind][0]!,
+): TargetState {
+  const allowed = TARGET_STATES_BY_KIND[kind];
+  if (requested === undefined) return fallback;
   if (!allowed.includes(requested)) {
     throw new ApiError(
       "invalid_request",
-      `target_state ${requested} is not allowed for a ${snapshot.kind} snapshot (allowed: ${allowed.join(", ")})`,
+      `target_state ${requested} is not allowed for a ${kind} snapshot (allowed: ${allowed.join(", ")})`,
     );
   }
   return requested;

@@ -69,6 +69,23 @@ export const HOST_JOBS = {
     ...NO_RETRY,
     timeoutMs: 600_000,
   },
+  /**
+   * Forks an instance: captures it into the transient `snapshot` (Standby from Running/Standby, Stopped from
+   * Stopped), boots the prepared `instance` from it in the target state, then deletes the transient snapshot.
+   */
+  "instance.fork": {
+    queue: "host",
+    payload: z.object({
+      instance_id: z.string(),
+      from_running: z.boolean(),
+      snapshot: SNAPSHOT_SCHEMA,
+      instance: INSTANCE_SCHEMA,
+      target_state: TARGET_STATE,
+    }),
+    result: INSTANCE_RESULT,
+    ...NO_RETRY,
+    timeoutMs: 600_000,
+  },
   /** Puts the snapshot's source instance back to the snapshot's moment, in the target state. */
   "snapshot.restore": {
     queue: "host",

@@ -2,6 +2,7 @@
 import { z } from "../zod.ts";
 import { HYPERVISOR, RESOURCE_NAME, sizeString, TAGS, TIMESTAMP } from "./common.ts";
 import { COMPRESSION_CONFIG } from "./compression.ts";
+import { TARGET_STATE } from "./snapshot.ts";
 
 export const INSTANCE_STATES = [
   "Created",
@@ -63,3 +64,16 @@ export const CREATE_INSTANCE_BODY = z
   .openapi("CreateInstanceRequest");
 
 export type CreateInstanceBody = z.infer<typeof CREATE_INSTANCE_BODY>;
+
+export const FORK_INSTANCE_BODY = z
+  .object({
+    name: RESOURCE_NAME.openapi({ description: "Name for the forked instance" }),
+    from_running: z.boolean().optional().openapi({
+      description:
+        "Allow forking a Running source: it is paused only while its memory and device state are captured, then runs on",
+    }),
+    target_state: TARGET_STATE.optional().openapi({
+      description: "Final state of the fork; defaults to the source's state at fork time",
+    }),
+  })
+  .openapi("ForkInstanceRequest");

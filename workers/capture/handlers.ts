@@ -1,5 +1,6 @@
 // Handlers of the host queue, keyed by job name: each delegates to the part of the host agent that owns it.
 import type { JobHandlers } from "../../shared/jobs/worker.ts";
+import type { InstanceForker } from "./instance-fork.ts";
 import type { InstanceManager } from "./instances.ts";
 import type { SnapshotManager } from "./snapshots.ts";
 
@@ -7,6 +8,7 @@ export interface HostHandlerDeps {
   hostId: string;
   instances: InstanceManager;
   snapshots: SnapshotManager;
+  forks: InstanceForker;
 }
 
 type InstanceJobs =
@@ -21,9 +23,15 @@ type InstanceJobs =
   | "snapshot.capture"
   | "snapshot.fork"
   | "snapshot.restore"
-  | "snapshot.delete";
+  | "snapshot.delete"
+  | "instance.fork";
 
-export function createHostHandlers({ hostId, instances, snapshots }: HostHandlerDeps): JobHandlers<InstanceJobs> {
+export function createHostHandlers({
+  hostId,
+  instances,
+  snapshots,
+  forks,
+}: HostHandlerDeps): JobHandlers<InstanceJobs> {
   return {
     "host.ping": async () => ({ hostId, receivedAt: new Date().toISOString() }),
     "instance.create": ({ instance }) => instances.create(instance),
@@ -38,5 +46,6 @@ export function createHostHandlers({ hostId, instances, snapshots }: HostHandler
     "snapshot.restore": ({ snapshot_id, instance_id, target_state }) =>
       snapshots.restore(snapshot_id, instance_id, target_state),
     "snapshot.delete": ({ snapshot_id }) => snapshots.delete(snapshot_id),
+    "instance.fork": (payload) => forks.fork(payload),
   };
 }

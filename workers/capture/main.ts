@@ -12,6 +12,7 @@ import { onShutdownSignal } from "../../shared/shutdown.ts";
 import { SnapshotStore } from "../../shared/snapshots/store.ts";
 import { effectiveAccel } from "./accel.ts";
 import { createHostHandlers } from "./handlers.ts";
+import { InstanceForker } from "./instance-fork.ts";
 import { InstanceManager } from "./instances.ts";
 import { SnapshotManager } from "./snapshots.ts";
 
@@ -49,6 +50,7 @@ const snapshots = new SnapshotManager({
   jobs,
   log,
 });
+const forks = new InstanceForker({ instances, snapshots, log });
 // VMs outlive this process: take back the ones that still run, report the ones that died meanwhile.
 await instances.reconcile();
 let reconciling = false;
@@ -83,7 +85,7 @@ const worker = startJobWorker({
   queue: queueName("host", hostId),
   prefix: config.REDIS_PREFIX,
   connection: redis,
-  handlers: createHostHandlers({ hostId, instances, snapshots }),
+  handlers: createHostHandlers({ hostId, instances, snapshots, forks }),
   concurrency: 4,
   log,
 });

@@ -1,0 +1,92 @@
+// The rest of the Hypeman snapshot surface through the official SDK, unchanged, against the whole service on one
+// real QEMU guest: capabilities, fork of an instance (from Running, Stopped), and wait.
+import Hypeman from "@onkernel/hypeman";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { waitForTick } from "./helpers/guest.ts";
+import { type RunningService, startService } from "./helpers/service.ts";
+
+let service: RunningService;
+let client: Hypeman;
+
+beforeAll(async () => {
+  service = await startService();
+  client = new Hypeman({ apiKey: service.apiKey(), baseURL: service.baseUrl, maxRetries: 0 });
+  await client.instances.create({ name: "surf-src", image: "busybox", size: "256MB" });
+  await waitForTick(service, "surf-src", 1);
+}, 120_000);
+
+afterAll(async () => {
+  await service?.stop("SIGTERM");
+  service?.remove();
+});
+
+async function failure(call: Promise<unknown>): Promise<{ status: number; code: string }> {
+  const caught = (await call.then(
+    () => undefined,
+    (reason: unknown) => reason,
+  )) as { status?: number; error?: { code: string } } | undefined;
+  expect(caught, "the call should have failed").toBeDefined();
+  return { status: caught!.status!, code: caught!.error!.code };
+}
+
+describe("capabilities", () => {
+  it("reports qemu available on the online host", async () => {
+    const capabilities = await client.capabilities.get();
+    expect(capabilities.default_runtime).toEqual({ name: "qemu", available: true });
+    expect(capabilities.runtimes.find((runtime) => runtime.name === "qemu")?.features).toEqual(
+      expect.arrayContaining(["snapshots", "standby", "fork"]),
+    );
+  });
+});
+
+describe("fork an instance", () => {
+  it("refuses a Running source without from_running", async () => {
+    expect(await failure(client.instances.fork("surf-src", { name: "surf-refused" }))).toEqual({
+      status: 409,
+      code: "invalid_state",
+    });
+  });
+
+  it("forks a Running source that keeps ticking, and the fork runs on from the same moment", async () => {
+    const before = await waitForTick(service, "surf-src", 2);
+    const fork = await client.instances.fork("surf-src", { name: "surf-fork", from_running: true });
+    expect(fork).toMatchObject({ name: "surf-fork", state: "Running", size: "256MB" });
+    expect((await client.instances.get("surf-src")).state).toBe("Running");
+    const sourceAfter = await waitForTick(service, "surf-src", before + 3);
+    expect(sourceAfter).toBeGreaterThanOrEqual(before + 3);
+    // The fork's console starts empty: its first ticks continue from the source's count, not from 0.
+    expect(await waitForTick(service, "surf-fork", before + 2)).toBeGreaterThanOrEqual(before + 2);
+    // The transient snapshot is gone once the fork is up.
+    expect(await client.snapshots.list({ source_instance_id: fork.id })).toEqual([]);
+    expect(await client.snapshots.list()).toEqual([]);
+  });
+});
+
+describe("wait", () => {
+  it("returns when a stop lands", async () => {
+    const waiting = client.instances.wait("surf-fork", { state: "Stopped", timeout: "2m" });
+    await client.instances.stop("surf-fork");
+    expect(await waiting).toEqual({ state: "Stopped", timed_out: false });
+  });
+
+  it("times out with the current state", async () => {
+    expect(await client.instances.wait("surf-src", { state: "Standby", timeout: "1s" })).toEqual({
+      state: "Running",
+      timed_out: true,
+    });
+  });
+});
+
+describe("fork a Stopped instance", () => {
+  it("forks it Stopped by default, and refuses Standby as a target", async () => {
+    const fork = await client.instances.fork("surf-fork", { name: "surf-fork-2" });
+    expect(fork).toMatchObject({ name: "surf-fork-2", state: "Stopped" });
+    expect(await failure(client.instances.fork("surf-fork", { name: "surf-fork-3", target_state: "Standby" }))).toEqual(
+      { status: 400, code: "invalid_request" },
+    );
+    expect(await failure(client.instances.fork("surf-fork", { name: "surf-src" }))).toEqual({
+      status: 409,
+      code: "conflict",
+    });
+  });
+});
