@@ -20,6 +20,7 @@ import { registerHostRoutes } from "./routes/hosts.ts";
 import { registerInstanceForkRoutes } from "./routes/instance-fork.ts";
 import { registerInstanceWaitRoutes } from "./routes/instance-wait.ts";
 import { registerInstanceRoutes } from "./routes/instances.ts";
+import { registerSnapshotCompressRoutes } from "./routes/snapshot-compress.ts";
 import { registerSnapshotRoutes } from "./routes/snapshots.ts";
 import { registerWebhookRoutes } from "./routes/webhooks.ts";
 import { registerWebhookDeliveryRoutes } from "./routes/webhooks-deliveries.ts";
@@ -89,6 +90,7 @@ export function createApp(deps: AppDeps): App {
   registerInstanceWaitRoutes(app, deps);
   registerInstanceForkRoutes(app, deps);
   registerSnapshotRoutes(app, deps);
+  registerSnapshotCompressRoutes(app, deps);
   registerDocsRoutes(app);
   return app;
 }

@@ -2,6 +2,7 @@
 // real QEMU guest: capabilities, fork of an instance (from Running, Stopped), and wait.
 import Hypeman from "@onkernel/hypeman";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { waitFor } from "./helpers/fixtures.ts";
 import { waitForTick } from "./helpers/guest.ts";
 import { type RunningService, startService } from "./helpers/service.ts";
 
@@ -59,6 +60,30 @@ describe("fork an instance", () => {
     // The transient snapshot is gone once the fork is up.
     expect(await client.snapshots.list({ source_instance_id: fork.id })).toEqual([]);
     expect(await client.snapshots.list()).toEqual([]);
+  });
+});
+
+describe("compress again (extension)", () => {
+  it("re-runs compression of a snapshot in none with a new policy, then refuses once compressed", async () => {
+    const snapshot = await client.instances.snapshots.create("surf-src", { kind: "Standby", name: "raw" });
+    expect(snapshot).toMatchObject({ compression: { enabled: false }, compression_state: "none" });
+    const queued = await client.post<typeof snapshot>(`/snapshots/${snapshot.id}/compress`, {
+      body: { compression: { enabled: true, algorithm: "lz4", level: 1 } },
+    });
+    expect(queued).toMatchObject({ compression: { enabled: true, algorithm: "lz4", level: 1 } });
+    const compressed = await waitFor(
+      async () => {
+        const current = await client.snapshots.get(snapshot.id);
+        return current.compression_state === "compressed" ? current : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 250, what: "the snapshot to be compressed" },
+    );
+    expect(compressed.compressed_size_bytes).toBeGreaterThan(0);
+    expect(await failure(client.post(`/snapshots/${snapshot.id}/compress`, { body: {} }))).toEqual({
+      status: 409,
+      code: "invalid_state",
+    });
+    await client.snapshots.delete(snapshot.id);
   });
 });
 

@@ -263,7 +263,7 @@ export function prepareFork(
   };
 }
 
-async function requireSnapshot(deps: AppDeps, id: string): Promise<Snapshot> {
+export async function requireSnapshot(deps: AppDeps, id: string): Promise<Snapshot> {
   const snapshot = await findSnapshot(deps.db, id);
   if (!snapshot) throw notFound("snapshot", id);
   return snapshot;

@@ -94,6 +94,14 @@ export const HOST_JOBS = {
     ...NO_RETRY,
     timeoutMs: 600_000,
   },
+  /** Queues compression of a snapshot in `none` or `error` again, with `compression` as its policy from now on. */
+  "snapshot.recompress": {
+    queue: "host",
+    payload: z.object({ snapshot_id: z.string(), compression: SNAPSHOT_SCHEMA.shape.compression }),
+    result: SNAPSHOT_RESULT,
+    ...NO_RETRY,
+    timeoutMs: 60_000,
+  },
   /** Cancels work in flight on the snapshot, removes its payload and emits snapshot.deleted. */
   "snapshot.delete": {
     queue: "host",

@@ -2,6 +2,7 @@
 import type { JobHandlers } from "../../shared/jobs/worker.ts";
 import type { InstanceForker } from "./instance-fork.ts";
 import type { InstanceManager } from "./instances.ts";
+import type { SnapshotRecompressor } from "./snapshot-recompress.ts";
 import type { SnapshotManager } from "./snapshots.ts";
 
 export interface HostHandlerDeps {
@@ -9,6 +10,7 @@ export interface HostHandlerDeps {
   instances: InstanceManager;
   snapshots: SnapshotManager;
   forks: InstanceForker;
+  recompressor: SnapshotRecompressor;
 }
 
 type InstanceJobs =
@@ -24,13 +26,15 @@ type InstanceJobs =
   | "snapshot.fork"
   | "snapshot.restore"
   | "snapshot.delete"
-  | "instance.fork";
+  | "instance.fork"
+  | "snapshot.recompress";
 
 export function createHostHandlers({
   hostId,
   instances,
   snapshots,
   forks,
+  recompressor,
 }: HostHandlerDeps): JobHandlers<InstanceJobs> {
   return {
     "host.ping": async () => ({ hostId, receivedAt: new Date().toISOString() }),
@@ -47,5 +51,6 @@ export function createHostHandlers({
       snapshots.restore(snapshot_id, instance_id, target_state),
     "snapshot.delete": ({ snapshot_id }) => snapshots.delete(snapshot_id),
     "instance.fork": (payload) => forks.fork(payload),
+    "snapshot.recompress": ({ snapshot_id, compression }) => recompressor.recompress(snapshot_id, compression),
   };
 }

@@ -14,6 +14,7 @@ import { effectiveAccel } from "./accel.ts";
 import { createHostHandlers } from "./handlers.ts";
 import { InstanceForker } from "./instance-fork.ts";
 import { InstanceManager } from "./instances.ts";
+import { SnapshotRecompressor } from "./snapshot-recompress.ts";
 import { SnapshotManager } from "./snapshots.ts";
 
 const RECONCILE_INTERVAL_MS = 2_000;
@@ -42,15 +43,17 @@ const jobs = new JobProducer({
   connection: redis,
   commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
 });
+const store = new SnapshotStore(config.DATA_DIR, redis, config.REDIS_PREFIX);
 const snapshots = new SnapshotManager({
   hostId,
   instances,
-  store: new SnapshotStore(config.DATA_DIR, redis, config.REDIS_PREFIX),
+  store,
   events,
   jobs,
   log,
 });
 const forks = new InstanceForker({ instances, snapshots, log });
+const recompressor = new SnapshotRecompressor({ hostId, store, events, jobs, snapshots });
 // VMs outlive this process: take back the ones that still run, report the ones that died meanwhile.
 await instances.reconcile();
 let reconciling = false;
@@ -85,7 +88,7 @@ const worker = startJobWorker({
   queue: queueName("host", hostId),
   prefix: config.REDIS_PREFIX,
   connection: redis,
-  handlers: createHostHandlers({ hostId, instances, snapshots, forks }),
+  handlers: createHostHandlers({ hostId, instances, snapshots, forks, recompressor }),
   concurrency: 4,
   log,
 });
