@@ -67,6 +67,9 @@ describe("compress again (extension)", () => {
   it("re-runs compression of a snapshot in none with a new policy, then refuses once compressed", async () => {
     const snapshot = await client.instances.snapshots.create("surf-src", { kind: "Standby", name: "raw" });
     expect(snapshot).toMatchObject({ compression: { enabled: false }, compression_state: "none" });
+    // Extension: the QEMU that wrote its device state, read over QMP.
+    expect(snapshot).toMatchObject({ qemu_version: expect.stringMatching(/^\d+\.\d+\.\d+$/) });
+    expect(snapshot).toMatchObject({ machine_type: expect.stringMatching(/^pc-i440fx-\d+\.\d+$/) });
     const queued = await client.post<typeof snapshot>(`/snapshots/${snapshot.id}/compress`, {
       body: { compression: { enabled: true, algorithm: "lz4", level: 1 } },
     });

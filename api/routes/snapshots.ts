@@ -2,6 +2,7 @@
 // Wire-compatible with the Hypeman snapshots API; reads come from the read model, work runs on the owning host.
 import { createRoute, z } from "@hono/zod-openapi";
 import { ApiError, notFound } from "../../shared/errors.ts";
+import { incompatibility } from "../../shared/hypervisor/machine.ts";
 import { newId } from "../../shared/ids.ts";
 import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
 import { resolveCompression } from "../../shared/schemas/compression.ts";
@@ -18,7 +19,7 @@ import {
   type TargetState,
 } from "../../shared/schemas/snapshot.ts";
 import type { App, AppDeps } from "../app.ts";
-import { onlineHosts, runHostCommand } from "../commands.ts";
+import { knownHosts, onlineHosts, runHostCommand } from "../commands.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import { snapshotNameScope, withNameReservation } from "../read-model/names.ts";
 import { decodeCursor, findInstanceIncludingDeleted, findSnapshot, listSnapshots } from "../read-model/queries.ts";
@@ -183,6 +184,7 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
     const snapshot = await requireSnapshot(deps, c.req.valid("param").snapshotId);
     const target = targetStateFor(snapshot.kind, body.target_state);
     const hypervisor = await targetHypervisorFor(deps, snapshot, body.target_hypervisor);
+    if (target !== "Stopped") await assertHostCanLoad(deps, snapshot, "fork");
     const source = await findInstanceIncludingDeleted(deps.db, snapshot.source_instance_id);
     if (!source) throw new ApiError("internal_error", `source instance of snapshot ${snapshot.id} is unknown`);
     const id = newId();
@@ -214,6 +216,7 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       throw new ApiError("invalid_state", `instance ${instance.name} is Running: stop it or put it in standby first`);
     }
     assertOperationAllowed("restoreSnapshot", instance);
+    if (target !== "Stopped") await assertHostCanLoad(deps, snapshot, "restore");
     const result = await runHostCommand(deps, instance.host_id, "snapshot.restore", {
       snapshot_id: snapshot.id,
       instance_id: instance.id,
@@ -284,6 +287,18 @@ export function targetStateFor(
     );
   }
   return requested;
+}
+
+/** A Standby snapshot's device state loads only into a QEMU of its major version that knows its machine type. */
+async function assertHostCanLoad(deps: AppDeps, snapshot: Snapshot, operation: "fork" | "restore") {
+  if (snapshot.kind !== "Standby" || !snapshot.qemu_version || !snapshot.machine_type) return;
+  const host = (await knownHosts(deps)).find((candidate) => candidate.id === snapshot.host_id);
+  if (!host?.qemu) return; // a host that does not say which QEMU it runs is not second-guessed
+  const taken = { qemu_version: snapshot.qemu_version, machine_type: snapshot.machine_type };
+  const reason = incompatibility(taken, host.qemu);
+  if (reason) {
+    throw new ApiError("invalid_state", `cannot ${operation} snapshot ${snapshot.id} on host ${host.id}: ${reason}`);
+  }
 }
 
 /** No memory state crosses hypervisors: only Stopped snapshots may name another one, and the host must run it. */

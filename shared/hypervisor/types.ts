@@ -1,5 +1,6 @@
 /** The hypervisor driver seam: what the workers need from any VMM, kept small. */
 import type { GuestImage } from "./image.ts";
+import type { HostQemu } from "./machine.ts";
 
 export const HYPERVISOR_NAMES = ["qemu", "qemu-microvm", "firecracker", "cloud-hypervisor", "vz"] as const;
 export type HypervisorName = (typeof HYPERVISOR_NAMES)[number];
@@ -86,6 +87,8 @@ export interface HypervisorDriver {
   readonly features: readonly RuntimeFeature[];
   isAvailable(): Promise<boolean>;
   boot(spec: VmSpec): Promise<VmHandle>;
+  /** The QEMU this host runs and the machine types it can load (QEMU drivers only). */
+  hostQemu?(): Promise<HostQemu>;
   /** Re-attaches to the VM of an instance dir after a worker restart; null if its process is gone. */
   attach(instanceDir: string): Promise<VmHandle | null>;
 }

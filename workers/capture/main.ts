@@ -74,6 +74,13 @@ const host: HostRecord = {
   started_at: new Date().toISOString(),
   last_seen_at: new Date().toISOString(),
   pid: process.pid,
+  qemu: await drivers
+    .get("qemu")
+    ?.hostQemu?.()
+    .catch((error: Error) => {
+      log.warn({ err: error.message }, "cannot tell which QEMU this host runs");
+      return undefined;
+    }),
 };
 const heartbeat = async () => {
   host.last_seen_at = new Date().toISOString();
