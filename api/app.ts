@@ -21,6 +21,7 @@ import { registerInstanceForkRoutes } from "./routes/instance-fork.ts";
 import { registerInstanceWaitRoutes } from "./routes/instance-wait.ts";
 import { registerInstanceRoutes } from "./routes/instances.ts";
 import { registerSnapshotCompressRoutes } from "./routes/snapshot-compress.ts";
+import { registerSnapshotScheduleRoutes } from "./routes/snapshot-schedule.ts";
 import { registerSnapshotRoutes } from "./routes/snapshots.ts";
 import { registerWebhookRoutes } from "./routes/webhooks.ts";
 import { registerWebhookDeliveryRoutes } from "./routes/webhooks-deliveries.ts";
@@ -91,6 +92,7 @@ export function createApp(deps: AppDeps): App {
   registerInstanceForkRoutes(app, deps);
   registerSnapshotRoutes(app, deps);
   registerSnapshotCompressRoutes(app, deps);
+  registerSnapshotScheduleRoutes(app, deps);
   registerDocsRoutes(app);
   return app;
 }

@@ -11,6 +11,7 @@ import { type App, type AppDeps, createApp } from "./app.ts";
 import { migrateToLatest, openDatabase } from "./db/database.ts";
 import { Projector } from "./read-model/projector.ts";
 import { EventFeed } from "./routes/events-feed.ts";
+import { startScheduleWorker } from "./schedules/worker.ts";
 import { WebhookEndpoints } from "./webhooks/endpoints.ts";
 import { startWebhookPipeline, type WebhookPipeline } from "./webhooks/pipeline.ts";
 
@@ -22,6 +23,8 @@ export interface ApiRuntimeOptions {
   projector: boolean;
   /** Run the webhook dispatcher and outcome recorder. */
   webhookPipeline: boolean;
+  /** Take snapshot-schedule runs from the `schedules` queue. */
+  schedules: boolean;
 }
 
 export interface ApiRuntime {
@@ -103,6 +106,12 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     webhookEndpoints,
     eventFeed,
   };
+  // Schedule runs block on their queue, so they read over a connection of their own.
+  const scheduleRedis = options.schedules
+    ? connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS)
+    : undefined;
+  scheduleRedis?.on("error", (error) => log.warn({ err: error.message }, "schedules redis connection error"));
+  const schedules = scheduleRedis ? startScheduleWorker(deps, scheduleRedis) : undefined;
   return {
     app: createApp(deps),
     deps,
@@ -112,6 +121,8 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     async stop() {
       await eventFeed.close();
       await webhooks?.stop();
+      await schedules?.close(config.SHUTDOWN_TIMEOUT_MS / 2);
+      if (scheduleRedis) await closeRedis(scheduleRedis);
       await jobs.close();
       await projector.stop();
       await closeRedis(projectorRedis);

@@ -1,16 +1,21 @@
 // The rest of the Hypeman snapshot surface through the official SDK, unchanged, against the whole service on one
 // real QEMU guest: capabilities, fork of an instance (from Running, Stopped), and wait.
 import Hypeman from "@onkernel/hypeman";
+import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { waitFor } from "./helpers/fixtures.ts";
+import { SCHEDULE_QUEUE, schedulerId } from "../api/schedules/scheduler.ts";
+import { testRedisUrl, uniquePrefix, waitFor } from "./helpers/fixtures.ts";
 import { waitForTick } from "./helpers/guest.ts";
 import { type RunningService, startService } from "./helpers/service.ts";
 
+const redisUrl = testRedisUrl();
+const prefix = uniquePrefix("surface");
 let service: RunningService;
 let client: Hypeman;
 
 beforeAll(async () => {
-  service = await startService();
+  // The test's own Redis: the schedule test promotes the scheduler's delayed job instead of waiting a minute.
+  service = await startService({ REDIS_URL: redisUrl, REDIS_PREFIX: prefix });
   client = new Hypeman({ apiKey: service.apiKey(), baseURL: service.baseUrl, maxRetries: 0 });
   await client.instances.create({ name: "surf-src", image: "busybox", size: "256MB" });
   await waitForTick(service, "surf-src", 1);
@@ -87,6 +92,55 @@ describe("compress again (extension)", () => {
       code: "invalid_state",
     });
     await client.snapshots.delete(snapshot.id);
+  });
+});
+
+describe("snapshot schedule", () => {
+  it("runs twice through the snapshot pipeline and keeps only max_count of its own snapshots", async () => {
+    const source = await client.instances.get("surf-src");
+    const manual = await client.instances.snapshots.create("surf-src", { kind: "Standby", name: "manual" });
+    const schedule = await client.instances.snapshotSchedule.update("surf-src", {
+      interval: "1m",
+      retention: { max_count: 1 },
+      metadata: { origin: "schedule" },
+      name_prefix: "every-minute",
+    });
+    expect(schedule).toMatchObject({ instance_id: source.id, interval: "1m", last_snapshot_id: null });
+
+    const queue = new Queue(SCHEDULE_QUEUE, { connection: { url: redisUrl }, prefix });
+    // A run now instead of in up to a minute: promote the scheduler's next (delayed) job, as if it were due.
+    const runNow = async (previous: string | null) => {
+      const job = await waitFor(
+        async () => (await queue.getDelayed()).find((delayed) => delayed.repeatJobKey === schedulerId(source.id)),
+        { what: "the scheduler's next job" },
+      );
+      await job.promote();
+      return waitFor(
+        async () => {
+          const current = await client.instances.snapshotSchedule.get("surf-src");
+          return current.last_snapshot_id && current.last_snapshot_id !== previous ? current : undefined;
+        },
+        { timeoutMs: 90_000, intervalMs: 250, what: "a scheduled run" },
+      );
+    };
+    const first = await runNow(null);
+    const firstSnapshot = await client.snapshots.get(first.last_snapshot_id!);
+    expect(firstSnapshot).toMatchObject({ kind: "Standby", tags: { origin: "schedule" } });
+    expect(firstSnapshot.name).toMatch(/^every-minute-\d{8}-\d{6}$/);
+    const second = await runNow(first.last_snapshot_id!);
+    expect(second).toMatchObject({ last_error: null });
+    expect(Date.parse(second.next_run_at)).toBeGreaterThan(Date.now());
+    await queue.close();
+
+    // Retention kept the newest of the schedule's own snapshots and never touched the manual one.
+    const remaining = (await client.snapshots.list({ source_instance_id: source.id })).map((snapshot) => snapshot.id);
+    expect(remaining).toContain(manual.id);
+    expect(remaining).toContain(second.last_snapshot_id);
+    expect(remaining).not.toContain(first.last_snapshot_id);
+    expect(remaining).toHaveLength(2);
+
+    await client.instances.snapshotSchedule.delete("surf-src");
+    for (const id of remaining) await client.snapshots.delete(id);
   });
 });
 

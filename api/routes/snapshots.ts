@@ -119,37 +119,8 @@ export const restoreSnapshotRoute = createRoute({
 
 export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
   app.openapi(createSnapshotRoute, async (c) => {
-    const body = c.req.valid("json");
     const instance = await requireInstance(deps, c.req.valid("param").id);
-    if (body.kind === "Stopped" && body.compression?.enabled) {
-      throw new ApiError(
-        "invalid_request",
-        "compression applies to Standby snapshots only; a Stopped snapshot is disk only",
-      );
-    }
-    assertOperationAllowed(body.kind === "Standby" ? "snapshotStandby" : "snapshotStopped", instance);
-    const id = newId();
-    const compression =
-      body.kind === "Stopped"
-        ? { enabled: false }
-        : resolveCompression(body.compression, instance.snapshot_policy?.compression, deps.defaultCompression);
-    const prepared = prepareSnapshot(instance, {
-      id,
-      kind: body.kind,
-      name: body.name ?? null,
-      tags: body.tags ?? {},
-      compression,
-    });
-    const reservation = {
-      scope: snapshotNameScope(instance.id),
-      name: body.name,
-      resourceId: id,
-      conflictMessage: `instance ${instance.name} already has a snapshot named ${body.name}`,
-    };
-    const result = await withNameReservation(deps.db, reservation, () =>
-      runHostCommand(deps, instance.host_id, "snapshot.capture", { instance_id: instance.id, snapshot: prepared }),
-    );
-    return c.json(result.snapshot, 201);
+    return c.json(await createSnapshot(deps, instance, c.req.valid("json")), 201);
   });
 
   app.openapi(listSnapshotsRoute, async (c) => {
@@ -175,7 +146,7 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
 
   app.openapi(deleteSnapshotRoute, async (c) => {
     const snapshot = await requireSnapshot(deps, c.req.valid("param").snapshotId);
-    await runHostCommand(deps, snapshot.host_id, "snapshot.delete", { snapshot_id: snapshot.id });
+    await deleteSnapshot(deps, snapshot);
     return c.body(null, 204);
   });
 
@@ -224,6 +195,48 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
     });
     return c.json(result.instance, 200);
   });
+}
+
+/** Captures a snapshot of `instance` on its host: the one path for requests and schedules alike. */
+export async function createSnapshot(
+  deps: AppDeps,
+  instance: Instance,
+  body: z.infer<typeof CREATE_SNAPSHOT_BODY>,
+): Promise<Snapshot> {
+  if (body.kind === "Stopped" && body.compression?.enabled) {
+    throw new ApiError(
+      "invalid_request",
+      "compression applies to Standby snapshots only; a Stopped snapshot is disk only",
+    );
+  }
+  assertOperationAllowed(body.kind === "Standby" ? "snapshotStandby" : "snapshotStopped", instance);
+  const id = newId();
+  const compression =
+    body.kind === "Stopped"
+      ? { enabled: false }
+      : resolveCompression(body.compression, instance.snapshot_policy?.compression, deps.defaultCompression);
+  const prepared = prepareSnapshot(instance, {
+    id,
+    kind: body.kind,
+    name: body.name ?? null,
+    tags: body.tags ?? {},
+    compression,
+  });
+  const reservation = {
+    scope: snapshotNameScope(instance.id),
+    name: body.name,
+    resourceId: id,
+    conflictMessage: `instance ${instance.name} already has a snapshot named ${body.name}`,
+  };
+  const result = await withNameReservation(deps.db, reservation, () =>
+    runHostCommand(deps, instance.host_id, "snapshot.capture", { instance_id: instance.id, snapshot: prepared }),
+  );
+  return result.snapshot;
+}
+
+/** Deletes a snapshot on its host (payload and record); answers once the read model shows it gone. */
+export async function deleteSnapshot(deps: AppDeps, snapshot: Snapshot): Promise<void> {
+  await runHostCommand(deps, snapshot.host_id, "snapshot.delete", { snapshot_id: snapshot.id });
 }
 
 /** A snapshot about to be captured of `instance`: what the API decides (id, name, tags, policy), nothing captured. */

@@ -57,6 +57,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     redisReadyWaitMs: live ? 5_000 : 0,
     projector: live,
     webhookPipeline: false,
+    schedules: false,
   });
   const { app, deps } = runtime;
   return {
