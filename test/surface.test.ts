@@ -1,5 +1,8 @@
 // The rest of the Hypeman snapshot surface through the official SDK, unchanged, against the whole service on one
 // real QEMU guest: capabilities, fork of an instance (from Running, Stopped), and wait.
+
+import { existsSync } from "node:fs";
+import path from "node:path";
 import Hypeman from "@onkernel/hypeman";
 import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -170,5 +173,24 @@ describe("fork a Stopped instance", () => {
       status: 409,
       code: "conflict",
     });
+  });
+});
+
+describe("standby with compression", () => {
+  it("compresses the standby memory after its delay, and a restore brings the guest back from it", async () => {
+    const before = await waitForTick(service, "surf-src", 1);
+    const source = await client.instances.standby("surf-src", {
+      compression: { enabled: true, algorithm: "zstd", level: 1 },
+      compression_delay: "1s",
+    });
+    expect(source.state).toBe("Standby");
+    const memory = path.join(service.dataDir, "instances", source.id, "memory.raw");
+    await waitFor(() => existsSync(`${memory}.sfc`) && !existsSync(memory), {
+      timeoutMs: 60_000,
+      what: "the standby memory to be compressed",
+    });
+    expect((await client.instances.restore("surf-src")).state).toBe("Running");
+    expect(existsSync(`${memory}.sfc`)).toBe(false);
+    expect(await waitForTick(service, "surf-src", before + 2)).toBeGreaterThanOrEqual(before + 2);
   });
 });

@@ -33,7 +33,14 @@ export const HOST_JOBS = {
   "instance.start": { queue: "host", payload: INSTANCE_REF, result: INSTANCE_RESULT, ...NO_RETRY, timeoutMs: 120_000 },
   "instance.standby": {
     queue: "host",
-    payload: INSTANCE_REF,
+    payload: INSTANCE_REF.extend({
+      /** Compress the captured RAM in the background, after `compression_delay_ms`; null or absent: never. */
+      compression: z
+        .object({ algorithm: z.enum(["zstd", "lz4"]), level: z.number().int() })
+        .nullable()
+        .optional(),
+      compression_delay_ms: z.number().int().min(0).optional(),
+    }),
     result: INSTANCE_RESULT,
     ...NO_RETRY,
     timeoutMs: 120_000,

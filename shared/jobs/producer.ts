@@ -30,7 +30,7 @@ export class JobProducer {
   async enqueue<Name extends JobName>(
     name: Name,
     payload: JobPayload<Name>,
-    target: { hostId?: string; jobId?: string; expiresAt?: Date } = {},
+    target: { hostId?: string; jobId?: string; expiresAt?: Date; delayMs?: number } = {},
   ): Promise<string> {
     const definition = JOB_CATALOG[name];
     const parsed = definition.payload.parse(payload);
@@ -40,6 +40,7 @@ export class JobProducer {
     const job = await this.redisCall(
       queue.add(name, data, {
         jobId: target.jobId,
+        delay: target.delayMs,
         attempts: definition.attempts,
         backoff: { type: definition.backoff.type, delay: definition.backoff.delayMs },
         removeOnComplete: { age: 3_600, count: 1_000 },

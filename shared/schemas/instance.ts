@@ -1,4 +1,6 @@
 // The Instance resource: the subset of Hypeman's that snapshots need, in the same JSON shape.
+
+import { goDuration } from "../duration.ts";
 import { z } from "../zod.ts";
 import { HYPERVISOR, RESOURCE_NAME, sizeString, TAGS, TIMESTAMP } from "./common.ts";
 import { COMPRESSION_CONFIG } from "./compression.ts";
@@ -18,7 +20,12 @@ export const INSTANCE_STATE = z.enum(INSTANCE_STATES);
 export type InstanceState = z.infer<typeof INSTANCE_STATE>;
 
 export const SNAPSHOT_POLICY = z
-  .object({ compression: COMPRESSION_CONFIG.optional() })
+  .object({
+    compression: COMPRESSION_CONFIG.optional(),
+    standby_compression_delay: goDuration()
+      .optional()
+      .openapi({ description: "Delay before standby memory compression begins (Go duration); default: at once" }),
+  })
   .openapi("SnapshotPolicy", { description: "Defaults for snapshots of this instance" });
 
 export const MEMORY_LIMITS = { min: 64 * 1024 ** 2, max: 16 * 1024 ** 3, default: "256MB" } as const;
@@ -77,3 +84,16 @@ export const FORK_INSTANCE_BODY = z
     }),
   })
   .openapi("ForkInstanceRequest");
+
+export const STANDBY_INSTANCE_BODY = z
+  .object({
+    compression: COMPRESSION_CONFIG.optional().openapi({
+      description: "Compress the standby memory in the background. Overrides the instance's snapshot_policy.",
+    }),
+    compression_delay: goDuration()
+      .optional()
+      .openapi({ description: "Delay before compression begins (Go duration), for this standby only" }),
+  })
+  .openapi("StandbyInstanceRequest");
+
+export type StandbyInstanceBody = z.infer<typeof STANDBY_INSTANCE_BODY>;

@@ -3,6 +3,7 @@ import { EventStream } from "../../shared/events/stream.ts";
 import { announceHost, HOST_HEARTBEAT_INTERVAL_MS, type HostRecord } from "../../shared/hosts.ts";
 import { availableHypervisors, getHypervisor } from "../../shared/hypervisor/registry.ts";
 import type { HypervisorDriver } from "../../shared/hypervisor/types.ts";
+import { StandbyMemory } from "../../shared/instances/standby-memory.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
@@ -95,7 +96,15 @@ const worker = startJobWorker({
   queue: queueName("host", hostId),
   prefix: config.REDIS_PREFIX,
   connection: redis,
-  handlers: createHostHandlers({ hostId, instances, snapshots, forks, recompressor }),
+  handlers: createHostHandlers({
+    hostId,
+    instances,
+    snapshots,
+    forks,
+    recompressor,
+    standbyMemory: new StandbyMemory({ dataDir: config.DATA_DIR, redis, prefix: config.REDIS_PREFIX, log }),
+    jobs,
+  }),
   concurrency: 4,
   log,
 });
