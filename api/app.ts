@@ -12,12 +12,17 @@ import type { Db } from "./db/database.ts";
 import { bearerAuth } from "./middleware/auth.ts";
 import { idempotency } from "./middleware/idempotency/index.ts";
 import type { Projector } from "./read-model/projector.ts";
+import { registerCapabilityRoutes } from "./routes/capabilities.ts";
 import { registerDocsRoutes } from "./routes/docs.ts";
 import { registerEventRoutes } from "./routes/events.ts";
 import type { EventFeed } from "./routes/events-feed.ts";
 import { registerHealthRoutes } from "./routes/health.ts";
 import { registerHostRoutes } from "./routes/hosts.ts";
+import { registerInstanceForkRoutes } from "./routes/instance-fork.ts";
+import { registerInstanceWaitRoutes } from "./routes/instance-wait.ts";
 import { registerInstanceRoutes } from "./routes/instances.ts";
+import { registerSnapshotCompressRoutes } from "./routes/snapshot-compress.ts";
+import { registerSnapshotScheduleRoutes } from "./routes/snapshot-schedule.ts";
 import { registerSnapshotRoutes } from "./routes/snapshots.ts";
 import { registerWebhookRoutes } from "./routes/webhooks.ts";
 import { registerWebhookDeliveryRoutes } from "./routes/webhooks-deliveries.ts";
@@ -84,11 +89,16 @@ export function createApp(deps: AppDeps): App {
 
   registerHealthRoutes(app, deps);
   registerHostRoutes(app, deps);
+  registerCapabilityRoutes(app, deps);
   registerWebhookRoutes(app, deps);
   registerWebhookDeliveryRoutes(app, deps);
   registerEventRoutes(app, deps);
   registerInstanceRoutes(app, deps);
+  registerInstanceWaitRoutes(app, deps);
+  registerInstanceForkRoutes(app, deps);
   registerSnapshotRoutes(app, deps);
+  registerSnapshotCompressRoutes(app, deps);
+  registerSnapshotScheduleRoutes(app, deps);
   registerDocsRoutes(app);
   return app;
 }

@@ -14,6 +14,7 @@ import { startIdempotencyPruner } from "./middleware/idempotency/store.ts";
 import { startReadModelMaintenance } from "./read-model/maintenance.ts";
 import { Projector } from "./read-model/projector.ts";
 import { EventFeed } from "./routes/events-feed.ts";
+import { startScheduleWorker } from "./schedules/worker.ts";
 import { WebhookEndpoints } from "./webhooks/endpoints.ts";
 import { startWebhookPipeline, type WebhookPipeline } from "./webhooks/pipeline.ts";
 
@@ -27,6 +28,8 @@ export interface ApiRuntimeOptions {
   webhookPipeline: boolean;
   /** Trim streams and prune old rows on an interval (api/maintenance.ts). */
   maintenance: boolean;
+  /** Take snapshot-schedule runs from the `schedules` queue. */
+  schedules: boolean;
 }
 
 export interface ApiRuntime {
@@ -128,6 +131,12 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     idempotencyTtlMs: config.IDEMPOTENCY_KEY_TTL_MS,
   };
   const idempotencyPruner = startIdempotencyPruner(db, log);
+  // Schedule runs block on their queue, so they read over a connection of their own.
+  const scheduleRedis = options.schedules
+    ? connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS)
+    : undefined;
+  scheduleRedis?.on("error", (error) => log.warn({ err: error.message }, "schedules redis connection error"));
+  const schedules = scheduleRedis ? startScheduleWorker(deps, scheduleRedis) : undefined;
   return {
     app: createApp(deps),
     deps,
@@ -140,6 +149,8 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
       await eventFeed.close();
       await streamsAndRetention?.stop();
       await webhooks?.stop();
+      await schedules?.close(config.SHUTDOWN_TIMEOUT_MS / 2);
+      if (scheduleRedis) await closeRedis(scheduleRedis);
       await jobs.close();
       await projector.stop();
       await closeRedis(projectorRedis);

@@ -122,4 +122,24 @@ export interface Database {
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_delivery_attempts: WebhookDeliveryAttemptsTable;
   idempotency_keys: IdempotencyKeysTable;
+  snapshot_schedules: SnapshotSchedulesTable;
+}
+
+export interface SnapshotSchedulesTable {
+  instance_id: string;
+  /** New at each create: the snapshots a schedule made carry it (tag snapfleet.schedule), retention sees only those. */
+  schedule_id: string;
+  interval: string;
+  interval_ms: number;
+  /** JSON {max_count?, max_age?}. */
+  retention: string;
+  /** JSON tags given to every snapshot the schedule makes. */
+  metadata: string;
+  name_prefix: string | null;
+  next_run_at: string;
+  last_run_at: string | null;
+  last_snapshot_id: string | null;
+  last_error: string | null;
+  created_at: string;
+  updated_at: string;
 }

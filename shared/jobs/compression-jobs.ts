@@ -13,6 +13,19 @@ export const COMPRESSION_JOBS = {
     backoff: { type: "exponential", delayMs: 2_000 },
     timeoutMs: 3_600_000,
   },
+  /** Packs a Standby instance's RAM in place (POST /instances/{id}/standby with compression), after its delay. */
+  "instance.standby.compress": {
+    queue: "compression",
+    payload: z.object({
+      instance_id: z.string(),
+      algorithm: z.enum(["zstd", "lz4"]),
+      level: z.number().int(),
+    }),
+    result: z.object({ outcome: z.enum(["compressed", "skipped"]) }),
+    attempts: 3,
+    backoff: { type: "exponential", delayMs: 2_000 },
+    timeoutMs: 3_600_000,
+  },
 } as const satisfies Record<string, JobDefinition>;
 
 /** One compression job per snapshot: the id makes a second enqueue of the same snapshot a no-op. */

@@ -45,7 +45,14 @@ export const HOST_JOBS = {
   "instance.start": { queue: "host", payload: INSTANCE_REF, result: INSTANCE_RESULT, ...NO_RETRY, timeoutMs: 120_000 },
   "instance.standby": {
     queue: "host",
-    payload: INSTANCE_REF,
+    payload: INSTANCE_REF.extend({
+      /** Compress the captured RAM in the background, after `compression_delay_ms`; null or absent: never. */
+      compression: z
+        .object({ algorithm: z.enum(["zstd", "lz4"]), level: z.number().int() })
+        .nullable()
+        .optional(),
+      compression_delay_ms: z.number().int().min(0).optional(),
+    }),
     result: INSTANCE_RESULT,
     ...NO_RETRY,
     timeoutMs: 120_000,
@@ -81,6 +88,23 @@ export const HOST_JOBS = {
     ...NO_RETRY,
     timeoutMs: 600_000,
   },
+  /**
+   * Forks an instance: captures it into the transient `snapshot` (Standby from Running/Standby, Stopped from
+   * Stopped), boots the prepared `instance` from it in the target state, then deletes the transient snapshot.
+   */
+  "instance.fork": {
+    queue: "host",
+    payload: z.object({
+      instance_id: z.string(),
+      from_running: z.boolean(),
+      snapshot: SNAPSHOT_SCHEMA,
+      instance: INSTANCE_SCHEMA,
+      target_state: TARGET_STATE,
+    }),
+    result: INSTANCE_RESULT,
+    ...NO_RETRY,
+    timeoutMs: 600_000,
+  },
   /** Puts the snapshot's source instance back to the snapshot's moment, in the target state. */
   "snapshot.restore": {
     queue: "host",
@@ -88,6 +112,14 @@ export const HOST_JOBS = {
     result: INSTANCE_RESULT,
     ...NO_RETRY,
     timeoutMs: 600_000,
+  },
+  /** Queues compression of a snapshot in `none` or `error` again, with `compression` as its policy from now on. */
+  "snapshot.recompress": {
+    queue: "host",
+    payload: z.object({ snapshot_id: z.string(), compression: SNAPSHOT_SCHEMA.shape.compression }),
+    result: SNAPSHOT_RESULT,
+    ...NO_RETRY,
+    timeoutMs: 60_000,
   },
   /** Cancels work in flight on the snapshot, removes its payload and emits snapshot.deleted. */
   "snapshot.delete": {

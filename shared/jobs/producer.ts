@@ -31,7 +31,7 @@ export class JobProducer {
   async enqueue<Name extends JobName>(
     name: Name,
     payload: JobPayload<Name>,
-    target: { hostId?: string; jobId?: string; expiresAt?: Date } = {},
+    target: { hostId?: string; jobId?: string; expiresAt?: Date; delayMs?: number } = {},
   ): Promise<string> {
     const definition = JOB_CATALOG[name];
     const parsed = definition.payload.parse(payload);
@@ -43,6 +43,7 @@ export class JobProducer {
         // Our own random ids: BullMQ's counter starts again at 1 in a Redis that lost its data, and host handlers
         // recognise a re-run of a job by its id.
         jobId: target.jobId ?? `job_${randomBytes(12).toString("hex")}`,
+        delay: target.delayMs,
         attempts: definition.attempts,
         backoff: { type: definition.backoff.type, delay: definition.backoff.delayMs },
         removeOnComplete: { age: 3_600, count: 1_000 },

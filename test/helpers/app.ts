@@ -64,6 +64,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     projector: live,
     webhookPipeline: false,
     maintenance: false,
+    schedules: false,
   });
   const { app, deps } = runtime;
   return {

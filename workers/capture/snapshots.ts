@@ -11,6 +11,7 @@ import { ApiError, notFound } from "../../shared/errors.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
 import { fsyncPath } from "../../shared/files.ts";
 import { madeBy, nextStamp, publishTombstone, type TombstoneStore } from "../../shared/host-records.ts";
+import { readMachineInfo } from "../../shared/hypervisor/machine.ts";
 import { copyFileSparse } from "../../shared/hypervisor/sparse-copy.ts";
 import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
@@ -99,12 +100,18 @@ export class SnapshotManager {
         await fsyncPath(path.dirname(staging));
         crashPoint("snapshot-capture.after-payload");
 
+        // The driver writes which QEMU made a device state beside it: forks and restores are checked against it.
+        const deviceState =
+          instance.state === "Running" ? store.file(prepared.id, DEVICE_STATE_FILE) : files.standbyState;
+        const machine = prepared.kind === "Standby" ? await readMachineInfo(deviceState) : null;
         const record: SnapshotRecord = {
           snapshot: {
             ...prepared,
             host_id: this.options.hostId,
             capture_downtime_ms: downtimeMs,
             compression_state: "none",
+            qemu_version: machine?.qemu_version ?? null,
+            machine_type: machine?.machine_type ?? null,
           },
           source: instance,
           memory_layout: layout,

@@ -6,6 +6,7 @@ import * as webhooks from "./0003_webhooks.ts";
 import * as versions from "./0004_versions.ts";
 import * as idempotencyKeys from "./0005_idempotency_keys.ts";
 import * as retention from "./0006_retention.ts";
+import * as schedules from "./0007_schedules.ts";
 
 export const MIGRATIONS: Record<string, Migration> = {
   "0001_initial": initial,
@@ -14,4 +15,5 @@ export const MIGRATIONS: Record<string, Migration> = {
   "0004_versions": versions,
   "0005_idempotency_keys": idempotencyKeys,
   "0006_retention": retention,
+  "0007_schedules": schedules,
 };
