@@ -8,7 +8,7 @@ import { parseCompressionDefault } from "../shared/schemas/compression.ts";
 import { loadSecretKey, SecretBox } from "../shared/webhooks/secrets.ts";
 import { createUrlGuard } from "../shared/webhooks/url-guard.ts";
 import { type App, type AppDeps, createApp } from "./app.ts";
-import { migrateToLatest, openDatabase } from "./db/database.ts";
+import { describeTarget, migrateToLatest, openDatabase } from "./db/database.ts";
 import { Projector } from "./read-model/projector.ts";
 import { EventFeed } from "./routes/events-feed.ts";
 import { WebhookEndpoints } from "./webhooks/endpoints.ts";
@@ -37,9 +37,10 @@ export interface ApiRuntime {
 export async function startApiRuntime(config: Config, log: Logger, options: ApiRuntimeOptions): Promise<ApiRuntime> {
   const redisUrl = config.REDIS_URL;
   if (!redisUrl) throw new Error("REDIS_URL is required by the API");
-  const db = openDatabase(config.DATABASE_PATH);
+  const target = { url: config.DATABASE_URL, file: config.DATABASE_PATH };
+  const db = openDatabase(target);
   const applied = await migrateToLatest(db);
-  log.info({ database: config.DATABASE_PATH, migrations: applied }, "database ready");
+  log.info({ database: describeTarget(target), migrations: applied }, "database ready");
 
   const redis = connectRedis(redisUrl, "producer", config.REDIS_COMMAND_TIMEOUT_MS);
   redis.on("error", (error) => log.warn({ err: error.message }, "redis connection error"));
@@ -56,7 +57,8 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
   // The projector blocks on the stream, so it reads over its own connection.
   const projectorRedis = connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
   projectorRedis.on("error", (error) => log.warn({ err: error.message }, "projector redis connection error"));
-  const projector = new Projector({ db, redis: projectorRedis, prefix: config.REDIS_PREFIX, log });
+  const replica = { consumer: config.API_REPLICA_ID, claimIdleMs: config.STREAM_CLAIM_IDLE_MS };
+  const projector = new Projector({ db, redis: projectorRedis, prefix: config.REDIS_PREFIX, log, ...replica });
   if (options.projector) projector.start();
 
   const secretKey = loadSecretKey(config.WEBHOOK_SECRET_KEY, config.DATA_DIR);
@@ -85,6 +87,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
         disableAfterMs: config.WEBHOOK_DISABLE_AFTER_MS,
         commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
         log,
+        ...replica,
       })
     : undefined;
 

@@ -1,4 +1,5 @@
 // The one place that reads process.env: every variable the service knows, validated once at boot.
+import { hostname } from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { DEFAULT_RETRY_SCHEDULE, parseDurationList } from "./webhooks/retry-schedule.ts";
@@ -13,6 +14,10 @@ export const ENV_SCHEMA = z.object({
   HOST: z.string().min(1).default("0.0.0.0"),
   DATA_DIR: z.string().min(1).default("./data"),
   DATABASE_PATH: z.string().min(1).optional(),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\/\S+$/, "must be a postgres:// or postgresql:// URL")
+    .optional(),
   IMAGES_DIR: z.string().min(1).optional(),
   REDIS_URL: z
     .string()
@@ -85,6 +90,13 @@ export const ENV_SCHEMA = z.object({
     .refine((value) => Buffer.from(value, "base64").length === 32, "32 bytes, base64-encoded")
     .optional(),
   EVENTS_HEARTBEAT_MS: positiveInt.default(15_000),
+  /** This API replica's consumer name in the stream consumer groups; unset: `<hostname>-<PORT>`. */
+  API_REPLICA_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]{1,100}$/, "letters, digits, _ . : - only, at most 100")
+    .optional(),
+  /** A stream entry another replica took and has not acknowledged for this long (it died) is claimed. */
+  STREAM_CLAIM_IDLE_MS: positiveInt.min(100).default(30_000),
   WORKER_RESTART: booleanFromEnv.default(true),
   /** Set by the supervisor for its children: they stop when it is gone, so no process outlives `npm start`. */
   SUPERVISOR_PID: positiveInt.optional(),
@@ -92,8 +104,9 @@ export const ENV_SCHEMA = z.object({
 
 export type RawConfig = z.infer<typeof ENV_SCHEMA>;
 
-export interface Config extends Omit<RawConfig, "DATABASE_PATH" | "IMAGES_DIR"> {
+export interface Config extends Omit<RawConfig, "DATABASE_PATH" | "IMAGES_DIR" | "API_REPLICA_ID"> {
   DATA_DIR: string;
+  API_REPLICA_ID: string;
   DATABASE_PATH: string;
   IMAGES_DIR: string;
 }
@@ -126,6 +139,7 @@ export function parseConfig(env: NodeJS.ProcessEnv = process.env): Config {
     DATA_DIR: dataDir,
     DATABASE_PATH: path.resolve(dataDir, result.data.DATABASE_PATH ?? "snapfleet.db"),
     IMAGES_DIR: path.resolve(dataDir, result.data.IMAGES_DIR ?? "images"),
+    API_REPLICA_ID: result.data.API_REPLICA_ID ?? `${hostname()}-${result.data.PORT}`,
   };
 }
 

@@ -1,4 +1,4 @@
-// Webhook endpoints: rows in SQLite (the API's read model) mirrored into Redis for the delivery worker.
+// Webhook endpoints: rows in the API's read model mirrored into Redis for the delivery worker.
 // Each change writes the row and the mirror in one transaction, so a Redis failure leaves neither changed.
 import type { Redis } from "ioredis";
 import type { Selectable } from "kysely";
@@ -9,6 +9,7 @@ import { deleteEndpointMirror, writeEndpointMirror } from "../../shared/webhooks
 import { generateSigningSecret, rotateSecrets, type SecretBox } from "../../shared/webhooks/secrets.ts";
 import { type UrlGuard, UrlRefusedError } from "../../shared/webhooks/url-guard.ts";
 import type { Db } from "../db/database.ts";
+import { needsRowLocks } from "../db/dialect.ts";
 import type { WebhookEndpointsTable } from "../db/schema.ts";
 import type { Transaction } from "./deliveries.ts";
 import type { UpdateWebhookBody, WebhookEndpoint } from "./schemas.ts";
@@ -130,8 +131,14 @@ export class WebhookEndpoints {
     return outer ? apply(outer) : this.options.db.transaction().execute(apply);
   }
 
+  /** The endpoint's row; inside a transaction it stays locked until the end (replicas change endpoints too). */
   private async row(db: Db | Transaction, id: string): Promise<EndpointRow> {
-    const row = await db.selectFrom("webhook_endpoints").selectAll().where("id", "=", id).executeTakeFirst();
+    const row = await db
+      .selectFrom("webhook_endpoints")
+      .selectAll()
+      .where("id", "=", id)
+      .$if(db.isTransaction && needsRowLocks(db), (query) => query.forUpdate())
+      .executeTakeFirst();
     if (!row) throw notFound("webhook endpoint", id);
     return row;
   }
