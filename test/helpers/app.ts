@@ -53,6 +53,9 @@ export interface TestAppOptions {
 export async function createTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const data = tempDir("api");
   const redisUrl = options.redisUrl ?? testRedisUrl();
+  if (options.replicaOf && !options.replicaOf.databaseUrl) {
+    throw new Error("replicas share a PostgreSQL read model: create the first app with dialect postgres");
+  }
   const prefix = options.replicaOf?.prefix ?? uniquePrefix("api");
   const database =
     options.replicaOf || options.dialect !== "postgres"
