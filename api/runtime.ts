@@ -9,6 +9,7 @@ import { loadSecretKey, SecretBox } from "../shared/webhooks/secrets.ts";
 import { createUrlGuard } from "../shared/webhooks/url-guard.ts";
 import { type App, type AppDeps, createApp } from "./app.ts";
 import { describeTarget, migrateToLatest, openDatabase } from "./db/database.ts";
+import { startEventLoopMonitor } from "./event-loop.ts";
 import { Projector } from "./read-model/projector.ts";
 import { EventFeed } from "./routes/events-feed.ts";
 import { WebhookEndpoints } from "./webhooks/endpoints.ts";
@@ -37,6 +38,7 @@ export interface ApiRuntime {
 export async function startApiRuntime(config: Config, log: Logger, options: ApiRuntimeOptions): Promise<ApiRuntime> {
   const redisUrl = config.REDIS_URL;
   if (!redisUrl) throw new Error("REDIS_URL is required by the API");
+  const eventLoop = startEventLoopMonitor(log);
   const target = { url: config.DATABASE_URL, file: config.DATABASE_PATH };
   const db = openDatabase(target);
   const applied = await migrateToLatest(db);
@@ -120,6 +122,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
       await closeRedis(projectorRedis);
       await closeRedis(redis);
       await db.destroy();
+      eventLoop.stop();
     },
   };
 }
