@@ -39,7 +39,14 @@ export async function createTestDatabase(): Promise<{ url: string; drop: () => P
   await admin(`create database ${name}`);
   const url = new URL(serverUrl());
   url.pathname = `/${name}`;
-  return { url: url.toString(), drop: () => admin(`drop database if exists ${name} with (force)`) };
+  return { url: url.toString(), drop: () => dropTestDatabase(url.toString()) };
+}
+
+/** Drops a database made by createTestDatabase, closing whatever is still connected to it. */
+export async function dropTestDatabase(url: string): Promise<void> {
+  const name = new URL(url).pathname.slice(1);
+  if (!/^snapfleet_test_[0-9a-f]+$/.test(name)) throw new Error(`not a test database: ${name}`);
+  await admin(`drop database if exists ${name} with (force)`);
 }
 
 /** Where a test's read model lives for `dialect`: a file in `dir`, or a fresh PostgreSQL database. */
