@@ -8,8 +8,9 @@ import { parseCompressionDefault } from "../shared/schemas/compression.ts";
 import { loadSecretKey, SecretBox } from "../shared/webhooks/secrets.ts";
 import { createUrlGuard } from "../shared/webhooks/url-guard.ts";
 import { type App, type AppDeps, createApp } from "./app.ts";
-import { describeTarget, migrateToLatest, openDatabase } from "./db/database.ts";
+import { databaseTarget, describeTarget, migrateToLatest, openDatabase } from "./db/database.ts";
 import { startEventLoopMonitor } from "./event-loop.ts";
+import { startReadModelMaintenance } from "./read-model/maintenance.ts";
 import { Projector } from "./read-model/projector.ts";
 import { EventFeed } from "./routes/events-feed.ts";
 import { WebhookEndpoints } from "./webhooks/endpoints.ts";
@@ -39,7 +40,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
   const redisUrl = config.REDIS_URL;
   if (!redisUrl) throw new Error("REDIS_URL is required by the API");
   const eventLoop = startEventLoopMonitor(log);
-  const target = { url: config.DATABASE_URL, file: config.DATABASE_PATH };
+  const target = databaseTarget(config);
   const db = openDatabase(target);
   const applied = await migrateToLatest(db);
   log.info({ database: describeTarget(target), migrations: applied }, "database ready");
@@ -62,6 +63,9 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
   const replica = { consumer: config.API_REPLICA_ID, claimIdleMs: config.STREAM_CLAIM_IDLE_MS };
   const projector = new Projector({ db, redis: projectorRedis, prefix: config.REDIS_PREFIX, log, ...replica });
   if (options.projector) projector.start();
+  const maintenance = options.projector
+    ? startReadModelMaintenance({ db, redis, prefix: config.REDIS_PREFIX, jobs, log }, projector.ready)
+    : undefined;
 
   const secretKey = loadSecretKey(config.WEBHOOK_SECRET_KEY, config.DATA_DIR);
   const webhookEndpoints = new WebhookEndpoints({
@@ -115,6 +119,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     webhooks,
     closeEventStreams: () => eventFeed.close(),
     async stop() {
+      maintenance?.stop();
       await eventFeed.close();
       await webhooks?.stop();
       await jobs.close();

@@ -41,6 +41,7 @@ const BURST = Number(flags.burst);
 const API_KEY = "bench-key-0123456789abcdef";
 const APPEND_PARALLELISM = 100;
 const PER_BATCH_TAG = 100; // snapshots per `batch` tag value: what the filtered read returns
+const VERSION_1 = { version: 1 };
 const POSTGRES_URL = process.env.BENCH_POSTGRES_URL || "postgres://postgres@127.0.0.1:5432/postgres";
 
 type Route = "paged" | "single" | "filtered";
@@ -140,7 +141,7 @@ async function seed(events: EventStream, runtime: ApiRuntime): Promise<Snapshot[
     }),
   );
   await appendAll(snapshots.length, (index) =>
-    events.append("snapshot.created", `snapshot:${snapshots[index]!.id}`, { snapshot: snapshots[index]! }),
+    events.append("snapshot.created", `snapshot:${snapshots[index]!.id}`, { snapshot: snapshots[index]! }, VERSION_1),
   );
   await waitForProcessed(runtime, SNAPSHOTS, 600_000);
   return snapshots;
@@ -151,11 +152,12 @@ async function appendBurst(events: EventStream, snapshots: Snapshot[], runtime: 
   const start = performance.now();
   await appendAll(BURST, (index) => {
     const snapshot = { ...snapshots[index % snapshots.length]!, compression_state: "compressing" as const };
-    return events.append("snapshot.compression.progress", `snapshot:${snapshot.id}`, {
-      snapshot,
-      bytes_done: index,
-      bytes_total: BURST,
-    });
+    return events.append(
+      "snapshot.compression.progress",
+      `snapshot:${snapshot.id}`,
+      { snapshot, bytes_done: index, bytes_total: BURST },
+      { version: 2 + index }, // each a newer version of its snapshot: every one is applied
+    );
   });
   await waitForProcessed(runtime, SNAPSHOTS + BURST, 600_000);
   const appliedMs = performance.now() - start;

@@ -2,6 +2,7 @@
 import { hostname } from "node:os";
 import path from "node:path";
 import { z } from "zod";
+import { CODEC_BACKEND_CHOICES } from "./codec/options.ts";
 import { DEFAULT_RETRY_SCHEDULE, parseDurationList } from "./webhooks/retry-schedule.ts";
 
 const booleanFromEnv = z.enum(["true", "false", "1", "0"]).transform((value) => value === "true" || value === "1");
@@ -50,6 +51,7 @@ export const ENV_SCHEMA = z.object({
   COMPRESSION_CONCURRENCY: positiveInt.max(64).default(1),
   /** A compression job whose worker stops renewing its lock this long (it crashed) is run again by another. */
   COMPRESSION_JOB_LOCK_MS: positiveInt.min(1_000).default(30_000),
+  CODEC_BACKEND: z.enum(CODEC_BACKEND_CHOICES).default("auto"),
   SNAPSHOT_COMPRESSION_DEFAULT: z
     .string()
     .regex(/^(none|zstd|lz4)(:\d{1,2})?$/, "none, zstd, lz4, or algorithm:level such as zstd:3")
@@ -97,7 +99,17 @@ export const ENV_SCHEMA = z.object({
     .optional(),
   /** A stream entry another replica took and has not acknowledged for this long (it died) is claimed. */
   STREAM_CLAIM_IDLE_MS: positiveInt.min(100).default(30_000),
+  /** Each host announces the full state of what it owns this often (and at start and after every Redis reconnect). */
+  ANNOUNCE_INTERVAL_MS: positiveInt.min(1_000).max(30_000).default(15_000),
+  /** How long a host keeps (and announces) the tombstone of a deleted instance or snapshot. */
+  TOMBSTONE_RETENTION_MS: positiveInt.min(60_000).default(7 * 24 * 3_600_000),
+  /** A host job whose worker stops renewing its lock this long (it crashed) is run again; re-runs are idempotent. */
+  HOST_JOB_LOCK_MS: positiveInt.min(1_000).default(30_000),
+  /** Test only: a file of armed crash point names; a process reaching an armed point disarms it and kills itself. */
+  CRASH_POINTS_FILE: z.string().min(1).optional(),
   WORKER_RESTART: booleanFromEnv.default(true),
+  /** The supervisor's restart back-off doubles from 1 s up to this for a child that keeps dying. */
+  WORKER_RESTART_MAX_DELAY_MS: positiveInt.default(30_000),
   /** Set by the supervisor for its children: they stop when it is gone, so no process outlives `npm start`. */
   SUPERVISOR_PID: positiveInt.optional(),
 });

@@ -18,6 +18,12 @@ export interface DatabaseTarget {
 
 const POSTGRES_POOL_SIZE = 10;
 
+/** The read model's location from the config: DATABASE_URL when set, else the DATABASE_PATH file. */
+export const databaseTarget = (config: { DATABASE_URL?: string; DATABASE_PATH: string }): DatabaseTarget => ({
+  url: config.DATABASE_URL,
+  file: config.DATABASE_PATH,
+});
+
 export function openDatabase(target: DatabaseTarget | string): Db {
   const { url, file } = typeof target === "string" ? { url: undefined, file: target } : target;
   return url ? openPostgres(url) : openSqlite(file);

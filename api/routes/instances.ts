@@ -128,7 +128,7 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
       host_id: host,
     };
     const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
-      runHostCommand(deps, host, "instance.create", { instance }),
+      runHostCommand(deps, host, "instance.create", { instance }, `GET /instances/${id}`),
     );
     return c.json(result.instance, 201);
   });
@@ -143,7 +143,13 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
 
   app.openapi(deleteInstanceRoute, async (c) => {
     const instance = await requireInstance(deps, c.req.valid("param").id);
-    await runHostCommand(deps, instance.host_id, "instance.delete", { instance_id: instance.id });
+    await runHostCommand(
+      deps,
+      instance.host_id,
+      "instance.delete",
+      { instance_id: instance.id },
+      `GET /instances/${instance.id}`,
+    );
     return c.body(null, 204);
   });
 
@@ -151,9 +157,13 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
     app.openapi(lifecycleRoute(operation), async (c) => {
       const instance = await requireInstance(deps, c.req.valid("param").id);
       assertOperationAllowed(operation as InstanceOperation, instance);
-      const result = await runHostCommand(deps, instance.host_id, LIFECYCLE[operation].job, {
-        instance_id: instance.id,
-      });
+      const result = await runHostCommand(
+        deps,
+        instance.host_id,
+        LIFECYCLE[operation].job,
+        { instance_id: instance.id },
+        `GET /instances/${instance.id}`,
+      );
       return c.json(result.instance, 200);
     });
   }

@@ -156,7 +156,13 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       conflictMessage: `instance ${instance.name} already has a snapshot named ${body.name}`,
     };
     const result = await withNameReservation(deps.db, reservation, () =>
-      runHostCommand(deps, instance.host_id, "snapshot.capture", { instance_id: instance.id, snapshot: prepared }),
+      runHostCommand(
+        deps,
+        instance.host_id,
+        "snapshot.capture",
+        { instance_id: instance.id, snapshot: prepared },
+        `GET /snapshots/${id}`,
+      ),
     );
     return c.json(result.snapshot, 201);
   });
@@ -184,7 +190,13 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
 
   app.openapi(deleteSnapshotRoute, async (c) => {
     const snapshot = await requireSnapshot(deps, c.req.valid("param").snapshotId);
-    await runHostCommand(deps, snapshot.host_id, "snapshot.delete", { snapshot_id: snapshot.id });
+    await runHostCommand(
+      deps,
+      snapshot.host_id,
+      "snapshot.delete",
+      { snapshot_id: snapshot.id },
+      `GET /snapshots/${snapshot.id}`,
+    );
     return c.body(null, 204);
   });
 
@@ -212,11 +224,13 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       host_id: snapshot.host_id,
     };
     const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
-      runHostCommand(deps, snapshot.host_id, "snapshot.fork", {
-        snapshot_id: snapshot.id,
-        instance: prepared,
-        target_state: target,
-      }),
+      runHostCommand(
+        deps,
+        snapshot.host_id,
+        "snapshot.fork",
+        { snapshot_id: snapshot.id, instance: prepared, target_state: target },
+        `GET /instances/${id}`,
+      ),
     );
     return c.json(result.instance, 201);
   });
@@ -238,11 +252,13 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       throw new ApiError("invalid_state", `instance ${instance.name} is Running: stop it or put it in standby first`);
     }
     assertOperationAllowed("restoreSnapshot", instance);
-    const result = await runHostCommand(deps, instance.host_id, "snapshot.restore", {
-      snapshot_id: snapshot.id,
-      instance_id: instance.id,
-      target_state: target,
-    });
+    const result = await runHostCommand(
+      deps,
+      instance.host_id,
+      "snapshot.restore",
+      { snapshot_id: snapshot.id, instance_id: instance.id, target_state: target },
+      `GET /instances/${instance.id}`,
+    );
     return c.json(result.instance, 200);
   });
 }
