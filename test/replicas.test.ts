@@ -5,12 +5,18 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { READ_MODEL_GROUP } from "../api/read-model/projector.ts";
 import { DISPATCH_GROUP } from "../api/webhooks/dispatcher.ts";
-import { decodeEvent, eventStreamKey } from "../shared/events/stream.ts";
+import { subjectOf } from "../shared/events/catalog.ts";
+import { decodeEvent, EventStream, eventStreamKey } from "../shared/events/stream.ts";
+import type { Snapshot } from "../shared/schemas/snapshot.ts";
 import { jsonOf, waitFor } from "./helpers/fixtures.ts";
 import { testDialects } from "./helpers/postgres.ts";
 import { REPLICA_API_KEY, type ReplicatedService, startReplicatedService } from "./helpers/replicas.ts";
+import { sampleSnapshot } from "./helpers/resources.ts";
 import { runSdkFlow, waitForTick } from "./helpers/sdk-flow.ts";
 import { startWebhookReceiver, verifyReceived, type WebhookReceiver } from "./helpers/webhook-receiver.ts";
+
+/** Events appended while replica B is frozen halfway through. */
+const BURST = 200;
 
 describe.each(testDialects().filter((dialect) => dialect === "postgres"))("two API replicas on %s", () => {
   let replicas: ReplicatedService;
@@ -51,23 +57,28 @@ describe.each(testDialects().filter((dialect) => dialect === "postgres"))("two A
 
     const source = await jsonOf(await a.api("/instances", { json: { name: "kill-src", size: "128MB" } }));
     await waitForTick((path) => a.api(path), "kill-src", 1);
-    // Frozen, B still has blocking reads open: Redis hands it new entries, which it never acknowledges. Which
-    // replica gets an entry is Redis's choice, so standby/restore the guest until B holds some, then kill B.
+    // B is frozen in the middle of a burst of events, so it dies holding entries it read and never acknowledged.
+    // Which replica reads what is Redis's choice: repeat until B holds some.
+    const stream = new EventStream(redis, replicas.prefix);
+    const burst: Snapshot[] = [];
     let pendingOnB = 0;
     for (let attempt = 0; attempt < 5 && pendingOnB === 0; attempt++) {
       if (attempt > 0) {
         b.process.kill("SIGCONT");
-        await new Promise((resolve) => setTimeout(resolve, 1_500)); // B blocks on its reads again
+        await new Promise((resolve) => setTimeout(resolve, 1_500)); // B reads again
       }
-      b.process.kill("SIGSTOP");
-      expect((await a.api(`/instances/${source.id}/standby`, { method: "POST" })).status).toBe(200);
-      expect((await a.api(`/instances/${source.id}/restore`, { method: "POST" })).status).toBe(200);
+      for (let index = 0; index < BURST; index++) {
+        if (index === BURST / 2) b.process.kill("SIGSTOP");
+        const snapshot = sampleSnapshot(source, { name: `burst-${attempt}-${index}` });
+        burst.push(snapshot);
+        await stream.append("snapshot.created", subjectOf.snapshot(snapshot.id), { snapshot }, { version: 1 });
+      }
       pendingOnB = await pendingOf(redis, key, "replica-b");
     }
     b.process.kill("SIGKILL");
     expect(pendingOnB, "replica B held unacknowledged entries when it was killed").toBeGreaterThan(0);
 
-    // Replica A alone from here: it took B's entries over, and goes on with the rest of the flow.
+    // Replica A alone from here: it takes B's entries over, and goes on with the rest of the flow.
     const created = await a.api(`/instances/${source.id}/snapshots`, {
       json: { kind: "Standby", name: "mid-kill", compression: { enabled: true, algorithm: "zstd", level: 1 } },
     });
@@ -98,6 +109,7 @@ describe.each(testDialects().filter((dialect) => dialect === "postgres"))("two A
     expect(received.sort()).toEqual(appended.map((event) => event.id).sort());
     for (const request of receiver.requests) expect(verifyReceived(request, subscription.secret).type).toBeDefined();
     // What B took before it died was applied and acknowledged by A; nothing is left pending in either group.
+    for (const snapshot of burst) expect((await a.api(`/snapshots/${snapshot.id}`)).status).toBe(200);
     expect(await pendingOf(redis, key)).toBe(0);
   });
 });
