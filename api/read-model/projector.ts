@@ -142,17 +142,14 @@ export class Projector {
     }
     const { event } = entry;
     await this.options.db.transaction().execute(async (trx) => {
-      const seen = await trx
-        .selectFrom("processed_events")
-        .select("event_id")
-        .where("event_id", "=", event.id)
-        .executeTakeFirst();
-      if (seen) return;
-      await applyEvent(trx, event);
-      await trx
+      // Recorded first: a replica applying the same entry at the same time waits on this row, then finds it done.
+      const recorded = await trx
         .insertInto("processed_events")
         .values({ event_id: event.id, stream_id: streamId, applied_at: new Date().toISOString() })
-        .execute();
+        .onConflict((conflict) => conflict.column("event_id").doNothing())
+        .executeTakeFirst();
+      if (Number(recorded.numInsertedOrUpdatedRows ?? 0n) === 0) return;
+      await applyEvent(trx, event);
     });
     for (const waiter of this.waiters.get(event.id) ?? []) waiter();
   }
