@@ -8,7 +8,8 @@ import { parseCompressionDefault } from "../shared/schemas/compression.ts";
 import { loadSecretKey, SecretBox } from "../shared/webhooks/secrets.ts";
 import { createUrlGuard } from "../shared/webhooks/url-guard.ts";
 import { type App, type AppDeps, createApp } from "./app.ts";
-import { migrateToLatest, openDatabase } from "./db/database.ts";
+import { databaseTarget, describeTarget, migrateToLatest, openDatabase } from "./db/database.ts";
+import { startEventLoopMonitor } from "./event-loop.ts";
 import { startMaintenance } from "./maintenance.ts";
 import { startIdempotencyPruner } from "./middleware/idempotency/store.ts";
 import { startReadModelMaintenance } from "./read-model/maintenance.ts";
@@ -45,9 +46,11 @@ export interface ApiRuntime {
 export async function startApiRuntime(config: Config, log: Logger, options: ApiRuntimeOptions): Promise<ApiRuntime> {
   const redisUrl = config.REDIS_URL;
   if (!redisUrl) throw new Error("REDIS_URL is required by the API");
-  const db = openDatabase(config.DATABASE_PATH);
+  const eventLoop = startEventLoopMonitor(log);
+  const target = databaseTarget(config);
+  const db = openDatabase(target);
   const applied = await migrateToLatest(db);
-  log.info({ database: config.DATABASE_PATH, migrations: applied }, "database ready");
+  log.info({ database: describeTarget(target), migrations: applied }, "database ready");
 
   const redis = connectRedis(redisUrl, "producer", config.REDIS_COMMAND_TIMEOUT_MS);
   redis.on("error", (error) => log.warn({ err: error.message }, "redis connection error"));
@@ -64,7 +67,8 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
   // The projector blocks on the stream, so it reads over its own connection.
   const projectorRedis = connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
   projectorRedis.on("error", (error) => log.warn({ err: error.message }, "projector redis connection error"));
-  const projector = new Projector({ db, redis: projectorRedis, prefix: config.REDIS_PREFIX, log });
+  const replica = { consumer: config.API_REPLICA_ID, claimIdleMs: config.STREAM_CLAIM_IDLE_MS };
+  const projector = new Projector({ db, redis: projectorRedis, prefix: config.REDIS_PREFIX, log, ...replica });
   if (options.projector) projector.start();
   const maintenance = options.projector
     ? startReadModelMaintenance({ db, redis, prefix: config.REDIS_PREFIX, jobs, log }, projector.ready)
@@ -96,6 +100,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
         disableAfterMs: config.WEBHOOK_DISABLE_AFTER_MS,
         commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
         log,
+        ...replica,
       })
     : undefined;
 
@@ -156,6 +161,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
       await closeRedis(projectorRedis);
       await closeRedis(redis);
       await db.destroy();
+      eventLoop.stop();
     },
   };
 }

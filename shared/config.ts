@@ -1,4 +1,5 @@
 // The one place that reads process.env: every variable the service knows, validated once at boot.
+import { hostname } from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { CODEC_BACKEND_CHOICES } from "./codec/options.ts";
@@ -26,6 +27,10 @@ export const ENV_SCHEMA = z.object({
   HOST: z.string().min(1).default("0.0.0.0"),
   DATA_DIR: z.string().min(1).default("./data"),
   DATABASE_PATH: z.string().min(1).optional(),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\/\S+$/, "must be a postgres:// or postgresql:// URL")
+    .optional(),
   IMAGES_DIR: z.string().min(1).optional(),
   REDIS_URL: z
     .string()
@@ -101,6 +106,13 @@ export const ENV_SCHEMA = z.object({
   EVENTS_HEARTBEAT_MS: positiveInt.default(15_000),
   /** How long the answer to a POST with an Idempotency-Key is replayed for the same key. */
   IDEMPOTENCY_KEY_TTL_MS: positiveInt.default(24 * 3_600_000),
+  /** This API replica's consumer name in the stream consumer groups; unset: `<hostname>-<PORT>`. */
+  API_REPLICA_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]{1,100}$/, "letters, digits, _ . : - only, at most 100")
+    .optional(),
+  /** A stream entry another replica took and has not acknowledged for this long (it died) is claimed. */
+  STREAM_CLAIM_IDLE_MS: positiveInt.min(100).default(30_000),
   /** Each host announces the full state of what it owns this often (and at start and after every Redis reconnect). */
   ANNOUNCE_INTERVAL_MS: positiveInt.min(1_000).max(30_000).default(15_000),
   /** How long a host keeps (and announces) the tombstone of a deleted instance or snapshot. */
@@ -130,8 +142,9 @@ export const ENV_SCHEMA = z.object({
 
 export type RawConfig = z.infer<typeof ENV_SCHEMA>;
 
-export interface Config extends Omit<RawConfig, "DATABASE_PATH" | "IMAGES_DIR"> {
+export interface Config extends Omit<RawConfig, "DATABASE_PATH" | "IMAGES_DIR" | "API_REPLICA_ID"> {
   DATA_DIR: string;
+  API_REPLICA_ID: string;
   DATABASE_PATH: string;
   IMAGES_DIR: string;
 }
@@ -164,6 +177,7 @@ export function parseConfig(env: NodeJS.ProcessEnv = process.env): Config {
     DATA_DIR: dataDir,
     DATABASE_PATH: path.resolve(dataDir, result.data.DATABASE_PATH ?? "snapfleet.db"),
     IMAGES_DIR: path.resolve(dataDir, result.data.IMAGES_DIR ?? "images"),
+    API_REPLICA_ID: result.data.API_REPLICA_ID ?? `${hostname()}-${result.data.PORT}`,
   };
 }
 
