@@ -63,6 +63,21 @@ describe("HTTP basics", () => {
     expect(html).toContain("/openapi.json");
     expect(html).toContain("/hosts/{hostId}/ping");
   });
+
+  it("lists the snapshot surface beyond the seed endpoints in the OpenAPI document", async () => {
+    const document = await jsonOf(await t.request("/openapi.json", { auth: false }));
+    expect(Object.keys(document.paths)).toEqual(
+      expect.arrayContaining([
+        "/capabilities",
+        "/instances/{id}/wait",
+        "/instances/{id}/fork",
+        "/instances/{id}/standby",
+        "/instances/{id}/snapshot-schedule",
+        "/snapshots/{snapshotId}/compress",
+      ]),
+    );
+    expect(Object.keys(document.paths["/instances/{id}/snapshot-schedule"]).sort()).toEqual(["delete", "get", "put"]);
+  });
 });
 
 describe("with Redis down", () => {

@@ -27,6 +27,7 @@ const runtime = await startApiRuntime(config, log, {
   projector: true,
   webhookPipeline: true,
   maintenance: true,
+  schedules: true,
 });
 
 const server = serve({ fetch: runtime.app.fetch, port: config.PORT, hostname: config.HOST }, (info) =>

@@ -10,9 +10,11 @@ import { createUrlGuard } from "../shared/webhooks/url-guard.ts";
 import { type App, type AppDeps, createApp } from "./app.ts";
 import { migrateToLatest, openDatabase } from "./db/database.ts";
 import { startMaintenance } from "./maintenance.ts";
+import { startIdempotencyPruner } from "./middleware/idempotency/store.ts";
 import { startReadModelMaintenance } from "./read-model/maintenance.ts";
 import { Projector } from "./read-model/projector.ts";
 import { EventFeed } from "./routes/events-feed.ts";
+import { startScheduleWorker } from "./schedules/worker.ts";
 import { WebhookEndpoints } from "./webhooks/endpoints.ts";
 import { startWebhookPipeline, type WebhookPipeline } from "./webhooks/pipeline.ts";
 
@@ -26,6 +28,8 @@ export interface ApiRuntimeOptions {
   webhookPipeline: boolean;
   /** Trim streams and prune old rows on an interval (api/maintenance.ts). */
   maintenance: boolean;
+  /** Take snapshot-schedule runs from the `schedules` queue. */
+  schedules: boolean;
 }
 
 export interface ApiRuntime {
@@ -124,7 +128,15 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     redisCommandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
     webhookEndpoints,
     eventFeed,
+    idempotencyTtlMs: config.IDEMPOTENCY_KEY_TTL_MS,
   };
+  const idempotencyPruner = startIdempotencyPruner(db, log);
+  // Schedule runs block on their queue, so they read over a connection of their own.
+  const scheduleRedis = options.schedules
+    ? connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS)
+    : undefined;
+  scheduleRedis?.on("error", (error) => log.warn({ err: error.message }, "schedules redis connection error"));
+  const schedules = scheduleRedis ? startScheduleWorker(deps, scheduleRedis) : undefined;
   return {
     app: createApp(deps),
     deps,
@@ -132,10 +144,13 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     webhooks,
     closeEventStreams: () => eventFeed.close(),
     async stop() {
+      idempotencyPruner.stop();
       maintenance?.stop();
       await eventFeed.close();
       await streamsAndRetention?.stop();
       await webhooks?.stop();
+      await schedules?.close(config.SHUTDOWN_TIMEOUT_MS / 2);
+      if (scheduleRedis) await closeRedis(scheduleRedis);
       await jobs.close();
       await projector.stop();
       await closeRedis(projectorRedis);

@@ -99,6 +99,8 @@ export const ENV_SCHEMA = z.object({
     .refine((value) => Buffer.from(value, "base64").length === 32, "32 bytes, base64-encoded")
     .optional(),
   EVENTS_HEARTBEAT_MS: positiveInt.default(15_000),
+  /** How long the answer to a POST with an Idempotency-Key is replayed for the same key. */
+  IDEMPOTENCY_KEY_TTL_MS: positiveInt.default(24 * 3_600_000),
   /** Each host announces the full state of what it owns this often (and at start and after every Redis reconnect). */
   ANNOUNCE_INTERVAL_MS: positiveInt.min(1_000).max(30_000).default(15_000),
   /** How long a host keeps (and announces) the tombstone of a deleted instance or snapshot. */

@@ -1,5 +1,6 @@
 // The directory of worker hosts in Redis: each capture worker announces itself and heartbeats.
 import type { Redis } from "ioredis";
+import { HOST_QEMU } from "./hypervisor/machine.ts";
 import { z } from "./zod.ts";
 
 export const HOST_HEARTBEAT_INTERVAL_MS = 5_000;
@@ -12,6 +13,8 @@ export const HOST_RECORD_SCHEMA = z.object({
   started_at: z.iso.datetime(),
   last_seen_at: z.iso.datetime(),
   pid: z.number().int(),
+  /** The QEMU this host runs and the machine types it can load: forks and restores are checked against it. */
+  qemu: HOST_QEMU.optional(),
 });
 
 export type HostRecord = z.infer<typeof HOST_RECORD_SCHEMA>;
@@ -20,10 +23,6 @@ const hostsKey = (prefix: string) => `${prefix}:hosts`;
 
 export async function announceHost(redis: Redis, prefix: string, host: HostRecord): Promise<void> {
   await redis.hset(hostsKey(prefix), host.id, JSON.stringify(host));
-}
-
-export async function withdrawHost(redis: Redis, prefix: string, hostId: string): Promise<void> {
-  await redis.hdel(hostsKey(prefix), hostId);
 }
 
 export async function listHosts(redis: Redis, prefix: string): Promise<Array<HostRecord & { online: boolean }>> {

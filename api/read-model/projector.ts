@@ -2,6 +2,7 @@
 // host's full-state announcement), idempotent by event id and forward-only by host-owned version, acknowledged after
 // commit.
 import type { Redis } from "ioredis";
+import type { TypedEvent } from "../../shared/events/catalog.ts";
 import { decodeEntry, eventStreamKey, type StreamEntry } from "../../shared/events/stream.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { Db } from "../db/database.ts";
@@ -31,6 +32,7 @@ export class Projector {
     this.markReady = resolve;
   });
   private readonly waiters = new Map<string, Array<() => void>>();
+  private readonly listeners = new Set<(event: TypedEvent) => void>();
 
   constructor(private readonly options: ProjectorOptions) {}
 
@@ -77,6 +79,12 @@ export class Projector {
         done();
       });
     });
+  }
+
+  /** Calls `listener` after each event is applied (in-process subscribers, e.g. GET /instances/{id}/wait). */
+  onApplied(listener: (event: TypedEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   private async isApplied(eventId: string): Promise<boolean> {
@@ -145,5 +153,6 @@ export class Projector {
     });
     for (const waiter of this.waiters.get(event.id) ?? []) waiter();
     this.waiters.delete(event.id);
+    for (const listener of this.listeners) listener(event);
   }
 }

@@ -3,11 +3,11 @@
 // position was trimmed away meanwhile gets a `reset` event first, so it knows it missed some.
 import { createRoute, z } from "@hono/zod-openapi";
 import { streamSSE } from "hono/streaming";
-import { invalidRequest, unavailable } from "../../shared/errors.ts";
+import { invalidRequest } from "../../shared/errors.ts";
 import { eventTypeMatches, type TypedEvent } from "../../shared/events/catalog.ts";
 import { decodeEvent, eventStreamKey } from "../../shared/events/stream.ts";
 import { comparePositions, trimmedThrough } from "../../shared/events/trim.ts";
-import { withDeadline } from "../../shared/redis.ts";
+import { redisCall } from "../../shared/redis.ts";
 import type { App, AppDeps } from "../app.ts";
 import { BEARER_SECURITY, errorResponses } from "../openapi.ts";
 import { EVENT_TYPE_PATTERN } from "../webhooks/schemas.ts";
@@ -49,14 +49,7 @@ export const streamEventsRoute = createRoute({
 export function registerEventRoutes(app: App, deps: AppDeps): void {
   const feed = deps.eventFeed;
   const key = eventStreamKey(deps.redisPrefix);
-  const redisCall = async <T>(promise: Promise<T>) => {
-    try {
-      return await withDeadline(promise, deps.redisCommandTimeoutMs, "event stream read");
-    } catch (error) {
-      promise.catch(() => {});
-      throw unavailable("event stream unavailable", error);
-    }
-  };
+  const readStream = <T>(promise: Promise<T>) => redisCall(promise, deps.redisCommandTimeoutMs, "event stream read");
 
   app.openapi(streamEventsRoute, async (c) => {
     const query = c.req.valid("query");
@@ -64,7 +57,7 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
     const start =
       c.req.valid("header")["last-event-id"] ??
       query.after ??
-      (await redisCall(deps.redis.xrevrange(key, "+", "-", "COUNT", 1)))[0]?.[0] ??
+      (await readStream(deps.redis.xrevrange(key, "+", "-", "COUNT", 1)))[0]?.[0] ??
       "0-0";
 
     return streamSSE(c, async (stream) => {
@@ -79,7 +72,7 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
         while (!stop.signal.aborted) {
           const version = feed.version;
           // Trims remove from the head: everything up to `trimmed` is gone.
-          const trimmed = await redisCall(trimmedThrough(deps.redis, key));
+          const trimmed = await readStream(trimmedThrough(deps.redis, key));
           if (comparePositions(trimmed, position) > 0) {
             await stream.writeSSE({
               event: "reset",
@@ -88,7 +81,7 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
             });
             position = trimmed;
           }
-          const entries = await redisCall(deps.redis.xrange(key, `(${position}`, "+", "COUNT", BATCH));
+          const entries = await readStream(deps.redis.xrange(key, `(${position}`, "+", "COUNT", BATCH));
           for (const [streamId, fields] of entries) {
             position = streamId;
             const event = decodeOrSkip(fields);

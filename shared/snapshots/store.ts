@@ -119,6 +119,7 @@ export async function allocatedBytes(file: string): Promise<number> {
 
 type SnapshotEventType =
   | "snapshot.created"
+  | "snapshot.compression.queued"
   | "snapshot.compression.started"
   | "snapshot.compression.completed"
   | "snapshot.compression.failed";

@@ -20,16 +20,15 @@ import {
 import { rotateConsoleLog, tailConsoleLog } from "../../shared/hypervisor/console-log.ts";
 import { ImageError } from "../../shared/hypervisor/errors.ts";
 import { type GuestImage, loadImage } from "../../shared/hypervisor/image.ts";
-import { instanceLayout } from "../../shared/hypervisor/qemu/args.ts";
 import type { HypervisorDriver, VmHandle } from "../../shared/hypervisor/types.ts";
+import { type InstanceFiles, instanceFiles } from "../../shared/instances/files.ts";
+import { compressedPayload } from "../../shared/instances/standby-memory.ts";
 import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
 import { KeyedMutex } from "../../shared/keyed-mutex.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { parseSize } from "../../shared/schemas/common.ts";
 import { INSTANCE_SCHEMA, type Instance } from "../../shared/schemas/instance.ts";
 import { z } from "../../shared/zod.ts";
-
-const RECORD_FILE = "instance.json";
 
 export const INSTANCE_RECORD = z.object({
   instance: INSTANCE_SCHEMA,
@@ -40,8 +39,6 @@ export const INSTANCE_RECORD = z.object({
 export type InstanceRecord = z.infer<typeof INSTANCE_RECORD>;
 
 type InstanceEventType = "instance.created" | "instance.updated" | "instance.forked" | "instance.restored";
-const STANDBY_STATE_FILE = "standby-device-state";
-const MEMORY_MODE_FILE = "memory-mode";
 
 /**
  * `shared`: the VM's RAM is its own memory.raw, mapped shared, so captures leave RAM out of the device state.
@@ -52,15 +49,7 @@ const GRACEFUL_STOP_MS = 3_000;
 /** States in which the instance has a QEMU process that reconcile must find alive. */
 const LIVE_VM_STATES: readonly string[] = ["Running", "Paused", "Initializing"];
 
-export interface InstanceFiles {
-  dir: string;
-  record: string;
-  disk: string;
-  memory: string;
-  standbyState: string;
-  consoleLog: string;
-  memoryMode: string;
-}
+export type { InstanceFiles };
 
 export interface InstanceManagerOptions {
   dataDir: string;
@@ -84,17 +73,7 @@ export class InstanceManager {
   constructor(private readonly options: InstanceManagerOptions) {}
 
   files(id: string): InstanceFiles {
-    const dir = path.join(this.options.dataDir, "instances", id);
-    const layout = instanceLayout(dir);
-    return {
-      dir,
-      record: path.join(dir, RECORD_FILE),
-      disk: layout.defaultDiskFile,
-      memory: layout.defaultMemoryFile,
-      standbyState: path.join(dir, STANDBY_STATE_FILE),
-      consoleLog: layout.consoleLog,
-      memoryMode: path.join(dir, MEMORY_MODE_FILE),
-    };
+    return instanceFiles(this.options.dataDir, id);
   }
 
   driver(name: string): HypervisorDriver {
@@ -431,7 +410,8 @@ export class InstanceManager {
   /** RAM and device state only mean something together with a standby; a stopped instance keeps its disk alone. */
   async discardMemoryState(id: string): Promise<void> {
     const files = this.files(id);
-    await Promise.all([rm(files.memory, { force: true }), rm(files.standbyState, { force: true })]);
+    const compressed = [files.memory, files.standbyState].map(compressedPayload);
+    await Promise.all([files.memory, files.standbyState, ...compressed].map((file) => rm(file, { force: true })));
   }
 
   /**

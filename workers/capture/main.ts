@@ -5,6 +5,7 @@ import { TombstoneStore } from "../../shared/host-records.ts";
 import { announceHost, HOST_HEARTBEAT_INTERVAL_MS, type HostRecord } from "../../shared/hosts.ts";
 import { availableHypervisors, getHypervisor } from "../../shared/hypervisor/registry.ts";
 import type { HypervisorDriver } from "../../shared/hypervisor/types.ts";
+import { StandbyMemory } from "../../shared/instances/standby-memory.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
@@ -16,7 +17,9 @@ import { SnapshotStore } from "../../shared/snapshots/store.ts";
 import { effectiveAccel } from "./accel.ts";
 import { HostAnnouncer } from "./announcer.ts";
 import { createHostHandlers } from "./handlers.ts";
+import { InstanceForker } from "./instance-fork.ts";
 import { InstanceManager } from "./instances.ts";
+import { SnapshotRecompressor } from "./snapshot-recompress.ts";
 import { SnapshotManager } from "./snapshots.ts";
 
 const RECONCILE_INTERVAL_MS = 2_000;
@@ -76,6 +79,8 @@ await removeHostLeftovers(config.DATA_DIR, log);
 // Creates, forks and deletes that died midway are cleared before any job runs (their jobs re-run from scratch).
 await instances.removeHalfDone();
 await snapshots.removeHalfDone(config.TOMBSTONE_RETENTION_MS);
+const forks = new InstanceForker({ instances, snapshots, log });
+const recompressor = new SnapshotRecompressor({ hostId, store, events, jobs, snapshots });
 // VMs outlive this process: take back the ones that still run, report the ones that died meanwhile.
 await instances.reconcile();
 const announce = (reason: string) =>
@@ -115,6 +120,13 @@ const host: HostRecord = {
   started_at: new Date().toISOString(),
   last_seen_at: new Date().toISOString(),
   pid: process.pid,
+  qemu: await drivers
+    .get("qemu")
+    ?.hostQemu?.()
+    .catch((error: Error) => {
+      log.warn({ err: error.message }, "cannot tell which QEMU this host runs");
+      return undefined;
+    }),
 };
 const heartbeat = async () => {
   host.last_seen_at = new Date().toISOString();
@@ -129,7 +141,16 @@ const worker = startJobWorker({
   queue: queueName("host", hostId),
   prefix: config.REDIS_PREFIX,
   connection: redis,
-  handlers: createHostHandlers({ hostId, instances, snapshots, announcer }),
+  handlers: createHostHandlers({
+    hostId,
+    instances,
+    snapshots,
+    forks,
+    recompressor,
+    standbyMemory: new StandbyMemory({ dataDir: config.DATA_DIR, redis, prefix: config.REDIS_PREFIX, log }),
+    jobs,
+    announcer,
+  }),
   concurrency: 4,
   lockDurationMs: config.HOST_JOB_LOCK_MS,
   log,

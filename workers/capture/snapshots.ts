@@ -11,6 +11,7 @@ import { ApiError, notFound } from "../../shared/errors.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
 import { fsyncPath } from "../../shared/files.ts";
 import { madeBy, nextStamp, publishTombstone, type TombstoneStore } from "../../shared/host-records.ts";
+import { readMachineInfo } from "../../shared/hypervisor/machine.ts";
 import { copyFileSparse } from "../../shared/hypervisor/sparse-copy.ts";
 import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
@@ -28,6 +29,7 @@ import {
   type SnapshotRecord,
   type SnapshotStore,
 } from "../../shared/snapshots/store.ts";
+import { allocatedBytesOf, asInsufficientStorage, assertFreeSpace } from "../../shared/storage/free-space.ts";
 import type { CommandResult, InstanceManager } from "./instances.ts";
 
 export interface SnapshotManagerOptions {
@@ -62,9 +64,12 @@ export class SnapshotManager {
       assertOperationAllowed(prepared.kind === "Standby" ? "snapshotStandby" : "snapshotStopped", instance);
       const files = instances.files(instanceId);
       const staging = path.join(store.dataDir, "snapshots", `.staging-${prepared.id}`);
-      await rm(staging, { recursive: true, force: true });
-      await mkdir(staging, { recursive: true });
       try {
+        await rm(staging, { recursive: true, force: true });
+        await mkdir(staging, { recursive: true });
+        await this.assertRoomFor(
+          prepared.kind === "Standby" ? [files.disk, files.memory, files.standbyState] : [files.disk],
+        );
         let layout: SnapshotRecord["memory_layout"] = "none";
         let downtimeMs: number | null = null;
         if (prepared.kind === "Standby") {
@@ -95,12 +100,18 @@ export class SnapshotManager {
         await fsyncPath(path.dirname(staging));
         crashPoint("snapshot-capture.after-payload");
 
+        // The driver writes which QEMU made a device state beside it: forks and restores are checked against it.
+        const deviceState =
+          instance.state === "Running" ? store.file(prepared.id, DEVICE_STATE_FILE) : files.standbyState;
+        const machine = prepared.kind === "Standby" ? await readMachineInfo(deviceState) : null;
         const record: SnapshotRecord = {
           snapshot: {
             ...prepared,
             host_id: this.options.hostId,
             capture_downtime_ms: downtimeMs,
             compression_state: "none",
+            qemu_version: machine?.qemu_version ?? null,
+            machine_type: machine?.machine_type ?? null,
           },
           source: instance,
           memory_layout: layout,
@@ -129,9 +140,15 @@ export class SnapshotManager {
         if (!(await store.read(prepared.id).catch(() => undefined))) {
           await rm(store.dir(prepared.id), { recursive: true, force: true });
         }
-        throw error;
+        throw asInsufficientStorage(error, this.options.hostId, `snapshot ${prepared.id}`);
       }
     });
+  }
+
+  /** 507 before anything is copied when the snapshots' file system cannot hold the files' allocated bytes. */
+  private async assertRoomFor(payloadFiles: string[]): Promise<void> {
+    const snapshotsDir = path.join(this.options.store.dataDir, "snapshots");
+    await assertFreeSpace(snapshotsDir, await allocatedBytesOf(payloadFiles), this.options.hostId);
   }
 
   /**
@@ -189,7 +206,7 @@ export class SnapshotManager {
         if (await instances.findRecord(prepared.id).catch(() => undefined)) throw error; // durable: only the append failed
         await instances.stopVm(prepared).catch(() => {});
         await rm(files.dir, { recursive: true, force: true });
-        throw error;
+        throw asInsufficientStorage(error, this.options.hostId, `instance ${prepared.id}`);
       }
     });
   }
