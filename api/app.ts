@@ -9,7 +9,9 @@ import type { JobProducer } from "../shared/jobs/producer.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { CompressionConfig } from "../shared/schemas/compression.ts";
 import type { Db } from "./db/database.ts";
+import type { ApiMetrics } from "./metrics/metrics.ts";
 import { bearerAuth } from "./middleware/auth.ts";
+import { requestIds, requestLog } from "./middleware/request-log.ts";
 import type { Projector } from "./read-model/projector.ts";
 import { registerDocsRoutes } from "./routes/docs.ts";
 import { registerEventRoutes } from "./routes/events.ts";
@@ -17,6 +19,7 @@ import type { EventFeed } from "./routes/events-feed.ts";
 import { registerHealthRoutes } from "./routes/health.ts";
 import { registerHostRoutes } from "./routes/hosts.ts";
 import { registerInstanceRoutes } from "./routes/instances.ts";
+import { registerMetricsRoutes } from "./routes/metrics.ts";
 import { registerSnapshotRoutes } from "./routes/snapshots.ts";
 import { registerWebhookRoutes } from "./routes/webhooks.ts";
 import { registerWebhookDeliveryRoutes } from "./routes/webhooks-deliveries.ts";
@@ -41,6 +44,8 @@ export interface AppDeps {
   webhookEndpoints: WebhookEndpoints;
   /** Wakes live event streams (GET /events); closing it ends them at shutdown. */
   eventFeed: EventFeed;
+  /** Prometheus instruments served at GET /metrics. */
+  metrics: ApiMetrics;
 }
 
 export type App = OpenAPIHono;
@@ -59,6 +64,8 @@ export function createApp(deps: AppDeps): App {
     c.json(new ApiError("not_found", `no route for ${c.req.method} ${c.req.path}`).toEnvelope(), 404),
   );
 
+  app.use("*", requestIds());
+  app.use("*", requestLog(deps.log, deps.metrics));
   app.use("*", bearerAuth(deps.apiKeys, PUBLIC_PATHS));
   app.use(
     "*",
@@ -83,6 +90,7 @@ export function createApp(deps: AppDeps): App {
   registerEventRoutes(app, deps);
   registerInstanceRoutes(app, deps);
   registerSnapshotRoutes(app, deps);
+  registerMetricsRoutes(app, deps);
   registerDocsRoutes(app);
   return app;
 }

@@ -9,6 +9,8 @@ import { loadSecretKey, SecretBox } from "../shared/webhooks/secrets.ts";
 import { createUrlGuard } from "../shared/webhooks/url-guard.ts";
 import { type App, type AppDeps, createApp } from "./app.ts";
 import { migrateToLatest, openDatabase } from "./db/database.ts";
+import { ApiMetrics } from "./metrics/metrics.ts";
+import { startMetricsObserver } from "./metrics/observe.ts";
 import { Projector } from "./read-model/projector.ts";
 import { EventFeed } from "./routes/events-feed.ts";
 import { WebhookEndpoints } from "./webhooks/endpoints.ts";
@@ -75,6 +77,22 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     heartbeatMs: config.EVENTS_HEARTBEAT_MS,
     log,
   });
+  const metrics = new ApiMetrics();
+  // The metrics readers block on their streams, so each has its own connection.
+  const metricsRedis = [1, 2].map(() => {
+    const connection = connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
+    connection.on("error", () => {}); // the observer retries; the projector already logs an unreachable Redis
+    return connection;
+  });
+  const metricsObserver = options.projector
+    ? startMetricsObserver({
+        eventsRedis: metricsRedis[0]!,
+        outcomesRedis: metricsRedis[1]!,
+        prefix: config.REDIS_PREFIX,
+        metrics,
+        log,
+      })
+    : undefined;
   const webhooks = options.webhookPipeline
     ? startWebhookPipeline({
         redisUrl,
@@ -102,6 +120,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     redisCommandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
     webhookEndpoints,
     eventFeed,
+    metrics,
   };
   return {
     app: createApp(deps),
@@ -114,7 +133,9 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
       await webhooks?.stop();
       await jobs.close();
       await projector.stop();
+      await metricsObserver?.stop();
       await closeRedis(projectorRedis);
+      for (const connection of metricsRedis) await closeRedis(connection);
       await closeRedis(redis);
       await db.destroy();
     },

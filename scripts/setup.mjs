@@ -22,6 +22,8 @@ const SYSTEM_REQUIREMENTS = [
   { need: "a C++ compiler for native addons", probe: { command: "g++" }, apt: "g++" },
   { need: "make for native addons", probe: { command: "make" }, apt: "make" },
   { need: "python3 for node-gyp", probe: { command: "python3" }, apt: "python3" },
+  { need: "promtool to check GET /metrics in tests", probe: { command: "promtool" }, apt: "prometheus" },
+  { need: "Chromium for the dashboard's browser tests", probe: { command: "chromium" }, apt: "chromium" },
 ];
 
 function log(message) {

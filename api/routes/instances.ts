@@ -5,9 +5,11 @@ import { ApiError, notFound } from "../../shared/errors.ts";
 import { newId } from "../../shared/ids.ts";
 import { assertOperationAllowed, type InstanceOperation } from "../../shared/instances/transitions.ts";
 import { formatSize, parseSize } from "../../shared/schemas/common.ts";
+import { resolveCompression } from "../../shared/schemas/compression.ts";
 import { CREATE_INSTANCE_BODY, INSTANCE_SCHEMA, INSTANCE_STATE, type Instance } from "../../shared/schemas/instance.ts";
 import type { App, AppDeps } from "../app.ts";
 import { assertHostOnline, onlineHosts, runHostCommand } from "../commands.ts";
+import { compressionLabels, timed } from "../metrics/metrics.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import { instanceNameScope, withNameReservation } from "../read-model/names.ts";
 import { findInstance, instanceCountsByHost, listInstances } from "../read-model/queries.ts";
@@ -68,6 +70,15 @@ const LIFECYCLE = {
   standby: { job: "instance.standby", summary: "Capture memory and device state, then stop the VMM" },
   restore: { job: "instance.restore", summary: "Resume a Standby instance from its captured state" },
 } as const satisfies Record<string, { job: string; summary: string }>;
+
+/** Operations with a duration histogram of the reference server's, labelled by the instance's compression policy. */
+const TIMED_OPERATIONS: Partial<Record<keyof typeof LIFECYCLE, "standbyDuration" | "restoreDuration">> = {
+  standby: "standbyDuration",
+  restore: "restoreDuration",
+};
+
+const compressionPolicyLabels = (deps: AppDeps, instance: Instance) =>
+  compressionLabels(resolveCompression(instance.snapshot_policy?.compression, deps.defaultCompression));
 
 const lifecycleRoute = (operation: keyof typeof LIFECYCLE) =>
   createRoute({
@@ -151,9 +162,11 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
     app.openapi(lifecycleRoute(operation), async (c) => {
       const instance = await requireInstance(deps, c.req.valid("param").id);
       assertOperationAllowed(operation as InstanceOperation, instance);
-      const result = await runHostCommand(deps, instance.host_id, LIFECYCLE[operation].job, {
-        instance_id: instance.id,
-      });
+      const run = () => runHostCommand(deps, instance.host_id, LIFECYCLE[operation].job, { instance_id: instance.id });
+      const histogram = TIMED_OPERATIONS[operation];
+      const result = histogram
+        ? await timed(deps.metrics[histogram], compressionPolicyLabels(deps, instance), run)
+        : await run();
       return c.json(result.instance, 200);
     });
   }

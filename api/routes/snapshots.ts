@@ -18,6 +18,7 @@ import {
 } from "../../shared/schemas/snapshot.ts";
 import type { App, AppDeps } from "../app.ts";
 import { onlineHosts, runHostCommand } from "../commands.ts";
+import { timed } from "../metrics/metrics.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import { snapshotNameScope, withNameReservation } from "../read-model/names.ts";
 import { decodeCursor, findInstanceIncludingDeleted, findSnapshot, listSnapshots } from "../read-model/queries.ts";
@@ -211,12 +212,15 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       tags: {},
       host_id: snapshot.host_id,
     };
+    const labels = { target_state: target, compression_state: snapshot.compression_state };
     const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
-      runHostCommand(deps, snapshot.host_id, "snapshot.fork", {
-        snapshot_id: snapshot.id,
-        instance: prepared,
-        target_state: target,
-      }),
+      timed(deps.metrics.forkDuration, labels, () =>
+        runHostCommand(deps, snapshot.host_id, "snapshot.fork", {
+          snapshot_id: snapshot.id,
+          instance: prepared,
+          target_state: target,
+        }),
+      ),
     );
     return c.json(result.instance, 201);
   });
