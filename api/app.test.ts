@@ -56,12 +56,16 @@ describe("HTTP basics", () => {
     expect((await jsonOf(response)).code).toBe("not_found");
   });
 
-  it("serves a docs page without auth", async () => {
+  it("serves the docs page and its Swagger UI files without auth", async () => {
     const response = await t.request("/docs", { auth: false });
     expect(response.status).toBe(200);
     const html = await response.text();
-    expect(html).toContain("/openapi.json");
-    expect(html).toContain("/hosts/{hostId}/ping");
+    expect(html).toContain('src="/docs/swagger-ui-bundle.js"');
+    expect(html).not.toMatch(/src="https?:|href="https?:/);
+    const init = await t.request("/docs/init.js", { auth: false });
+    expect(await init.text()).toContain('url: "/openapi.json"');
+    const bundle = await t.request("/docs/swagger-ui-bundle.js", { auth: false });
+    expect([bundle.status, bundle.headers.get("content-type")]).toEqual([200, "text/javascript; charset=utf-8"]);
   });
 });
 

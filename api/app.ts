@@ -13,7 +13,7 @@ import type { ApiMetrics } from "./metrics/metrics.ts";
 import { bearerAuth } from "./middleware/auth.ts";
 import { requestIds, requestLog } from "./middleware/request-log.ts";
 import type { Projector } from "./read-model/projector.ts";
-import { registerDocsRoutes } from "./routes/docs.ts";
+import { DOCS_PUBLIC_PATHS, registerDocsRoutes } from "./routes/docs.ts";
 import { registerEventRoutes } from "./routes/events.ts";
 import type { EventFeed } from "./routes/events-feed.ts";
 import { registerHealthRoutes } from "./routes/health.ts";
@@ -50,7 +50,7 @@ export interface AppDeps {
 
 export type App = OpenAPIHono;
 
-const PUBLIC_PATHS = new Set(["/health", "/openapi.json", "/docs"]);
+const PUBLIC_PATHS = new Set(["/health", ...DOCS_PUBLIC_PATHS]);
 
 export function createApp(deps: AppDeps): App {
   const app = new OpenAPIHono({
