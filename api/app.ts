@@ -20,7 +20,9 @@ import { registerHealthRoutes } from "./routes/health.ts";
 import { registerHostRoutes } from "./routes/hosts.ts";
 import { registerInstanceRoutes } from "./routes/instances.ts";
 import { registerMetricsRoutes } from "./routes/metrics.ts";
+import { registerQueueRoutes } from "./routes/queues.ts";
 import { registerSnapshotRoutes } from "./routes/snapshots.ts";
+import { BOARD_COOKIE, BOARD_PATH, isPublicUiPath, registerUiRoutes } from "./routes/ui.ts";
 import { registerWebhookRoutes } from "./routes/webhooks.ts";
 import { registerWebhookDeliveryRoutes } from "./routes/webhooks-deliveries.ts";
 import type { WebhookEndpoints } from "./webhooks/endpoints.ts";
@@ -51,6 +53,7 @@ export interface AppDeps {
 export type App = OpenAPIHono;
 
 const PUBLIC_PATHS = new Set(["/health", ...DOCS_PUBLIC_PATHS]);
+const isPublic = (path: string) => PUBLIC_PATHS.has(path) || isPublicUiPath(path);
 
 export function createApp(deps: AppDeps): App {
   const app = new OpenAPIHono({
@@ -66,7 +69,7 @@ export function createApp(deps: AppDeps): App {
 
   app.use("*", requestIds());
   app.use("*", requestLog(deps.log, deps.metrics));
-  app.use("*", bearerAuth(deps.apiKeys, PUBLIC_PATHS));
+  app.use("*", bearerAuth(deps.apiKeys, { isPublic, cookie: { name: BOARD_COOKIE, pathPrefix: BOARD_PATH } }));
   app.use(
     "*",
     bodyLimit({
@@ -91,6 +94,8 @@ export function createApp(deps: AppDeps): App {
   registerInstanceRoutes(app, deps);
   registerSnapshotRoutes(app, deps);
   registerMetricsRoutes(app, deps);
+  registerQueueRoutes(app, deps);
+  registerUiRoutes(app, deps);
   registerDocsRoutes(app);
   return app;
 }
