@@ -47,7 +47,7 @@ export async function launchBrowser(): Promise<TestBrowser> {
     async screenshot(page, name) {
       mkdirSync(ARTIFACTS_DIR, { recursive: true });
       const file = path.join(ARTIFACTS_DIR, `${name}.png`);
-      await page.screenshot({ path: file, fullPage: false });
+      await page.screenshot({ path: file, fullPage: true });
       return file;
     },
     async close() {
