@@ -47,6 +47,9 @@ export function createBars(enabled: boolean): Bars {
         },
       };
     },
-    stop: () => multibar?.stop(),
+    stop() {
+      multibar?.stop();
+      multibar = undefined;
+    },
   };
 }
