@@ -3,6 +3,7 @@
 import type { Instance } from "@onkernel/hypeman/resources/instances/instances";
 import type { Command } from "commander";
 import { type Context, withContext } from "./context.ts";
+import { removeEach } from "./output.ts";
 
 const COLUMNS = {
   ID: (instance: Instance) => instance.id,
@@ -47,13 +48,9 @@ export function registerInstanceCommands(program: Command): void {
     .command("rm <ids...>")
     .description("stop and delete instances (by id or name); their snapshots stay")
     .action(
-      withContext(async ({ connection, output }, ids: string[]) => {
-        for (const id of ids) {
-          await connection.sdk.instances.delete(id);
-          output.note(`deleted ${id}`);
-        }
-        if (output.json) output.item({ deleted: ids }, {});
-      }),
+      withContext(({ connection, output }, ids: string[]) =>
+        removeEach(output, ids, (id) => connection.sdk.instances.delete(id)),
+      ),
     );
 
   instances

@@ -52,3 +52,12 @@ export const formatBytes = (bytes: number | null | undefined): string => {
   }
   return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 };
+
+/** Deletes each id in turn; says so per id, or prints `{"deleted": [...]}` under --json. */
+export async function removeEach(output: Output, ids: string[], remove: (id: string) => Promise<unknown>) {
+  for (const id of ids) {
+    await remove(id);
+    output.note(`deleted ${id}`);
+  }
+  if (output.json) output.item({ deleted: ids }, {});
+}

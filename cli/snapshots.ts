@@ -2,9 +2,8 @@
 import type { Snapshot as SdkSnapshot } from "@onkernel/hypeman/resources/snapshots";
 import type { Command } from "commander";
 import { type Context, withContext } from "./context.ts";
-import { formatBytes } from "./output.ts";
-import { createBars } from "./progress.ts";
-import { followCompression, followFork } from "./watch.ts";
+import { formatBytes, removeEach } from "./output.ts";
+import { followCompression, followFork, withEvents } from "./watch.ts";
 
 type Snapshot = SdkSnapshot & { host_id?: string; capture_downtime_ms?: number | null };
 
@@ -60,27 +59,19 @@ export function registerSnapshotCommands(program: Command): void {
     .option("--no-wait", "return once captured, without following compression")
     .action(
       withContext(async ({ connection, output }, instance: string, options: CreateOptions) => {
-        const stop = new AbortController();
-        const bars = createBars(!output.json);
-        try {
-          // Opened before the request, so no event of this snapshot can be missed.
-          const events = await connection.events({ types: "snapshot.*" }, stop.signal);
+        const query = { types: "snapshot.*" };
+        const snapshot = await withEvents(connection, query, !output.json, async (events, bars) => {
           const capture = bars.phase("capture", 1);
-          let snapshot = (await connection.sdk.instances.snapshots.create(instance, {
+          const created = (await connection.sdk.instances.snapshots.create(instance, {
             kind: options.kind as Snapshot["kind"],
             name: options.name,
             ...(options.compression ? { compression: parseCompression(options.compression) } : {}),
           })) as Snapshot;
-          capture.finish(`${snapshot.id}, paused ${snapshot.capture_downtime_ms ?? 0} ms`);
-          if (options.wait && wantsCompression(snapshot)) {
-            snapshot = await followCompression(events, snapshot.id, bars);
-          }
-          bars.stop();
-          output.item(snapshot, FIELDS);
-        } finally {
-          bars.stop();
-          stop.abort();
-        }
+          capture.finish(`${created.id}, paused ${created.capture_downtime_ms ?? 0} ms`);
+          if (!options.wait || !wantsCompression(created)) return created;
+          return followCompression(events, created.id, bars);
+        });
+        output.item(snapshot, FIELDS);
       }),
     );
 
@@ -89,20 +80,12 @@ export function registerSnapshotCommands(program: Command): void {
     .description("follow a snapshot's compression until it is compressed or failed")
     .action(
       withContext(async ({ connection, output }, id: string) => {
-        const stop = new AbortController();
-        const bars = createBars(!output.json);
-        try {
-          const events = await connection.events({ snapshot_id: id }, stop.signal);
-          let snapshot = (await connection.sdk.snapshots.get(id)) as Snapshot;
-          if (wantsCompression(snapshot) && ["none", "compressing"].includes(snapshot.compression_state ?? "none")) {
-            snapshot = await followCompression(events, snapshot.id, bars);
-          }
-          bars.stop();
-          output.item(snapshot, FIELDS);
-        } finally {
-          bars.stop();
-          stop.abort();
-        }
+        const snapshot = await withEvents(connection, { snapshot_id: id }, !output.json, async (events, bars) => {
+          const current = (await connection.sdk.snapshots.get(id)) as Snapshot;
+          const pending = ["none", "compressing"].includes(current.compression_state ?? "none");
+          return wantsCompression(current) && pending ? followCompression(events, id, bars) : current;
+        });
+        output.item(snapshot, FIELDS);
       }),
     );
 
@@ -113,21 +96,16 @@ export function registerSnapshotCommands(program: Command): void {
     .option("--target-state <state>", "Running, Standby or Stopped (default: Running for Standby snapshots)")
     .action(
       withContext(async ({ connection, output }, id: string, options: { name: string; targetState?: string }) => {
-        const stop = new AbortController();
-        const bars = createBars(!output.json);
-        try {
-          const events = await connection.events({ types: "instance.forked" }, stop.signal);
-          const instance = await connection.sdk.snapshots.fork(id, {
+        const query = { types: "instance.forked" };
+        const instance = await withEvents(connection, query, !output.json, async (events, bars) => {
+          const forked = await connection.sdk.snapshots.fork(id, {
             name: options.name,
             ...(options.targetState ? { target_state: options.targetState as "Running" } : {}),
           });
-          await followFork(events, instance.id, bars);
-          bars.stop();
-          output.item(instance, { ID: (i) => i.id, NAME: (i) => i.name, STATE: (i) => i.state });
-        } finally {
-          bars.stop();
-          stop.abort();
-        }
+          await followFork(events, forked.id, bars);
+          return forked;
+        });
+        output.item(instance, { ID: (i) => i.id, NAME: (i) => i.name, STATE: (i) => i.state });
       }),
     );
 
@@ -135,13 +113,9 @@ export function registerSnapshotCommands(program: Command): void {
     .command("rm <ids...>")
     .description("delete snapshots (never their source or forks)")
     .action(
-      withContext(async ({ connection, output }, ids: string[]) => {
-        for (const id of ids) {
-          await connection.sdk.snapshots.delete(id);
-          output.note(`deleted ${id}`);
-        }
-        if (output.json) output.item({ deleted: ids }, {});
-      }),
+      withContext(({ connection, output }, ids: string[]) =>
+        removeEach(output, ids, (id) => connection.sdk.snapshots.delete(id)),
+      ),
     );
 }
 

@@ -1,8 +1,8 @@
 // Follows a snapshot's compression or a fork on the event stream, driving a progress bar until it is done.
 import type { Snapshot } from "@onkernel/hypeman/resources/snapshots";
-import type { StreamedEvent } from "./connection.ts";
+import type { Connection, StreamedEvent } from "./connection.ts";
 import { formatBytes } from "./output.ts";
-import type { Bars } from "./progress.ts";
+import { type Bars, createBars } from "./progress.ts";
 
 type SnapshotEvent = StreamedEvent & { data: { snapshot?: Snapshot; bytes_done?: number; bytes_total?: number } };
 
@@ -48,3 +48,23 @@ const ratioOf = (snapshot: Snapshot) =>
   snapshot.compressed_size_bytes && snapshot.uncompressed_size_bytes
     ? `${((100 * snapshot.compressed_size_bytes) / snapshot.uncompressed_size_bytes).toFixed(1)}% of ${formatBytes(snapshot.uncompressed_size_bytes)}`
     : "";
+
+/**
+ * Opens the event stream first (so no event of what `work` starts can be missed), runs `work` with progress bars,
+ * then stops the bars and closes the stream before the caller prints the result.
+ */
+export async function withEvents<T>(
+  connection: Connection,
+  query: Record<string, string>,
+  showBars: boolean,
+  work: (events: AsyncIterable<StreamedEvent>, bars: Bars) => Promise<T>,
+): Promise<T> {
+  const stop = new AbortController();
+  const bars = createBars(showBars);
+  try {
+    return await work(await connection.events(query, stop.signal), bars);
+  } finally {
+    bars.stop();
+    stop.abort();
+  }
+}
