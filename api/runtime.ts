@@ -11,6 +11,8 @@ import { type App, type AppDeps, createApp } from "./app.ts";
 import { migrateToLatest, openDatabase } from "./db/database.ts";
 import { ApiMetrics } from "./metrics/metrics.ts";
 import { startMetricsObserver } from "./metrics/observe.ts";
+import { startIdempotencyPruner } from "./middleware/idempotency/store.ts";
+import { startReadModelMaintenance } from "./read-model/maintenance.ts";
 import { Projector } from "./read-model/projector.ts";
 import { EventFeed } from "./routes/events-feed.ts";
 import { WebhookEndpoints } from "./webhooks/endpoints.ts";
@@ -60,6 +62,9 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
   projectorRedis.on("error", (error) => log.warn({ err: error.message }, "projector redis connection error"));
   const projector = new Projector({ db, redis: projectorRedis, prefix: config.REDIS_PREFIX, log });
   if (options.projector) projector.start();
+  const maintenance = options.projector
+    ? startReadModelMaintenance({ db, redis, prefix: config.REDIS_PREFIX, jobs, log }, projector.ready)
+    : undefined;
 
   const secretKey = loadSecretKey(config.WEBHOOK_SECRET_KEY, config.DATA_DIR);
   const webhookEndpoints = new WebhookEndpoints({
@@ -121,7 +126,9 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     webhookEndpoints,
     eventFeed,
     metrics,
+    idempotencyTtlMs: config.IDEMPOTENCY_KEY_TTL_MS,
   };
+  const idempotencyPruner = startIdempotencyPruner(db, log);
   return {
     app: createApp(deps),
     deps,
@@ -129,6 +136,8 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     webhooks,
     closeEventStreams: () => eventFeed.close(),
     async stop() {
+      idempotencyPruner.stop();
+      maintenance?.stop();
       await eventFeed.close();
       await webhooks?.stop();
       await jobs.close();

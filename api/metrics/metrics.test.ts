@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import { EventStream } from "../../shared/events/stream.ts";
 import { announceHost } from "../../shared/hosts.ts";
+import { newId } from "../../shared/ids.ts";
 import { reportOutcome } from "../../shared/webhooks/mirror.ts";
 import { createTestApp, type TestApp } from "../../test/helpers/app.ts";
 import { waitFor } from "../../test/helpers/fixtures.ts";
@@ -57,18 +58,28 @@ describe("GET /metrics", () => {
     const compression = { enabled: true, algorithm: "zstd" as const, level: 3 };
     const snapshot = sampleSnapshot(source, { capture_downtime_ms: 80, compression });
     const subject = subjectOf.snapshot(snapshot.id);
-    await events.append("snapshot.created", subject, { snapshot });
-    await events.append("snapshot.compression.started", subject, {
-      snapshot: { ...snapshot, compression_state: "compressing" },
-    });
-    await events.append("snapshot.compression.completed", subject, {
-      snapshot: {
-        ...snapshot,
-        compression_state: "compressed",
-        compressed_size_bytes: 25_000_000,
-        uncompressed_size_bytes: 100_000_000,
+    await events.append("snapshot.created", subject, { snapshot }, { version: 1 });
+    await events.append(
+      "snapshot.compression.started",
+      subject,
+      {
+        snapshot: { ...snapshot, compression_state: "compressing" },
       },
-    });
+      { version: 2 },
+    );
+    await events.append(
+      "snapshot.compression.completed",
+      subject,
+      {
+        snapshot: {
+          ...snapshot,
+          compression_state: "compressed",
+          compressed_size_bytes: 25_000_000,
+          uncompressed_size_bytes: 100_000_000,
+        },
+      },
+      { version: 3 },
+    );
     const labels = { algorithm: "zstd", level: "3" };
     const text = await waitFor(
       async () => {
@@ -115,13 +126,7 @@ describe("GET /metrics", () => {
   });
 
   it("reports queue depths, the oldest waiting job and how far consumers are behind", async () => {
-    await t.jobs.enqueue(
-      "snapshot.compress",
-      { snapshot_id: "s1", compression: { enabled: true, algorithm: "zstd", level: 1 } } as never,
-      {
-        hostId: "h1",
-      },
-    );
+    await t.jobs.enqueue("snapshot.compress", { snapshot_id: newId() }, { hostId: "h1" });
     const text = await scrape();
     expect(sampleValue(text, "snapfleet_queue_jobs", { queue: "compression-h1", state: "waiting" })).toBe(1);
     expect(sampleValue(text, "snapfleet_queue_jobs", { queue: "host-h1", state: "waiting" })).toBe(0);

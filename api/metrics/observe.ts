@@ -4,7 +4,7 @@
 // Prometheus expects.
 import type { Redis } from "ioredis";
 import type { TypedEvent } from "../../shared/events/catalog.ts";
-import { decodeFields, eventStreamKey } from "../../shared/events/stream.ts";
+import { decodeEvent, eventStreamKey } from "../../shared/events/stream.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { type DeliveryOutcome, decodeOutcome, outcomeStreamKey } from "../../shared/webhooks/mirror.ts";
 import { type StreamConsumer, type StreamEntries, startStreamConsumer } from "../stream-consumer.ts";
@@ -83,7 +83,10 @@ export function startMetricsObserver(options: MetricsObserverOptions): { stop():
     {
       redis: options.eventsRedis,
       key: eventStreamKey(options.prefix),
-      handle: (fields: string[]) => events.observe(decodeFields(fields)),
+      handle: (fields: string[]) => {
+        const event = decodeEvent(fields); // host announcements carry no event
+        if (event) events.observe(event);
+      },
     },
     {
       redis: options.outcomesRedis,

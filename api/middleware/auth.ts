@@ -5,6 +5,13 @@ import type { MiddlewareHandler } from "hono";
 import { getCookie } from "hono/cookie";
 import { ApiError } from "../../shared/errors.ts";
 
+declare module "hono" {
+  interface ContextVariableMap {
+    /** SHA-256 (hex) of the accepted bearer token: scopes per-key state such as Idempotency-Key records. */
+    apiKeyHash: string;
+  }
+}
+
 const digest = (value: string) => createHash("sha256").update(value).digest();
 
 export interface AuthOptions {
@@ -29,6 +36,7 @@ export function bearerAuth(apiKeys: readonly string[], options: AuthOptions): Mi
     let accepted = false;
     for (const key of keyDigests) accepted = timingSafeEqual(presented, key) || accepted;
     if (!accepted) throw new ApiError("unauthorized", "invalid api key");
+    c.set("apiKeyHash", presented.toString("hex"));
     return next();
   };
 }

@@ -40,7 +40,7 @@ export const createSnapshotRoute = createRoute({
     params: INSTANCE_PATH,
     body: { content: { "application/json": { schema: CREATE_SNAPSHOT_BODY } }, required: true },
   },
-  responses: { 201: jsonResponse(SNAPSHOT_SCHEMA, "The snapshot"), ...errorResponses(400, 404, 409, 504) },
+  responses: { 201: jsonResponse(SNAPSHOT_SCHEMA, "The snapshot"), ...errorResponses(400, 404, 409, 504, 507) },
 });
 
 export const listSnapshotsRoute = createRoute({
@@ -157,7 +157,13 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       conflictMessage: `instance ${instance.name} already has a snapshot named ${body.name}`,
     };
     const result = await withNameReservation(deps.db, reservation, () =>
-      runHostCommand(deps, instance.host_id, "snapshot.capture", { instance_id: instance.id, snapshot: prepared }),
+      runHostCommand(
+        deps,
+        instance.host_id,
+        "snapshot.capture",
+        { instance_id: instance.id, snapshot: prepared },
+        `GET /snapshots/${id}`,
+      ),
     );
     return c.json(result.snapshot, 201);
   });
@@ -185,7 +191,13 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
 
   app.openapi(deleteSnapshotRoute, async (c) => {
     const snapshot = await requireSnapshot(deps, c.req.valid("param").snapshotId);
-    await runHostCommand(deps, snapshot.host_id, "snapshot.delete", { snapshot_id: snapshot.id });
+    await runHostCommand(
+      deps,
+      snapshot.host_id,
+      "snapshot.delete",
+      { snapshot_id: snapshot.id },
+      `GET /snapshots/${snapshot.id}`,
+    );
     return c.body(null, 204);
   });
 
@@ -215,11 +227,13 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
     const labels = { target_state: target, compression_state: snapshot.compression_state };
     const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
       timed(deps.metrics.forkDuration, labels, () =>
-        runHostCommand(deps, snapshot.host_id, "snapshot.fork", {
-          snapshot_id: snapshot.id,
-          instance: prepared,
-          target_state: target,
-        }),
+        runHostCommand(
+          deps,
+          snapshot.host_id,
+          "snapshot.fork",
+          { snapshot_id: snapshot.id, instance: prepared, target_state: target },
+          `GET /instances/${id}`,
+        ),
       ),
     );
     return c.json(result.instance, 201);
@@ -242,11 +256,13 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       throw new ApiError("invalid_state", `instance ${instance.name} is Running: stop it or put it in standby first`);
     }
     assertOperationAllowed("restoreSnapshot", instance);
-    const result = await runHostCommand(deps, instance.host_id, "snapshot.restore", {
-      snapshot_id: snapshot.id,
-      instance_id: instance.id,
-      target_state: target,
-    });
+    const result = await runHostCommand(
+      deps,
+      instance.host_id,
+      "snapshot.restore",
+      { snapshot_id: snapshot.id, instance_id: instance.id, target_state: target },
+      `GET /instances/${instance.id}`,
+    );
     return c.json(result.instance, 200);
   });
 }
@@ -270,12 +286,16 @@ function targetStateFor(snapshot: Snapshot, requested: TargetState | undefined):
   return requested;
 }
 
-/** No memory state crosses hypervisors: only Stopped snapshots may name another one, and the host must run it. */
+/**
+ * No memory state crosses hypervisors: only Stopped snapshots take target_hypervisor (a Standby one refuses it even
+ * when it names its own, as the reference server does), and the host must run the one named.
+ */
 async function targetHypervisorFor(deps: AppDeps, snapshot: Snapshot, requested: string | undefined) {
-  if (requested === undefined || requested === snapshot.source_hypervisor) return snapshot.source_hypervisor;
+  if (requested === undefined) return snapshot.source_hypervisor;
   if (snapshot.kind !== "Stopped") {
     throw new ApiError("invalid_request", "target_hypervisor is only allowed for Stopped snapshots");
   }
+  if (requested === snapshot.source_hypervisor) return snapshot.source_hypervisor;
   const host = (await onlineHosts(deps)).find((candidate) => candidate.id === snapshot.host_id);
   if (host && !host.hypervisors.includes(requested)) {
     throw new ApiError(
