@@ -11,6 +11,8 @@ import { type App, type AppDeps, createApp } from "./app.ts";
 import { databaseTarget, describeTarget, migrateToLatest, openDatabase } from "./db/database.ts";
 import { startEventLoopMonitor } from "./event-loop.ts";
 import { startMaintenance } from "./maintenance.ts";
+import { ApiMetrics } from "./metrics/metrics.ts";
+import { startMetricsObserver } from "./metrics/observe.ts";
 import { startIdempotencyPruner } from "./middleware/idempotency/store.ts";
 import { startReadModelMaintenance } from "./read-model/maintenance.ts";
 import { Projector } from "./read-model/projector.ts";
@@ -90,6 +92,22 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     heartbeatMs: config.EVENTS_HEARTBEAT_MS,
     log,
   });
+  const metrics = new ApiMetrics();
+  // The metrics readers block on their streams, so each has its own connection.
+  const metricsRedis = [1, 2].map(() => {
+    const connection = connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
+    connection.on("error", () => {}); // the observer retries; the projector already logs an unreachable Redis
+    return connection;
+  });
+  const metricsObserver = options.projector
+    ? startMetricsObserver({
+        eventsRedis: metricsRedis[0]!,
+        outcomesRedis: metricsRedis[1]!,
+        prefix: config.REDIS_PREFIX,
+        metrics,
+        log,
+      })
+    : undefined;
   const webhooks = options.webhookPipeline
     ? startWebhookPipeline({
         redisUrl,
@@ -133,6 +151,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     redisCommandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
     webhookEndpoints,
     eventFeed,
+    metrics,
     idempotencyTtlMs: config.IDEMPOTENCY_KEY_TTL_MS,
   };
   const idempotencyPruner = startIdempotencyPruner(db, log);
@@ -158,7 +177,9 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
       if (scheduleRedis) await closeRedis(scheduleRedis);
       await jobs.close();
       await projector.stop();
+      await metricsObserver?.stop();
       await closeRedis(projectorRedis);
+      for (const connection of metricsRedis) await closeRedis(connection);
       await closeRedis(redis);
       await db.destroy();
       eventLoop.stop();

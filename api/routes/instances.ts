@@ -17,6 +17,7 @@ import {
 } from "../../shared/schemas/instance.ts";
 import type { App, AppDeps } from "../app.ts";
 import { assertHostOnline, onlineHosts, runHostCommand } from "../commands.ts";
+import { compressionLabels, timed } from "../metrics/metrics.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import { instanceNameScope, withNameReservation } from "../read-model/names.ts";
 import { findInstance, instanceCountsByHost, listInstances } from "../read-model/queries.ts";
@@ -76,6 +77,14 @@ const LIFECYCLE = {
   start: { job: "instance.start", summary: "Boot a Stopped instance from its disk" },
   restore: { job: "instance.restore", summary: "Resume a Standby instance from its captured state" },
 } as const satisfies Record<string, { job: string; summary: string }>;
+
+/** Operations with a duration histogram of the reference server's, labelled by the instance's compression policy. */
+const TIMED_OPERATIONS: Partial<Record<keyof typeof LIFECYCLE, "standbyDuration" | "restoreDuration">> = {
+  restore: "restoreDuration",
+};
+
+const compressionPolicyLabels = (deps: AppDeps, instance: Instance) =>
+  compressionLabels(resolveCompression(instance.snapshot_policy?.compression, deps.defaultCompression));
 
 const lifecycleRoute = (operation: keyof typeof LIFECYCLE) =>
   createRoute({
@@ -185,13 +194,18 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
     app.openapi(lifecycleRoute(operation), async (c) => {
       const instance = await requireInstance(deps, c.req.valid("param").id);
       assertOperationAllowed(operation as InstanceOperation, instance);
-      const result = await runHostCommand(
-        deps,
-        instance.host_id,
-        LIFECYCLE[operation].job,
-        { instance_id: instance.id },
-        `GET /instances/${instance.id}`,
-      );
+      const run = () =>
+        runHostCommand(
+          deps,
+          instance.host_id,
+          LIFECYCLE[operation].job,
+          { instance_id: instance.id },
+          `GET /instances/${instance.id}`,
+        );
+      const histogram = TIMED_OPERATIONS[operation];
+      const result = histogram
+        ? await timed(deps.metrics[histogram], compressionPolicyLabels(deps, instance), run)
+        : await run();
       return c.json(result.instance, 200);
     });
   }
@@ -199,10 +213,10 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
   app.openapi(standbyInstanceRoute, async (c) => {
     const instance = await requireInstance(deps, c.req.valid("param").id);
     assertOperationAllowed("standby", instance);
-    const result = await runHostCommand(deps, instance.host_id, "instance.standby", {
-      instance_id: instance.id,
-      ...standbyCompression(deps, instance, c.req.valid("json")),
-    });
+    const payload = { instance_id: instance.id, ...standbyCompression(deps, instance, c.req.valid("json")) };
+    const result = await timed(deps.metrics.standbyDuration, compressionPolicyLabels(deps, instance), () =>
+      runHostCommand(deps, instance.host_id, "instance.standby", payload, `GET /instances/${instance.id}`),
+    );
     return c.json(result.instance, 200);
   });
 

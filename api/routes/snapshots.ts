@@ -20,6 +20,7 @@ import {
 } from "../../shared/schemas/snapshot.ts";
 import type { App, AppDeps } from "../app.ts";
 import { knownHosts, onlineHosts, runHostCommand } from "../commands.ts";
+import { timed } from "../metrics/metrics.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import { snapshotNameScope, withNameReservation } from "../read-model/names.ts";
 import { decodeCursor, findInstanceIncludingDeleted, findSnapshot, listSnapshots } from "../read-model/queries.ts";
@@ -160,13 +161,16 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
     if (!source) throw new ApiError("internal_error", `source instance of snapshot ${snapshot.id} is unknown`);
     const id = newId();
     const prepared = prepareFork(source, { id, name: body.name, hypervisor, host_id: snapshot.host_id });
+    const labels = { target_state: target, compression_state: snapshot.compression_state };
     const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
-      runHostCommand(
-        deps,
-        snapshot.host_id,
-        "snapshot.fork",
-        { snapshot_id: snapshot.id, instance: prepared, target_state: target },
-        `GET /instances/${id}`,
+      timed(deps.metrics.forkDuration, labels, () =>
+        runHostCommand(
+          deps,
+          snapshot.host_id,
+          "snapshot.fork",
+          { snapshot_id: snapshot.id, instance: prepared, target_state: target },
+          `GET /instances/${id}`,
+        ),
       ),
     );
     return c.json(result.instance, 201);
