@@ -1,6 +1,7 @@
 // The one place that reads process.env: every variable the service knows, validated once at boot.
 import path from "node:path";
 import { z } from "zod";
+import { HOST_ID_PATTERN } from "./host-id.ts";
 import { DEFAULT_RETRY_SCHEDULE, parseDurationList } from "./webhooks/retry-schedule.ts";
 
 const booleanFromEnv = z.enum(["true", "false", "1", "0"]).transform((value) => value === "true" || value === "1");
@@ -34,10 +35,7 @@ export const ENV_SCHEMA = z.object({
     .refine((keys) => keys.every((key) => key.length >= 16), "each key must be at least 16 characters"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   BODY_LIMIT_BYTES: positiveInt.default(1024 * 1024),
-  HOST_ID: z
-    .string()
-    .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "lowercase letters, digits and dashes, at most 63")
-    .optional(),
+  HOST_ID: z.string().regex(HOST_ID_PATTERN, "lowercase letters, digits and dashes, at most 63").optional(),
   QEMU_ACCEL: z.enum(["auto", "kvm", "tcg"]).default("auto"),
   JOB_RESULT_TIMEOUT_MS: positiveInt.default(60_000),
   REDIS_COMMAND_TIMEOUT_MS: positiveInt.default(1_000),

@@ -1,4 +1,6 @@
-// The directory of worker hosts in Redis: each capture worker announces itself and heartbeats.
+// The directory of worker hosts in Redis: each capture worker announces itself and heartbeats over a connection
+// named after the host. A host is online while its heartbeat is fresh and that connection is open: Redis drops it
+// the moment the process dies, so a killed host is seen offline at once rather than after the heartbeat lapses.
 import type { Redis } from "ioredis";
 import { z } from "./zod.ts";
 
@@ -16,6 +18,12 @@ export const HOST_RECORD_SCHEMA = z.object({
 
 export type HostRecord = z.infer<typeof HOST_RECORD_SCHEMA>;
 
+export interface HostStatus extends HostRecord {
+  online: boolean;
+  /** Why an offline host is offline; null while online. */
+  offline_reason: string | null;
+}
+
 const hostsKey = (prefix: string) => `${prefix}:hosts`;
 
 export async function announceHost(redis: Redis, prefix: string, host: HostRecord): Promise<void> {
@@ -26,14 +34,35 @@ export async function withdrawHost(redis: Redis, prefix: string, hostId: string)
   await redis.hdel(hostsKey(prefix), hostId);
 }
 
-export async function listHosts(redis: Redis, prefix: string): Promise<Array<HostRecord & { online: boolean }>> {
-  const entries = await redis.hgetall(hostsKey(prefix));
+export async function listHosts(redis: Redis, prefix: string): Promise<HostStatus[]> {
+  const [entries, clients] = await Promise.all([
+    redis.hgetall(hostsKey(prefix)),
+    redis.client("LIST") as Promise<string>,
+  ]);
+  const connected = connectionNames(clients);
   const now = Date.now();
   return Object.values(entries)
     .flatMap((text) => {
       const parsed = HOST_RECORD_SCHEMA.safeParse(JSON.parse(text));
       return parsed.success ? [parsed.data] : [];
     })
-    .map((host) => ({ ...host, online: now - Date.parse(host.last_seen_at) < HOST_OFFLINE_AFTER_MS }))
+    .map((host) => {
+      const offline_reason =
+        now - Date.parse(host.last_seen_at) >= HOST_OFFLINE_AFTER_MS
+          ? `no heartbeat since ${host.last_seen_at}`
+          : connected.has(hostPresenceConnectionName(prefix, host.id))
+            ? null
+            : "its capture worker is not connected";
+      return { ...host, online: offline_reason === null, offline_reason };
+    })
     .sort((left, right) => left.id.localeCompare(right.id));
+}
+
+/** The client name of the connection a capture worker holds open while it runs. */
+export function hostPresenceConnectionName(prefix: string, hostId: string): string {
+  return `${prefix}:host-presence:${hostId}`;
+}
+
+function connectionNames(clientList: string): Set<string> {
+  return new Set(clientList.split("\n").flatMap((line) => /(?:^| )name=(\S+)/.exec(line)?.[1] ?? []));
 }

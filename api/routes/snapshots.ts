@@ -17,8 +17,10 @@ import {
   type TargetState,
 } from "../../shared/schemas/snapshot.ts";
 import type { App, AppDeps } from "../app.ts";
-import { onlineHosts, runHostCommand } from "../commands.ts";
+import { knownHosts, onlineHosts, runHostCommand } from "../commands.ts";
+import { presentInstance, presentSnapshot, presentSnapshots } from "../host-status.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
+import { requireUsableHost } from "../placement.ts";
 import { snapshotNameScope, withNameReservation } from "../read-model/names.ts";
 import { decodeCursor, findInstanceIncludingDeleted, findSnapshot, listSnapshots } from "../read-model/queries.ts";
 import { instanceNameReservation, requireInstance } from "./instances.ts";
@@ -158,7 +160,7 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
     const result = await withNameReservation(deps.db, reservation, () =>
       runHostCommand(deps, instance.host_id, "snapshot.capture", { instance_id: instance.id, snapshot: prepared }),
     );
-    return c.json(result.snapshot, 201);
+    return c.json(await presentSnapshot(deps, result.snapshot), 201);
   });
 
   app.openapi(listSnapshotsRoute, async (c) => {
@@ -177,10 +179,12 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       { limit: query.limit, after },
     );
     if (page.nextCursor) c.header(NEXT_CURSOR_HEADER, page.nextCursor);
-    return c.json(page.snapshots, 200);
+    return c.json(await presentSnapshots(deps, page.snapshots), 200);
   });
 
-  app.openapi(getSnapshotRoute, async (c) => c.json(await requireSnapshot(deps, c.req.valid("param").snapshotId), 200));
+  app.openapi(getSnapshotRoute, async (c) =>
+    c.json(await presentSnapshot(deps, await requireSnapshot(deps, c.req.valid("param").snapshotId)), 200),
+  );
 
   app.openapi(deleteSnapshotRoute, async (c) => {
     const snapshot = await requireSnapshot(deps, c.req.valid("param").snapshotId);
@@ -193,6 +197,7 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
     const snapshot = await requireSnapshot(deps, c.req.valid("param").snapshotId);
     const target = targetStateFor(snapshot, body.target_state);
     const hypervisor = await targetHypervisorFor(deps, snapshot, body.target_hypervisor);
+    const hostId = await forkHostFor(deps, snapshot, body.host_id, hypervisor);
     const source = await findInstanceIncludingDeleted(deps.db, snapshot.source_instance_id);
     if (!source) throw new ApiError("internal_error", `source instance of snapshot ${snapshot.id} is unknown`);
     const id = newId();
@@ -209,16 +214,16 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       expires_at: null,
       has_snapshot: false,
       tags: {},
-      host_id: snapshot.host_id,
+      host_id: hostId,
     };
     const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
-      runHostCommand(deps, snapshot.host_id, "snapshot.fork", {
+      runHostCommand(deps, hostId, "snapshot.fork", {
         snapshot_id: snapshot.id,
         instance: prepared,
         target_state: target,
       }),
     );
-    return c.json(result.instance, 201);
+    return c.json(await presentInstance(deps, result.instance), 201);
   });
 
   app.openapi(restoreSnapshotRoute, async (c) => {
@@ -243,7 +248,7 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       instance_id: instance.id,
       target_state: target,
     });
-    return c.json(result.instance, 200);
+    return c.json(await presentInstance(deps, result.instance), 200);
   });
 }
 
@@ -280,4 +285,14 @@ async function targetHypervisorFor(deps: AppDeps, snapshot: Snapshot, requested:
     );
   }
   return requested as Snapshot["source_hypervisor"];
+}
+
+/** The host a fork runs on: the snapshot's own unless `host_id` names another (which must be online). */
+async function forkHostFor(deps: AppDeps, snapshot: Snapshot, requested: string | undefined, hypervisor: string) {
+  if (requested === undefined || requested === snapshot.host_id) return snapshot.host_id;
+  requireUsableHost(await knownHosts(deps), requested, hypervisor);
+  throw new ApiError(
+    "not_supported",
+    `snapshot ${snapshot.id} is stored on host ${snapshot.host_id}: fork it there, or export it and import it on ${requested}`,
+  );
 }

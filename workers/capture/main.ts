@@ -1,6 +1,5 @@
 // The capture worker: owns this host's VMs and takes jobs from this host's queue.
 import { EventStream } from "../../shared/events/stream.ts";
-import { announceHost, HOST_HEARTBEAT_INTERVAL_MS, type HostRecord } from "../../shared/hosts.ts";
 import { availableHypervisors, getHypervisor } from "../../shared/hypervisor/registry.ts";
 import type { HypervisorDriver } from "../../shared/hypervisor/types.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
@@ -13,6 +12,7 @@ import { SnapshotStore } from "../../shared/snapshots/store.ts";
 import { effectiveAccel } from "./accel.ts";
 import { createHostHandlers } from "./handlers.ts";
 import { InstanceManager } from "./instances.ts";
+import { startHostPresence } from "./presence.ts";
 import { SnapshotManager } from "./snapshots.ts";
 
 const RECONCILE_INTERVAL_MS = 2_000;
@@ -63,21 +63,13 @@ const reconcileTimer = setInterval(() => {
     });
 }, RECONCILE_INTERVAL_MS);
 
-const host: HostRecord = {
-  id: hostId,
-  hypervisors: [...drivers.keys()],
-  started_at: new Date().toISOString(),
-  last_seen_at: new Date().toISOString(),
-  pid: process.pid,
-};
-const heartbeat = async () => {
-  host.last_seen_at = new Date().toISOString();
-  await announceHost(redis, config.REDIS_PREFIX, host).catch((error: Error) =>
-    log.warn({ err: error.message }, "heartbeat failed"),
-  );
-};
-await heartbeat();
-const heartbeatTimer = setInterval(heartbeat, HOST_HEARTBEAT_INTERVAL_MS);
+const presence = await startHostPresence({
+  redisUrl: config.REDIS_URL,
+  prefix: config.REDIS_PREFIX,
+  commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+  host: { id: hostId, hypervisors: [...drivers.keys()], started_at: new Date().toISOString(), pid: process.pid },
+  log,
+});
 
 const worker = startJobWorker({
   queue: queueName("host", hostId),
@@ -96,8 +88,8 @@ log.info(
 onShutdownSignal(log, config.SHUTDOWN_TIMEOUT_MS, stopProcess, config.SUPERVISOR_PID);
 
 async function stopProcess(): Promise<void> {
-  clearInterval(heartbeatTimer);
   clearInterval(reconcileTimer);
+  await presence.stop();
   await worker.close(Math.max(1_000, config.SHUTDOWN_TIMEOUT_MS - 2_000));
   await jobs.close();
   await closeRedis(redis);
