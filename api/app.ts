@@ -17,6 +17,7 @@ import type { EventFeed } from "./routes/events-feed.ts";
 import { registerHealthRoutes } from "./routes/health.ts";
 import { registerHostRoutes } from "./routes/hosts.ts";
 import { registerInstanceRoutes } from "./routes/instances.ts";
+import { IMPORT_SNAPSHOT_PATH, registerSnapshotTransferRoutes } from "./routes/snapshot-transfer.ts";
 import { registerSnapshotRoutes } from "./routes/snapshots.ts";
 import { registerWebhookRoutes } from "./routes/webhooks.ts";
 import { registerWebhookDeliveryRoutes } from "./routes/webhooks-deliveries.ts";
@@ -41,11 +42,15 @@ export interface AppDeps {
   webhookEndpoints: WebhookEndpoints;
   /** Wakes live event streams (GET /events); closing it ends them at shutdown. */
   eventFeed: EventFeed;
+  /** Signs calls to hosts' payload servers (FLEET_SECRET or the one shared through Redis). */
+  fleetSecret: () => Promise<string>;
 }
 
 export type App = OpenAPIHono;
 
 const PUBLIC_PATHS = new Set(["/health", "/openapi.json", "/docs"]);
+/** Bodies of any size, streamed on to a host rather than buffered. */
+const UNLIMITED_BODY_PATHS = new Set([IMPORT_SNAPSHOT_PATH]);
 
 export function createApp(deps: AppDeps): App {
   const app = new OpenAPIHono({
@@ -60,15 +65,13 @@ export function createApp(deps: AppDeps): App {
   );
 
   app.use("*", bearerAuth(deps.apiKeys, PUBLIC_PATHS));
-  app.use(
-    "*",
-    bodyLimit({
-      maxSize: deps.bodyLimitBytes,
-      onError: () => {
-        throw new ApiError("invalid_request", `request body exceeds ${deps.bodyLimitBytes} bytes`, { status: 413 });
-      },
-    }),
-  );
+  const limitBody = bodyLimit({
+    maxSize: deps.bodyLimitBytes,
+    onError: () => {
+      throw new ApiError("invalid_request", `request body exceeds ${deps.bodyLimitBytes} bytes`, { status: 413 });
+    },
+  });
+  app.use("*", (c, next) => (UNLIMITED_BODY_PATHS.has(c.req.path) ? next() : limitBody(c, next)));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
     type: "http",
@@ -82,6 +85,7 @@ export function createApp(deps: AppDeps): App {
   registerWebhookDeliveryRoutes(app, deps);
   registerEventRoutes(app, deps);
   registerInstanceRoutes(app, deps);
+  registerSnapshotTransferRoutes(app, deps);
   registerSnapshotRoutes(app, deps);
   registerDocsRoutes(app);
   return app;

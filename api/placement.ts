@@ -2,17 +2,17 @@
 import { ApiError } from "../shared/errors.ts";
 import type { HostStatus } from "../shared/hosts.ts";
 
-/** `load` counts live instances per host id (absent = none). Ties go to the lowest host id. */
+/** `load` counts live instances per host id (absent = none); no hypervisor: any. Ties go to the lowest host id. */
 export function chooseHost(
   hosts: readonly HostStatus[],
   load: ReadonlyMap<string, number>,
-  hypervisor: string,
+  hypervisor: string | undefined,
   requested?: string,
 ): string {
   if (requested !== undefined) return requireUsableHost(hosts, requested, hypervisor).id;
   const online = hosts.filter((host) => host.online);
   if (online.length === 0) throw new ApiError("unavailable", "no worker host is online");
-  const capable = online.filter((host) => host.hypervisors.includes(hypervisor));
+  const capable = online.filter((host) => hypervisor === undefined || host.hypervisors.includes(hypervisor));
   if (capable.length === 0) {
     const available = [...new Set(online.flatMap((host) => host.hypervisors))].sort();
     throw new ApiError(

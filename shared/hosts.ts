@@ -14,6 +14,8 @@ export const HOST_RECORD_SCHEMA = z.object({
   started_at: z.iso.datetime(),
   last_seen_at: z.iso.datetime(),
   pid: z.number().int(),
+  /** Where this host's payload server answers (workers/capture/payload-server.ts). */
+  payload_url: z.string().optional(),
 });
 
 export type HostRecord = z.infer<typeof HOST_RECORD_SCHEMA>;

@@ -1,6 +1,7 @@
 // No Docker engine runs here: check docker-compose.yml's shape, then run every service it declares as a real
 // process with its command and environment exactly as declared (volume paths mapped to temp dirs, the Redis host to
-// a private redis-server, the published port to a free one) and drive a snapshot and fork on each of its two hosts.
+// a private redis-server, service host names to this machine, the published port to a free one) and drive a snapshot
+// and fork on each of its two hosts, and move a snapshot from one host to the other by export and import.
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -126,6 +127,7 @@ describe("docker-compose.yml, run as declared", () => {
     return Object.fromEntries(
       Object.entries(service.environment ?? {}).map(([name, value]) => {
         if (value === COMPOSE_REDIS_URL) return [name, redis.url];
+        if (compose.services[value]) return [name, "127.0.0.1"]; // a service name: everything runs on this machine
         if (mounts[value]) return [name, mounts[value]];
         if (ports.has(value)) return [name, ports.get(value)!];
         return [name, value];
@@ -145,7 +147,7 @@ describe("docker-compose.yml, run as declared", () => {
     }
     await waitForLog(processes.find((process) => process.name === "api")!, '"listening"');
     apiKey = readFileSync(path.join(volumes.get(dataVolumeOf(compose.services.api!)!)!.dir, "api-key"), "utf8").trim();
-  }, 60_000);
+  }, 120_000);
 
   afterAll(async () => {
     await Promise.all(processes.map((process) => process.stop("SIGTERM")));
@@ -172,6 +174,7 @@ describe("docker-compose.yml, run as declared", () => {
 
     // Placement spreads two new guests over the two empty hosts.
     const sources = [];
+    const snapshots = [];
     for (const name of ["compose-a", "compose-b"]) {
       const response = await api("/instances", { name, size: "256MB" });
       expect(response.status, await response.clone().text()).toBe(201);
@@ -202,6 +205,21 @@ describe("docker-compose.yml, run as declared", () => {
       const fork = await jsonOf(forked);
       expect(fork).toMatchObject({ state: "Running", host_id: source.host_id });
       expect(await waitForTick(api, fork.name, atSnapshot + 1)).toBeGreaterThan(atSnapshot);
+      snapshots.push(snapshot);
     }
+
+    // Across hosts: the first host's snapshot, exported through the API and imported on the second host.
+    const archive = Buffer.from(await (await api(`/snapshots/${snapshots[0].id}/export`)).arrayBuffer());
+    const imported = await fetch(`${baseUrl}/snapshots/import?host_id=${sources[1].host_id}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/x-tar" },
+      body: archive,
+    });
+    expect(imported.status, await imported.clone().text()).toBe(201);
+    const moved = await jsonOf(imported);
+    expect(moved.host_id).toBe(sources[1].host_id);
+    const forked = await api(`/snapshots/${moved.id}/fork`, { name: "compose-moved" });
+    expect(forked.status, await forked.clone().text()).toBe(201);
+    expect((await jsonOf(forked)).host_id).toBe(sources[1].host_id);
   }, 240_000);
 });

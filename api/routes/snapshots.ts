@@ -16,8 +16,9 @@ import {
   TARGET_STATES_BY_KIND,
   type TargetState,
 } from "../../shared/schemas/snapshot.ts";
+import { replicaSetKey } from "../../shared/snapshots/replicas.ts";
 import type { App, AppDeps } from "../app.ts";
-import { knownHosts, onlineHosts, runHostCommand } from "../commands.ts";
+import { assertHostOnline, knownHosts, onlineHosts, runHostCommand } from "../commands.ts";
 import { presentInstance, presentSnapshot, presentSnapshots } from "../host-status.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import { requireUsableHost } from "../placement.ts";
@@ -83,7 +84,9 @@ export const deleteSnapshotRoute = createRoute({
   method: "delete",
   path: "/snapshots/{snapshotId}",
   summary: "Delete a snapshot",
-  description: "Cancels compression in flight, removes payload and record. Never touches the source or forks.",
+  description:
+    "Cancels compression in flight, removes payload, record and every replica on other hosts. Never touches the " +
+    "source or forks.",
   tags: ["Snapshots"],
   security: BEARER_SECURITY,
   request: { params: SNAPSHOT_PATH },
@@ -94,7 +97,10 @@ export const forkSnapshotRoute = createRoute({
   method: "post",
   path: "/snapshots/{snapshotId}/fork",
   summary: "Fork a new instance from a snapshot",
-  description: "The fork maps the stored memory copy-on-write: no guest RAM is copied, and the snapshot is unchanged.",
+  description:
+    "The fork maps the stored memory copy-on-write: no guest RAM is copied, and the snapshot is unchanged. With " +
+    "`host_id` naming another host, that host first pulls a copy of the payload from the owning host (kept for " +
+    "later forks there; deleting the snapshot deletes every copy).",
   tags: ["Snapshots"],
   security: BEARER_SECURITY,
   request: {
@@ -189,6 +195,7 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
   app.openapi(deleteSnapshotRoute, async (c) => {
     const snapshot = await requireSnapshot(deps, c.req.valid("param").snapshotId);
     await runHostCommand(deps, snapshot.host_id, "snapshot.delete", { snapshot_id: snapshot.id });
+    await dropReplicas(deps, snapshot.id);
     return c.body(null, 204);
   });
 
@@ -252,7 +259,7 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
   });
 }
 
-async function requireSnapshot(deps: AppDeps, id: string): Promise<Snapshot> {
+export async function requireSnapshot(deps: AppDeps, id: string): Promise<Snapshot> {
   const snapshot = await findSnapshot(deps.db, id);
   if (!snapshot) throw notFound("snapshot", id);
   return snapshot;
@@ -288,11 +295,32 @@ async function targetHypervisorFor(deps: AppDeps, snapshot: Snapshot, requested:
 }
 
 /** The host a fork runs on: the snapshot's own unless `host_id` names another (which must be online). */
+/** On another host, the payload is pulled there first (once: the copy stays for later forks). */
 async function forkHostFor(deps: AppDeps, snapshot: Snapshot, requested: string | undefined, hypervisor: string) {
   if (requested === undefined || requested === snapshot.host_id) return snapshot.host_id;
   requireUsableHost(await knownHosts(deps), requested, hypervisor);
-  throw new ApiError(
-    "not_supported",
-    `snapshot ${snapshot.id} is stored on host ${snapshot.host_id}: fork it there, or export it and import it on ${requested}`,
+  await assertHostOnline(deps, snapshot.host_id);
+  await deps.jobs.run(
+    "snapshot.replicate",
+    { snapshot_id: snapshot.id, owner_host_id: snapshot.host_id },
+    { hostId: requested, timeoutMs: deps.jobResultTimeoutMs },
   );
+  return requested;
+}
+
+/** Every copy of a deleted snapshot goes too; a copy on an offline host stays listed for a later delete. */
+async function dropReplicas(deps: AppDeps, snapshotId: string): Promise<void> {
+  const hostIds = await deps.redis.smembers(replicaSetKey(deps.redisPrefix, snapshotId));
+  const online = new Set((await onlineHosts(deps)).map((host) => host.id));
+  for (const hostId of hostIds) {
+    if (!online.has(hostId)) {
+      deps.log.warn({ snapshotId, hostId }, "a replica stays on an offline host");
+      continue;
+    }
+    await deps.jobs.run(
+      "snapshot.drop-replica",
+      { snapshot_id: snapshotId },
+      { hostId, timeoutMs: deps.jobResultTimeoutMs },
+    );
+  }
 }

@@ -77,6 +77,22 @@ export const HOST_JOBS = {
     ...NO_RETRY,
     timeoutMs: 600_000,
   },
+  /** Makes this host hold a copy of a snapshot stored on `owner_host_id` (pulled from its payload server). */
+  "snapshot.replicate": {
+    queue: "host",
+    payload: z.object({ snapshot_id: z.string(), owner_host_id: z.string() }),
+    result: z.object({ pulled_bytes: z.number().int(), ms: z.number() }),
+    ...NO_RETRY,
+    timeoutMs: 600_000,
+  },
+  /** Removes this host's copy of a snapshot stored elsewhere. */
+  "snapshot.drop-replica": {
+    queue: "host",
+    payload: z.object({ snapshot_id: z.string() }),
+    result: z.object({ dropped: z.boolean() }),
+    ...NO_RETRY,
+    timeoutMs: 60_000,
+  },
   /** Cancels work in flight on the snapshot, removes its payload and emits snapshot.deleted. */
   "snapshot.delete": {
     queue: "host",

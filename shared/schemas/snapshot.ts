@@ -79,8 +79,8 @@ export const FORK_SNAPSHOT_BODY = z
     target_hypervisor: HYPERVISOR.optional().openapi({ description: "Only for Stopped snapshots" }),
     host_id: HOST_ID.optional().openapi({
       description:
-        "Extension: the worker host to run the fork on. Default: the host that stores the snapshot. Unknown host: " +
-        "400; offline host: 503.",
+        "Extension: the worker host to run the fork on. Default: the host that stores the snapshot; another host " +
+        "pulls a copy first. Unknown host: 400; offline host (either one): 503.",
     }),
   })
   .openapi("ForkSnapshotRequest");

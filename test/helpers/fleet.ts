@@ -31,10 +31,11 @@ export interface Fleet {
 
 const HOST_LETTERS = "abcdefgh";
 
-export async function startFleet(hostCount = 3): Promise<Fleet> {
+/** `redisUrl` defaults to the test run's Redis (benchmarks bring their own). */
+export async function startFleet(hostCount = 3, redisUrl = testRedisUrl()): Promise<Fleet> {
   const prefix = uniquePrefix("fleet");
   const common = {
-    REDIS_URL: testRedisUrl(),
+    REDIS_URL: redisUrl,
     REDIS_PREFIX: prefix,
     LOG_LEVEL: "info",
     SHUTDOWN_TIMEOUT_MS: "5000",
@@ -64,7 +65,13 @@ export async function startFleet(hostCount = 3): Promise<Fleet> {
     const data = tempDir(`fleet-host-${letter}`);
     dirs.push(data);
     symlinkSync(TEST_IMAGES_DIR, path.join(data.dir, "images"));
-    const env = { ...common, DATA_DIR: data.dir, HOST_ID: `fleet-${letter}` };
+    const env = {
+      ...common,
+      DATA_DIR: data.dir,
+      HOST_ID: `fleet-${letter}`,
+      PAYLOAD_HOST: "127.0.0.1",
+      PAYLOAD_ADVERTISE_HOST: "127.0.0.1",
+    };
     const startCapture = () =>
       started(
         startProcess(`capture-${letter}`, entryCommand("workers/capture/main.ts"), { ...env, QEMU_ACCEL: "tcg" }),

@@ -38,8 +38,8 @@ export function startProcess(name: string, command: readonly string[], env: Reco
 }
 
 /** Waits until a process logs a line containing `text`; fails at once if it exits first. */
-export function waitForLog(process: ServiceProcess, text: string, timeoutMs = 30_000): Promise<true> {
-  return waitFor(
+export async function waitForLog(process: ServiceProcess, text: string, timeoutMs = 90_000): Promise<true> {
+  const waited = waitFor(
     () => {
       if (process.output().includes(text)) return true;
       if (process.child.exitCode !== null) throw new Error(`${process.name} exited:\n${process.output()}`);
@@ -47,4 +47,7 @@ export function waitForLog(process: ServiceProcess, text: string, timeoutMs = 30
     },
     { timeoutMs, intervalMs: 100, what: `${process.name} to log "${text}"` },
   );
+  return waited.catch((error: Error) => {
+    throw new Error(`${error.message}; its output so far:\n${process.output().slice(-3_000)}`);
+  });
 }

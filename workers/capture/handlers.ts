@@ -1,12 +1,14 @@
 // Handlers of the host queue, keyed by job name: each delegates to the part of the host agent that owns it.
 import type { JobHandlers } from "../../shared/jobs/worker.ts";
 import type { InstanceManager } from "./instances.ts";
+import type { Replicas } from "./replicas.ts";
 import type { SnapshotManager } from "./snapshots.ts";
 
 export interface HostHandlerDeps {
   hostId: string;
   instances: InstanceManager;
   snapshots: SnapshotManager;
+  replicas: Replicas;
 }
 
 type InstanceJobs =
@@ -21,9 +23,16 @@ type InstanceJobs =
   | "snapshot.capture"
   | "snapshot.fork"
   | "snapshot.restore"
-  | "snapshot.delete";
+  | "snapshot.delete"
+  | "snapshot.replicate"
+  | "snapshot.drop-replica";
 
-export function createHostHandlers({ hostId, instances, snapshots }: HostHandlerDeps): JobHandlers<InstanceJobs> {
+export function createHostHandlers({
+  hostId,
+  instances,
+  snapshots,
+  replicas,
+}: HostHandlerDeps): JobHandlers<InstanceJobs> {
   return {
     "host.ping": async () => ({ hostId, receivedAt: new Date().toISOString() }),
     "instance.create": ({ instance }) => instances.create(instance),
@@ -38,5 +47,7 @@ export function createHostHandlers({ hostId, instances, snapshots }: HostHandler
     "snapshot.restore": ({ snapshot_id, instance_id, target_state }) =>
       snapshots.restore(snapshot_id, instance_id, target_state),
     "snapshot.delete": ({ snapshot_id }) => snapshots.delete(snapshot_id),
+    "snapshot.replicate": ({ snapshot_id, owner_host_id }) => replicas.ensure(snapshot_id, owner_host_id),
+    "snapshot.drop-replica": ({ snapshot_id }) => replicas.drop(snapshot_id),
   };
 }

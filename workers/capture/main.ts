@@ -1,5 +1,7 @@
-// The capture worker: owns this host's VMs and takes jobs from this host's queue.
+// The capture worker: owns this host's VMs, takes jobs from this host's queue and serves its snapshot files.
+import { hostname } from "node:os";
 import { EventStream } from "../../shared/events/stream.ts";
+import { payloadToken, resolveFleetSecret } from "../../shared/fleet-secret.ts";
 import { availableHypervisors, getHypervisor } from "../../shared/hypervisor/registry.ts";
 import type { HypervisorDriver } from "../../shared/hypervisor/types.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
@@ -11,8 +13,11 @@ import { onShutdownSignal } from "../../shared/shutdown.ts";
 import { SnapshotStore } from "../../shared/snapshots/store.ts";
 import { effectiveAccel } from "./accel.ts";
 import { createHostHandlers } from "./handlers.ts";
+import { importSnapshotArchive } from "./import.ts";
 import { InstanceManager } from "./instances.ts";
+import { startPayloadServer } from "./payload-server.ts";
 import { startHostPresence } from "./presence.ts";
+import { Replicas } from "./replicas.ts";
 import { SnapshotManager } from "./snapshots.ts";
 
 const RECONCILE_INTERVAL_MS = 2_000;
@@ -41,14 +46,8 @@ const jobs = new JobProducer({
   connection: redis,
   commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
 });
-const snapshots = new SnapshotManager({
-  hostId,
-  instances,
-  store: new SnapshotStore(config.DATA_DIR, redis, config.REDIS_PREFIX),
-  events,
-  jobs,
-  log,
-});
+const store = new SnapshotStore(config.DATA_DIR, redis, config.REDIS_PREFIX);
+const snapshots = new SnapshotManager({ hostId, instances, store, events, jobs, log });
 // VMs outlive this process: take back the ones that still run, report the ones that died meanwhile.
 await instances.reconcile();
 let reconciling = false;
@@ -63,11 +62,32 @@ const reconcileTimer = setInterval(() => {
     });
 }, RECONCILE_INTERVAL_MS);
 
+const fleetSecret = await resolveFleetSecret(redis, config.REDIS_PREFIX, config.FLEET_SECRET);
+const replicas = new Replicas({ hostId, store, redis, prefix: config.REDIS_PREFIX, fleetSecret, log });
+const payloadServer = await startPayloadServer({
+  store,
+  token: payloadToken(fleetSecret, hostId),
+  port: config.PAYLOAD_PORT,
+  host: config.PAYLOAD_HOST,
+  log,
+  importArchive: (snapshotId, body) =>
+    importSnapshotArchive(
+      { hostId, store, events, log, queueCompression: (id) => snapshots.queueCompression(id) },
+      snapshotId,
+      body,
+    ),
+});
 const presence = await startHostPresence({
   redisUrl: config.REDIS_URL,
   prefix: config.REDIS_PREFIX,
   commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
-  host: { id: hostId, hypervisors: [...drivers.keys()], started_at: new Date().toISOString(), pid: process.pid },
+  host: {
+    id: hostId,
+    hypervisors: [...drivers.keys()],
+    started_at: new Date().toISOString(),
+    pid: process.pid,
+    payload_url: `http://${config.PAYLOAD_ADVERTISE_HOST ?? hostname()}:${payloadServer.port}`,
+  },
   log,
 });
 
@@ -75,7 +95,7 @@ const worker = startJobWorker({
   queue: queueName("host", hostId),
   prefix: config.REDIS_PREFIX,
   connection: redis,
-  handlers: createHostHandlers({ hostId, instances, snapshots }),
+  handlers: createHostHandlers({ hostId, instances, snapshots, replicas }),
   concurrency: 4,
   log,
 });
@@ -90,6 +110,7 @@ onShutdownSignal(log, config.SHUTDOWN_TIMEOUT_MS, stopProcess, config.SUPERVISOR
 async function stopProcess(): Promise<void> {
   clearInterval(reconcileTimer);
   await presence.stop();
+  await payloadServer.close();
   await worker.close(Math.max(1_000, config.SHUTDOWN_TIMEOUT_MS - 2_000));
   await jobs.close();
   await closeRedis(redis);
