@@ -1,7 +1,7 @@
 // No Docker engine runs here: check docker-compose.yml's shape, then run every service it declares as a real
 // process with its command and environment exactly as declared (volume paths mapped to temp dirs, the Redis host to
 // a private redis-server, service host names to this machine, the published port to a free one) and drive a snapshot
-// and fork on each of its two hosts, and move a snapshot from one host to the other by export and import.
+// and fork on each of its two hosts, a fork of one host's snapshot on the other, and an export/import between them.
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -158,7 +158,7 @@ describe("docker-compose.yml, run as declared", () => {
     await redis?.stop(2_000);
   });
 
-  it("lists both hosts online, snapshots a guest on each, compresses and forks there", async () => {
+  it("lists both hosts online, snapshots a guest on each, compresses and forks there and across", async () => {
     const hostIds = servicesOfRole("capture-worker").map(([, service]) => service.environment!.HOST_ID!);
     await waitFor(
       async () => {
@@ -175,6 +175,7 @@ describe("docker-compose.yml, run as declared", () => {
     // Placement spreads two new guests over the two empty hosts.
     const sources = [];
     const snapshots = [];
+    const ticksAt: number[] = [];
     for (const name of ["compose-a", "compose-b"]) {
       const response = await api("/instances", { name, size: "256MB" });
       expect(response.status, await response.clone().text()).toBe(201);
@@ -206,9 +207,19 @@ describe("docker-compose.yml, run as declared", () => {
       expect(fork).toMatchObject({ state: "Running", host_id: source.host_id });
       expect(await waitForTick(api, fork.name, atSnapshot + 1)).toBeGreaterThan(atSnapshot);
       snapshots.push(snapshot);
+      ticksAt.push(atSnapshot);
     }
 
-    // Across hosts: the first host's snapshot, exported through the API and imported on the second host.
+    // Across hosts: the first host's snapshot forked on the second (which pulls a replica from the first) ...
+    const crossFork = await api(`/snapshots/${snapshots[0].id}/fork`, {
+      name: "compose-cross",
+      host_id: sources[1].host_id,
+    });
+    expect(crossFork.status, await crossFork.clone().text()).toBe(201);
+    expect((await jsonOf(crossFork)).host_id).toBe(sources[1].host_id);
+    expect(await waitForTick(api, "compose-cross", ticksAt[0]! + 1)).toBeGreaterThan(ticksAt[0]!);
+
+    // ... and exported through the API and imported on the second host.
     const archive = Buffer.from(await (await api(`/snapshots/${snapshots[0].id}/export`)).arrayBuffer());
     const imported = await fetch(`${baseUrl}/snapshots/import?host_id=${sources[1].host_id}`, {
       method: "POST",

@@ -1,15 +1,22 @@
 // Three worker hosts on one machine (test/helpers/fleet.ts): placement, choosing a host, a host that goes away and
 // comes back. Two guests boot in this file; everything else forks or reads.
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { Readable } from "node:stream";
 import { Redis } from "ioredis";
+import { extract, pack } from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { payloadToken } from "../shared/fleet-secret.ts";
+import { newId } from "../shared/ids.ts";
 import { replicaSetKey } from "../shared/snapshots/replicas.ts";
 import { consoleTicks, waitForTick } from "./helpers/console.ts";
 import { jsonOf, tempDir, testRedisUrl, waitFor } from "./helpers/fixtures.ts";
 import { type Fleet, startFleet } from "./helpers/fleet.ts";
+
+// biome-ignore lint/suspicious/noExplicitAny: a record read back from an archive, edited loosely
+type Json = any;
 
 let fleet: Fleet;
 const work = tempDir("fleet-work");
@@ -53,6 +60,34 @@ const hostToken = async (hostId: string) =>
 async function payloadUrl(hostId: string): Promise<string> {
   const hosts: Array<{ id: string; payload_url: string }> = await jsonOf(await api("/hosts"));
   return hosts.find((host) => host.id === hostId)!.payload_url;
+}
+
+/** Rewrites an archive's snapshot.json with `edit` and its manifest to match. */
+async function rewriteRecord(archive: Buffer, edit: (record: Json) => void): Promise<Buffer> {
+  const entries: Array<{ name: string; data: Buffer }> = [];
+  const reader = extract();
+  Readable.from([archive]).pipe(reader);
+  for await (const entry of reader) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of entry) chunks.push(chunk as Buffer);
+    entries.push({ name: entry.header.name, data: Buffer.concat(chunks) });
+  }
+  const record = JSON.parse(entries[0]!.data.toString());
+  edit(record);
+  entries[0]!.data = Buffer.from(JSON.stringify(record));
+  const manifest = JSON.parse(entries.at(-1)!.data.toString());
+  manifest.entries[0] = {
+    name: entries[0]!.name,
+    size: entries[0]!.data.length,
+    sha256: createHash("sha256").update(entries[0]!.data).digest("hex"),
+  };
+  entries.at(-1)!.data = Buffer.from(JSON.stringify(manifest));
+  const writer = pack();
+  for (const { name, data } of entries) writer.entry({ name }, data);
+  writer.finalize();
+  const chunks: Buffer[] = [];
+  for await (const chunk of writer) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
 }
 
 describe("a fleet of three hosts", () => {
@@ -263,6 +298,24 @@ describe("a fleet of three hosts", () => {
     expect(fork.status, JSON.stringify(fork.body)).toBe(201);
     expect(fork.body).toMatchObject({ host_id: "fleet-a", state: "Running" });
     expect(await waitForTick(api, "imported-fork", ticksAtSnapshot + 1)).toBeGreaterThan(ticksAtSnapshot);
+  }, 300_000);
+
+  it("imports a snapshot whose source instance this service never saw, and forks it", async () => {
+    // As if exported by another deployment: a source instance id unknown here, the manifest rewritten to match.
+    const foreign = await rewriteRecord(readFileSync(path.join(work.dir, "snapshot.tar")), (record) => {
+      record.source.id = newId();
+      record.snapshot.source_instance_id = record.source.id;
+    });
+    const imported = await fleet.api("/snapshots/import", {
+      method: "POST",
+      body: foreign,
+      headers: { "content-type": "application/x-tar" },
+    });
+    const snapshot = await jsonOf(imported);
+    expect(imported.status, JSON.stringify(snapshot)).toBe(201);
+    const fork = await post(`/snapshots/${snapshot.id}/fork`, { name: "foreign-fork", target_state: "Stopped" });
+    expect(fork.status, JSON.stringify(fork.body)).toBe(201);
+    expect(fork.body).toMatchObject({ host_id: snapshot.host_id, state: "Stopped", size: "256MB" });
   }, 300_000);
 
   it("refuses a truncated or a damaged archive with 400 and keeps nothing of it", async () => {

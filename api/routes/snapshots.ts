@@ -17,8 +17,10 @@ import {
   type TargetState,
 } from "../../shared/schemas/snapshot.ts";
 import { replicaSetKey } from "../../shared/snapshots/replicas.ts";
+import { SNAPSHOT_RECORD } from "../../shared/snapshots/store.ts";
 import type { App, AppDeps } from "../app.ts";
 import { assertHostOnline, knownHosts, onlineHosts, runHostCommand } from "../commands.ts";
+import { fetchFromHost } from "../host-payloads.ts";
 import { presentInstance, presentSnapshot, presentSnapshots } from "../host-status.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import { requireUsableHost } from "../placement.ts";
@@ -205,8 +207,9 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
     const target = targetStateFor(snapshot, body.target_state);
     const hypervisor = await targetHypervisorFor(deps, snapshot, body.target_hypervisor);
     const hostId = await forkHostFor(deps, snapshot, body.host_id, hypervisor);
-    const source = await findInstanceIncludingDeleted(deps.db, snapshot.source_instance_id);
-    if (!source) throw new ApiError("internal_error", `source instance of snapshot ${snapshot.id} is unknown`);
+    const source =
+      (await findInstanceIncludingDeleted(deps.db, snapshot.source_instance_id)) ??
+      (await sourceFromHost(deps, snapshot));
     const id = newId();
     const prepared: Instance = {
       ...source,
@@ -323,4 +326,10 @@ async function dropReplicas(deps: AppDeps, snapshotId: string): Promise<void> {
       { hostId, timeoutMs: deps.jobResultTimeoutMs },
     );
   }
+}
+
+/** An imported snapshot's source instance may never have lived here: its host's record keeps it. */
+async function sourceFromHost(deps: AppDeps, snapshot: Snapshot): Promise<Instance> {
+  const response = await fetchFromHost(deps, snapshot.host_id, `/snapshots/${snapshot.id}/record`);
+  return SNAPSHOT_RECORD.parse(await response.json()).source;
 }

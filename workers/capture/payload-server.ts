@@ -28,6 +28,7 @@ export interface PayloadServer {
 }
 
 const ROUTES: Array<{ method: string; pattern: RegExp; handler: keyof typeof HANDLERS }> = [
+  { method: "GET", pattern: /^\/snapshots\/([^/]+)\/record$/, handler: "record" },
   { method: "GET", pattern: /^\/snapshots\/([^/]+)\/export$/, handler: "listing" },
   { method: "GET", pattern: /^\/snapshots\/([^/]+)\/files\/([^/]+)$/, handler: "file" },
   { method: "PUT", pattern: /^\/imports\/([^/]+)$/, handler: "import" },
@@ -41,6 +42,11 @@ type Handler = (
 ) => Promise<void>;
 
 const HANDLERS = {
+  record: (async (options, _request, response, [id]) => {
+    const record = await options.store.read(requireId(id!));
+    if (!record) throw notFound("snapshot", id!);
+    sendJson(response, 200, record);
+  }) satisfies Handler,
   listing: (async (options, _request, response, [id]) => {
     sendJson(response, 200, await prepareExport(options.store, requireId(id!)));
   }) satisfies Handler,
