@@ -10,6 +10,7 @@ import { loadSecretKey, SecretBox } from "../shared/webhooks/secrets.ts";
 import { createUrlGuard } from "../shared/webhooks/url-guard.ts";
 import { type App, type AppDeps, createApp } from "./app.ts";
 import { migrateToLatest, openDatabase } from "./db/database.ts";
+import { startReadModelMaintenance } from "./read-model/maintenance.ts";
 import { Projector } from "./read-model/projector.ts";
 import { EventFeed } from "./routes/events-feed.ts";
 import { WebhookEndpoints } from "./webhooks/endpoints.ts";
@@ -59,6 +60,9 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
   projectorRedis.on("error", (error) => log.warn({ err: error.message }, "projector redis connection error"));
   const projector = new Projector({ db, redis: projectorRedis, prefix: config.REDIS_PREFIX, log });
   if (options.projector) projector.start();
+  const maintenance = options.projector
+    ? startReadModelMaintenance({ db, redis, prefix: config.REDIS_PREFIX, jobs, log }, projector.ready)
+    : undefined;
 
   const secretKey = loadSecretKey(config.WEBHOOK_SECRET_KEY, config.DATA_DIR);
   const webhookEndpoints = new WebhookEndpoints({
@@ -112,6 +116,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     webhooks,
     closeEventStreams: () => eventFeed.close(),
     async stop() {
+      maintenance?.stop();
       await eventFeed.close();
       await webhooks?.stop();
       await jobs.close();

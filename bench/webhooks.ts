@@ -79,11 +79,12 @@ try {
   const instance = sampleInstance();
   const snapshot = { ...sampleSnapshot(instance), compression_state: "compressing" as const };
   const appendOne = () =>
-    events.append("snapshot.compression.progress", `snapshot:${snapshot.id}`, {
-      snapshot,
-      bytes_done: 134_217_728,
-      bytes_total: 268_435_456,
-    });
+    events.append(
+      "snapshot.compression.progress",
+      `snapshot:${snapshot.id}`,
+      { snapshot, bytes_done: 134_217_728, bytes_total: 268_435_456 },
+      { version: 1 },
+    );
   const bodyBytes = JSON.stringify({ type: "x", timestamp: "x", data: (await appendOne()).event.data }).length;
   await waitUntil(() => received.size === 1, 30_000); // warm: dispatcher, queue, worker, connections
 

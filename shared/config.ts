@@ -1,6 +1,7 @@
 // The one place that reads process.env: every variable the service knows, validated once at boot.
 import path from "node:path";
 import { z } from "zod";
+import { CODEC_BACKEND_CHOICES } from "./codec/options.ts";
 import { HOST_ID_PATTERN } from "./host-id.ts";
 import { DEFAULT_RETRY_SCHEDULE, parseDurationList } from "./webhooks/retry-schedule.ts";
 
@@ -50,6 +51,7 @@ export const ENV_SCHEMA = z.object({
   COMPRESSION_CONCURRENCY: positiveInt.max(64).default(1),
   /** A compression job whose worker stops renewing its lock this long (it crashed) is run again by another. */
   COMPRESSION_JOB_LOCK_MS: positiveInt.min(1_000).default(30_000),
+  CODEC_BACKEND: z.enum(CODEC_BACKEND_CHOICES).default("auto"),
   SNAPSHOT_COMPRESSION_DEFAULT: z
     .string()
     .regex(/^(none|zstd|lz4)(:\d{1,2})?$/, "none, zstd, lz4, or algorithm:level such as zstd:3")
@@ -90,7 +92,17 @@ export const ENV_SCHEMA = z.object({
     .refine((value) => Buffer.from(value, "base64").length === 32, "32 bytes, base64-encoded")
     .optional(),
   EVENTS_HEARTBEAT_MS: positiveInt.default(15_000),
+  /** Each host announces the full state of what it owns this often (and at start and after every Redis reconnect). */
+  ANNOUNCE_INTERVAL_MS: positiveInt.min(1_000).max(30_000).default(15_000),
+  /** How long a host keeps (and announces) the tombstone of a deleted instance or snapshot. */
+  TOMBSTONE_RETENTION_MS: positiveInt.min(60_000).default(7 * 24 * 3_600_000),
+  /** A host job whose worker stops renewing its lock this long (it crashed) is run again; re-runs are idempotent. */
+  HOST_JOB_LOCK_MS: positiveInt.min(1_000).default(30_000),
+  /** Test only: a file of armed crash point names; a process reaching an armed point disarms it and kills itself. */
+  CRASH_POINTS_FILE: z.string().min(1).optional(),
   WORKER_RESTART: booleanFromEnv.default(true),
+  /** The supervisor's restart back-off doubles from 1 s up to this for a child that keeps dying. */
+  WORKER_RESTART_MAX_DELAY_MS: positiveInt.default(30_000),
   /** Set by the supervisor for its children: they stop when it is gone, so no process outlives `npm start`. */
   SUPERVISOR_PID: positiveInt.optional(),
 });

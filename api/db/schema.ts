@@ -13,9 +13,10 @@ export interface InstancesTable {
   host_id: string;
   state: string;
   created_at: string;
-  /** The whole Instance resource as JSON, as of `sequence`. */
+  /** The whole Instance resource as JSON, as of `version`. */
   resource: string;
-  sequence: number;
+  /** The record's version on its host: only a newer one replaces this row. */
+  version: number;
   deleted_at: string | null;
 }
 
@@ -27,9 +28,10 @@ export interface SnapshotsTable {
   host_id: string;
   compression_state: string;
   created_at: string;
-  /** The whole Snapshot resource as JSON, as of `sequence`. */
+  /** The whole Snapshot resource as JSON, as of `version`. */
   resource: string;
-  sequence: number;
+  /** The record's version on its host: only a newer one replaces this row. */
+  version: number;
   deleted_at: string | null;
 }
 
@@ -44,6 +46,8 @@ export interface NameReservationsTable {
   name: string;
   resource_id: string;
   created_at: Generated<string>;
+  /** Set when the API stopped waiting for the creating job: released after this if no resource showed up. */
+  pending_until: string | null;
 }
 
 export interface WebhookEndpointsTable {

@@ -4,7 +4,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { streamSSE } from "hono/streaming";
 import { invalidRequest, unavailable } from "../../shared/errors.ts";
 import { eventTypeMatches, type TypedEvent } from "../../shared/events/catalog.ts";
-import { decodeFields, eventStreamKey } from "../../shared/events/stream.ts";
+import { decodeEvent, eventStreamKey } from "../../shared/events/stream.ts";
 import { withDeadline } from "../../shared/redis.ts";
 import type { App, AppDeps } from "../app.ts";
 import { BEARER_SECURITY, errorResponses } from "../openapi.ts";
@@ -120,7 +120,7 @@ function eventFilter(query: z.infer<typeof EVENTS_QUERY>): (event: TypedEvent) =
 
 function decodeOrSkip(fields: string[]): TypedEvent | undefined {
   try {
-    return decodeFields(fields);
+    return decodeEvent(fields);
   } catch {
     return undefined; // the dispatcher and the projector log unreadable entries; a live stream just skips them
   }

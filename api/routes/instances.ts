@@ -130,7 +130,7 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
       host_id: host,
     };
     const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
-      runHostCommand(deps, host, "instance.create", { instance }),
+      runHostCommand(deps, host, "instance.create", { instance }, `GET /instances/${id}`),
     );
     return c.json(await presentInstance(deps, result.instance), 201);
   });
@@ -147,7 +147,13 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
 
   app.openapi(deleteInstanceRoute, async (c) => {
     const instance = await requireInstance(deps, c.req.valid("param").id);
-    await runHostCommand(deps, instance.host_id, "instance.delete", { instance_id: instance.id });
+    await runHostCommand(
+      deps,
+      instance.host_id,
+      "instance.delete",
+      { instance_id: instance.id },
+      `GET /instances/${instance.id}`,
+    );
     return c.body(null, 204);
   });
 
@@ -155,9 +161,13 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
     app.openapi(lifecycleRoute(operation), async (c) => {
       const instance = await requireInstance(deps, c.req.valid("param").id);
       assertOperationAllowed(operation as InstanceOperation, instance);
-      const result = await runHostCommand(deps, instance.host_id, LIFECYCLE[operation].job, {
-        instance_id: instance.id,
-      });
+      const result = await runHostCommand(
+        deps,
+        instance.host_id,
+        LIFECYCLE[operation].job,
+        { instance_id: instance.id },
+        `GET /instances/${instance.id}`,
+      );
       return c.json(await presentInstance(deps, result.instance), 200);
     });
   }

@@ -166,7 +166,13 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       conflictMessage: `instance ${instance.name} already has a snapshot named ${body.name}`,
     };
     const result = await withNameReservation(deps.db, reservation, () =>
-      runHostCommand(deps, instance.host_id, "snapshot.capture", { instance_id: instance.id, snapshot: prepared }),
+      runHostCommand(
+        deps,
+        instance.host_id,
+        "snapshot.capture",
+        { instance_id: instance.id, snapshot: prepared },
+        `GET /snapshots/${id}`,
+      ),
     );
     return c.json(await presentSnapshot(deps, result.snapshot), 201);
   });
@@ -196,7 +202,13 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
 
   app.openapi(deleteSnapshotRoute, async (c) => {
     const snapshot = await requireSnapshot(deps, c.req.valid("param").snapshotId);
-    await runHostCommand(deps, snapshot.host_id, "snapshot.delete", { snapshot_id: snapshot.id });
+    await runHostCommand(
+      deps,
+      snapshot.host_id,
+      "snapshot.delete",
+      { snapshot_id: snapshot.id },
+      `GET /snapshots/${snapshot.id}`,
+    );
     await dropReplicas(deps, snapshot.id);
     return c.body(null, 204);
   });
@@ -227,11 +239,13 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       host_id: hostId,
     };
     const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
-      runHostCommand(deps, hostId, "snapshot.fork", {
-        snapshot_id: snapshot.id,
-        instance: prepared,
-        target_state: target,
-      }),
+      runHostCommand(
+        deps,
+        hostId,
+        "snapshot.fork",
+        { snapshot_id: snapshot.id, instance: prepared, target_state: target },
+        `GET /instances/${id}`,
+      ),
     );
     return c.json(await presentInstance(deps, result.instance), 201);
   });
@@ -253,11 +267,13 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       throw new ApiError("invalid_state", `instance ${instance.name} is Running: stop it or put it in standby first`);
     }
     assertOperationAllowed("restoreSnapshot", instance);
-    const result = await runHostCommand(deps, instance.host_id, "snapshot.restore", {
-      snapshot_id: snapshot.id,
-      instance_id: instance.id,
-      target_state: target,
-    });
+    const result = await runHostCommand(
+      deps,
+      instance.host_id,
+      "snapshot.restore",
+      { snapshot_id: snapshot.id, instance_id: instance.id, target_state: target },
+      `GET /instances/${instance.id}`,
+    );
     return c.json(await presentInstance(deps, result.instance), 200);
   });
 }

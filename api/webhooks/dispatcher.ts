@@ -2,7 +2,7 @@
 // endpoint and enqueues its job, then acknowledges. Replays after a crash are harmless (unique per endpoint+event).
 import type { Redis } from "ioredis";
 import { eventTypeMatches, type TypedEvent } from "../../shared/events/catalog.ts";
-import { decodeFields, eventStreamKey } from "../../shared/events/stream.ts";
+import { decodeEvent, eventStreamKey } from "../../shared/events/stream.ts";
 import type { JobProducer } from "../../shared/jobs/producer.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { Db } from "../db/database.ts";
@@ -76,7 +76,7 @@ export function startWebhookDispatcher(options: WebhookDispatcherOptions): Promi
 
 function decodeOrSkip(streamId: string, fields: string[], log: Logger): TypedEvent | undefined {
   try {
-    return decodeFields(fields);
+    return decodeEvent(fields);
   } catch (error) {
     log.error({ streamId, err: (error as Error).message }, "unreadable event not dispatched");
     return undefined;

@@ -21,6 +21,14 @@ export const HOST_JOBS = {
     ...NO_RETRY,
     timeoutMs: 5_000,
   },
+  /** Asks the host to announce the full state of what it owns now (a rebuild of the read model asks every host). */
+  "host.announce": {
+    queue: "host",
+    payload: z.object({ reason: z.string().max(200) }),
+    result: z.object({ hostId: z.string(), receivedAt: z.iso.datetime() }),
+    ...NO_RETRY,
+    timeoutMs: 60_000,
+  },
   /** Creates the instance's files and boots it; `instance` is the prepared resource (state Created). */
   "instance.create": {
     queue: "host",

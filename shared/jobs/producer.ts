@@ -1,4 +1,5 @@
 // Puts catalog jobs on their queues and, for request/response jobs, awaits their result with a deadline.
+import { randomBytes } from "node:crypto";
 import { Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import { ApiError, ERROR_CODES, type ErrorCode, unavailable } from "../errors.ts";
@@ -39,7 +40,9 @@ export class JobProducer {
     const data: JobEnvelope = { payload: parsed, expiresAt: target.expiresAt?.toISOString() };
     const job = await this.redisCall(
       queue.add(name, data, {
-        jobId: target.jobId,
+        // Our own random ids: BullMQ's counter starts again at 1 in a Redis that lost its data, and host handlers
+        // recognise a re-run of a job by its id.
+        jobId: target.jobId ?? `job_${randomBytes(12).toString("hex")}`,
         attempts: definition.attempts,
         backoff: { type: definition.backoff.type, delay: definition.backoff.delayMs },
         removeOnComplete: { age: 3_600, count: 1_000 },

@@ -11,8 +11,8 @@ import { pipeline } from "node:stream/promises";
 import { extract, type Extract as TarExtract } from "tar-stream";
 import { CodecError, decompressFile } from "../../shared/codec/index.ts";
 import { ApiError } from "../../shared/errors.ts";
-import { subjectOf } from "../../shared/events/catalog.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
+import { nextStamp } from "../../shared/host-records.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { Snapshot } from "../../shared/schemas/snapshot.ts";
 import {
@@ -24,6 +24,7 @@ import {
 } from "../../shared/snapshots/archive.ts";
 import {
   COMPRESSED_SUFFIX,
+  publishSnapshotRecord,
   SNAPSHOT_RECORD,
   type SnapshotRecord,
   type SnapshotStore,
@@ -64,17 +65,20 @@ export async function importSnapshotArchive(
     const record = await verifiedRecord(staging, received);
     await unlink(path.join(staging, ARCHIVE_RECORD_ENTRY));
     await unlink(path.join(staging, ARCHIVE_MANIFEST_ENTRY));
-    const snapshot = await installPayload(deps.store, staging, record, {
-      id: snapshotId,
-      host_id: deps.hostId,
-      name: null,
-    });
-    const { event } = await deps.events.append("snapshot.created", subjectOf.snapshot(snapshotId), { snapshot });
+    const installed = await installPayload(
+      deps.store,
+      staging,
+      record,
+      { id: snapshotId, host_id: deps.hostId, name: null },
+      { ...nextStamp(undefined, "snapshot.created", null), replica_of: undefined },
+    );
+    const { snapshot } = installed;
+    const eventId = await publishSnapshotRecord(deps.events, installed);
     if (snapshot.compression.enabled && snapshot.compression_state === "none") {
       await deps.queueCompression(snapshotId).catch(() => {}); // the compression reconcile catches up
     }
     deps.log.info({ snapshotId, sizeBytes: snapshot.size_bytes }, "snapshot imported");
-    return { snapshot, event_id: event.id };
+    return { snapshot, event_id: eventId };
   } catch (error) {
     body.resume(); // read the rest so the caller gets the answer rather than a reset connection
     await rm(staging, { recursive: true, force: true });
@@ -169,7 +173,8 @@ export async function installPayload(
   staging: string,
   record: SnapshotRecord,
   overrides: Partial<Snapshot> & { id: string },
-): Promise<Snapshot> {
+  recordOverrides: Partial<SnapshotRecord> = {},
+): Promise<SnapshotRecord> {
   const snapshotId = overrides.id;
   const keepCompressed = record.snapshot.compression_state === "compressed";
   const decodedCache = path.join(staging, ".cache");
@@ -193,6 +198,7 @@ export async function installPayload(
       uncompressed_size_bytes: keepCompressed ? record.snapshot.uncompressed_size_bytes : null,
       ...overrides,
     },
+    ...recordOverrides,
   };
   if (keepCompressed) {
     const cacheDir = path.dirname(store.cacheFile(snapshotId, record.memory_payload!));
@@ -203,7 +209,7 @@ export async function installPayload(
   await rename(staging, store.dir(snapshotId));
   imported.snapshot.size_bytes = await store.storedBytes(imported);
   await store.write(imported);
-  return imported.snapshot;
+  return imported;
 }
 
 async function decodeEntry(compressed: string, raw: string, name: string): Promise<void> {

@@ -1,7 +1,9 @@
 // The capture worker: owns this host's VMs, takes jobs from this host's queue and serves its snapshot files.
 import { hostname } from "node:os";
+import { selectCodecBackendOrExit } from "../../shared/codec/index.ts";
 import { EventStream } from "../../shared/events/stream.ts";
 import { payloadToken, resolveFleetSecret } from "../../shared/fleet-secret.ts";
+import { TombstoneStore } from "../../shared/host-records.ts";
 import { availableHypervisors, getHypervisor } from "../../shared/hypervisor/registry.ts";
 import type { HypervisorDriver } from "../../shared/hypervisor/types.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
@@ -12,6 +14,7 @@ import { closeRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
 import { SnapshotStore } from "../../shared/snapshots/store.ts";
 import { effectiveAccel } from "./accel.ts";
+import { HostAnnouncer } from "./announcer.ts";
 import { createHostHandlers } from "./handlers.ts";
 import { importSnapshotArchive } from "./import.ts";
 import { InstanceManager } from "./instances.ts";
@@ -21,10 +24,13 @@ import { Replicas } from "./replicas.ts";
 import { SnapshotManager } from "./snapshots.ts";
 
 const RECONCILE_INTERVAL_MS = 2_000;
+/** Events of changes this recent are appended again at start: the process may have died before appending them. */
+const REPUBLISH_WITHIN_MS = 10 * 60_000;
 
 const boot = bootProcess("capture-worker", { perHost: true });
 const { config, log } = boot;
 const hostId = boot.hostId!;
+await selectCodecBackendOrExit(config.CODEC_BACKEND, log);
 const redis = boot.connectRedis();
 
 const registryOptions = { qemu: { defaultAccel: effectiveAccel(config.QEMU_ACCEL), logger: log } };
@@ -32,12 +38,14 @@ const drivers = new Map<string, HypervisorDriver>();
 for (const name of await availableHypervisors(registryOptions))
   drivers.set(name, await getHypervisor(name, registryOptions));
 const events = new EventStream(redis, config.REDIS_PREFIX);
+const tombstones = new TombstoneStore(config.DATA_DIR);
 const instances = new InstanceManager({
   dataDir: config.DATA_DIR,
   imagesDir: config.IMAGES_DIR,
   hostId,
   drivers,
   events,
+  tombstones,
   log,
 });
 const jobs = new JobProducer({
@@ -47,9 +55,31 @@ const jobs = new JobProducer({
   commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
 });
 const store = new SnapshotStore(config.DATA_DIR, redis, config.REDIS_PREFIX);
-const snapshots = new SnapshotManager({ hostId, instances, store, events, jobs, log });
+const snapshots = new SnapshotManager({ hostId, instances, store, tombstones, events, jobs, log });
+const announcer = new HostAnnouncer({
+  hostId,
+  instances,
+  store,
+  tombstones,
+  events,
+  tombstoneRetentionMs: config.TOMBSTONE_RETENTION_MS,
+  log,
+});
+// Creates, forks and deletes that died midway are cleared before any job runs (their jobs re-run from scratch).
+await instances.removeHalfDone();
+await snapshots.removeHalfDone(config.TOMBSTONE_RETENTION_MS);
 // VMs outlive this process: take back the ones that still run, report the ones that died meanwhile.
 await instances.reconcile();
+const announce = (reason: string) =>
+  announcer.announce(reason).catch((error: Error) => log.warn({ err: error.message, reason }, "announce failed"));
+// After a crash, events of the last changes may be missing from the stream (written, not yet appended).
+await announcer
+  .republishRecent(REPUBLISH_WITHIN_MS)
+  .catch((error: Error) => log.warn({ err: error.message }, "republishing recent events failed"));
+await announce("start");
+// A reconnect may be to a Redis that lost everything (a failover, a lost AOF): tell it all again.
+redis.on("ready", () => void announce("redis reconnected"));
+const announceTimer = setInterval(() => void announce("interval"), config.ANNOUNCE_INTERVAL_MS);
 let reconciling = false;
 const reconcileTimer = setInterval(() => {
   if (reconciling) return;
@@ -95,8 +125,9 @@ const worker = startJobWorker({
   queue: queueName("host", hostId),
   prefix: config.REDIS_PREFIX,
   connection: redis,
-  handlers: createHostHandlers({ hostId, instances, snapshots, replicas }),
+  handlers: createHostHandlers({ hostId, instances, snapshots, announcer, replicas }),
   concurrency: 4,
+  lockDurationMs: config.HOST_JOB_LOCK_MS,
   log,
 });
 log.info(
@@ -109,6 +140,7 @@ onShutdownSignal(log, config.SHUTDOWN_TIMEOUT_MS, stopProcess, config.SUPERVISOR
 
 async function stopProcess(): Promise<void> {
   clearInterval(reconcileTimer);
+  clearInterval(announceTimer);
   await presence.stop();
   await payloadServer.close();
   await worker.close(Math.max(1_000, config.SHUTDOWN_TIMEOUT_MS - 2_000));

@@ -90,10 +90,13 @@ export class Replicas {
     }
     await rm(path.join(staging, LISTING_FILE));
     try {
-      await installPayload(this.deps.store, staging, record, {
-        id: snapshotId,
-        compression: { enabled: false },
-      });
+      await installPayload(
+        this.deps.store,
+        staging,
+        record,
+        { id: snapshotId, compression: { enabled: false } },
+        { replica_of: ownerHostId },
+      );
     } catch (error) {
       // A payload that does not decode is not resumed: the next attempt starts over.
       await rm(staging, { recursive: true, force: true });

@@ -3,9 +3,11 @@ import type { Migration } from "kysely";
 import * as initial from "./0001_initial.ts";
 import * as readModel from "./0002_read_model.ts";
 import * as webhooks from "./0003_webhooks.ts";
+import * as versions from "./0004_versions.ts";
 
 export const MIGRATIONS: Record<string, Migration> = {
   "0001_initial": initial,
   "0002_read_model": readModel,
   "0003_webhooks": webhooks,
+  "0004_versions": versions,
 };
