@@ -42,8 +42,8 @@ export interface AppDeps {
   webhookEndpoints: WebhookEndpoints;
   /** Wakes live event streams (GET /events); closing it ends them at shutdown. */
   eventFeed: EventFeed;
-  /** Signs calls to hosts' payload servers (FLEET_SECRET or the one shared through Redis). */
-  fleetSecret: () => Promise<string>;
+  /** Signs calls to hosts' payload servers (FLEET_SECRET or the one hosts share through Redis; undefined: none yet). */
+  fleetSecret: () => Promise<string | undefined>;
 }
 
 export type App = OpenAPIHono;

@@ -18,7 +18,11 @@ export async function fetchFromHost(deps: AppDeps, hostId: string, path: string,
     throw new ApiError("unavailable", `host ${hostId} is offline: ${host?.offline_reason ?? "it is not known"}`);
   }
   if (!host.payload_url) throw new ApiError("unavailable", `host ${hostId} runs no payload server (an older worker?)`);
-  const token = payloadToken(await deps.fleetSecret(), hostId);
+  const secret = await deps.fleetSecret().catch((error: unknown) => {
+    throw new ApiError("unavailable", "redis unavailable", { cause: error });
+  });
+  if (!secret) throw new ApiError("unavailable", "no host has shared the fleet secret yet");
+  const token = payloadToken(secret, hostId);
   let response: Response;
   try {
     response = await fetch(`${host.payload_url}${path}`, {

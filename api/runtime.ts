@@ -1,7 +1,7 @@
 // Everything the API process runs besides the HTTP server, wired from config: the read model, Redis, the
 // projector, webhooks and the live event feed. api/main.ts and the in-process test app both build it here.
 import type { Config } from "../shared/config.ts";
-import { resolveFleetSecret } from "../shared/fleet-secret.ts";
+import { readFleetSecret } from "../shared/fleet-secret.ts";
 import { JobProducer } from "../shared/jobs/producer.ts";
 import type { Logger } from "../shared/logger.ts";
 import { closeRedis, connectRedis, waitForRedisReady } from "../shared/redis.ts";
@@ -107,7 +107,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     redisCommandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
     webhookEndpoints,
     eventFeed,
-    fleetSecret: memoize(() => resolveFleetSecret(redis, config.REDIS_PREFIX, config.FLEET_SECRET)),
+    fleetSecret: () => readFleetSecret(redis, config.REDIS_PREFIX, config.FLEET_SECRET),
   };
   return {
     app: createApp(deps),
@@ -125,17 +125,5 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
       await closeRedis(redis);
       await db.destroy();
     },
-  };
-}
-
-/** Runs `load` once it succeeds; a failure (Redis down) is tried again at the next call. */
-function memoize<T>(load: () => Promise<T>): () => Promise<T> {
-  let value: Promise<T> | undefined;
-  return () => {
-    value ??= load().catch((error: unknown) => {
-      value = undefined;
-      throw error;
-    });
-    return value;
   };
 }

@@ -118,6 +118,7 @@ const presence = await startHostPresence({
     pid: process.pid,
     payload_url: `http://${config.PAYLOAD_ADVERTISE_HOST ?? hostname()}:${payloadServer.port}`,
   },
+  sharedFleetSecret: config.FLEET_SECRET ? undefined : fleetSecret,
   log,
 });
 
