@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestApp, type TestApp } from "../test/helpers/app.ts";
 import { DEAD_REDIS_URL, jsonOf } from "../test/helpers/fixtures.ts";
+import { dropTestDatabase, testDialects } from "../test/helpers/postgres.ts";
 
 describe("HTTP basics", () => {
   let t: TestApp;
@@ -63,6 +64,21 @@ describe("HTTP basics", () => {
     expect(html).toContain("/openapi.json");
     expect(html).toContain("/hosts/{hostId}/ping");
   });
+
+  it("lists the snapshot surface beyond the seed endpoints in the OpenAPI document", async () => {
+    const document = await jsonOf(await t.request("/openapi.json", { auth: false }));
+    expect(Object.keys(document.paths)).toEqual(
+      expect.arrayContaining([
+        "/capabilities",
+        "/instances/{id}/wait",
+        "/instances/{id}/fork",
+        "/instances/{id}/standby",
+        "/instances/{id}/snapshot-schedule",
+        "/snapshots/{snapshotId}/compress",
+      ]),
+    );
+    expect(Object.keys(document.paths["/instances/{id}/snapshot-schedule"]).sort()).toEqual(["delete", "get", "put"]);
+  });
 });
 
 describe("with Redis down", () => {
@@ -94,5 +110,21 @@ describe("with Redis down", () => {
       code: "unavailable",
     });
     expect(Date.now() - started).toBeLessThan(1_500);
+  });
+});
+
+describe.each(testDialects().filter((dialect) => dialect === "postgres"))("on %s", (dialect) => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({ dialect });
+  });
+  afterAll(() => t.close());
+
+  it("reports /health ok, then the database down once PostgreSQL stops answering, with a 503", async () => {
+    expect((await t.request("/health", { auth: false })).status).toBe(200);
+    await dropTestDatabase(t.databaseUrl!);
+    const response = await t.request("/health", { auth: false });
+    expect(response.status).toBe(503);
+    expect(await response.json()).toEqual({ status: "degraded", checks: { redis: "ok", database: "down" } });
   });
 });

@@ -3,7 +3,7 @@
 import { ApiError } from "../shared/errors.ts";
 import { listHosts } from "../shared/hosts.ts";
 import type { JobName, JobPayload, JobResult } from "../shared/jobs/catalog.ts";
-import { withDeadline } from "../shared/redis.ts";
+import { redisCall } from "../shared/redis.ts";
 import type { AppDeps } from "./app.ts";
 
 type CommandJob = {
@@ -45,12 +45,8 @@ export async function runHostCommand<Name extends CommandJob>(
 }
 
 /** Every known host with its online flag; 503 when Redis does not answer in time. */
-export async function knownHosts(deps: AppDeps) {
-  try {
-    return await withDeadline(listHosts(deps.redis, deps.redisPrefix), deps.redisCommandTimeoutMs, "list hosts");
-  } catch (error) {
-    throw new ApiError("unavailable", "redis unavailable", { cause: error });
-  }
+export function knownHosts(deps: AppDeps) {
+  return redisCall(listHosts(deps.redis, deps.redisPrefix), deps.redisCommandTimeoutMs, "list hosts");
 }
 
 export async function onlineHosts(deps: AppDeps) {

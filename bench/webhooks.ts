@@ -71,7 +71,7 @@ try {
   const created = await fetch(`${baseUrl}/webhooks`, {
     method: "POST",
     headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
-    body: JSON.stringify({ url: receiver.url, event_types: ["*"], description: "bench" }),
+    body: JSON.stringify({ url: receiver.url, event_types: ["snapshot.compression.progress"], description: "bench" }),
   });
   if (created.status !== 201) throw new Error(`POST /webhooks answered ${created.status}: ${await created.text()}`);
   const { secret } = (await created.json()) as { secret: string };

@@ -22,6 +22,8 @@ const SYSTEM_REQUIREMENTS = [
   { need: "a C++ compiler for native addons", probe: { command: "g++" }, apt: "g++" },
   { need: "make for native addons", probe: { command: "make" }, apt: "make" },
   { need: "python3 for node-gyp", probe: { command: "python3" }, apt: "python3" },
+  // DATABASE_URL's engine: the tests use the machine's server or start a private cluster from these binaries.
+  { need: "PostgreSQL for the read-model tests", probe: { command: "pg_ctlcluster" }, apt: "postgresql" },
 ];
 
 function log(message) {

@@ -2,6 +2,7 @@
 // named after the host. A host is online while its heartbeat is fresh and that connection is open: Redis drops it
 // the moment the process dies, so a killed host is seen offline at once rather than after the heartbeat lapses.
 import type { Redis } from "ioredis";
+import { HOST_QEMU } from "./hypervisor/machine.ts";
 import { z } from "./zod.ts";
 
 export const HOST_HEARTBEAT_INTERVAL_MS = 5_000;
@@ -16,6 +17,8 @@ export const HOST_RECORD_SCHEMA = z.object({
   pid: z.number().int(),
   /** Where this host's payload server answers (workers/capture/payload-server.ts). */
   payload_url: z.string().optional(),
+  /** The QEMU this host runs and the machine types it can load: forks and restores are checked against it. */
+  qemu: HOST_QEMU.optional(),
 });
 
 export type HostRecord = z.infer<typeof HOST_RECORD_SCHEMA>;

@@ -28,7 +28,7 @@ if (!redisUrl) {
     process.stderr.write(`${REDIS_INSTALL_HINT}\n`);
     process.exit(1);
   }
-  redis = await startEmbeddedRedis(binary, config.DATA_DIR, log);
+  redis = await startEmbeddedRedis(binary, config.DATA_DIR, log, { ownProcessGroup: true });
   redisUrl = redis.url;
 }
 

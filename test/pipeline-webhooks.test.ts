@@ -56,9 +56,9 @@ describe("webhooks on the real pipeline", () => {
       expect(fork.status).toBe(201);
       expect((await service.api(`/snapshots/${snapshot.id}`, { method: "DELETE" })).status).toBe(204);
 
-      const appended = (await redis.xrange("snapfleet:events", lastBefore ? `(${lastBefore}` : "-", "+")).flatMap(
-        ([, fields]) => decodeEvent(fields) ?? [],
-      );
+      const appended = (await redis.xrange("snapfleet:events", lastBefore ? `(${lastBefore}` : "-", "+"))
+        .flatMap(([, fields]) => decodeEvent(fields) ?? [])
+        .filter((event) => event.type !== "snapshot.compression.progress"); // wildcards do not get progress
       const types = appended.map((event) => event.type);
       for (const type of [
         "instance.created",

@@ -26,6 +26,7 @@ export async function applyEvent(trx: Trx, event: TypedEvent): Promise<void> {
         event.occurred_at,
       );
     case "snapshot.created":
+    case "snapshot.compression.queued":
     case "snapshot.compression.started":
     case "snapshot.compression.progress":
     case "snapshot.compression.completed":

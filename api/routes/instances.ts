@@ -1,11 +1,20 @@
 // Instances: create, list, get, delete, lifecycle operations and console logs. Work runs on the owning host.
 import { createRoute, z } from "@hono/zod-openapi";
 import { streamSSE } from "hono/streaming";
+import { parseGoDuration } from "../../shared/duration.ts";
 import { ApiError, notFound } from "../../shared/errors.ts";
 import { newId } from "../../shared/ids.ts";
 import { assertOperationAllowed, type InstanceOperation } from "../../shared/instances/transitions.ts";
 import { formatSize, parseSize } from "../../shared/schemas/common.ts";
-import { CREATE_INSTANCE_BODY, INSTANCE_SCHEMA, INSTANCE_STATE, type Instance } from "../../shared/schemas/instance.ts";
+import { resolveCompression } from "../../shared/schemas/compression.ts";
+import {
+  CREATE_INSTANCE_BODY,
+  INSTANCE_SCHEMA,
+  INSTANCE_STATE,
+  type Instance,
+  STANDBY_INSTANCE_BODY,
+  type StandbyInstanceBody,
+} from "../../shared/schemas/instance.ts";
 import type { App, AppDeps } from "../app.ts";
 import { assertHostOnline, knownHosts, runHostCommand } from "../commands.ts";
 import { presentInstance, presentInstances } from "../host-status.ts";
@@ -67,7 +76,6 @@ export const deleteInstanceRoute = createRoute({
 const LIFECYCLE = {
   stop: { job: "instance.stop", summary: "Stop the instance (its disk is kept)" },
   start: { job: "instance.start", summary: "Boot a Stopped instance from its disk" },
-  standby: { job: "instance.standby", summary: "Capture memory and device state, then stop the VMM" },
   restore: { job: "instance.restore", summary: "Resume a Standby instance from its captured state" },
 } as const satisfies Record<string, { job: string; summary: string }>;
 
@@ -84,6 +92,26 @@ const lifecycleRoute = (operation: keyof typeof LIFECYCLE) =>
       ...errorResponses(404, 409, 504),
     },
   });
+
+export const standbyInstanceRoute = createRoute({
+  method: "post",
+  path: "/instances/{id}/standby",
+  summary: "Capture memory and device state, then stop the VMM",
+  description:
+    "With compression (request, else the instance's snapshot_policy, else the server default) the captured memory " +
+    "is compressed in the background after `compression_delay` (else snapshot_policy.standby_compression_delay). " +
+    "A restore waits for a compression in flight and decompresses first.",
+  tags: ["Instances"],
+  security: BEARER_SECURITY,
+  request: {
+    params: INSTANCE_PATH,
+    body: { content: { "application/json": { schema: STANDBY_INSTANCE_BODY } }, required: false },
+  },
+  responses: {
+    200: jsonResponse(INSTANCE_SCHEMA, "The instance in Standby"),
+    ...errorResponses(400, 404, 409, 504),
+  },
+});
 
 export const instanceLogsRoute = createRoute({
   method: "get",
@@ -172,6 +200,16 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
     });
   }
 
+  app.openapi(standbyInstanceRoute, async (c) => {
+    const instance = await requireInstance(deps, c.req.valid("param").id);
+    assertOperationAllowed("standby", instance);
+    const result = await runHostCommand(deps, instance.host_id, "instance.standby", {
+      instance_id: instance.id,
+      ...standbyCompression(deps, instance, c.req.valid("json")),
+    });
+    return c.json(result.instance, 200);
+  });
+
   app.openapi(instanceLogsRoute, async (c) => {
     const { tail, follow } = c.req.valid("query");
     if (follow === "true") throw new ApiError("not_supported", "follow=true is not supported: poll with tail instead");
@@ -186,6 +224,17 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
       for (const line of lines) await stream.writeSSE({ data: JSON.stringify(line) });
     });
   });
+}
+
+/** Standby memory compression: request → instance snapshot_policy → server default, as for snapshots. */
+function standbyCompression(deps: AppDeps, instance: Instance, body: StandbyInstanceBody | undefined) {
+  const policy = resolveCompression(body?.compression, instance.snapshot_policy?.compression, deps.defaultCompression);
+  if (!policy.enabled) return { compression: null };
+  const delay = body?.compression_delay ?? instance.snapshot_policy?.standby_compression_delay;
+  return {
+    compression: { algorithm: policy.algorithm!, level: policy.level! },
+    compression_delay_ms: delay === undefined ? 0 : Math.max(0, Math.round(parseGoDuration(delay)!)),
+  };
 }
 
 export async function requireInstance(deps: AppDeps, idOrName: string): Promise<Instance> {

@@ -2,6 +2,7 @@
 // Wire-compatible with the Hypeman snapshots API; reads come from the read model, work runs on the owning host.
 import { createRoute, z } from "@hono/zod-openapi";
 import { ApiError, notFound } from "../../shared/errors.ts";
+import { incompatibility } from "../../shared/hypervisor/machine.ts";
 import { newId } from "../../shared/ids.ts";
 import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
 import { resolveCompression } from "../../shared/schemas/compression.ts";
@@ -13,6 +14,7 @@ import {
   SNAPSHOT_KIND,
   SNAPSHOT_SCHEMA,
   type Snapshot,
+  type SnapshotKind,
   TARGET_STATES_BY_KIND,
   type TargetState,
 } from "../../shared/schemas/snapshot.ts";
@@ -44,7 +46,7 @@ export const createSnapshotRoute = createRoute({
     params: INSTANCE_PATH,
     body: { content: { "application/json": { schema: CREATE_SNAPSHOT_BODY } }, required: true },
   },
-  responses: { 201: jsonResponse(SNAPSHOT_SCHEMA, "The snapshot"), ...errorResponses(400, 404, 409, 504) },
+  responses: { 201: jsonResponse(SNAPSHOT_SCHEMA, "The snapshot"), ...errorResponses(400, 404, 409, 504, 507) },
 });
 
 export const listSnapshotsRoute = createRoute({
@@ -109,7 +111,7 @@ export const forkSnapshotRoute = createRoute({
     params: SNAPSHOT_PATH,
     body: { content: { "application/json": { schema: FORK_SNAPSHOT_BODY } }, required: true },
   },
-  responses: { 201: jsonResponse(INSTANCE_SCHEMA, "The new instance"), ...errorResponses(400, 404, 409, 504) },
+  responses: { 201: jsonResponse(INSTANCE_SCHEMA, "The new instance"), ...errorResponses(400, 404, 409, 504, 507) },
 });
 
 export const restoreSnapshotRoute = createRoute({
@@ -127,54 +129,8 @@ export const restoreSnapshotRoute = createRoute({
 
 export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
   app.openapi(createSnapshotRoute, async (c) => {
-    const body = c.req.valid("json");
     const instance = await requireInstance(deps, c.req.valid("param").id);
-    if (body.kind === "Stopped" && body.compression?.enabled) {
-      throw new ApiError(
-        "invalid_request",
-        "compression applies to Standby snapshots only; a Stopped snapshot is disk only",
-      );
-    }
-    assertOperationAllowed(body.kind === "Standby" ? "snapshotStandby" : "snapshotStopped", instance);
-    const id = newId();
-    const compression =
-      body.kind === "Stopped"
-        ? { enabled: false }
-        : resolveCompression(body.compression, instance.snapshot_policy?.compression, deps.defaultCompression);
-    const prepared: Snapshot = {
-      id,
-      created_at: new Date().toISOString(),
-      kind: body.kind,
-      size_bytes: 0,
-      source_hypervisor: instance.hypervisor,
-      source_instance_id: instance.id,
-      source_instance_name: instance.name,
-      name: body.name ?? null,
-      tags: body.tags ?? {},
-      compression,
-      compression_state: "none",
-      compression_error: null,
-      compressed_size_bytes: null,
-      uncompressed_size_bytes: null,
-      host_id: instance.host_id,
-      capture_downtime_ms: null,
-    };
-    const reservation = {
-      scope: snapshotNameScope(instance.id),
-      name: body.name,
-      resourceId: id,
-      conflictMessage: `instance ${instance.name} already has a snapshot named ${body.name}`,
-    };
-    const result = await withNameReservation(deps.db, reservation, () =>
-      runHostCommand(
-        deps,
-        instance.host_id,
-        "snapshot.capture",
-        { instance_id: instance.id, snapshot: prepared },
-        `GET /snapshots/${id}`,
-      ),
-    );
-    return c.json(await presentSnapshot(deps, result.snapshot), 201);
+    return c.json(await presentSnapshot(deps, await createSnapshot(deps, instance, c.req.valid("json"))), 201);
   });
 
   app.openapi(listSnapshotsRoute, async (c) => {
@@ -202,42 +158,22 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
 
   app.openapi(deleteSnapshotRoute, async (c) => {
     const snapshot = await requireSnapshot(deps, c.req.valid("param").snapshotId);
-    await runHostCommand(
-      deps,
-      snapshot.host_id,
-      "snapshot.delete",
-      { snapshot_id: snapshot.id },
-      `GET /snapshots/${snapshot.id}`,
-    );
-    await dropReplicas(deps, snapshot.id);
+    await deleteSnapshot(deps, snapshot);
     return c.body(null, 204);
   });
 
   app.openapi(forkSnapshotRoute, async (c) => {
     const body = c.req.valid("json");
     const snapshot = await requireSnapshot(deps, c.req.valid("param").snapshotId);
-    const target = targetStateFor(snapshot, body.target_state);
+    const target = targetStateFor(snapshot.kind, body.target_state);
     const hypervisor = await targetHypervisorFor(deps, snapshot, body.target_hypervisor);
+    if (target !== "Stopped") await assertHostCanLoad(deps, snapshot, "fork");
     const hostId = await forkHostFor(deps, snapshot, body.host_id, hypervisor);
     const source =
       (await findInstanceIncludingDeleted(deps.db, snapshot.source_instance_id)) ??
       (await sourceFromHost(deps, snapshot));
     const id = newId();
-    const prepared: Instance = {
-      ...source,
-      id,
-      name: body.name,
-      state: "Created",
-      state_error: null,
-      hypervisor,
-      created_at: new Date().toISOString(),
-      started_at: null,
-      stopped_at: null,
-      expires_at: null,
-      has_snapshot: false,
-      tags: {},
-      host_id: hostId,
-    };
+    const prepared = prepareFork(source, { id, name: body.name, hypervisor, host_id: hostId });
     const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
       runHostCommand(
         deps,
@@ -261,12 +197,13 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
         `snapshot ${snapshot.id} belongs to instance ${snapshot.source_instance_name}, not ${instance.name}`,
       );
     }
-    const target = targetStateFor(snapshot, body.target_state);
+    const target = targetStateFor(snapshot.kind, body.target_state);
     await targetHypervisorFor(deps, snapshot, body.target_hypervisor);
     if (instance.state === "Running") {
       throw new ApiError("invalid_state", `instance ${instance.name} is Running: stop it or put it in standby first`);
     }
     assertOperationAllowed("restoreSnapshot", instance);
+    if (target !== "Stopped") await assertHostCanLoad(deps, snapshot, "restore");
     const result = await runHostCommand(
       deps,
       instance.host_id,
@@ -278,31 +215,146 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
   });
 }
 
+/** Captures a snapshot of `instance` on its host: the one path for requests and schedules alike. */
+export async function createSnapshot(
+  deps: AppDeps,
+  instance: Instance,
+  body: z.infer<typeof CREATE_SNAPSHOT_BODY>,
+): Promise<Snapshot> {
+  if (body.kind === "Stopped" && body.compression?.enabled) {
+    throw new ApiError(
+      "invalid_request",
+      "compression applies to Standby snapshots only; a Stopped snapshot is disk only",
+    );
+  }
+  assertOperationAllowed(body.kind === "Standby" ? "snapshotStandby" : "snapshotStopped", instance);
+  const id = newId();
+  const compression =
+    body.kind === "Stopped"
+      ? { enabled: false }
+      : resolveCompression(body.compression, instance.snapshot_policy?.compression, deps.defaultCompression);
+  const prepared = prepareSnapshot(instance, {
+    id,
+    kind: body.kind,
+    name: body.name ?? null,
+    tags: body.tags ?? {},
+    compression,
+  });
+  const reservation = {
+    scope: snapshotNameScope(instance.id),
+    name: body.name,
+    resourceId: id,
+    conflictMessage: `instance ${instance.name} already has a snapshot named ${body.name}`,
+  };
+  const result = await withNameReservation(deps.db, reservation, () =>
+    runHostCommand(
+      deps,
+      instance.host_id,
+      "snapshot.capture",
+      { instance_id: instance.id, snapshot: prepared },
+      `GET /snapshots/${id}`,
+    ),
+  );
+  return result.snapshot;
+}
+
+/** Deletes a snapshot on its host (payload and record); answers once the read model shows it gone. */
+export async function deleteSnapshot(deps: AppDeps, snapshot: Snapshot): Promise<void> {
+  await runHostCommand(
+    deps,
+    snapshot.host_id,
+    "snapshot.delete",
+    { snapshot_id: snapshot.id },
+    `GET /snapshots/${snapshot.id}`,
+  );
+  await dropReplicas(deps, snapshot.id);
+}
+
+/** A snapshot about to be captured of `instance`: what the API decides (id, name, tags, policy), nothing captured. */
+export function prepareSnapshot(
+  instance: Instance,
+  fields: Pick<Snapshot, "id" | "kind" | "name" | "tags" | "compression">,
+): Snapshot {
+  return {
+    ...fields,
+    created_at: new Date().toISOString(),
+    size_bytes: 0,
+    source_hypervisor: instance.hypervisor,
+    source_instance_id: instance.id,
+    source_instance_name: instance.name,
+    compression_state: "none",
+    compression_error: null,
+    compressed_size_bytes: null,
+    uncompressed_size_bytes: null,
+    host_id: instance.host_id,
+    capture_downtime_ms: null,
+  };
+}
+
+/** A new instance about to be forked from `source` (image, size, vcpus, policy carry over; tags do not). */
+export function prepareFork(
+  source: Instance,
+  fields: Pick<Instance, "id" | "name" | "hypervisor" | "host_id">,
+): Instance {
+  return {
+    ...source,
+    ...fields,
+    state: "Created",
+    state_error: null,
+    created_at: new Date().toISOString(),
+    started_at: null,
+    stopped_at: null,
+    expires_at: null,
+    has_snapshot: false,
+    tags: {},
+  };
+}
+
 export async function requireSnapshot(deps: AppDeps, id: string): Promise<Snapshot> {
   const snapshot = await findSnapshot(deps.db, id);
   if (!snapshot) throw notFound("snapshot", id);
   return snapshot;
 }
 
-/** The contract's target-state table: the first allowed state of a kind is its default. */
-function targetStateFor(snapshot: Snapshot, requested: TargetState | undefined): TargetState {
-  const allowed = TARGET_STATES_BY_KIND[snapshot.kind];
-  if (requested === undefined) return allowed[0]!;
+/** The contract's target-state table: the first allowed state of a kind is its default unless one is given. */
+export function targetStateFor(
+  kind: SnapshotKind,
+  requested: TargetState | undefined,
+  fallback: TargetState = TARGET_STATES_BY_KIND[kind][0]!,
+): TargetState {
+  const allowed = TARGET_STATES_BY_KIND[kind];
+  if (requested === undefined) return fallback;
   if (!allowed.includes(requested)) {
     throw new ApiError(
       "invalid_request",
-      `target_state ${requested} is not allowed for a ${snapshot.kind} snapshot (allowed: ${allowed.join(", ")})`,
+      `target_state ${requested} is not allowed for a ${kind} snapshot (allowed: ${allowed.join(", ")})`,
     );
   }
   return requested;
 }
 
-/** No memory state crosses hypervisors: only Stopped snapshots may name another one, and the host must run it. */
+/** A Standby snapshot's device state loads only into a QEMU of its major version that knows its machine type. */
+async function assertHostCanLoad(deps: AppDeps, snapshot: Snapshot, operation: "fork" | "restore") {
+  if (snapshot.kind !== "Standby" || !snapshot.qemu_version || !snapshot.machine_type) return;
+  const host = (await knownHosts(deps)).find((candidate) => candidate.id === snapshot.host_id);
+  if (!host?.qemu) return; // a host that does not say which QEMU it runs is not second-guessed
+  const taken = { qemu_version: snapshot.qemu_version, machine_type: snapshot.machine_type };
+  const reason = incompatibility(taken, host.qemu);
+  if (reason) {
+    throw new ApiError("invalid_state", `cannot ${operation} snapshot ${snapshot.id} on host ${host.id}: ${reason}`);
+  }
+}
+
+/**
+ * No memory state crosses hypervisors: only Stopped snapshots take target_hypervisor (a Standby one refuses it even
+ * when it names its own, as the reference server does), and the host must run the one named.
+ */
 async function targetHypervisorFor(deps: AppDeps, snapshot: Snapshot, requested: string | undefined) {
-  if (requested === undefined || requested === snapshot.source_hypervisor) return snapshot.source_hypervisor;
+  if (requested === undefined) return snapshot.source_hypervisor;
   if (snapshot.kind !== "Stopped") {
     throw new ApiError("invalid_request", "target_hypervisor is only allowed for Stopped snapshots");
   }
+  if (requested === snapshot.source_hypervisor) return snapshot.source_hypervisor;
   const host = (await onlineHosts(deps)).find((candidate) => candidate.id === snapshot.host_id);
   if (host && !host.hypervisors.includes(requested)) {
     throw new ApiError(

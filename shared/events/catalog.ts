@@ -15,6 +15,8 @@ export const EVENT_CATALOG = {
   "instance.forked": instanceData.extend({ snapshot_id: z.string() }),
   "instance.restored": instanceData.extend({ snapshot_id: z.string() }),
   "snapshot.created": snapshotData,
+  /** POST /snapshots/{id}/compress: a new compression run is queued (the policy may have changed). */
+  "snapshot.compression.queued": snapshotData,
   "snapshot.compression.started": snapshotData,
   "snapshot.compression.progress": snapshotData.extend({ bytes_done: z.number().int(), bytes_total: z.number().int() }),
   "snapshot.compression.completed": snapshotData,

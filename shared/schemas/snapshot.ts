@@ -42,6 +42,12 @@ export const SNAPSHOT_SCHEMA = z
     uncompressed_size_bytes: z.number().int().nullable().openapi({ format: "int64" }),
     // Beyond the Hypeman shape (the SDK ignores unknown fields):
     host_id: z.string().openapi({ description: "The worker host that stores this snapshot's payload" }),
+    qemu_version: z.string().nullable().optional().openapi({
+      description: "Extension: the QEMU version a Standby snapshot's device state was written by (null: unknown)",
+    }),
+    machine_type: z.string().nullable().optional().openapi({
+      description: "Extension: the concrete QEMU machine type of that state, e.g. pc-i440fx-7.2",
+    }),
     capture_downtime_ms: z.number().nullable().openapi({
       description: "How long the source was paused while a Standby snapshot was captured from Running; null otherwise",
     }),

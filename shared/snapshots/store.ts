@@ -57,9 +57,14 @@ export class SnapshotStore {
     return path.join(this.dir(id), name);
   }
 
+  /** The raw cache: one entry (directory) per snapshot, kept within RAW_CACHE_BUDGET_BYTES (shared/cache-budget). */
+  get cacheRoot(): string {
+    return path.join(this.dataDir, "cache");
+  }
+
   /** Where a compressed snapshot's memory payload is decompressed once for forks and restores to map. */
   cacheFile(id: string, name: string): string {
-    return path.join(this.dataDir, "cache", id, name);
+    return path.join(this.cacheRoot, id, name);
   }
 
   async read(id: string): Promise<SnapshotRecord | undefined> {
@@ -119,6 +124,7 @@ export async function allocatedBytes(file: string): Promise<number> {
 
 type SnapshotEventType =
   | "snapshot.created"
+  | "snapshot.compression.queued"
   | "snapshot.compression.started"
   | "snapshot.compression.completed"
   | "snapshot.compression.failed";

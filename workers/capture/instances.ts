@@ -8,7 +8,7 @@ import { type CrashPoint, crashPoint } from "../../shared/crash-points.ts";
 import { ApiError, notFound } from "../../shared/errors.ts";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
-import { tailLines, writeFileAtomic } from "../../shared/files.ts";
+import { writeFileAtomic } from "../../shared/files.ts";
 import {
   LAST_EVENT,
   madeBy,
@@ -17,18 +17,18 @@ import {
   type TombstoneStore,
   type Versioned,
 } from "../../shared/host-records.ts";
+import { rotateConsoleLog, tailConsoleLog } from "../../shared/hypervisor/console-log.ts";
 import { ImageError } from "../../shared/hypervisor/errors.ts";
 import { type GuestImage, loadImage } from "../../shared/hypervisor/image.ts";
-import { instanceLayout } from "../../shared/hypervisor/qemu/args.ts";
 import type { HypervisorDriver, VmHandle } from "../../shared/hypervisor/types.ts";
+import { type InstanceFiles, instanceFiles } from "../../shared/instances/files.ts";
+import { compressedPayload } from "../../shared/instances/standby-memory.ts";
 import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
 import { KeyedMutex } from "../../shared/keyed-mutex.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { parseSize } from "../../shared/schemas/common.ts";
 import { INSTANCE_SCHEMA, type Instance } from "../../shared/schemas/instance.ts";
 import { z } from "../../shared/zod.ts";
-
-const RECORD_FILE = "instance.json";
 
 export const INSTANCE_RECORD = z.object({
   instance: INSTANCE_SCHEMA,
@@ -39,8 +39,6 @@ export const INSTANCE_RECORD = z.object({
 export type InstanceRecord = z.infer<typeof INSTANCE_RECORD>;
 
 type InstanceEventType = "instance.created" | "instance.updated" | "instance.forked" | "instance.restored";
-const STANDBY_STATE_FILE = "standby-device-state";
-const MEMORY_MODE_FILE = "memory-mode";
 
 /**
  * `shared`: the VM's RAM is its own memory.raw, mapped shared, so captures leave RAM out of the device state.
@@ -51,15 +49,7 @@ const GRACEFUL_STOP_MS = 3_000;
 /** States in which the instance has a QEMU process that reconcile must find alive. */
 const LIVE_VM_STATES: readonly string[] = ["Running", "Paused", "Initializing"];
 
-export interface InstanceFiles {
-  dir: string;
-  record: string;
-  disk: string;
-  memory: string;
-  standbyState: string;
-  consoleLog: string;
-  memoryMode: string;
-}
+export type { InstanceFiles };
 
 export interface InstanceManagerOptions {
   dataDir: string;
@@ -83,17 +73,7 @@ export class InstanceManager {
   constructor(private readonly options: InstanceManagerOptions) {}
 
   files(id: string): InstanceFiles {
-    const dir = path.join(this.options.dataDir, "instances", id);
-    const layout = instanceLayout(dir);
-    return {
-      dir,
-      record: path.join(dir, RECORD_FILE),
-      disk: layout.defaultDiskFile,
-      memory: layout.defaultMemoryFile,
-      standbyState: path.join(dir, STANDBY_STATE_FILE),
-      consoleLog: layout.consoleLog,
-      memoryMode: path.join(dir, MEMORY_MODE_FILE),
-    };
+    return instanceFiles(this.options.dataDir, id);
   }
 
   driver(name: string): HypervisorDriver {
@@ -408,7 +388,15 @@ export class InstanceManager {
 
   async logs(id: string, tail: number): Promise<{ lines: string[] }> {
     await this.read(id);
-    return { lines: await tailLines(this.files(id).consoleLog, tail) };
+    return { lines: await tailConsoleLog(this.files(id).consoleLog, tail) };
+  }
+
+  /** Rotates every console log over `maxBytes` (copy-truncate: QEMU keeps appending); returns the instance ids. */
+  async rotateConsoleLogs(maxBytes: number): Promise<string[]> {
+    const rotated: string[] = [];
+    for (const id of await this.instanceDirs())
+      if (await rotateConsoleLog(this.files(id).consoleLog, maxBytes)) rotated.push(id);
+    return rotated;
   }
 
   async requireHandle(instance: Instance): Promise<VmHandle> {
@@ -422,7 +410,8 @@ export class InstanceManager {
   /** RAM and device state only mean something together with a standby; a stopped instance keeps its disk alone. */
   async discardMemoryState(id: string): Promise<void> {
     const files = this.files(id);
-    await Promise.all([rm(files.memory, { force: true }), rm(files.standbyState, { force: true })]);
+    const compressed = [files.memory, files.standbyState].map(compressedPayload);
+    await Promise.all([files.memory, files.standbyState, ...compressed].map((file) => rm(file, { force: true })));
   }
 
   /**

@@ -6,9 +6,11 @@ import { payloadToken, resolveFleetSecret } from "../../shared/fleet-secret.ts";
 import { TombstoneStore } from "../../shared/host-records.ts";
 import { availableHypervisors, getHypervisor } from "../../shared/hypervisor/registry.ts";
 import type { HypervisorDriver } from "../../shared/hypervisor/types.ts";
+import { StandbyMemory } from "../../shared/instances/standby-memory.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
+import { removeHostLeftovers } from "../../shared/orphans.ts";
 import { bootProcess } from "../../shared/process-boot.ts";
 import { closeRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
@@ -17,15 +19,19 @@ import { effectiveAccel } from "./accel.ts";
 import { HostAnnouncer } from "./announcer.ts";
 import { createHostHandlers } from "./handlers.ts";
 import { importSnapshotArchive } from "./import.ts";
+import { InstanceForker } from "./instance-fork.ts";
 import { InstanceManager } from "./instances.ts";
 import { startPayloadServer } from "./payload-server.ts";
 import { startHostPresence } from "./presence.ts";
 import { Replicas } from "./replicas.ts";
+import { SnapshotRecompressor } from "./snapshot-recompress.ts";
 import { SnapshotManager } from "./snapshots.ts";
 
 const RECONCILE_INTERVAL_MS = 2_000;
 /** Events of changes this recent are appended again at start: the process may have died before appending them. */
 const REPUBLISH_WITHIN_MS = 10 * 60_000;
+const CONSOLE_ROTATION_INTERVAL_MS = 10_000;
+const CACHE_BUDGET_INTERVAL_MS = 60_000;
 
 const boot = bootProcess("capture-worker", { perHost: true });
 const { config, log } = boot;
@@ -55,7 +61,16 @@ const jobs = new JobProducer({
   commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
 });
 const store = new SnapshotStore(config.DATA_DIR, redis, config.REDIS_PREFIX);
-const snapshots = new SnapshotManager({ hostId, instances, store, tombstones, events, jobs, log });
+const snapshots = new SnapshotManager({
+  hostId,
+  instances,
+  store,
+  tombstones,
+  events,
+  jobs,
+  rawCacheBudgetBytes: config.RAW_CACHE_BUDGET_BYTES,
+  log,
+});
 const announcer = new HostAnnouncer({
   hostId,
   instances,
@@ -65,9 +80,12 @@ const announcer = new HostAnnouncer({
   tombstoneRetentionMs: config.TOMBSTONE_RETENTION_MS,
   log,
 });
+await removeHostLeftovers(config.DATA_DIR, log);
 // Creates, forks and deletes that died midway are cleared before any job runs (their jobs re-run from scratch).
 await instances.removeHalfDone();
 await snapshots.removeHalfDone(config.TOMBSTONE_RETENTION_MS);
+const forks = new InstanceForker({ instances, snapshots, log });
+const recompressor = new SnapshotRecompressor({ hostId, store, events, jobs, snapshots });
 // VMs outlive this process: take back the ones that still run, report the ones that died meanwhile.
 await instances.reconcile();
 const announce = (reason: string) =>
@@ -91,6 +109,15 @@ const reconcileTimer = setInterval(() => {
       reconciling = false;
     });
 }, RECONCILE_INTERVAL_MS);
+
+const rotateConsoleLogs = () =>
+  instances
+    .rotateConsoleLogs(config.CONSOLE_LOG_MAX_BYTES)
+    .then((rotated) => rotated.length > 0 && log.info({ instances: rotated }, "console logs rotated"))
+    .catch((error: Error) => log.warn({ err: error.message }, "console log rotation failed"));
+const rotationTimer = setInterval(rotateConsoleLogs, CONSOLE_ROTATION_INTERVAL_MS);
+await snapshots.enforceCacheBudget();
+const cacheTimer = setInterval(() => snapshots.enforceCacheBudget(), CACHE_BUDGET_INTERVAL_MS);
 
 const fleetSecret = await resolveFleetSecret(redis, config.REDIS_PREFIX, config.FLEET_SECRET);
 const replicas = new Replicas({ hostId, store, redis, prefix: config.REDIS_PREFIX, fleetSecret, log });
@@ -117,6 +144,13 @@ const presence = await startHostPresence({
     started_at: new Date().toISOString(),
     pid: process.pid,
     payload_url: `http://${config.PAYLOAD_ADVERTISE_HOST ?? hostname()}:${payloadServer.port}`,
+    qemu: await drivers
+      .get("qemu")
+      ?.hostQemu?.()
+      .catch((error: Error) => {
+        log.warn({ err: error.message }, "cannot tell which QEMU this host runs");
+        return undefined;
+      }),
   },
   sharedFleetSecret: config.FLEET_SECRET ? undefined : fleetSecret,
   log,
@@ -126,7 +160,17 @@ const worker = startJobWorker({
   queue: queueName("host", hostId),
   prefix: config.REDIS_PREFIX,
   connection: redis,
-  handlers: createHostHandlers({ hostId, instances, snapshots, announcer, replicas }),
+  handlers: createHostHandlers({
+    hostId,
+    instances,
+    snapshots,
+    forks,
+    recompressor,
+    standbyMemory: new StandbyMemory({ dataDir: config.DATA_DIR, redis, prefix: config.REDIS_PREFIX, log }),
+    jobs,
+    announcer,
+    replicas,
+  }),
   concurrency: 4,
   lockDurationMs: config.HOST_JOB_LOCK_MS,
   log,
@@ -142,6 +186,8 @@ onShutdownSignal(log, config.SHUTDOWN_TIMEOUT_MS, stopProcess, config.SUPERVISOR
 async function stopProcess(): Promise<void> {
   clearInterval(reconcileTimer);
   clearInterval(announceTimer);
+  clearInterval(rotationTimer);
+  clearInterval(cacheTimer);
   await presence.stop();
   await payloadServer.close();
   await worker.close(Math.max(1_000, config.SHUTDOWN_TIMEOUT_MS - 2_000));

@@ -4,12 +4,14 @@
 import { existsSync } from "node:fs";
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
+import { enforceCacheBudget, touchCacheEntry } from "../../shared/cache-budget.ts";
 import { decompressFile } from "../../shared/codec/index.ts";
 import { crashPoint } from "../../shared/crash-points.ts";
 import { ApiError, notFound } from "../../shared/errors.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
 import { fsyncPath } from "../../shared/files.ts";
 import { madeBy, nextStamp, publishTombstone, type TombstoneStore } from "../../shared/host-records.ts";
+import { readMachineInfo } from "../../shared/hypervisor/machine.ts";
 import { copyFileSparse } from "../../shared/hypervisor/sparse-copy.ts";
 import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
@@ -27,6 +29,7 @@ import {
   type SnapshotRecord,
   type SnapshotStore,
 } from "../../shared/snapshots/store.ts";
+import { allocatedBytesOf, asInsufficientStorage, assertFreeSpace } from "../../shared/storage/free-space.ts";
 import type { CommandResult, InstanceManager } from "./instances.ts";
 
 export interface SnapshotManagerOptions {
@@ -37,6 +40,8 @@ export interface SnapshotManagerOptions {
   events: EventStream;
   /** Puts compression jobs on this host's compression queue. */
   jobs: JobProducer;
+  /** RAW_CACHE_BUDGET_BYTES: decompressed payloads beyond this are evicted, least recently used first. */
+  rawCacheBudgetBytes: number;
   log: Logger;
 }
 
@@ -59,9 +64,12 @@ export class SnapshotManager {
       assertOperationAllowed(prepared.kind === "Standby" ? "snapshotStandby" : "snapshotStopped", instance);
       const files = instances.files(instanceId);
       const staging = path.join(store.dataDir, "snapshots", `.staging-${prepared.id}`);
-      await rm(staging, { recursive: true, force: true });
-      await mkdir(staging, { recursive: true });
       try {
+        await rm(staging, { recursive: true, force: true });
+        await mkdir(staging, { recursive: true });
+        await this.assertRoomFor(
+          prepared.kind === "Standby" ? [files.disk, files.memory, files.standbyState] : [files.disk],
+        );
         let layout: SnapshotRecord["memory_layout"] = "none";
         let downtimeMs: number | null = null;
         if (prepared.kind === "Standby") {
@@ -92,12 +100,18 @@ export class SnapshotManager {
         await fsyncPath(path.dirname(staging));
         crashPoint("snapshot-capture.after-payload");
 
+        // The driver writes which QEMU made a device state beside it: forks and restores are checked against it.
+        const deviceState =
+          instance.state === "Running" ? store.file(prepared.id, DEVICE_STATE_FILE) : files.standbyState;
+        const machine = prepared.kind === "Standby" ? await readMachineInfo(deviceState) : null;
         const record: SnapshotRecord = {
           snapshot: {
             ...prepared,
             host_id: this.options.hostId,
             capture_downtime_ms: downtimeMs,
             compression_state: "none",
+            qemu_version: machine?.qemu_version ?? null,
+            machine_type: machine?.machine_type ?? null,
           },
           source: instance,
           memory_layout: layout,
@@ -126,9 +140,15 @@ export class SnapshotManager {
         if (!(await store.read(prepared.id).catch(() => undefined))) {
           await rm(store.dir(prepared.id), { recursive: true, force: true });
         }
-        throw error;
+        throw asInsufficientStorage(error, this.options.hostId, `snapshot ${prepared.id}`);
       }
     });
+  }
+
+  /** 507 before anything is copied when the snapshots' file system cannot hold the files' allocated bytes. */
+  private async assertRoomFor(payloadFiles: string[]): Promise<void> {
+    const snapshotsDir = path.join(this.options.store.dataDir, "snapshots");
+    await assertFreeSpace(snapshotsDir, await allocatedBytesOf(payloadFiles), this.options.hostId);
   }
 
   /**
@@ -186,7 +206,7 @@ export class SnapshotManager {
         if (await instances.findRecord(prepared.id).catch(() => undefined)) throw error; // durable: only the append failed
         await instances.stopVm(prepared).catch(() => {});
         await rm(files.dir, { recursive: true, force: true });
-        throw error;
+        throw asInsufficientStorage(error, this.options.hostId, `instance ${prepared.id}`);
       }
     });
   }
@@ -294,6 +314,8 @@ export class SnapshotManager {
     const raw = store.file(id, name);
     if (record.snapshot.compression_state !== "compressed" && existsSync(raw)) return raw;
     const cache = store.cacheFile(id, name);
+    // Touched before use: an entry used within the grace period is never evicted, so it stays until QEMU maps it.
+    await touchCacheEntry(path.dirname(cache));
     if (existsSync(cache)) return cache;
     await mkdir(path.dirname(cache), { recursive: true });
     const started = performance.now();
@@ -302,6 +324,19 @@ export class SnapshotManager {
       { snapshotId: id, ms: Math.round(performance.now() - started), bytes: (await stat(cache)).size },
       "decompressed memory payload into the raw cache",
     );
+    void this.enforceCacheBudget();
     return cache;
+  }
+
+  /** Evicts least recently used raw cache entries beyond the budget; never one a VM maps. Logs, never throws. */
+  async enforceCacheBudget(): Promise<void> {
+    const { store, rawCacheBudgetBytes, log } = this.options;
+    try {
+      const report = await enforceCacheBudget(store.cacheRoot, rawCacheBudgetBytes);
+      if (report.evicted.length > 0) log.info(report, "raw cache entries evicted");
+      if (report.overBudgetBytes > 0) log.warn(report, "raw cache over budget: the rest is in use by running VMs");
+    } catch (error) {
+      log.warn({ err: (error as Error).message }, "raw cache eviction failed");
+    }
   }
 }

@@ -2,9 +2,11 @@
 // at a time, and makes sure no snapshot waits forever for a job that vanished.
 import { selectCodecBackendOrExit } from "../../shared/codec/index.ts";
 import { EventStream } from "../../shared/events/stream.ts";
+import { StandbyMemory } from "../../shared/instances/standby-memory.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
+import { removeHostLeftovers } from "../../shared/orphans.ts";
 import { bootProcess } from "../../shared/process-boot.ts";
 import { closeRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
@@ -28,11 +30,17 @@ const jobs = new JobProducer({
   commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
 });
 
+await removeHostLeftovers(config.DATA_DIR, log);
 const worker = startJobWorker({
   queue,
   prefix: config.REDIS_PREFIX,
   connection: redis,
-  handlers: createCompressionHandlers({ store, events: new EventStream(redis, config.REDIS_PREFIX), log }),
+  handlers: createCompressionHandlers({
+    store,
+    events: new EventStream(redis, config.REDIS_PREFIX),
+    log,
+    standbyMemory: new StandbyMemory({ dataDir: config.DATA_DIR, redis, prefix: config.REDIS_PREFIX, log }),
+  }),
   concurrency: config.COMPRESSION_CONCURRENCY,
   lockDurationMs: config.COMPRESSION_JOB_LOCK_MS,
   log,

@@ -4,9 +4,11 @@ import { constants } from "node:fs";
 import { access, mkdir, open, readFile, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
 import { z } from "zod";
 import { HypervisorError, MigrationError, QmpError, VmBootError, VmGoneError } from "../errors.ts";
 import { findExecutable } from "../exec.ts";
+import { type MachineInfo, machineInfoFile, parseHostQemu } from "../machine.ts";
 import { isProcessAlive, killProcess, processArgs, waitForExit } from "../process.ts";
 import type {
   Accel,
@@ -60,6 +62,7 @@ export function createQemuDriver(options: QemuDriverOptions = {}): HypervisorDri
   };
   return {
     name: "qemu",
+    features: ["snapshots", "standby", "fork", "pause"],
     isAvailable: async () => (await findExecutable(binary)) !== null,
     boot: async (spec) => {
       const resolved = await findExecutable(binary);
@@ -67,6 +70,11 @@ export function createQemuDriver(options: QemuDriverOptions = {}): HypervisorDri
       return bootVm(resolved, spec, settings);
     },
     attach: (instanceDir) => attachVm(instanceDir, settings),
+    hostQemu: async () => {
+      const run = promisify(execFile);
+      const [version, machines] = await Promise.all([run(binary, ["--version"]), run(binary, ["-machine", "help"])]);
+      return parseHostQemu(version.stdout, machines.stdout);
+    },
   };
 }
 
@@ -215,6 +223,7 @@ class QemuVm implements VmHandle {
 
   captureDeviceState(file: string): Promise<CaptureResult> {
     return this.withQmp(async (qmp) => {
+      const machine = await machineInfo(qmp);
       const { status } = await qmp.execute<{ status: string }>("query-status");
       if (status === "running") await qmp.execute("stop");
       await setIgnoreShared(qmp);
@@ -228,6 +237,7 @@ class QemuVm implements VmHandle {
         throw error;
       }
       const migrationMs = Date.now() - started;
+      await writeFile(machineInfoFile(file), JSON.stringify(machine));
       const { size } = await stat(file);
       this.settings.logger?.debug({ pid: this.pid, file, bytes: size, migrationMs }, "device state captured");
       return { deviceStateFile: file, bytes: size, migrationMs };
@@ -313,6 +323,13 @@ class QemuVm implements VmHandle {
       await sleep(MIGRATION_POLL_MS);
     }
   }
+}
+
+/** The running QEMU's version and concrete machine type (`pc-i440fx-7.2`, not the `pc` alias). */
+async function machineInfo(qmp: QmpClient): Promise<MachineInfo> {
+  const { qemu } = await qmp.execute<{ qemu: { major: number; minor: number; micro: number } }>("query-version");
+  const type = await qmp.execute<string>("qom-get", { path: "/machine", property: "type" });
+  return { qemu_version: `${qemu.major}.${qemu.minor}.${qemu.micro}`, machine_type: type.replace(/-machine$/, "") };
 }
 
 async function setIgnoreShared(qmp: QmpClient): Promise<void> {
