@@ -27,6 +27,7 @@ import { registerMetricsRoutes } from "./routes/metrics.ts";
 import { registerQueueRoutes } from "./routes/queues.ts";
 import { registerSnapshotCompressRoutes } from "./routes/snapshot-compress.ts";
 import { registerSnapshotScheduleRoutes } from "./routes/snapshot-schedule.ts";
+import { IMPORT_SNAPSHOT_PATH, registerSnapshotTransferRoutes } from "./routes/snapshot-transfer.ts";
 import { registerSnapshotRoutes } from "./routes/snapshots.ts";
 import { BOARD_COOKIE, BOARD_PATH, isPublicUiPath, registerUiRoutes } from "./routes/ui.ts";
 import { registerWebhookRoutes } from "./routes/webhooks.ts";
@@ -54,6 +55,8 @@ export interface AppDeps {
   eventFeed: EventFeed;
   /** Prometheus instruments served at GET /metrics. */
   metrics: ApiMetrics;
+  /** Signs calls to hosts' payload servers (FLEET_SECRET or the one hosts share through Redis; undefined: none yet). */
+  fleetSecret: () => Promise<string | undefined>;
   /** How long a POST's answer is replayed for the same Idempotency-Key (IDEMPOTENCY_KEY_TTL_MS). */
   idempotencyTtlMs: number;
 }
@@ -62,6 +65,8 @@ export type App = OpenAPIHono;
 
 const PUBLIC_PATHS = new Set(["/health", ...DOCS_PUBLIC_PATHS]);
 const isPublic = (path: string) => PUBLIC_PATHS.has(path) || isPublicUiPath(path);
+/** Bodies of any size, streamed on to a host rather than buffered. */
+const UNLIMITED_BODY_PATHS = new Set([IMPORT_SNAPSHOT_PATH]);
 
 export function createApp(deps: AppDeps): App {
   const app = new OpenAPIHono({
@@ -78,15 +83,13 @@ export function createApp(deps: AppDeps): App {
   app.use("*", requestIds());
   app.use("*", requestLog(deps.log, deps.metrics));
   app.use("*", bearerAuth(deps.apiKeys, { isPublic, cookie: { name: BOARD_COOKIE, pathPrefix: BOARD_PATH } }));
-  app.use(
-    "*",
-    bodyLimit({
-      maxSize: deps.bodyLimitBytes,
-      onError: () => {
-        throw new ApiError("invalid_request", `request body exceeds ${deps.bodyLimitBytes} bytes`, { status: 413 });
-      },
-    }),
-  );
+  const limitBody = bodyLimit({
+    maxSize: deps.bodyLimitBytes,
+    onError: () => {
+      throw new ApiError("invalid_request", `request body exceeds ${deps.bodyLimitBytes} bytes`, { status: 413 });
+    },
+  });
+  app.use("*", (c, next) => (UNLIMITED_BODY_PATHS.has(c.req.path) ? next() : limitBody(c, next)));
   // A request waits at most twice the job deadline (the job, then the read model): an older claim was abandoned.
   const inFlightTimeoutMs = 2 * deps.jobResultTimeoutMs + 30_000;
   app.use("*", idempotency({ db: deps.db, ttlMs: deps.idempotencyTtlMs, inFlightTimeoutMs }));
@@ -106,6 +109,7 @@ export function createApp(deps: AppDeps): App {
   registerInstanceRoutes(app, deps);
   registerInstanceWaitRoutes(app, deps);
   registerInstanceForkRoutes(app, deps);
+  registerSnapshotTransferRoutes(app, deps);
   registerSnapshotRoutes(app, deps);
   registerSnapshotCompressRoutes(app, deps);
   registerSnapshotScheduleRoutes(app, deps);

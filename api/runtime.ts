@@ -1,6 +1,7 @@
 // Everything the API process runs besides the HTTP server, wired from config: the read model, Redis, the
 // projector, webhooks and the live event feed. api/main.ts and the in-process test app both build it here.
 import type { Config } from "../shared/config.ts";
+import { readFleetSecret } from "../shared/fleet-secret.ts";
 import { JobProducer } from "../shared/jobs/producer.ts";
 import type { Logger } from "../shared/logger.ts";
 import { closeRedis, connectRedis, waitForRedisReady } from "../shared/redis.ts";
@@ -152,6 +153,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     webhookEndpoints,
     eventFeed,
     metrics,
+    fleetSecret: () => readFleetSecret(redis, config.REDIS_PREFIX, config.FLEET_SECRET),
     idempotencyTtlMs: config.IDEMPOTENCY_KEY_TTL_MS,
   };
   const idempotencyPruner = startIdempotencyPruner(db, log);

@@ -3,6 +3,7 @@ import { hostname } from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { CODEC_BACKEND_CHOICES } from "./codec/options.ts";
+import { HOST_ID_PATTERN } from "./host-id.ts";
 import { DEFAULT_RETRY_SCHEDULE, parseDurationList } from "./webhooks/retry-schedule.ts";
 
 const booleanFromEnv = z.enum(["true", "false", "1", "0"]).transform((value) => value === "true" || value === "1");
@@ -52,11 +53,15 @@ export const ENV_SCHEMA = z.object({
     .refine((keys) => keys.every((key) => key.length >= 16), "each key must be at least 16 characters"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   BODY_LIMIT_BYTES: positiveInt.default(1024 * 1024),
-  HOST_ID: z
-    .string()
-    .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "lowercase letters, digits and dashes, at most 63")
-    .optional(),
+  HOST_ID: z.string().regex(HOST_ID_PATTERN, "lowercase letters, digits and dashes, at most 63").optional(),
   QEMU_ACCEL: z.enum(["auto", "kvm", "tcg"]).default("auto"),
+  /** The capture worker's payload server (snapshot files for export, import and other hosts); 0 picks a free port. */
+  PAYLOAD_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+  PAYLOAD_HOST: z.string().min(1).default("0.0.0.0"),
+  /** The name the API and other hosts reach this host's payload server by; default: the machine's host name. */
+  PAYLOAD_ADVERTISE_HOST: z.string().min(1).optional(),
+  /** Signs the bearer tokens of payload servers; unset: one generated once into Redis and shared through it. */
+  FLEET_SECRET: z.string().min(16, "at least 16 characters").optional(),
   JOB_RESULT_TIMEOUT_MS: positiveInt.default(60_000),
   REDIS_COMMAND_TIMEOUT_MS: positiveInt.default(1_000),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(8_000),

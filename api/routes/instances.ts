@@ -16,9 +16,11 @@ import {
   type StandbyInstanceBody,
 } from "../../shared/schemas/instance.ts";
 import type { App, AppDeps } from "../app.ts";
-import { assertHostOnline, onlineHosts, runHostCommand } from "../commands.ts";
+import { assertHostOnline, knownHosts, runHostCommand } from "../commands.ts";
+import { presentInstance, presentInstances } from "../host-status.ts";
 import { compressionLabels, timed } from "../metrics/metrics.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
+import { chooseHost } from "../placement.ts";
 import { instanceNameScope, withNameReservation } from "../read-model/names.ts";
 import { findInstance, instanceCountsByHost, listInstances } from "../read-model/queries.ts";
 import { INSTANCE_PATH, tagFilterFromQuery } from "./params.ts";
@@ -143,7 +145,7 @@ export const instanceLogsRoute = createRoute({
 export function registerInstanceRoutes(app: App, deps: AppDeps): void {
   app.openapi(createInstanceRoute, async (c) => {
     const body = c.req.valid("json");
-    const host = await pickHost(deps, body.hypervisor);
+    const host = await pickHost(deps, body.hypervisor, body.host_id);
     const id = newId();
     const instance: Instance = {
       id,
@@ -167,16 +169,18 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
     const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
       runHostCommand(deps, host, "instance.create", { instance }, `GET /instances/${id}`),
     );
-    return c.json(result.instance, 201);
+    return c.json(await presentInstance(deps, result.instance), 201);
   });
 
   app.openapi(listInstancesRoute, async (c) => {
     const { state } = c.req.valid("query");
     const tags = tagFilterFromQuery(c.req.queries() as Record<string, string[]>);
-    return c.json(await listInstances(deps.db, { state, tags }), 200);
+    return c.json(await presentInstances(deps, await listInstances(deps.db, { state, tags })), 200);
   });
 
-  app.openapi(getInstanceRoute, async (c) => c.json(await requireInstance(deps, c.req.valid("param").id), 200));
+  app.openapi(getInstanceRoute, async (c) =>
+    c.json(await presentInstance(deps, await requireInstance(deps, c.req.valid("param").id)), 200),
+  );
 
   app.openapi(deleteInstanceRoute, async (c) => {
     const instance = await requireInstance(deps, c.req.valid("param").id);
@@ -206,7 +210,7 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
       const result = histogram
         ? await timed(deps.metrics[histogram], compressionPolicyLabels(deps, instance), run)
         : await run();
-      return c.json(result.instance, 200);
+      return c.json(await presentInstance(deps, result.instance), 200);
     });
   }
 
@@ -253,21 +257,9 @@ export async function requireInstance(deps: AppDeps, idOrName: string): Promise<
   return instance;
 }
 
-/** The online host that can run `hypervisor` and has the fewest instances. */
-export async function pickHost(deps: AppDeps, hypervisor: string): Promise<string> {
-  const hosts = await onlineHosts(deps);
-  if (hosts.length === 0) throw new ApiError("unavailable", "no worker host is online");
-  const capable = hosts.filter((host) => host.hypervisors.includes(hypervisor));
-  if (capable.length === 0) {
-    const available = [...new Set(hosts.flatMap((host) => host.hypervisors))].sort();
-    throw new ApiError(
-      "not_supported",
-      `hypervisor ${hypervisor} is not available; available: ${available.join(", ") || "none"}`,
-    );
-  }
-  const counts = await instanceCountsByHost(deps.db);
-  const load = (hostId: string) => counts.get(hostId) ?? 0;
-  return capable.sort((left, right) => load(left.id) - load(right.id))[0]!.id;
+/** The requested host, or the online host that can run `hypervisor` and has the fewest instances. */
+export async function pickHost(deps: AppDeps, hypervisor: string, requested?: string): Promise<string> {
+  return chooseHost(await knownHosts(deps), await instanceCountsByHost(deps.db), hypervisor, requested);
 }
 
 /** Instance names are unique across the fleet (creates and forks alike). */
