@@ -26,6 +26,8 @@ const runtime = await startApiRuntime(config, log, {
   redisReadyWaitMs: REDIS_READY_WAIT_MS,
   projector: true,
   webhookPipeline: true,
+  maintenance: true,
+  schedules: true,
 });
 
 const server = serve({ fetch: runtime.app.fetch, port: config.PORT, hostname: config.HOST }, (info) =>

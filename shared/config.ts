@@ -1,11 +1,26 @@
 // The one place that reads process.env: every variable the service knows, validated once at boot.
+import { hostname } from "node:os";
 import path from "node:path";
 import { z } from "zod";
+import { CODEC_BACKEND_CHOICES } from "./codec/options.ts";
+import { HOST_ID_PATTERN } from "./host-id.ts";
 import { DEFAULT_RETRY_SCHEDULE, parseDurationList } from "./webhooks/retry-schedule.ts";
 
 const booleanFromEnv = z.enum(["true", "false", "1", "0"]).transform((value) => value === "true" || value === "1");
 
 const positiveInt = z.coerce.number().int().positive();
+
+const SEVEN_DAYS_MS = 7 * 86_400_000;
+
+/** One duration such as `90s`, `12h` or `7d`, in milliseconds. */
+const duration = z.string().transform((value, context) => {
+  const [ms, ...rest] = parseDurationList(value) ?? [];
+  if (ms === undefined || rest.length > 0) {
+    context.addIssue({ code: "custom", message: "a duration like 90s, 12h or 7d (ms s m h d)" });
+    return 0;
+  }
+  return ms;
+});
 
 /** Environment variables, by name. Each entry is documented in the README's configuration table. */
 export const ENV_SCHEMA = z.object({
@@ -13,6 +28,10 @@ export const ENV_SCHEMA = z.object({
   HOST: z.string().min(1).default("0.0.0.0"),
   DATA_DIR: z.string().min(1).default("./data"),
   DATABASE_PATH: z.string().min(1).optional(),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\/\S+$/, "must be a postgres:// or postgresql:// URL")
+    .optional(),
   IMAGES_DIR: z.string().min(1).optional(),
   REDIS_URL: z
     .string()
@@ -34,17 +53,22 @@ export const ENV_SCHEMA = z.object({
     .refine((keys) => keys.every((key) => key.length >= 16), "each key must be at least 16 characters"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   BODY_LIMIT_BYTES: positiveInt.default(1024 * 1024),
-  HOST_ID: z
-    .string()
-    .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "lowercase letters, digits and dashes, at most 63")
-    .optional(),
+  HOST_ID: z.string().regex(HOST_ID_PATTERN, "lowercase letters, digits and dashes, at most 63").optional(),
   QEMU_ACCEL: z.enum(["auto", "kvm", "tcg"]).default("auto"),
+  /** The capture worker's payload server (snapshot files for export, import and other hosts); 0 picks a free port. */
+  PAYLOAD_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+  PAYLOAD_HOST: z.string().min(1).default("0.0.0.0"),
+  /** The name the API and other hosts reach this host's payload server by; default: the machine's host name. */
+  PAYLOAD_ADVERTISE_HOST: z.string().min(1).optional(),
+  /** Signs the bearer tokens of payload servers; unset: one generated once into Redis and shared through it. */
+  FLEET_SECRET: z.string().min(16, "at least 16 characters").optional(),
   JOB_RESULT_TIMEOUT_MS: positiveInt.default(60_000),
   REDIS_COMMAND_TIMEOUT_MS: positiveInt.default(1_000),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(8_000),
   COMPRESSION_CONCURRENCY: positiveInt.max(64).default(1),
   /** A compression job whose worker stops renewing its lock this long (it crashed) is run again by another. */
   COMPRESSION_JOB_LOCK_MS: positiveInt.min(1_000).default(30_000),
+  CODEC_BACKEND: z.enum(CODEC_BACKEND_CHOICES).default("auto"),
   SNAPSHOT_COMPRESSION_DEFAULT: z
     .string()
     .regex(/^(none|zstd|lz4)(:\d{1,2})?$/, "none, zstd, lz4, or algorithm:level such as zstd:3")
@@ -85,15 +109,47 @@ export const ENV_SCHEMA = z.object({
     .refine((value) => Buffer.from(value, "base64").length === 32, "32 bytes, base64-encoded")
     .optional(),
   EVENTS_HEARTBEAT_MS: positiveInt.default(15_000),
+  /** How long the answer to a POST with an Idempotency-Key is replayed for the same key. */
+  IDEMPOTENCY_KEY_TTL_MS: positiveInt.default(24 * 3_600_000),
+  /** This API replica's consumer name in the stream consumer groups; unset: `<hostname>-<PORT>`. */
+  API_REPLICA_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]{1,100}$/, "letters, digits, _ . : - only, at most 100")
+    .optional(),
+  /** A stream entry another replica took and has not acknowledged for this long (it died) is claimed. */
+  STREAM_CLAIM_IDLE_MS: positiveInt.min(100).default(30_000),
+  /** Each host announces the full state of what it owns this often (and at start and after every Redis reconnect). */
+  ANNOUNCE_INTERVAL_MS: positiveInt.min(1_000).max(30_000).default(15_000),
+  /** How long a host keeps (and announces) the tombstone of a deleted instance or snapshot. */
+  TOMBSTONE_RETENTION_MS: positiveInt.min(60_000).default(7 * 24 * 3_600_000),
+  /** A host job whose worker stops renewing its lock this long (it crashed) is run again; re-runs are idempotent. */
+  HOST_JOB_LOCK_MS: positiveInt.min(1_000).default(30_000),
+  /** Test only: a file of armed crash point names; a process reaching an armed point disarms it and kills itself. */
+  CRASH_POINTS_FILE: z.string().min(1).optional(),
+  /** Hard cap on the event stream's length, for a consumer group that never catches up. */
+  EVENT_STREAM_MAX_LENGTH: positiveInt.min(1_000).default(1_000_000),
+  /** How long the read model remembers applied event ids (replays older than this are caught by record versions). */
+  PROCESSED_EVENTS_RETENTION: duration.default(SEVEN_DAYS_MS),
+  /** How long deleted instances and snapshots stay in the read model as tombstones. */
+  DELETED_RESOURCES_RETENTION: duration.default(SEVEN_DAYS_MS),
+  /** How long finished (succeeded or failed) webhook deliveries and their attempts stay in the delivery log. */
+  WEBHOOK_DELIVERIES_RETENTION: duration.default(SEVEN_DAYS_MS),
+  /** A guest's serial console log is rotated (one previous file kept) once it is larger than this. */
+  CONSOLE_LOG_MAX_BYTES: positiveInt.min(4_096).default(8 * 1024 * 1024),
+  /** Bytes the raw cache of decompressed snapshot payloads may hold before least recently used entries go. */
+  RAW_CACHE_BUDGET_BYTES: positiveInt.default(4 * 1024 ** 3),
   WORKER_RESTART: booleanFromEnv.default(true),
+  /** The supervisor's restart back-off doubles from 1 s up to this for a child that keeps dying. */
+  WORKER_RESTART_MAX_DELAY_MS: positiveInt.default(30_000),
   /** Set by the supervisor for its children: they stop when it is gone, so no process outlives `npm start`. */
   SUPERVISOR_PID: positiveInt.optional(),
 });
 
 export type RawConfig = z.infer<typeof ENV_SCHEMA>;
 
-export interface Config extends Omit<RawConfig, "DATABASE_PATH" | "IMAGES_DIR"> {
+export interface Config extends Omit<RawConfig, "DATABASE_PATH" | "IMAGES_DIR" | "API_REPLICA_ID"> {
   DATA_DIR: string;
+  API_REPLICA_ID: string;
   DATABASE_PATH: string;
   IMAGES_DIR: string;
 }
@@ -126,6 +182,7 @@ export function parseConfig(env: NodeJS.ProcessEnv = process.env): Config {
     DATA_DIR: dataDir,
     DATABASE_PATH: path.resolve(dataDir, result.data.DATABASE_PATH ?? "snapfleet.db"),
     IMAGES_DIR: path.resolve(dataDir, result.data.IMAGES_DIR ?? "images"),
+    API_REPLICA_ID: result.data.API_REPLICA_ID ?? `${hostname()}-${result.data.PORT}`,
   };
 }
 

@@ -1,14 +1,26 @@
 // Instances: create, list, get, delete, lifecycle operations and console logs. Work runs on the owning host.
 import { createRoute, z } from "@hono/zod-openapi";
 import { streamSSE } from "hono/streaming";
+import { parseGoDuration } from "../../shared/duration.ts";
 import { ApiError, notFound } from "../../shared/errors.ts";
 import { newId } from "../../shared/ids.ts";
 import { assertOperationAllowed, type InstanceOperation } from "../../shared/instances/transitions.ts";
 import { formatSize, parseSize } from "../../shared/schemas/common.ts";
-import { CREATE_INSTANCE_BODY, INSTANCE_SCHEMA, INSTANCE_STATE, type Instance } from "../../shared/schemas/instance.ts";
+import { resolveCompression } from "../../shared/schemas/compression.ts";
+import {
+  CREATE_INSTANCE_BODY,
+  INSTANCE_SCHEMA,
+  INSTANCE_STATE,
+  type Instance,
+  STANDBY_INSTANCE_BODY,
+  type StandbyInstanceBody,
+} from "../../shared/schemas/instance.ts";
 import type { App, AppDeps } from "../app.ts";
-import { assertHostOnline, onlineHosts, runHostCommand } from "../commands.ts";
+import { assertHostOnline, knownHosts, runHostCommand } from "../commands.ts";
+import { presentInstance, presentInstances } from "../host-status.ts";
+import { compressionLabels, timed } from "../metrics/metrics.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
+import { chooseHost } from "../placement.ts";
 import { instanceNameScope, withNameReservation } from "../read-model/names.ts";
 import { findInstance, instanceCountsByHost, listInstances } from "../read-model/queries.ts";
 import { INSTANCE_PATH, tagFilterFromQuery } from "./params.ts";
@@ -65,9 +77,16 @@ export const deleteInstanceRoute = createRoute({
 const LIFECYCLE = {
   stop: { job: "instance.stop", summary: "Stop the instance (its disk is kept)" },
   start: { job: "instance.start", summary: "Boot a Stopped instance from its disk" },
-  standby: { job: "instance.standby", summary: "Capture memory and device state, then stop the VMM" },
   restore: { job: "instance.restore", summary: "Resume a Standby instance from its captured state" },
 } as const satisfies Record<string, { job: string; summary: string }>;
+
+/** Operations with a duration histogram of the reference server's, labelled by the instance's compression policy. */
+const TIMED_OPERATIONS: Partial<Record<keyof typeof LIFECYCLE, "standbyDuration" | "restoreDuration">> = {
+  restore: "restoreDuration",
+};
+
+const compressionPolicyLabels = (deps: AppDeps, instance: Instance) =>
+  compressionLabels(resolveCompression(instance.snapshot_policy?.compression, deps.defaultCompression));
 
 const lifecycleRoute = (operation: keyof typeof LIFECYCLE) =>
   createRoute({
@@ -82,6 +101,26 @@ const lifecycleRoute = (operation: keyof typeof LIFECYCLE) =>
       ...errorResponses(404, 409, 504),
     },
   });
+
+export const standbyInstanceRoute = createRoute({
+  method: "post",
+  path: "/instances/{id}/standby",
+  summary: "Capture memory and device state, then stop the VMM",
+  description:
+    "With compression (request, else the instance's snapshot_policy, else the server default) the captured memory " +
+    "is compressed in the background after `compression_delay` (else snapshot_policy.standby_compression_delay). " +
+    "A restore waits for a compression in flight and decompresses first.",
+  tags: ["Instances"],
+  security: BEARER_SECURITY,
+  request: {
+    params: INSTANCE_PATH,
+    body: { content: { "application/json": { schema: STANDBY_INSTANCE_BODY } }, required: false },
+  },
+  responses: {
+    200: jsonResponse(INSTANCE_SCHEMA, "The instance in Standby"),
+    ...errorResponses(400, 404, 409, 504),
+  },
+});
 
 export const instanceLogsRoute = createRoute({
   method: "get",
@@ -106,7 +145,7 @@ export const instanceLogsRoute = createRoute({
 export function registerInstanceRoutes(app: App, deps: AppDeps): void {
   app.openapi(createInstanceRoute, async (c) => {
     const body = c.req.valid("json");
-    const host = await pickHost(deps, body.hypervisor);
+    const host = await pickHost(deps, body.hypervisor, body.host_id);
     const id = newId();
     const instance: Instance = {
       id,
@@ -128,22 +167,30 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
       host_id: host,
     };
     const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
-      runHostCommand(deps, host, "instance.create", { instance }),
+      runHostCommand(deps, host, "instance.create", { instance }, `GET /instances/${id}`),
     );
-    return c.json(result.instance, 201);
+    return c.json(await presentInstance(deps, result.instance), 201);
   });
 
   app.openapi(listInstancesRoute, async (c) => {
     const { state } = c.req.valid("query");
     const tags = tagFilterFromQuery(c.req.queries() as Record<string, string[]>);
-    return c.json(await listInstances(deps.db, { state, tags }), 200);
+    return c.json(await presentInstances(deps, await listInstances(deps.db, { state, tags })), 200);
   });
 
-  app.openapi(getInstanceRoute, async (c) => c.json(await requireInstance(deps, c.req.valid("param").id), 200));
+  app.openapi(getInstanceRoute, async (c) =>
+    c.json(await presentInstance(deps, await requireInstance(deps, c.req.valid("param").id)), 200),
+  );
 
   app.openapi(deleteInstanceRoute, async (c) => {
     const instance = await requireInstance(deps, c.req.valid("param").id);
-    await runHostCommand(deps, instance.host_id, "instance.delete", { instance_id: instance.id });
+    await runHostCommand(
+      deps,
+      instance.host_id,
+      "instance.delete",
+      { instance_id: instance.id },
+      `GET /instances/${instance.id}`,
+    );
     return c.body(null, 204);
   });
 
@@ -151,12 +198,31 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
     app.openapi(lifecycleRoute(operation), async (c) => {
       const instance = await requireInstance(deps, c.req.valid("param").id);
       assertOperationAllowed(operation as InstanceOperation, instance);
-      const result = await runHostCommand(deps, instance.host_id, LIFECYCLE[operation].job, {
-        instance_id: instance.id,
-      });
-      return c.json(result.instance, 200);
+      const run = () =>
+        runHostCommand(
+          deps,
+          instance.host_id,
+          LIFECYCLE[operation].job,
+          { instance_id: instance.id },
+          `GET /instances/${instance.id}`,
+        );
+      const histogram = TIMED_OPERATIONS[operation];
+      const result = histogram
+        ? await timed(deps.metrics[histogram], compressionPolicyLabels(deps, instance), run)
+        : await run();
+      return c.json(await presentInstance(deps, result.instance), 200);
     });
   }
+
+  app.openapi(standbyInstanceRoute, async (c) => {
+    const instance = await requireInstance(deps, c.req.valid("param").id);
+    assertOperationAllowed("standby", instance);
+    const payload = { instance_id: instance.id, ...standbyCompression(deps, instance, c.req.valid("json")) };
+    const result = await timed(deps.metrics.standbyDuration, compressionPolicyLabels(deps, instance), () =>
+      runHostCommand(deps, instance.host_id, "instance.standby", payload, `GET /instances/${instance.id}`),
+    );
+    return c.json(result.instance, 200);
+  });
 
   app.openapi(instanceLogsRoute, async (c) => {
     const { tail, follow } = c.req.valid("query");
@@ -174,27 +240,26 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
   });
 }
 
+/** Standby memory compression: request → instance snapshot_policy → server default, as for snapshots. */
+function standbyCompression(deps: AppDeps, instance: Instance, body: StandbyInstanceBody | undefined) {
+  const policy = resolveCompression(body?.compression, instance.snapshot_policy?.compression, deps.defaultCompression);
+  if (!policy.enabled) return { compression: null };
+  const delay = body?.compression_delay ?? instance.snapshot_policy?.standby_compression_delay;
+  return {
+    compression: { algorithm: policy.algorithm!, level: policy.level! },
+    compression_delay_ms: delay === undefined ? 0 : Math.max(0, Math.round(parseGoDuration(delay)!)),
+  };
+}
+
 export async function requireInstance(deps: AppDeps, idOrName: string): Promise<Instance> {
   const instance = await findInstance(deps.db, idOrName);
   if (!instance) throw notFound("instance", idOrName);
   return instance;
 }
 
-/** The online host that can run `hypervisor` and has the fewest instances. */
-export async function pickHost(deps: AppDeps, hypervisor: string): Promise<string> {
-  const hosts = await onlineHosts(deps);
-  if (hosts.length === 0) throw new ApiError("unavailable", "no worker host is online");
-  const capable = hosts.filter((host) => host.hypervisors.includes(hypervisor));
-  if (capable.length === 0) {
-    const available = [...new Set(hosts.flatMap((host) => host.hypervisors))].sort();
-    throw new ApiError(
-      "not_supported",
-      `hypervisor ${hypervisor} is not available; available: ${available.join(", ") || "none"}`,
-    );
-  }
-  const counts = await instanceCountsByHost(deps.db);
-  const load = (hostId: string) => counts.get(hostId) ?? 0;
-  return capable.sort((left, right) => load(left.id) - load(right.id))[0]!.id;
+/** The requested host, or the online host that can run `hypervisor` and has the fewest instances. */
+export async function pickHost(deps: AppDeps, hypervisor: string, requested?: string): Promise<string> {
+  return chooseHost(await knownHosts(deps), await instanceCountsByHost(deps.db), hypervisor, requested);
 }
 
 /** Instance names are unique across the fleet (creates and forks alike). */

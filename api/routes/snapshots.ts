@@ -2,6 +2,7 @@
 // Wire-compatible with the Hypeman snapshots API; reads come from the read model, work runs on the owning host.
 import { createRoute, z } from "@hono/zod-openapi";
 import { ApiError, notFound } from "../../shared/errors.ts";
+import { incompatibility } from "../../shared/hypervisor/machine.ts";
 import { newId } from "../../shared/ids.ts";
 import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
 import { resolveCompression } from "../../shared/schemas/compression.ts";
@@ -13,12 +14,19 @@ import {
   SNAPSHOT_KIND,
   SNAPSHOT_SCHEMA,
   type Snapshot,
+  type SnapshotKind,
   TARGET_STATES_BY_KIND,
   type TargetState,
 } from "../../shared/schemas/snapshot.ts";
+import { replicaSetKey } from "../../shared/snapshots/replicas.ts";
+import { SNAPSHOT_RECORD } from "../../shared/snapshots/store.ts";
 import type { App, AppDeps } from "../app.ts";
-import { onlineHosts, runHostCommand } from "../commands.ts";
+import { assertHostOnline, knownHosts, onlineHosts, runHostCommand } from "../commands.ts";
+import { fetchFromHost } from "../host-payloads.ts";
+import { presentInstance, presentSnapshot, presentSnapshots } from "../host-status.ts";
+import { timed } from "../metrics/metrics.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
+import { requireUsableHost } from "../placement.ts";
 import { snapshotNameScope, withNameReservation } from "../read-model/names.ts";
 import { decodeCursor, findInstanceIncludingDeleted, findSnapshot, listSnapshots } from "../read-model/queries.ts";
 import { instanceNameReservation, requireInstance } from "./instances.ts";
@@ -39,7 +47,7 @@ export const createSnapshotRoute = createRoute({
     params: INSTANCE_PATH,
     body: { content: { "application/json": { schema: CREATE_SNAPSHOT_BODY } }, required: true },
   },
-  responses: { 201: jsonResponse(SNAPSHOT_SCHEMA, "The snapshot"), ...errorResponses(400, 404, 409, 504) },
+  responses: { 201: jsonResponse(SNAPSHOT_SCHEMA, "The snapshot"), ...errorResponses(400, 404, 409, 504, 507) },
 });
 
 export const listSnapshotsRoute = createRoute({
@@ -81,7 +89,9 @@ export const deleteSnapshotRoute = createRoute({
   method: "delete",
   path: "/snapshots/{snapshotId}",
   summary: "Delete a snapshot",
-  description: "Cancels compression in flight, removes payload and record. Never touches the source or forks.",
+  description:
+    "Cancels compression in flight, removes payload, record and every replica on other hosts. Never touches the " +
+    "source or forks.",
   tags: ["Snapshots"],
   security: BEARER_SECURITY,
   request: { params: SNAPSHOT_PATH },
@@ -92,14 +102,17 @@ export const forkSnapshotRoute = createRoute({
   method: "post",
   path: "/snapshots/{snapshotId}/fork",
   summary: "Fork a new instance from a snapshot",
-  description: "The fork maps the stored memory copy-on-write: no guest RAM is copied, and the snapshot is unchanged.",
+  description:
+    "The fork maps the stored memory copy-on-write: no guest RAM is copied, and the snapshot is unchanged. With " +
+    "`host_id` naming another host, that host first pulls a copy of the payload from the owning host (kept for " +
+    "later forks there; deleting the snapshot deletes every copy).",
   tags: ["Snapshots"],
   security: BEARER_SECURITY,
   request: {
     params: SNAPSHOT_PATH,
     body: { content: { "application/json": { schema: FORK_SNAPSHOT_BODY } }, required: true },
   },
-  responses: { 201: jsonResponse(INSTANCE_SCHEMA, "The new instance"), ...errorResponses(400, 404, 409, 504) },
+  responses: { 201: jsonResponse(INSTANCE_SCHEMA, "The new instance"), ...errorResponses(400, 404, 409, 504, 507) },
 });
 
 export const restoreSnapshotRoute = createRoute({
@@ -117,48 +130,8 @@ export const restoreSnapshotRoute = createRoute({
 
 export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
   app.openapi(createSnapshotRoute, async (c) => {
-    const body = c.req.valid("json");
     const instance = await requireInstance(deps, c.req.valid("param").id);
-    if (body.kind === "Stopped" && body.compression?.enabled) {
-      throw new ApiError(
-        "invalid_request",
-        "compression applies to Standby snapshots only; a Stopped snapshot is disk only",
-      );
-    }
-    assertOperationAllowed(body.kind === "Standby" ? "snapshotStandby" : "snapshotStopped", instance);
-    const id = newId();
-    const compression =
-      body.kind === "Stopped"
-        ? { enabled: false }
-        : resolveCompression(body.compression, instance.snapshot_policy?.compression, deps.defaultCompression);
-    const prepared: Snapshot = {
-      id,
-      created_at: new Date().toISOString(),
-      kind: body.kind,
-      size_bytes: 0,
-      source_hypervisor: instance.hypervisor,
-      source_instance_id: instance.id,
-      source_instance_name: instance.name,
-      name: body.name ?? null,
-      tags: body.tags ?? {},
-      compression,
-      compression_state: "none",
-      compression_error: null,
-      compressed_size_bytes: null,
-      uncompressed_size_bytes: null,
-      host_id: instance.host_id,
-      capture_downtime_ms: null,
-    };
-    const reservation = {
-      scope: snapshotNameScope(instance.id),
-      name: body.name,
-      resourceId: id,
-      conflictMessage: `instance ${instance.name} already has a snapshot named ${body.name}`,
-    };
-    const result = await withNameReservation(deps.db, reservation, () =>
-      runHostCommand(deps, instance.host_id, "snapshot.capture", { instance_id: instance.id, snapshot: prepared }),
-    );
-    return c.json(result.snapshot, 201);
+    return c.json(await presentSnapshot(deps, await createSnapshot(deps, instance, c.req.valid("json"))), 201);
   });
 
   app.openapi(listSnapshotsRoute, async (c) => {
@@ -177,48 +150,44 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       { limit: query.limit, after },
     );
     if (page.nextCursor) c.header(NEXT_CURSOR_HEADER, page.nextCursor);
-    return c.json(page.snapshots, 200);
+    return c.json(await presentSnapshots(deps, page.snapshots), 200);
   });
 
-  app.openapi(getSnapshotRoute, async (c) => c.json(await requireSnapshot(deps, c.req.valid("param").snapshotId), 200));
+  app.openapi(getSnapshotRoute, async (c) =>
+    c.json(await presentSnapshot(deps, await requireSnapshot(deps, c.req.valid("param").snapshotId)), 200),
+  );
 
   app.openapi(deleteSnapshotRoute, async (c) => {
     const snapshot = await requireSnapshot(deps, c.req.valid("param").snapshotId);
-    await runHostCommand(deps, snapshot.host_id, "snapshot.delete", { snapshot_id: snapshot.id });
+    await deleteSnapshot(deps, snapshot);
     return c.body(null, 204);
   });
 
   app.openapi(forkSnapshotRoute, async (c) => {
     const body = c.req.valid("json");
     const snapshot = await requireSnapshot(deps, c.req.valid("param").snapshotId);
-    const target = targetStateFor(snapshot, body.target_state);
+    const target = targetStateFor(snapshot.kind, body.target_state);
     const hypervisor = await targetHypervisorFor(deps, snapshot, body.target_hypervisor);
-    const source = await findInstanceIncludingDeleted(deps.db, snapshot.source_instance_id);
-    if (!source) throw new ApiError("internal_error", `source instance of snapshot ${snapshot.id} is unknown`);
+    if (target !== "Stopped") await assertHostCanLoad(deps, snapshot, "fork");
+    const hostId = await forkHostFor(deps, snapshot, body.host_id, hypervisor);
+    const source =
+      (await findInstanceIncludingDeleted(deps.db, snapshot.source_instance_id)) ??
+      (await sourceFromHost(deps, snapshot));
     const id = newId();
-    const prepared: Instance = {
-      ...source,
-      id,
-      name: body.name,
-      state: "Created",
-      state_error: null,
-      hypervisor,
-      created_at: new Date().toISOString(),
-      started_at: null,
-      stopped_at: null,
-      expires_at: null,
-      has_snapshot: false,
-      tags: {},
-      host_id: snapshot.host_id,
-    };
+    const prepared = prepareFork(source, { id, name: body.name, hypervisor, host_id: hostId });
+    const labels = { target_state: target, compression_state: snapshot.compression_state };
     const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
-      runHostCommand(deps, snapshot.host_id, "snapshot.fork", {
-        snapshot_id: snapshot.id,
-        instance: prepared,
-        target_state: target,
-      }),
+      timed(deps.metrics.forkDuration, labels, () =>
+        runHostCommand(
+          deps,
+          hostId,
+          "snapshot.fork",
+          { snapshot_id: snapshot.id, instance: prepared, target_state: target },
+          `GET /instances/${id}`,
+        ),
+      ),
     );
-    return c.json(result.instance, 201);
+    return c.json(await presentInstance(deps, result.instance), 201);
   });
 
   app.openapi(restoreSnapshotRoute, async (c) => {
@@ -232,46 +201,164 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
         `snapshot ${snapshot.id} belongs to instance ${snapshot.source_instance_name}, not ${instance.name}`,
       );
     }
-    const target = targetStateFor(snapshot, body.target_state);
+    const target = targetStateFor(snapshot.kind, body.target_state);
     await targetHypervisorFor(deps, snapshot, body.target_hypervisor);
     if (instance.state === "Running") {
       throw new ApiError("invalid_state", `instance ${instance.name} is Running: stop it or put it in standby first`);
     }
     assertOperationAllowed("restoreSnapshot", instance);
-    const result = await runHostCommand(deps, instance.host_id, "snapshot.restore", {
-      snapshot_id: snapshot.id,
-      instance_id: instance.id,
-      target_state: target,
-    });
-    return c.json(result.instance, 200);
+    if (target !== "Stopped") await assertHostCanLoad(deps, snapshot, "restore");
+    const result = await runHostCommand(
+      deps,
+      instance.host_id,
+      "snapshot.restore",
+      { snapshot_id: snapshot.id, instance_id: instance.id, target_state: target },
+      `GET /instances/${instance.id}`,
+    );
+    return c.json(await presentInstance(deps, result.instance), 200);
   });
 }
 
-async function requireSnapshot(deps: AppDeps, id: string): Promise<Snapshot> {
+/** Captures a snapshot of `instance` on its host: the one path for requests and schedules alike. */
+export async function createSnapshot(
+  deps: AppDeps,
+  instance: Instance,
+  body: z.infer<typeof CREATE_SNAPSHOT_BODY>,
+): Promise<Snapshot> {
+  if (body.kind === "Stopped" && body.compression?.enabled) {
+    throw new ApiError(
+      "invalid_request",
+      "compression applies to Standby snapshots only; a Stopped snapshot is disk only",
+    );
+  }
+  assertOperationAllowed(body.kind === "Standby" ? "snapshotStandby" : "snapshotStopped", instance);
+  const id = newId();
+  const compression =
+    body.kind === "Stopped"
+      ? { enabled: false }
+      : resolveCompression(body.compression, instance.snapshot_policy?.compression, deps.defaultCompression);
+  const prepared = prepareSnapshot(instance, {
+    id,
+    kind: body.kind,
+    name: body.name ?? null,
+    tags: body.tags ?? {},
+    compression,
+  });
+  const reservation = {
+    scope: snapshotNameScope(instance.id),
+    name: body.name,
+    resourceId: id,
+    conflictMessage: `instance ${instance.name} already has a snapshot named ${body.name}`,
+  };
+  const result = await withNameReservation(deps.db, reservation, () =>
+    runHostCommand(
+      deps,
+      instance.host_id,
+      "snapshot.capture",
+      { instance_id: instance.id, snapshot: prepared },
+      `GET /snapshots/${id}`,
+    ),
+  );
+  return result.snapshot;
+}
+
+/** Deletes a snapshot on its host (payload and record); answers once the read model shows it gone. */
+export async function deleteSnapshot(deps: AppDeps, snapshot: Snapshot): Promise<void> {
+  await runHostCommand(
+    deps,
+    snapshot.host_id,
+    "snapshot.delete",
+    { snapshot_id: snapshot.id },
+    `GET /snapshots/${snapshot.id}`,
+  );
+  await dropReplicas(deps, snapshot.id);
+}
+
+/** A snapshot about to be captured of `instance`: what the API decides (id, name, tags, policy), nothing captured. */
+export function prepareSnapshot(
+  instance: Instance,
+  fields: Pick<Snapshot, "id" | "kind" | "name" | "tags" | "compression">,
+): Snapshot {
+  return {
+    ...fields,
+    created_at: new Date().toISOString(),
+    size_bytes: 0,
+    source_hypervisor: instance.hypervisor,
+    source_instance_id: instance.id,
+    source_instance_name: instance.name,
+    compression_state: "none",
+    compression_error: null,
+    compressed_size_bytes: null,
+    uncompressed_size_bytes: null,
+    host_id: instance.host_id,
+    capture_downtime_ms: null,
+  };
+}
+
+/** A new instance about to be forked from `source` (image, size, vcpus, policy carry over; tags do not). */
+export function prepareFork(
+  source: Instance,
+  fields: Pick<Instance, "id" | "name" | "hypervisor" | "host_id">,
+): Instance {
+  return {
+    ...source,
+    ...fields,
+    state: "Created",
+    state_error: null,
+    created_at: new Date().toISOString(),
+    started_at: null,
+    stopped_at: null,
+    expires_at: null,
+    has_snapshot: false,
+    tags: {},
+  };
+}
+
+export async function requireSnapshot(deps: AppDeps, id: string): Promise<Snapshot> {
   const snapshot = await findSnapshot(deps.db, id);
   if (!snapshot) throw notFound("snapshot", id);
   return snapshot;
 }
 
-/** The contract's target-state table: the first allowed state of a kind is its default. */
-function targetStateFor(snapshot: Snapshot, requested: TargetState | undefined): TargetState {
-  const allowed = TARGET_STATES_BY_KIND[snapshot.kind];
-  if (requested === undefined) return allowed[0]!;
+/** The contract's target-state table: the first allowed state of a kind is its default unless one is given. */
+export function targetStateFor(
+  kind: SnapshotKind,
+  requested: TargetState | undefined,
+  fallback: TargetState = TARGET_STATES_BY_KIND[kind][0]!,
+): TargetState {
+  const allowed = TARGET_STATES_BY_KIND[kind];
+  if (requested === undefined) return fallback;
   if (!allowed.includes(requested)) {
     throw new ApiError(
       "invalid_request",
-      `target_state ${requested} is not allowed for a ${snapshot.kind} snapshot (allowed: ${allowed.join(", ")})`,
+      `target_state ${requested} is not allowed for a ${kind} snapshot (allowed: ${allowed.join(", ")})`,
     );
   }
   return requested;
 }
 
-/** No memory state crosses hypervisors: only Stopped snapshots may name another one, and the host must run it. */
+/** A Standby snapshot's device state loads only into a QEMU of its major version that knows its machine type. */
+async function assertHostCanLoad(deps: AppDeps, snapshot: Snapshot, operation: "fork" | "restore") {
+  if (snapshot.kind !== "Standby" || !snapshot.qemu_version || !snapshot.machine_type) return;
+  const host = (await knownHosts(deps)).find((candidate) => candidate.id === snapshot.host_id);
+  if (!host?.qemu) return; // a host that does not say which QEMU it runs is not second-guessed
+  const taken = { qemu_version: snapshot.qemu_version, machine_type: snapshot.machine_type };
+  const reason = incompatibility(taken, host.qemu);
+  if (reason) {
+    throw new ApiError("invalid_state", `cannot ${operation} snapshot ${snapshot.id} on host ${host.id}: ${reason}`);
+  }
+}
+
+/**
+ * No memory state crosses hypervisors: only Stopped snapshots take target_hypervisor (a Standby one refuses it even
+ * when it names its own, as the reference server does), and the host must run the one named.
+ */
 async function targetHypervisorFor(deps: AppDeps, snapshot: Snapshot, requested: string | undefined) {
-  if (requested === undefined || requested === snapshot.source_hypervisor) return snapshot.source_hypervisor;
+  if (requested === undefined) return snapshot.source_hypervisor;
   if (snapshot.kind !== "Stopped") {
     throw new ApiError("invalid_request", "target_hypervisor is only allowed for Stopped snapshots");
   }
+  if (requested === snapshot.source_hypervisor) return snapshot.source_hypervisor;
   const host = (await onlineHosts(deps)).find((candidate) => candidate.id === snapshot.host_id);
   if (host && !host.hypervisors.includes(requested)) {
     throw new ApiError(
@@ -280,4 +367,41 @@ async function targetHypervisorFor(deps: AppDeps, snapshot: Snapshot, requested:
     );
   }
   return requested as Snapshot["source_hypervisor"];
+}
+
+/** The host a fork runs on: the snapshot's own unless `host_id` names another (which must be online). */
+/** On another host, the payload is pulled there first (once: the copy stays for later forks). */
+async function forkHostFor(deps: AppDeps, snapshot: Snapshot, requested: string | undefined, hypervisor: string) {
+  if (requested === undefined || requested === snapshot.host_id) return snapshot.host_id;
+  requireUsableHost(await knownHosts(deps), requested, hypervisor);
+  await assertHostOnline(deps, snapshot.host_id);
+  await deps.jobs.run(
+    "snapshot.replicate",
+    { snapshot_id: snapshot.id, owner_host_id: snapshot.host_id },
+    { hostId: requested, timeoutMs: deps.jobResultTimeoutMs },
+  );
+  return requested;
+}
+
+/** Every copy of a deleted snapshot goes too; a copy on an offline host stays listed for a later delete. */
+async function dropReplicas(deps: AppDeps, snapshotId: string): Promise<void> {
+  const hostIds = await deps.redis.smembers(replicaSetKey(deps.redisPrefix, snapshotId));
+  const online = new Set((await onlineHosts(deps)).map((host) => host.id));
+  for (const hostId of hostIds) {
+    if (!online.has(hostId)) {
+      deps.log.warn({ snapshotId, hostId }, "a replica stays on an offline host");
+      continue;
+    }
+    await deps.jobs.run(
+      "snapshot.drop-replica",
+      { snapshot_id: snapshotId },
+      { hostId, timeoutMs: deps.jobResultTimeoutMs },
+    );
+  }
+}
+
+/** An imported snapshot's source instance may never have lived here: its host's record keeps it. */
+async function sourceFromHost(deps: AppDeps, snapshot: Snapshot): Promise<Instance> {
+  const response = await fetchFromHost(deps, snapshot.host_id, `/snapshots/${snapshot.id}/record`);
+  return SNAPSHOT_RECORD.parse(await response.json()).source;
 }

@@ -1,7 +1,7 @@
 /** Which hypervisors this host can run, and the driver for a requested one. */
 import { UnsupportedHypervisorError } from "./errors.ts";
 import { createQemuDriver, type QemuDriverOptions } from "./qemu/driver.ts";
-import type { HypervisorDriver, HypervisorName } from "./types.ts";
+import type { HypervisorDriver, HypervisorName, RuntimeFeature } from "./types.ts";
 
 export interface RegistryOptions {
   qemu?: QemuDriverOptions;
@@ -10,6 +10,11 @@ export interface RegistryOptions {
 /** Only drivers implemented here; other HYPERVISOR_NAMES are known but never available. */
 function implementedDrivers(options: RegistryOptions): HypervisorDriver[] {
   return [createQemuDriver(options.qemu)];
+}
+
+/** The drivers this build implements and what each can do, whether or not this host could run them. */
+export function implementedRuntimes(): Array<{ name: HypervisorName; features: readonly RuntimeFeature[] }> {
+  return implementedDrivers({}).map((driver) => ({ name: driver.name, features: driver.features }));
 }
 
 /** Names of the hypervisors this host can run right now (`qemu` when qemu-system-x86_64 is on PATH). */

@@ -1,5 +1,6 @@
 /** The hypervisor driver seam: what the workers need from any VMM, kept small. */
 import type { GuestImage } from "./image.ts";
+import type { HostQemu } from "./machine.ts";
 
 export const HYPERVISOR_NAMES = ["qemu", "qemu-microvm", "firecracker", "cloud-hypervisor", "vz"] as const;
 export type HypervisorName = (typeof HYPERVISOR_NAMES)[number];
@@ -92,10 +93,18 @@ export interface VmHandle {
   stop(options?: StopOptions): Promise<void>;
 }
 
+/** Hypeman's runtime feature ids a driver can offer (GET /capabilities reports them per runtime). */
+export const RUNTIME_FEATURES = ["snapshots", "standby", "fork", "pause"] as const;
+export type RuntimeFeature = (typeof RUNTIME_FEATURES)[number];
+
 export interface HypervisorDriver {
   readonly name: HypervisorName;
+  /** What this driver can do with a guest; the API reports it and gates nothing on guesses. */
+  readonly features: readonly RuntimeFeature[];
   isAvailable(): Promise<boolean>;
   boot(spec: VmSpec): Promise<VmHandle>;
+  /** The QEMU this host runs and the machine types it can load (QEMU drivers only). */
+  hostQemu?(): Promise<HostQemu>;
   /** Re-attaches to the VM of an instance dir after a worker restart; null if its process is gone. */
   attach(instanceDir: string): Promise<VmHandle | null>;
 }

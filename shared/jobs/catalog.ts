@@ -3,11 +3,12 @@
 import type { z } from "zod";
 import { COMPRESSION_JOBS } from "./compression-jobs.ts";
 import { HOST_JOBS } from "./host-jobs.ts";
+import { SCHEDULE_JOBS } from "./schedule-jobs.ts";
 import { WEBHOOK_JOBS } from "./webhook-jobs.ts";
 
 export interface JobDefinition<Payload extends z.ZodType = z.ZodType, Result extends z.ZodType = z.ZodType> {
   /** Which queue family carries it: `host` and `compression` have one queue per host (payloads live on it). */
-  queue: "host" | "compression" | "webhooks";
+  queue: "host" | "compression" | "webhooks" | "schedules";
   payload: Payload;
   result: Result;
   attempts: number;
@@ -21,6 +22,7 @@ export const JOB_CATALOG = {
   ...HOST_JOBS,
   ...WEBHOOK_JOBS,
   ...COMPRESSION_JOBS,
+  ...SCHEDULE_JOBS,
 } as const satisfies Record<string, JobDefinition>;
 
 export type JobName = keyof typeof JOB_CATALOG;

@@ -1,14 +1,28 @@
 // Jobs of a host's compression queue: background work that must survive crashes, so it retries.
 import { z } from "zod";
+import { RESOURCE_ID } from "../schemas/common.ts";
 import type { JobDefinition } from "./catalog.ts";
 
 export const COMPRESSION_JOBS = {
   /** Compresses a Standby snapshot's memory payload with the snapshot's effective policy. */
   "snapshot.compress": {
     queue: "compression",
-    payload: z.object({ snapshot_id: z.string() }),
+    payload: z.object({ snapshot_id: RESOURCE_ID }),
     result: z.object({ compression_state: z.enum(["compressed", "error", "skipped"]) }),
     attempts: 5,
+    backoff: { type: "exponential", delayMs: 2_000 },
+    timeoutMs: 3_600_000,
+  },
+  /** Packs a Standby instance's RAM in place (POST /instances/{id}/standby with compression), after its delay. */
+  "instance.standby.compress": {
+    queue: "compression",
+    payload: z.object({
+      instance_id: z.string(),
+      algorithm: z.enum(["zstd", "lz4"]),
+      level: z.number().int(),
+    }),
+    result: z.object({ outcome: z.enum(["compressed", "skipped"]) }),
+    attempts: 3,
     backoff: { type: "exponential", delayMs: 2_000 },
     timeoutMs: 3_600_000,
   },

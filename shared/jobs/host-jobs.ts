@@ -1,7 +1,9 @@
 // Jobs carried by a host's own queue: everything that touches that host's VMs and payloads.
 // The API prepares new resources (ids, names, policy) and awaits each result; the worker is the authority
-// on what happened and emits the events that feed the read model.
+// on what happened and emits the events that feed the read model. Every id in a payload is checked against the id
+// format: workers join them into paths they write and remove.
 import { z } from "zod";
+import { RESOURCE_ID } from "../schemas/common.ts";
 import { INSTANCE_SCHEMA } from "../schemas/instance.ts";
 import { SNAPSHOT_SCHEMA, TARGET_STATE } from "../schemas/snapshot.ts";
 import type { JobDefinition } from "./catalog.ts";
@@ -11,7 +13,9 @@ const NO_RETRY = { attempts: 1, backoff: { type: "fixed", delayMs: 0 } } as cons
 /** Every state-changing job answers with the resource after the change and the id of the event it emitted. */
 const INSTANCE_RESULT = z.object({ instance: INSTANCE_SCHEMA, event_id: z.string() });
 const SNAPSHOT_RESULT = z.object({ snapshot: SNAPSHOT_SCHEMA, event_id: z.string() });
-const INSTANCE_REF = z.object({ instance_id: z.string() });
+const INSTANCE_REF = z.object({ instance_id: RESOURCE_ID });
+const PREPARED_INSTANCE = INSTANCE_SCHEMA.extend({ id: RESOURCE_ID });
+const PREPARED_SNAPSHOT = SNAPSHOT_SCHEMA.extend({ id: RESOURCE_ID, source_instance_id: RESOURCE_ID });
 
 export const HOST_JOBS = {
   "host.ping": {
@@ -21,10 +25,18 @@ export const HOST_JOBS = {
     ...NO_RETRY,
     timeoutMs: 5_000,
   },
+  /** Asks the host to announce the full state of what it owns now (a rebuild of the read model asks every host). */
+  "host.announce": {
+    queue: "host",
+    payload: z.object({ reason: z.string().max(200) }),
+    result: z.object({ hostId: z.string(), receivedAt: z.iso.datetime() }),
+    ...NO_RETRY,
+    timeoutMs: 60_000,
+  },
   /** Creates the instance's files and boots it; `instance` is the prepared resource (state Created). */
   "instance.create": {
     queue: "host",
-    payload: z.object({ instance: INSTANCE_SCHEMA }),
+    payload: z.object({ instance: PREPARED_INSTANCE }),
     result: INSTANCE_RESULT,
     ...NO_RETRY,
     timeoutMs: 120_000,
@@ -33,7 +45,14 @@ export const HOST_JOBS = {
   "instance.start": { queue: "host", payload: INSTANCE_REF, result: INSTANCE_RESULT, ...NO_RETRY, timeoutMs: 120_000 },
   "instance.standby": {
     queue: "host",
-    payload: INSTANCE_REF,
+    payload: INSTANCE_REF.extend({
+      /** Compress the captured RAM in the background, after `compression_delay_ms`; null or absent: never. */
+      compression: z
+        .object({ algorithm: z.enum(["zstd", "lz4"]), level: z.number().int() })
+        .nullable()
+        .optional(),
+      compression_delay_ms: z.number().int().min(0).optional(),
+    }),
     result: INSTANCE_RESULT,
     ...NO_RETRY,
     timeoutMs: 120_000,
@@ -56,7 +75,7 @@ export const HOST_JOBS = {
   /** Captures a snapshot of the instance; `snapshot` is the prepared resource (id, name, tags, kind, policy). */
   "snapshot.capture": {
     queue: "host",
-    payload: z.object({ instance_id: z.string(), snapshot: SNAPSHOT_SCHEMA }),
+    payload: z.object({ instance_id: RESOURCE_ID, snapshot: PREPARED_SNAPSHOT }),
     result: SNAPSHOT_RESULT,
     ...NO_RETRY,
     timeoutMs: 600_000,
@@ -64,7 +83,24 @@ export const HOST_JOBS = {
   /** Boots a new instance (the prepared `instance`) from a snapshot, in the target state. */
   "snapshot.fork": {
     queue: "host",
-    payload: z.object({ snapshot_id: z.string(), instance: INSTANCE_SCHEMA, target_state: TARGET_STATE }),
+    payload: z.object({ snapshot_id: RESOURCE_ID, instance: PREPARED_INSTANCE, target_state: TARGET_STATE }),
+    result: INSTANCE_RESULT,
+    ...NO_RETRY,
+    timeoutMs: 600_000,
+  },
+  /**
+   * Forks an instance: captures it into the transient `snapshot` (Standby from Running/Standby, Stopped from
+   * Stopped), boots the prepared `instance` from it in the target state, then deletes the transient snapshot.
+   */
+  "instance.fork": {
+    queue: "host",
+    payload: z.object({
+      instance_id: z.string(),
+      from_running: z.boolean(),
+      snapshot: SNAPSHOT_SCHEMA,
+      instance: INSTANCE_SCHEMA,
+      target_state: TARGET_STATE,
+    }),
     result: INSTANCE_RESULT,
     ...NO_RETRY,
     timeoutMs: 600_000,
@@ -72,15 +108,39 @@ export const HOST_JOBS = {
   /** Puts the snapshot's source instance back to the snapshot's moment, in the target state. */
   "snapshot.restore": {
     queue: "host",
-    payload: z.object({ snapshot_id: z.string(), instance_id: z.string(), target_state: TARGET_STATE }),
+    payload: z.object({ snapshot_id: RESOURCE_ID, instance_id: RESOURCE_ID, target_state: TARGET_STATE }),
     result: INSTANCE_RESULT,
     ...NO_RETRY,
     timeoutMs: 600_000,
   },
+  /** Makes this host hold a copy of a snapshot stored on `owner_host_id` (pulled from its payload server). */
+  "snapshot.replicate": {
+    queue: "host",
+    payload: z.object({ snapshot_id: z.string(), owner_host_id: z.string() }),
+    result: z.object({ pulled_bytes: z.number().int(), ms: z.number() }),
+    ...NO_RETRY,
+    timeoutMs: 600_000,
+  },
+  /** Removes this host's copy of a snapshot stored elsewhere. */
+  "snapshot.drop-replica": {
+    queue: "host",
+    payload: z.object({ snapshot_id: z.string() }),
+    result: z.object({ dropped: z.boolean() }),
+    ...NO_RETRY,
+    timeoutMs: 60_000,
+  },
+  /** Queues compression of a snapshot in `none` or `error` again, with `compression` as its policy from now on. */
+  "snapshot.recompress": {
+    queue: "host",
+    payload: z.object({ snapshot_id: z.string(), compression: SNAPSHOT_SCHEMA.shape.compression }),
+    result: SNAPSHOT_RESULT,
+    ...NO_RETRY,
+    timeoutMs: 60_000,
+  },
   /** Cancels work in flight on the snapshot, removes its payload and emits snapshot.deleted. */
   "snapshot.delete": {
     queue: "host",
-    payload: z.object({ snapshot_id: z.string() }),
+    payload: z.object({ snapshot_id: RESOURCE_ID }),
     result: SNAPSHOT_RESULT,
     ...NO_RETRY,
     timeoutMs: 60_000,

@@ -1,7 +1,10 @@
 // The Instance resource: the subset of Hypeman's that snapshots need, in the same JSON shape.
+
+import { goDuration } from "../duration.ts";
 import { z } from "../zod.ts";
-import { HYPERVISOR, RESOURCE_NAME, sizeString, TAGS, TIMESTAMP } from "./common.ts";
+import { HOST_ID, HOST_ONLINE, HYPERVISOR, RESOURCE_NAME, sizeString, TAGS, TIMESTAMP } from "./common.ts";
 import { COMPRESSION_CONFIG } from "./compression.ts";
+import { TARGET_STATE } from "./snapshot.ts";
 
 export const INSTANCE_STATES = [
   "Created",
@@ -17,7 +20,12 @@ export const INSTANCE_STATE = z.enum(INSTANCE_STATES);
 export type InstanceState = z.infer<typeof INSTANCE_STATE>;
 
 export const SNAPSHOT_POLICY = z
-  .object({ compression: COMPRESSION_CONFIG.optional() })
+  .object({
+    compression: COMPRESSION_CONFIG.optional(),
+    standby_compression_delay: goDuration()
+      .optional()
+      .openapi({ description: "Delay before standby memory compression begins (Go duration); default: at once" }),
+  })
   .openapi("SnapshotPolicy", { description: "Defaults for snapshots of this instance" });
 
 export const MEMORY_LIMITS = { min: 64 * 1024 ** 2, max: 16 * 1024 ** 3, default: "256MB" } as const;
@@ -44,6 +52,7 @@ export const INSTANCE_SCHEMA = z
     tags: z.record(z.string(), z.string()),
     snapshot_policy: SNAPSHOT_POLICY.nullable(),
     host_id: z.string().openapi({ description: "The worker host that owns this instance" }),
+    host_online: HOST_ONLINE,
   })
   .openapi("Instance");
 
@@ -59,7 +68,38 @@ export const CREATE_INSTANCE_BODY = z
     hypervisor: HYPERVISOR.default("qemu"),
     tags: TAGS.optional(),
     snapshot_policy: SNAPSHOT_POLICY.optional(),
+    host_id: HOST_ID.optional().openapi({
+      description:
+        "Extension: the worker host to create the instance on (GET /hosts lists them). Default: the least loaded " +
+        "online host that runs the hypervisor. Unknown host: 400; offline host: 503.",
+    }),
   })
   .openapi("CreateInstanceRequest");
 
 export type CreateInstanceBody = z.infer<typeof CREATE_INSTANCE_BODY>;
+
+export const FORK_INSTANCE_BODY = z
+  .object({
+    name: RESOURCE_NAME.openapi({ description: "Name for the forked instance" }),
+    from_running: z.boolean().optional().openapi({
+      description:
+        "Allow forking a Running source: it is paused only while its memory and device state are captured, then runs on",
+    }),
+    target_state: TARGET_STATE.optional().openapi({
+      description: "Final state of the fork; defaults to the source's state at fork time",
+    }),
+  })
+  .openapi("ForkInstanceRequest");
+
+export const STANDBY_INSTANCE_BODY = z
+  .object({
+    compression: COMPRESSION_CONFIG.optional().openapi({
+      description: "Compress the standby memory in the background. Overrides the instance's snapshot_policy.",
+    }),
+    compression_delay: goDuration()
+      .optional()
+      .openapi({ description: "Delay before compression begins (Go duration), for this standby only" }),
+  })
+  .openapi("StandbyInstanceRequest");
+
+export type StandbyInstanceBody = z.infer<typeof STANDBY_INSTANCE_BODY>;

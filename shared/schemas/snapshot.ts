@@ -1,6 +1,6 @@
 // The Snapshot resource and its request bodies, exactly as the Hypeman snapshots API has them.
 import { z } from "../zod.ts";
-import { HYPERVISOR, RESOURCE_NAME, TAGS, TIMESTAMP } from "./common.ts";
+import { HOST_ID, HOST_ONLINE, HYPERVISOR, RESOURCE_NAME, TAGS, TIMESTAMP } from "./common.ts";
 import { COMPRESSION_ALGORITHMS, COMPRESSION_CONFIG } from "./compression.ts";
 
 export const SNAPSHOT_KINDS = ["Standby", "Stopped"] as const;
@@ -42,9 +42,16 @@ export const SNAPSHOT_SCHEMA = z
     uncompressed_size_bytes: z.number().int().nullable().openapi({ format: "int64" }),
     // Beyond the Hypeman shape (the SDK ignores unknown fields):
     host_id: z.string().openapi({ description: "The worker host that stores this snapshot's payload" }),
+    qemu_version: z.string().nullable().optional().openapi({
+      description: "Extension: the QEMU version a Standby snapshot's device state was written by (null: unknown)",
+    }),
+    machine_type: z.string().nullable().optional().openapi({
+      description: "Extension: the concrete QEMU machine type of that state, e.g. pc-i440fx-7.2",
+    }),
     capture_downtime_ms: z.number().nullable().openapi({
       description: "How long the source was paused while a Standby snapshot was captured from Running; null otherwise",
     }),
+    host_online: HOST_ONLINE,
   })
   .openapi("Snapshot");
 
@@ -76,6 +83,11 @@ export const FORK_SNAPSHOT_BODY = z
         "Final state of the fork. Standby snapshots: Running (default), Standby or Stopped. Stopped snapshots: Stopped (default) or Running.",
     }),
     target_hypervisor: HYPERVISOR.optional().openapi({ description: "Only for Stopped snapshots" }),
+    host_id: HOST_ID.optional().openapi({
+      description:
+        "Extension: the worker host to run the fork on. Default: the host that stores the snapshot; another host " +
+        "pulls a copy first. Unknown host: 400; offline host (either one): 503.",
+    }),
   })
   .openapi("ForkSnapshotRequest");
 

@@ -3,7 +3,7 @@
 // verifyImage reads the whole image against it before anything maps the image.
 import { open, readFile } from "node:fs/promises";
 import { z } from "zod";
-import { blockChecksum, readExactly } from "../codec/index.ts";
+import { blockCodec, readExactly } from "../codec/index.ts";
 import { writeFileAtomic } from "../files.ts";
 
 const PIECE = z.tuple([
@@ -34,6 +34,7 @@ export async function writeChecksums(file: string, checksums: ImageChecksums): P
 /** Reads the whole image and checks every piece against its sidecar; throws ImageIntegrityError on any mismatch. */
 export async function verifyImage(imagePath: string): Promise<void> {
   const checksums = await readChecksums(checksumsFile(imagePath));
+  const codec = await blockCodec();
   const image = await open(imagePath, "r");
   try {
     const { size } = await image.stat();
@@ -47,7 +48,7 @@ export async function verifyImage(imagePath: string): Promise<void> {
       if (buffer.length < length) buffer = Buffer.allocUnsafe(length);
       const piece = buffer.subarray(0, length);
       await readExactly(image, piece, 0, length, offset);
-      if (blockChecksum(piece) !== checksum) {
+      if (codec.checksum(piece) !== checksum) {
         throw new ImageIntegrityError(
           `${imagePath} is damaged: the ${length} bytes at offset ${offset} fail their checksum`,
         );

@@ -107,6 +107,18 @@ describe.each(["zstd", "lz4"] as const)("writeSquashfsImage with %s", (algorithm
   });
 });
 
+// The packages backend writes the same images: zstd frames from @mongodb-js/zstd, raw LZ4 blocks from lz4-napi.
+describe.each(["zstd", "lz4"] as const)("writeSquashfsImage with %s on the packages backend", (algorithm) => {
+  it("unsquashfs extracts the file byte-exact", async () => {
+    const { size, writes } = CASES[0]!;
+    const source = await sparseFile(`packages-${algorithm}.raw`, size, writes());
+    const image = path.join(dir, `packages-${algorithm}.sqfs`);
+    await writeSquashfsImage(source, image, { algorithm, name: "memory.raw", backend: "packages" });
+    await verifyImage(image);
+    expect(filesEqual(path.join(extract(image), "memory.raw"), source)).toBe(true);
+  });
+});
+
 it("keeps zstd blocks as plain zstd frames and records the level", async () => {
   const data = Buffer.from("a zstd frame ".repeat(10_000));
   const source = await sparseFile("frame.raw", data.length, [[0, data]]);

@@ -5,12 +5,11 @@ import { randomBytes } from "node:crypto";
 import { type FileHandle, open, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import {
-  blockChecksum,
-  blockOutputBound,
+  type BlockCodec,
+  blockCodec,
+  type CodecBackendName,
   type CompressionAlgorithm,
-  compressBlock,
   ExtentCursor,
-  findDataExtents,
   ioStep,
   readExactly,
   resolveCompressionLevel,
@@ -37,6 +36,8 @@ export interface SquashfsWriteOptions {
   onProgress?: (done: number, total: number) => void;
   /** Blocks compressed at once (default 3). */
   concurrency?: number;
+  /** The codec backend (default: the process's selected one). */
+  backend?: CodecBackendName;
 }
 
 export interface SquashfsWriteResult {
@@ -65,7 +66,11 @@ export async function writeSquashfsImage(
   destinationPath: string,
   options: SquashfsWriteOptions,
 ): Promise<SquashfsWriteResult> {
-  const level = resolveCompressionLevel(options.algorithm, options.level);
+  const codec = await blockCodec(options.backend);
+  const level = codec.backend.effectiveLevel(
+    options.algorithm,
+    resolveCompressionLevel(options.algorithm, options.level),
+  );
   options.signal?.throwIfAborted();
   const source = await ioStep("open source file", () => open(sourcePath, "r"));
   const temporary = path.join(
@@ -78,6 +83,7 @@ export async function writeSquashfsImage(
     try {
       const written = await writeImage(source, output, {
         ...options,
+        codec,
         level,
         size,
         mtime: Math.floor(mtimeMs / 1000),
@@ -102,6 +108,7 @@ export async function writeSquashfsImage(
 }
 
 interface ImageJob {
+  codec: BlockCodec;
   algorithm: CompressionAlgorithm;
   level: number;
   size: number;
@@ -125,12 +132,15 @@ async function writeImage(
   let sparseBytes = 0;
   const blockCount = Math.ceil(job.size / BLOCK_SIZE);
   const cursor = new ExtentCursor(
-    await ioStep("map source file holes", async () => findDataExtents(source.fd, job.size)),
+    await ioStep("map source file holes", async () => job.codec.backend.findDataExtents(source.fd, job.size)),
   );
   const concurrency = job.concurrency ?? DEFAULT_CONCURRENCY;
   const slots: Buffer[][] = [];
   const takeSlot = () =>
-    slots.pop() ?? [Buffer.allocUnsafe(BLOCK_SIZE), Buffer.allocUnsafe(blockOutputBound(job.algorithm, BLOCK_SIZE))];
+    slots.pop() ?? [
+      Buffer.allocUnsafe(BLOCK_SIZE),
+      Buffer.allocUnsafe(job.codec.outputBound(job.algorithm, BLOCK_SIZE)),
+    ];
 
   const produce = async (block: number): Promise<StoredBlock> => {
     const offset = block * BLOCK_SIZE;
@@ -145,7 +155,7 @@ async function writeImage(
         readExactly(source, input, part.start - offset, part.end - part.start, part.start),
       );
     }
-    const compressed = await compressBlock(job.algorithm, job.level, input, slot[1]!);
+    const compressed = await job.codec.compress(job.algorithm, job.level, input, slot[1]!);
     if (compressed.zero) {
       slots.push(slot);
       return { bytes: Buffer.alloc(0), size: 0 };
@@ -161,7 +171,7 @@ async function writeImage(
       sparseBytes += Math.min(BLOCK_SIZE, job.size - block * BLOCK_SIZE);
     } else {
       await ioStep("write image file", () => writeFully(output, stored.bytes, position));
-      checksums.pieces.push([position, stored.bytes.length, blockChecksum(stored.bytes)]);
+      checksums.pieces.push([position, stored.bytes.length, job.codec.checksum(stored.bytes)]);
       position += stored.bytes.length;
     }
     if (stored.slot) slots.push(stored.slot);
@@ -177,8 +187,8 @@ async function writeImage(
   const head = Buffer.concat([superblock, options]);
   await ioStep("write image file", () => writeFully(output, tail, position));
   await ioStep("write image file", () => writeFully(output, head, 0));
-  checksums.pieces.unshift([0, head.length, blockChecksum(head)]);
-  checksums.pieces.push([position, tail.length, blockChecksum(tail)]);
+  checksums.pieces.unshift([0, head.length, job.codec.checksum(head)]);
+  checksums.pieces.push([position, tail.length, job.codec.checksum(tail)]);
   return {
     result: {
       imageBytes,

@@ -1,16 +1,32 @@
-// Handlers of the host queue, keyed by job name: each delegates to the part of the host agent that owns it.
+// Handlers of the host queue, keyed by job name: each delegates to the part of the host agent that owns it, passing
+// the job id so that a re-run of the same job (BullMQ re-runs stalled jobs) returns the first run's result.
+
+import type { StandbyMemory } from "../../shared/instances/standby-memory.ts";
+import type { JobProducer } from "../../shared/jobs/producer.ts";
 import type { JobHandlers } from "../../shared/jobs/worker.ts";
+import type { HostAnnouncer } from "./announcer.ts";
+import type { InstanceForker } from "./instance-fork.ts";
 import type { InstanceManager } from "./instances.ts";
+import type { Replicas } from "./replicas.ts";
+import type { SnapshotRecompressor } from "./snapshot-recompress.ts";
 import type { SnapshotManager } from "./snapshots.ts";
+import { scheduleStandbyCompression } from "./standby-compression.ts";
 
 export interface HostHandlerDeps {
   hostId: string;
   instances: InstanceManager;
   snapshots: SnapshotManager;
+  replicas: Replicas;
+  announcer: HostAnnouncer;
+  forks: InstanceForker;
+  recompressor: SnapshotRecompressor;
+  standbyMemory: StandbyMemory;
+  jobs: JobProducer;
 }
 
 type InstanceJobs =
   | "host.ping"
+  | "host.announce"
   | "instance.create"
   | "instance.stop"
   | "instance.start"
@@ -21,22 +37,58 @@ type InstanceJobs =
   | "snapshot.capture"
   | "snapshot.fork"
   | "snapshot.restore"
-  | "snapshot.delete";
+  | "snapshot.delete"
+  | "snapshot.replicate"
+  | "snapshot.drop-replica"
+  | "instance.fork"
+  | "snapshot.recompress";
 
-export function createHostHandlers({ hostId, instances, snapshots }: HostHandlerDeps): JobHandlers<InstanceJobs> {
+export function createHostHandlers({
+  hostId,
+  instances,
+  snapshots,
+  replicas,
+  forks,
+  recompressor,
+  standbyMemory,
+  jobs,
+  announcer,
+}: HostHandlerDeps): JobHandlers<InstanceJobs> {
+  // Whatever reads or replaces a Standby instance's RAM runs with it raw: after a compression in flight, unpacked.
+  const raw = <T>(instanceId: string, operation: () => Promise<T>) => standbyMemory.whileRaw(instanceId, operation);
   return {
     "host.ping": async () => ({ hostId, receivedAt: new Date().toISOString() }),
-    "instance.create": ({ instance }) => instances.create(instance),
-    "instance.stop": ({ instance_id }) => instances.stop(instance_id),
-    "instance.start": ({ instance_id }) => instances.start(instance_id),
-    "instance.standby": ({ instance_id }) => instances.standby(instance_id),
-    "instance.restore": ({ instance_id }) => instances.restore(instance_id),
-    "instance.delete": ({ instance_id }) => instances.delete(instance_id),
+    "host.announce": async () => {
+      await announcer.announce("requested");
+      return { hostId, receivedAt: new Date().toISOString() };
+    },
+    "instance.create": ({ instance }, { job }) => instances.create(instance, job.id),
+    "instance.stop": ({ instance_id }, { job }) => instances.stop(instance_id, job.id),
+    "instance.start": ({ instance_id }, { job }) => instances.start(instance_id, job.id),
+    "instance.standby": async ({ instance_id, compression, compression_delay_ms }, { job, log }) => {
+      const result = await instances.standby(instance_id, job.id);
+      if (compression) {
+        // The standby is done and announced: a failed enqueue leaves the RAM uncompressed, nothing worse.
+        await scheduleStandbyCompression(jobs, hostId, instance_id, compression, compression_delay_ms ?? 0).catch(
+          (error: Error) => log.warn({ instanceId: instance_id, err: error.message }, "standby compression not queued"),
+        );
+      }
+      return result;
+    },
+    "instance.restore": ({ instance_id }, { job }) => raw(instance_id, () => instances.restore(instance_id, job.id)),
+    "instance.delete": ({ instance_id }, { job }) => instances.delete(instance_id, job.id),
     "instance.logs": ({ instance_id, tail }) => instances.logs(instance_id, tail),
-    "snapshot.capture": ({ instance_id, snapshot }) => snapshots.capture(instance_id, snapshot),
-    "snapshot.fork": ({ snapshot_id, instance, target_state }) => snapshots.fork(snapshot_id, instance, target_state),
-    "snapshot.restore": ({ snapshot_id, instance_id, target_state }) =>
-      snapshots.restore(snapshot_id, instance_id, target_state),
-    "snapshot.delete": ({ snapshot_id }) => snapshots.delete(snapshot_id),
+    "snapshot.capture": ({ instance_id, snapshot }, { job }) =>
+      raw(instance_id, () => snapshots.capture(instance_id, snapshot, job.id)),
+    "snapshot.fork": ({ snapshot_id, instance, target_state }, { job }) =>
+      snapshots.fork(snapshot_id, instance, target_state, job.id),
+    "snapshot.restore": ({ snapshot_id, instance_id, target_state }, { job }) =>
+      raw(instance_id, () => snapshots.restore(snapshot_id, instance_id, target_state, job.id)),
+    "snapshot.delete": ({ snapshot_id }, { job }) => snapshots.delete(snapshot_id, job.id),
+    "snapshot.replicate": ({ snapshot_id, owner_host_id }) => replicas.ensure(snapshot_id, owner_host_id),
+    "snapshot.drop-replica": ({ snapshot_id }) => replicas.drop(snapshot_id),
+    "instance.fork": (payload) => raw(payload.instance_id, () => forks.fork(payload)),
+    "snapshot.recompress": ({ snapshot_id, compression }, { job }) =>
+      recompressor.recompress(snapshot_id, compression, job.id),
   };
 }

@@ -1,26 +1,43 @@
-// The capture worker: owns this host's VMs and takes jobs from this host's queue.
+// The capture worker: owns this host's VMs, takes jobs from this host's queue and serves its snapshot files.
+import { hostname } from "node:os";
+import { selectCodecBackendOrExit } from "../../shared/codec/index.ts";
 import { EventStream } from "../../shared/events/stream.ts";
-import { announceHost, HOST_HEARTBEAT_INTERVAL_MS, type HostRecord } from "../../shared/hosts.ts";
+import { payloadToken, resolveFleetSecret } from "../../shared/fleet-secret.ts";
+import { TombstoneStore } from "../../shared/host-records.ts";
 import { availableHypervisors, getHypervisor } from "../../shared/hypervisor/registry.ts";
 import type { HypervisorDriver } from "../../shared/hypervisor/types.ts";
+import { StandbyMemory } from "../../shared/instances/standby-memory.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
+import { removeHostLeftovers } from "../../shared/orphans.ts";
 import { bootProcess } from "../../shared/process-boot.ts";
 import { closeRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
 import { SnapshotStore } from "../../shared/snapshots/store.ts";
 import { effectiveAccel } from "./accel.ts";
+import { HostAnnouncer } from "./announcer.ts";
 import { createHostHandlers } from "./handlers.ts";
 import { ImageMounts } from "./image-mounts.ts";
+import { importSnapshotArchive } from "./import.ts";
+import { InstanceForker } from "./instance-fork.ts";
 import { InstanceManager } from "./instances.ts";
+import { startPayloadServer } from "./payload-server.ts";
+import { startHostPresence } from "./presence.ts";
+import { Replicas } from "./replicas.ts";
+import { SnapshotRecompressor } from "./snapshot-recompress.ts";
 import { SnapshotManager } from "./snapshots.ts";
 
 const RECONCILE_INTERVAL_MS = 2_000;
+/** Events of changes this recent are appended again at start: the process may have died before appending them. */
+const REPUBLISH_WITHIN_MS = 10 * 60_000;
+const CONSOLE_ROTATION_INTERVAL_MS = 10_000;
+const CACHE_BUDGET_INTERVAL_MS = 60_000;
 
 const boot = bootProcess("capture-worker", { perHost: true });
 const { config, log } = boot;
 const hostId = boot.hostId!;
+await selectCodecBackendOrExit(config.CODEC_BACKEND, log);
 const redis = boot.connectRedis();
 
 const registryOptions = { qemu: { defaultAccel: effectiveAccel(config.QEMU_ACCEL), logger: log } };
@@ -30,12 +47,14 @@ for (const name of await availableHypervisors(registryOptions))
 const events = new EventStream(redis, config.REDIS_PREFIX);
 const store = new SnapshotStore(config.DATA_DIR, redis, config.REDIS_PREFIX);
 const mounts = new ImageMounts(store, log);
+const tombstones = new TombstoneStore(config.DATA_DIR);
 const instances = new InstanceManager({
   dataDir: config.DATA_DIR,
   imagesDir: config.IMAGES_DIR,
   hostId,
   drivers,
   events,
+  tombstones,
   log,
   vmStopped: async (memoryFile) => {
     const snapshotId = mounts.snapshotOf(memoryFile);
@@ -53,13 +72,40 @@ const snapshots = new SnapshotManager({
   instances,
   store,
   mounts,
+  tombstones,
   events,
   jobs,
+  rawCacheBudgetBytes: config.RAW_CACHE_BUDGET_BYTES,
   log,
 });
+const announcer = new HostAnnouncer({
+  hostId,
+  instances,
+  store,
+  tombstones,
+  events,
+  tombstoneRetentionMs: config.TOMBSTONE_RETENTION_MS,
+  log,
+});
+await removeHostLeftovers(config.DATA_DIR, log);
+// Creates, forks and deletes that died midway are cleared before any job runs (their jobs re-run from scratch).
+await instances.removeHalfDone();
+await snapshots.removeHalfDone(config.TOMBSTONE_RETENTION_MS);
+const forks = new InstanceForker({ instances, snapshots, log });
+const recompressor = new SnapshotRecompressor({ hostId, store, events, jobs, snapshots });
 // VMs outlive this process: take back the ones that still run, report the ones that died meanwhile.
 await instances.reconcile();
 await mounts.sweep();
+const announce = (reason: string) =>
+  announcer.announce(reason).catch((error: Error) => log.warn({ err: error.message, reason }, "announce failed"));
+// After a crash, events of the last changes may be missing from the stream (written, not yet appended).
+await announcer
+  .republishRecent(REPUBLISH_WITHIN_MS)
+  .catch((error: Error) => log.warn({ err: error.message }, "republishing recent events failed"));
+await announce("start");
+// A reconnect may be to a Redis that lost everything (a failover, a lost AOF): tell it all again.
+redis.on("ready", () => void announce("redis reconnected"));
+const announceTimer = setInterval(() => void announce("interval"), config.ANNOUNCE_INTERVAL_MS);
 let reconciling = false;
 const reconcileTimer = setInterval(() => {
   if (reconciling) return;
@@ -72,28 +118,69 @@ const reconcileTimer = setInterval(() => {
     });
 }, RECONCILE_INTERVAL_MS);
 
-const host: HostRecord = {
-  id: hostId,
-  hypervisors: [...drivers.keys()],
-  started_at: new Date().toISOString(),
-  last_seen_at: new Date().toISOString(),
-  pid: process.pid,
-};
-const heartbeat = async () => {
-  host.last_seen_at = new Date().toISOString();
-  await announceHost(redis, config.REDIS_PREFIX, host).catch((error: Error) =>
-    log.warn({ err: error.message }, "heartbeat failed"),
-  );
-};
-await heartbeat();
-const heartbeatTimer = setInterval(heartbeat, HOST_HEARTBEAT_INTERVAL_MS);
+const rotateConsoleLogs = () =>
+  instances
+    .rotateConsoleLogs(config.CONSOLE_LOG_MAX_BYTES)
+    .then((rotated) => rotated.length > 0 && log.info({ instances: rotated }, "console logs rotated"))
+    .catch((error: Error) => log.warn({ err: error.message }, "console log rotation failed"));
+const rotationTimer = setInterval(rotateConsoleLogs, CONSOLE_ROTATION_INTERVAL_MS);
+await snapshots.enforceCacheBudget();
+const cacheTimer = setInterval(() => snapshots.enforceCacheBudget(), CACHE_BUDGET_INTERVAL_MS);
+
+const fleetSecret = await resolveFleetSecret(redis, config.REDIS_PREFIX, config.FLEET_SECRET);
+const replicas = new Replicas({ hostId, store, redis, prefix: config.REDIS_PREFIX, fleetSecret, log });
+const payloadServer = await startPayloadServer({
+  store,
+  token: payloadToken(fleetSecret, hostId),
+  port: config.PAYLOAD_PORT,
+  host: config.PAYLOAD_HOST,
+  log,
+  importArchive: (snapshotId, body) =>
+    importSnapshotArchive(
+      { hostId, store, events, log, queueCompression: (id) => snapshots.queueCompression(id) },
+      snapshotId,
+      body,
+    ),
+});
+const presence = await startHostPresence({
+  redisUrl: config.REDIS_URL,
+  prefix: config.REDIS_PREFIX,
+  commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+  host: {
+    id: hostId,
+    hypervisors: [...drivers.keys()],
+    started_at: new Date().toISOString(),
+    pid: process.pid,
+    payload_url: `http://${config.PAYLOAD_ADVERTISE_HOST ?? hostname()}:${payloadServer.port}`,
+    qemu: await drivers
+      .get("qemu")
+      ?.hostQemu?.()
+      .catch((error: Error) => {
+        log.warn({ err: error.message }, "cannot tell which QEMU this host runs");
+        return undefined;
+      }),
+  },
+  sharedFleetSecret: config.FLEET_SECRET ? undefined : fleetSecret,
+  log,
+});
 
 const worker = startJobWorker({
   queue: queueName("host", hostId),
   prefix: config.REDIS_PREFIX,
   connection: redis,
-  handlers: createHostHandlers({ hostId, instances, snapshots }),
+  handlers: createHostHandlers({
+    hostId,
+    instances,
+    snapshots,
+    forks,
+    recompressor,
+    standbyMemory: new StandbyMemory({ dataDir: config.DATA_DIR, redis, prefix: config.REDIS_PREFIX, log }),
+    jobs,
+    announcer,
+    replicas,
+  }),
   concurrency: 4,
+  lockDurationMs: config.HOST_JOB_LOCK_MS,
   log,
 });
 log.info(
@@ -105,8 +192,12 @@ log.info(
 onShutdownSignal(log, config.SHUTDOWN_TIMEOUT_MS, stopProcess, config.SUPERVISOR_PID);
 
 async function stopProcess(): Promise<void> {
-  clearInterval(heartbeatTimer);
   clearInterval(reconcileTimer);
+  clearInterval(announceTimer);
+  clearInterval(rotationTimer);
+  clearInterval(cacheTimer);
+  await presence.stop();
+  await payloadServer.close();
   await worker.close(Math.max(1_000, config.SHUTDOWN_TIMEOUT_MS - 2_000));
   await jobs.close();
   await closeRedis(redis);

@@ -5,9 +5,11 @@ import { constants } from "node:fs";
 import { access, mkdir, open, readFile, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
 import { z } from "zod";
 import { HypervisorError, MigrationError, QmpError, VmBootError, VmGoneError } from "../errors.ts";
 import { findExecutable, run } from "../exec.ts";
+import { type MachineInfo, machineInfoFile, parseHostQemu } from "../machine.ts";
 import { isProcessAlive, killProcess, processArgs, waitForExit } from "../process.ts";
 import type {
   Accel,
@@ -66,6 +68,7 @@ export function createQemuDriver(options: QemuDriverOptions = {}): HypervisorDri
   };
   return {
     name: "qemu",
+    features: ["snapshots", "standby", "fork", "pause"],
     isAvailable: async () => (await findExecutable(binary)) !== null,
     boot: async (spec) => {
       const resolved = await findExecutable(binary);
@@ -73,6 +76,11 @@ export function createQemuDriver(options: QemuDriverOptions = {}): HypervisorDri
       return bootVm(resolved, spec, settings);
     },
     attach: (instanceDir) => attachVm(instanceDir, settings),
+    hostQemu: async () => {
+      const run = promisify(execFile);
+      const [version, machines] = await Promise.all([run(binary, ["--version"]), run(binary, ["-machine", "help"])]);
+      return parseHostQemu(version.stdout, machines.stdout);
+    },
   };
 }
 
@@ -225,6 +233,7 @@ class QemuVm implements VmHandle {
 
   captureDeviceState(file: string): Promise<CaptureResult> {
     return this.withQmp(async (qmp) => {
+      const machine = await machineInfo(qmp);
       const { status } = await qmp.execute<{ status: string }>("query-status");
       if (status === "running") await qmp.execute("stop");
       await setIgnoreShared(qmp);
@@ -238,6 +247,7 @@ class QemuVm implements VmHandle {
         throw error;
       }
       const migrationMs = Date.now() - started;
+      await writeFile(machineInfoFile(file), JSON.stringify(machine));
       const { size } = await stat(file);
       this.settings.logger?.debug({ pid: this.pid, file, bytes: size, migrationMs }, "device state captured");
       return { deviceStateFile: file, bytes: size, migrationMs };
@@ -376,6 +386,13 @@ class QemuVm implements VmHandle {
       await sleep(MIGRATION_POLL_MS);
     }
   }
+}
+
+/** The running QEMU's version and concrete machine type (`pc-i440fx-7.2`, not the `pc` alias). */
+async function machineInfo(qmp: QmpClient): Promise<MachineInfo> {
+  const { qemu } = await qmp.execute<{ qemu: { major: number; minor: number; micro: number } }>("query-version");
+  const type = await qmp.execute<string>("qom-get", { path: "/machine", property: "type" });
+  return { qemu_version: `${qemu.major}.${qemu.minor}.${qemu.micro}`, machine_type: type.replace(/-machine$/, "") };
 }
 
 async function setIgnoreShared(qmp: QmpClient): Promise<void> {

@@ -1,0 +1,62 @@
+// Waits for an instance to reach a state, woken by the projector as it applies that instance's events (no polling).
+import { notFound } from "../../shared/errors.ts";
+import { subjectOf } from "../../shared/events/catalog.ts";
+import type { Instance, InstanceState } from "../../shared/schemas/instance.ts";
+import type { Db } from "../db/database.ts";
+import type { Projector } from "./projector.ts";
+import { findInstance } from "./queries.ts";
+
+export interface WaitOutcome {
+  state: InstanceState;
+  state_error?: string | null;
+  timed_out: boolean;
+}
+
+/** A state the instance cannot leave on its own: waiting on for another one would only run into the timeout. */
+const ERROR_STATE: InstanceState = "Unknown";
+
+/**
+ * Resolves as soon as the read model shows `instance` in `target` (or in the error state), or with its current
+ * state and `timed_out` after `timeoutMs` or when `signal` aborts. Rejects with 404 if the instance is deleted.
+ */
+export function waitForInstanceState(
+  deps: { db: Db; projector: Projector },
+  instance: Instance,
+  target: InstanceState,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<WaitOutcome> {
+  return new Promise((resolve, reject) => {
+    let latest = instance;
+    let checks = Promise.resolve();
+    const outcome = (timedOut: boolean): WaitOutcome => ({
+      state: latest.state,
+      ...(latest.state === ERROR_STATE ? { state_error: latest.state_error } : {}),
+      timed_out: timedOut,
+    });
+    const settle = (finish: () => void) => {
+      clearTimeout(timer);
+      unsubscribe();
+      signal.removeEventListener("abort", onAbort);
+      finish();
+    };
+    const check = async () => {
+      const current = await findInstance(deps.db, instance.id);
+      if (!current) return settle(() => reject(notFound("instance", instance.id)));
+      latest = current;
+      if (current.state === target || current.state === ERROR_STATE) settle(() => resolve(outcome(false)));
+    };
+    // Checks run one after another, so a slow read never overwrites a newer one.
+    const enqueueCheck = () => {
+      checks = checks.then(check).catch((error: unknown) => settle(() => reject(error)));
+    };
+    const onAbort = () => settle(() => resolve(outcome(true)));
+    const unsubscribe = deps.projector.onApplied((event) => {
+      if (event.subject === subjectOf.instance(instance.id)) enqueueCheck();
+    });
+    const timer = setTimeout(onAbort, timeoutMs);
+    signal.addEventListener("abort", onAbort);
+    if (signal.aborted) return onAbort();
+    enqueueCheck(); // it may have got there between the caller's read and subscribing
+  });
+}

@@ -1,0 +1,67 @@
+// GET /capabilities through the official SDK against the in-process app, with hosts announced in the test Redis.
+import Hypeman from "@onkernel/hypeman";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LZ4_LEVELS, ZSTD_LEVELS } from "../../shared/codec/options.ts";
+import { announceHost } from "../../shared/hosts.ts";
+import { connectRedis, waitForRedisReady } from "../../shared/redis.ts";
+import { createTestApp, TEST_API_KEY, type TestApp } from "../../test/helpers/app.ts";
+
+let t: TestApp;
+let client: Hypeman;
+
+beforeAll(async () => {
+  t = await createTestApp();
+  client = new Hypeman({
+    apiKey: TEST_API_KEY,
+    baseURL: "http://app.test",
+    maxRetries: 0,
+    fetch: (input, init) => Promise.resolve(t.app.request(input as string, init as RequestInit)),
+  });
+});
+afterAll(() => t.close());
+
+describe("GET /capabilities", () => {
+  it("reports qemu unavailable while no host is online", async () => {
+    const capabilities = await client.capabilities.get();
+    expect(capabilities.default_runtime).toEqual({ name: "qemu", available: false });
+    expect(capabilities.runtimes).toEqual([
+      { name: "qemu", available: false, features: ["snapshots", "standby", "fork", "pause"] },
+    ]);
+  });
+
+  it("reports what online hosts run, and the codec's level table", async () => {
+    const redis = connectRedis(t.redisUrl, "producer", 1_000);
+    await waitForRedisReady(redis, 5_000);
+    const now = new Date().toISOString();
+    await announceHost(redis, t.prefix, {
+      id: "h1",
+      hypervisors: ["qemu"],
+      started_at: now,
+      last_seen_at: now,
+      pid: 1,
+    });
+    const old = new Date(Date.now() - 3_600_000).toISOString();
+    await announceHost(redis, t.prefix, { id: "h0", hypervisors: [], started_at: old, last_seen_at: old, pid: 2 });
+    redis.disconnect();
+
+    const capabilities = await client.capabilities.get();
+    expect(capabilities.default_runtime).toEqual({ name: "qemu", available: true });
+    expect(capabilities.runtimes[0]).toMatchObject({ name: "qemu", available: true });
+    expect(capabilities.server.api_version).toBe("0.1.0");
+    expect(capabilities.host.os).toBe("linux");
+    expect(capabilities.network.model).toBe("bridge");
+    const extension = capabilities as unknown as {
+      snapshots: { kinds: string[]; compression: unknown[] };
+      hosts: Array<{ id: string; online: boolean }>;
+    };
+    expect(extension.snapshots.kinds).toEqual(["Standby", "Stopped"]);
+    expect(extension.snapshots.compression).toEqual([
+      { name: "zstd", min_level: ZSTD_LEVELS.min, max_level: ZSTD_LEVELS.max, default_level: ZSTD_LEVELS.default },
+      { name: "lz4", min_level: LZ4_LEVELS.min, max_level: LZ4_LEVELS.max, default_level: LZ4_LEVELS.default },
+    ]);
+    expect(extension.hosts.map((host) => [host.id, host.online])).toEqual([
+      ["h0", false],
+      ["h1", true],
+    ]);
+  });
+});

@@ -1,0 +1,108 @@
+// GET /instances/{id}/wait through the official SDK against the in-process app, fed by events on the test Redis.
+import Hypeman from "@onkernel/hypeman";
+import type { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { subjectOf } from "../../shared/events/catalog.ts";
+import { EventStream } from "../../shared/events/stream.ts";
+import { connectRedis, waitForRedisReady } from "../../shared/redis.ts";
+import type { Instance } from "../../shared/schemas/instance.ts";
+import { createTestApp, TEST_API_KEY, type TestApp } from "../../test/helpers/app.ts";
+import { jsonOf } from "../../test/helpers/fixtures.ts";
+import { sampleInstance } from "../../test/helpers/resources.ts";
+
+let t: TestApp;
+let client: Hypeman;
+let redis: Redis;
+let stream: EventStream;
+
+beforeAll(async () => {
+  t = await createTestApp();
+  client = new Hypeman({
+    apiKey: TEST_API_KEY,
+    baseURL: "http://app.test",
+    maxRetries: 0,
+    fetch: (input, init) => Promise.resolve(t.app.request(input as string, init as RequestInit)),
+  });
+  redis = connectRedis(t.redisUrl, "producer", 1_000);
+  await waitForRedisReady(redis, 5_000);
+  stream = new EventStream(redis, t.prefix);
+});
+afterAll(async () => {
+  redis.disconnect();
+  await t.close();
+});
+
+async function created(overrides: Partial<Instance> = {}): Promise<Instance> {
+  const instance = sampleInstance(overrides);
+  const { event } = await stream.append(
+    "instance.created",
+    subjectOf.instance(instance.id),
+    { instance },
+    { version: 1 },
+  );
+  await t.projector.waitFor(event.id, 5_000);
+  return instance;
+}
+
+describe("GET /instances/{id}/wait", () => {
+  it("answers at once when the instance is already in the state", async () => {
+    const instance = await created();
+    expect(await client.instances.wait(instance.name, { state: "Running" })).toEqual({
+      state: "Running",
+      timed_out: false,
+    });
+  });
+
+  it("answers when the event that brings the state is applied, not before", async () => {
+    const instance = await created();
+    const waiting = client.instances.wait(instance.id, { state: "Stopped", timeout: "30s" });
+    await stream.append(
+      "instance.updated",
+      subjectOf.instance(instance.id),
+      {
+        instance: { ...instance, state: "Standby" },
+      },
+      { version: 2 },
+    );
+    await stream.append(
+      "instance.updated",
+      subjectOf.instance(instance.id),
+      {
+        instance: { ...instance, state: "Stopped" },
+      },
+      { version: 3 },
+    );
+    expect(await waiting).toEqual({ state: "Stopped", timed_out: false });
+  });
+
+  it("stops waiting when the instance enters Unknown", async () => {
+    const instance = await created();
+    const waiting = client.instances.wait(instance.id, { state: "Stopped" });
+    await stream.append(
+      "instance.updated",
+      subjectOf.instance(instance.id),
+      {
+        instance: { ...instance, state: "Unknown", state_error: "QEMU is gone" },
+      },
+      { version: 4 },
+    );
+    expect(await waiting).toEqual({ state: "Unknown", state_error: "QEMU is gone", timed_out: false });
+  });
+
+  it("answers the current state with timed_out after the timeout", async () => {
+    const instance = await created();
+    expect(await client.instances.wait(instance.id, { state: "Stopped", timeout: "100ms" })).toEqual({
+      state: "Running",
+      timed_out: true,
+    });
+  });
+
+  it("refuses a timeout that is not a Go duration, and an unknown instance", async () => {
+    const instance = await created();
+    const bad = await t.request(`/instances/${instance.id}/wait?state=Stopped&timeout=soon`);
+    expect(bad.status).toBe(400);
+    expect((await jsonOf(bad)).code).toBe("invalid_request");
+    expect((await t.request("/instances/nope/wait?state=Stopped")).status).toBe(404);
+    expect((await t.request(`/instances/${instance.id}/wait?state=Gone`)).status).toBe(400);
+  });
+});

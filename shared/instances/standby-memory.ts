@@ -1,0 +1,83 @@
+// A Standby instance's RAM, compressed in place in the background (POST /instances/{id}/standby with compression):
+// the compression worker packs it after the delay; a restore, capture or fork waits for a compression in flight and
+// unpacks a packed one first. One Redis lock per instance keeps the two from ever racing.
+import { existsSync } from "node:fs";
+import { readFile, rm } from "node:fs/promises";
+import type { Redis } from "ioredis";
+import { compressFile, decompressFile } from "../codec/index.ts";
+import type { CompressionAlgorithm } from "../codec/options.ts";
+import { withRedisLock } from "../locks.ts";
+import type { Logger } from "../logger.ts";
+import { INSTANCE_SCHEMA } from "../schemas/instance.ts";
+import { instanceFiles } from "./files.ts";
+
+const LOCK_MS = 900_000;
+
+/** An instance's standby memory keeps the codec's seekable form (shared/codec), not a snapshot's squashfs image. */
+export const STANDBY_COMPRESSED_SUFFIX = ".sfc";
+export const compressedPayload = (file: string) => `${file}${STANDBY_COMPRESSED_SUFFIX}`;
+export const standbyCompressionJobId = (instanceId: string) => `standby-compress-${instanceId}`;
+
+export interface StandbyMemoryOptions {
+  dataDir: string;
+  redis: Redis;
+  prefix: string;
+  log: Logger;
+}
+
+export class StandbyMemory {
+  constructor(private readonly options: StandbyMemoryOptions) {}
+
+  /** Runs `operation` with the instance's RAM raw on disk, after any compression in flight. */
+  whileRaw<T>(instanceId: string, operation: () => Promise<T>): Promise<T> {
+    return this.withLock(instanceId, async () => {
+      await this.unpack(instanceId);
+      return operation();
+    });
+  }
+
+  /** Packs a Standby instance's RAM; skipped when it is no longer in Standby or is packed already. */
+  compress(
+    instanceId: string,
+    policy: { algorithm: CompressionAlgorithm; level: number },
+    signal: AbortSignal,
+  ): Promise<"compressed" | "skipped"> {
+    return this.withLock(instanceId, async () => {
+      const record = await readFile(instanceFiles(this.options.dataDir, instanceId).record, "utf8").catch(() => "");
+      const instance = INSTANCE_SCHEMA.safeParse(record ? JSON.parse(record) : null);
+      if (!instance.success || instance.data.state !== "Standby") return "skipped";
+      const raw = await this.payload(instanceId);
+      if (!existsSync(raw) || existsSync(compressedPayload(raw))) return "skipped";
+      const started = performance.now();
+      const result = await compressFile(raw, compressedPayload(raw), { ...policy, signal });
+      await rm(raw, { force: true });
+      this.options.log.info(
+        { instanceId, ...policy, ms: Math.round(performance.now() - started), compressedBytes: result.compressedBytes },
+        "standby memory compressed",
+      );
+      return "compressed";
+    });
+  }
+
+  /** The file holding a Standby instance's RAM: memory.raw, or the device-state stream of a private-memory VM. */
+  private async payload(instanceId: string): Promise<string> {
+    const files = instanceFiles(this.options.dataDir, instanceId);
+    const mode = await readFile(files.memoryMode, "utf8").catch(() => "shared");
+    return mode.trim() === "private" ? files.standbyState : files.memory;
+  }
+
+  private async unpack(instanceId: string): Promise<void> {
+    const raw = await this.payload(instanceId);
+    const packed = compressedPayload(raw);
+    if (!existsSync(packed)) return;
+    // Both present: a crash came between packing and removing the raw file, which is still whole.
+    if (!existsSync(raw)) await decompressFile(packed, raw);
+    await rm(packed, { force: true });
+    this.options.log.info({ instanceId }, "standby memory decompressed");
+  }
+
+  private withLock<T>(instanceId: string, operation: () => Promise<T>): Promise<T> {
+    const key = `${this.options.prefix}:lock:standby-memory:${instanceId}`;
+    return withRedisLock(this.options.redis, key, { ttlMs: LOCK_MS, waitMs: LOCK_MS }, operation);
+  }
+}

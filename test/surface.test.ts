@@ -1,0 +1,196 @@
+// The rest of the Hypeman snapshot surface through the official SDK, unchanged, against the whole service on one
+// real QEMU guest: capabilities, fork of an instance (from Running, Stopped), and wait.
+
+import { existsSync } from "node:fs";
+import path from "node:path";
+import Hypeman from "@onkernel/hypeman";
+import { Queue } from "bullmq";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SCHEDULE_QUEUE, schedulerId } from "../api/schedules/scheduler.ts";
+import { testRedisUrl, uniquePrefix, waitFor } from "./helpers/fixtures.ts";
+import { waitForTick } from "./helpers/guest.ts";
+import { type RunningService, startService } from "./helpers/service.ts";
+
+const redisUrl = testRedisUrl();
+const prefix = uniquePrefix("surface");
+let service: RunningService;
+let client: Hypeman;
+
+beforeAll(async () => {
+  // The test's own Redis: the schedule test promotes the scheduler's delayed job instead of waiting a minute.
+  service = await startService({ REDIS_URL: redisUrl, REDIS_PREFIX: prefix });
+  client = new Hypeman({ apiKey: service.apiKey(), baseURL: service.baseUrl, maxRetries: 0 });
+  await client.instances.create({ name: "surf-src", image: "busybox", size: "256MB" });
+  await waitForTick(service, "surf-src", 1);
+}, 120_000);
+
+afterAll(async () => {
+  await service?.stop("SIGTERM");
+  service?.remove();
+});
+
+async function failure(call: Promise<unknown>): Promise<{ status: number; code: string }> {
+  const caught = (await call.then(
+    () => undefined,
+    (reason: unknown) => reason,
+  )) as { status?: number; error?: { code: string } } | undefined;
+  expect(caught, "the call should have failed").toBeDefined();
+  return { status: caught!.status!, code: caught!.error!.code };
+}
+
+describe("capabilities", () => {
+  it("reports qemu available on the online host", async () => {
+    const capabilities = await client.capabilities.get();
+    expect(capabilities.default_runtime).toEqual({ name: "qemu", available: true });
+    expect(capabilities.runtimes.find((runtime) => runtime.name === "qemu")?.features).toEqual(
+      expect.arrayContaining(["snapshots", "standby", "fork"]),
+    );
+  });
+});
+
+describe("fork an instance", () => {
+  it("refuses a Running source without from_running", async () => {
+    expect(await failure(client.instances.fork("surf-src", { name: "surf-refused" }))).toEqual({
+      status: 409,
+      code: "invalid_state",
+    });
+  });
+
+  it("forks a Running source that keeps ticking, and the fork runs on from the same moment", async () => {
+    const before = await waitForTick(service, "surf-src", 2);
+    const fork = await client.instances.fork("surf-src", { name: "surf-fork", from_running: true });
+    expect(fork).toMatchObject({ name: "surf-fork", state: "Running", size: "256MB" });
+    expect((await client.instances.get("surf-src")).state).toBe("Running");
+    const sourceAfter = await waitForTick(service, "surf-src", before + 3);
+    expect(sourceAfter).toBeGreaterThanOrEqual(before + 3);
+    // The fork's console starts empty: its first ticks continue from the source's count, not from 0.
+    expect(await waitForTick(service, "surf-fork", before + 2)).toBeGreaterThanOrEqual(before + 2);
+    // The transient snapshot is gone once the fork is up.
+    expect(await client.snapshots.list({ source_instance_id: fork.id })).toEqual([]);
+    expect(await client.snapshots.list()).toEqual([]);
+  });
+});
+
+describe("compress again (extension)", () => {
+  it("re-runs compression of a snapshot in none with a new policy, then refuses once compressed", async () => {
+    const snapshot = await client.instances.snapshots.create("surf-src", { kind: "Standby", name: "raw" });
+    expect(snapshot).toMatchObject({ compression: { enabled: false }, compression_state: "none" });
+    // Extension: the QEMU that wrote its device state, read over QMP.
+    expect(snapshot).toMatchObject({ qemu_version: expect.stringMatching(/^\d+\.\d+\.\d+$/) });
+    expect(snapshot).toMatchObject({ machine_type: expect.stringMatching(/^pc-i440fx-\d+\.\d+$/) });
+    const queued = await client.post<typeof snapshot>(`/snapshots/${snapshot.id}/compress`, {
+      body: { compression: { enabled: true, algorithm: "lz4", level: 1 } },
+    });
+    expect(queued).toMatchObject({ compression: { enabled: true, algorithm: "lz4", level: 1 } });
+    const compressed = await waitFor(
+      async () => {
+        const current = await client.snapshots.get(snapshot.id);
+        return current.compression_state === "compressed" ? current : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 250, what: "the snapshot to be compressed" },
+    );
+    expect(compressed.compressed_size_bytes).toBeGreaterThan(0);
+    expect(await failure(client.post(`/snapshots/${snapshot.id}/compress`, { body: {} }))).toEqual({
+      status: 409,
+      code: "invalid_state",
+    });
+    await client.snapshots.delete(snapshot.id);
+  });
+});
+
+describe("snapshot schedule", () => {
+  it("runs twice through the snapshot pipeline and keeps only max_count of its own snapshots", async () => {
+    const source = await client.instances.get("surf-src");
+    const manual = await client.instances.snapshots.create("surf-src", { kind: "Standby", name: "manual" });
+    const schedule = await client.instances.snapshotSchedule.update("surf-src", {
+      interval: "1m",
+      retention: { max_count: 1 },
+      metadata: { origin: "schedule" },
+      name_prefix: "every-minute",
+    });
+    expect(schedule).toMatchObject({ instance_id: source.id, interval: "1m", last_snapshot_id: null });
+
+    const queue = new Queue(SCHEDULE_QUEUE, { connection: { url: redisUrl }, prefix });
+    // A run now instead of in up to a minute: promote the scheduler's next (delayed) job, as if it were due.
+    const runNow = async (previous: string | null) => {
+      const job = await waitFor(
+        async () => (await queue.getDelayed()).find((delayed) => delayed.repeatJobKey === schedulerId(source.id)),
+        { what: "the scheduler's next job" },
+      );
+      await job.promote();
+      return waitFor(
+        async () => {
+          const current = await client.instances.snapshotSchedule.get("surf-src");
+          return current.last_snapshot_id && current.last_snapshot_id !== previous ? current : undefined;
+        },
+        { timeoutMs: 90_000, intervalMs: 250, what: "a scheduled run" },
+      );
+    };
+    const first = await runNow(null);
+    const firstSnapshot = await client.snapshots.get(first.last_snapshot_id!);
+    expect(firstSnapshot).toMatchObject({ kind: "Standby", tags: { origin: "schedule" } });
+    expect(firstSnapshot.name).toMatch(/^every-minute-\d{8}-\d{6}$/);
+    const second = await runNow(first.last_snapshot_id!);
+    expect(second).toMatchObject({ last_error: null });
+    expect(Date.parse(second.next_run_at)).toBeGreaterThan(Date.now());
+    await queue.close();
+
+    // Retention kept the newest of the schedule's own snapshots and never touched the manual one.
+    const remaining = (await client.snapshots.list({ source_instance_id: source.id })).map((snapshot) => snapshot.id);
+    expect(remaining).toContain(manual.id);
+    expect(remaining).toContain(second.last_snapshot_id);
+    expect(remaining).not.toContain(first.last_snapshot_id);
+    expect(remaining).toHaveLength(2);
+
+    await client.instances.snapshotSchedule.delete("surf-src");
+    for (const id of remaining) await client.snapshots.delete(id);
+  });
+});
+
+describe("wait", () => {
+  it("returns when a stop lands", async () => {
+    const waiting = client.instances.wait("surf-fork", { state: "Stopped", timeout: "2m" });
+    await client.instances.stop("surf-fork");
+    expect(await waiting).toEqual({ state: "Stopped", timed_out: false });
+  });
+
+  it("times out with the current state", async () => {
+    expect(await client.instances.wait("surf-src", { state: "Standby", timeout: "1s" })).toEqual({
+      state: "Running",
+      timed_out: true,
+    });
+  });
+});
+
+describe("fork a Stopped instance", () => {
+  it("forks it Stopped by default, and refuses Standby as a target", async () => {
+    const fork = await client.instances.fork("surf-fork", { name: "surf-fork-2" });
+    expect(fork).toMatchObject({ name: "surf-fork-2", state: "Stopped" });
+    expect(await failure(client.instances.fork("surf-fork", { name: "surf-fork-3", target_state: "Standby" }))).toEqual(
+      { status: 400, code: "invalid_request" },
+    );
+    expect(await failure(client.instances.fork("surf-fork", { name: "surf-src" }))).toEqual({
+      status: 409,
+      code: "conflict",
+    });
+  });
+});
+
+describe("standby with compression", () => {
+  it("compresses the standby memory after its delay, and a restore brings the guest back from it", async () => {
+    const before = await waitForTick(service, "surf-src", 1);
+    const source = await client.instances.standby("surf-src", {
+      compression: { enabled: true, algorithm: "zstd", level: 1 },
+      compression_delay: "1s",
+    });
+    expect(source.state).toBe("Standby");
+    const memory = path.join(service.dataDir, "instances", source.id, "memory.raw");
+    await waitFor(() => existsSync(`${memory}.sfc`) && !existsSync(memory), {
+      timeoutMs: 60_000,
+      what: "the standby memory to be compressed",
+    });
+    expect((await client.instances.restore("surf-src")).state).toBe("Running");
+    expect(existsSync(`${memory}.sfc`)).toBe(false);
+    expect(await waitForTick(service, "surf-src", before + 2)).toBeGreaterThanOrEqual(before + 2);
+  });
+});

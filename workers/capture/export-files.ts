@@ -1,0 +1,64 @@
+// A snapshot's payload files as exports and other hosts get them: raw files in their portable, seekable form (.sfc),
+// compressed once (zstd 1) into the snapshot's cache directory, which a snapshot delete removes with the rest; a
+// compressed memory payload as stored, its squashfs image and the image's checksum list (.sqfs, .sqfs.sums).
+import { existsSync } from "node:fs";
+import { mkdir, stat } from "node:fs/promises";
+import path from "node:path";
+import { compressFile } from "../../shared/codec/index.ts";
+import { notFound } from "../../shared/errors.ts";
+import {
+  EXPORT_COMPRESSION,
+  type ExportListing,
+  imageEntries,
+  SEEKABLE_SUFFIX,
+} from "../../shared/snapshots/archive.ts";
+import {
+  DEVICE_STATE_FILE,
+  DISK_FILE,
+  MEMORY_FILE,
+  type SnapshotRecord,
+  type SnapshotStore,
+} from "../../shared/snapshots/store.ts";
+
+/** The raw payload files a record holds, in archive order. */
+export function payloadFiles(record: SnapshotRecord): string[] {
+  if (record.memory_layout === "none") return [DISK_FILE];
+  return record.memory_layout === "file" ? [DISK_FILE, DEVICE_STATE_FILE, MEMORY_FILE] : [DISK_FILE, DEVICE_STATE_FILE];
+}
+
+/** Whether payload file `name` is stored as a squashfs image (the compressed memory payload). */
+export function isStoredAsImage(record: SnapshotRecord, name: string): boolean {
+  return name === record.memory_payload && record.snapshot.compression_state === "compressed";
+}
+
+/** The entries that carry a record's payload, in archive order. */
+export function payloadEntries(record: SnapshotRecord): string[] {
+  return payloadFiles(record).flatMap((name) =>
+    isStoredAsImage(record, name) ? imageEntries(name) : [`${name}${SEEKABLE_SUFFIX}`],
+  );
+}
+
+/** Where entry `entry` of this record is (or will be); undefined when the record has no such entry. */
+export function exportPath(store: SnapshotStore, record: SnapshotRecord, entry: string): string | undefined {
+  if (!payloadEntries(record).includes(entry)) return undefined;
+  const id = record.snapshot.id;
+  return entry.endsWith(SEEKABLE_SUFFIX) ? store.cacheFile(id, entry) : store.file(id, entry);
+}
+
+/** The record and its entries' files, making the seekable forms that are missing. */
+export async function prepareExport(store: SnapshotStore, snapshotId: string): Promise<ExportListing> {
+  return store.withLock(snapshotId, async () => {
+    const record = await store.read(snapshotId);
+    if (!record) throw notFound("snapshot", snapshotId);
+    const files: ExportListing["files"] = [];
+    for (const entry of payloadEntries(record)) {
+      const target = exportPath(store, record, entry)!;
+      if (entry.endsWith(SEEKABLE_SUFFIX) && !existsSync(target)) {
+        await mkdir(path.dirname(target), { recursive: true });
+        await compressFile(store.file(snapshotId, entry.slice(0, -SEEKABLE_SUFFIX.length)), target, EXPORT_COMPRESSION);
+      }
+      files.push({ name: entry, size: (await stat(target)).size });
+    }
+    return { record, files };
+  });
+}
