@@ -136,7 +136,7 @@ export const ENV_SCHEMA = z.object({
   WEBHOOK_DELIVERIES_RETENTION: duration.default(SEVEN_DAYS_MS),
   /** A guest's serial console log is rotated (one previous file kept) once it is larger than this. */
   CONSOLE_LOG_MAX_BYTES: positiveInt.min(4_096).default(8 * 1024 * 1024),
-  /** Bytes the raw cache of decompressed snapshot payloads may hold before least recently used entries go. */
+  /** Bytes the cache of seekable copies of raw payloads (made for exports and pulls) may hold before LRU entries go. */
   RAW_CACHE_BUDGET_BYTES: positiveInt.default(4 * 1024 ** 3),
   WORKER_RESTART: booleanFromEnv.default(true),
   /** The supervisor's restart back-off doubles from 1 s up to this for a child that keeps dying. */

@@ -61,7 +61,10 @@ export class SnapshotStore {
     return path.join(this.dir(id), name);
   }
 
-  /** The raw cache: one entry (directory) per snapshot, kept within RAW_CACHE_BUDGET_BYTES (shared/cache-budget). */
+  /**
+   * The cache: seekable .sfc copies of raw payloads for exports and pulls, one entry (directory) per snapshot, kept
+   * within RAW_CACHE_BUDGET_BYTES (shared/cache-budget).
+   */
   get cacheRoot(): string {
     return path.join(this.dataDir, "cache");
   }

@@ -43,7 +43,7 @@ export interface SnapshotManagerOptions {
   events: EventStream;
   /** Puts compression jobs on this host's compression queue. */
   jobs: JobProducer;
-  /** RAW_CACHE_BUDGET_BYTES: decompressed payloads beyond this are evicted, least recently used first. */
+  /** RAW_CACHE_BUDGET_BYTES: cached .sfc copies beyond this are evicted, least recently used first. */
   rawCacheBudgetBytes: number;
   log: Logger;
 }
