@@ -160,6 +160,33 @@ describe("a fleet of three hosts", () => {
     expect(await jsonOf(await api(`/snapshots/${snapshotId}`))).toMatchObject({ host_id: "fleet-c" });
   }, 300_000);
 
+  it("forks a compressed snapshot on another host: its image and sums are pulled, verified and mounted there", async () => {
+    const snapshot = await post(`/instances/${pinned.name}/snapshots`, {
+      kind: "Standby",
+      compression: { enabled: true, algorithm: "zstd", level: 1 },
+    });
+    expect(snapshot.status, JSON.stringify(snapshot.body)).toBe(201);
+    const id: string = snapshot.body.id;
+    const atSnapshot = Math.max(...(await consoleTicks(api, pinned.name)));
+    await waitFor(
+      async () => ((await jsonOf(await api(`/snapshots/${id}`))).compression_state === "compressed" ? true : undefined),
+      { timeoutMs: 120_000, what: "compression" },
+    );
+    const fork = await post(`/snapshots/${id}/fork`, { name: "compressed-moved", host_id: "fleet-b" });
+    expect(fork.status, JSON.stringify(fork.body)).toBe(201);
+    expect(fork.body).toMatchObject({ host_id: "fleet-b", state: "Running" });
+    expect(await waitForTick(api, "compressed-moved", atSnapshot + 1)).toBeGreaterThan(atSnapshot);
+    const replicaDir = path.join(fleet.host("fleet-b").dataDir, "snapshots", id);
+    expect(readdirSync(replicaDir)).toEqual(expect.arrayContaining(["memory.raw.sqfs", "memory.raw.sqfs.sums"]));
+    expect(existsSync(path.join(replicaDir, "memory.raw"))).toBe(false);
+    const mounts = readFileSync("/proc/mounts", "utf8");
+    expect(mounts).toContain(` ${path.join(fleet.host("fleet-b").dataDir, "mounts", id)} `);
+
+    expect((await fleet.api("/instances/compressed-moved", { method: "DELETE" })).status).toBe(204);
+    expect((await fleet.api(`/snapshots/${id}`, { method: "DELETE" })).status).toBe(204);
+    expect(existsSync(replicaDir)).toBe(false);
+  }, 300_000);
+
   it("resumes a pull that was cut off: only the missing bytes are fetched", async () => {
     // What an interrupted pull leaves on fleet-a: the owner's listing and the first half of every file.
     const owner = { url: await payloadUrl("fleet-c"), token: await hostToken("fleet-c") };
