@@ -1,4 +1,4 @@
-// The app factory: validation hook, error envelope, auth, body limit, OpenAPI document and docs page.
+// The app factory: validation hook, error envelope, auth, body limit, Idempotency-Key, OpenAPI document and docs page.
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -10,6 +10,7 @@ import type { Logger } from "../shared/logger.ts";
 import type { CompressionConfig } from "../shared/schemas/compression.ts";
 import type { Db } from "./db/database.ts";
 import { bearerAuth } from "./middleware/auth.ts";
+import { idempotency } from "./middleware/idempotency/index.ts";
 import type { Projector } from "./read-model/projector.ts";
 import { registerCapabilityRoutes } from "./routes/capabilities.ts";
 import { registerDocsRoutes } from "./routes/docs.ts";
@@ -46,6 +47,8 @@ export interface AppDeps {
   webhookEndpoints: WebhookEndpoints;
   /** Wakes live event streams (GET /events); closing it ends them at shutdown. */
   eventFeed: EventFeed;
+  /** How long a POST's answer is replayed for the same Idempotency-Key (IDEMPOTENCY_KEY_TTL_MS). */
+  idempotencyTtlMs: number;
 }
 
 export type App = OpenAPIHono;
@@ -74,6 +77,9 @@ export function createApp(deps: AppDeps): App {
       },
     }),
   );
+  // A request waits at most twice the job deadline (the job, then the read model): an older claim was abandoned.
+  const inFlightTimeoutMs = 2 * deps.jobResultTimeoutMs + 30_000;
+  app.use("*", idempotency({ db: deps.db, ttlMs: deps.idempotencyTtlMs, inFlightTimeoutMs }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
     type: "http",
@@ -120,6 +126,10 @@ function toApiError(error: Error): ApiError {
     if (status === 401) return new ApiError("unauthorized", error.message || "unauthorized", { cause: error });
     if (status === 404) return new ApiError("not_found", error.message || "not found", { cause: error });
     if (status === 413) return new ApiError("invalid_request", "request body too large", { status: 413 });
+    if (status === 415) {
+      const message = "the request body must be JSON: send Content-Type: application/json";
+      return new ApiError("invalid_request", message, { status: 415, cause: error });
+    }
     return new ApiError("internal_error", "internal error", { cause: error });
   }
   return new ApiError("internal_error", "internal error", { cause: error, status: 500 as ErrorStatus });

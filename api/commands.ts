@@ -3,30 +3,40 @@
 import { ApiError } from "../shared/errors.ts";
 import { listHosts } from "../shared/hosts.ts";
 import type { JobName, JobPayload, JobResult } from "../shared/jobs/catalog.ts";
-import { withDeadline } from "../shared/redis.ts";
+import { redisCall } from "../shared/redis.ts";
 import type { AppDeps } from "./app.ts";
 
 type CommandJob = {
   [Name in JobName]: JobResult<Name> extends { event_id: string } ? Name : never;
 }[JobName];
 
+/**
+ * Runs the job and waits for its event. A 504 (the host did not answer in time, or the read model did not catch up)
+ * does not mean it failed: the host completes or rolls back, and the read model converges to whichever happened.
+ * `lookUp` (e.g. "GET /snapshots/<id>") tells the client where to see the outcome.
+ */
 export async function runHostCommand<Name extends CommandJob>(
   deps: AppDeps,
   hostId: string,
   name: Name,
   payload: JobPayload<Name>,
+  lookUp?: string,
 ): Promise<JobResult<Name>> {
   await assertHostOnline(deps, hostId);
-  const result = (await deps.jobs.run(name, payload, {
-    hostId,
-    timeoutMs: deps.jobResultTimeoutMs,
-  })) as JobResult<Name> & {
-    event_id: string;
-  };
+  const seeOutcome = lookUp ? `; it may still complete: ${lookUp} shows the outcome` : "";
+  let result: JobResult<Name> & { event_id: string };
+  try {
+    result = (await deps.jobs.run(name, payload, { hostId, timeoutMs: deps.jobResultTimeoutMs })) as typeof result;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 504 && seeOutcome) {
+      throw new ApiError(error.code, `${error.message}${seeOutcome}`, { status: 504, cause: error });
+    }
+    throw error;
+  }
   try {
     await deps.projector.waitFor(result.event_id, deps.jobResultTimeoutMs);
   } catch (error) {
-    throw new ApiError("unavailable", `${name} finished but the read model has not caught up yet`, {
+    throw new ApiError("unavailable", `${name} finished but the read model has not caught up yet${seeOutcome}`, {
       status: 504,
       cause: error,
     });
@@ -35,12 +45,8 @@ export async function runHostCommand<Name extends CommandJob>(
 }
 
 /** Every known host with its online flag; 503 when Redis does not answer in time. */
-export async function knownHosts(deps: AppDeps) {
-  try {
-    return await withDeadline(listHosts(deps.redis, deps.redisPrefix), deps.redisCommandTimeoutMs, "list hosts");
-  } catch (error) {
-    throw new ApiError("unavailable", "redis unavailable", { cause: error });
-  }
+export function knownHosts(deps: AppDeps) {
+  return redisCall(listHosts(deps.redis, deps.redisPrefix), deps.redisCommandTimeoutMs, "list hosts");
 }
 
 export async function onlineHosts(deps: AppDeps) {

@@ -26,6 +26,7 @@ const runtime = await startApiRuntime(config, log, {
   redisReadyWaitMs: REDIS_READY_WAIT_MS,
   projector: true,
   webhookPipeline: true,
+  maintenance: true,
   schedules: true,
 });
 

@@ -11,6 +11,7 @@ const ERROR_DESCRIPTIONS = {
   500: "Internal error (code internal_error)",
   503: "A dependency is unavailable (code unavailable)",
   504: "The host did not answer in time (code unavailable)",
+  507: "The host's disk has no room for it (code insufficient_storage)",
 } as const;
 
 type ErrorStatusWithDescription = keyof typeof ERROR_DESCRIPTIONS;

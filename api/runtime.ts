@@ -9,6 +9,9 @@ import { loadSecretKey, SecretBox } from "../shared/webhooks/secrets.ts";
 import { createUrlGuard } from "../shared/webhooks/url-guard.ts";
 import { type App, type AppDeps, createApp } from "./app.ts";
 import { migrateToLatest, openDatabase } from "./db/database.ts";
+import { startMaintenance } from "./maintenance.ts";
+import { startIdempotencyPruner } from "./middleware/idempotency/store.ts";
+import { startReadModelMaintenance } from "./read-model/maintenance.ts";
 import { Projector } from "./read-model/projector.ts";
 import { EventFeed } from "./routes/events-feed.ts";
 import { startScheduleWorker } from "./schedules/worker.ts";
@@ -23,6 +26,8 @@ export interface ApiRuntimeOptions {
   projector: boolean;
   /** Run the webhook dispatcher and outcome recorder. */
   webhookPipeline: boolean;
+  /** Trim streams and prune old rows on an interval (api/maintenance.ts). */
+  maintenance: boolean;
   /** Take snapshot-schedule runs from the `schedules` queue. */
   schedules: boolean;
 }
@@ -61,6 +66,9 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
   projectorRedis.on("error", (error) => log.warn({ err: error.message }, "projector redis connection error"));
   const projector = new Projector({ db, redis: projectorRedis, prefix: config.REDIS_PREFIX, log });
   if (options.projector) projector.start();
+  const maintenance = options.projector
+    ? startReadModelMaintenance({ db, redis, prefix: config.REDIS_PREFIX, jobs, log }, projector.ready)
+    : undefined;
 
   const secretKey = loadSecretKey(config.WEBHOOK_SECRET_KEY, config.DATA_DIR);
   const webhookEndpoints = new WebhookEndpoints({
@@ -91,6 +99,21 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
       })
     : undefined;
 
+  const streamsAndRetention = options.maintenance
+    ? startMaintenance({
+        db,
+        retention: {
+          processedEventsMs: config.PROCESSED_EVENTS_RETENTION,
+          deletedResourcesMs: config.DELETED_RESOURCES_RETENTION,
+          webhookDeliveriesMs: config.WEBHOOK_DELIVERIES_RETENTION,
+        },
+        redis,
+        prefix: config.REDIS_PREFIX,
+        streamMaxLength: config.EVENT_STREAM_MAX_LENGTH,
+        log,
+      })
+    : undefined;
+
   const deps: AppDeps = {
     db,
     redis,
@@ -105,7 +128,9 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     redisCommandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
     webhookEndpoints,
     eventFeed,
+    idempotencyTtlMs: config.IDEMPOTENCY_KEY_TTL_MS,
   };
+  const idempotencyPruner = startIdempotencyPruner(db, log);
   // Schedule runs block on their queue, so they read over a connection of their own.
   const scheduleRedis = options.schedules
     ? connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS)
@@ -119,7 +144,10 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     webhooks,
     closeEventStreams: () => eventFeed.close(),
     async stop() {
+      idempotencyPruner.stop();
+      maintenance?.stop();
       await eventFeed.close();
+      await streamsAndRetention?.stop();
       await webhooks?.stop();
       await schedules?.close(config.SHUTDOWN_TIMEOUT_MS / 2);
       if (scheduleRedis) await closeRedis(scheduleRedis);

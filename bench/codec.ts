@@ -1,4 +1,4 @@
-// npm run bench:codec — our chunked codec against the zstd and lz4 commands on guest-memory-like files.
+// npm run bench:codec — both codec backends (native addon, packages) against the zstd and lz4 commands.
 //
 // The memory file: --memory-file <path>, else the RAM of a busybox guest booted here (needs qemu-system-x86 and the
 // image from scripts/build-image.ts), else a generated 256 MiB stand-in.
@@ -9,6 +9,8 @@ import { mkdtemp, open, rm, stat } from "node:fs/promises";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs, promisify } from "node:util";
+import { CODEC_BACKEND_NAMES, type CodecBackendName } from "../shared/codec/index.ts";
+import { dataChunks, measureEngine } from "./lib/engines.ts";
 import { captureGuestMemory, findGuestImage } from "./lib/guest-memory.ts";
 import { generateMemoryMix } from "./lib/memory-mix.ts";
 
@@ -30,52 +32,38 @@ interface Contender {
   label: string;
   algorithm: "zstd" | "lz4";
   level: number;
-  command: (source: string, destination: string) => string[];
-  decodeCommand: (source: string, destination: string) => string[];
+  /** The command's level flag, e.g. `-1`. */
+  commandLevel: string;
   rounds: number;
 }
 
 const ALL_CONTENDERS: Contender[] = [
-  {
-    label: "zstd 1",
-    algorithm: "zstd",
-    level: 1,
-    command: (source, destination) => ["zstd", "-1", "-T0", "-q", "-f", source, "-o", destination],
-    decodeCommand: (source, destination) => ["zstd", "-d", "-q", "-f", source, "-o", destination],
-    rounds: ROUNDS,
-  },
-  {
-    label: "lz4",
-    algorithm: "lz4",
-    level: 0,
-    command: (source, destination) => ["lz4", "-1", "-q", "-f", source, destination],
-    decodeCommand: (source, destination) => ["lz4", "-d", "-q", "-f", source, destination],
-    rounds: ROUNDS,
-  },
-  {
-    label: "zstd 3",
-    algorithm: "zstd",
-    level: 3,
-    command: (source, destination) => ["zstd", "-3", "-T0", "-q", "-f", source, "-o", destination],
-    decodeCommand: (source, destination) => ["zstd", "-d", "-q", "-f", source, "-o", destination],
-    rounds: ROUNDS,
-  },
-  {
-    label: "zstd 19",
-    algorithm: "zstd",
-    level: 19,
-    command: (source, destination) => ["zstd", "-19", "-T0", "-q", "-f", source, "-o", destination],
-    decodeCommand: (source, destination) => ["zstd", "-d", "-q", "-f", source, "-o", destination],
-    rounds: 1,
-  },
+  { label: "zstd 1", algorithm: "zstd", level: 1, commandLevel: "-1", rounds: ROUNDS },
+  { label: "zstd 3", algorithm: "zstd", level: 3, commandLevel: "-3", rounds: ROUNDS },
+  { label: "zstd 19", algorithm: "zstd", level: 19, commandLevel: "-19", rounds: 1 },
+  { label: "lz4 0", algorithm: "lz4", level: 0, commandLevel: "-1", rounds: ROUNDS },
+  { label: "lz4 9", algorithm: "lz4", level: 9, commandLevel: "-9", rounds: ROUNDS },
 ];
 const CONTENDERS = ALL_CONTENDERS.filter((contender) => !(flags["skip-level-19"] && contender.level === 19));
+
+/** zstd runs multithreaded (-T0), as fast as it goes here; lz4 has no threads. */
+function compressCommand(contender: Contender, source: string, destination: string): string[] {
+  return contender.algorithm === "zstd"
+    ? ["zstd", contender.commandLevel, "-T0", "-q", "-f", source, "-o", destination]
+    : ["lz4", contender.commandLevel, "-q", "-f", source, destination];
+}
+
+function decompressCommand(contender: Contender, source: string, destination: string): string[] {
+  return contender.algorithm === "zstd"
+    ? ["zstd", "-d", "-q", "-f", source, "-o", destination]
+    : ["lz4", "-d", "-q", "-f", source, destination];
+}
 
 interface CodecMeasurement {
   seconds: number;
   peakRssBytes: number;
   baselineRssBytes: number;
-  result: { compressedBytes?: number; zeroChunkCount?: number; chunkCount?: number };
+  result: { compressedBytes?: number; zeroChunkCount?: number; chunkCount?: number; level?: number };
 }
 
 /**
@@ -97,8 +85,8 @@ async function runCodec(request: Record<string, unknown> & { destination: string
   return JSON.parse(stdout) as CodecMeasurement;
 }
 
-/** Wall time of a command, and of the command plus an fsync of its output (our codec always fsyncs). */
-async function timeCommand(argv: string[], output: string): Promise<{ seconds: number; withFsync: number }> {
+/** Wall time of a command plus an fsync of its output (our compression always fsyncs its output). */
+async function timeCommand(argv: string[], output: string, fsync: boolean): Promise<number> {
   await prepareOutput(output);
   const started = performance.now();
   await new Promise<void>((resolve, reject) => {
@@ -106,87 +94,157 @@ async function timeCommand(argv: string[], output: string): Promise<{ seconds: n
     child.on("error", reject);
     child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`${argv.join(" ")} exited with ${code}`))));
   });
-  const seconds = (performance.now() - started) / 1000;
-  const handle = await open(output, "r+");
-  await handle.sync();
-  await handle.close();
-  return { seconds, withFsync: (performance.now() - started) / 1000 };
+  if (fsync) {
+    const handle = await open(output, "r+");
+    await handle.sync();
+    await handle.close();
+  }
+  return (performance.now() - started) / 1000;
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const rate = (bytes: number, seconds: number) => `${(bytes / seconds / 1e9).toFixed(2)} GB/s`;
-const ratio = (value: number) => `${value.toFixed(2)}×`;
+const loadAverage = () =>
+  loadavg()
+    .map((load) => load.toFixed(1))
+    .join(" / ");
 
-async function benchFile(name: string, source: string, workDirectory: string): Promise<string[]> {
-  const { size, blocks } = await stat(source);
-  console.log(`\n## ${name}: ${(size / MiB).toFixed(0)} MiB, ${((blocks * 512) / MiB).toFixed(0)} MiB allocated`);
-  const rows: string[] = [
-    "| codec | ours compress | command | throughput ours/command (vs command+fsync) | size ours/command | ours peak RSS | ours decompress (with fsync) | command decompress | zero chunks |",
-    "|---|---|---|---|---|---|---|---|---|",
-  ];
-  console.log(rows.join("\n"));
-  for (const contender of CONTENDERS) {
-    const ours = path.join(workDirectory, `ours.${contender.algorithm}`);
-    const theirs = path.join(workDirectory, `theirs.${contender.algorithm}`);
-    const restored = path.join(workDirectory, "restored.raw");
-    const compressTimes: number[] = [];
-    const commandTimes: number[] = [];
-    const commandFsyncTimes: number[] = [];
-    const decompressTimes: number[] = [];
-    const durableDecompressTimes: number[] = [];
-    const commandDecodeTimes: number[] = [];
-    let last: CodecMeasurement | undefined;
-    let peakRss = 0;
-    let baselineRss = 0;
-    for (let round = 0; round < contender.rounds; round++) {
-      last = await runCodec({
-        operation: "compress",
-        source,
-        destination: ours,
-        algorithm: contender.algorithm,
-        level: contender.level,
-      });
-      compressTimes.push(last.seconds);
-      peakRss = Math.max(peakRss, last.peakRssBytes);
-      baselineRss = Math.max(baselineRss, last.baselineRssBytes);
-      const command = await timeCommand(contender.command(source, theirs), theirs);
-      commandTimes.push(command.seconds);
-      commandFsyncTimes.push(command.withFsync);
-      const decoded = await runCodec({ operation: "decompress", source: ours, destination: restored, durable: false });
-      decompressTimes.push(decoded.seconds);
-      const durable = await runCodec({ operation: "decompress", source: ours, destination: restored, durable: true });
-      durableDecompressTimes.push(durable.seconds);
-      commandDecodeTimes.push((await timeCommand(contender.decodeCommand(theirs, restored), restored)).seconds);
-    }
-    await runCodec({ operation: "decompress", source: ours, destination: restored, durable: false });
-    await run("cmp", [source, restored]); // the figures count only if the round trip is exact
-    const oursBytes = last!.result.compressedBytes!;
-    const theirBytes = (await stat(theirs)).size;
-    const ours1 = median(compressTimes);
-    rows.push(
-      `| ${contender.label} | ${rate(size, ours1)} | ${rate(size, median(commandTimes))} | ` +
-        `${ratio(median(commandTimes) / ours1)} (${ratio(median(commandFsyncTimes) / ours1)}) | ` +
-        `${(oursBytes / theirBytes).toFixed(4)} (${(oursBytes / MiB).toFixed(1)} / ${(theirBytes / MiB).toFixed(1)} MiB) | ` +
-        `${(peakRss / MiB).toFixed(0)} MiB (node+tsx alone ${(baselineRss / MiB).toFixed(0)}) | ${rate(size, median(decompressTimes))} (${rate(size, median(durableDecompressTimes))}) | ${rate(size, median(commandDecodeTimes))} | ` +
-        `${last!.result.zeroChunkCount}/${last!.result.chunkCount} |`,
-    );
-    console.log(rows.at(-1));
-    await rm(ours, { force: true });
-    await rm(theirs, { force: true });
-    await rm(restored, { force: true });
-  }
-  return rows;
+type Engine = CodecBackendName | "command";
+
+interface EngineFigures {
+  compressSeconds: number[];
+  decompressSeconds: number[];
+  compressedBytes: number;
+  peakRssBytes: number;
+  baselineRssBytes: number;
+  /** The level the file records (packages: every lz4 level is 0). */
+  recordedLevel?: number;
+  zeroChunks?: string;
 }
 
-async function benchChunkSizes(source: string, workDirectory: string): Promise<string[]> {
-  const rows = ["| chunk size | zstd 1 compress | output | zero chunks |", "|---|---|---|---|"];
-  console.log(rows.join("\n"));
+/** One round of a backend: compress, decompress (no fsync, like the commands), the round trip checked with cmp. */
+async function measureBackend(
+  backend: CodecBackendName,
+  contender: Contender,
+  source: string,
+  workDirectory: string,
+  figures: EngineFigures,
+): Promise<void> {
+  const compressed = path.join(workDirectory, `${backend}.${contender.algorithm}`);
+  const restored = path.join(workDirectory, `${backend}.restored`);
+  const request = { backend, algorithm: contender.algorithm, level: contender.level };
+  const packed = await runCodec({ ...request, operation: "compress", source, destination: compressed });
+  const unpacked = await runCodec({ backend, operation: "decompress", source: compressed, destination: restored });
+  await run("cmp", [source, restored]); // the figures count only if the round trip is exact
+  figures.compressSeconds.push(packed.seconds);
+  figures.decompressSeconds.push(unpacked.seconds);
+  figures.compressedBytes = packed.result.compressedBytes!;
+  figures.peakRssBytes = Math.max(figures.peakRssBytes, packed.peakRssBytes, unpacked.peakRssBytes);
+  figures.baselineRssBytes = Math.max(figures.baselineRssBytes, packed.baselineRssBytes);
+  figures.recordedLevel = packed.result.level;
+  figures.zeroChunks = `${packed.result.zeroChunkCount}/${packed.result.chunkCount}`;
+  await rm(compressed, { force: true });
+  await rm(restored, { force: true });
+}
+
+async function measureCommand(
+  contender: Contender,
+  source: string,
+  workDirectory: string,
+  figures: EngineFigures,
+): Promise<void> {
+  const compressed = path.join(workDirectory, `command.${contender.algorithm}`);
+  const restored = path.join(workDirectory, "command.restored");
+  figures.compressSeconds.push(await timeCommand(compressCommand(contender, source, compressed), compressed, true));
+  figures.decompressSeconds.push(
+    await timeCommand(decompressCommand(contender, compressed, restored), restored, false),
+  );
+  figures.compressedBytes = (await stat(compressed)).size;
+  await rm(compressed, { force: true });
+  await rm(restored, { force: true });
+}
+
+const ENGINES: Engine[] = [...CODEC_BACKEND_NAMES, "command"];
+
+function engineRow(contender: Contender, engine: Engine, figures: EngineFigures, command: EngineFigures, size: number) {
+  const compress = median(figures.compressSeconds);
+  const decompress = median(figures.decompressSeconds);
+  const name =
+    engine === "command"
+      ? `\`${compressCommand(contender, "", "")[0]} ${contender.commandLevel}\``
+      : `${engine}${figures.recordedLevel !== contender.level ? ` (writes level ${figures.recordedLevel})` : ""}`;
+  const versus = (mine: number, theirs: number) => (engine === "command" ? "—" : `${(theirs / mine).toFixed(2)}×`);
+  return (
+    `| ${contender.label} | ${name} | ${rate(size, compress)} | ${versus(compress, median(command.compressSeconds))} | ` +
+    `${(figures.compressedBytes / MiB).toFixed(1)} MiB | ${(figures.compressedBytes / command.compressedBytes).toFixed(4)} | ` +
+    `${rate(size, decompress)} | ${versus(decompress, median(command.decompressSeconds))} | ` +
+    `${engine === "command" ? "—" : `${(figures.peakRssBytes / MiB).toFixed(0)} MiB (${(figures.baselineRssBytes / MiB).toFixed(0)})`} | ` +
+    `${figures.zeroChunks ?? "—"} |`
+  );
+}
+
+async function benchFile(name: string, source: string, workDirectory: string): Promise<void> {
+  const { size, blocks } = await stat(source);
+  console.log(`\n## ${name}: ${(size / MiB).toFixed(0)} MiB, ${((blocks * 512) / MiB).toFixed(0)} MiB allocated`);
+  console.log(`Load average before (1/5/15 min): ${loadAverage()}`);
+  console.log(
+    "| level | engine | compress | speed vs command | output | size vs command | decompress | speed vs command | peak RSS (node+tsx alone) | zero chunks |",
+  );
+  console.log("|---|---|---|---|---|---|---|---|---|---|");
+  for (const contender of CONTENDERS) {
+    const emptyFigures = (): EngineFigures => ({
+      compressSeconds: [],
+      decompressSeconds: [],
+      compressedBytes: 0,
+      peakRssBytes: 0,
+      baselineRssBytes: 0,
+    });
+    const figures: Record<Engine, EngineFigures> = {
+      native: emptyFigures(),
+      packages: emptyFigures(),
+      command: emptyFigures(),
+    };
+    for (let round = 0; round < contender.rounds; round++) {
+      // Interleaved, so a change in the machine's load hits every engine alike.
+      for (const backend of CODEC_BACKEND_NAMES) {
+        await measureBackend(backend, contender, source, workDirectory, figures[backend]);
+      }
+      await measureCommand(contender, source, workDirectory, figures.command);
+    }
+    for (const engine of ENGINES) console.log(engineRow(contender, engine, figures[engine], figures.command, size));
+  }
+  console.log(`Load average after (1/5/15 min): ${loadAverage()}`);
+}
+
+/** Each backend's frame engine alone, in memory: what the backend costs without file I/O. */
+async function benchEngines(source: string): Promise<void> {
+  const chunks = await dataChunks(source);
+  const megabytes = (chunks.length * 2).toFixed(0);
+  console.log(
+    `\n## Engines alone: the file's first ${chunks.length} non-zero 2 MiB chunks (${megabytes} MiB) in memory, 2 in flight`,
+  );
+  console.log(`Load average before (1/5/15 min): ${loadAverage()}`);
+  console.log("| level | engine | compress | decompress | frames |\n|---|---|---|---|---|");
+  for (const contender of CONTENDERS.filter((candidate) => candidate.level !== 19)) {
+    for (const backend of CODEC_BACKEND_NAMES) {
+      const figures = await measureEngine(backend, contender.algorithm, contender.level, chunks, ROUNDS);
+      console.log(
+        `| ${contender.label} | ${backend} | ${rate(figures.bytes, figures.compressSeconds)} | ` +
+          `${rate(figures.bytes, figures.decompressSeconds)} | ${(figures.frameBytes / MiB).toFixed(1)} MiB |`,
+      );
+    }
+  }
+}
+
+async function benchChunkSizes(source: string, workDirectory: string): Promise<void> {
+  console.log("| chunk size | zstd 1 compress (native) | output | zero chunks |\n|---|---|---|---|");
   const { size } = await stat(source);
   for (const chunkSize of [MiB, 2 * MiB, 4 * MiB]) {
     const times: number[] = [];
     let last: CodecMeasurement | undefined;
     for (let round = 0; round < ROUNDS; round++) {
       last = await runCodec({
+        backend: "native",
         operation: "compress",
         source,
         destination: path.join(workDirectory, "chunks.zst"),
@@ -196,41 +254,49 @@ async function benchChunkSizes(source: string, workDirectory: string): Promise<s
       });
       times.push(last.seconds);
     }
-    rows.push(
+    console.log(
       `| ${chunkSize / MiB} MiB | ${rate(size, median(times))} | ${((last!.result.compressedBytes ?? 0) / MiB).toFixed(2)} MiB | ${last!.result.zeroChunkCount}/${last!.result.chunkCount} |`,
     );
-    console.log(rows.at(-1));
   }
   await rm(path.join(workDirectory, "chunks.zst"), { force: true });
-  return rows;
 }
 
-async function benchPeakRss(workDirectory: string): Promise<string> {
+/** Peak RSS of each backend compressing a 4 GiB sparse file with zstd 1 (the packages backend reads its holes). */
+async function benchPeakRss(workDirectory: string): Promise<void> {
   const source = path.join(workDirectory, "mix-4g.raw");
   const destination = path.join(workDirectory, "mix-4g.zst");
   generateMemoryMix(source, 4 * GiB, 3);
   const { size, blocks } = await stat(source);
-  const measurement = await runCodec({ operation: "compress", source, destination, algorithm: "zstd", level: 1 });
+  console.log(
+    `\n## Peak RSS compressing a 4 GiB sparse mix (${((blocks * 512) / MiB).toFixed(0)} MiB allocated, zstd 1, whole process)`,
+  );
+  for (const backend of CODEC_BACKEND_NAMES) {
+    const measurement = await runCodec({
+      backend,
+      operation: "compress",
+      source,
+      destination,
+      algorithm: "zstd",
+      level: 1,
+    });
+    console.log(
+      `- ${backend}: ${(measurement.peakRssBytes / MiB).toFixed(0)} MiB (node+tsx alone ` +
+        `${(measurement.baselineRssBytes / MiB).toFixed(0)} MiB), ${rate(size, measurement.seconds)}, ` +
+        `${measurement.result.zeroChunkCount}/${measurement.result.chunkCount} zero chunks`,
+    );
+  }
   await rm(source, { force: true });
   await rm(destination, { force: true });
-  return (
-    `Peak RSS compressing a 4 GiB sparse mix (${((blocks * 512) / MiB).toFixed(0)} MiB allocated, zstd 1, whole ` +
-    `process): ${(measurement.peakRssBytes / MiB).toFixed(0)} MiB (node+tsx alone ` +
-    `${(measurement.baselineRssBytes / MiB).toFixed(0)} MiB), ${rate(size, measurement.seconds)}, ` +
-    `${measurement.result.zeroChunkCount}/${measurement.result.chunkCount} zero chunks`
-  );
 }
 
 async function main(): Promise<void> {
-  const versions = `${(await run("zstd", ["--version"])).stdout.trim()} / ${(await run("lz4", ["--version"])).stdout.trim()}`;
+  const version = async (command: string) =>
+    `${command} ${/v\d+\.\d+\.\d+/.exec((await run(command, ["--version"])).stdout)?.[0] ?? "?"}`;
+  const versions = `${await version("zstd")} / ${await version("lz4")}`;
   console.log(
     `# Codec benchmark — ${availableParallelism()} cores, ${process.version}, ${versions}, ${ROUNDS} rounds (median)`,
   );
-  console.log(
-    `Load average at the start (1/5/15 min): ${loadavg()
-      .map((load) => load.toFixed(1))
-      .join(" / ")}`,
-  );
+  console.log(`Load average at the start (1/5/15 min): ${loadAverage()}`);
   const workDirectory = await mkdtemp(path.join(tmpdir(), "snapfleet-bench-codec-"));
   try {
     let memoryFile = flags["memory-file"];
@@ -245,6 +311,7 @@ async function main(): Promise<void> {
       generateMemoryMix(memoryFile, 256 * MiB, 1);
       memoryName = "generated 256 MiB guest-memory stand-in (60% zero pages, 25% text, 15% random)";
     }
+    await benchEngines(memoryFile);
     await benchFile(memoryName, memoryFile, workDirectory);
     console.log("\n## Chunk size (same file)");
     await benchChunkSizes(memoryFile, workDirectory);
@@ -253,16 +320,12 @@ async function main(): Promise<void> {
       generateMemoryMix(large, GiB, 2);
       await benchFile("generated 1 GiB mix", large, workDirectory);
       await rm(large, { force: true });
-      console.log(`\n${await benchPeakRss(workDirectory)}`);
+      await benchPeakRss(workDirectory);
     }
   } finally {
     await rm(workDirectory, { recursive: true, force: true });
   }
-  console.log(
-    `\nLoad average at the end (1/5/15 min): ${loadavg()
-      .map((load) => load.toFixed(1))
-      .join(" / ")}`,
-  );
+  console.log(`\nLoad average at the end (1/5/15 min): ${loadAverage()}`);
 }
 
 await main();

@@ -71,7 +71,7 @@ try {
   const created = await fetch(`${baseUrl}/webhooks`, {
     method: "POST",
     headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
-    body: JSON.stringify({ url: receiver.url, event_types: ["*"], description: "bench" }),
+    body: JSON.stringify({ url: receiver.url, event_types: ["snapshot.compression.progress"], description: "bench" }),
   });
   if (created.status !== 201) throw new Error(`POST /webhooks answered ${created.status}: ${await created.text()}`);
   const { secret } = (await created.json()) as { secret: string };
@@ -79,11 +79,12 @@ try {
   const instance = sampleInstance();
   const snapshot = { ...sampleSnapshot(instance), compression_state: "compressing" as const };
   const appendOne = () =>
-    events.append("snapshot.compression.progress", `snapshot:${snapshot.id}`, {
-      snapshot,
-      bytes_done: 134_217_728,
-      bytes_total: 268_435_456,
-    });
+    events.append(
+      "snapshot.compression.progress",
+      `snapshot:${snapshot.id}`,
+      { snapshot, bytes_done: 134_217_728, bytes_total: 268_435_456 },
+      { version: 1 },
+    );
   const bodyBytes = JSON.stringify({ type: "x", timestamp: "x", data: (await appendOne()).event.data }).length;
   await waitUntil(() => received.size === 1, 30_000); // warm: dispatcher, queue, worker, connections
 

@@ -1,11 +1,24 @@
 // The one place that reads process.env: every variable the service knows, validated once at boot.
 import path from "node:path";
 import { z } from "zod";
+import { CODEC_BACKEND_CHOICES } from "./codec/options.ts";
 import { DEFAULT_RETRY_SCHEDULE, parseDurationList } from "./webhooks/retry-schedule.ts";
 
 const booleanFromEnv = z.enum(["true", "false", "1", "0"]).transform((value) => value === "true" || value === "1");
 
 const positiveInt = z.coerce.number().int().positive();
+
+const SEVEN_DAYS_MS = 7 * 86_400_000;
+
+/** One duration such as `90s`, `12h` or `7d`, in milliseconds. */
+const duration = z.string().transform((value, context) => {
+  const [ms, ...rest] = parseDurationList(value) ?? [];
+  if (ms === undefined || rest.length > 0) {
+    context.addIssue({ code: "custom", message: "a duration like 90s, 12h or 7d (ms s m h d)" });
+    return 0;
+  }
+  return ms;
+});
 
 /** Environment variables, by name. Each entry is documented in the README's configuration table. */
 export const ENV_SCHEMA = z.object({
@@ -45,6 +58,7 @@ export const ENV_SCHEMA = z.object({
   COMPRESSION_CONCURRENCY: positiveInt.max(64).default(1),
   /** A compression job whose worker stops renewing its lock this long (it crashed) is run again by another. */
   COMPRESSION_JOB_LOCK_MS: positiveInt.min(1_000).default(30_000),
+  CODEC_BACKEND: z.enum(CODEC_BACKEND_CHOICES).default("auto"),
   SNAPSHOT_COMPRESSION_DEFAULT: z
     .string()
     .regex(/^(none|zstd|lz4)(:\d{1,2})?$/, "none, zstd, lz4, or algorithm:level such as zstd:3")
@@ -85,7 +99,31 @@ export const ENV_SCHEMA = z.object({
     .refine((value) => Buffer.from(value, "base64").length === 32, "32 bytes, base64-encoded")
     .optional(),
   EVENTS_HEARTBEAT_MS: positiveInt.default(15_000),
+  /** How long the answer to a POST with an Idempotency-Key is replayed for the same key. */
+  IDEMPOTENCY_KEY_TTL_MS: positiveInt.default(24 * 3_600_000),
+  /** Each host announces the full state of what it owns this often (and at start and after every Redis reconnect). */
+  ANNOUNCE_INTERVAL_MS: positiveInt.min(1_000).max(30_000).default(15_000),
+  /** How long a host keeps (and announces) the tombstone of a deleted instance or snapshot. */
+  TOMBSTONE_RETENTION_MS: positiveInt.min(60_000).default(7 * 24 * 3_600_000),
+  /** A host job whose worker stops renewing its lock this long (it crashed) is run again; re-runs are idempotent. */
+  HOST_JOB_LOCK_MS: positiveInt.min(1_000).default(30_000),
+  /** Test only: a file of armed crash point names; a process reaching an armed point disarms it and kills itself. */
+  CRASH_POINTS_FILE: z.string().min(1).optional(),
+  /** Hard cap on the event stream's length, for a consumer group that never catches up. */
+  EVENT_STREAM_MAX_LENGTH: positiveInt.min(1_000).default(1_000_000),
+  /** How long the read model remembers applied event ids (replays older than this are caught by record versions). */
+  PROCESSED_EVENTS_RETENTION: duration.default(SEVEN_DAYS_MS),
+  /** How long deleted instances and snapshots stay in the read model as tombstones. */
+  DELETED_RESOURCES_RETENTION: duration.default(SEVEN_DAYS_MS),
+  /** How long finished (succeeded or failed) webhook deliveries and their attempts stay in the delivery log. */
+  WEBHOOK_DELIVERIES_RETENTION: duration.default(SEVEN_DAYS_MS),
+  /** A guest's serial console log is rotated (one previous file kept) once it is larger than this. */
+  CONSOLE_LOG_MAX_BYTES: positiveInt.min(4_096).default(8 * 1024 * 1024),
+  /** Bytes the raw cache of decompressed snapshot payloads may hold before least recently used entries go. */
+  RAW_CACHE_BUDGET_BYTES: positiveInt.default(4 * 1024 ** 3),
   WORKER_RESTART: booleanFromEnv.default(true),
+  /** The supervisor's restart back-off doubles from 1 s up to this for a child that keeps dying. */
+  WORKER_RESTART_MAX_DELAY_MS: positiveInt.default(30_000),
   /** Set by the supervisor for its children: they stop when it is gone, so no process outlives `npm start`. */
   SUPERVISOR_PID: positiveInt.optional(),
 });

@@ -10,11 +10,12 @@ export const ERROR_CODES = [
   "not_supported",
   "internal_error",
   "unavailable",
+  "insufficient_storage",
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
-/** Default status of each code; a few call sites pick a more precise status of the same family (413, 504). */
+/** Default status of each code; a few call sites pick a more precise status of the same family (413, 415, 504). */
 export const STATUS_BY_CODE = {
   invalid_request: 400,
   not_found: 404,
@@ -24,9 +25,10 @@ export const STATUS_BY_CODE = {
   not_supported: 400,
   internal_error: 500,
   unavailable: 503,
+  insufficient_storage: 507,
 } as const satisfies Record<ErrorCode, number>;
 
-export type ErrorStatus = (typeof STATUS_BY_CODE)[ErrorCode] | 413 | 504;
+export type ErrorStatus = (typeof STATUS_BY_CODE)[ErrorCode] | 413 | 415 | 504;
 
 export const ERROR_ENVELOPE_SCHEMA = z
   .object({

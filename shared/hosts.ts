@@ -25,10 +25,6 @@ export async function announceHost(redis: Redis, prefix: string, host: HostRecor
   await redis.hset(hostsKey(prefix), host.id, JSON.stringify(host));
 }
 
-export async function withdrawHost(redis: Redis, prefix: string, hostId: string): Promise<void> {
-  await redis.hdel(hostsKey(prefix), hostId);
-}
-
 export async function listHosts(redis: Redis, prefix: string): Promise<Array<HostRecord & { online: boolean }>> {
   const entries = await redis.hgetall(hostsKey(prefix));
   const now = Date.now();

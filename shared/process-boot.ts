@@ -1,6 +1,7 @@
 // What every service process does first: read the config, name its logger, insist on Redis.
 import type { Redis } from "ioredis";
 import { type Config, loadConfigOrExit } from "./config.ts";
+import { enableCrashPoints } from "./crash-points.ts";
 import { resolveHostId } from "./host-id.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { connectRedis } from "./redis.ts";
@@ -16,6 +17,7 @@ export interface BootedProcess {
 
 export function bootProcess(name: string, options: { perHost?: boolean } = {}): BootedProcess {
   const config = loadConfigOrExit();
+  enableCrashPoints(config.CRASH_POINTS_FILE);
   const hostId = options.perHost ? resolveHostId(config.HOST_ID, config.DATA_DIR) : undefined;
   const log = createLogger(name, config.LOG_LEVEL).child(hostId ? { hostId } : {});
   const redisUrl = config.REDIS_URL;

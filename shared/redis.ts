@@ -1,5 +1,6 @@
 // Redis connections: producers fail fast when Redis is down, workers wait for it to come back.
 import { Redis, type RedisOptions } from "ioredis";
+import { unavailable } from "./errors.ts";
 
 export type RedisRole = "producer" | "worker";
 
@@ -37,6 +38,19 @@ export async function withDeadline<T>(promise: Promise<T>, ms: number, message: 
 
 export class DeadlineError extends Error {
   override name = "DeadlineError";
+}
+
+/**
+ * Awaits one Redis call for at most `ms`. An error or the deadline becomes a 503 `unavailable` naming `what`;
+ * the abandoned call's late settlement is ignored.
+ */
+export async function redisCall<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  try {
+    return await withDeadline(promise, ms, `${what}: redis did not answer`);
+  } catch (error) {
+    promise.catch(() => {});
+    throw unavailable(`${what}: redis unavailable`, error);
+  }
 }
 
 /** Closes a connection, waiting at most `ms` for QUIT before dropping it. */

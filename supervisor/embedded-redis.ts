@@ -36,8 +36,21 @@ export async function freePort(): Promise<number> {
   });
 }
 
+export interface EmbeddedRedisOptions {
+  /**
+   * Run it in a process group of its own, so a Ctrl-C in the terminal (SIGINT to the whole foreground group) does not
+   * reach it: the supervisor stops it last, once the processes that use it are down.
+   */
+  ownProcessGroup?: boolean;
+}
+
 /** Starts redis-server on a free loopback port and resolves once it answers PING. */
-export async function startEmbeddedRedis(binary: string, dataDir: string, log: Logger): Promise<EmbeddedRedis> {
+export async function startEmbeddedRedis(
+  binary: string,
+  dataDir: string,
+  log: Logger,
+  options: EmbeddedRedisOptions = {},
+): Promise<EmbeddedRedis> {
   const dir = path.join(dataDir, "redis");
   mkdirSync(dir, { recursive: true });
   const pidFile = path.join(dir, "redis.pid");
@@ -50,7 +63,7 @@ export async function startEmbeddedRedis(binary: string, dataDir: string, log: L
     "--appendonly", "yes", "--appendfsync", "everysec",
     "--maxmemory-policy", "noeviction", "--save", "",
   ];
-  const child = spawn(binary, args, { stdio: "ignore" });
+  const child = spawn(binary, args, { stdio: "ignore", detached: options.ownProcessGroup ?? false });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   const url = `redis://127.0.0.1:${port}`;
   await waitForPing(url, exited);

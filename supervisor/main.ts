@@ -11,7 +11,6 @@ import { entryCommand, type ProcessSpec, SERVICE_PROCESSES } from "./processes.t
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const EXIT_CONFIG_ERROR = 78;
-const MAX_RESTART_DELAY_MS = 30_000;
 /** A child that ran this long before dying is restarted without back-off. */
 const HEALTHY_RUN_MS = 60_000;
 /** Of the total shutdown budget, what is kept for Redis after the children are down. */
@@ -29,7 +28,7 @@ if (!redisUrl) {
     process.stderr.write(`${REDIS_INSTALL_HINT}\n`);
     process.exit(1);
   }
-  redis = await startEmbeddedRedis(binary, config.DATA_DIR, log);
+  redis = await startEmbeddedRedis(binary, config.DATA_DIR, log, { ownProcessGroup: true });
   redisUrl = redis.url;
 }
 
@@ -68,7 +67,7 @@ function launch(entry: Supervised): void {
     if (code === EXIT_CONFIG_ERROR) return void shutdown("config error in a child", EXIT_CONFIG_ERROR);
     if (!config.WORKER_RESTART) return void shutdown(`${entry.spec.name} exited`, 1);
     entry.restarts = Date.now() - entry.startedAt > HEALTHY_RUN_MS ? 0 : entry.restarts + 1;
-    const delay = Math.min(MAX_RESTART_DELAY_MS, entry.restarts === 0 ? 0 : 500 * 2 ** entry.restarts);
+    const delay = Math.min(config.WORKER_RESTART_MAX_DELAY_MS, entry.restarts === 0 ? 0 : 500 * 2 ** entry.restarts);
     log.info({ process: entry.spec.name, delayMs: delay }, "restarting");
     entry.restartTimer = setTimeout(() => launch(entry), delay);
   });

@@ -4,6 +4,8 @@ import { type ServerType, serve } from "@hono/node-server";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EventStream } from "../shared/events/stream.ts";
+import { trimStream } from "../shared/events/trim.ts";
+import { createLogger } from "../shared/logger.ts";
 import { closeRedis, connectRedis, waitForRedisReady } from "../shared/redis.ts";
 import { createTestApp, TEST_API_KEY, type TestApp } from "./helpers/app.ts";
 import { freePort, jsonOf, waitFor } from "./helpers/fixtures.ts";
@@ -129,6 +131,21 @@ describe("GET /events", () => {
     const flow = await appendSnapshotFlow(events);
     const client = connect(baseUrl, `/events?after=${flow[3]!.streamId}`);
     await waitFor(() => client.events().length >= 3 || undefined, { what: "the last three events" });
+    expect(client.events().map((message) => message.id)).toEqual(flow.slice(4).map(({ streamId }) => streamId));
+    await client.close();
+  });
+
+  it("tells a reader whose position was trimmed away with a reset event, then goes on from what is kept", async () => {
+    const flow = await appendSnapshotFlow(events);
+    // A consumer group that has read up to flow[3]: trimming keeps what it still needs, flow[4] on.
+    await redis.xgroup("CREATE", events.key, "behind", flow[3]!.streamId);
+    await trimStream(redis, events.key, 1_000_000, createLogger("test", "silent"));
+    await redis.xgroup("DESTROY", events.key, "behind");
+    const client = connect(baseUrl, `/events?after=${flow[1]!.streamId}`);
+    await waitFor(() => client.events().length >= 3 || undefined, { what: "the kept events" });
+    const reset = client.messages.find((message) => message.event === "reset");
+    expect(JSON.parse(reset!.data)).toEqual({ requested: flow[1]!.streamId, position: flow[3]!.streamId });
+    expect(reset!.id).toBe(flow[3]!.streamId);
     expect(client.events().map((message) => message.id)).toEqual(flow.slice(4).map(({ streamId }) => streamId));
     await client.close();
   });

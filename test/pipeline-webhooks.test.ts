@@ -2,7 +2,7 @@
 // fork → delete flow on QEMU guests, once each, with the whole resource as data.
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { decodeFields } from "../shared/events/stream.ts";
+import { decodeEvent } from "../shared/events/stream.ts";
 import { jsonOf, waitFor } from "./helpers/fixtures.ts";
 import { type RunningService, startService } from "./helpers/service.ts";
 import { startWebhookReceiver, verifyReceived, type WebhookReceiver } from "./helpers/webhook-receiver.ts";
@@ -56,9 +56,9 @@ describe("webhooks on the real pipeline", () => {
       expect(fork.status).toBe(201);
       expect((await service.api(`/snapshots/${snapshot.id}`, { method: "DELETE" })).status).toBe(204);
 
-      const appended = (await redis.xrange("snapfleet:events", lastBefore ? `(${lastBefore}` : "-", "+")).map(
-        ([, fields]) => decodeFields(fields),
-      );
+      const appended = (await redis.xrange("snapfleet:events", lastBefore ? `(${lastBefore}` : "-", "+"))
+        .flatMap(([, fields]) => decodeEvent(fields) ?? [])
+        .filter((event) => event.type !== "snapshot.compression.progress"); // wildcards do not get progress
       const types = appended.map((event) => event.type);
       for (const type of [
         "instance.created",
@@ -77,7 +77,8 @@ describe("webhooks on the real pipeline", () => {
       });
       await new Promise((resolve) => setTimeout(resolve, 500)); // anything extra would arrive now
       const received = receiver.requests.map((request) => String(request.headers["webhook-id"]));
-      expect(received.sort()).toEqual(appended.map((event) => event.id).sort());
+      // A re-appended event (same id) is one event: it is delivered once.
+      expect(received.sort()).toEqual([...new Set(appended.map((event) => event.id))].sort());
       for (const request of receiver.requests) {
         const body = verifyReceived(request, subscription.secret);
         const event = appended.find((candidate) => candidate.id === request.headers["webhook-id"])!;

@@ -109,6 +109,35 @@ describe("supervision", () => {
     }
   });
 
+  it("stops every process cleanly on Ctrl-C (SIGINT to the whole process group)", async () => {
+    const service = await startService({}, { processGroup: true });
+    try {
+      const children = service.childPids();
+      const commands = children.map(readCmdline).join(" ");
+      for (const name of [
+        "redis-server",
+        "api/main.ts",
+        "capture/main.ts",
+        "compression/main.ts",
+        "webhooks/main.ts",
+      ]) {
+        expect(commands).toContain(name);
+      }
+      const exited = new Promise<number | null>((resolve) => service.supervisor.once("exit", (code) => resolve(code)));
+      const started = Date.now();
+      process.kill(-service.supervisor.pid!, "SIGINT");
+      const code = await exited;
+      console.log(`Ctrl-C to the process group: everything stopped in ${Date.now() - started} ms`);
+      expect(code).toBe(0);
+      for (const pid of children) expect(isAlive(pid), `pid ${pid} ${readCmdline(pid)}`).toBe(false);
+      expect(service.output()).toContain("all processes stopped");
+      expect(service.output()).not.toContain("did not stop in time");
+    } finally {
+      await service.stop("SIGKILL");
+      service.remove();
+    }
+  });
+
   it("children stop by themselves when the supervisor is killed with SIGKILL", async () => {
     const service = await startService();
     try {

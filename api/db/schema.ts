@@ -13,9 +13,10 @@ export interface InstancesTable {
   host_id: string;
   state: string;
   created_at: string;
-  /** The whole Instance resource as JSON, as of `sequence`. */
+  /** The whole Instance resource as JSON, as of `version`. */
   resource: string;
-  sequence: number;
+  /** The record's version on its host: only a newer one replaces this row. */
+  version: number;
   deleted_at: string | null;
 }
 
@@ -27,9 +28,10 @@ export interface SnapshotsTable {
   host_id: string;
   compression_state: string;
   created_at: string;
-  /** The whole Snapshot resource as JSON, as of `sequence`. */
+  /** The whole Snapshot resource as JSON, as of `version`. */
   resource: string;
-  sequence: number;
+  /** The record's version on its host: only a newer one replaces this row. */
+  version: number;
   deleted_at: string | null;
 }
 
@@ -44,6 +46,8 @@ export interface NameReservationsTable {
   name: string;
   resource_id: string;
   created_at: Generated<string>;
+  /** Set when the API stopped waiting for the creating job: released after this if no resource showed up. */
+  pending_until: string | null;
 }
 
 export interface WebhookEndpointsTable {
@@ -94,6 +98,20 @@ export interface WebhookDeliveryAttemptsTable {
   error: string | null;
 }
 
+export interface IdempotencyKeysTable {
+  /** SHA-256 of the bearer token: one API key never sees another's responses. */
+  api_key_hash: string;
+  idempotency_key: string;
+  /** SHA-256 of method, path and canonical body of the first request with this key. */
+  fingerprint: string;
+  /** Null while the first request is in flight. */
+  response_status: number | null;
+  response_content_type: string | null;
+  response_body: string | null;
+  created_at: string;
+  expires_at: string;
+}
+
 export interface Database {
   processed_events: ProcessedEventsTable;
   instances: InstancesTable;
@@ -103,6 +121,7 @@ export interface Database {
   webhook_endpoints: WebhookEndpointsTable;
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_delivery_attempts: WebhookDeliveryAttemptsTable;
+  idempotency_keys: IdempotencyKeysTable;
   snapshot_schedules: SnapshotSchedulesTable;
 }
 

@@ -3,6 +3,13 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
 import { ApiError } from "../../shared/errors.ts";
 
+declare module "hono" {
+  interface ContextVariableMap {
+    /** SHA-256 (hex) of the accepted bearer token: scopes per-key state such as Idempotency-Key records. */
+    apiKeyHash: string;
+  }
+}
+
 const digest = (value: string) => createHash("sha256").update(value).digest();
 
 export function bearerAuth(apiKeys: readonly string[], publicPaths: ReadonlySet<string>): MiddlewareHandler {
@@ -17,6 +24,7 @@ export function bearerAuth(apiKeys: readonly string[], publicPaths: ReadonlySet<
     let accepted = false;
     for (const key of keyDigests) accepted = timingSafeEqual(presented, key) || accepted;
     if (!accepted) throw new ApiError("unauthorized", "invalid api key");
+    c.set("apiKeyHash", presented.toString("hex"));
     return next();
   };
 }

@@ -1,7 +1,8 @@
-// How each event changes the read model. Resource events carry the whole resource, so applying one is an
-// upsert guarded by the per-subject sequence: an older event never overwrites a newer state, and nothing
-// brings back a resource once it is deleted.
+// How events and host announcements change the read model. Both carry whole resources with their host-owned
+// version, so applying one is an upsert guarded by that version: an older state never overwrites a newer one,
+// applying anything twice changes nothing, and nothing brings back a resource once it is deleted.
 import type { Transaction } from "kysely";
+import type { HostAnnouncement } from "../../shared/events/announcement.ts";
 import type { TypedEvent } from "../../shared/events/catalog.ts";
 import type { Instance } from "../../shared/schemas/instance.ts";
 import type { Snapshot } from "../../shared/schemas/snapshot.ts";
@@ -16,30 +17,45 @@ export async function applyEvent(trx: Trx, event: TypedEvent): Promise<void> {
     case "instance.updated":
     case "instance.forked":
     case "instance.restored":
-      return upsertInstance(trx, (event as TypedEvent<"instance.updated">).data.instance, event.sequence, null);
-    case "instance.deleted": {
-      const { instance } = (event as TypedEvent<"instance.deleted">).data;
-      await upsertInstance(trx, instance, event.sequence, event.occurred_at);
-      await releaseName(trx, instanceNameScope(), instance.id);
-      return;
-    }
+      return upsertInstance(trx, (event as TypedEvent<"instance.updated">).data.instance, event.version, null);
+    case "instance.deleted":
+      return upsertInstance(
+        trx,
+        (event as TypedEvent<"instance.deleted">).data.instance,
+        event.version,
+        event.occurred_at,
+      );
     case "snapshot.created":
     case "snapshot.compression.queued":
     case "snapshot.compression.started":
     case "snapshot.compression.progress":
     case "snapshot.compression.completed":
     case "snapshot.compression.failed":
-      return upsertSnapshot(trx, (event as TypedEvent<"snapshot.created">).data.snapshot, event.sequence, null);
-    case "snapshot.deleted": {
-      const { snapshot } = (event as TypedEvent<"snapshot.deleted">).data;
-      await upsertSnapshot(trx, snapshot, event.sequence, event.occurred_at);
-      await releaseName(trx, snapshotNameScope(snapshot.source_instance_id), snapshot.id);
-      return;
+      return upsertSnapshot(trx, (event as TypedEvent<"snapshot.created">).data.snapshot, event.version, null);
+    case "snapshot.deleted":
+      return upsertSnapshot(
+        trx,
+        (event as TypedEvent<"snapshot.deleted">).data.snapshot,
+        event.version,
+        event.occurred_at,
+      );
+  }
+}
+
+/** One part of a host's full-state announcement: every resource and tombstone in it, each like its own event. */
+export async function applyAnnouncement(trx: Trx, announcement: HostAnnouncement): Promise<void> {
+  for (const { instance, version } of announcement.instances) await upsertInstance(trx, instance, version, null);
+  for (const { snapshot, version } of announcement.snapshots) await upsertSnapshot(trx, snapshot, version, null);
+  for (const tombstone of announcement.tombstones) {
+    if (tombstone.kind === "instance") {
+      await upsertInstance(trx, tombstone.instance, tombstone.version, tombstone.deleted_at);
+    } else {
+      await upsertSnapshot(trx, tombstone.snapshot, tombstone.version, tombstone.deleted_at);
     }
   }
 }
 
-async function upsertInstance(trx: Trx, instance: Instance, sequence: number, deletedAt: string | null) {
+async function upsertInstance(trx: Trx, instance: Instance, version: number, deletedAt: string | null) {
   const row = {
     id: instance.id,
     name: instance.name,
@@ -47,23 +63,25 @@ async function upsertInstance(trx: Trx, instance: Instance, sequence: number, de
     state: instance.state,
     created_at: instance.created_at,
     resource: JSON.stringify(instance),
-    sequence,
+    version,
     deleted_at: deletedAt,
   };
-  await trx
+  const applied = await trx
     .insertInto("instances")
     .values(row)
     .onConflict((conflict) =>
       conflict
         .column("id")
         .doUpdateSet(row)
-        .where("instances.sequence", "<", sequence)
+        .where("instances.version", "<", version)
         .where("instances.deleted_at", "is", null),
     )
-    .execute();
+    .executeTakeFirst();
+  if (Number(applied.numInsertedOrUpdatedRows ?? 0n) === 0) return; // stale, or already gone for good
+  await settleName(trx, instanceNameScope(), instance.name, instance.id, deletedAt);
 }
 
-async function upsertSnapshot(trx: Trx, snapshot: Snapshot, sequence: number, deletedAt: string | null) {
+async function upsertSnapshot(trx: Trx, snapshot: Snapshot, version: number, deletedAt: string | null) {
   const row = {
     id: snapshot.id,
     name: snapshot.name,
@@ -73,7 +91,7 @@ async function upsertSnapshot(trx: Trx, snapshot: Snapshot, sequence: number, de
     compression_state: snapshot.compression_state,
     created_at: snapshot.created_at,
     resource: JSON.stringify(snapshot),
-    sequence,
+    version,
     deleted_at: deletedAt,
   };
   const applied = await trx
@@ -83,7 +101,7 @@ async function upsertSnapshot(trx: Trx, snapshot: Snapshot, sequence: number, de
       conflict
         .column("id")
         .doUpdateSet(row)
-        .where("snapshots.sequence", "<", sequence)
+        .where("snapshots.version", "<", version)
         .where("snapshots.deleted_at", "is", null),
     )
     .executeTakeFirst();
@@ -96,8 +114,32 @@ async function upsertSnapshot(trx: Trx, snapshot: Snapshot, sequence: number, de
       .values(tags.map(([key, value]) => ({ snapshot_id: snapshot.id, key, value })))
       .execute();
   }
+  await settleName(trx, snapshotNameScope(snapshot.source_instance_id), snapshot.name, snapshot.id, deletedAt);
 }
 
-async function releaseName(trx: Trx, scope: string, resourceId: string) {
-  await trx.deleteFrom("name_reservations").where("scope", "=", scope).where("resource_id", "=", resourceId).execute();
+/**
+ * A resource that exists holds its name (claimed again when the read model is rebuilt from announcements, and no
+ * longer pending once its outcome is known); a deleted one gives it back.
+ */
+async function settleName(trx: Trx, scope: string, name: string | null, resourceId: string, deletedAt: string | null) {
+  if (deletedAt) {
+    await trx
+      .deleteFrom("name_reservations")
+      .where("scope", "=", scope)
+      .where("resource_id", "=", resourceId)
+      .execute();
+    return;
+  }
+  if (name === null) return;
+  await trx
+    .insertInto("name_reservations")
+    .values({ scope, name, resource_id: resourceId, pending_until: null })
+    .onConflict((conflict) => conflict.doNothing())
+    .execute();
+  await trx
+    .updateTable("name_reservations")
+    .set({ pending_until: null })
+    .where("resource_id", "=", resourceId)
+    .where("pending_until", "is not", null)
+    .execute();
 }

@@ -1,4 +1,7 @@
-// Name reservations: a name is claimed in one SQLite statement before the creating job is queued.
+// Name reservations: a name is claimed in one statement before the creating job is queued, and given back when the
+// job failed. When the outcome is unknown (the API stopped waiting: 504) the name stays held: the resource may yet
+// appear, and a client retrying must not get a duplicate. Such a hold ends when the resource shows up in the read
+// model, or after PENDING_RESERVATION_MS with no resource.
 import { ApiError } from "../../shared/errors.ts";
 import type { Db } from "../db/database.ts";
 
@@ -14,6 +17,12 @@ export async function reserveName(db: Db, scope: string, name: string, resourceI
     .executeTakeFirst();
   return Number(result.numInsertedOrUpdatedRows ?? 0n) === 1;
 }
+
+/** Longer than any host job may run (10 min) plus a few announcement intervals: by then the outcome is known. */
+export const PENDING_RESERVATION_MS = 15 * 60_000;
+
+/** A 504: the host may still complete the job (or roll it back); only the read model will tell. */
+export const outcomeUnknown = (error: unknown) => error instanceof ApiError && error.status === 504;
 
 /** Gives a name back when the job that would have used it failed. */
 export async function releaseReservation(db: Db, scope: string, resourceId: string): Promise<void> {
@@ -35,7 +44,32 @@ export async function withNameReservation<T>(
   try {
     return await create();
   } catch (error) {
-    await releaseReservation(db, scope, resourceId);
+    if (outcomeUnknown(error)) await holdReservation(db, scope, resourceId);
+    else await releaseReservation(db, scope, resourceId);
     throw error;
   }
+}
+
+async function holdReservation(db: Db, scope: string, resourceId: string): Promise<void> {
+  await db
+    .updateTable("name_reservations")
+    .set({ pending_until: new Date(Date.now() + PENDING_RESERVATION_MS).toISOString() })
+    .where("scope", "=", scope)
+    .where("resource_id", "=", resourceId)
+    .execute();
+}
+
+/** Releases held names whose deadline passed with no resource in the read model (the job never ran or failed). */
+export async function releaseExpiredReservations(db: Db, now = new Date()): Promise<number> {
+  const result = await db
+    .deleteFrom("name_reservations")
+    .where("pending_until", "<", now.toISOString())
+    .where((eb) =>
+      eb.and([
+        eb("resource_id", "not in", eb.selectFrom("instances").select("id").where("deleted_at", "is", null)),
+        eb("resource_id", "not in", eb.selectFrom("snapshots").select("id").where("deleted_at", "is", null)),
+      ]),
+    )
+    .executeTakeFirst();
+  return Number(result.numDeletedRows);
 }

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
+import type { HostAnnouncement } from "../../shared/events/announcement.ts";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import { EventStream, eventStreamKey } from "../../shared/events/stream.ts";
 import { createLogger } from "../../shared/logger.ts";
@@ -10,6 +11,7 @@ import { Projector, READ_MODEL_GROUP } from "./projector.ts";
 import { findInstance, findSnapshot, listSnapshots } from "./queries.ts";
 
 const log = createLogger("projector-test", "silent");
+const v = (version: number) => ({ version });
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
@@ -57,9 +59,9 @@ describe("projector", () => {
     projector.start();
     await projector.ready;
     const instance = sampleInstance();
-    await stream.append("instance.created", subjectOf.instance(instance.id), { instance });
+    await stream.append("instance.created", subjectOf.instance(instance.id), { instance }, v(1));
     const snapshot = sampleSnapshot(instance, { name: "base", tags: { team: "backend" } });
-    const { event } = await stream.append("snapshot.created", subjectOf.snapshot(snapshot.id), { snapshot });
+    const { event } = await stream.append("snapshot.created", subjectOf.snapshot(snapshot.id), { snapshot }, v(1));
     await projector.waitFor(event.id, 5_000);
     expect(await findInstance(db, instance.name)).toEqual(instance);
     expect(await findSnapshot(db, snapshot.id)).toEqual(snapshot);
@@ -67,7 +69,7 @@ describe("projector", () => {
     expect(page.snapshots.map((s) => s.id)).toEqual([snapshot.id]);
   });
 
-  it("follows a snapshot through its compression states, numbering events per subject", async () => {
+  it("follows a snapshot through its compression states, whatever order its versions arrive in", async () => {
     const { db, stream, newProjector } = await setup();
     const projector = newProjector();
     projector.start();
@@ -75,7 +77,7 @@ describe("projector", () => {
     const instance = sampleInstance();
     const snapshot = sampleSnapshot(instance, { compression: { enabled: true, algorithm: "zstd", level: 1 } });
     const subject = subjectOf.snapshot(snapshot.id);
-    await stream.append("snapshot.created", subject, { snapshot });
+    await stream.append("snapshot.created", subject, { snapshot }, v(1));
     const compressing = { ...snapshot, compression_state: "compressing" as const };
     const done = {
       ...snapshot,
@@ -83,11 +85,12 @@ describe("projector", () => {
       compressed_size_bytes: 10,
       uncompressed_size_bytes: 100,
     };
-    await stream.append("snapshot.compression.started", subject, { snapshot: compressing });
-    const completed = await stream.append("snapshot.compression.completed", subject, { snapshot: done });
-    await projector.waitFor(completed.event.id, 5_000);
+    const completed = await stream.append("snapshot.compression.completed", subject, { snapshot: done }, v(3));
+    // An older version arriving late (a re-appended event, a slow producer) changes nothing.
+    const late = await stream.append("snapshot.compression.started", subject, { snapshot: compressing }, v(2));
+    await projector.waitFor(late.event.id, 5_000);
+    expect(completed.event.version).toBe(3);
     expect((await findSnapshot(db, snapshot.id))?.compression_state).toBe("compressed");
-    expect(completed.event.sequence).toBe(3);
   });
 
   it("finishes entries it read but never acknowledged before a crash, without duplicates", async () => {
@@ -100,9 +103,12 @@ describe("projector", () => {
     const appended = [];
     for (let index = 0; index < 5; index++) {
       appended.push(
-        await stream.append("instance.updated", subjectOf.instance(instance.id), {
-          instance: { ...instance, vcpus: index + 1 },
-        }),
+        await stream.append(
+          "instance.updated",
+          subjectOf.instance(instance.id),
+          { instance: { ...instance, vcpus: index + 1 } },
+          v(index + 1),
+        ),
       );
     }
     // A "crashed" API: it took the entries from the group and died before acknowledging them.
@@ -142,18 +148,71 @@ describe("projector", () => {
       .insertInto("name_reservations")
       .values({ scope: `snapshot:${instance.id}`, name: "nightly", resource_id: snapshot.id })
       .execute();
-    await stream.append("snapshot.created", subjectOf.snapshot(snapshot.id), { snapshot });
-    const deleted = await stream.append("snapshot.deleted", subjectOf.snapshot(snapshot.id), { snapshot });
+    await stream.append("snapshot.created", subjectOf.snapshot(snapshot.id), { snapshot }, v(1));
+    const deleted = await stream.append("snapshot.deleted", subjectOf.snapshot(snapshot.id), { snapshot }, v(2));
     await projector.waitFor(deleted.event.id, 5_000);
     expect(await findSnapshot(db, snapshot.id)).toBeUndefined();
     expect(await db.selectFrom("name_reservations").selectAll().execute()).toEqual([]);
     // A late event for the deleted snapshot does not bring it back.
-    const late = await stream.append("snapshot.compression.progress", subjectOf.snapshot(snapshot.id), {
-      snapshot,
-      bytes_done: 1,
-      bytes_total: 2,
-    });
+    const late = await stream.append(
+      "snapshot.compression.progress",
+      subjectOf.snapshot(snapshot.id),
+      { snapshot, bytes_done: 1, bytes_total: 2 },
+      v(9),
+    );
     await projector.waitFor(late.event.id, 5_000);
     expect(await findSnapshot(db, snapshot.id)).toBeUndefined();
+  });
+
+  it("converges from host announcements: newer versions win, tombstones delete, names are held again", async () => {
+    const { db, stream, newProjector } = await setup();
+    const projector = newProjector();
+    projector.start();
+    await projector.ready;
+    const instance = sampleInstance({ name: "web-1" });
+    const snapshot = sampleSnapshot(instance, { name: "nightly" });
+    const gone = sampleSnapshot(instance, { name: "old" });
+    // The read model saw an early state of the instance, and a snapshot the host has since deleted.
+    await stream.append("instance.created", subjectOf.instance(instance.id), { instance }, v(1));
+    const seen = await stream.append("snapshot.created", subjectOf.snapshot(gone.id), { snapshot: gone }, v(1));
+    await projector.waitFor(seen.event.id, 5_000);
+    const stopped = { ...instance, state: "Stopped" as const };
+    const announce = (part: number, parts: number, body: Partial<HostAnnouncement>) =>
+      stream.announce({
+        host_id: instance.host_id,
+        announcement_id: "ann_test",
+        part,
+        parts,
+        announced_at: new Date().toISOString(),
+        instances: [],
+        snapshots: [],
+        tombstones: [],
+        ...body,
+      });
+    await announce(0, 2, { instances: [{ instance: stopped, version: 3 }], snapshots: [{ snapshot, version: 2 }] });
+    await announce(1, 2, {
+      tombstones: [{ kind: "snapshot", version: 2, deleted_at: new Date().toISOString(), snapshot: gone }],
+    });
+    await waitFor(async () => ((await findSnapshot(db, gone.id)) === undefined ? true : undefined));
+    expect((await findInstance(db, instance.id))?.state).toBe("Stopped");
+    expect(await findSnapshot(db, snapshot.id)).toEqual(snapshot);
+    const names = await db.selectFrom("name_reservations").select(["scope", "name", "resource_id"]).execute();
+    expect(names).toEqual(
+      expect.arrayContaining([
+        { scope: "instance", name: "web-1", resource_id: instance.id },
+        { scope: `snapshot:${instance.id}`, name: "nightly", resource_id: snapshot.id },
+      ]),
+    );
+    expect(names.some((row) => row.resource_id === gone.id)).toBe(false);
+    // Announcing the same state again, or an older one, changes nothing.
+    await announce(0, 1, { instances: [{ instance, version: 2 }] });
+    const marker = await stream.append(
+      "instance.updated",
+      subjectOf.instance(instance.id),
+      { instance: stopped },
+      v(3),
+    );
+    await projector.waitFor(marker.event.id, 5_000);
+    expect((await findInstance(db, instance.id))?.state).toBe("Stopped");
   });
 });

@@ -1,12 +1,12 @@
-// Applies the event stream to the read model: a consumer group, one SQLite transaction per event,
-// idempotent by event id and forward-only by per-subject sequence, acknowledged after commit.
+// Applies the event stream to the read model: a consumer group, one transaction per entry (an event, or a part of a
+// host's full-state announcement), idempotent by event id and forward-only by host-owned version, acknowledged after
+// commit.
 import type { Redis } from "ioredis";
-import type { TypedEvent } from "../../shared/events/catalog.ts";
-import { decodeFields, eventStreamKey } from "../../shared/events/stream.ts";
+import { decodeEntry, eventStreamKey, type StreamEntry } from "../../shared/events/stream.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { Db } from "../db/database.ts";
 import { type StreamConsumer, type StreamEntries, startStreamConsumer } from "../stream-consumer.ts";
-import { applyEvent } from "./apply.ts";
+import { applyAnnouncement, applyEvent } from "./apply.ts";
 
 export const READ_MODEL_GROUP = "read-model";
 const CONSUMER = "api";
@@ -31,7 +31,7 @@ export class Projector {
     this.markReady = resolve;
   });
   private readonly waiters = new Map<string, Array<() => void>>();
-  private readonly listeners = new Set<(event: TypedEvent) => void>();
+  private readonly listeners = new Set<(entry: StreamEntry) => void>();
 
   constructor(private readonly options: ProjectorOptions) {}
 
@@ -80,8 +80,8 @@ export class Projector {
     });
   }
 
-  /** Calls `listener` after each event is applied (in-process subscribers, e.g. GET /instances/{id}/wait). */
-  onApplied(listener: (event: TypedEvent) => void): () => void {
+  /** Calls `listener` after each event or announcement is applied (in-process subscribers, e.g. GET …/wait). */
+  onApplied(listener: (entry: StreamEntry) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
@@ -123,14 +123,21 @@ export class Projector {
   }
 
   private async handle(streamId: string, fields: string[]): Promise<void> {
-    let event: TypedEvent;
+    let entry: StreamEntry;
     try {
-      event = decodeFields(fields);
+      entry = decodeEntry(fields);
     } catch (error) {
       // An entry that does not fit the catalog can never be applied; keep it in the stream, skip it here.
       this.options.log.error({ streamId, err: (error as Error).message }, "unreadable event skipped");
       return;
     }
+    if (entry.kind === "announcement") {
+      const { announcement } = entry;
+      await this.options.db.transaction().execute((trx) => applyAnnouncement(trx, announcement));
+      for (const listener of this.listeners) listener(entry);
+      return;
+    }
+    const { event } = entry;
     await this.options.db.transaction().execute(async (trx) => {
       const seen = await trx
         .selectFrom("processed_events")
@@ -146,6 +153,6 @@ export class Projector {
     });
     for (const waiter of this.waiters.get(event.id) ?? []) waiter();
     this.waiters.delete(event.id);
-    for (const listener of this.listeners) listener(event);
+    for (const listener of this.listeners) listener(entry);
   }
 }

@@ -6,7 +6,9 @@ export const OPENAPI_INFO = {
   version: "0.1.0",
   description:
     "VM snapshots: capture, compress, fork and restore. Wire-compatible with the Hypeman snapshots API. " +
-    "Every route except /health, /openapi.json and /docs takes `Authorization: Bearer <api key>`.",
+    "Every route except /health, /openapi.json and /docs takes `Authorization: Bearer <api key>`. " +
+    "Every POST takes an optional `Idempotency-Key` header: a retry with the same key and body gets the first " +
+    "answer again (`Idempotent-Replayed: true`); 5xx answers are not kept.",
 };
 
 export function registerDocsRoutes(app: App): void {

@@ -1,11 +1,13 @@
 // GET /events: the durable event stream live, as Server-Sent Events. Each event's `id` is its stream position,
-// so a client reconnecting with Last-Event-ID (or ?after=) resumes with no gap and no duplicate.
+// so a client reconnecting with Last-Event-ID (or ?after=) resumes with no gap and no duplicate; a client whose
+// position was trimmed away meanwhile gets a `reset` event first, so it knows it missed some.
 import { createRoute, z } from "@hono/zod-openapi";
 import { streamSSE } from "hono/streaming";
-import { invalidRequest, unavailable } from "../../shared/errors.ts";
+import { invalidRequest } from "../../shared/errors.ts";
 import { eventTypeMatches, type TypedEvent } from "../../shared/events/catalog.ts";
-import { decodeFields, eventStreamKey } from "../../shared/events/stream.ts";
-import { withDeadline } from "../../shared/redis.ts";
+import { decodeEvent, eventStreamKey } from "../../shared/events/stream.ts";
+import { comparePositions, trimmedThrough } from "../../shared/events/trim.ts";
+import { redisCall } from "../../shared/redis.ts";
 import type { App, AppDeps } from "../app.ts";
 import { BEARER_SECURITY, errorResponses } from "../openapi.ts";
 import { EVENT_TYPE_PATTERN } from "../webhooks/schemas.ts";
@@ -29,7 +31,9 @@ export const streamEventsRoute = createRoute({
   summary: "Follow events live (Server-Sent Events)",
   description:
     "Each SSE message carries one event envelope as data and its stream position as id. Without a position the " +
-    "stream starts at the current end; a `ready` event names it. Idle streams get a comment line as heartbeat.",
+    "stream starts at the current end; a `ready` event names it. Idle streams get a comment line as heartbeat. " +
+    "When events after the client's position were trimmed from the stream, a `reset` event (data: `requested`, " +
+    "`position`) comes first and the stream goes on from the oldest event still kept.",
   tags: ["Events"],
   security: BEARER_SECURITY,
   request: {
@@ -45,14 +49,7 @@ export const streamEventsRoute = createRoute({
 export function registerEventRoutes(app: App, deps: AppDeps): void {
   const feed = deps.eventFeed;
   const key = eventStreamKey(deps.redisPrefix);
-  const redisCall = async <T>(promise: Promise<T>) => {
-    try {
-      return await withDeadline(promise, deps.redisCommandTimeoutMs, "event stream read");
-    } catch (error) {
-      promise.catch(() => {});
-      throw unavailable("event stream unavailable", error);
-    }
-  };
+  const readStream = <T>(promise: Promise<T>) => redisCall(promise, deps.redisCommandTimeoutMs, "event stream read");
 
   app.openapi(streamEventsRoute, async (c) => {
     const query = c.req.valid("query");
@@ -60,7 +57,7 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
     const start =
       c.req.valid("header")["last-event-id"] ??
       query.after ??
-      (await redisCall(deps.redis.xrevrange(key, "+", "-", "COUNT", 1)))[0]?.[0] ??
+      (await readStream(deps.redis.xrevrange(key, "+", "-", "COUNT", 1)))[0]?.[0] ??
       "0-0";
 
     return streamSSE(c, async (stream) => {
@@ -74,7 +71,17 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
         await stream.writeSSE({ event: "ready", id: position, data: JSON.stringify({ position }) });
         while (!stop.signal.aborted) {
           const version = feed.version;
-          const entries = await redisCall(deps.redis.xrange(key, `(${position}`, "+", "COUNT", BATCH));
+          // Trims remove from the head: everything up to `trimmed` is gone.
+          const trimmed = await readStream(trimmedThrough(deps.redis, key));
+          if (comparePositions(trimmed, position) > 0) {
+            await stream.writeSSE({
+              event: "reset",
+              id: trimmed,
+              data: JSON.stringify({ requested: position, position: trimmed }),
+            });
+            position = trimmed;
+          }
+          const entries = await readStream(deps.redis.xrange(key, `(${position}`, "+", "COUNT", BATCH));
           for (const [streamId, fields] of entries) {
             position = streamId;
             const event = decodeOrSkip(fields);
@@ -120,7 +127,7 @@ function eventFilter(query: z.infer<typeof EVENTS_QUERY>): (event: TypedEvent) =
 
 function decodeOrSkip(fields: string[]): TypedEvent | undefined {
   try {
-    return decodeFields(fields);
+    return decodeEvent(fields);
   } catch {
     return undefined; // the dispatcher and the projector log unreadable entries; a live stream just skips them
   }

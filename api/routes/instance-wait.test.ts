@@ -34,7 +34,12 @@ afterAll(async () => {
 
 async function created(overrides: Partial<Instance> = {}): Promise<Instance> {
   const instance = sampleInstance(overrides);
-  const { event } = await stream.append("instance.created", subjectOf.instance(instance.id), { instance });
+  const { event } = await stream.append(
+    "instance.created",
+    subjectOf.instance(instance.id),
+    { instance },
+    { version: 1 },
+  );
   await t.projector.waitFor(event.id, 5_000);
   return instance;
 }
@@ -51,21 +56,36 @@ describe("GET /instances/{id}/wait", () => {
   it("answers when the event that brings the state is applied, not before", async () => {
     const instance = await created();
     const waiting = client.instances.wait(instance.id, { state: "Stopped", timeout: "30s" });
-    await stream.append("instance.updated", subjectOf.instance(instance.id), {
-      instance: { ...instance, state: "Standby" },
-    });
-    await stream.append("instance.updated", subjectOf.instance(instance.id), {
-      instance: { ...instance, state: "Stopped" },
-    });
+    await stream.append(
+      "instance.updated",
+      subjectOf.instance(instance.id),
+      {
+        instance: { ...instance, state: "Standby" },
+      },
+      { version: 2 },
+    );
+    await stream.append(
+      "instance.updated",
+      subjectOf.instance(instance.id),
+      {
+        instance: { ...instance, state: "Stopped" },
+      },
+      { version: 3 },
+    );
     expect(await waiting).toEqual({ state: "Stopped", timed_out: false });
   });
 
   it("stops waiting when the instance enters Unknown", async () => {
     const instance = await created();
     const waiting = client.instances.wait(instance.id, { state: "Stopped" });
-    await stream.append("instance.updated", subjectOf.instance(instance.id), {
-      instance: { ...instance, state: "Unknown", state_error: "QEMU is gone" },
-    });
+    await stream.append(
+      "instance.updated",
+      subjectOf.instance(instance.id),
+      {
+        instance: { ...instance, state: "Unknown", state_error: "QEMU is gone" },
+      },
+      { version: 2 },
+    );
     expect(await waiting).toEqual({ state: "Unknown", state_error: "QEMU is gone", timed_out: false });
   });
 

@@ -156,7 +156,7 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
       host_id: host,
     };
     const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
-      runHostCommand(deps, host, "instance.create", { instance }),
+      runHostCommand(deps, host, "instance.create", { instance }, `GET /instances/${id}`),
     );
     return c.json(result.instance, 201);
   });
@@ -171,7 +171,13 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
 
   app.openapi(deleteInstanceRoute, async (c) => {
     const instance = await requireInstance(deps, c.req.valid("param").id);
-    await runHostCommand(deps, instance.host_id, "instance.delete", { instance_id: instance.id });
+    await runHostCommand(
+      deps,
+      instance.host_id,
+      "instance.delete",
+      { instance_id: instance.id },
+      `GET /instances/${instance.id}`,
+    );
     return c.body(null, 204);
   });
 
@@ -179,9 +185,13 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
     app.openapi(lifecycleRoute(operation), async (c) => {
       const instance = await requireInstance(deps, c.req.valid("param").id);
       assertOperationAllowed(operation as InstanceOperation, instance);
-      const result = await runHostCommand(deps, instance.host_id, LIFECYCLE[operation].job, {
-        instance_id: instance.id,
-      });
+      const result = await runHostCommand(
+        deps,
+        instance.host_id,
+        LIFECYCLE[operation].job,
+        { instance_id: instance.id },
+        `GET /instances/${instance.id}`,
+      );
       return c.json(result.instance, 200);
     });
   }
@@ -189,10 +199,13 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
   app.openapi(standbyInstanceRoute, async (c) => {
     const instance = await requireInstance(deps, c.req.valid("param").id);
     assertOperationAllowed("standby", instance);
-    const result = await runHostCommand(deps, instance.host_id, "instance.standby", {
-      instance_id: instance.id,
-      ...standbyCompression(deps, instance, c.req.valid("json")),
-    });
+    const result = await runHostCommand(
+      deps,
+      instance.host_id,
+      "instance.standby",
+      { instance_id: instance.id, ...standbyCompression(deps, instance, c.req.valid("json")) },
+      `GET /instances/${instance.id}`,
+    );
     return c.json(result.instance, 200);
   });
 

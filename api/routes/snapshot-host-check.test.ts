@@ -33,13 +33,13 @@ beforeAll(async () => {
   });
   const stream = new EventStream(redis, t.prefix);
   const source = sampleInstance({ name: "old-qemu", state: "Stopped" });
-  await stream.append("instance.created", subjectOf.instance(source.id), { instance: source });
+  await stream.append("instance.created", subjectOf.instance(source.id), { instance: source }, { version: 1 });
   for (const [id, qemu_version, machine_type] of [
     ["aaaaaaaaaaaaaaaaaaaaaaaa", "7.2.19", "pc-i440fx-7.2"],
     ["bbbbbbbbbbbbbbbbbbbbbbbb", "10.1.0", "pc-i440fx-10.1"],
   ] as const) {
     const snapshot = sampleSnapshot(source, { id, qemu_version, machine_type });
-    const { event } = await stream.append("snapshot.created", subjectOf.snapshot(id), { snapshot });
+    const { event } = await stream.append("snapshot.created", subjectOf.snapshot(id), { snapshot }, { version: 1 });
     await t.projector.waitFor(event.id, 5_000);
   }
   redis.disconnect();

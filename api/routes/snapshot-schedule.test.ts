@@ -25,9 +25,14 @@ beforeAll(async () => {
   });
   const redis = connectRedis(t.redisUrl, "producer", 1_000);
   await waitForRedisReady(redis, 5_000);
-  const { event } = await new EventStream(redis, t.prefix).append("instance.created", subjectOf.instance(instance.id), {
-    instance,
-  });
+  const { event } = await new EventStream(redis, t.prefix).append(
+    "instance.created",
+    subjectOf.instance(instance.id),
+    {
+      instance,
+    },
+    { version: 1 },
+  );
   await t.projector.waitFor(event.id, 5_000);
   redis.disconnect();
 });

@@ -41,7 +41,7 @@ export const createSnapshotRoute = createRoute({
     params: INSTANCE_PATH,
     body: { content: { "application/json": { schema: CREATE_SNAPSHOT_BODY } }, required: true },
   },
-  responses: { 201: jsonResponse(SNAPSHOT_SCHEMA, "The snapshot"), ...errorResponses(400, 404, 409, 504) },
+  responses: { 201: jsonResponse(SNAPSHOT_SCHEMA, "The snapshot"), ...errorResponses(400, 404, 409, 504, 507) },
 });
 
 export const listSnapshotsRoute = createRoute({
@@ -101,7 +101,7 @@ export const forkSnapshotRoute = createRoute({
     params: SNAPSHOT_PATH,
     body: { content: { "application/json": { schema: FORK_SNAPSHOT_BODY } }, required: true },
   },
-  responses: { 201: jsonResponse(INSTANCE_SCHEMA, "The new instance"), ...errorResponses(400, 404, 409, 504) },
+  responses: { 201: jsonResponse(INSTANCE_SCHEMA, "The new instance"), ...errorResponses(400, 404, 409, 504, 507) },
 });
 
 export const restoreSnapshotRoute = createRoute({
@@ -161,11 +161,13 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
     const id = newId();
     const prepared = prepareFork(source, { id, name: body.name, hypervisor, host_id: snapshot.host_id });
     const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
-      runHostCommand(deps, snapshot.host_id, "snapshot.fork", {
-        snapshot_id: snapshot.id,
-        instance: prepared,
-        target_state: target,
-      }),
+      runHostCommand(
+        deps,
+        snapshot.host_id,
+        "snapshot.fork",
+        { snapshot_id: snapshot.id, instance: prepared, target_state: target },
+        `GET /instances/${id}`,
+      ),
     );
     return c.json(result.instance, 201);
   });
@@ -188,11 +190,13 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
     }
     assertOperationAllowed("restoreSnapshot", instance);
     if (target !== "Stopped") await assertHostCanLoad(deps, snapshot, "restore");
-    const result = await runHostCommand(deps, instance.host_id, "snapshot.restore", {
-      snapshot_id: snapshot.id,
-      instance_id: instance.id,
-      target_state: target,
-    });
+    const result = await runHostCommand(
+      deps,
+      instance.host_id,
+      "snapshot.restore",
+      { snapshot_id: snapshot.id, instance_id: instance.id, target_state: target },
+      `GET /instances/${instance.id}`,
+    );
     return c.json(result.instance, 200);
   });
 }
@@ -229,14 +233,26 @@ export async function createSnapshot(
     conflictMessage: `instance ${instance.name} already has a snapshot named ${body.name}`,
   };
   const result = await withNameReservation(deps.db, reservation, () =>
-    runHostCommand(deps, instance.host_id, "snapshot.capture", { instance_id: instance.id, snapshot: prepared }),
+    runHostCommand(
+      deps,
+      instance.host_id,
+      "snapshot.capture",
+      { instance_id: instance.id, snapshot: prepared },
+      `GET /snapshots/${id}`,
+    ),
   );
   return result.snapshot;
 }
 
 /** Deletes a snapshot on its host (payload and record); answers once the read model shows it gone. */
 export async function deleteSnapshot(deps: AppDeps, snapshot: Snapshot): Promise<void> {
-  await runHostCommand(deps, snapshot.host_id, "snapshot.delete", { snapshot_id: snapshot.id });
+  await runHostCommand(
+    deps,
+    snapshot.host_id,
+    "snapshot.delete",
+    { snapshot_id: snapshot.id },
+    `GET /snapshots/${snapshot.id}`,
+  );
 }
 
 /** A snapshot about to be captured of `instance`: what the API decides (id, name, tags, policy), nothing captured. */
@@ -314,12 +330,16 @@ async function assertHostCanLoad(deps: AppDeps, snapshot: Snapshot, operation: "
   }
 }
 
-/** No memory state crosses hypervisors: only Stopped snapshots may name another one, and the host must run it. */
+/**
+ * No memory state crosses hypervisors: only Stopped snapshots take target_hypervisor (a Standby one refuses it even
+ * when it names its own, as the reference server does), and the host must run the one named.
+ */
 async function targetHypervisorFor(deps: AppDeps, snapshot: Snapshot, requested: string | undefined) {
-  if (requested === undefined || requested === snapshot.source_hypervisor) return snapshot.source_hypervisor;
+  if (requested === undefined) return snapshot.source_hypervisor;
   if (snapshot.kind !== "Stopped") {
     throw new ApiError("invalid_request", "target_hypervisor is only allowed for Stopped snapshots");
   }
+  if (requested === snapshot.source_hypervisor) return snapshot.source_hypervisor;
   const host = (await onlineHosts(deps)).find((candidate) => candidate.id === snapshot.host_id);
   if (host && !host.hypervisors.includes(requested)) {
     throw new ApiError(

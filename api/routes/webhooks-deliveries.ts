@@ -2,7 +2,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { App, AppDeps } from "../app.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
-import { listDeliveries, reopenDelivery } from "../webhooks/deliveries.ts";
+import { listDeliveries, reopenDelivery, restoreDelivery } from "../webhooks/deliveries.ts";
 import { DELIVERY_STATUSES, WEBHOOK_DELIVERY } from "../webhooks/schemas.ts";
 import { WEBHOOK_ID_PARAM } from "./webhooks.ts";
 
@@ -61,16 +61,19 @@ export function registerWebhookDeliveryRoutes(app: App, deps: AppDeps): void {
 
   app.openapi(retryDeliveryRoute, async (c) => {
     const { id, did } = c.req.valid("param");
-    // Reopen and enqueue together: if the queue is unreachable the delivery stays as it was.
-    const delivery = await deps.db.transaction().execute(async (trx) => {
-      const reopened = await reopenDelivery(trx, id, did);
+    // Reopen, then enqueue; if the queue is unreachable the delivery is put back as it was (no transaction waits
+    // on Redis).
+    const reopened = await deps.db.transaction().execute((trx) => reopenDelivery(trx, id, did));
+    try {
       await deps.jobs.enqueue(
         "webhook.deliver",
         { delivery_id: did, endpoint_id: id, event_id: reopened.delivery.event_id, body: reopened.body },
         { jobId: reopened.jobId },
       );
-      return reopened.delivery;
-    });
-    return c.json(delivery, 202);
+    } catch (error) {
+      await restoreDelivery(deps.db, reopened.previous);
+      throw error;
+    }
+    return c.json(reopened.delivery, 202);
   });
 }

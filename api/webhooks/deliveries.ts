@@ -88,7 +88,7 @@ export async function listDeliveries(
   return (await query.execute()).map(toResource);
 }
 
-/** Puts a finished delivery back to pending for a manual retry; the caller enqueues it in the same transaction. */
+/** Puts a finished delivery back to pending for a manual retry; the caller then enqueues it. */
 export async function reopenDelivery(trx: Transaction, endpointId: string, deliveryId: string) {
   const endpoint = await trx
     .selectFrom("webhook_endpoints")
@@ -114,7 +114,23 @@ export async function reopenDelivery(trx: Transaction, endpointId: string, deliv
     updated_at: now,
   };
   await trx.updateTable("webhook_deliveries").set(reopened).where("id", "=", deliveryId).execute();
-  return { delivery: toResource(reopened), jobId: `${deliveryId}-retry-${reopened.manual_retries}`, body: row.body };
+  return {
+    delivery: toResource(reopened),
+    jobId: `${deliveryId}-retry-${reopened.manual_retries}`,
+    body: row.body,
+    previous: row,
+  };
+}
+
+/** Undoes a reopen whose job could not be queued, unless something changed the delivery since. */
+export async function restoreDelivery(db: Db, previous: DeliveryRow): Promise<void> {
+  await db
+    .updateTable("webhook_deliveries")
+    .set(previous)
+    .where("id", "=", previous.id)
+    .where("status", "=", "pending")
+    .where("manual_retries", "=", previous.manual_retries + 1)
+    .execute();
 }
 
 /**

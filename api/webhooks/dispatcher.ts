@@ -1,8 +1,10 @@
 // Fan-out: reads the event stream with its own consumer group, records a delivery per matching enabled
 // endpoint and enqueues its job, then acknowledges. Replays after a crash are harmless (unique per endpoint+event).
+// Progress events go only to endpoints that name their type: wildcards would fill the delivery log with a full body
+// per endpoint and progress step, for events that are stale seconds later.
 import type { Redis } from "ioredis";
-import { eventTypeMatches, type TypedEvent } from "../../shared/events/catalog.ts";
-import { decodeFields, eventStreamKey } from "../../shared/events/stream.ts";
+import { type EventType, eventTypeMatches, type TypedEvent } from "../../shared/events/catalog.ts";
+import { decodeEvent, eventStreamKey } from "../../shared/events/stream.ts";
 import type { JobProducer } from "../../shared/jobs/producer.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { Db } from "../db/database.ts";
@@ -11,6 +13,14 @@ import { type DeliveryToSend, recordDeliveries } from "./deliveries.ts";
 import type { WebhookEndpoints } from "./endpoints.ts";
 
 export const DISPATCH_GROUP = "webhooks";
+
+/** Event types delivered only to an endpoint whose event_types list the type itself, never through a wildcard. */
+export const EXPLICIT_SUBSCRIPTION_TYPES: ReadonlySet<EventType> = new Set(["snapshot.compression.progress"]);
+
+/** Does an endpoint subscribed with `pattern` get events of `type`. */
+export function subscriptionMatches(pattern: string, type: EventType): boolean {
+  return EXPLICIT_SUBSCRIPTION_TYPES.has(type) ? pattern === type : eventTypeMatches(pattern, type);
+}
 
 export interface WebhookDispatcherOptions {
   /** A worker-role connection the dispatcher owns for its blocking reads. */
@@ -32,7 +42,7 @@ export function startWebhookDispatcher(options: WebhookDispatcherOptions): Promi
       const event = decodeOrSkip(streamId, fields, options.log);
       if (!event) continue;
       const endpointIds = endpoints
-        .filter((endpoint) => endpoint.eventTypes.some((pattern) => eventTypeMatches(pattern, event.type)))
+        .filter((endpoint) => endpoint.eventTypes.some((pattern) => subscriptionMatches(pattern, event.type)))
         .map((endpoint) => endpoint.id);
       if (endpointIds.length > 0) events.push({ streamId, event, endpointIds });
     }
@@ -76,7 +86,7 @@ export function startWebhookDispatcher(options: WebhookDispatcherOptions): Promi
 
 function decodeOrSkip(streamId: string, fields: string[], log: Logger): TypedEvent | undefined {
   try {
-    return decodeFields(fields);
+    return decodeEvent(fields);
   } catch (error) {
     log.error({ streamId, err: (error as Error).message }, "unreadable event not dispatched");
     return undefined;

@@ -1,16 +1,17 @@
 // Webhook endpoints: rows in SQLite (the API's read model) mirrored into Redis for the delivery worker.
-// Each change writes the row and the mirror in one transaction, so a Redis failure leaves neither changed.
+// A change that Redis refuses is undone in SQLite, so a 503 leaves neither changed; a crash in between is
+// repaired by the mirror sync at the next start.
 import type { Redis } from "ioredis";
 import type { Selectable } from "kysely";
-import { invalidRequest, notFound, unavailable } from "../../shared/errors.ts";
+import { invalidRequest, notFound } from "../../shared/errors.ts";
 import { newId } from "../../shared/ids.ts";
-import { withDeadline } from "../../shared/redis.ts";
+import { KeyedMutex } from "../../shared/keyed-mutex.ts";
+import { redisCall } from "../../shared/redis.ts";
 import { deleteEndpointMirror, writeEndpointMirror } from "../../shared/webhooks/mirror.ts";
 import { generateSigningSecret, rotateSecrets, type SecretBox } from "../../shared/webhooks/secrets.ts";
 import { type UrlGuard, UrlRefusedError } from "../../shared/webhooks/url-guard.ts";
 import type { Db } from "../db/database.ts";
 import type { WebhookEndpointsTable } from "../db/schema.ts";
-import type { Transaction } from "./deliveries.ts";
 import type { UpdateWebhookBody, WebhookEndpoint } from "./schemas.ts";
 
 type EndpointRow = Selectable<WebhookEndpointsTable>;
@@ -26,6 +27,9 @@ export interface WebhookEndpointsOptions {
 }
 
 export class WebhookEndpoints {
+  /** Serialises changes per endpoint, so a row and its mirror are written in the same order by every change. */
+  private readonly locks = new KeyedMutex();
+
   constructor(private readonly options: WebhookEndpointsOptions) {}
 
   async create(input: { url: string; event_types: string[]; description: string }) {
@@ -45,10 +49,14 @@ export class WebhookEndpoints {
       last_success_at: null,
       failing_since: null,
     };
-    await this.options.db.transaction().execute(async (trx) => {
-      await trx.insertInto("webhook_endpoints").values(row).execute();
-      await this.mirror(row);
-    });
+    // Mirror first: the dispatcher reads SQLite, so nothing is delivered to an endpoint the worker cannot see.
+    await this.mirror(row);
+    try {
+      await this.options.db.insertInto("webhook_endpoints").values(row).execute();
+    } catch (error) {
+      await this.deleteMirror(row.id).catch(() => {}); // the next start's syncMirror rewrites only known endpoints
+      throw error;
+    }
     return { ...toResource(row), secret };
   }
 
@@ -58,7 +66,7 @@ export class WebhookEndpoints {
   }
 
   async get(id: string): Promise<WebhookEndpoint> {
-    return toResource(await this.row(this.options.db, id));
+    return toResource(await this.row(id));
   }
 
   async update(id: string, patch: UpdateWebhookBody): Promise<WebhookEndpoint> {
@@ -76,8 +84,8 @@ export class WebhookEndpoints {
   }
 
   /** Disables the endpoint and says why; the worker finds it disabled at each delivery's next attempt. */
-  async disable(id: string, reason: string, trx?: Transaction): Promise<void> {
-    await this.change(id, () => ({ enabled: 0, disabled_reason: reason }), trx);
+  async disable(id: string, reason: string): Promise<void> {
+    await this.change(id, () => ({ enabled: 0, disabled_reason: reason }));
   }
 
   async rotateSecret(id: string) {
@@ -91,10 +99,11 @@ export class WebhookEndpoints {
   }
 
   async delete(id: string): Promise<void> {
-    await this.options.db.transaction().execute(async (trx) => {
-      await this.row(trx, id);
-      await trx.deleteFrom("webhook_endpoints").where("id", "=", id).execute();
-      await this.redisCall(deleteEndpointMirror(this.options.redis, this.options.prefix, id), "delete mirror");
+    await this.locks.run(id, async () => {
+      await this.row(id);
+      // Mirror first: if Redis fails, nothing has changed; deliveries of a row deleted next find no mirror.
+      await this.deleteMirror(id);
+      await this.options.db.deleteFrom("webhook_endpoints").where("id", "=", id).execute();
     });
   }
 
@@ -115,37 +124,56 @@ export class WebhookEndpoints {
     return rows.map((row) => ({ id: row.id, eventTypes: JSON.parse(row.event_types) as string[] }));
   }
 
-  private async change(
-    id: string,
-    compute: (row: EndpointRow) => Partial<EndpointRow>,
-    outer?: Transaction,
-  ): Promise<WebhookEndpoint> {
-    const apply = async (trx: Transaction) => {
-      const current = await this.row(trx, id);
-      const updated: EndpointRow = { ...current, ...compute(current), updated_at: new Date().toISOString() };
-      await trx.updateTable("webhook_endpoints").set(updated).where("id", "=", id).execute();
-      await this.mirror(updated);
+  /**
+   * Writes the changed columns, then the mirror; if Redis fails the columns are put back, so a 503 leaves both as
+   * they were. No transaction spans the Redis call: other requests keep reading and writing SQLite meanwhile.
+   */
+  private change(id: string, compute: (row: EndpointRow) => Partial<EndpointRow>): Promise<WebhookEndpoint> {
+    return this.locks.run(id, async () => {
+      const current = await this.row(id);
+      const changes = { ...compute(current), updated_at: new Date().toISOString() };
+      await this.setColumns(id, changes);
+      const updated: EndpointRow = { ...current, ...changes };
+      try {
+        await this.mirror(updated);
+      } catch (error) {
+        const previous = Object.fromEntries(
+          Object.keys(changes).map((column) => [column, current[column as keyof EndpointRow]]),
+        );
+        await this.setColumns(id, previous);
+        throw error;
+      }
       return toResource(updated);
-    };
-    return outer ? apply(outer) : this.options.db.transaction().execute(apply);
+    });
   }
 
-  private async row(db: Db | Transaction, id: string): Promise<EndpointRow> {
-    const row = await db.selectFrom("webhook_endpoints").selectAll().where("id", "=", id).executeTakeFirst();
+  private async setColumns(id: string, columns: Partial<EndpointRow>): Promise<void> {
+    await this.options.db.updateTable("webhook_endpoints").set(columns).where("id", "=", id).execute();
+  }
+
+  private async row(id: string): Promise<EndpointRow> {
+    const row = await this.options.db
+      .selectFrom("webhook_endpoints")
+      .selectAll()
+      .where("id", "=", id)
+      .executeTakeFirst();
     if (!row) throw notFound("webhook endpoint", id);
     return row;
   }
 
   private async mirror(row: EndpointRow): Promise<void> {
-    await this.redisCall(
-      writeEndpointMirror(this.options.redis, this.options.prefix, row.id, {
-        url: row.url,
-        enabled: row.enabled === 1,
-        disabledReason: row.disabled_reason,
-        sealedSecrets: row.sealed_secrets,
-      }),
-      "write mirror",
-    );
+    const mirror = writeEndpointMirror(this.options.redis, this.options.prefix, row.id, {
+      url: row.url,
+      enabled: row.enabled === 1,
+      disabledReason: row.disabled_reason,
+      sealedSecrets: row.sealed_secrets,
+    });
+    await redisCall(mirror, this.options.redisCommandTimeoutMs, "webhook endpoints: write mirror");
+  }
+
+  private async deleteMirror(id: string): Promise<void> {
+    const deletion = deleteEndpointMirror(this.options.redis, this.options.prefix, id);
+    await redisCall(deletion, this.options.redisCommandTimeoutMs, "webhook endpoints: delete mirror");
   }
 
   private async checkUrl(url: string): Promise<void> {
@@ -154,15 +182,6 @@ export class WebhookEndpoints {
     } catch (error) {
       if (error instanceof UrlRefusedError) throw invalidRequest(`url: ${error.message}`);
       throw error;
-    }
-  }
-
-  private async redisCall<T>(promise: Promise<T>, what: string): Promise<T> {
-    try {
-      return await withDeadline(promise, this.options.redisCommandTimeoutMs, `${what}: redis did not answer`);
-    } catch (error) {
-      promise.catch(() => {});
-      throw unavailable(`webhook endpoints unavailable (${what})`, error);
     }
   }
 }

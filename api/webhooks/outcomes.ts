@@ -1,6 +1,7 @@
 // Applies the worker's attempt outcomes (a Redis stream) to the delivery log, and disables endpoints
 // that answered 410 Gone or have failed without a success for WEBHOOK_DISABLE_AFTER_MS.
 import type { Redis } from "ioredis";
+import { ApiError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { type DeliveryOutcome, decodeOutcome, outcomeStreamKey } from "../../shared/webhooks/mirror.ts";
 import type { Db } from "../db/database.ts";
@@ -22,23 +23,30 @@ export interface OutcomeRecorderOptions {
 }
 
 export function startOutcomeRecorder(options: OutcomeRecorderOptions): Promise<StreamConsumer> {
+  // Endpoints to disable, kept until Redis takes the change: a replayed batch finds its outcomes applied already.
+  // A crash loses none for long: the next failure of that endpoint gives the same reason again.
+  const toDisable = new Map<string, string>();
   // One transaction per batch: the log keeps up with the worker, and a crash replays the batch (idempotent).
+  // Disabling writes the Redis mirror, so it runs after the commit: no transaction waits on Redis.
   const record = async (entries: StreamEntries) => {
-    const disabled = await options.db.transaction().execute(async (trx) => {
-      const disabledNow: Array<{ endpointId: string; reason: string }> = [];
+    await options.db.transaction().execute(async (trx) => {
       for (const [outcomeId, fields] of entries) {
         const outcome = decodeOrSkip(outcomeId, fields, options.log);
         if (!outcome) continue;
         const reason = await applyOutcome(trx, outcomeId, outcome, options.disableAfterMs);
-        if (reason) {
-          await options.endpoints.disable(outcome.endpoint_id, reason, trx);
-          disabledNow.push({ endpointId: outcome.endpoint_id, reason });
-        }
+        if (reason) toDisable.set(outcome.endpoint_id, reason);
       }
-      return disabledNow;
     });
-    for (const { endpointId, reason } of disabled)
-      options.log.warn({ endpointId, reason }, "webhook endpoint disabled");
+    for (const [endpointId, reason] of [...toDisable]) {
+      try {
+        await options.endpoints.disable(endpointId, reason);
+        toDisable.delete(endpointId);
+        options.log.warn({ endpointId, reason }, "webhook endpoint disabled");
+      } catch (error) {
+        if (error instanceof ApiError && error.code === "not_found") toDisable.delete(endpointId);
+        else options.log.warn({ endpointId, err: (error as Error).message }, "webhook endpoint not disabled yet");
+      }
+    }
   };
 
   return startStreamConsumer({

@@ -1,19 +1,20 @@
-// Child process of bench/codec.ts: runs one compressFile or decompressFile, prints its time and peak RSS as JSON.
+// Child process of bench/codec.ts: runs one compressFile or decompressFile (no fsync, as the commands) on one backend,
+// prints its time and peak RSS as JSON.
 // Like a long-running worker, it first warms up (JIT, thread pool) on a 16 MiB file; that run is not timed.
 import { readFileSync } from "node:fs";
 import { open, rm } from "node:fs/promises";
-import { compressFile, decompressFile } from "../../shared/codec/index.ts";
+import { type CodecBackendName, compressFile, decompressFile } from "../../shared/codec/index.ts";
 
 const WARM_UP_BYTES = 16 << 20;
 
 interface CodecRun {
+  backend: CodecBackendName;
   operation: "compress" | "decompress";
   source: string;
   destination: string;
   algorithm?: "zstd" | "lz4";
   level?: number;
   chunkSize?: number;
-  durable?: boolean;
 }
 
 async function warmUp(): Promise<void> {
@@ -21,8 +22,12 @@ async function warmUp(): Promise<void> {
   const handle = await open(warmUpFile, "w");
   await handle.write(Buffer.alloc(WARM_UP_BYTES, "warm up "));
   await handle.close();
-  await compressFile(warmUpFile, `${warmUpFile}.cmp`, { algorithm: request.algorithm ?? "zstd", level: request.level });
-  await decompressFile(`${warmUpFile}.cmp`, warmUpFile, { durable: false });
+  await compressFile(warmUpFile, `${warmUpFile}.cmp`, {
+    backend: request.backend,
+    algorithm: request.algorithm ?? "zstd",
+    level: request.level,
+  });
+  await decompressFile(`${warmUpFile}.cmp`, warmUpFile, { backend: request.backend, durable: false });
   await rm(warmUpFile);
   await rm(`${warmUpFile}.cmp`);
 }
@@ -43,10 +48,11 @@ const started = performance.now();
 const result =
   request.operation === "compress"
     ? await compressFile(request.source, request.destination, {
+        backend: request.backend,
         algorithm: request.algorithm ?? "zstd",
         level: request.level,
         chunkSize: request.chunkSize,
       })
-    : await decompressFile(request.source, request.destination, { durable: request.durable });
+    : await decompressFile(request.source, request.destination, { backend: request.backend, durable: false });
 const seconds = (performance.now() - started) / 1000;
 process.stdout.write(`${JSON.stringify({ seconds, peakRssBytes: peakRssBytes(), baselineRssBytes, result })}\n`);

@@ -1,8 +1,16 @@
 import { randomBytes } from "node:crypto";
-import { readFile, truncate, writeFile } from "node:fs/promises";
+import { mkdir, readFile, truncate, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CodecError, compressFile, decompressFile, LZ4_LEVELS, readRange, ZSTD_LEVELS } from "./index.ts";
+import {
+  CODEC_BACKEND_NAMES,
+  CodecError,
+  compressFile,
+  decompressFile,
+  LZ4_LEVELS,
+  readRange,
+  ZSTD_LEVELS,
+} from "./index.ts";
 import type { CompressionAlgorithm } from "./options.ts";
 import {
   allocatedBytes,
@@ -15,10 +23,10 @@ import {
   writeSparseFile,
 } from "./test-files.ts";
 
-let directory: string;
+let rootDirectory: string;
 let removeDirectory: () => Promise<void>;
 beforeAll(async () => {
-  ({ directory, remove: removeDirectory } = await makeTemporaryDirectory("roundtrip"));
+  ({ directory: rootDirectory, remove: removeDirectory } = await makeTemporaryDirectory("roundtrip"));
 });
 afterAll(() => removeDirectory());
 
@@ -40,175 +48,173 @@ const LEVEL_CASES = [
   { algorithm: "lz4", level: LZ4_LEVELS.max },
 ] as const;
 
-describe.each(LEVEL_CASES)("$algorithm level $level", ({ algorithm, level }) => {
-  it.each(INPUTS)("round-trips $name byte-exact, also through the command-line decoder", async (input) => {
-    const base = path.join(directory, `${algorithm}-${level}-${input.name.replace(/\W+/g, "_")}`);
-    const expected = await input.write(`${base}.raw`);
-    const progress: number[] = [];
-    const result = await compressFile(`${base}.raw`, `${base}.cmp`, {
-      algorithm,
-      level,
-      chunkSize: TEST_CHUNK_SIZE,
-      onProgress: (done, total) => {
-        expect(total).toBe(expected.length);
-        progress.push(done);
-      },
-    });
-
-    expect(result.uncompressedBytes).toBe(expected.length);
-    expect(result.chunkCount).toBe(Math.ceil(expected.length / TEST_CHUNK_SIZE));
-    expect(progress.at(-1)).toBe(expected.length);
-    await decompressFile(`${base}.cmp`, `${base}.out`);
-    expect((await readFile(`${base}.out`)).equals(expected)).toBe(true);
-    expect((await decodeWithCommand(algorithm, `${base}.cmp`)).equals(expected)).toBe(true);
-    if (input.sparse) expect(await allocatedBytes(`${base}.out`)).toBeLessThan(expected.length / 2);
-  });
-});
-
-describe("levels", () => {
-  it("lz4 levels from 3 up are LZ4HC: smaller output than the fast level", async () => {
-    const source = path.join(directory, "levels.raw");
-    await writeFile(source, textBytes(4 * TEST_CHUNK_SIZE));
-    const fast = await compressFile(source, `${source}.fast`, {
-      algorithm: "lz4",
-      level: 0,
-      chunkSize: TEST_CHUNK_SIZE,
-    });
-    const high = await compressFile(source, `${source}.high`, {
-      algorithm: "lz4",
-      level: 9,
-      chunkSize: TEST_CHUNK_SIZE,
-    });
-    expect(high.compressedBytes).toBeLessThan(fast.compressedBytes);
-  });
-});
-
-describe("zero chunks", () => {
-  it("stores holes and zero data as shared frames and decompresses them to holes", async () => {
-    const size = 64 * TEST_CHUNK_SIZE;
-    const source = path.join(directory, "mostly-hole.raw");
-    const expected = await writeSparseFile(source, size, [
-      { offset: 3 * TEST_CHUNK_SIZE, bytes: randomBytes(TEST_CHUNK_SIZE) },
-      { offset: 10 * TEST_CHUNK_SIZE, bytes: Buffer.alloc(TEST_CHUNK_SIZE) },
-    ]);
-    const result = await compressFile(source, `${source}.zst`, { algorithm: "zstd", chunkSize: TEST_CHUNK_SIZE });
-
-    expect(result.zeroChunkCount).toBe(63);
-    expect(result.compressedBytes).toBeLessThan(TEST_CHUNK_SIZE + 63 * 64 + 2048);
-    await decompressFile(`${source}.zst`, `${source}.out`);
-    expect((await readFile(`${source}.out`)).equals(expected)).toBe(true);
-    expect(await allocatedBytes(`${source}.out`)).toBeLessThanOrEqual(2 * TEST_CHUNK_SIZE);
-  });
-});
-
-describe("readRange", () => {
-  let compressed: string;
-  let expected: Buffer;
+// Every case runs on both backends: the same file format from either (cross-backend reads: backends.test.ts).
+describe.each(CODEC_BACKEND_NAMES)("%s backend", (backend) => {
+  let directory: string;
   beforeAll(async () => {
-    const source = path.join(directory, "range.raw");
-    expected = await writeSparseFile(source, 10 * TEST_CHUNK_SIZE + 999, [
-      { offset: 0, bytes: textBytes(2 * TEST_CHUNK_SIZE + 10) },
-      { offset: 6 * TEST_CHUNK_SIZE - 50, bytes: randomBytes(100) },
-      { offset: 10 * TEST_CHUNK_SIZE, bytes: randomBytes(999) },
-    ]);
-    compressed = `${source}.lz4`;
-    await compressFile(source, compressed, { algorithm: "lz4", chunkSize: TEST_CHUNK_SIZE });
+    directory = path.join(rootDirectory, backend);
+    await mkdir(directory);
   });
 
-  it.each([
-    { name: "inside one chunk", offset: 100, length: 1000 },
-    { name: "across chunk boundaries", offset: TEST_CHUNK_SIZE - 7, length: 2 * TEST_CHUNK_SIZE + 20 },
-    { name: "inside a zero chunk", offset: 4 * TEST_CHUNK_SIZE + 5, length: 300 },
-    { name: "data straddling a zero chunk", offset: 6 * TEST_CHUNK_SIZE - 60, length: 120 },
-    { name: "the short last chunk", offset: 10 * TEST_CHUNK_SIZE + 900, length: 99 },
-    { name: "everything", offset: 0, length: 10 * TEST_CHUNK_SIZE + 999 },
-    { name: "nothing", offset: 5, length: 0 },
-  ])("reads $name", async ({ offset, length }) => {
-    const range = await readRange(compressed, offset, length);
-    expect(range.equals(expected.subarray(offset, offset + length))).toBe(true);
-  });
+  describe.each(LEVEL_CASES)("$algorithm level $level", ({ algorithm, level }) => {
+    it.each(INPUTS)("round-trips $name byte-exact, also through the command-line decoder", async (input) => {
+      const base = path.join(directory, `${algorithm}-${level}-${input.name.replace(/\W+/g, "_")}`);
+      const expected = await input.write(`${base}.raw`);
+      const progress: number[] = [];
+      const result = await compressFile(`${base}.raw`, `${base}.cmp`, {
+        backend,
+        algorithm,
+        level,
+        chunkSize: TEST_CHUNK_SIZE,
+        onProgress: (done, total) => {
+          expect(total).toBe(expected.length);
+          progress.push(done);
+        },
+      });
 
-  it("rejects a range past the end", async () => {
-    await expect(readRange(compressed, 10 * TEST_CHUNK_SIZE, 1000)).rejects.toThrow(/ends past the uncompressed size/);
-  });
-});
-
-describe("damaged input", () => {
-  let compressed: string;
-  let frameOfChunkOne: { offset: number; length: number };
-  beforeAll(async () => {
-    const source = path.join(directory, "damage.raw");
-    await writeFile(source, Buffer.concat([textBytes(2 * TEST_CHUNK_SIZE), randomBytes(TEST_CHUNK_SIZE)]));
-    compressed = `${source}.zst`;
-    await compressFile(source, compressed, { algorithm: "zstd", chunkSize: TEST_CHUNK_SIZE });
-    const bytes = await readFile(compressed);
-    // The second frame starts where the first ends: find it by the zstd frame magic after byte 4.
-    const second = bytes.indexOf(Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), 4);
-    const third = bytes.indexOf(Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), second + 4);
-    frameOfChunkOne = { offset: second, length: third - second };
-  });
-
-  async function damagedCopy(name: string, damage: (bytes: Buffer) => Buffer): Promise<string> {
-    const file = path.join(directory, name);
-    await writeFile(file, damage(Buffer.from(await readFile(compressed))));
-    return file;
-  }
-
-  async function expectRejected(file: string, pattern: RegExp): Promise<void> {
-    const destination = `${file}.out`;
-    const before = await listFiles(directory);
-    const error = await decompressFile(file, destination).catch((caught: unknown) => caught);
-    expect(error).toBeInstanceOf(CodecError);
-    expect((error as CodecError).message).toMatch(pattern);
-    expect(await listFiles(directory)).toEqual(before);
-  }
-
-  it("names the chunk whose frame has a flipped byte", async () => {
-    const file = await damagedCopy("flipped.zst", (bytes) => {
-      const at = frameOfChunkOne.offset + Math.floor(frameOfChunkOne.length / 2);
-      bytes[at] = bytes[at]! ^ 0x40;
-      return bytes;
+      expect(result.uncompressedBytes).toBe(expected.length);
+      expect(result.chunkCount).toBe(Math.ceil(expected.length / TEST_CHUNK_SIZE));
+      expect(progress.at(-1)).toBe(expected.length);
+      await decompressFile(`${base}.cmp`, `${base}.out`, { backend });
+      expect((await readFile(`${base}.out`)).equals(expected)).toBe(true);
+      expect((await decodeWithCommand(algorithm, `${base}.cmp`)).equals(expected)).toBe(true);
+      if (input.sparse) expect(await allocatedBytes(`${base}.out`)).toBeLessThan(expected.length / 2);
     });
-    await expectRejected(file, /chunk 1 \(bytes 65536–131071\) is corrupt/);
-    await expect(readRange(file, TEST_CHUNK_SIZE + 10, 10)).rejects.toThrow(/chunk 1 .* is corrupt/);
-    await expect(readRange(file, 10, 10)).resolves.toHaveLength(10);
   });
 
-  it("detects a flipped byte in the seek table", async () => {
-    const file = await damagedCopy("table.zst", (bytes) => {
-      bytes[bytes.length - 20] = bytes[bytes.length - 20]! ^ 0x01;
-      return bytes;
+  describe("zero chunks", () => {
+    it("stores holes and zero data as shared frames and decompresses them to holes", async () => {
+      const size = 64 * TEST_CHUNK_SIZE;
+      const source = path.join(directory, "mostly-hole.raw");
+      const expected = await writeSparseFile(source, size, [
+        { offset: 3 * TEST_CHUNK_SIZE, bytes: randomBytes(TEST_CHUNK_SIZE) },
+        { offset: 10 * TEST_CHUNK_SIZE, bytes: Buffer.alloc(TEST_CHUNK_SIZE) },
+      ]);
+      const result = await compressFile(source, `${source}.zst`, {
+        backend,
+        algorithm: "zstd",
+        chunkSize: TEST_CHUNK_SIZE,
+      });
+
+      expect(result.zeroChunkCount).toBe(63);
+      expect(result.compressedBytes).toBeLessThan(TEST_CHUNK_SIZE + 63 * 64 + 2048);
+      await decompressFile(`${source}.zst`, `${source}.out`, { backend });
+      expect((await readFile(`${source}.out`)).equals(expected)).toBe(true);
+      expect(await allocatedBytes(`${source}.out`)).toBeLessThanOrEqual(2 * TEST_CHUNK_SIZE);
     });
-    await expectRejected(file, /damaged index or seek table/);
   });
 
-  it("detects a truncated file", async () => {
-    const file = await damagedCopy("truncated.zst", (bytes) => bytes);
-    await truncate(file, (await readFile(file)).length - 100);
-    await expectRejected(file, /truncated/);
+  describe("readRange", () => {
+    let compressed: string;
+    let expected: Buffer;
+    beforeAll(async () => {
+      const source = path.join(directory, "range.raw");
+      expected = await writeSparseFile(source, 10 * TEST_CHUNK_SIZE + 999, [
+        { offset: 0, bytes: textBytes(2 * TEST_CHUNK_SIZE + 10) },
+        { offset: 6 * TEST_CHUNK_SIZE - 50, bytes: randomBytes(100) },
+        { offset: 10 * TEST_CHUNK_SIZE, bytes: randomBytes(999) },
+      ]);
+      compressed = `${source}.lz4`;
+      await compressFile(source, compressed, { backend, algorithm: "lz4", chunkSize: TEST_CHUNK_SIZE });
+    });
+
+    it.each([
+      { name: "inside one chunk", offset: 100, length: 1000 },
+      { name: "across chunk boundaries", offset: TEST_CHUNK_SIZE - 7, length: 2 * TEST_CHUNK_SIZE + 20 },
+      { name: "inside a zero chunk", offset: 4 * TEST_CHUNK_SIZE + 5, length: 300 },
+      { name: "data straddling a zero chunk", offset: 6 * TEST_CHUNK_SIZE - 60, length: 120 },
+      { name: "the short last chunk", offset: 10 * TEST_CHUNK_SIZE + 900, length: 99 },
+      { name: "everything", offset: 0, length: 10 * TEST_CHUNK_SIZE + 999 },
+      { name: "nothing", offset: 5, length: 0 },
+    ])("reads $name", async ({ offset, length }) => {
+      const range = await readRange(compressed, offset, length, { backend });
+      expect(range.equals(expected.subarray(offset, offset + length))).toBe(true);
+    });
+
+    it("rejects a range past the end", async () => {
+      await expect(readRange(compressed, 10 * TEST_CHUNK_SIZE, 1000, { backend })).rejects.toThrow(
+        /ends past the uncompressed size/,
+      );
+    });
   });
 
-  it("detects missing frame bytes even with an intact trailer", async () => {
-    const file = await damagedCopy("short-frame.zst", (bytes) =>
-      Buffer.concat([bytes.subarray(0, frameOfChunkOne.offset + 10), bytes.subarray(frameOfChunkOne.offset + 11)]),
-    );
-    await expectRejected(file, /truncated or damaged/);
-  });
+  describe("damaged input", () => {
+    let compressed: string;
+    let frameOfChunkOne: { offset: number; length: number };
+    beforeAll(async () => {
+      const source = path.join(directory, "damage.raw");
+      await writeFile(source, Buffer.concat([textBytes(2 * TEST_CHUNK_SIZE), randomBytes(TEST_CHUNK_SIZE)]));
+      compressed = `${source}.zst`;
+      await compressFile(source, compressed, { backend, algorithm: "zstd", chunkSize: TEST_CHUNK_SIZE });
+      const bytes = await readFile(compressed);
+      // The second frame starts where the first ends: find it by the zstd frame magic after byte 4.
+      const second = bytes.indexOf(Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), 4);
+      const third = bytes.indexOf(Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), second + 4);
+      frameOfChunkOne = { offset: second, length: third - second };
+    });
 
-  it("names a zero chunk whose shared frame is damaged", async () => {
-    const source = path.join(directory, "zero-damage.raw");
-    await writeSparseFile(source, 4 * TEST_CHUNK_SIZE, [{ offset: 0, bytes: randomBytes(100) }]);
-    await compressFile(source, `${source}.zst`, { algorithm: "zstd", chunkSize: TEST_CHUNK_SIZE });
-    const bytes = await readFile(`${source}.zst`);
-    const lastZeroFrame = bytes.lastIndexOf(Buffer.from([0x28, 0xb5, 0x2f, 0xfd]));
-    bytes[lastZeroFrame + 6] = bytes[lastZeroFrame + 6]! ^ 0x10;
-    await writeFile(`${source}.zst`, bytes);
-    await expectRejected(`${source}.zst`, /chunk 3 \(bytes 196608–262143\) is corrupt/);
-  });
+    async function damagedCopy(name: string, damage: (bytes: Buffer) => Buffer): Promise<string> {
+      const file = path.join(directory, name);
+      await writeFile(file, damage(Buffer.from(await readFile(compressed))));
+      return file;
+    }
 
-  it("rejects a file that is not in the chunked format", async () => {
-    const file = path.join(directory, "plain.zst");
-    await run("zstd", ["-q", "-f", "-o", file, compressed]);
-    await expectRejected(file, /no seek table at its end/);
+    async function expectRejected(file: string, pattern: RegExp): Promise<void> {
+      const destination = `${file}.out`;
+      const before = await listFiles(directory);
+      const error = await decompressFile(file, destination, { backend }).catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(CodecError);
+      expect((error as CodecError).message).toMatch(pattern);
+      expect(await listFiles(directory)).toEqual(before);
+    }
+
+    it("names the chunk whose frame has a flipped byte", async () => {
+      const file = await damagedCopy("flipped.zst", (bytes) => {
+        const at = frameOfChunkOne.offset + Math.floor(frameOfChunkOne.length / 2);
+        bytes[at] = bytes[at]! ^ 0x40;
+        return bytes;
+      });
+      await expectRejected(file, /chunk 1 \(bytes 65536–131071\) is corrupt/);
+      await expect(readRange(file, TEST_CHUNK_SIZE + 10, 10, { backend })).rejects.toThrow(/chunk 1 .* is corrupt/);
+      await expect(readRange(file, 10, 10, { backend })).resolves.toHaveLength(10);
+    });
+
+    it("detects a flipped byte in the seek table", async () => {
+      const file = await damagedCopy("table.zst", (bytes) => {
+        bytes[bytes.length - 20] = bytes[bytes.length - 20]! ^ 0x01;
+        return bytes;
+      });
+      await expectRejected(file, /damaged index or seek table/);
+    });
+
+    it("detects a truncated file", async () => {
+      const file = await damagedCopy("truncated.zst", (bytes) => bytes);
+      await truncate(file, (await readFile(file)).length - 100);
+      await expectRejected(file, /truncated/);
+    });
+
+    it("detects missing frame bytes even with an intact trailer", async () => {
+      const file = await damagedCopy("short-frame.zst", (bytes) =>
+        Buffer.concat([bytes.subarray(0, frameOfChunkOne.offset + 10), bytes.subarray(frameOfChunkOne.offset + 11)]),
+      );
+      await expectRejected(file, /truncated or damaged/);
+    });
+
+    it("names a zero chunk whose shared frame is damaged", async () => {
+      const source = path.join(directory, "zero-damage.raw");
+      await writeSparseFile(source, 4 * TEST_CHUNK_SIZE, [{ offset: 0, bytes: randomBytes(100) }]);
+      await compressFile(source, `${source}.zst`, { backend, algorithm: "zstd", chunkSize: TEST_CHUNK_SIZE });
+      const bytes = await readFile(`${source}.zst`);
+      const lastZeroFrame = bytes.lastIndexOf(Buffer.from([0x28, 0xb5, 0x2f, 0xfd]));
+      bytes[lastZeroFrame + 6] = bytes[lastZeroFrame + 6]! ^ 0x10;
+      await writeFile(`${source}.zst`, bytes);
+      await expectRejected(`${source}.zst`, /chunk 3 \(bytes 196608–262143\) is corrupt/);
+    });
+
+    it("rejects a file that is not in the chunked format", async () => {
+      const file = path.join(directory, "plain.zst");
+      await run("zstd", ["-q", "-f", "-o", file, compressed]);
+      await expectRejected(file, /no seek table at its end/);
+    });
   });
 });

@@ -1,11 +1,16 @@
 // compressFile: a file → chunked, seekable frames, streamed in parallel with a bounded number of chunks in flight.
 import { type FileHandle, open } from "node:fs/promises";
+import { type CodecBackend, codecBackend, type FrameCodec } from "./backend.ts";
 import { CodecError, ioStep } from "./errors.ts";
 import { createTemporaryFile, readExactly, writeFully } from "./files.ts";
 import { type ChunkEntry, encodeTrailer } from "./format.ts";
-import { FRAME_CODECS, type FrameCodec } from "./frames.ts";
-import { type DataExtent, ExtentCursor, findDataExtents } from "./holes.ts";
-import { type CompressOptions, type ResolvedCompressOptions, validateCompressOptions } from "./options.ts";
+import { type DataExtent, ExtentCursor } from "./holes.ts";
+import {
+  type CodecBackendName,
+  type CompressOptions,
+  type ResolvedCompressOptions,
+  validateCompressOptions,
+} from "./options.ts";
 import { runInOrder, Semaphore } from "./pipeline.ts";
 
 export interface CompressResult {
@@ -13,6 +18,9 @@ export interface CompressResult {
   compressedBytes: number;
   chunkCount: number;
   zeroChunkCount: number;
+  backend: CodecBackendName;
+  /** The level the chunks were compressed at, as the file's index records it (see LZ4_LEVELS). */
+  level: number;
 }
 
 interface ChunkBuffers {
@@ -57,14 +65,15 @@ export async function compressFile(
   options: CompressOptions,
 ): Promise<CompressResult> {
   const settings = validateCompressOptions(options);
+  const backend = await codecBackend(settings.backend);
   options.signal?.throwIfAborted();
   const source = await ioStep("open source file", () => open(sourcePath, "r"));
   try {
     const { size } = await ioStep("stat source file", () => source.stat());
-    const extents = await ioStep("map source file holes", async () => findDataExtents(source.fd, size));
+    const extents = await ioStep("map source file holes", async () => backend.findDataExtents(source.fd, size));
     const output = await createTemporaryFile(destinationPath, "compressed");
     try {
-      const result = await writeChunks(source, output.handle, size, extents, settings, options);
+      const result = await writeChunks(backend, source, output.handle, size, extents, settings, options);
       await output.commit();
       return result;
     } catch (error) {
@@ -77,6 +86,7 @@ export async function compressFile(
 }
 
 async function writeChunks(
+  backend: CodecBackend,
   source: FileHandle,
   output: FileHandle,
   size: number,
@@ -85,7 +95,7 @@ async function writeChunks(
   options: CompressOptions,
 ): Promise<CompressResult> {
   const { algorithm, level, chunkSize, concurrency } = settings;
-  const codec = FRAME_CODECS[algorithm];
+  const codec = backend.frames[algorithm];
   const zeroFrames = new ZeroFrames(codec, level);
   const cursor = new ExtentCursor(extents);
   const compressing = new Semaphore(concurrency);
@@ -139,7 +149,11 @@ async function writeChunks(
   };
 
   await runInOrder(chunkCount, window, produce, consume, options.signal);
-  const trailer = encodeTrailer({ algorithm, level, chunkSize, uncompressedSize: size, chunks: entries });
+  const recordedLevel = backend.effectiveLevel(algorithm, level);
+  const trailer = encodeTrailer(
+    { algorithm, level: recordedLevel, chunkSize, uncompressedSize: size, chunks: entries },
+    backend.checksum,
+  );
   await ioStep("write compressed stream", () => writeFully(output, trailer, written));
   if (chunkCount === 0) options.onProgress?.(0, 0);
   return {
@@ -147,6 +161,8 @@ async function writeChunks(
     compressedBytes: written + trailer.length,
     chunkCount,
     zeroChunkCount: entries.filter((entry) => entry.zero).length,
+    backend: backend.name,
+    level: recordedLevel,
   };
 }
 

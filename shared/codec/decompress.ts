@@ -1,5 +1,6 @@
 // decompressFile and readRange: chunks decoded in parallel or alone, each checked against its seek table checksum.
 import { type FileHandle, open } from "node:fs/promises";
+import { type CodecBackend, codecBackend, type FrameCodec } from "./backend.ts";
 import { CodecError, ioStep } from "./errors.ts";
 import { createTemporaryFile, readExactly, writeFully } from "./files.ts";
 import {
@@ -10,8 +11,14 @@ import {
   FOOTER_LENGTH,
   trailerLength,
 } from "./format.ts";
-import { FRAME_CODECS, type FrameCodec } from "./frames.ts";
-import { type DecompressOptions, PAGE_SIZE, resolveConcurrency } from "./options.ts";
+import { isAllZero } from "./holes.ts";
+import {
+  type CodecBackendName,
+  type DecompressOptions,
+  PAGE_SIZE,
+  resolveConcurrency,
+  validateBackendName,
+} from "./options.ts";
 import { runWorkers } from "./pipeline.ts";
 
 export interface DecompressResult {
@@ -19,7 +26,7 @@ export interface DecompressResult {
 }
 
 /** Reads and checks the trailer of an open compressed file. */
-export async function readChunkIndex(handle: FileHandle): Promise<ChunkIndex> {
+async function readChunkIndex(handle: FileHandle, backend: CodecBackend): Promise<ChunkIndex> {
   return ioStep("read seek table", async () => {
     const { size } = await handle.stat();
     if (size < FOOTER_LENGTH) chunkCountFromFooter(Buffer.alloc(0), size);
@@ -28,7 +35,7 @@ export async function readChunkIndex(handle: FileHandle): Promise<ChunkIndex> {
     const chunkCount = chunkCountFromFooter(footer, size);
     const trailer = Buffer.alloc(trailerLength(chunkCount));
     await readExactly(handle, trailer, 0, trailer.length, size - trailer.length);
-    return decodeTrailer(trailer, chunkCount, size);
+    return decodeTrailer(trailer, chunkCount, size, backend.checksum);
   });
 }
 
@@ -52,8 +59,9 @@ class ChunkReader {
   constructor(
     private readonly handle: FileHandle,
     private readonly index: ChunkIndex,
+    backend: CodecBackend,
   ) {
-    this.codec = FRAME_CODECS[index.algorithm];
+    this.codec = backend.frames[index.algorithm];
   }
 
   /** Buffers one reader at a time can reuse for `read`. */
@@ -76,7 +84,7 @@ class ChunkReader {
     if (chunk.zero && this.verifiedZeroFrames.get(chunk.length)?.equals(frame)) return undefined;
     const data = await this.decode(chunkNumber, chunk, frame, output.subarray(0, chunk.length));
     if (chunk.zero) {
-      if (!isZero(data)) this.fail(chunkNumber, chunk, "marked zero but holds data");
+      if (!isAllZero(data)) this.fail(chunkNumber, chunk, "marked zero but holds data");
       this.verifiedZeroFrames.set(chunk.length, Buffer.from(frame));
       return undefined;
     }
@@ -102,16 +110,6 @@ class ChunkReader {
       chunk: chunkNumber,
     });
   }
-}
-
-const ZERO_RUN = Buffer.alloc(1 << 16);
-
-function isZero(data: Buffer): boolean {
-  for (let position = 0; position < data.length; position += ZERO_RUN.length) {
-    const part = data.subarray(position, position + ZERO_RUN.length);
-    if (!part.equals(ZERO_RUN.subarray(0, part.length))) return false;
-  }
-  return true;
 }
 
 const PAGE = Buffer.alloc(PAGE_SIZE);
@@ -142,11 +140,12 @@ export async function decompressFile(
   options: DecompressOptions = {},
 ): Promise<DecompressResult> {
   const concurrency = resolveConcurrency(options.concurrency);
+  const backend = await codecBackend(validateBackendName(options.backend));
   options.signal?.throwIfAborted();
   const source = await ioStep("open compressed file", () => open(sourcePath, "r"));
   try {
-    const index = await readChunkIndex(source);
-    const reader = new ChunkReader(source, index);
+    const index = await readChunkIndex(source, backend);
+    const reader = new ChunkReader(source, index, backend);
     const output = await createTemporaryFile(destinationPath, "decompressed");
     try {
       await ioStep("size decompressed file", () => output.handle.truncate(index.uncompressedSize));
@@ -178,16 +177,22 @@ export async function decompressFile(
 }
 
 /** Reads `length` uncompressed bytes at `offset`, decoding only the chunks that hold them. */
-export async function readRange(path: string, offset: number, length: number): Promise<Buffer> {
+export async function readRange(
+  path: string,
+  offset: number,
+  length: number,
+  options: { backend?: CodecBackendName } = {},
+): Promise<Buffer> {
   if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
     throw new CodecError(
       "invalid_argument",
       `range offset and length must be non-negative integers, got ${offset}, ${length}`,
     );
   }
+  const backend = await codecBackend(validateBackendName(options.backend));
   const source = await ioStep("open compressed file", () => open(path, "r"));
   try {
-    const index = await readChunkIndex(source);
+    const index = await readChunkIndex(source, backend);
     if (offset + length > index.uncompressedSize) {
       throw new CodecError(
         "invalid_argument",
@@ -196,7 +201,7 @@ export async function readRange(path: string, offset: number, length: number): P
     }
     const result = Buffer.alloc(length);
     if (length === 0) return result;
-    const reader = new ChunkReader(source, index);
+    const reader = new ChunkReader(source, index, backend);
     const scratch = reader.scratch();
     const first = Math.floor(offset / index.chunkSize);
     const last = Math.floor((offset + length - 1) / index.chunkSize);

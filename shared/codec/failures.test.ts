@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CodecError, compressFile, decompressFile } from "./index.ts";
+import { CODEC_BACKEND_NAMES, CodecError, compressFile, decompressFile } from "./index.ts";
 import { listFiles, makeTemporaryDirectory, run, TEST_CHUNK_SIZE } from "./test-files.ts";
 
 let directory: string;
@@ -15,75 +15,80 @@ beforeAll(async () => {
 });
 afterAll(() => removeDirectory());
 
-describe("cancellation", () => {
-  it.each(["compress", "decompress"] as const)("stops a %s midway and leaves nothing behind", async (operation) => {
-    const output = path.join(directory, `cancelled-${operation}`);
-    await mkdir(output);
-    const compressed = path.join(directory, "for-cancel.zst");
-    if (operation === "decompress")
-      await compressFile(source, compressed, { algorithm: "zstd", chunkSize: TEST_CHUNK_SIZE });
-    const controller = new AbortController();
-    const onProgress = (done: number) => {
-      if (done >= 4 * TEST_CHUNK_SIZE) controller.abort();
-    };
-    const options = { signal: controller.signal, onProgress, concurrency: 2 };
-    const work =
-      operation === "compress"
-        ? compressFile(source, path.join(output, "file.zst"), {
-            ...options,
-            algorithm: "zstd",
-            chunkSize: TEST_CHUNK_SIZE,
-          })
-        : decompressFile(compressed, path.join(output, "file.raw"), options);
+const isRoot = process.getuid?.() === 0;
+if (!isRoot) console.log("skipping the ENOSPC tests: mounting a small tmpfs needs root");
 
-    await expect(work).rejects.toMatchObject({ name: "AbortError" });
-    expect(await listFiles(output)).toEqual([]);
-  });
+describe.each(CODEC_BACKEND_NAMES)("%s backend", (backend) => {
+  describe("cancellation", () => {
+    it.each(["compress", "decompress"] as const)("stops a %s midway and leaves nothing behind", async (operation) => {
+      const output = path.join(directory, `cancelled-${backend}-${operation}`);
+      await mkdir(output);
+      const compressed = path.join(directory, `for-cancel-${backend}.zst`);
+      if (operation === "decompress")
+        await compressFile(source, compressed, { backend, algorithm: "zstd", chunkSize: TEST_CHUNK_SIZE });
+      const controller = new AbortController();
+      const onProgress = (done: number) => {
+        if (done >= 4 * TEST_CHUNK_SIZE) controller.abort();
+      };
+      const options = { backend, signal: controller.signal, onProgress, concurrency: 2 };
+      const work =
+        operation === "compress"
+          ? compressFile(source, path.join(output, "file.zst"), {
+              ...options,
+              algorithm: "zstd",
+              chunkSize: TEST_CHUNK_SIZE,
+            })
+          : decompressFile(compressed, path.join(output, "file.raw"), options);
 
-  it("does nothing when the signal is already aborted", async () => {
-    const destination = path.join(directory, "never.zst");
-    const work = compressFile(source, destination, { algorithm: "lz4", signal: AbortSignal.abort() });
-    await expect(work).rejects.toMatchObject({ name: "AbortError" });
-    expect(await listFiles(directory)).not.toContain("never.zst");
-  });
-});
-
-describe("I/O errors", () => {
-  it("names the step that could not open its file", async () => {
-    const work = compressFile(path.join(directory, "missing.raw"), path.join(directory, "x.zst"), {
-      algorithm: "zstd",
+      await expect(work).rejects.toMatchObject({ name: "AbortError" });
+      expect(await listFiles(output)).toEqual([]);
     });
-    await expect(work).rejects.toThrow("open source file: no such file or directory");
+
+    it("does nothing when the signal is already aborted", async () => {
+      const destination = path.join(directory, `never-${backend}.zst`);
+      const work = compressFile(source, destination, { backend, algorithm: "lz4", signal: AbortSignal.abort() });
+      await expect(work).rejects.toMatchObject({ name: "AbortError" });
+      expect(await listFiles(directory)).not.toContain(`never-${backend}.zst`);
+    });
   });
 
-  const isRoot = process.getuid?.() === 0;
-  if (!isRoot) console.log("skipping the ENOSPC tests: mounting a small tmpfs needs root");
-  describe.skipIf(!isRoot)("on a full filesystem (a 256 KiB tmpfs)", () => {
-    let mountPoint: string;
-    beforeAll(async () => {
-      mountPoint = path.join(directory, "small-fs");
-      await mkdir(mountPoint);
-      await run("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mountPoint]);
-    });
-    afterAll(() => run("umount", [mountPoint]));
-
-    it("compress fails with `write compressed stream: no space left on device` and cleans up", async () => {
-      const work = compressFile(source, path.join(mountPoint, "file.lz4"), {
-        algorithm: "lz4",
-        chunkSize: TEST_CHUNK_SIZE,
+  describe("I/O errors", () => {
+    it("names the step that could not open its file", async () => {
+      const work = compressFile(path.join(directory, "missing.raw"), path.join(directory, "x.zst"), {
+        backend,
+        algorithm: "zstd",
       });
-      const error = await work.catch((caught: unknown) => caught);
-      expect(error).toBeInstanceOf(CodecError);
-      expect((error as CodecError).message).toBe("write compressed stream: no space left on device");
-      expect(await listFiles(mountPoint)).toEqual([]);
+      await expect(work).rejects.toThrow("open source file: no such file or directory");
     });
 
-    it("decompress fails with `write decompressed file: no space left on device` and cleans up", async () => {
-      const compressed = path.join(directory, "for-enospc.zst");
-      await compressFile(source, compressed, { algorithm: "zstd", chunkSize: TEST_CHUNK_SIZE });
-      const work = decompressFile(compressed, path.join(mountPoint, "file.raw"));
-      await expect(work).rejects.toThrow("write decompressed file: no space left on device");
-      expect(await listFiles(mountPoint)).toEqual([]);
+    describe.skipIf(!isRoot)("on a full filesystem (a 256 KiB tmpfs)", () => {
+      let mountPoint: string;
+      beforeAll(async () => {
+        mountPoint = path.join(directory, `small-fs-${backend}`);
+        await mkdir(mountPoint);
+        await run("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mountPoint]);
+      });
+      afterAll(() => run("umount", [mountPoint]));
+
+      it("compress fails with `write compressed stream: no space left on device` and cleans up", async () => {
+        const work = compressFile(source, path.join(mountPoint, "file.lz4"), {
+          backend,
+          algorithm: "lz4",
+          chunkSize: TEST_CHUNK_SIZE,
+        });
+        const error = await work.catch((caught: unknown) => caught);
+        expect(error).toBeInstanceOf(CodecError);
+        expect((error as CodecError).message).toBe("write compressed stream: no space left on device");
+        expect(await listFiles(mountPoint)).toEqual([]);
+      });
+
+      it("decompress fails with `write decompressed file: no space left on device` and cleans up", async () => {
+        const compressed = path.join(directory, `for-enospc-${backend}.zst`);
+        await compressFile(source, compressed, { backend, algorithm: "zstd", chunkSize: TEST_CHUNK_SIZE });
+        const work = decompressFile(compressed, path.join(mountPoint, "file.raw"), { backend });
+        await expect(work).rejects.toThrow("write decompressed file: no space left on device");
+        expect(await listFiles(mountPoint)).toEqual([]);
+      });
     });
   });
 });

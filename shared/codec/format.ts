@@ -10,7 +10,6 @@
 // All integers are little-endian. Frame offsets are the running sum of compressed sizes. `zstd -d` and `lz4 -d`
 // skip both skippable frames, so they decode the file to the original bytes.
 import { CodecError } from "./errors.ts";
-import { native } from "./native.ts";
 import type { CompressionAlgorithm } from "./options.ts";
 
 const INDEX_FRAME_MAGIC = 0x184d2a5c;
@@ -47,6 +46,9 @@ export interface ChunkIndex {
   framesLength: number;
 }
 
+/** Low 32 bits of XXH64 with seed 0 (a backend's `checksum`). */
+export type Checksum = (data: Uint8Array) => number;
+
 /** The trailer size for `chunkCount` chunks: index frame plus seek table frame. */
 export function trailerLength(chunkCount: number): number {
   return indexFrameLength(chunkCount) + seekTableFrameLength(chunkCount);
@@ -60,7 +62,7 @@ function seekTableFrameLength(chunkCount: number): number {
   return SKIPPABLE_HEADER_BYTES + chunkCount * SEEK_ENTRY_BYTES + SEEK_FOOTER_BYTES;
 }
 
-export function encodeTrailer(index: Omit<ChunkIndex, "framesLength">): Buffer {
+export function encodeTrailer(index: Omit<ChunkIndex, "framesLength">, checksum: Checksum): Buffer {
   const count = index.chunks.length;
   const trailer = Buffer.alloc(trailerLength(count));
   const seekStart = indexFrameLength(count);
@@ -88,14 +90,12 @@ export function encodeTrailer(index: Omit<ChunkIndex, "framesLength">): Buffer {
     if (chunk.zero) trailer[position + (chunkNumber >> 3)]! |= 1 << (chunkNumber & 7);
   });
   const checksumAt = seekStart - INDEX_CHECKSUM_BYTES;
-  trailer.writeUInt32LE(trailerChecksum(trailer, checksumAt, seekStart), checksumAt);
+  trailer.writeUInt32LE(trailerChecksum(trailer, checksumAt, seekStart, checksum), checksumAt);
   return trailer;
 }
 
-function trailerChecksum(trailer: Buffer, checksumAt: number, seekStart: number): number {
-  return native.xxh64Low32(
-    Buffer.concat([trailer.subarray(SKIPPABLE_HEADER_BYTES, checksumAt), trailer.subarray(seekStart)]),
-  );
+function trailerChecksum(trailer: Buffer, checksumAt: number, seekStart: number, checksum: Checksum): number {
+  return checksum(Buffer.concat([trailer.subarray(SKIPPABLE_HEADER_BYTES, checksumAt), trailer.subarray(seekStart)]));
 }
 
 function corrupt(message: string): never {
@@ -116,7 +116,7 @@ export function chunkCountFromFooter(footer: Buffer, fileSize: number): number {
 export const FOOTER_LENGTH = SEEK_FOOTER_BYTES;
 
 /** Parses and checks a trailer read from the end of a file of `fileSize` bytes. */
-export function decodeTrailer(trailer: Buffer, chunkCount: number, fileSize: number): ChunkIndex {
+export function decodeTrailer(trailer: Buffer, chunkCount: number, fileSize: number, checksum: Checksum): ChunkIndex {
   const seekStart = indexFrameLength(chunkCount);
   if (trailer.readUInt32LE(0) !== INDEX_FRAME_MAGIC || trailer.readUInt32LE(seekStart) !== SEEK_TABLE_FRAME_MAGIC) {
     corrupt("has a damaged trailer: frame magic numbers do not match");
@@ -124,7 +124,7 @@ export function decodeTrailer(trailer: Buffer, chunkCount: number, fileSize: num
   const checksumAt = seekStart - INDEX_CHECKSUM_BYTES;
   if (
     !INDEX_SIGNATURE.equals(trailer.subarray(8, 12)) ||
-    trailer.readUInt32LE(checksumAt) !== trailerChecksum(trailer, checksumAt, seekStart)
+    trailer.readUInt32LE(checksumAt) !== trailerChecksum(trailer, checksumAt, seekStart, checksum)
   ) {
     corrupt("has a damaged index or seek table: checksum mismatch");
   }

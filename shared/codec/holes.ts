@@ -1,5 +1,12 @@
-// Where a file holds data, found with lseek(SEEK_DATA/SEEK_HOLE) so holes are never read.
-import { native } from "./native.ts";
+// Where a file holds data, found with lseek(SEEK_DATA/SEEK_HOLE) so holes are never read, and all-zero checks.
+
+/** lseek(SEEK_DATA/SEEK_HOLE), from the native addon. */
+export interface HoleSeeker {
+  /** Next data offset at or after `offset`, or -1 when only a hole remains. */
+  seekData(fd: number, offset: number): number;
+  /** Next hole offset at or after `offset` (end of file counts as a hole), or -1 past the end. */
+  seekHole(fd: number, offset: number): number;
+}
 
 export interface DataExtent {
   start: number;
@@ -7,13 +14,13 @@ export interface DataExtent {
 }
 
 /** The file's data extents in order; a filesystem without hole support reports one extent, the whole file. */
-export function findDataExtents(fd: number, size: number): DataExtent[] {
+export function findDataExtents(seeker: HoleSeeker, fd: number, size: number): DataExtent[] {
   const extents: DataExtent[] = [];
   let position = 0;
   while (position < size) {
-    const start = native.seekData(fd, position);
+    const start = seeker.seekData(fd, position);
     if (start < 0 || start >= size) break;
-    const hole = native.seekHole(fd, start);
+    const hole = seeker.seekHole(fd, start);
     const end = hole < 0 ? size : Math.min(hole, size);
     extents.push({ start, end });
     position = end;
@@ -37,4 +44,19 @@ export class ExtentCursor {
     }
     return parts;
   }
+}
+
+/** The whole file as one extent: for a backend that cannot see holes (its zero chunks are found by reading). */
+export function wholeFile(size: number): DataExtent[] {
+  return size > 0 ? [{ start: 0, end: size }] : [];
+}
+
+const ZERO_RUN = Buffer.alloc(1 << 16);
+
+export function isAllZero(data: Uint8Array): boolean {
+  for (let position = 0; position < data.length; position += ZERO_RUN.length) {
+    const part = data.subarray(position, position + ZERO_RUN.length);
+    if (Buffer.compare(part, ZERO_RUN.subarray(0, part.length)) !== 0) return false;
+  }
+  return true;
 }

@@ -6,11 +6,19 @@ export type CompressionAlgorithm = "zstd" | "lz4";
 
 export const COMPRESSION_ALGORITHMS: readonly CompressionAlgorithm[] = ["zstd", "lz4"];
 
+/** native: our addon on Debian's libzstd/liblz4/xxhash (fast); packages: @mongodb-js/zstd, lz4-napi, xxhash-wasm. */
+export const CODEC_BACKEND_NAMES = ["native", "packages"] as const;
+export type CodecBackendName = (typeof CODEC_BACKEND_NAMES)[number];
+/** CODEC_BACKEND: `auto` is native when the addon loads, else packages. */
+export const CODEC_BACKEND_CHOICES = ["auto", ...CODEC_BACKEND_NAMES] as const;
+export type CodecBackendChoice = (typeof CODEC_BACKEND_CHOICES)[number];
+
 export const ZSTD_LEVELS = { min: 1, max: 19, default: 1 } as const;
 
 /**
  * lz4 levels mean what they mean to the `lz4` command (the same liblz4): 0 to 2 are its one fast mode (as
- * `lz4 -1`), 3 to 9 are LZ4HC, slower and smaller. The level is also recorded in the file's index.
+ * `lz4 -1`), 3 to 9 are LZ4HC, slower and smaller. The packages backend (lz4-napi) has only the fast mode: there
+ * every level compresses as 0. The level used is recorded in the file's index.
  */
 export const LZ4_LEVELS = { min: 0, max: 9, default: 0 } as const;
 
@@ -31,6 +39,8 @@ export interface CompressOptions {
   /** Chunks compressed at once; defaults to one more than the number of cores. */
   concurrency?: number;
   chunkSize?: number;
+  /** Defaults to the process's choice (CODEC_BACKEND, see backend.ts). */
+  backend?: CodecBackendName;
 }
 
 export interface DecompressOptions {
@@ -42,6 +52,8 @@ export interface DecompressOptions {
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
   concurrency?: number;
+  /** Defaults to the process's choice (CODEC_BACKEND, see backend.ts). */
+  backend?: CodecBackendName;
 }
 
 function reject(message: string): never {
@@ -85,11 +97,17 @@ export function resolveChunkSize(chunkSize?: number): number {
   return chunkSize;
 }
 
+export function validateBackendName(backend?: CodecBackendName): CodecBackendName | undefined {
+  if (backend === undefined || CODEC_BACKEND_NAMES.includes(backend)) return backend;
+  return reject(`unknown codec backend ${JSON.stringify(backend)}: expected ${CODEC_BACKEND_NAMES.join(" or ")}`);
+}
+
 export interface ResolvedCompressOptions {
   algorithm: CompressionAlgorithm;
   level: number;
   concurrency: number;
   chunkSize: number;
+  backend: CodecBackendName | undefined;
 }
 
 /** Validates every compress option at once, so a bad request fails before any file is opened. */
@@ -100,5 +118,6 @@ export function validateCompressOptions(options: CompressOptions): ResolvedCompr
     level: resolveCompressionLevel(algorithm, options.level),
     concurrency: resolveConcurrency(options.concurrency),
     chunkSize: resolveChunkSize(options.chunkSize),
+    backend: validateBackendName(options.backend),
   };
 }

@@ -28,13 +28,16 @@ export type EventType = keyof typeof EVENT_CATALOG;
 export const EVENT_TYPES = Object.keys(EVENT_CATALOG) as EventType[];
 export type EventData<Type extends EventType> = z.infer<(typeof EVENT_CATALOG)[Type]>;
 
-/** What every event carries around its data. `sequence` counts per subject (snapshot or instance), from 1. */
+/**
+ * What every event carries around its data. `version` is the resource's version on the host that owns it, written
+ * atomically with the record: a newer version always wins, whatever order events arrive in.
+ */
 export const EVENT_ENVELOPE = z.object({
   id: z.string(),
   type: z.enum(EVENT_TYPES as [EventType, ...EventType[]]),
   occurred_at: z.iso.datetime(),
   subject: z.string().openapi({ description: "snapshot:<id> or instance:<id>" }),
-  sequence: z.number().int().positive(),
+  version: z.number().int().nonnegative(),
   data: z.record(z.string(), z.unknown()),
 });
 

@@ -1,25 +1,30 @@
-// The durable event stream in Redis: append with a per-subject sequence, read by position.
+// The durable event stream in Redis: append by position; entries hold an event or a host's state announcement.
 import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
+import { HOST_ANNOUNCEMENT, type HostAnnouncement } from "./announcement.ts";
 import { EVENT_CATALOG, type EventData, type EventType, parseEvent, type TypedEvent } from "./catalog.ts";
 
 export const eventStreamKey = (prefix: string) => `${prefix}:events`;
-const sequenceKey = (prefix: string, subject: string) => `${prefix}:event-seq:${subject}`;
 
-/** Approximate cap on the stream's length: old entries are trimmed once every consumer group is far past them. */
+/** Safety cap on the stream's length (approximate); the trimmer keeps it to what every consumer group still needs. */
 export const EVENT_STREAM_MAX_LENGTH = 1_000_000;
 
-// INCR and XADD in one script, so a sequence number is never taken without its event being written.
-const APPEND_SCRIPT = `
-local sequence = redis.call('INCR', KEYS[2])
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'event', ARGV[1], 'sequence', sequence)
-return {id, sequence}
-`;
+const EVENT_FIELD = "event";
+const ANNOUNCEMENT_FIELD = "announcement";
+
+/** Who the event is, as the owning host committed it: re-appending the same stamp is harmless (consumers dedupe by id). */
+export interface EventStamp {
+  id?: string;
+  version: number;
+  occurred_at?: string;
+}
 
 export interface AppendedEvent {
   streamId: string;
   event: TypedEvent;
 }
+
+export const newEventId = () => `evt_${randomBytes(12).toString("hex")}`;
 
 export class EventStream {
   constructor(
@@ -32,40 +37,54 @@ export class EventStream {
   }
 
   /** Validates and appends one event; returns its stream position and the envelope as stored. */
-  async append<Type extends EventType>(type: Type, subject: string, data: EventData<Type>): Promise<AppendedEvent> {
-    const parsedData = EVENT_CATALOG[type].parse(data);
+  async append<Type extends EventType>(
+    type: Type,
+    subject: string,
+    data: EventData<Type>,
+    stamp: EventStamp,
+  ): Promise<AppendedEvent> {
     const envelope = {
-      id: `evt_${randomBytes(12).toString("hex")}`,
+      id: stamp.id ?? newEventId(),
       type,
-      occurred_at: new Date().toISOString(),
+      occurred_at: stamp.occurred_at ?? new Date().toISOString(),
       subject,
-      data: parsedData,
+      version: stamp.version,
+      data: EVENT_CATALOG[type].parse(data),
     };
-    const [streamId, sequence] = (await this.redis.eval(
-      APPEND_SCRIPT,
-      2,
-      this.key,
-      sequenceKey(this.prefix, subject),
-      JSON.stringify(envelope),
-      String(EVENT_STREAM_MAX_LENGTH),
-    )) as [string, number];
-    return { streamId, event: { ...envelope, sequence } as TypedEvent };
+    const streamId = await this.add(EVENT_FIELD, JSON.stringify(envelope));
+    return { streamId, event: envelope as TypedEvent };
   }
 
-  /** Events strictly after `afterId` ("0" for the start), at most `count`. */
-  async readAfter(afterId: string, count: number): Promise<Array<{ streamId: string; event: TypedEvent }>> {
-    const entries = await this.redis.xrange(this.key, `(${afterId}`, "+", "COUNT", count);
-    return entries.map(([streamId, fields]) => ({ streamId, event: decodeFields(fields) }));
+  /** Appends one part of a host's full-state announcement. */
+  async announce(announcement: HostAnnouncement): Promise<string> {
+    return this.add(ANNOUNCEMENT_FIELD, JSON.stringify(HOST_ANNOUNCEMENT.parse(announcement)));
+  }
+
+  private async add(field: string, body: string): Promise<string> {
+    const id = await this.redis.xadd(this.key, "MAXLEN", "~", EVENT_STREAM_MAX_LENGTH, "*", field, body);
+    return id!;
   }
 }
 
-/** Stream entries hold the JSON envelope in `event` and its per-subject number in `sequence`. */
-export function decodeFields(fields: string[]): TypedEvent {
+export type StreamEntry =
+  | { kind: "event"; event: TypedEvent }
+  | { kind: "announcement"; announcement: HostAnnouncement };
+
+/** Reads a stream entry's fields: an event envelope or an announcement; throws on anything that does not fit. */
+export function decodeEntry(fields: string[]): StreamEntry {
   const values = new Map<string, string>();
   for (let index = 0; index + 1 < fields.length; index += 2) values.set(fields[index]!, fields[index + 1]!);
-  const body = values.get("event");
-  if (body === undefined) throw new Error("stream entry has no event field");
-  return parseEvent({ ...JSON.parse(body), sequence: Number(values.get("sequence")) });
+  const announcement = values.get(ANNOUNCEMENT_FIELD);
+  if (announcement !== undefined) {
+    return { kind: "announcement", announcement: HOST_ANNOUNCEMENT.parse(JSON.parse(announcement)) };
+  }
+  const body = values.get(EVENT_FIELD);
+  if (body === undefined) throw new Error("stream entry has neither an event nor an announcement");
+  return { kind: "event", event: parseEvent(JSON.parse(body)) };
 }
 
-export const STREAM_ID_PATTERN = /^\d+-\d+$/;
+/** The event of an entry, or undefined for an announcement (which only the read model consumes). */
+export function decodeEvent(fields: string[]): TypedEvent | undefined {
+  const entry = decodeEntry(fields);
+  return entry.kind === "event" ? entry.event : undefined;
+}

@@ -1,12 +1,13 @@
 // Jobs of a host's compression queue: background work that must survive crashes, so it retries.
 import { z } from "zod";
+import { RESOURCE_ID } from "../schemas/common.ts";
 import type { JobDefinition } from "./catalog.ts";
 
 export const COMPRESSION_JOBS = {
   /** Compresses a Standby snapshot's memory payload with the snapshot's effective policy. */
   "snapshot.compress": {
     queue: "compression",
-    payload: z.object({ snapshot_id: z.string() }),
+    payload: z.object({ snapshot_id: RESOURCE_ID }),
     result: z.object({ compression_state: z.enum(["compressed", "error", "skipped"]) }),
     attempts: 5,
     backoff: { type: "exponential", delayMs: 2_000 },

@@ -1,7 +1,9 @@
 // Jobs carried by a host's own queue: everything that touches that host's VMs and payloads.
 // The API prepares new resources (ids, names, policy) and awaits each result; the worker is the authority
-// on what happened and emits the events that feed the read model.
+// on what happened and emits the events that feed the read model. Every id in a payload is checked against the id
+// format: workers join them into paths they write and remove.
 import { z } from "zod";
+import { RESOURCE_ID } from "../schemas/common.ts";
 import { INSTANCE_SCHEMA } from "../schemas/instance.ts";
 import { SNAPSHOT_SCHEMA, TARGET_STATE } from "../schemas/snapshot.ts";
 import type { JobDefinition } from "./catalog.ts";
@@ -11,7 +13,9 @@ const NO_RETRY = { attempts: 1, backoff: { type: "fixed", delayMs: 0 } } as cons
 /** Every state-changing job answers with the resource after the change and the id of the event it emitted. */
 const INSTANCE_RESULT = z.object({ instance: INSTANCE_SCHEMA, event_id: z.string() });
 const SNAPSHOT_RESULT = z.object({ snapshot: SNAPSHOT_SCHEMA, event_id: z.string() });
-const INSTANCE_REF = z.object({ instance_id: z.string() });
+const INSTANCE_REF = z.object({ instance_id: RESOURCE_ID });
+const PREPARED_INSTANCE = INSTANCE_SCHEMA.extend({ id: RESOURCE_ID });
+const PREPARED_SNAPSHOT = SNAPSHOT_SCHEMA.extend({ id: RESOURCE_ID, source_instance_id: RESOURCE_ID });
 
 export const HOST_JOBS = {
   "host.ping": {
@@ -21,10 +25,18 @@ export const HOST_JOBS = {
     ...NO_RETRY,
     timeoutMs: 5_000,
   },
+  /** Asks the host to announce the full state of what it owns now (a rebuild of the read model asks every host). */
+  "host.announce": {
+    queue: "host",
+    payload: z.object({ reason: z.string().max(200) }),
+    result: z.object({ hostId: z.string(), receivedAt: z.iso.datetime() }),
+    ...NO_RETRY,
+    timeoutMs: 60_000,
+  },
   /** Creates the instance's files and boots it; `instance` is the prepared resource (state Created). */
   "instance.create": {
     queue: "host",
-    payload: z.object({ instance: INSTANCE_SCHEMA }),
+    payload: z.object({ instance: PREPARED_INSTANCE }),
     result: INSTANCE_RESULT,
     ...NO_RETRY,
     timeoutMs: 120_000,
@@ -63,7 +75,7 @@ export const HOST_JOBS = {
   /** Captures a snapshot of the instance; `snapshot` is the prepared resource (id, name, tags, kind, policy). */
   "snapshot.capture": {
     queue: "host",
-    payload: z.object({ instance_id: z.string(), snapshot: SNAPSHOT_SCHEMA }),
+    payload: z.object({ instance_id: RESOURCE_ID, snapshot: PREPARED_SNAPSHOT }),
     result: SNAPSHOT_RESULT,
     ...NO_RETRY,
     timeoutMs: 600_000,
@@ -71,7 +83,7 @@ export const HOST_JOBS = {
   /** Boots a new instance (the prepared `instance`) from a snapshot, in the target state. */
   "snapshot.fork": {
     queue: "host",
-    payload: z.object({ snapshot_id: z.string(), instance: INSTANCE_SCHEMA, target_state: TARGET_STATE }),
+    payload: z.object({ snapshot_id: RESOURCE_ID, instance: PREPARED_INSTANCE, target_state: TARGET_STATE }),
     result: INSTANCE_RESULT,
     ...NO_RETRY,
     timeoutMs: 600_000,
@@ -96,7 +108,7 @@ export const HOST_JOBS = {
   /** Puts the snapshot's source instance back to the snapshot's moment, in the target state. */
   "snapshot.restore": {
     queue: "host",
-    payload: z.object({ snapshot_id: z.string(), instance_id: z.string(), target_state: TARGET_STATE }),
+    payload: z.object({ snapshot_id: RESOURCE_ID, instance_id: RESOURCE_ID, target_state: TARGET_STATE }),
     result: INSTANCE_RESULT,
     ...NO_RETRY,
     timeoutMs: 600_000,
@@ -112,7 +124,7 @@ export const HOST_JOBS = {
   /** Cancels work in flight on the snapshot, removes its payload and emits snapshot.deleted. */
   "snapshot.delete": {
     queue: "host",
-    payload: z.object({ snapshot_id: z.string() }),
+    payload: z.object({ snapshot_id: RESOURCE_ID }),
     result: SNAPSHOT_RESULT,
     ...NO_RETRY,
     timeoutMs: 60_000,

@@ -3,7 +3,7 @@ import { testRedisUrl, uniquePrefix } from "../../test/helpers/fixtures.ts";
 import { ApiError } from "../errors.ts";
 import { createLogger } from "../logger.ts";
 import { closeRedis, connectRedis, waitForRedisReady } from "../redis.ts";
-import { queueName } from "./catalog.ts";
+import { type JobName, queueName } from "./catalog.ts";
 import { JobProducer } from "./producer.ts";
 import { type JobHandlers, startJobWorker } from "./worker.ts";
 
@@ -13,7 +13,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function setup(handlers: JobHandlers<"host.ping">) {
+async function setup<Names extends JobName>(handlers: JobHandlers<Names>) {
   const prefix = uniquePrefix("jobs");
   const hostId = "host-a";
   const producerConnection = connectRedis(testRedisUrl(), "producer", 1_000);
@@ -86,6 +86,23 @@ describe("job runtime", () => {
     expect(failed.failedReason).toContain("invalid payload for host.ping");
     expect(failed.attemptsMade).toBe(1);
     expect(called).toBe(false);
+  });
+
+  it("refuses a payload id that would lead out of the data dir, without calling the handler", async () => {
+    const deleted: string[] = [];
+    const { producer, hostId } = await setup({
+      "snapshot.delete": async ({ snapshot_id }) => {
+        deleted.push(snapshot_id);
+        throw new Error("not reached");
+      },
+    });
+    await expect(producer.enqueue("snapshot.delete", { snapshot_id: "../../x" }, { hostId })).rejects.toThrow();
+    const queue = producer.queue(queueName("host", hostId));
+    const job = await queue.add("snapshot.delete", { payload: { snapshot_id: "../../x" } });
+    const failed = await waitForState(queue, job.id!, "failed");
+    expect(failed.failedReason).toContain("invalid payload for snapshot.delete");
+    expect(failed.failedReason).toContain("not a resource id");
+    expect(deleted).toEqual([]);
   });
 
   it("answers 504 when the host does not finish in time", async () => {

@@ -1,8 +1,9 @@
 // Puts catalog jobs on their queues and, for request/response jobs, awaits their result with a deadline.
+import { randomBytes } from "node:crypto";
 import { Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import { ApiError, ERROR_CODES, type ErrorCode, unavailable } from "../errors.ts";
-import { connectRedis, DeadlineError, withDeadline } from "../redis.ts";
+import { connectRedis, DeadlineError, redisCall } from "../redis.ts";
 import { JOB_CATALOG, type JobName, type JobPayload, type JobResult, queueName } from "./catalog.ts";
 
 export interface JobEnvelope {
@@ -39,7 +40,9 @@ export class JobProducer {
     const data: JobEnvelope = { payload: parsed, expiresAt: target.expiresAt?.toISOString() };
     const job = await this.redisCall(
       queue.add(name, data, {
-        jobId: target.jobId,
+        // Our own random ids: BullMQ's counter starts again at 1 in a Redis that lost its data, and host handlers
+        // recognise a re-run of a job by its id.
+        jobId: target.jobId ?? `job_${randomBytes(12).toString("hex")}`,
         delay: target.delayMs,
         attempts: definition.attempts,
         backoff: { type: definition.backoff.type, delay: definition.backoff.delayMs },
@@ -117,13 +120,8 @@ export class JobProducer {
     }
   }
 
-  private async redisCall<T>(promise: Promise<T>, what: string): Promise<T> {
-    try {
-      return await withDeadline(promise, this.options.commandTimeoutMs, `${what}: redis did not answer`);
-    } catch (error) {
-      promise.catch(() => {}); // the late settlement of an abandoned call is of no interest
-      throw unavailable(`queue unavailable (${what})`, error);
-    }
+  private redisCall<T>(promise: Promise<T>, what: string): Promise<T> {
+    return redisCall(promise, this.options.commandTimeoutMs, `queue: ${what}`);
   }
 }
 

@@ -47,7 +47,9 @@ export function startJobWorker<Names extends JobName>(options: JobWorkerOptions<
     if (!definition || !handler) throw new UnrecoverableError(`no handler for job ${job.name} on ${options.queue}`);
     const parsed = definition.payload.safeParse(job.data?.payload);
     if (!parsed.success) throw new UnrecoverableError(`invalid payload for ${job.name}: ${parsed.error.message}`);
-    if (job.data.expiresAt && Date.parse(job.data.expiresAt) < Date.now()) {
+    // A job that never started after its caller stopped waiting is dropped (rolled back); one that started and
+    // stalled (its worker died) is run again to the end: its handler is idempotent and finishes what it began.
+    if (job.data.expiresAt && Date.parse(job.data.expiresAt) < Date.now() && (job.stalledCounter ?? 0) === 0) {
       throw new UnrecoverableError(`${job.name} expired before it started: the caller stopped waiting`);
     }
     const controller = new AbortController();

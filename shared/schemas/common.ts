@@ -27,7 +27,8 @@ export const TAGS = z
   .refine((tags) => Object.keys(tags).length <= MAX_TAGS, `at most ${MAX_TAGS} tags`)
   .openapi({ description: "User-defined key-value tags.", example: { team: "backend", env: "staging" } });
 
-export const RESOURCE_ID = z.string().regex(ID_PATTERN);
+/** The id of an instance or snapshot: job payloads carry only these, so none can name a path outside its dir. */
+export const RESOURCE_ID = z.string().regex(ID_PATTERN, "not a resource id");
 export const TIMESTAMP = z.iso.datetime().openapi({ format: "date-time" });
 
 /** Every hypervisor name the API knows (the driver seam's list); which ones a host runs is the registry's answer. */

@@ -25,7 +25,8 @@ export const COMPRESSION_CONFIG = z
         description:
           "Compression level. Allowed ranges are zstd=1-19 and lz4=0-9. When omitted, zstd defaults to 1 and lz4 " +
           "defaults to 0. Ignored when enabled is false. lz4 levels 0-2 are its fast mode (as `lz4 -1`), 3-9 " +
-          "are LZ4HC: slower, smaller.",
+          "are LZ4HC: slower, smaller; on a host whose codec runs its portable packages backend every lz4 level " +
+          "is the fast mode.",
       }),
   })
   .superRefine((config, context) => {

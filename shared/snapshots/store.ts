@@ -1,10 +1,12 @@
 // Snapshot payloads on a host: `<DATA_DIR>/snapshots/<id>/` holds the record (snapshot.json) and the payload files.
 // The capture and compression workers of a host share it; record changes happen under the snapshot's Redis lock.
-import { readFile, stat } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Redis } from "ioredis";
 import { z } from "zod";
+import type { EventStream } from "../events/stream.ts";
 import { writeFileAtomic } from "../files.ts";
+import { LAST_EVENT } from "../host-records.ts";
 import { withRedisLock } from "../locks.ts";
 import { INSTANCE_SCHEMA } from "../schemas/instance.ts";
 import { SNAPSHOT_SCHEMA } from "../schemas/snapshot.ts";
@@ -31,6 +33,9 @@ export const SNAPSHOT_RECORD = z.object({
   memory_layout: z.enum(MEMORY_LAYOUTS),
   /** Which payload file compression applies to (memory.raw or device-state), null for disk-only. */
   memory_payload: z.enum([MEMORY_FILE, DEVICE_STATE_FILE]).nullable(),
+  /** Bumped with every change of the record, in the same atomic write (see shared/host-records.ts). */
+  version: z.number().int().nonnegative().default(0),
+  last_event: LAST_EVENT.nullable().default(null),
 });
 
 export type SnapshotRecord = z.infer<typeof SNAPSHOT_RECORD>;
@@ -50,9 +55,14 @@ export class SnapshotStore {
     return path.join(this.dir(id), name);
   }
 
+  /** The raw cache: one entry (directory) per snapshot, kept within RAW_CACHE_BUDGET_BYTES (shared/cache-budget). */
+  get cacheRoot(): string {
+    return path.join(this.dataDir, "cache");
+  }
+
   /** Where a compressed snapshot's memory payload is decompressed once for forks and restores to map. */
   cacheFile(id: string, name: string): string {
-    return path.join(this.dataDir, "cache", id, name);
+    return path.join(this.cacheRoot, id, name);
   }
 
   async read(id: string): Promise<SnapshotRecord | undefined> {
@@ -62,6 +72,17 @@ export class SnapshotStore {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       throw error;
     }
+  }
+
+  /** Every snapshot record on this host (directories without a record are captures still in progress, or orphans). */
+  async list(): Promise<SnapshotRecord[]> {
+    const ids = await readdir(path.join(this.dataDir, "snapshots")).catch(() => [] as string[]);
+    const records: SnapshotRecord[] = [];
+    for (const id of ids.filter((name) => !name.startsWith("."))) {
+      const record = await this.read(id).catch(() => undefined);
+      if (record) records.push(record);
+    }
+    return records;
   }
 
   async write(record: SnapshotRecord): Promise<void> {
@@ -94,4 +115,24 @@ export async function allocatedBytes(file: string): Promise<number> {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return 0;
     throw error;
   }
+}
+
+type SnapshotEventType =
+  | "snapshot.created"
+  | "snapshot.compression.queued"
+  | "snapshot.compression.started"
+  | "snapshot.compression.completed"
+  | "snapshot.compression.failed";
+
+/** Appends the record's last event (again): consumers dedupe by its id. Returns the event id ("" for none). */
+export async function publishSnapshotRecord(events: EventStream, record: SnapshotRecord): Promise<string> {
+  const last = record.last_event;
+  if (!last) return "";
+  await events.append(
+    last.type as SnapshotEventType,
+    `snapshot:${record.snapshot.id}`,
+    { snapshot: record.snapshot },
+    { id: last.id, version: record.version, occurred_at: last.occurred_at },
+  );
+  return last.id;
 }

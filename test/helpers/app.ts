@@ -9,6 +9,7 @@ import type { WebhookEndpoints } from "../../api/webhooks/endpoints.ts";
 import { parseConfig } from "../../shared/config.ts";
 import type { JobProducer } from "../../shared/jobs/producer.ts";
 import { createLogger } from "../../shared/logger.ts";
+import { waitForRedisReady } from "../../shared/redis.ts";
 import { tempDir, testRedisUrl, uniquePrefix } from "./fixtures.ts";
 
 export const TEST_API_KEY = "test-key-0123456789abcdef";
@@ -25,6 +26,8 @@ export interface TestApp {
   prefix: string;
   redisUrl: string;
   dataDir: string;
+  /** Resolves once the API's producer connection to Redis is ready (false after 5 s). */
+  redisReady(): Promise<boolean>;
   request(pathAndQuery: string, init?: RequestInit & { json?: unknown; auth?: string | false }): Promise<Response>;
   close(): Promise<void>;
 }
@@ -35,6 +38,9 @@ export interface TestAppOptions {
   /** WEBHOOK_ALLOWED_HOSTS: empty refuses private addresses, as production does by default. */
   webhookAllowedHosts?: string[];
   eventsHeartbeatMs?: number;
+  /** Bearer keys the app accepts (default: TEST_API_KEY only). */
+  apiKeys?: string[];
+  jobResultTimeoutMs?: number;
 }
 
 export async function createTestApp(options: TestAppOptions = {}): Promise<TestApp> {
@@ -46,17 +52,18 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     REDIS_URL: redisUrl,
     REDIS_PREFIX: prefix,
     BODY_LIMIT_BYTES: String(options.bodyLimitBytes ?? 1024 * 1024),
-    JOB_RESULT_TIMEOUT_MS: "10000",
+    JOB_RESULT_TIMEOUT_MS: String(options.jobResultTimeoutMs ?? 10_000),
     WEBHOOK_ALLOWED_HOSTS: (options.webhookAllowedHosts ?? []).join(","),
     WEBHOOK_SECRET_KEY: randomBytes(32).toString("base64"),
     EVENTS_HEARTBEAT_MS: String(options.eventsHeartbeatMs ?? 15_000),
   });
   const live = !options.redisUrl;
   const runtime = await startApiRuntime(config, createLogger("api-test", "silent"), {
-    apiKeys: [TEST_API_KEY],
+    apiKeys: options.apiKeys ?? [TEST_API_KEY],
     redisReadyWaitMs: live ? 5_000 : 0,
     projector: live,
     webhookPipeline: false,
+    maintenance: false,
     schedules: false,
   });
   const { app, deps } = runtime;
@@ -71,6 +78,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     webhookEndpoints: deps.webhookEndpoints,
     eventFeed: deps.eventFeed,
     secretKey: runtime.secretKey,
+    redisReady: () => waitForRedisReady(deps.redis, 5_000),
     request(pathAndQuery, init = {}) {
       const headers = new Headers(init.headers);
       if (init.auth !== false) headers.set("authorization", `Bearer ${init.auth ?? TEST_API_KEY}`);

@@ -3,6 +3,8 @@
 import type { AppendedEvent, EventStream } from "../../shared/events/stream.ts";
 import { sampleInstance, sampleSnapshot } from "./resources.ts";
 
+const v = (version: number) => ({ version });
+
 /** Appends the seven events of one flow; returns them in order. */
 export async function appendSnapshotFlow(events: EventStream): Promise<AppendedEvent[]> {
   const instance = sampleInstance({ size: "256MB", tags: { team: "backend" } });
@@ -18,16 +20,17 @@ export async function appendSnapshotFlow(events: EventStream): Promise<AppendedE
   const compressed = { ...snapshot, compression_state: "compressed" as const, compressed_size_bytes: 31_457_280 };
   const fork = sampleInstance({ name: `${instance.name}-fork` });
   return [
-    await events.append("instance.created", `instance:${instance.id}`, { instance }),
-    await events.append("snapshot.created", `snapshot:${snapshot.id}`, { snapshot }),
-    await events.append("snapshot.compression.started", `snapshot:${snapshot.id}`, { snapshot: compressing }),
-    await events.append("snapshot.compression.progress", `snapshot:${snapshot.id}`, {
-      snapshot: compressing,
-      bytes_done: 134_217_728,
-      bytes_total: 268_435_456,
-    }),
-    await events.append("snapshot.compression.completed", `snapshot:${snapshot.id}`, { snapshot: compressed }),
-    await events.append("instance.forked", `instance:${fork.id}`, { instance: fork, snapshot_id: snapshot.id }),
-    await events.append("snapshot.deleted", `snapshot:${snapshot.id}`, { snapshot: compressed }),
+    await events.append("instance.created", `instance:${instance.id}`, { instance }, { version: 1 }),
+    await events.append("snapshot.created", `snapshot:${snapshot.id}`, { snapshot }, { version: 1 }),
+    await events.append("snapshot.compression.started", `snapshot:${snapshot.id}`, { snapshot: compressing }, v(2)),
+    await events.append(
+      "snapshot.compression.progress",
+      `snapshot:${snapshot.id}`,
+      { snapshot: compressing, bytes_done: 134_217_728, bytes_total: 268_435_456 },
+      v(2),
+    ),
+    await events.append("snapshot.compression.completed", `snapshot:${snapshot.id}`, { snapshot: compressed }, v(3)),
+    await events.append("instance.forked", `instance:${fork.id}`, { instance: fork, snapshot_id: snapshot.id }, v(1)),
+    await events.append("snapshot.deleted", `snapshot:${snapshot.id}`, { snapshot: compressed }, v(4)),
   ];
 }

@@ -22,7 +22,17 @@ export interface RunningService {
   remove(): void;
 }
 
-export async function startService(env: Record<string, string> = {}): Promise<RunningService> {
+export interface StartServiceOptions {
+  /** Run the supervisor as the leader of its own process group, as a shell runs `npm start` in a terminal. */
+  processGroup?: boolean;
+  /** How long to wait for /health (a loaded machine starts the service slowly). */
+  readyTimeoutMs?: number;
+}
+
+export async function startService(
+  env: Record<string, string> = {},
+  options: StartServiceOptions = {},
+): Promise<RunningService> {
   const data = tempDir("service");
   const port = await freePort();
   let output = "";
@@ -39,6 +49,7 @@ export async function startService(env: Record<string, string> = {}): Promise<Ru
       ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
+    detached: options.processGroup ?? false,
   });
   supervisor.stdout!.on("data", (chunk: Buffer) => {
     output += chunk.toString();
@@ -48,14 +59,23 @@ export async function startService(env: Record<string, string> = {}): Promise<Ru
   });
   const exited = new Promise<number | null>((resolve) => supervisor.once("exit", (code) => resolve(code)));
   const baseUrl = `http://127.0.0.1:${port}`;
-  await waitFor(
-    async () => {
-      if (supervisor.exitCode !== null) throw new Error(`service exited early:\n${output}`);
-      const response = await fetch(`${baseUrl}/health`).catch(() => undefined);
-      return response?.status === 200 ? true : undefined;
-    },
-    { timeoutMs: 30_000, intervalMs: 200, what: "the service to become healthy" },
-  );
+  try {
+    await waitFor(
+      async () => {
+        if (supervisor.exitCode !== null) throw new Error(`service exited early:\n${output}`);
+        const response = await fetch(`${baseUrl}/health`).catch(() => undefined);
+        return response?.status === 200 ? true : undefined;
+      },
+      { timeoutMs: options.readyTimeoutMs ?? 60_000, intervalMs: 200, what: "the service to become healthy" },
+    );
+  } catch (error) {
+    // Leave nothing running: the supervisor stops its children and its Redis (which has a process group of its own).
+    supervisor.kill("SIGTERM");
+    await exited;
+    killProcessesUsing(data.dir);
+    data.remove();
+    throw error;
+  }
   return {
     baseUrl,
     dataDir: data.dir,

@@ -1,7 +1,10 @@
-// Handlers of the host queue, keyed by job name: each delegates to the part of the host agent that owns it.
+// Handlers of the host queue, keyed by job name: each delegates to the part of the host agent that owns it, passing
+// the job id so that a re-run of the same job (BullMQ re-runs stalled jobs) returns the first run's result.
+
 import type { StandbyMemory } from "../../shared/instances/standby-memory.ts";
 import type { JobProducer } from "../../shared/jobs/producer.ts";
 import type { JobHandlers } from "../../shared/jobs/worker.ts";
+import type { HostAnnouncer } from "./announcer.ts";
 import type { InstanceForker } from "./instance-fork.ts";
 import type { InstanceManager } from "./instances.ts";
 import type { SnapshotRecompressor } from "./snapshot-recompress.ts";
@@ -12,6 +15,7 @@ export interface HostHandlerDeps {
   hostId: string;
   instances: InstanceManager;
   snapshots: SnapshotManager;
+  announcer: HostAnnouncer;
   forks: InstanceForker;
   recompressor: SnapshotRecompressor;
   standbyMemory: StandbyMemory;
@@ -20,6 +24,7 @@ export interface HostHandlerDeps {
 
 type InstanceJobs =
   | "host.ping"
+  | "host.announce"
   | "instance.create"
   | "instance.stop"
   | "instance.start"
@@ -38,6 +43,7 @@ export function createHostHandlers({
   hostId,
   instances,
   snapshots,
+  announcer,
   forks,
   recompressor,
   standbyMemory,
@@ -47,11 +53,15 @@ export function createHostHandlers({
   const raw = <T>(instanceId: string, operation: () => Promise<T>) => standbyMemory.whileRaw(instanceId, operation);
   return {
     "host.ping": async () => ({ hostId, receivedAt: new Date().toISOString() }),
-    "instance.create": ({ instance }) => instances.create(instance),
-    "instance.stop": ({ instance_id }) => instances.stop(instance_id),
-    "instance.start": ({ instance_id }) => instances.start(instance_id),
-    "instance.standby": async ({ instance_id, compression, compression_delay_ms }, { log }) => {
-      const result = await instances.standby(instance_id);
+    "host.announce": async () => {
+      await announcer.announce("requested");
+      return { hostId, receivedAt: new Date().toISOString() };
+    },
+    "instance.create": ({ instance }, { job }) => instances.create(instance, job.id),
+    "instance.stop": ({ instance_id }, { job }) => instances.stop(instance_id, job.id),
+    "instance.start": ({ instance_id }, { job }) => instances.start(instance_id, job.id),
+    "instance.standby": async ({ instance_id, compression, compression_delay_ms }, { job, log }) => {
+      const result = await instances.standby(instance_id, job.id);
       if (compression) {
         // The standby is done and announced: a failed enqueue leaves the RAM uncompressed, nothing worse.
         await scheduleStandbyCompression(jobs, hostId, instance_id, compression, compression_delay_ms ?? 0).catch(
@@ -60,15 +70,18 @@ export function createHostHandlers({
       }
       return result;
     },
-    "instance.restore": ({ instance_id }) => raw(instance_id, () => instances.restore(instance_id)),
-    "instance.delete": ({ instance_id }) => instances.delete(instance_id),
+    "instance.restore": ({ instance_id }, { job }) => raw(instance_id, () => instances.restore(instance_id, job.id)),
+    "instance.delete": ({ instance_id }, { job }) => instances.delete(instance_id, job.id),
     "instance.logs": ({ instance_id, tail }) => instances.logs(instance_id, tail),
-    "snapshot.capture": ({ instance_id, snapshot }) => raw(instance_id, () => snapshots.capture(instance_id, snapshot)),
-    "snapshot.fork": ({ snapshot_id, instance, target_state }) => snapshots.fork(snapshot_id, instance, target_state),
-    "snapshot.restore": ({ snapshot_id, instance_id, target_state }) =>
-      raw(instance_id, () => snapshots.restore(snapshot_id, instance_id, target_state)),
-    "snapshot.delete": ({ snapshot_id }) => snapshots.delete(snapshot_id),
-    "instance.fork": (payload) => raw(payload.instance_id, () => forks.fork(payload)),
-    "snapshot.recompress": ({ snapshot_id, compression }) => recompressor.recompress(snapshot_id, compression),
+    "snapshot.capture": ({ instance_id, snapshot }, { job }) =>
+      raw(instance_id, () => snapshots.capture(instance_id, snapshot, job.id)),
+    "snapshot.fork": ({ snapshot_id, instance, target_state }, { job }) =>
+      snapshots.fork(snapshot_id, instance, target_state, job.id),
+    "snapshot.restore": ({ snapshot_id, instance_id, target_state }, { job }) =>
+      raw(instance_id, () => snapshots.restore(snapshot_id, instance_id, target_state, job.id)),
+    "snapshot.delete": ({ snapshot_id }, { job }) => snapshots.delete(snapshot_id, job.id),
+    "instance.fork": (payload, { job }) => raw(payload.instance_id, () => forks.fork(payload, job.id)),
+    "snapshot.recompress": ({ snapshot_id, compression }, { job }) =>
+      recompressor.recompress(snapshot_id, compression, job.id),
   };
 }

@@ -1,11 +1,23 @@
-// The host agent's instances: each lives in `<DATA_DIR>/instances/<id>/` with its record (instance.json),
-// disk, guest RAM file and console log. The record here is the authority; events mirror it to the read model.
+// The host agent's instances: each lives in `<DATA_DIR>/instances/<id>/` with its record (instance.json: the
+// instance, its version and its last event), disk, guest RAM file and console log. The record here is the authority;
+// events and announcements mirror it to the read model. Every job is safe to run twice (see shared/host-records.ts).
+import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { type CrashPoint, crashPoint } from "../../shared/crash-points.ts";
 import { ApiError, notFound } from "../../shared/errors.ts";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
-import { tailLines, writeFileAtomic } from "../../shared/files.ts";
+import { writeFileAtomic } from "../../shared/files.ts";
+import {
+  LAST_EVENT,
+  madeBy,
+  nextStamp,
+  publishTombstone,
+  type TombstoneStore,
+  type Versioned,
+} from "../../shared/host-records.ts";
+import { rotateConsoleLog, tailConsoleLog } from "../../shared/hypervisor/console-log.ts";
 import { ImageError } from "../../shared/hypervisor/errors.ts";
 import { type GuestImage, loadImage } from "../../shared/hypervisor/image.ts";
 import type { HypervisorDriver, VmHandle } from "../../shared/hypervisor/types.ts";
@@ -16,6 +28,17 @@ import { KeyedMutex } from "../../shared/keyed-mutex.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { parseSize } from "../../shared/schemas/common.ts";
 import { INSTANCE_SCHEMA, type Instance } from "../../shared/schemas/instance.ts";
+import { z } from "../../shared/zod.ts";
+
+export const INSTANCE_RECORD = z.object({
+  instance: INSTANCE_SCHEMA,
+  version: z.number().int().nonnegative(),
+  last_event: LAST_EVENT.nullable(),
+});
+
+export type InstanceRecord = z.infer<typeof INSTANCE_RECORD>;
+
+type InstanceEventType = "instance.created" | "instance.updated" | "instance.forked" | "instance.restored";
 
 /**
  * `shared`: the VM's RAM is its own memory.raw, mapped shared, so captures leave RAM out of the device state.
@@ -34,6 +57,7 @@ export interface InstanceManagerOptions {
   hostId: string;
   drivers: ReadonlyMap<string, HypervisorDriver>;
   events: EventStream;
+  tombstones: TombstoneStore;
   log: Logger;
 }
 
@@ -74,33 +98,63 @@ export class InstanceManager {
   }
 
   async read(id: string): Promise<Instance> {
+    return (await this.readRecord(id)).instance;
+  }
+
+  async readRecord(id: string): Promise<InstanceRecord> {
+    const record = await this.findRecord(id);
+    if (!record) throw notFound("instance", id);
+    return record;
+  }
+
+  async findRecord(id: string): Promise<InstanceRecord | undefined> {
     let text: string;
     try {
       text = await readFile(this.files(id).record, "utf8");
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") throw notFound("instance", id);
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       throw error;
     }
-    return INSTANCE_SCHEMA.parse(JSON.parse(text));
+    const value = JSON.parse(text) as Record<string, unknown>;
+    // Records written before versions existed hold the bare instance.
+    if (!("instance" in value)) return { instance: INSTANCE_SCHEMA.parse(value), version: 0, last_event: null };
+    return INSTANCE_RECORD.parse(value);
   }
 
-  async save(instance: Instance): Promise<void> {
-    await writeFileAtomic(this.files(instance.id).record, `${JSON.stringify(instance, null, 2)}\n`);
-  }
-
-  /** Saves the record, then appends the event that carries it. */
+  /**
+   * Writes the instance's next version with its event, then appends that event. A crash in between leaves a record
+   * whose event the next announcement (and a re-run of the job) carries.
+   */
   async commit(
     instance: Instance,
-    type: "instance.created" | "instance.updated" | "instance.deleted" | "instance.forked" | "instance.restored",
-    snapshotId?: string,
+    type: InstanceEventType,
+    options: { jobId?: string; snapshotId?: string; previous?: Versioned; crashAt?: CrashPoint } = {},
   ): Promise<CommandResult> {
-    if (type !== "instance.deleted") await this.save(instance);
+    const previous = options.previous ?? (await this.findRecord(instance.id));
+    const record: InstanceRecord = { instance, ...nextStamp(previous, type, options.jobId, options.snapshotId) };
+    await writeFileAtomic(this.files(instance.id).record, `${JSON.stringify(record, null, 2)}\n`);
+    if (options.crashAt) crashPoint(options.crashAt);
+    return this.publish(record);
+  }
+
+  /** Appends the record's last event (again): consumers dedupe by its id. */
+  async publish(record: InstanceRecord): Promise<CommandResult> {
+    const { instance, version, last_event: last } = record;
+    if (!last) return { instance, event_id: "" };
     const subject = subjectOf.instance(instance.id);
+    const stamp = { id: last.id, version, occurred_at: last.occurred_at };
+    const type = last.type as InstanceEventType;
     const { event } =
       type === "instance.forked" || type === "instance.restored"
-        ? await this.options.events.append(type, subject, { instance, snapshot_id: snapshotId! })
-        : await this.options.events.append(type, subject, { instance });
+        ? await this.options.events.append(type, subject, { instance, snapshot_id: last.snapshot_id ?? "" }, stamp)
+        : await this.options.events.append(type, subject, { instance }, stamp);
     return { instance, event_id: event.id };
+  }
+
+  /** A re-run of the job that made the record's last change returns that change again. */
+  private async rerunOf(id: string, jobId: string | undefined): Promise<CommandResult | undefined> {
+    const record = await this.findRecord(id);
+    return record && madeBy(record, jobId) ? this.publish(record) : undefined;
   }
 
   async memoryMode(id: string): Promise<MemoryMode> {
@@ -109,17 +163,47 @@ export class InstanceManager {
   }
 
   async list(): Promise<Instance[]> {
-    const dir = path.join(this.options.dataDir, "instances");
-    const ids = await readdir(dir).catch(() => [] as string[]);
-    const instances: Instance[] = [];
-    for (const id of ids) {
-      try {
-        instances.push(await this.read(id));
-      } catch {
-        // a directory without a valid record is a half-created instance: reconcile removes it
-      }
+    return (await this.listRecords()).map((record) => record.instance);
+  }
+
+  async listRecords(): Promise<InstanceRecord[]> {
+    const records: InstanceRecord[] = [];
+    for (const id of await this.instanceDirs()) {
+      // a directory without a valid record is a half-created instance: removeHalfCreated() clears it at start
+      const record = await this.findRecord(id).catch(() => undefined);
+      if (record) records.push(record);
     }
-    return instances;
+    return records;
+  }
+
+  private instanceDirs(): Promise<string[]> {
+    return readdir(path.join(this.options.dataDir, "instances")).catch(() => [] as string[]);
+  }
+
+  /**
+   * At start, before any job runs: an instance directory with no record is a create or fork that died midway (its
+   * job re-runs from scratch, or never comes back), and a directory with a tombstone is a delete that died midway.
+   * Stops whatever VM such a directory still runs and removes it.
+   */
+  async removeHalfDone(): Promise<void> {
+    for (const id of await this.instanceDirs()) {
+      const unfinished =
+        !(await this.findRecord(id).catch(() => undefined)) ||
+        (await this.options.tombstones.read("instance", id)) !== undefined;
+      if (!unfinished) continue;
+      await this.stopVmOfDir(id);
+      await rm(this.files(id).dir, { recursive: true, force: true });
+      this.options.log.warn({ instanceId: id }, "removed an instance left half created or half deleted");
+    }
+  }
+
+  /** Stops a VM found by its directory alone (its record may be missing). */
+  private async stopVmOfDir(id: string): Promise<void> {
+    this.handles.delete(id);
+    for (const driver of this.options.drivers.values()) {
+      const handle = await driver.attach(this.files(id).dir).catch(() => null);
+      await handle?.stop({ gracefulTimeoutMs: GRACEFUL_STOP_MS }).catch(() => {});
+    }
   }
 
   async handle(instance: Instance): Promise<VmHandle | null> {
@@ -170,22 +254,29 @@ export class InstanceManager {
     await handle?.stop({ gracefulTimeoutMs: GRACEFUL_STOP_MS });
   }
 
-  async create(prepared: Instance): Promise<CommandResult> {
+  async create(prepared: Instance, jobId?: string): Promise<CommandResult> {
     this.driver(prepared.hypervisor); // not_supported before any file is made
     await this.image(prepared.image);
     const files = this.files(prepared.id);
     return this.locks.run(prepared.id, async () => {
+      // The id is new per request: a record with it means this job ran before and got that far.
+      const existing = await this.findRecord(prepared.id);
+      if (existing) return this.publish(existing);
+      await this.clearUnfinished(prepared.id);
       await mkdir(files.dir, { recursive: true });
       try {
         await writeFile(files.disk, "");
         await truncate(files.disk, parseSize(prepared.overlay_size)!);
         await this.boot(prepared);
+        crashPoint("instance-create.after-boot");
         const now = new Date().toISOString();
         return await this.commit(
           { ...prepared, state: "Running", started_at: now, host_id: this.options.hostId },
           "instance.created",
+          { jobId, crashAt: "instance-create.after-record" },
         );
       } catch (error) {
+        if (await this.findRecord(prepared.id).catch(() => undefined)) throw error; // durable: only the append failed
         await this.stopVm(prepared).catch(() => {});
         await rm(files.dir, { recursive: true, force: true });
         throw error;
@@ -193,21 +284,34 @@ export class InstanceManager {
     });
   }
 
-  stop(id: string): Promise<CommandResult> {
+  /** What an earlier run of a create or fork left without a record: its VM and files, removed before trying again. */
+  async clearUnfinished(id: string): Promise<void> {
+    if (!existsSync(this.files(id).dir)) return;
+    await this.stopVmOfDir(id);
+    await rm(this.files(id).dir, { recursive: true, force: true });
+  }
+
+  stop(id: string, jobId?: string): Promise<CommandResult> {
     return this.locks.run(id, async () => {
+      const rerun = await this.rerunOf(id, jobId);
+      if (rerun) return rerun;
       const instance = await this.read(id);
       assertOperationAllowed("stop", instance);
       await this.stopVm(instance);
       await this.discardMemoryState(id);
+      crashPoint("instance-stop.after-vm-stopped");
       return this.commit(
         { ...instance, state: "Stopped", state_error: null, has_snapshot: false, stopped_at: new Date().toISOString() },
         "instance.updated",
+        { jobId, crashAt: "instance-stop.after-record" },
       );
     });
   }
 
-  start(id: string): Promise<CommandResult> {
+  start(id: string, jobId?: string): Promise<CommandResult> {
     return this.locks.run(id, async () => {
+      const rerun = await this.rerunOf(id, jobId);
+      if (rerun) return rerun;
       const instance = await this.read(id);
       assertOperationAllowed("start", instance);
       await this.discardMemoryState(id);
@@ -215,13 +319,16 @@ export class InstanceManager {
       return this.commit(
         { ...instance, state: "Running", state_error: null, started_at: new Date().toISOString() },
         "instance.updated",
+        { jobId },
       );
     });
   }
 
   /** Captures device state (RAM is already in the shared memory file), then ends the VMM. */
-  standby(id: string): Promise<CommandResult> {
+  standby(id: string, jobId?: string): Promise<CommandResult> {
     return this.locks.run(id, async () => {
+      const rerun = await this.rerunOf(id, jobId);
+      if (rerun) return rerun;
       const instance = await this.read(id);
       assertOperationAllowed("standby", instance);
       const handle = await this.requireHandle(instance);
@@ -230,12 +337,15 @@ export class InstanceManager {
       return this.commit(
         { ...instance, state: "Standby", has_snapshot: true, stopped_at: new Date().toISOString() },
         "instance.updated",
+        { jobId },
       );
     });
   }
 
-  restore(id: string): Promise<CommandResult> {
+  restore(id: string, jobId?: string): Promise<CommandResult> {
     return this.locks.run(id, async () => {
+      const rerun = await this.rerunOf(id, jobId);
+      if (rerun) return rerun;
       const instance = await this.read(id);
       assertOperationAllowed("restore", instance);
       // A private-memory VM's standby stream holds its RAM: it comes back onto a blank file of its own.
@@ -249,22 +359,44 @@ export class InstanceManager {
       return this.commit(
         { ...instance, state: "Running", has_snapshot: false, started_at: new Date().toISOString() },
         "instance.updated",
+        { jobId },
       );
     });
   }
 
-  delete(id: string): Promise<CommandResult> {
+  /** Stops the VM, writes the tombstone (the durable decision), removes the files, announces the deletion. */
+  delete(id: string, jobId?: string): Promise<CommandResult> {
+    const { tombstones, events } = this.options;
     return this.locks.run(id, async () => {
-      const instance = await this.read(id);
-      await this.stopVm(instance);
+      let tombstone = await tombstones.read("instance", id);
+      if (!tombstone) {
+        const record = await this.readRecord(id);
+        await this.stopVm(record.instance);
+        const instance: Instance = { ...record.instance, state: "Stopped", stopped_at: new Date().toISOString() };
+        const stamp = nextStamp(record, "instance.deleted", jobId);
+        tombstone = { kind: "instance", deleted_at: stamp.last_event.occurred_at, ...stamp, instance };
+        await tombstones.write(tombstone);
+        crashPoint("instance-delete.after-tombstone");
+      } else {
+        await this.stopVmOfDir(id); // a delete that died midway, or a re-run: finish it
+      }
       await rm(this.files(id).dir, { recursive: true, force: true });
-      return this.commit({ ...instance, state: "Stopped", stopped_at: new Date().toISOString() }, "instance.deleted");
+      if (tombstone.kind !== "instance") throw new Error(`tombstone of instance ${id} is not an instance's`);
+      return { instance: tombstone.instance, event_id: await publishTombstone(events, tombstone) };
     });
   }
 
   async logs(id: string, tail: number): Promise<{ lines: string[] }> {
     await this.read(id);
-    return { lines: await tailLines(this.files(id).consoleLog, tail) };
+    return { lines: await tailConsoleLog(this.files(id).consoleLog, tail) };
+  }
+
+  /** Rotates every console log over `maxBytes` (copy-truncate: QEMU keeps appending); returns the instance ids. */
+  async rotateConsoleLogs(maxBytes: number): Promise<string[]> {
+    const rotated: string[] = [];
+    for (const id of await this.instanceDirs())
+      if (await rotateConsoleLog(this.files(id).consoleLog, maxBytes)) rotated.push(id);
+    return rotated;
   }
 
   async requireHandle(instance: Instance): Promise<VmHandle> {

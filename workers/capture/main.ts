@@ -1,5 +1,7 @@
 // The capture worker: owns this host's VMs and takes jobs from this host's queue.
+import { selectCodecBackendOrExit } from "../../shared/codec/index.ts";
 import { EventStream } from "../../shared/events/stream.ts";
+import { TombstoneStore } from "../../shared/host-records.ts";
 import { announceHost, HOST_HEARTBEAT_INTERVAL_MS, type HostRecord } from "../../shared/hosts.ts";
 import { availableHypervisors, getHypervisor } from "../../shared/hypervisor/registry.ts";
 import type { HypervisorDriver } from "../../shared/hypervisor/types.ts";
@@ -7,11 +9,13 @@ import { StandbyMemory } from "../../shared/instances/standby-memory.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
+import { removeHostLeftovers } from "../../shared/orphans.ts";
 import { bootProcess } from "../../shared/process-boot.ts";
 import { closeRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
 import { SnapshotStore } from "../../shared/snapshots/store.ts";
 import { effectiveAccel } from "./accel.ts";
+import { HostAnnouncer } from "./announcer.ts";
 import { createHostHandlers } from "./handlers.ts";
 import { InstanceForker } from "./instance-fork.ts";
 import { InstanceManager } from "./instances.ts";
@@ -19,10 +23,15 @@ import { SnapshotRecompressor } from "./snapshot-recompress.ts";
 import { SnapshotManager } from "./snapshots.ts";
 
 const RECONCILE_INTERVAL_MS = 2_000;
+/** Events of changes this recent are appended again at start: the process may have died before appending them. */
+const REPUBLISH_WITHIN_MS = 10 * 60_000;
+const CONSOLE_ROTATION_INTERVAL_MS = 10_000;
+const CACHE_BUDGET_INTERVAL_MS = 60_000;
 
 const boot = bootProcess("capture-worker", { perHost: true });
 const { config, log } = boot;
 const hostId = boot.hostId!;
+await selectCodecBackendOrExit(config.CODEC_BACKEND, log);
 const redis = boot.connectRedis();
 
 const registryOptions = { qemu: { defaultAccel: effectiveAccel(config.QEMU_ACCEL), logger: log } };
@@ -30,12 +39,14 @@ const drivers = new Map<string, HypervisorDriver>();
 for (const name of await availableHypervisors(registryOptions))
   drivers.set(name, await getHypervisor(name, registryOptions));
 const events = new EventStream(redis, config.REDIS_PREFIX);
+const tombstones = new TombstoneStore(config.DATA_DIR);
 const instances = new InstanceManager({
   dataDir: config.DATA_DIR,
   imagesDir: config.IMAGES_DIR,
   hostId,
   drivers,
   events,
+  tombstones,
   log,
 });
 const jobs = new JobProducer({
@@ -49,14 +60,39 @@ const snapshots = new SnapshotManager({
   hostId,
   instances,
   store,
+  tombstones,
   events,
   jobs,
+  rawCacheBudgetBytes: config.RAW_CACHE_BUDGET_BYTES,
   log,
 });
 const forks = new InstanceForker({ instances, snapshots, log });
 const recompressor = new SnapshotRecompressor({ hostId, store, events, jobs, snapshots });
+const announcer = new HostAnnouncer({
+  hostId,
+  instances,
+  store,
+  tombstones,
+  events,
+  tombstoneRetentionMs: config.TOMBSTONE_RETENTION_MS,
+  log,
+});
+await removeHostLeftovers(config.DATA_DIR, log);
+// Creates, forks and deletes that died midway are cleared before any job runs (their jobs re-run from scratch).
+await instances.removeHalfDone();
+await snapshots.removeHalfDone(config.TOMBSTONE_RETENTION_MS);
 // VMs outlive this process: take back the ones that still run, report the ones that died meanwhile.
 await instances.reconcile();
+const announce = (reason: string) =>
+  announcer.announce(reason).catch((error: Error) => log.warn({ err: error.message, reason }, "announce failed"));
+// After a crash, events of the last changes may be missing from the stream (written, not yet appended).
+await announcer
+  .republishRecent(REPUBLISH_WITHIN_MS)
+  .catch((error: Error) => log.warn({ err: error.message }, "republishing recent events failed"));
+await announce("start");
+// A reconnect may be to a Redis that lost everything (a failover, a lost AOF): tell it all again.
+redis.on("ready", () => void announce("redis reconnected"));
+const announceTimer = setInterval(() => void announce("interval"), config.ANNOUNCE_INTERVAL_MS);
 let reconciling = false;
 const reconcileTimer = setInterval(() => {
   if (reconciling) return;
@@ -68,6 +104,15 @@ const reconcileTimer = setInterval(() => {
       reconciling = false;
     });
 }, RECONCILE_INTERVAL_MS);
+
+const rotateConsoleLogs = () =>
+  instances
+    .rotateConsoleLogs(config.CONSOLE_LOG_MAX_BYTES)
+    .then((rotated) => rotated.length > 0 && log.info({ instances: rotated }, "console logs rotated"))
+    .catch((error: Error) => log.warn({ err: error.message }, "console log rotation failed"));
+const rotationTimer = setInterval(rotateConsoleLogs, CONSOLE_ROTATION_INTERVAL_MS);
+await snapshots.enforceCacheBudget();
+const cacheTimer = setInterval(() => snapshots.enforceCacheBudget(), CACHE_BUDGET_INTERVAL_MS);
 
 const host: HostRecord = {
   id: hostId,
@@ -100,12 +145,14 @@ const worker = startJobWorker({
     hostId,
     instances,
     snapshots,
+    announcer,
     forks,
     recompressor,
     standbyMemory: new StandbyMemory({ dataDir: config.DATA_DIR, redis, prefix: config.REDIS_PREFIX, log }),
     jobs,
   }),
   concurrency: 4,
+  lockDurationMs: config.HOST_JOB_LOCK_MS,
   log,
 });
 log.info(
@@ -119,6 +166,9 @@ onShutdownSignal(log, config.SHUTDOWN_TIMEOUT_MS, stopProcess, config.SUPERVISOR
 async function stopProcess(): Promise<void> {
   clearInterval(heartbeatTimer);
   clearInterval(reconcileTimer);
+  clearInterval(announceTimer);
+  clearInterval(rotationTimer);
+  clearInterval(cacheTimer);
   await worker.close(Math.max(1_000, config.SHUTDOWN_TIMEOUT_MS - 2_000));
   await jobs.close();
   await closeRedis(redis);

@@ -1,13 +1,13 @@
 // POST /snapshots/{id}/compress on the host: a snapshot in `none` or `error` gets a new compression run, optionally
 // with a new policy. Never while one is queued or running: that is a 409.
 import { ApiError, notFound } from "../../shared/errors.ts";
-import { subjectOf } from "../../shared/events/catalog.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
+import { madeBy, nextStamp } from "../../shared/host-records.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { compressionJobId } from "../../shared/jobs/compression-jobs.ts";
 import type { JobProducer } from "../../shared/jobs/producer.ts";
 import type { Snapshot } from "../../shared/schemas/snapshot.ts";
-import type { SnapshotStore } from "../../shared/snapshots/store.ts";
+import { publishSnapshotRecord, type SnapshotStore } from "../../shared/snapshots/store.ts";
 import type { SnapshotManager } from "./snapshots.ts";
 
 /** BullMQ job states in which the compression job will still run (or runs now). */
@@ -27,6 +27,7 @@ export class SnapshotRecompressor {
   async recompress(
     snapshotId: string,
     compression: Snapshot["compression"],
+    jobId?: string,
   ): Promise<{ snapshot: Snapshot; event_id: string }> {
     const { store, events, jobs, hostId, snapshots } = this.options;
     const queue = jobs.queue(queueName("compression", hostId));
@@ -39,6 +40,9 @@ export class SnapshotRecompressor {
           `snapshot ${snapshotId} is a Stopped snapshot: it has no memory to compress`,
         );
       }
+      // A re-run of the same job answers what the first run did.
+      if (madeBy(record, jobId))
+        return { snapshot: record.snapshot, event_id: await publishSnapshotRecord(events, record) };
       const state = record.snapshot.compression_state;
       const job = await queue.getJob(compressionJobId(snapshotId));
       const jobState = job ? await job.getState() : undefined;
@@ -56,11 +60,9 @@ export class SnapshotRecompressor {
         compression_state: "none",
         compression_error: null,
       };
-      await store.write({ ...record, snapshot });
-      const { event } = await events.append("snapshot.compression.queued", subjectOf.snapshot(snapshotId), {
-        snapshot,
-      });
-      return { snapshot, event_id: event.id };
+      const next = { ...record, snapshot, ...nextStamp(record, "snapshot.compression.queued", jobId) };
+      await store.write(next);
+      return { snapshot, event_id: await publishSnapshotRecord(events, next) };
     });
     // A failed enqueue is not lost: the compression worker's reconcile queues every snapshot that wants compression.
     await snapshots.queueCompression(snapshotId).catch(() => {});

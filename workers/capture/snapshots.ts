@@ -4,11 +4,13 @@
 import { existsSync } from "node:fs";
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
+import { enforceCacheBudget, touchCacheEntry } from "../../shared/cache-budget.ts";
 import { decompressFile } from "../../shared/codec/index.ts";
+import { crashPoint } from "../../shared/crash-points.ts";
 import { ApiError, notFound } from "../../shared/errors.ts";
-import { subjectOf } from "../../shared/events/catalog.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
 import { fsyncPath } from "../../shared/files.ts";
+import { madeBy, nextStamp, publishTombstone, type TombstoneStore } from "../../shared/host-records.ts";
 import { readMachineInfo } from "../../shared/hypervisor/machine.ts";
 import { copyFileSparse } from "../../shared/hypervisor/sparse-copy.ts";
 import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
@@ -23,35 +25,51 @@ import {
   DEVICE_STATE_FILE,
   DISK_FILE,
   MEMORY_FILE,
+  publishSnapshotRecord,
   type SnapshotRecord,
   type SnapshotStore,
 } from "../../shared/snapshots/store.ts";
+import { allocatedBytesOf, asInsufficientStorage, assertFreeSpace } from "../../shared/storage/free-space.ts";
 import type { CommandResult, InstanceManager } from "./instances.ts";
 
 export interface SnapshotManagerOptions {
   hostId: string;
   instances: InstanceManager;
   store: SnapshotStore;
+  tombstones: TombstoneStore;
   events: EventStream;
   /** Puts compression jobs on this host's compression queue. */
   jobs: JobProducer;
+  /** RAW_CACHE_BUDGET_BYTES: decompressed payloads beyond this are evicted, least recently used first. */
+  rawCacheBudgetBytes: number;
   log: Logger;
 }
 
 export class SnapshotManager {
   constructor(private readonly options: SnapshotManagerOptions) {}
 
-  /** Captures a snapshot of the instance. From Running, the guest is paused only for the device state and copies. */
-  capture(instanceId: string, prepared: Snapshot): Promise<{ snapshot: Snapshot; event_id: string }> {
+  /**
+   * Captures a snapshot of the instance. From Running, the guest is paused only for the device state and copies.
+   * Safe to run twice: the id is new per request, so a record with it is this capture's, done already.
+   */
+  capture(instanceId: string, prepared: Snapshot, jobId?: string): Promise<{ snapshot: Snapshot; event_id: string }> {
     const { instances, store } = this.options;
     return instances.locks.run(instanceId, async () => {
+      const done = await store.read(prepared.id);
+      if (done) return this.publish(done);
+      if (await this.options.tombstones.read("snapshot", prepared.id)) throw notFound("snapshot", prepared.id);
+      // A payload directory without a record is an earlier run that died before its record: capture again.
+      await rm(store.dir(prepared.id), { recursive: true, force: true });
       const instance = await instances.read(instanceId);
       assertOperationAllowed(prepared.kind === "Standby" ? "snapshotStandby" : "snapshotStopped", instance);
       const files = instances.files(instanceId);
       const staging = path.join(store.dataDir, "snapshots", `.staging-${prepared.id}`);
-      await rm(staging, { recursive: true, force: true });
-      await mkdir(staging, { recursive: true });
       try {
+        await rm(staging, { recursive: true, force: true });
+        await mkdir(staging, { recursive: true });
+        await this.assertRoomFor(
+          prepared.kind === "Standby" ? [files.disk, files.memory, files.standbyState] : [files.disk],
+        );
         let layout: SnapshotRecord["memory_layout"] = "none";
         let downtimeMs: number | null = null;
         if (prepared.kind === "Standby") {
@@ -80,6 +98,7 @@ export class SnapshotManager {
         for (const name of await readdir(staging)) await fsyncPath(path.join(staging, name));
         await rename(staging, store.dir(prepared.id));
         await fsyncPath(path.dirname(staging));
+        crashPoint("snapshot-capture.after-payload");
 
         // The driver writes which QEMU made a device state beside it: forks and restores are checked against it.
         const deviceState =
@@ -97,12 +116,12 @@ export class SnapshotManager {
           source: instance,
           memory_layout: layout,
           memory_payload: layout === "file" ? MEMORY_FILE : layout === "stream" ? DEVICE_STATE_FILE : null,
+          ...nextStamp(undefined, "snapshot.created", jobId),
         };
         record.snapshot.size_bytes = await store.storedBytes(record);
         await store.write(record);
-        const { event } = await this.options.events.append("snapshot.created", subjectOf.snapshot(prepared.id), {
-          snapshot: record.snapshot,
-        });
+        crashPoint("snapshot-capture.after-record");
+        const { event_id } = await this.publish(record);
         if (record.snapshot.compression.enabled && record.memory_payload) {
           // The snapshot is durable and announced: a failed enqueue must not undo it. The compression worker's
           // reconcile queues any snapshot that wants compression and has no job.
@@ -114,13 +133,46 @@ export class SnapshotManager {
           { snapshotId: prepared.id, kind: prepared.kind, layout, downtimeMs, sizeBytes: record.snapshot.size_bytes },
           "snapshot captured",
         );
-        return { snapshot: record.snapshot, event_id: event.id };
+        return { snapshot: record.snapshot, event_id };
       } catch (error) {
         await rm(staging, { recursive: true, force: true });
-        await rm(store.dir(prepared.id), { recursive: true, force: true });
-        throw error;
+        // Once the record is written the snapshot exists: only an append failed, which a re-run or announcement heals.
+        if (!(await store.read(prepared.id).catch(() => undefined))) {
+          await rm(store.dir(prepared.id), { recursive: true, force: true });
+        }
+        throw asInsufficientStorage(error, this.options.hostId, `snapshot ${prepared.id}`);
       }
     });
+  }
+
+  /** 507 before anything is copied when the snapshots' file system cannot hold the files' allocated bytes. */
+  private async assertRoomFor(payloadFiles: string[]): Promise<void> {
+    const snapshotsDir = path.join(this.options.store.dataDir, "snapshots");
+    await assertFreeSpace(snapshotsDir, await allocatedBytesOf(payloadFiles), this.options.hostId);
+  }
+
+  /**
+   * At start, before any job runs: removes payloads whose tombstone is written (a delete that died midway) and
+   * payload directories with no record (a capture that died before its record; its job, if it comes back, captures
+   * again).
+   */
+  async removeHalfDone(tombstoneRetentionMs: number): Promise<void> {
+    const { store, tombstones, log } = this.options;
+    for (const tombstone of await tombstones.list(tombstoneRetentionMs)) {
+      if (tombstone.kind !== "snapshot" || !existsSync(store.dir(tombstone.snapshot.id))) continue;
+      await rm(store.dir(tombstone.snapshot.id), { recursive: true, force: true });
+      log.warn({ snapshotId: tombstone.snapshot.id }, "finished a snapshot delete that died midway");
+    }
+    const root = path.join(store.dataDir, "snapshots");
+    for (const id of await readdir(root).catch(() => [] as string[])) {
+      if (id.startsWith(".") || (await store.read(id).catch(() => undefined))) continue;
+      await rm(store.dir(id), { recursive: true, force: true });
+      log.warn({ snapshotId: id }, "removed a snapshot payload left without a record");
+    }
+  }
+
+  private async publish(record: SnapshotRecord): Promise<{ snapshot: Snapshot; event_id: string }> {
+    return { snapshot: record.snapshot, event_id: await publishSnapshotRecord(this.options.events, record) };
   }
 
   async queueCompression(snapshotId: string): Promise<void> {
@@ -132,29 +184,41 @@ export class SnapshotManager {
   }
 
   /** Boots a new instance from the snapshot in the target state. */
-  async fork(snapshotId: string, prepared: Instance, target: TargetState): Promise<CommandResult> {
-    const record = await this.requireRecord(snapshotId);
+  async fork(snapshotId: string, prepared: Instance, target: TargetState, jobId?: string): Promise<CommandResult> {
     const { instances } = this.options;
     const files = instances.files(prepared.id);
     return instances.locks.run(prepared.id, async () => {
+      // The new instance's id is new per request: a record with it means this fork ran before and finished.
+      const existing = await instances.findRecord(prepared.id);
+      if (existing) return instances.publish(existing);
+      const record = await this.requireRecord(snapshotId);
+      await instances.clearUnfinished(prepared.id);
       await mkdir(files.dir, { recursive: true });
       try {
         const instance = await this.bringUp(prepared, record, target);
-        return await instances.commit(instance, "instance.forked", snapshotId);
+        crashPoint("snapshot-fork.after-boot");
+        return await instances.commit(instance, "instance.forked", {
+          jobId,
+          snapshotId,
+          crashAt: "snapshot-fork.after-record",
+        });
       } catch (error) {
+        if (await instances.findRecord(prepared.id).catch(() => undefined)) throw error; // durable: only the append failed
         await instances.stopVm(prepared).catch(() => {});
         await rm(files.dir, { recursive: true, force: true });
-        throw error;
+        throw asInsufficientStorage(error, this.options.hostId, `instance ${prepared.id}`);
       }
     });
   }
 
   /** Puts the snapshot's own source instance back to the snapshot's moment, in the target state. */
-  async restore(snapshotId: string, instanceId: string, target: TargetState): Promise<CommandResult> {
-    const record = await this.requireRecord(snapshotId);
+  async restore(snapshotId: string, instanceId: string, target: TargetState, jobId?: string): Promise<CommandResult> {
     const { instances } = this.options;
     return instances.locks.run(instanceId, async () => {
-      const instance = await instances.read(instanceId);
+      const current = await instances.readRecord(instanceId);
+      if (madeBy(current, jobId)) return instances.publish(current);
+      const record = await this.requireRecord(snapshotId);
+      const instance = current.instance;
       if (record.snapshot.source_instance_id !== instanceId) {
         throw new ApiError("invalid_request", `snapshot ${snapshotId} was not taken of instance ${instance.name}`);
       }
@@ -162,25 +226,39 @@ export class SnapshotManager {
       await instances.stopVm(instance);
       await instances.discardMemoryState(instanceId);
       const restored = await this.bringUp(instance, record, target);
-      return instances.commit(restored, "instance.restored", snapshotId);
+      return instances.commit(restored, "instance.restored", { jobId, snapshotId, previous: current });
     });
   }
 
-  /** Cancels work in flight on the snapshot, removes its payload and cache, and emits snapshot.deleted. */
-  async delete(snapshotId: string): Promise<{ snapshot: Snapshot; event_id: string }> {
-    const record = await this.requireRecord(snapshotId);
-    const { store } = this.options;
-    await store.withLock(snapshotId, async () => {
-      // A compression in flight sees its record gone at its next progress step and stops.
+  /**
+   * Writes the snapshot's tombstone (the durable decision), removes its payload and cache (a compression in flight
+   * sees its record gone at its next progress step and stops), and emits snapshot.deleted. A re-run, or a delete that
+   * died midway, finds the tombstone and finishes.
+   */
+  async delete(snapshotId: string, jobId?: string): Promise<{ snapshot: Snapshot; event_id: string }> {
+    const { store, tombstones } = this.options;
+    const tombstone = await store.withLock(snapshotId, async () => {
+      let found = await tombstones.read("snapshot", snapshotId);
+      if (!found) {
+        const record = await this.requireRecord(snapshotId);
+        const stamp = nextStamp(record, "snapshot.deleted", jobId);
+        found = {
+          kind: "snapshot",
+          deleted_at: stamp.last_event.occurred_at,
+          ...stamp,
+          snapshot: record.snapshot,
+        };
+        await tombstones.write(found);
+        crashPoint("snapshot-delete.after-tombstone");
+      }
       await rm(store.dir(snapshotId), { recursive: true, force: true });
       await rm(path.dirname(store.cacheFile(snapshotId, MEMORY_FILE)), { recursive: true, force: true });
+      return found;
     });
+    if (tombstone.kind !== "snapshot") throw new Error(`tombstone of snapshot ${snapshotId} is not a snapshot's`);
     const queue = this.options.jobs.queue(queueName("compression", this.options.hostId));
     await queue.remove(compressionJobId(snapshotId)).catch(() => 0); // only waiting jobs can be removed
-    const { event } = await this.options.events.append("snapshot.deleted", subjectOf.snapshot(snapshotId), {
-      snapshot: record.snapshot,
-    });
-    return { snapshot: record.snapshot, event_id: event.id };
+    return { snapshot: tombstone.snapshot, event_id: await publishTombstone(this.options.events, tombstone) };
   }
 
   private async requireRecord(snapshotId: string): Promise<SnapshotRecord> {
@@ -236,6 +314,8 @@ export class SnapshotManager {
     const raw = store.file(id, name);
     if (record.snapshot.compression_state !== "compressed" && existsSync(raw)) return raw;
     const cache = store.cacheFile(id, name);
+    // Touched before use: an entry used within the grace period is never evicted, so it stays until QEMU maps it.
+    await touchCacheEntry(path.dirname(cache));
     if (existsSync(cache)) return cache;
     await mkdir(path.dirname(cache), { recursive: true });
     const started = performance.now();
@@ -244,6 +324,19 @@ export class SnapshotManager {
       { snapshotId: id, ms: Math.round(performance.now() - started), bytes: (await stat(cache)).size },
       "decompressed memory payload into the raw cache",
     );
+    void this.enforceCacheBudget();
     return cache;
+  }
+
+  /** Evicts least recently used raw cache entries beyond the budget; never one a VM maps. Logs, never throws. */
+  async enforceCacheBudget(): Promise<void> {
+    const { store, rawCacheBudgetBytes, log } = this.options;
+    try {
+      const report = await enforceCacheBudget(store.cacheRoot, rawCacheBudgetBytes);
+      if (report.evicted.length > 0) log.info(report, "raw cache entries evicted");
+      if (report.overBudgetBytes > 0) log.warn(report, "raw cache over budget: the rest is in use by running VMs");
+    } catch (error) {
+      log.warn({ err: (error as Error).message }, "raw cache eviction failed");
+    }
   }
 }

@@ -1,13 +1,21 @@
 // Compresses one snapshot's memory payload: none → compressing → compressed, or error with the raw payload kept.
-// Safe to run again after a crash (it starts over from the raw file) and stops when the snapshot is deleted.
+// Safe to run again after a crash (it starts over from the raw file, or announces again a state it already wrote)
+// and stops when the snapshot is deleted. Every state change bumps the record's version with its event.
 import { readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { CodecError, compressFile } from "../../shared/codec/index.ts";
+import { type CrashPoint, crashPoint } from "../../shared/crash-points.ts";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
+import { nextStamp } from "../../shared/host-records.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { CompressionState, Snapshot } from "../../shared/schemas/snapshot.ts";
-import { COMPRESSED_SUFFIX, type SnapshotRecord, type SnapshotStore } from "../../shared/snapshots/store.ts";
+import {
+  COMPRESSED_SUFFIX,
+  publishSnapshotRecord,
+  type SnapshotRecord,
+  type SnapshotStore,
+} from "../../shared/snapshots/store.ts";
 
 /** Progress events at most this often. */
 const PROGRESS_INTERVAL_MS = 500;
@@ -30,12 +38,18 @@ export async function compressSnapshot(
   const { store, log } = deps;
   const started = await store.withLock(snapshotId, async () => {
     const record = await store.read(snapshotId);
-    if (!record || !needsCompression(record)) return undefined;
+    if (!record) return undefined;
+    if (!needsCompression(record)) {
+      // Done already (maybe by a run that died before announcing it): announce it again, harmlessly.
+      await publishSnapshotRecord(deps.events, record);
+      return undefined;
+    }
     return setState(
       deps,
       record,
       { compression_state: "compressing", compression_error: null },
       "snapshot.compression.started",
+      { crashAt: "compression.after-started-record" },
     );
   });
   if (!started) return "skipped";
@@ -79,10 +93,13 @@ export async function compressSnapshot(
           uncompressed_size_bytes: uncompressed,
         },
         "snapshot.compression.completed",
-        async () => {
-          // The record says compressed before the raw file goes: a crash in between leaves a spare raw file, not a lie.
-          await rm(source, { force: true });
-          await removeTemporaries(store.dir(snapshotId), `${name}${COMPRESSED_SUFFIX}`);
+        {
+          crashAt: "compression.after-compressed-record",
+          afterWrite: async () => {
+            // The record says compressed before the raw file goes: a crash in between leaves a spare raw file, not a lie.
+            await rm(source, { force: true });
+            await removeTemporaries(store.dir(snapshotId), `${name}${COMPRESSED_SUFFIX}`);
+          },
         },
       );
       log.info(
@@ -106,9 +123,7 @@ export async function compressSnapshot(
       // The record already points at the compressed file (a step after its write failed, e.g. the event append,
       // or another run finished first): removing it would lose the snapshot's memory. Report the outcome again.
       log.warn({ snapshotId, err: (error as Error).message }, "compression finished but a later step failed");
-      await deps.events.append("snapshot.compression.completed", subjectOf.snapshot(snapshotId), {
-        snapshot: current.snapshot,
-      });
+      await publishSnapshotRecord(deps.events, current);
       return "compressed";
     }
     await rm(destination, { force: true }).catch(() => {});
@@ -150,25 +165,32 @@ async function setState(
   record: SnapshotRecord,
   changes: Partial<Snapshot>,
   type: "snapshot.compression.started" | "snapshot.compression.completed" | "snapshot.compression.failed",
-  afterWrite?: () => Promise<void>,
+  options: { afterWrite?: () => Promise<void>; crashAt?: CrashPoint } = {},
 ): Promise<SnapshotRecord> {
-  const next: SnapshotRecord = { ...record, snapshot: { ...record.snapshot, ...changes } };
+  const next: SnapshotRecord = {
+    ...record,
+    snapshot: { ...record.snapshot, ...changes },
+    ...nextStamp(record, type, null),
+  };
   // Counts the compressed file once the state says compressed, whatever raw file is still around.
   next.snapshot.size_bytes = await deps.store.storedBytes(next);
   await deps.store.write(next);
-  await afterWrite?.();
-  await deps.events.append(type, subjectOf.snapshot(record.snapshot.id), { snapshot: next.snapshot });
+  await options.afterWrite?.();
+  if (options.crashAt) crashPoint(options.crashAt);
+  await publishSnapshotRecord(deps.events, next);
   return next;
 }
 
 async function reportProgress(deps: CompressSnapshotDeps, snapshotId: string, done: number, total: number) {
   const record = await deps.store.read(snapshotId);
   if (!record) throw new SnapshotGoneError(`snapshot ${snapshotId} was deleted`);
-  await deps.events.append("snapshot.compression.progress", subjectOf.snapshot(snapshotId), {
-    snapshot: record.snapshot,
-    bytes_done: done,
-    bytes_total: total,
-  });
+  // Progress changes nothing in the record: it carries the record's version, so the read model keeps what it has.
+  await deps.events.append(
+    "snapshot.compression.progress",
+    subjectOf.snapshot(snapshotId),
+    { snapshot: record.snapshot, bytes_done: done, bytes_total: total },
+    { version: record.version },
+  );
 }
 
 /** Temporary outputs of attempts that died mid-write (kill -9, power loss): `.<name>.<random>.tmp`, see shared/codec. */

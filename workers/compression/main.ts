@@ -1,10 +1,12 @@
 // The compression worker: compresses this host's snapshot memory payloads in the background, a bounded number
 // at a time, and makes sure no snapshot waits forever for a job that vanished.
+import { selectCodecBackendOrExit } from "../../shared/codec/index.ts";
 import { EventStream } from "../../shared/events/stream.ts";
 import { StandbyMemory } from "../../shared/instances/standby-memory.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
+import { removeHostLeftovers } from "../../shared/orphans.ts";
 import { bootProcess } from "../../shared/process-boot.ts";
 import { closeRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
@@ -12,11 +14,12 @@ import { SnapshotStore } from "../../shared/snapshots/store.ts";
 import { createCompressionHandlers } from "./handlers.ts";
 import { requeueUnfinishedCompressions } from "./reconcile.ts";
 
-const RECONCILE_INTERVAL_MS = 60_000;
+const RECONCILE_INTERVAL_MS = 30_000;
 
 const boot = bootProcess("compression-worker", { perHost: true });
 const { config, log } = boot;
 const hostId = boot.hostId!;
+await selectCodecBackendOrExit(config.CODEC_BACKEND, log);
 const redis = boot.connectRedis();
 const store = new SnapshotStore(config.DATA_DIR, redis, config.REDIS_PREFIX);
 const queue = queueName("compression", hostId);
@@ -27,6 +30,7 @@ const jobs = new JobProducer({
   commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
 });
 
+await removeHostLeftovers(config.DATA_DIR, log);
 const worker = startJobWorker({
   queue,
   prefix: config.REDIS_PREFIX,
@@ -48,6 +52,8 @@ const reconcile = () =>
     log.warn({ err: error.message }, "compression reconcile failed"),
   );
 await reconcile();
+// A reconnect may be to a Redis that lost its queues: requeue at once rather than at the next interval.
+redis.on("ready", () => void reconcile());
 const reconcileTimer = setInterval(reconcile, RECONCILE_INTERVAL_MS);
 
 onShutdownSignal(log, config.SHUTDOWN_TIMEOUT_MS, stopProcess, config.SUPERVISOR_PID);

@@ -1,7 +1,5 @@
 // Compression work must never be lost: any snapshot that wants compression and is not done gets a job again
 // (after a crash, a lost enqueue, or a job that stalled out). Job ids are per snapshot, so this never duplicates.
-import { readdir } from "node:fs/promises";
-import path from "node:path";
 import { compressionJobId } from "../../shared/jobs/compression-jobs.ts";
 import type { JobProducer } from "../../shared/jobs/producer.ts";
 import type { Logger } from "../../shared/logger.ts";
@@ -15,13 +13,10 @@ export async function requeueUnfinishedCompressions(
   hostId: string,
   log: Logger,
 ): Promise<string[]> {
-  const ids = (await readdir(path.join(store.dataDir, "snapshots")).catch(() => [] as string[])).filter(
-    (name) => !name.startsWith("."),
-  );
   const requeued: string[] = [];
-  for (const id of ids) {
-    const record = await store.read(id).catch(() => undefined);
-    if (!record || !needsCompression(record)) continue;
+  for (const record of await store.list()) {
+    if (!needsCompression(record)) continue;
+    const id = record.snapshot.id;
     const existing = await jobs.queue(queueName).getJob(compressionJobId(id));
     const state = existing ? await existing.getState() : undefined;
     if (state && state !== "completed" && state !== "failed" && state !== "unknown") continue;

@@ -3,11 +3,17 @@ import type { Migration } from "kysely";
 import * as initial from "./0001_initial.ts";
 import * as readModel from "./0002_read_model.ts";
 import * as webhooks from "./0003_webhooks.ts";
+import * as versions from "./0004_versions.ts";
+import * as idempotencyKeys from "./0005_idempotency_keys.ts";
+import * as retention from "./0006_retention.ts";
 import * as schedules from "./0007_schedules.ts";
 
 export const MIGRATIONS: Record<string, Migration> = {
   "0001_initial": initial,
   "0002_read_model": readModel,
   "0003_webhooks": webhooks,
+  "0004_versions": versions,
+  "0005_idempotency_keys": idempotencyKeys,
+  "0006_retention": retention,
   "0007_schedules": schedules,
 };

@@ -1,0 +1,211 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { announceHost } from "../../../shared/hosts.ts";
+import { closeRedis, connectRedis } from "../../../shared/redis.ts";
+import { createTestApp, TEST_API_KEY, type TestApp } from "../../../test/helpers/app.ts";
+import { jsonOf } from "../../../test/helpers/fixtures.ts";
+import { canonicalBody } from "./index.ts";
+import { pruneExpiredKeys } from "./store.ts";
+
+const OTHER_API_KEY = "other-tenant-key-0123456789";
+const RECEIVER = "http://127.0.0.1:9/hooks";
+
+describe("Idempotency-Key", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({
+      webhookAllowedHosts: ["127.0.0.1"],
+      apiKeys: [TEST_API_KEY, OTHER_API_KEY],
+      jobResultTimeoutMs: 1_500,
+    });
+  });
+  afterAll(() => t.close());
+
+  const createWebhook = (key: string, json: unknown, auth?: string) =>
+    t.request("/webhooks", { method: "POST", json, auth, headers: { "idempotency-key": key } });
+  const storedRows = (key: string) =>
+    t.db.selectFrom("idempotency_keys").selectAll().where("idempotency_key", "=", key).execute();
+
+  describe("happy", () => {
+    it("replays the first answer, status and body, for the same key and request", async () => {
+      const first = await createWebhook("create-1", { url: RECEIVER, description: "a" });
+      expect(first.status).toBe(201);
+      expect(first.headers.get("idempotent-replayed")).toBeNull();
+      const created = await jsonOf(first);
+
+      const again = await createWebhook("create-1", { description: "a", url: RECEIVER }); // keys in another order
+      expect(again.status).toBe(201);
+      expect(again.headers.get("idempotent-replayed")).toBe("true");
+      expect(again.headers.get("content-type")).toContain("application/json");
+      expect(await jsonOf(again)).toEqual(created);
+      const endpoints = await jsonOf(await t.request("/webhooks"));
+      expect(endpoints.filter((endpoint: { id: string }) => endpoint.id === created.id)).toHaveLength(1);
+      expect(endpoints.filter((endpoint: { description: string }) => endpoint.description === "a")).toHaveLength(1);
+    });
+
+    it("replays a 4xx answer too: the request ran and that was its outcome", async () => {
+      const first = await t.request("/instances/no-such-vm/stop", {
+        method: "POST",
+        headers: { "idempotency-key": "stop-1" },
+      });
+      expect(first.status).toBe(404);
+      const again = await t.request("/instances/no-such-vm/stop", {
+        method: "POST",
+        headers: { "idempotency-key": "stop-1" },
+      });
+      expect(again.status).toBe(404);
+      expect(again.headers.get("idempotent-replayed")).toBe("true");
+      expect(await jsonOf(again)).toEqual(await jsonOf(first));
+    });
+
+    it("leaves requests without a key, and GETs with one, alone", async () => {
+      const one = await jsonOf(await t.request("/webhooks", { method: "POST", json: { url: RECEIVER } }));
+      const two = await jsonOf(await t.request("/webhooks", { method: "POST", json: { url: RECEIVER } }));
+      expect(one.id).not.toBe(two.id);
+      const get = await t.request("/webhooks", { headers: { "idempotency-key": "create-1" } });
+      expect(get.status).toBe(200);
+      expect(get.headers.get("idempotent-replayed")).toBeNull();
+    });
+
+    it("runs the request afresh once the key has expired, and the prune deletes expired keys", async () => {
+      await createWebhook("expiring", { url: RECEIVER, description: "old" });
+      await t.db
+        .updateTable("idempotency_keys")
+        .set({ expires_at: new Date(Date.now() - 1_000).toISOString() })
+        .where("idempotency_key", "=", "expiring")
+        .execute();
+      const again = await createWebhook("expiring", { url: RECEIVER, description: "new" });
+      expect(again.status).toBe(201);
+      expect(again.headers.get("idempotent-replayed")).toBeNull();
+
+      await t.db
+        .updateTable("idempotency_keys")
+        .set({ expires_at: new Date(Date.now() - 1_000).toISOString() })
+        .where("idempotency_key", "=", "expiring")
+        .execute();
+      expect(await pruneExpiredKeys(t.db)).toBeGreaterThanOrEqual(1);
+      expect(await storedRows("expiring")).toEqual([]);
+    });
+
+    it("canonicalises JSON bodies and keeps anything else byte for byte", () => {
+      expect(canonicalBody('{ "b": [ {"y":1,"x":2} ], "a": null }')).toBe('{"a":null,"b":[{"x":2,"y":1}]}');
+      expect(canonicalBody("name=web-1&size=256MB")).toBe("name=web-1&size=256MB");
+    });
+  });
+
+  describe("errors", () => {
+    it("answers the same key with another body, or another path, with 409 conflict", async () => {
+      expect((await createWebhook("reused", { url: RECEIVER, description: "x" })).status).toBe(201);
+      const otherBody = await createWebhook("reused", { url: RECEIVER, description: "y" });
+      expect(otherBody.status).toBe(409);
+      expect(await jsonOf(otherBody)).toEqual({
+        code: "conflict",
+        message: expect.stringContaining("different request"),
+      });
+      const otherPath = await t.request("/instances/some-vm/start", {
+        method: "POST",
+        headers: { "idempotency-key": "reused" },
+      });
+      expect(otherPath.status).toBe(409);
+      expect((await jsonOf(otherPath)).code).toBe("conflict");
+    });
+
+    it("stores no 503 (no host is online yet): a retry with the same key runs again", async () => {
+      const body = { name: "idem-vm", size: "256MB" };
+      const send = () =>
+        t.request("/instances", { method: "POST", json: body, headers: { "idempotency-key": "no-host" } });
+      const first = await send();
+      expect(first.status).toBe(503);
+      expect(await storedRows("no-host")).toEqual([]);
+      const again = await send();
+      expect(again.status).toBe(503);
+      expect(again.headers.get("idempotent-replayed")).toBeNull();
+    });
+
+    it("answers 409 while the first request with the key is still running, and stores no 504", async () => {
+      const hostId = "idem-silent-host";
+      const redis = connectRedis(t.redisUrl, "worker", 1_000);
+      const now = new Date().toISOString();
+      // A host that is online but never takes its jobs: the first request waits until its 504.
+      await announceHost(redis, t.prefix, {
+        id: hostId,
+        hypervisors: ["qemu"],
+        started_at: now,
+        last_seen_at: now,
+        pid: 1,
+      });
+      await closeRedis(redis);
+      const ping = () => t.request(`/hosts/${hostId}/ping`, { method: "POST", headers: { "idempotency-key": "slow" } });
+
+      const first = ping();
+      await expect.poll(async () => (await storedRows("slow")).length).toBe(1);
+      const concurrent = await ping();
+      expect(concurrent.status).toBe(409);
+      expect(await jsonOf(concurrent)).toEqual({ code: "conflict", message: expect.stringContaining("in progress") });
+
+      expect((await first).status).toBe(504);
+      expect(await storedRows("slow")).toEqual([]);
+      const retried = await ping();
+      expect(retried.status).toBe(504);
+      expect(retried.headers.get("idempotent-replayed")).toBeNull();
+    });
+
+    it("takes over a claim left unanswered by a process that died", async () => {
+      const long_ago = new Date(Date.now() - 3_600_000).toISOString();
+      const response = await createWebhook("orphan", { url: RECEIVER });
+      expect(response.status).toBe(201);
+      await t.db
+        .updateTable("idempotency_keys")
+        .set({ response_status: null, response_body: null, created_at: long_ago })
+        .where("idempotency_key", "=", "orphan")
+        .execute();
+      const again = await createWebhook("orphan", { url: RECEIVER });
+      expect(again.status).toBe(201);
+      expect(again.headers.get("idempotent-replayed")).toBeNull();
+    });
+
+    it.each([["x".repeat(256)], ["has space"], ["naïve"]])("refuses the key %j with 400", async (key) => {
+      const response = await t.request("/webhooks", {
+        method: "POST",
+        json: { url: RECEIVER },
+        headers: { "idempotency-key": key },
+      });
+      expect(response.status).toBe(400);
+      expect((await jsonOf(response)).code).toBe("invalid_request");
+    });
+  });
+
+  describe("security", () => {
+    it("scopes keys per API key: another tenant's same key and body run as its own request", async () => {
+      const mine = await jsonOf(await createWebhook("shared-key", { url: RECEIVER, description: "tenant" }));
+      const theirs = await createWebhook("shared-key", { url: RECEIVER, description: "tenant" }, OTHER_API_KEY);
+      expect(theirs.status).toBe(201);
+      expect(theirs.headers.get("idempotent-replayed")).toBeNull();
+      const body = await jsonOf(theirs);
+      expect(body.id).not.toBe(mine.id);
+      expect(body.secret).not.toBe(mine.secret);
+      const otherBody = await createWebhook("shared-key", { url: RECEIVER, description: "else" }, OTHER_API_KEY);
+      expect(otherBody.status).toBe(409); // its own key now, not the first tenant's
+    });
+
+    it("stores a hash of the bearer token, never the token", async () => {
+      const rows = await storedRows("shared-key");
+      expect(rows).toHaveLength(2);
+      for (const row of rows) {
+        expect(row.api_key_hash).toMatch(/^[0-9a-f]{64}$/);
+        expect(JSON.stringify(row)).not.toContain(TEST_API_KEY);
+        expect(JSON.stringify(row)).not.toContain(OTHER_API_KEY);
+      }
+    });
+
+    it("records nothing for an unauthenticated request", async () => {
+      const response = await t.request("/webhooks", {
+        method: "POST",
+        json: { url: RECEIVER },
+        auth: false,
+        headers: { "idempotency-key": "anonymous" },
+      });
+      expect(response.status).toBe(401);
+      expect(await storedRows("anonymous")).toEqual([]);
+    });
+  });
+});

@@ -1,0 +1,121 @@
+// Idempotency-Key records in the read model: claim a key for a request, store its response, prune old ones.
+import type { Logger } from "../../../shared/logger.ts";
+import type { Db } from "../../db/database.ts";
+
+export interface StoredResponse {
+  status: number;
+  contentType: string | null;
+  body: string;
+}
+
+export type Claim =
+  | { outcome: "claimed" }
+  | { outcome: "replay"; response: StoredResponse }
+  | { outcome: "in_flight" }
+  | { outcome: "mismatch" };
+
+export interface ClaimRequest {
+  apiKeyHash: string;
+  key: string;
+  fingerprint: string;
+  now: Date;
+  ttlMs: number;
+  /** An unanswered claim older than this was abandoned (its process died): the next request may take it over. */
+  inFlightTimeoutMs: number;
+}
+
+/** Claims the key for this request, or says why not: a stored response, a request still running, another body. */
+export async function claimKey(db: Db, request: ClaimRequest): Promise<Claim> {
+  const { apiKeyHash, key, fingerprint, now } = request;
+  const thisKey = db
+    .deleteFrom("idempotency_keys")
+    .where("api_key_hash", "=", apiKeyHash)
+    .where("idempotency_key", "=", key);
+  await thisKey.where("expires_at", "<=", now.toISOString()).execute();
+  const inserted = await db
+    .insertInto("idempotency_keys")
+    .values({
+      api_key_hash: apiKeyHash,
+      idempotency_key: key,
+      fingerprint,
+      response_status: null,
+      response_content_type: null,
+      response_body: null,
+      created_at: now.toISOString(),
+      expires_at: new Date(now.getTime() + request.ttlMs).toISOString(),
+    })
+    .onConflict((conflicting) => conflicting.columns(["api_key_hash", "idempotency_key"]).doNothing())
+    .executeTakeFirst();
+  if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 1) return { outcome: "claimed" };
+
+  const row = await db
+    .selectFrom("idempotency_keys")
+    .selectAll()
+    .where("api_key_hash", "=", apiKeyHash)
+    .where("idempotency_key", "=", key)
+    .executeTakeFirst();
+  if (!row) return claimKey(db, request); // pruned in between
+  if (row.fingerprint !== fingerprint) return { outcome: "mismatch" };
+  if (row.response_status !== null) {
+    return {
+      outcome: "replay",
+      response: { status: row.response_status, contentType: row.response_content_type, body: row.response_body ?? "" },
+    };
+  }
+  const abandonedBefore = new Date(now.getTime() - request.inFlightTimeoutMs).toISOString();
+  const takenOver = await db
+    .updateTable("idempotency_keys")
+    .set({ created_at: now.toISOString() })
+    .where("api_key_hash", "=", apiKeyHash)
+    .where("idempotency_key", "=", key)
+    .where("response_status", "is", null)
+    .where("created_at", "<", abandonedBefore)
+    .executeTakeFirst();
+  return Number(takenOver.numUpdatedRows) === 1 ? { outcome: "claimed" } : { outcome: "in_flight" };
+}
+
+export async function storeResponse(db: Db, apiKeyHash: string, key: string, response: StoredResponse): Promise<void> {
+  await db
+    .updateTable("idempotency_keys")
+    .set({
+      response_status: response.status,
+      response_content_type: response.contentType,
+      response_body: response.body,
+    })
+    .where("api_key_hash", "=", apiKeyHash)
+    .where("idempotency_key", "=", key)
+    .execute();
+}
+
+/** Forgets a claim whose request got no storable answer, so the client can retry with the same key. */
+export async function releaseKey(db: Db, apiKeyHash: string, key: string): Promise<void> {
+  await db
+    .deleteFrom("idempotency_keys")
+    .where("api_key_hash", "=", apiKeyHash)
+    .where("idempotency_key", "=", key)
+    .where("response_status", "is", null)
+    .execute();
+}
+
+export async function pruneExpiredKeys(db: Db, now = new Date()): Promise<number> {
+  const result = await db
+    .deleteFrom("idempotency_keys")
+    .where("expires_at", "<=", now.toISOString())
+    .executeTakeFirst();
+  return Number(result.numDeletedRows);
+}
+
+const PRUNE_INTERVAL_MS = 10 * 60_000;
+
+/** Deletes expired keys now and every few minutes; stop() ends it. */
+export function startIdempotencyPruner(db: Db, log: Logger): { stop(): void } {
+  const prune = () =>
+    pruneExpiredKeys(db).then(
+      (deleted) => deleted > 0 && log.debug({ deleted }, "expired idempotency keys pruned"),
+      (error: Error) => log.warn({ err: error.message }, "idempotency key prune failed"),
+    );
+  void prune();
+  const timer = setInterval(prune, PRUNE_INTERVAL_MS);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
+}

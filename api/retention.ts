@@ -1,0 +1,93 @@
+// Prunes the read model by age: applied event ids, tombstones of deleted instances and snapshots, finished webhook
+// deliveries (their attempts go with them). Small batches, each its own statement, so no long write blocks the API.
+import type { Db } from "./db/database.ts";
+
+export const PRUNE_BATCH = 500;
+
+export interface RetentionPolicy {
+  /** Milliseconds to keep each kind of row once it is final. */
+  processedEventsMs: number;
+  deletedResourcesMs: number;
+  webhookDeliveriesMs: number;
+}
+
+export interface PruneReport {
+  processed_events: number;
+  instances: number;
+  snapshots: number;
+  webhook_deliveries: number;
+}
+
+const cutoff = (now: number, ms: number) => new Date(now - ms).toISOString();
+
+/** Deletes, a batch at a time, the rows `deleteBatch` removes, until a batch comes back short. */
+async function inBatches(deleteBatch: () => Promise<number>): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const deleted = await deleteBatch();
+    total += deleted;
+    if (deleted < PRUNE_BATCH) return total;
+    await new Promise((resolve) => setImmediate(resolve)); // let requests in between batches
+  }
+}
+
+const count = (result: Array<{ numDeletedRows: bigint }>) => Number(result[0]?.numDeletedRows ?? 0n);
+
+export async function pruneByAge(db: Db, policy: RetentionPolicy, now = Date.now()): Promise<PruneReport> {
+  const appliedBefore = cutoff(now, policy.processedEventsMs);
+  const deletedBefore = cutoff(now, policy.deletedResourcesMs);
+  const finishedBefore = cutoff(now, policy.webhookDeliveriesMs);
+  return {
+    processed_events: await inBatches(async () =>
+      count(
+        await db
+          .deleteFrom("processed_events")
+          .where("event_id", "in", (eb) =>
+            eb
+              .selectFrom("processed_events")
+              .select("event_id")
+              .where("applied_at", "<", appliedBefore)
+              .limit(PRUNE_BATCH),
+          )
+          .execute(),
+      ),
+    ),
+    instances: await inBatches(async () =>
+      count(
+        await db
+          .deleteFrom("instances")
+          .where("id", "in", (eb) =>
+            eb.selectFrom("instances").select("id").where("deleted_at", "<", deletedBefore).limit(PRUNE_BATCH),
+          )
+          .execute(),
+      ),
+    ),
+    // Their tags go with them (foreign key, on delete cascade).
+    snapshots: await inBatches(async () =>
+      count(
+        await db
+          .deleteFrom("snapshots")
+          .where("id", "in", (eb) =>
+            eb.selectFrom("snapshots").select("id").where("deleted_at", "<", deletedBefore).limit(PRUNE_BATCH),
+          )
+          .execute(),
+      ),
+    ),
+    // Pending deliveries are never pruned, however old: they are still being attempted. Attempts cascade.
+    webhook_deliveries: await inBatches(async () =>
+      count(
+        await db
+          .deleteFrom("webhook_deliveries")
+          .where("id", "in", (eb) =>
+            eb
+              .selectFrom("webhook_deliveries")
+              .select("id")
+              .where("status", "in", ["succeeded", "failed"])
+              .where("updated_at", "<", finishedBefore)
+              .limit(PRUNE_BATCH),
+          )
+          .execute(),
+      ),
+    ),
+  };
+}

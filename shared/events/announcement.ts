@@ -1,0 +1,27 @@
+// A host's full-state announcement: every record it owns and every tombstone it keeps, with their versions.
+// The read model applies it like any event (newer version wins), so whatever events were lost, it converges.
+import { INSTANCE_SCHEMA } from "../schemas/instance.ts";
+import { SNAPSHOT_SCHEMA } from "../schemas/snapshot.ts";
+import { z } from "../zod.ts";
+
+const VERSION = z.number().int().nonnegative();
+
+export const ANNOUNCED_TOMBSTONE = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("instance"), version: VERSION, deleted_at: z.iso.datetime(), instance: INSTANCE_SCHEMA }),
+  z.object({ kind: z.literal("snapshot"), version: VERSION, deleted_at: z.iso.datetime(), snapshot: SNAPSHOT_SCHEMA }),
+]);
+
+export const HOST_ANNOUNCEMENT = z.object({
+  host_id: z.string(),
+  /** One announcement may span several stream entries (parts); they share this id. */
+  announcement_id: z.string(),
+  part: z.number().int().nonnegative(),
+  parts: z.number().int().positive(),
+  announced_at: z.iso.datetime(),
+  instances: z.array(z.object({ version: VERSION, instance: INSTANCE_SCHEMA })),
+  snapshots: z.array(z.object({ version: VERSION, snapshot: SNAPSHOT_SCHEMA })),
+  tombstones: z.array(ANNOUNCED_TOMBSTONE),
+});
+
+export type HostAnnouncement = z.infer<typeof HOST_ANNOUNCEMENT>;
+export type AnnouncedTombstone = z.infer<typeof ANNOUNCED_TOMBSTONE>;

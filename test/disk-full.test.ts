@@ -1,0 +1,66 @@
+// A Standby capture on a host whose snapshots directory is a full file system (a 40 MiB tmpfs): 507
+// insufficient_storage naming the host, no partial files, and the source keeps running.
+import { mkdirSync, readdirSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { run } from "../shared/hypervisor/exec.ts";
+import { jsonOf, waitFor } from "./helpers/fixtures.ts";
+import { type RunningService, startService } from "./helpers/service.ts";
+
+const isRoot = process.getuid?.() === 0;
+if (!isRoot) console.log("skipping the full-disk capture test: mounting a tmpfs needs root");
+
+describe.skipIf(!isRoot)("capture on a full disk", () => {
+  let service: RunningService;
+  let snapshotsDir: string;
+  let mounted = false;
+
+  beforeAll(async () => {
+    service = await startService();
+    snapshotsDir = path.join(service.dataDir, "snapshots");
+    mkdirSync(snapshotsDir, { recursive: true });
+    await run("mount", ["-t", "tmpfs", "-o", "size=40m", "tmpfs", snapshotsDir]);
+    mounted = true;
+  }, 60_000);
+
+  afterAll(async () => {
+    await service?.stop("SIGTERM");
+    if (mounted) await run("umount", ["--lazy", snapshotsDir]);
+    service?.remove();
+  });
+
+  const lastTick = async (name: string) => {
+    const text = await (await service.api(`/instances/${name}/logs?tail=50`)).text();
+    const ticks = [...text.matchAll(/tick (\d+)/g)].map((match) => Number(match[1]));
+    return ticks.length ? Math.max(...ticks) : -1;
+  };
+
+  it("answers 507 insufficient_storage naming the host, leaves no files, and keeps the source running", async () => {
+    const created = await service.api("/instances", { json: { name: "full-src", size: "256MB" } });
+    expect(created.status).toBe(201);
+    const tickBefore = await waitFor(
+      async () => ((await lastTick("full-src")) >= 1 ? lastTick("full-src") : undefined),
+      {
+        timeoutMs: 60_000,
+        intervalMs: 250,
+        what: "the guest to tick",
+      },
+    );
+
+    const response = await service.api("/instances/full-src/snapshots", { json: { kind: "Standby", name: "big" } });
+    expect(response.status).toBe(507);
+    const body = await jsonOf(response);
+    expect(body.code).toBe("insufficient_storage");
+    expect(body.message).toContain(`host ${service.hostId()}`);
+    expect(body.message).toContain("no space left on device");
+
+    expect(readdirSync(snapshotsDir)).toEqual([]);
+    expect(await jsonOf(await service.api("/snapshots"))).toEqual([]);
+    expect((await jsonOf(await service.api("/instances/full-src"))).state).toBe("Running");
+    await waitFor(async () => ((await lastTick("full-src")) > tickBefore ? true : undefined), {
+      timeoutMs: 30_000,
+      intervalMs: 250,
+      what: "the source to keep ticking",
+    });
+  });
+});

@@ -1,0 +1,55 @@
+// A redis-server a test controls itself (kill it, bring back an empty one on the same port), unlike the shared one.
+import { type ChildProcess, spawn } from "node:child_process";
+import { Redis } from "ioredis";
+import { findRedisServer } from "../../supervisor/embedded-redis.ts";
+import { freePort, waitFor } from "./fixtures.ts";
+
+export interface TestRedis {
+  url: string;
+  port: number;
+  /** Stops this server (SIGKILL: its data is gone, as on a lost disk). */
+  kill(): Promise<void>;
+  /** Starts a new, empty server on the same port. */
+  restartEmpty(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startTestRedis(): Promise<TestRedis> {
+  const binary = findRedisServer();
+  if (!binary) throw new Error("redis-server is not installed");
+  const port = await freePort();
+  let child: ChildProcess | undefined;
+  const launch = async () => {
+    child = spawn(binary, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+      stdio: "ignore",
+    });
+    await waitFor(
+      async () => {
+        const probe = new Redis(port, "127.0.0.1", {
+          lazyConnect: true,
+          maxRetriesPerRequest: 0,
+          retryStrategy: () => null,
+        });
+        probe.on("error", () => {});
+        try {
+          await probe.connect();
+          return (await probe.ping()) === "PONG" ? true : undefined;
+        } catch {
+          return undefined;
+        } finally {
+          probe.disconnect();
+        }
+      },
+      { timeoutMs: 10_000, intervalMs: 100, what: "redis-server to answer" },
+    );
+  };
+  const kill = async () => {
+    const running = child;
+    if (!running || running.exitCode !== null) return;
+    const exited = new Promise((resolve) => running.once("exit", resolve));
+    running.kill("SIGKILL");
+    await exited;
+  };
+  await launch();
+  return { url: `redis://127.0.0.1:${port}`, port, kill, restartEmpty: launch, stop: kill };
+}

@@ -1,0 +1,115 @@
+// The soak's chaos: SIGKILLs of the service's processes, and a Redis the soak owns so it can kill it, bring it back
+// on the same port from its own AOF, and flush it.
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { mkdirSync, readFileSync } from "node:fs";
+import { Redis } from "ioredis";
+import { SERVICE_PROCESSES } from "../../supervisor/processes.ts";
+
+export const KILL_TARGETS = [...SERVICE_PROCESSES.map((spec) => spec.name), "redis"] as const;
+
+/** A redis-server as `npm start` runs one (AOF on, noeviction), on a port that stays the same across restarts. */
+export class SoakRedis {
+  private child?: ChildProcess;
+
+  constructor(
+    private readonly dir: string,
+    readonly port: number,
+  ) {
+    mkdirSync(dir, { recursive: true });
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  get running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** Starts it unless it runs; resolves once it answers PING. */
+  async start(): Promise<void> {
+    if (this.running) return;
+    // biome-ignore format: one flag per line reads best
+    const args = [
+      "--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir,
+      "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction", "--save", "",
+    ];
+    this.child = spawn("redis-server", args, { stdio: "ignore" });
+    const probe = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    probe.on("error", () => {});
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          if (probe.status !== "ready") await probe.connect();
+          await probe.ping();
+          return;
+        } catch {
+          if (attempt > 100) throw new Error("the soak's redis-server did not answer");
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      }
+    } finally {
+      probe.disconnect();
+    }
+  }
+
+  /** SIGKILL, as a crash would; resolves once it is gone. */
+  async kill(): Promise<void> {
+    const child = this.child;
+    if (!child || !this.running) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGKILL");
+    await exited;
+  }
+
+  async flushAll(): Promise<void> {
+    const client = new Redis(this.url, { maxRetriesPerRequest: 1 });
+    try {
+      await client.flushall();
+    } finally {
+      client.disconnect();
+    }
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || !this.running) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGTERM");
+    await exited;
+  }
+}
+
+/** The pid of the supervisor's child running `name` (api, capture-worker…), if one runs now. */
+export function servicePid(supervisorPid: number, name: string): number | undefined {
+  const entry = SERVICE_PROCESSES.find((spec) => spec.name === name)?.entry;
+  if (!entry) return undefined;
+  let children: number[];
+  try {
+    children = execFileSync("pgrep", ["-P", String(supervisorPid)], { encoding: "utf8" })
+      .split("\n")
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return undefined;
+  }
+  return children.find((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes(entry);
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** SIGKILLs the service process `name`; false when none was running (the supervisor is restarting it). */
+export function killServiceProcess(supervisorPid: number, name: string): boolean {
+  const pid = servicePid(supervisorPid, name);
+  if (pid === undefined) return false;
+  try {
+    process.kill(pid, "SIGKILL");
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,116 @@
+// Anti-entropy: the host announces the full state of everything it owns (records with their versions, and the
+// tombstones of what it deleted) at start, after every reconnect to Redis and on an interval. The read model applies
+// it like any event, so it converges whatever events were lost (a crash between a write and its append, a Redis that
+// came back empty).
+import { randomBytes } from "node:crypto";
+import type { AnnouncedTombstone, HostAnnouncement } from "../../shared/events/announcement.ts";
+import type { EventStream } from "../../shared/events/stream.ts";
+import { publishTombstone, type TombstoneStore } from "../../shared/host-records.ts";
+import type { Logger } from "../../shared/logger.ts";
+import { publishSnapshotRecord, type SnapshotStore } from "../../shared/snapshots/store.ts";
+import type { InstanceManager } from "./instances.ts";
+
+/** Resources per stream entry: keeps each entry well under a megabyte. */
+const PART_SIZE = 200;
+
+export interface HostAnnouncerOptions {
+  hostId: string;
+  instances: InstanceManager;
+  store: SnapshotStore;
+  tombstones: TombstoneStore;
+  events: EventStream;
+  tombstoneRetentionMs: number;
+  log: Logger;
+}
+
+export class HostAnnouncer {
+  private running?: Promise<void>;
+
+  constructor(private readonly options: HostAnnouncerOptions) {}
+
+  /** Announces now; a call while one is running waits for it and announces again (the state may have moved). */
+  async announce(reason: string): Promise<void> {
+    while (this.running) await this.running.catch(() => {});
+    this.running = this.announceOnce(reason);
+    try {
+      await this.running;
+    } finally {
+      this.running = undefined;
+    }
+  }
+
+  /**
+   * Appends again the last event of every record and tombstone changed within `withinMs`: a crash between a record's
+   * write and its append lost that event for webhook subscribers too, not only for the read model.
+   */
+  async republishRecent(withinMs: number): Promise<number> {
+    const { instances, store, tombstones, events, tombstoneRetentionMs } = this.options;
+    const recent = (occurredAt: string | undefined) =>
+      occurredAt !== undefined && Date.now() - Date.parse(occurredAt) < withinMs;
+    let count = 0;
+    for (const record of await instances.listRecords()) {
+      if (recent(record.last_event?.occurred_at) && (await instances.publish(record))) count++;
+    }
+    for (const record of await store.list()) {
+      if (recent(record.last_event?.occurred_at) && (await publishSnapshotRecord(events, record))) count++;
+    }
+    for (const tombstone of await tombstones.list(tombstoneRetentionMs)) {
+      if (recent(tombstone.last_event.occurred_at) && (await publishTombstone(events, tombstone))) count++;
+    }
+    return count;
+  }
+
+  private async announceOnce(reason: string): Promise<void> {
+    const { hostId, instances, store, tombstones, events, tombstoneRetentionMs, log } = this.options;
+    const instanceEntries = (await instances.listRecords()).map(({ instance, version }) => ({ instance, version }));
+    const snapshotEntries = (await store.list()).map(({ snapshot, version }) => ({ snapshot, version }));
+    const tombstoneEntries: AnnouncedTombstone[] = (await tombstones.list(tombstoneRetentionMs)).map((tombstone) =>
+      tombstone.kind === "instance"
+        ? {
+            kind: "instance",
+            version: tombstone.version,
+            deleted_at: tombstone.deleted_at,
+            instance: tombstone.instance,
+          }
+        : {
+            kind: "snapshot",
+            version: tombstone.version,
+            deleted_at: tombstone.deleted_at,
+            snapshot: tombstone.snapshot,
+          },
+    );
+    const items = [
+      ...instanceEntries.map((entry) => ({ instance: entry })),
+      ...snapshotEntries.map((entry) => ({ snapshot: entry })),
+      ...tombstoneEntries.map((entry) => ({ tombstone: entry })),
+    ];
+    const parts = Math.max(1, Math.ceil(items.length / PART_SIZE));
+    const base = {
+      host_id: hostId,
+      announcement_id: `ann_${randomBytes(8).toString("hex")}`,
+      parts,
+      announced_at: new Date().toISOString(),
+    };
+    for (let part = 0; part < parts; part++) {
+      const slice = items.slice(part * PART_SIZE, (part + 1) * PART_SIZE);
+      const announcement: HostAnnouncement = {
+        ...base,
+        part,
+        instances: slice.flatMap((item) => ("instance" in item && item.instance ? [item.instance] : [])),
+        snapshots: slice.flatMap((item) => ("snapshot" in item && item.snapshot ? [item.snapshot] : [])),
+        tombstones: slice.flatMap((item) => ("tombstone" in item && item.tombstone ? [item.tombstone] : [])),
+      };
+      await events.announce(announcement);
+    }
+    log.debug(
+      {
+        reason,
+        instances: instanceEntries.length,
+        snapshots: snapshotEntries.length,
+        tombstones: tombstoneEntries.length,
+        parts,
+      },
+      "announced host state",
+    );
+  }
+}
