@@ -9,5 +9,7 @@ COPY package.json package-lock.json ./
 COPY scripts ./scripts
 RUN npm ci --omit=dev --no-audit --no-fund
 COPY . .
-ENV DATA_DIR=/app/data
+# The guest image lives outside the data volumes so every host's volume starts without one.
+RUN node --import tsx scripts/build-image.ts busybox --images-dir /app/images
+ENV DATA_DIR=/app/data IMAGES_DIR=/app/images
 CMD ["node", "--import", "tsx", "supervisor/main.ts"]

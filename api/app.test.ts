@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestApp, type TestApp } from "../test/helpers/app.ts";
 import { DEAD_REDIS_URL, jsonOf } from "../test/helpers/fixtures.ts";
+import { dropTestDatabase, testDialects } from "../test/helpers/postgres.ts";
 
 describe("HTTP basics", () => {
   let t: TestApp;
@@ -56,12 +57,40 @@ describe("HTTP basics", () => {
     expect((await jsonOf(response)).code).toBe("not_found");
   });
 
-  it("serves a docs page without auth", async () => {
+  it("serves the docs page and its Swagger UI files without auth", async () => {
     const response = await t.request("/docs", { auth: false });
     expect(response.status).toBe(200);
     const html = await response.text();
-    expect(html).toContain("/openapi.json");
-    expect(html).toContain("/hosts/{hostId}/ping");
+    expect(html).toContain('src="/docs/swagger-ui-bundle.js"');
+    expect(html).not.toMatch(/src="https?:|href="https?:/);
+    const init = await t.request("/docs/init.js", { auth: false });
+    expect(await init.text()).toContain('url: "/openapi.json"');
+    const bundle = await t.request("/docs/swagger-ui-bundle.js", { auth: false });
+    expect([bundle.status, bundle.headers.get("content-type")]).toEqual([200, "text/javascript; charset=utf-8"]);
+  });
+
+  it("serves the dashboard page and its modules without auth, and no other /ui path", async () => {
+    const page = await t.request("/ui", { auth: false });
+    expect([page.status, page.headers.get("content-type")]).toEqual([200, "text/html; charset=utf-8"]);
+    expect(await page.text()).toContain('src="/ui/app.js"');
+    const script = await t.request("/ui/app.js", { auth: false });
+    expect([script.status, script.headers.get("content-type")]).toEqual([200, "text/javascript; charset=utf-8"]);
+    expect((await t.request("/ui/nothing.js", { auth: false })).status).toBe(404);
+    expect((await t.request("/ui/queues", { auth: false })).status).toBe(401);
+  });
+
+  it("hands the key to Bull Board as a strict HttpOnly cookie that works there and nowhere else", async () => {
+    expect((await t.request("/ui/session", { method: "POST", auth: false })).status).toBe(401);
+    const session = await t.request("/ui/session", { method: "POST" });
+    expect(session.status).toBe(204);
+    const cookie = session.headers.get("set-cookie")!;
+    expect(cookie).toMatch(/^snapfleet_board=[^;]+; Path=\/ui\/queues; HttpOnly; SameSite=Strict$/);
+    const headers = { cookie: cookie.split(";")[0]! };
+    const board = await t.request("/ui/queues", { auth: false, headers });
+    expect([board.status, await board.text()]).toEqual([200, expect.stringContaining("Snapfleet queues")]);
+    expect((await t.request("/hosts", { auth: false, headers })).status).toBe(401);
+    const wrong = { cookie: "snapfleet_board=wrong-key-0123456789" };
+    expect((await t.request("/ui/queues", { auth: false, headers: wrong })).status).toBe(401);
   });
 
   it("lists the snapshot surface beyond the seed endpoints in the OpenAPI document", async () => {
@@ -109,5 +138,21 @@ describe("with Redis down", () => {
       code: "unavailable",
     });
     expect(Date.now() - started).toBeLessThan(1_500);
+  });
+});
+
+describe.each(testDialects().filter((dialect) => dialect === "postgres"))("on %s", (dialect) => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({ dialect });
+  });
+  afterAll(() => t.close());
+
+  it("reports /health ok, then the database down once PostgreSQL stops answering, with a 503", async () => {
+    expect((await t.request("/health", { auth: false })).status).toBe(200);
+    await dropTestDatabase(t.databaseUrl!);
+    const response = await t.request("/health", { auth: false });
+    expect(response.status).toBe(503);
+    expect(await response.json()).toEqual({ status: "degraded", checks: { redis: "ok", database: "down" } });
   });
 });

@@ -9,11 +9,13 @@ import type { JobProducer } from "../shared/jobs/producer.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { CompressionConfig } from "../shared/schemas/compression.ts";
 import type { Db } from "./db/database.ts";
+import type { ApiMetrics } from "./metrics/metrics.ts";
 import { bearerAuth } from "./middleware/auth.ts";
 import { idempotency } from "./middleware/idempotency/index.ts";
+import { requestIds, requestLog } from "./middleware/request-log.ts";
 import type { Projector } from "./read-model/projector.ts";
 import { registerCapabilityRoutes } from "./routes/capabilities.ts";
-import { registerDocsRoutes } from "./routes/docs.ts";
+import { DOCS_PUBLIC_PATHS, registerDocsRoutes } from "./routes/docs.ts";
 import { registerEventRoutes } from "./routes/events.ts";
 import type { EventFeed } from "./routes/events-feed.ts";
 import { registerHealthRoutes } from "./routes/health.ts";
@@ -21,9 +23,13 @@ import { registerHostRoutes } from "./routes/hosts.ts";
 import { registerInstanceForkRoutes } from "./routes/instance-fork.ts";
 import { registerInstanceWaitRoutes } from "./routes/instance-wait.ts";
 import { registerInstanceRoutes } from "./routes/instances.ts";
+import { registerMetricsRoutes } from "./routes/metrics.ts";
+import { registerQueueRoutes } from "./routes/queues.ts";
 import { registerSnapshotCompressRoutes } from "./routes/snapshot-compress.ts";
 import { registerSnapshotScheduleRoutes } from "./routes/snapshot-schedule.ts";
+import { IMPORT_SNAPSHOT_PATH, registerSnapshotTransferRoutes } from "./routes/snapshot-transfer.ts";
 import { registerSnapshotRoutes } from "./routes/snapshots.ts";
+import { BOARD_COOKIE, BOARD_PATH, isPublicUiPath, registerUiRoutes } from "./routes/ui.ts";
 import { registerWebhookRoutes } from "./routes/webhooks.ts";
 import { registerWebhookDeliveryRoutes } from "./routes/webhooks-deliveries.ts";
 import type { WebhookEndpoints } from "./webhooks/endpoints.ts";
@@ -47,13 +53,20 @@ export interface AppDeps {
   webhookEndpoints: WebhookEndpoints;
   /** Wakes live event streams (GET /events); closing it ends them at shutdown. */
   eventFeed: EventFeed;
+  /** Prometheus instruments served at GET /metrics. */
+  metrics: ApiMetrics;
+  /** Signs calls to hosts' payload servers (FLEET_SECRET or the one hosts share through Redis; undefined: none yet). */
+  fleetSecret: () => Promise<string | undefined>;
   /** How long a POST's answer is replayed for the same Idempotency-Key (IDEMPOTENCY_KEY_TTL_MS). */
   idempotencyTtlMs: number;
 }
 
 export type App = OpenAPIHono;
 
-const PUBLIC_PATHS = new Set(["/health", "/openapi.json", "/docs"]);
+const PUBLIC_PATHS = new Set(["/health", ...DOCS_PUBLIC_PATHS]);
+const isPublic = (path: string) => PUBLIC_PATHS.has(path) || isPublicUiPath(path);
+/** Bodies of any size, streamed on to a host rather than buffered. */
+const UNLIMITED_BODY_PATHS = new Set([IMPORT_SNAPSHOT_PATH]);
 
 export function createApp(deps: AppDeps): App {
   const app = new OpenAPIHono({
@@ -67,16 +80,16 @@ export function createApp(deps: AppDeps): App {
     c.json(new ApiError("not_found", `no route for ${c.req.method} ${c.req.path}`).toEnvelope(), 404),
   );
 
-  app.use("*", bearerAuth(deps.apiKeys, PUBLIC_PATHS));
-  app.use(
-    "*",
-    bodyLimit({
-      maxSize: deps.bodyLimitBytes,
-      onError: () => {
-        throw new ApiError("invalid_request", `request body exceeds ${deps.bodyLimitBytes} bytes`, { status: 413 });
-      },
-    }),
-  );
+  app.use("*", requestIds());
+  app.use("*", requestLog(deps.log, deps.metrics));
+  app.use("*", bearerAuth(deps.apiKeys, { isPublic, cookie: { name: BOARD_COOKIE, pathPrefix: BOARD_PATH } }));
+  const limitBody = bodyLimit({
+    maxSize: deps.bodyLimitBytes,
+    onError: () => {
+      throw new ApiError("invalid_request", `request body exceeds ${deps.bodyLimitBytes} bytes`, { status: 413 });
+    },
+  });
+  app.use("*", (c, next) => (UNLIMITED_BODY_PATHS.has(c.req.path) ? next() : limitBody(c, next)));
   // A request waits at most twice the job deadline (the job, then the read model): an older claim was abandoned.
   const inFlightTimeoutMs = 2 * deps.jobResultTimeoutMs + 30_000;
   app.use("*", idempotency({ db: deps.db, ttlMs: deps.idempotencyTtlMs, inFlightTimeoutMs }));
@@ -96,9 +109,13 @@ export function createApp(deps: AppDeps): App {
   registerInstanceRoutes(app, deps);
   registerInstanceWaitRoutes(app, deps);
   registerInstanceForkRoutes(app, deps);
+  registerSnapshotTransferRoutes(app, deps);
   registerSnapshotRoutes(app, deps);
   registerSnapshotCompressRoutes(app, deps);
   registerSnapshotScheduleRoutes(app, deps);
+  registerMetricsRoutes(app, deps);
+  registerQueueRoutes(app, deps);
+  registerUiRoutes(app, deps);
   registerDocsRoutes(app);
   return app;
 }

@@ -53,9 +53,11 @@ export async function onlineHosts(deps: AppDeps) {
   return (await knownHosts(deps)).filter((host) => host.online);
 }
 
+/** Work for an offline host fails at once with 503 instead of waiting for a job nobody takes. */
 export async function assertHostOnline(deps: AppDeps, hostId: string): Promise<void> {
-  const hosts = await onlineHosts(deps);
-  if (!hosts.some((host) => host.id === hostId)) {
-    throw new ApiError("unavailable", `host ${hostId} is offline: its capture worker is not running`);
+  const host = (await knownHosts(deps)).find((candidate) => candidate.id === hostId);
+  if (!host?.online) {
+    const reason = host ? host.offline_reason : "it is not in the host directory";
+    throw new ApiError("unavailable", `host ${hostId} is offline: ${reason}`);
   }
 }

@@ -1,6 +1,7 @@
 // Everything the API process runs besides the HTTP server, wired from config: the read model, Redis, the
 // projector, webhooks and the live event feed. api/main.ts and the in-process test app both build it here.
 import type { Config } from "../shared/config.ts";
+import { readFleetSecret } from "../shared/fleet-secret.ts";
 import { JobProducer } from "../shared/jobs/producer.ts";
 import type { Logger } from "../shared/logger.ts";
 import { closeRedis, connectRedis, waitForRedisReady } from "../shared/redis.ts";
@@ -8,8 +9,11 @@ import { parseCompressionDefault } from "../shared/schemas/compression.ts";
 import { loadSecretKey, SecretBox } from "../shared/webhooks/secrets.ts";
 import { createUrlGuard } from "../shared/webhooks/url-guard.ts";
 import { type App, type AppDeps, createApp } from "./app.ts";
-import { migrateToLatest, openDatabase } from "./db/database.ts";
+import { databaseTarget, describeTarget, migrateToLatest, openDatabase } from "./db/database.ts";
+import { startEventLoopMonitor } from "./event-loop.ts";
 import { startMaintenance } from "./maintenance.ts";
+import { ApiMetrics } from "./metrics/metrics.ts";
+import { startMetricsObserver } from "./metrics/observe.ts";
 import { startIdempotencyPruner } from "./middleware/idempotency/store.ts";
 import { startReadModelMaintenance } from "./read-model/maintenance.ts";
 import { Projector } from "./read-model/projector.ts";
@@ -45,9 +49,11 @@ export interface ApiRuntime {
 export async function startApiRuntime(config: Config, log: Logger, options: ApiRuntimeOptions): Promise<ApiRuntime> {
   const redisUrl = config.REDIS_URL;
   if (!redisUrl) throw new Error("REDIS_URL is required by the API");
-  const db = openDatabase(config.DATABASE_PATH);
+  const eventLoop = startEventLoopMonitor(log);
+  const target = databaseTarget(config);
+  const db = openDatabase(target);
   const applied = await migrateToLatest(db);
-  log.info({ database: config.DATABASE_PATH, migrations: applied }, "database ready");
+  log.info({ database: describeTarget(target), migrations: applied }, "database ready");
 
   const redis = connectRedis(redisUrl, "producer", config.REDIS_COMMAND_TIMEOUT_MS);
   redis.on("error", (error) => log.warn({ err: error.message }, "redis connection error"));
@@ -64,7 +70,8 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
   // The projector blocks on the stream, so it reads over its own connection.
   const projectorRedis = connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
   projectorRedis.on("error", (error) => log.warn({ err: error.message }, "projector redis connection error"));
-  const projector = new Projector({ db, redis: projectorRedis, prefix: config.REDIS_PREFIX, log });
+  const replica = { consumer: config.API_REPLICA_ID, claimIdleMs: config.STREAM_CLAIM_IDLE_MS };
+  const projector = new Projector({ db, redis: projectorRedis, prefix: config.REDIS_PREFIX, log, ...replica });
   if (options.projector) projector.start();
   const maintenance = options.projector
     ? startReadModelMaintenance({ db, redis, prefix: config.REDIS_PREFIX, jobs, log }, projector.ready)
@@ -86,6 +93,22 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     heartbeatMs: config.EVENTS_HEARTBEAT_MS,
     log,
   });
+  const metrics = new ApiMetrics();
+  // The metrics readers block on their streams, so each has its own connection.
+  const metricsRedis = [1, 2].map(() => {
+    const connection = connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
+    connection.on("error", () => {}); // the observer retries; the projector already logs an unreachable Redis
+    return connection;
+  });
+  const metricsObserver = options.projector
+    ? startMetricsObserver({
+        eventsRedis: metricsRedis[0]!,
+        outcomesRedis: metricsRedis[1]!,
+        prefix: config.REDIS_PREFIX,
+        metrics,
+        log,
+      })
+    : undefined;
   const webhooks = options.webhookPipeline
     ? startWebhookPipeline({
         redisUrl,
@@ -96,6 +119,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
         disableAfterMs: config.WEBHOOK_DISABLE_AFTER_MS,
         commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
         log,
+        ...replica,
       })
     : undefined;
 
@@ -128,6 +152,8 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     redisCommandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
     webhookEndpoints,
     eventFeed,
+    metrics,
+    fleetSecret: () => readFleetSecret(redis, config.REDIS_PREFIX, config.FLEET_SECRET),
     idempotencyTtlMs: config.IDEMPOTENCY_KEY_TTL_MS,
   };
   const idempotencyPruner = startIdempotencyPruner(db, log);
@@ -153,9 +179,12 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
       if (scheduleRedis) await closeRedis(scheduleRedis);
       await jobs.close();
       await projector.stop();
+      await metricsObserver?.stop();
       await closeRedis(projectorRedis);
+      for (const connection of metricsRedis) await closeRedis(connection);
       await closeRedis(redis);
       await db.destroy();
+      eventLoop.stop();
     },
   };
 }

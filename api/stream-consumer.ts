@@ -1,6 +1,7 @@
 // A consumer-group reader of one Redis stream (the read model and webhooks each run one): pending entries first
-// (after a restart), then new ones;
-// a batch is acknowledged only after its handler returned, so a crash replays it (handlers are idempotent).
+// (after a restart), then new ones; API replicas share a group under distinct consumer names, and each takes over
+// what a dead one left unacknowledged. A batch is acknowledged only after its handler returned, so a crash
+// replays it (handlers are idempotent).
 import type { Redis } from "ioredis";
 import type { Logger } from "../shared/logger.ts";
 
@@ -18,6 +19,11 @@ export interface StreamConsumerOptions {
   log: Logger;
   batchSize?: number;
   blockMs?: number;
+  /**
+   * Entries another consumer of the group read and left unacknowledged this long (it died) are taken over
+   * (XAUTOCLAIM); unset: never. Consumers of one group must have distinct names for this to mean anything.
+   */
+  claimIdleMs?: number;
 }
 
 export interface StreamConsumer {
@@ -47,10 +53,31 @@ export async function startStreamConsumer(options: StreamConsumerOptions): Promi
     return reply?.[0]?.[1] ?? [];
   };
 
+  let nextClaimAt = 0;
+  /** Takes over entries idle for claimIdleMs; true when some became ours (they are then read as our pending). */
+  const claimAbandoned = async (): Promise<boolean> => {
+    const idleMs = options.claimIdleMs;
+    if (idleMs === undefined || Date.now() < nextClaimAt) return false;
+    nextClaimAt = Date.now() + Math.max(idleMs / 2, 100);
+    let start = "0-0";
+    let claimed = 0;
+    do {
+      const reply = (await redis.call("XAUTOCLAIM", key, group, consumer, idleMs, start, "COUNT", 100, "JUSTID")) as [
+        string,
+        string[],
+      ];
+      [start] = reply;
+      claimed += reply[1].length;
+    } while (start !== "0-0" && running);
+    if (claimed > 0) log.info({ stream: key, group, consumer, claimed }, "took over entries of a stopped consumer");
+    return claimed > 0;
+  };
+
   const loop = (async () => {
     let cursor = "0"; // our own unacknowledged entries first
     while (running) {
       try {
+        if (cursor === ">" && (await claimAbandoned())) cursor = "0";
         const entries = await read(cursor);
         if (cursor !== ">" && entries.length === 0) {
           cursor = ">";

@@ -2,7 +2,7 @@
 // They are long and load the machine: run them on an otherwise idle host, never as part of `npm test`.
 import { spawnSync } from "node:child_process";
 
-const BENCHMARKS = ["codec", "vm", "snapshots", "webhooks"] as const;
+const BENCHMARKS = ["codec", "vm", "snapshots", "webhooks", "api", "transfer"] as const;
 
 const failed: string[] = [];
 for (const name of BENCHMARKS) {

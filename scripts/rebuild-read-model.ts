@@ -1,7 +1,7 @@
 // `npm run read-model:rebuild`: empties the read model of instances and snapshots and asks every online host to
 // announce the full state of what it owns; the API's projector fills the read model again from those announcements
 // within seconds. Safe while the service runs (reads are briefly incomplete). Webhooks and deliveries are kept.
-import { migrateToLatest, openDatabase } from "../api/db/database.ts";
+import { databaseTarget, migrateToLatest, openDatabase } from "../api/db/database.ts";
 import { requestAnnouncements } from "../api/read-model/maintenance.ts";
 import { loadConfigOrExit } from "../shared/config.ts";
 import { JobProducer } from "../shared/jobs/producer.ts";
@@ -14,7 +14,7 @@ if (!config.REDIS_URL) {
   log.fatal("REDIS_URL is not set: point it at the service's Redis (npm start logs it)");
   process.exit(78);
 }
-const db = openDatabase(config.DATABASE_PATH);
+const db = openDatabase(databaseTarget(config));
 await migrateToLatest(db);
 const redis = connectRedis(config.REDIS_URL, "producer", config.REDIS_COMMAND_TIMEOUT_MS);
 redis.on("error", () => {});

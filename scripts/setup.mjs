@@ -22,6 +22,10 @@ const SYSTEM_REQUIREMENTS = [
   { need: "a C++ compiler for native addons", probe: { command: "g++" }, apt: "g++" },
   { need: "make for native addons", probe: { command: "make" }, apt: "make" },
   { need: "python3 for node-gyp", probe: { command: "python3" }, apt: "python3" },
+  // DATABASE_URL's engine: the tests use the machine's server or start a private cluster from these binaries.
+  { need: "PostgreSQL for the read-model tests", probe: { command: "pg_ctlcluster" }, apt: "postgresql" },
+  { need: "promtool to check GET /metrics in tests", probe: { command: "promtool" }, apt: "prometheus" },
+  { need: "Chromium for the dashboard's browser tests", probe: { command: "chromium" }, apt: "chromium" },
 ];
 
 function log(message) {

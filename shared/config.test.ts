@@ -1,4 +1,5 @@
 import { spawnSync } from "node:child_process";
+import { hostname } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError, ENV_SCHEMA, parseConfig } from "./config.ts";
@@ -12,6 +13,8 @@ describe("parseConfig", () => {
     expect(config.REDIS_URL).toBeUndefined();
     expect(config.API_KEYS).toEqual([]);
     expect(config.BODY_LIMIT_BYTES).toBe(1024 * 1024);
+    expect(config.DATABASE_URL).toBeUndefined();
+    expect(config.API_REPLICA_ID).toBe(`${hostname()}-8080`);
   });
 
   it("splits API_KEYS and resolves the database inside DATA_DIR", () => {
@@ -29,6 +32,8 @@ describe("parseConfig", () => {
     ["QEMU_ACCEL", "hvf"],
     ["BODY_LIMIT_BYTES", "-1"],
     ["WORKER_RESTART", "maybe"],
+    ["DATABASE_URL", "mysql://db/snapfleet"],
+    ["API_REPLICA_ID", "two words"],
   ])("names %s when its value %j is bad", (name, value) => {
     expect(() => parseConfig({ [name]: value })).toThrow(ConfigError);
     try {

@@ -1,7 +1,9 @@
 // The one place that reads process.env: every variable the service knows, validated once at boot.
+import { hostname } from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { CODEC_BACKEND_CHOICES } from "./codec/options.ts";
+import { HOST_ID_PATTERN } from "./host-id.ts";
 import { DEFAULT_RETRY_SCHEDULE, parseDurationList } from "./webhooks/retry-schedule.ts";
 
 const booleanFromEnv = z.enum(["true", "false", "1", "0"]).transform((value) => value === "true" || value === "1");
@@ -26,6 +28,10 @@ export const ENV_SCHEMA = z.object({
   HOST: z.string().min(1).default("0.0.0.0"),
   DATA_DIR: z.string().min(1).default("./data"),
   DATABASE_PATH: z.string().min(1).optional(),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\/\S+$/, "must be a postgres:// or postgresql:// URL")
+    .optional(),
   IMAGES_DIR: z.string().min(1).optional(),
   REDIS_URL: z
     .string()
@@ -47,11 +53,15 @@ export const ENV_SCHEMA = z.object({
     .refine((keys) => keys.every((key) => key.length >= 16), "each key must be at least 16 characters"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   BODY_LIMIT_BYTES: positiveInt.default(1024 * 1024),
-  HOST_ID: z
-    .string()
-    .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "lowercase letters, digits and dashes, at most 63")
-    .optional(),
+  HOST_ID: z.string().regex(HOST_ID_PATTERN, "lowercase letters, digits and dashes, at most 63").optional(),
   QEMU_ACCEL: z.enum(["auto", "kvm", "tcg"]).default("auto"),
+  /** The capture worker's payload server (snapshot files for export, import and other hosts); 0 picks a free port. */
+  PAYLOAD_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+  PAYLOAD_HOST: z.string().min(1).default("0.0.0.0"),
+  /** The name the API and other hosts reach this host's payload server by; default: the machine's host name. */
+  PAYLOAD_ADVERTISE_HOST: z.string().min(1).optional(),
+  /** Signs the bearer tokens of payload servers; unset: one generated once into Redis and shared through it. */
+  FLEET_SECRET: z.string().min(16, "at least 16 characters").optional(),
   JOB_RESULT_TIMEOUT_MS: positiveInt.default(60_000),
   REDIS_COMMAND_TIMEOUT_MS: positiveInt.default(1_000),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(8_000),
@@ -101,6 +111,13 @@ export const ENV_SCHEMA = z.object({
   EVENTS_HEARTBEAT_MS: positiveInt.default(15_000),
   /** How long the answer to a POST with an Idempotency-Key is replayed for the same key. */
   IDEMPOTENCY_KEY_TTL_MS: positiveInt.default(24 * 3_600_000),
+  /** This API replica's consumer name in the stream consumer groups; unset: `<hostname>-<PORT>`. */
+  API_REPLICA_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]{1,100}$/, "letters, digits, _ . : - only, at most 100")
+    .optional(),
+  /** A stream entry another replica took and has not acknowledged for this long (it died) is claimed. */
+  STREAM_CLAIM_IDLE_MS: positiveInt.min(100).default(30_000),
   /** Each host announces the full state of what it owns this often (and at start and after every Redis reconnect). */
   ANNOUNCE_INTERVAL_MS: positiveInt.min(1_000).max(30_000).default(15_000),
   /** How long a host keeps (and announces) the tombstone of a deleted instance or snapshot. */
@@ -130,8 +147,9 @@ export const ENV_SCHEMA = z.object({
 
 export type RawConfig = z.infer<typeof ENV_SCHEMA>;
 
-export interface Config extends Omit<RawConfig, "DATABASE_PATH" | "IMAGES_DIR"> {
+export interface Config extends Omit<RawConfig, "DATABASE_PATH" | "IMAGES_DIR" | "API_REPLICA_ID"> {
   DATA_DIR: string;
+  API_REPLICA_ID: string;
   DATABASE_PATH: string;
   IMAGES_DIR: string;
 }
@@ -164,6 +182,7 @@ export function parseConfig(env: NodeJS.ProcessEnv = process.env): Config {
     DATA_DIR: dataDir,
     DATABASE_PATH: path.resolve(dataDir, result.data.DATABASE_PATH ?? "snapfleet.db"),
     IMAGES_DIR: path.resolve(dataDir, result.data.IMAGES_DIR ?? "images"),
+    API_REPLICA_ID: result.data.API_REPLICA_ID ?? `${hostname()}-${result.data.PORT}`,
   };
 }
 

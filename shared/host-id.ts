@@ -4,6 +4,9 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import path from "node:path";
 
+/** What a HOST_ID may look like (it names queues and appears in URLs). */
+export const HOST_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
 export function resolveHostId(configured: string | undefined, dataDir: string): string {
   if (configured) return configured;
   const file = path.join(dataDir, "host-id");

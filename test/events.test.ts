@@ -10,6 +10,7 @@ import { closeRedis, connectRedis, waitForRedisReady } from "../shared/redis.ts"
 import { createTestApp, TEST_API_KEY, type TestApp } from "./helpers/app.ts";
 import { freePort, jsonOf, waitFor } from "./helpers/fixtures.ts";
 import { appendSnapshotFlow } from "./helpers/flow-events.ts";
+import { testDialects } from "./helpers/postgres.ts";
 
 interface SseMessage {
   id?: string;
@@ -202,5 +203,50 @@ describe("GET /events", () => {
     await app.eventFeed.close();
     await Promise.all(clients.map((client) => client.done));
     expect(clients.every((client) => client.ended() && client.status() === 200)).toBe(true);
+  });
+});
+
+/** Serves an app over real HTTP on a free port. */
+async function serveOnPort(served: TestApp) {
+  const port = await freePort();
+  const httpServer = serve({ fetch: served.app.fetch, port, hostname: "127.0.0.1" });
+  return {
+    baseUrl: `http://127.0.0.1:${port}`,
+    async close() {
+      await served.eventFeed.close();
+      await new Promise<void>((resolve) => {
+        httpServer.close(() => resolve());
+        (httpServer as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+      });
+    },
+  };
+}
+
+describe.each(testDialects().filter((dialect) => dialect === "postgres"))("GET /events on two replicas (%s)", () => {
+  it("resumes on the other replica with Last-Event-ID and misses nothing", async () => {
+    const replicaA = await createTestApp({ dialect: "postgres", replicaId: "replica-a" });
+    const replicaB = await createTestApp({ replicaOf: replicaA, replicaId: "replica-b" });
+    const [httpA, httpB] = await Promise.all([serveOnPort(replicaA), serveOnPort(replicaB)]);
+    try {
+      const stream = new EventStream(redis, replicaA.prefix);
+      const onA = connect(httpA.baseUrl, "/events");
+      await ready(onA);
+      const before = await appendSnapshotFlow(stream);
+      await waitFor(() => onA.events().length >= 3 || undefined, { what: "three events on replica A" });
+      await onA.close(); // replica A's client drops mid-flow
+      const seen = onA.events();
+      const after = await appendSnapshotFlow(stream);
+
+      const onB = connect(httpB.baseUrl, "/events", { "last-event-id": seen.at(-1)!.id! });
+      const expected = [...before, ...after].map(({ streamId }) => streamId);
+      await waitFor(() => seen.length + onB.events().length >= expected.length || undefined, { what: "the rest" });
+      await new Promise((resolve) => setTimeout(resolve, 100)); // anything extra would arrive now
+      expect([...seen, ...onB.events()].map((message) => message.id)).toEqual(expected);
+      await onB.close();
+    } finally {
+      await Promise.all([httpA.close(), httpB.close()]);
+      await replicaB.close();
+      await replicaA.close();
+    }
   });
 });

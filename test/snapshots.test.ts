@@ -1,10 +1,9 @@
 // The snapshots API through the official SDK (@onkernel/hypeman), unchanged, against the whole service on real
 // QEMU guests: the contract's flow, its filters, and each of its 400/404/409 cases.
-import { existsSync } from "node:fs";
-import path from "node:path";
 import Hypeman from "@onkernel/hypeman";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jsonOf, waitFor } from "./helpers/fixtures.ts";
+import { ticks as guestTicks, runSdkFlow, statusOf, waitForTick as waitForGuestTick } from "./helpers/sdk-flow.ts";
 import { type RunningService, startService } from "./helpers/service.ts";
 
 let service: RunningService;
@@ -21,124 +20,12 @@ afterAll(async () => {
   service?.remove();
 });
 
-async function ticks(name: string): Promise<number[]> {
-  const response = await service.api(`/instances/${name}/logs?tail=2000`);
-  return (await response.text())
-    .split("\n")
-    .filter((line) => line.startsWith("data: "))
-    .flatMap((line) => /^tick (\d+)$/.exec((JSON.parse(line.slice(6)) as string).trim())?.[1] ?? [])
-    .map(Number);
-}
-
-async function waitForTick(name: string, atLeast: number): Promise<number> {
-  return waitFor(
-    async () => {
-      const latest = Math.max(-1, ...(await ticks(name)));
-      return latest >= atLeast ? latest : undefined;
-    },
-    { timeoutMs: 60_000, intervalMs: 250, what: `${name} to reach tick ${atLeast}` },
-  );
-}
-
-async function statusOf(error: Promise<unknown>): Promise<{ status: number; code: string; message: string }> {
-  const caught = (await error.then(
-    () => undefined,
-    (reason: unknown) => reason,
-  )) as { status?: number; error?: { code: string; message: string } } | undefined;
-  expect(caught, "the call should have failed").toBeDefined();
-  return { status: caught!.status!, code: caught!.error!.code, message: caught!.error!.message };
-}
+const ticks = (name: string) => guestTicks(service.api, name);
+const waitForTick = (name: string, atLeast: number) => waitForGuestTick(service.api, name, atLeast);
 
 describe("the SDK flow", () => {
   it("snapshots a running guest, compresses it, finds it, forks it, and deletes it", async () => {
-    const source = await client.instances.create({ name: "sdk-src", image: "busybox", size: "256MB" });
-    expect(source.state).toBe("Running");
-    await waitForTick("sdk-src", 2);
-
-    const snapshot = await client.instances.snapshots.create(source.id, {
-      kind: "Standby",
-      name: "pre-upgrade",
-      tags: { team: "backend", env: "staging" },
-      compression: { enabled: true, algorithm: "zstd", level: 3 },
-    });
-    const ticksAtSnapshot = await ticks("sdk-src");
-    expect(snapshot).toMatchObject({
-      kind: "Standby",
-      name: "pre-upgrade",
-      source_instance_id: source.id,
-      source_instance_name: "sdk-src",
-      source_hypervisor: "qemu",
-      tags: { team: "backend", env: "staging" },
-      compression: { enabled: true, algorithm: "zstd", level: 3 },
-    });
-    expect(snapshot.id).toMatch(/^[a-z][a-z0-9]{23}$/);
-    expect(snapshot.size_bytes).toBeGreaterThan(0);
-    expect(["none", "compressing", "compressed"]).toContain(snapshot.compression_state);
-    expect((snapshot as { capture_downtime_ms?: number }).capture_downtime_ms).toBeGreaterThan(0);
-
-    const compressed = await waitFor(
-      async () => {
-        const current = await client.snapshots.get(snapshot.id);
-        return current.compression_state === "compressed" ? current : undefined;
-      },
-      { timeoutMs: 60_000, intervalMs: 200, what: "compression to finish" },
-    );
-    expect(compressed.compressed_size_bytes).toBeGreaterThan(0);
-    expect(compressed.uncompressed_size_bytes).toBe(256 * 1024 * 1024);
-    expect(compressed.compressed_size_bytes!).toBeLessThan(compressed.uncompressed_size_bytes!);
-    expect(compressed.size_bytes).toBeLessThan(snapshot.size_bytes);
-    expect(compressed.compression_error).toBeNull();
-
-    for (const filter of <Hypeman.SnapshotListParams[]>[
-      { kind: "Standby" },
-      { name: "pre-upgrade" },
-      { source_instance_id: source.id },
-      { tags: { team: "backend" } },
-      { tags: { team: "backend", env: "staging" } },
-    ]) {
-      const found = await client.snapshots.list(filter);
-      expect(
-        found.map((item) => item.id),
-        JSON.stringify(filter),
-      ).toContain(snapshot.id);
-    }
-    for (const filter of <Hypeman.SnapshotListParams[]>[
-      { kind: "Stopped" },
-      { name: "other" },
-      { tags: { team: "Backend" } },
-      { tags: { team: "backend", env: "prod" } },
-    ]) {
-      const found = await client.snapshots.list(filter);
-      expect(
-        found.map((item) => item.id),
-        JSON.stringify(filter),
-      ).not.toContain(snapshot.id);
-    }
-
-    const fork = await client.snapshots.fork(snapshot.id, { name: "sdk-fork" });
-    expect(fork).toMatchObject({ name: "sdk-fork", state: "Running", hypervisor: "qemu" });
-    // The fork resumes the guest from the snapshot moment: its first tick follows the ones logged by then.
-    const forkTicks = await waitFor(
-      async () => {
-        const seen = await ticks("sdk-fork");
-        return seen.length >= 2 ? seen : undefined;
-      },
-      { timeoutMs: 30_000, intervalMs: 250, what: "the fork to tick" },
-    );
-    const lastAtSnapshot = Math.max(...ticksAtSnapshot);
-    expect(forkTicks[0]).toBeGreaterThanOrEqual(lastAtSnapshot);
-    expect(forkTicks[0]).toBeLessThanOrEqual(lastAtSnapshot + 2);
-    // The stored snapshot stays compressed and its record true.
-    expect((await client.snapshots.get(snapshot.id)).compression_state).toBe("compressed");
-    expect(existsSync(path.join(service.dataDir, "snapshots", snapshot.id, "memory.raw"))).toBe(false);
-
-    await client.snapshots.delete(snapshot.id);
-    expect((await statusOf(client.snapshots.get(snapshot.id))).status).toBe(404);
-    expect(existsSync(path.join(service.dataDir, "snapshots", snapshot.id))).toBe(false);
-    // Forks made from it keep running.
-    const before = Math.max(...(await ticks("sdk-fork")));
-    await waitForTick("sdk-fork", before + 1);
-    expect((await client.instances.get("sdk-fork")).state).toBe("Running");
+    await runSdkFlow({ client, api: (pathAndQuery) => service.api(pathAndQuery), dataDir: service.dataDir });
   });
 
   it("compresses with lz4 and restores the source to the snapshot moment", async () => {

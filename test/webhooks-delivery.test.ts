@@ -2,6 +2,7 @@
 // Redis, the delivery worker, and loopback HTTP receivers verifying signatures with standardwebhooks.
 import type { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
+import type { DialectName } from "../api/db/dialect.ts";
 import { startWebhookPipeline } from "../api/webhooks/pipeline.ts";
 import type { WebhookDelivery, WebhookEndpoint } from "../api/webhooks/schemas.ts";
 import { type AppendedEvent, EventStream } from "../shared/events/stream.ts";
@@ -16,6 +17,7 @@ import { startWebhookWorker } from "../workers/webhooks/worker.ts";
 import { createTestApp, type TestApp } from "./helpers/app.ts";
 import { jsonOf, testRedisUrl, waitFor } from "./helpers/fixtures.ts";
 import { appendSnapshotFlow } from "./helpers/flow-events.ts";
+import { testDialects } from "./helpers/postgres.ts";
 import {
   type Answer,
   type ReceivedRequest,
@@ -50,9 +52,10 @@ async function harness(
     answer?: (request: ReceivedRequest) => Answer;
     /** The worker's WEBHOOK_ALLOWED_HOSTS, when it should differ from the API's. */
     workerAllowedHosts?: string[];
+    dialect?: DialectName;
   } = {},
 ): Promise<Harness> {
-  const app = await createTestApp({ webhookAllowedHosts: ["127.0.0.1"] });
+  const app = await createTestApp({ webhookAllowedHosts: ["127.0.0.1"], dialect: options.dialect });
   cleanups.push(() => app.close());
   const redis = connectRedis(testRedisUrl(), "worker", 1_000);
   await waitForRedisReady(redis, 5_000);
@@ -76,6 +79,8 @@ async function harness(
       commandTimeoutMs: 1_000,
       log,
       blockMs: 100,
+      consumer: "replica-a",
+      claimIdleMs: 30_000,
     });
     await pipeline.ready;
   };
@@ -140,9 +145,9 @@ const runFlow = async (h: Harness): Promise<AppendedEvent[]> =>
 
 const idsOf = (requests: ReceivedRequest[]) => requests.map((request) => String(request.headers["webhook-id"]));
 
-describe("webhook delivery", () => {
+describe.each(testDialects())("webhook delivery on %s", (dialect) => {
   it("delivers every event of a flow once, signed, with the full resource as data", async () => {
-    const h = await harness();
+    const h = await harness({ dialect });
     const { id, secret } = await h.subscribe({ event_types: ["snapshot.*", "instance.*"] });
     const flow = await runFlow(h);
 
@@ -163,7 +168,7 @@ describe("webhook delivery", () => {
   });
 
   it("sends only the event types an endpoint subscribed to", async () => {
-    const h = await harness();
+    const h = await harness({ dialect });
     const { id } = await h.subscribe({ event_types: ["snapshot.compression.*", "instance.forked"] });
     await appendSnapshotFlow(h.events);
     const deliveries = await settled(h, id, 3);
@@ -187,7 +192,7 @@ describe("webhook delivery", () => {
   });
 
   it("keeps secrets out of job data and the outcome stream", async () => {
-    const h = await harness();
+    const h = await harness({ dialect });
     const { id, secret } = await h.subscribe();
     await appendSnapshotFlow(h.events);
     await settled(h, id, 6);
@@ -203,6 +208,7 @@ describe("webhook delivery", () => {
   it("retries a receiver that is down, then failing, with the same webhook-id until it succeeds", async () => {
     let failuresLeft = new Map<string, number>();
     const h = await harness({
+      dialect,
       retrySchedule: "100ms,150ms,200ms,250ms,300ms,350ms,400ms,450ms,500ms,550ms",
       // Once up, each event's first attempt gets a 500, the next a 200.
       answer: (request) => {
@@ -243,7 +249,7 @@ describe("webhook delivery", () => {
   });
 
   it("disables the endpoint on 410 Gone and sends it nothing more", async () => {
-    const h = await harness({ answer: () => ({ status: 410 }) });
+    const h = await harness({ dialect, answer: () => ({ status: 410 }) });
     const { id } = await h.subscribe({ event_types: ["instance.created"] });
     await appendSnapshotFlow(h.events);
     const [delivery] = await settled(h, id, 1);
@@ -264,6 +270,7 @@ describe("webhook delivery", () => {
     cleanups.push(() => elsewhere.close());
     let redirect = true;
     const h = await harness({
+      dialect,
       retrySchedule: "100ms",
       answer: () => (redirect ? { status: 302, headers: { location: elsewhere.url } } : { status: 200 }),
     });
@@ -284,7 +291,7 @@ describe("webhook delivery", () => {
   });
 
   it("refuses to retry a delivery still in progress or of a disabled endpoint", async () => {
-    const h = await harness({ retrySchedule: "10s", answer: () => ({ status: 503 }) });
+    const h = await harness({ dialect, retrySchedule: "10s", answer: () => ({ status: 503 }) });
     const { id } = await h.subscribe({ event_types: ["snapshot.created"] });
     await appendSnapshotFlow(h.events);
     const [pending] = await waitFor(async () => {
@@ -301,6 +308,7 @@ describe("webhook delivery", () => {
 
   it("disables an endpoint that keeps failing with no success for WEBHOOK_DISABLE_AFTER_MS", async () => {
     const h = await harness({
+      dialect,
       retrySchedule: "100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms",
       disableAfterMs: 300,
       answer: () => ({ status: 500 }),
@@ -318,7 +326,7 @@ describe("webhook delivery", () => {
   });
 
   it("checks the address again when it connects, whatever the API accepted", async () => {
-    const h = await harness({ retrySchedule: "100ms", workerAllowedHosts: [] });
+    const h = await harness({ dialect, retrySchedule: "100ms", workerAllowedHosts: [] });
     const { id } = await h.subscribe({ event_types: ["snapshot.created"] });
     await runFlow(h);
     const [delivery] = await settled(h, id, 1);
@@ -328,7 +336,7 @@ describe("webhook delivery", () => {
   });
 
   it("keeps deliveries verifiable across a secret rotation, with the old and the new secret", async () => {
-    const h = await harness();
+    const h = await harness({ dialect });
     const { id, secret: previous } = await h.subscribe({ event_types: ["snapshot.created"] });
     const { secret: current } = await jsonOf(await h.app.request(`/webhooks/${id}/rotate-secret`, { method: "POST" }));
     await appendSnapshotFlow(h.events);
@@ -339,13 +347,13 @@ describe("webhook delivery", () => {
   });
 
   it("after a restart, finishes what it read but never acknowledged, and never sends an event twice", async () => {
-    const h = await harness();
+    const h = await harness({ dialect });
     const { id } = await h.subscribe({ event_types: ["snapshot.created"] });
     await h.stopDispatcher();
     const first = await appendSnapshotFlow(h.events);
     // Entries read by the dispatcher's consumer and not acknowledged, as a crash would leave them.
     const key = `${h.app.prefix}:events`;
-    await h.redis.xreadgroup("GROUP", "webhooks", "api", "COUNT", 3, "STREAMS", key, ">");
+    await h.redis.xreadgroup("GROUP", "webhooks", "replica-a", "COUNT", 3, "STREAMS", key, ">");
     await h.startDispatcher();
     await settled(h, id, 1);
 

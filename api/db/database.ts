@@ -1,14 +1,35 @@
-// The read model's SQLite file, owned by the API process: opened in WAL mode, migrated at boot.
+// The read model's database, owned by the API: a SQLite file (WAL) by default, or PostgreSQL when DATABASE_URL
+// is set (several API replicas share it); migrated at boot.
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import SQLite from "better-sqlite3";
-import { Kysely, type Migration, type MigrationProvider, Migrator, SqliteDialect, sql } from "kysely";
+import { Kysely, type Migration, type MigrationProvider, Migrator, PostgresDialect, SqliteDialect, sql } from "kysely";
+import pg from "pg";
 import { MIGRATIONS } from "./migrations/index.ts";
 import type { Database } from "./schema.ts";
 
 export type Db = Kysely<Database>;
 
-export function openDatabase(file: string): Db {
+/** Where the read model lives: `url` (postgres://…) wins over `file`. */
+export interface DatabaseTarget {
+  url?: string;
+  file: string;
+}
+
+const POSTGRES_POOL_SIZE = 10;
+
+/** The read model's location from the config: DATABASE_URL when set, else the DATABASE_PATH file. */
+export const databaseTarget = (config: { DATABASE_URL?: string; DATABASE_PATH: string }): DatabaseTarget => ({
+  url: config.DATABASE_URL,
+  file: config.DATABASE_PATH,
+});
+
+export function openDatabase(target: DatabaseTarget | string): Db {
+  const { url, file } = typeof target === "string" ? { url: undefined, file: target } : target;
+  return url ? openPostgres(url) : openSqlite(file);
+}
+
+function openSqlite(file: string): Db {
   mkdirSync(path.dirname(file), { recursive: true });
   const sqlite = new SQLite(file);
   sqlite.pragma("journal_mode = WAL");
@@ -18,13 +39,31 @@ export function openDatabase(file: string): Db {
   return new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
 }
 
+function openPostgres(url: string): Db {
+  const pool = new pg.Pool({ connectionString: url, max: POSTGRES_POOL_SIZE });
+  // An idle client losing its server must not crash the process; the next query reports the failure.
+  pool.on("error", () => {});
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}
+
+/** Where the database is, without a password: for logs. */
+export function describeTarget(target: DatabaseTarget): string {
+  if (!target.url) return target.file;
+  const url = new URL(target.url);
+  url.password = "";
+  return url.toString();
+}
+
 class InCodeMigrations implements MigrationProvider {
   async getMigrations(): Promise<Record<string, Migration>> {
     return MIGRATIONS;
   }
 }
 
-/** Applies every pending migration in order; throws with the failing migration's name. */
+/**
+ * Applies every pending migration in order; throws with the failing migration's name. Replicas starting at once
+ * are safe: kysely's migrator takes a lock (an advisory lock on PostgreSQL) around the run.
+ */
 export async function migrateToLatest(db: Db): Promise<string[]> {
   const migrator = new Migrator({ db, provider: new InCodeMigrations() });
   const { error, results } = await migrator.migrateToLatest();

@@ -1,6 +1,8 @@
-// Bearer-token authentication against the configured keys, compared in constant time.
+// Bearer-token authentication against the configured keys, compared in constant time. Under `cookie.pathPrefix`
+// the key may come from an HttpOnly cookie instead (Bull Board's own page cannot send a bearer header).
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
+import { getCookie } from "hono/cookie";
 import { ApiError } from "../../shared/errors.ts";
 
 declare module "hono" {
@@ -12,14 +14,24 @@ declare module "hono" {
 
 const digest = (value: string) => createHash("sha256").update(value).digest();
 
-export function bearerAuth(apiKeys: readonly string[], publicPaths: ReadonlySet<string>): MiddlewareHandler {
+export interface AuthOptions {
+  isPublic: (path: string) => boolean;
+  cookie?: { name: string; pathPrefix: string };
+}
+
+export function bearerAuth(apiKeys: readonly string[], options: AuthOptions): MiddlewareHandler {
   const keyDigests = apiKeys.map(digest);
   return async (c, next) => {
-    if (publicPaths.has(c.req.path)) return next();
+    if (options.isPublic(c.req.path)) return next();
     const header = c.req.header("authorization") ?? "";
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!match) throw new ApiError("unauthorized", "missing bearer token: send Authorization: Bearer <api key>");
-    const presented = digest(match[1]!);
+    const { cookie } = options;
+    const fromCookie = cookie && c.req.path.startsWith(cookie.pathPrefix) ? getCookie(c, cookie.name) : undefined;
+    const presentedKey = match?.[1] ?? fromCookie;
+    if (!presentedKey) {
+      throw new ApiError("unauthorized", "missing bearer token: send Authorization: Bearer <api key>");
+    }
+    const presented = digest(presentedKey);
     // Compare against every key so the time taken does not tell which one matched.
     let accepted = false;
     for (const key of keyDigests) accepted = timingSafeEqual(presented, key) || accepted;

@@ -5,8 +5,10 @@ import { EventStream, eventStreamKey } from "../../shared/events/stream.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { closeRedis, connectRedis } from "../../shared/redis.ts";
 import { tempDir, testRedisUrl, uniquePrefix, waitFor } from "../../test/helpers/fixtures.ts";
+import { testDatabaseTarget, testDialects } from "../../test/helpers/postgres.ts";
 import { sampleInstance, sampleSnapshot } from "../../test/helpers/resources.ts";
 import { type Db, migrateToLatest, openDatabase } from "../db/database.ts";
+import type { DialectName } from "../db/dialect.ts";
 import { Projector, READ_MODEL_GROUP } from "./projector.ts";
 import { findInstance, findSnapshot, listSnapshots } from "./queries.ts";
 
@@ -17,19 +19,20 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function setup() {
+async function setup(dialect: DialectName) {
   const prefix = uniquePrefix("proj");
   const data = tempDir("proj");
-  const db = openDatabase(`${data.dir}/read.db`);
+  const database = await testDatabaseTarget(dialect, data.dir);
+  const db = openDatabase(database.target);
   await migrateToLatest(db);
   const writer = connectRedis(testRedisUrl(), "worker", 1_000);
   const stream = new EventStream(writer, prefix);
   const projectors: Projector[] = [];
   const connections = [writer];
-  const newProjector = () => {
+  const newProjector = (consumer = "replica-a", claimIdleMs = 30_000) => {
     const connection = connectRedis(testRedisUrl(), "worker", 1_000);
     connections.push(connection);
-    const projector = new Projector({ db, redis: connection, prefix, log });
+    const projector = new Projector({ db, redis: connection, prefix, log, consumer, claimIdleMs });
     projectors.push(projector);
     return projector;
   };
@@ -37,6 +40,7 @@ async function setup() {
     for (const projector of projectors) await projector.stop();
     for (const connection of connections) await closeRedis(connection);
     await db.destroy();
+    await database.drop();
     data.remove();
   });
   return { prefix, db, stream, writer, newProjector };
@@ -52,9 +56,9 @@ const countProcessed = async (db: Db) =>
     ).n,
   );
 
-describe("projector", () => {
+describe.each(testDialects())("projector on %s", (dialect) => {
   it("applies resource events and lets a caller wait for one", async () => {
-    const { db, stream, newProjector } = await setup();
+    const { db, stream, newProjector } = await setup(dialect);
     const projector = newProjector();
     projector.start();
     await projector.ready;
@@ -70,7 +74,7 @@ describe("projector", () => {
   });
 
   it("follows a snapshot through its compression states, whatever order its versions arrive in", async () => {
-    const { db, stream, newProjector } = await setup();
+    const { db, stream, newProjector } = await setup(dialect);
     const projector = newProjector();
     projector.start();
     await projector.ready;
@@ -93,9 +97,9 @@ describe("projector", () => {
     expect((await findSnapshot(db, snapshot.id))?.compression_state).toBe("compressed");
   });
 
-  it("finishes entries it read but never acknowledged before a crash, without duplicates", async () => {
-    const { db, stream, writer, prefix, newProjector } = await setup();
-    const first = newProjector();
+  it("finishes entries a dead replica read but never acknowledged, without duplicates", async () => {
+    const { db, stream, writer, prefix, newProjector } = await setup(dialect);
+    const first = newProjector("replica-a");
     first.start();
     await first.ready; // creates the group
     await first.stop();
@@ -111,12 +115,12 @@ describe("projector", () => {
         ),
       );
     }
-    // A "crashed" API: it took the entries from the group and died before acknowledging them.
+    // A "crashed" API replica: it took the entries from the group and died before acknowledging them.
     await writer.call(
       "XREADGROUP",
       "GROUP",
       READ_MODEL_GROUP,
-      "api",
+      "replica-dead",
       "COUNT",
       5,
       "STREAMS",
@@ -125,7 +129,8 @@ describe("projector", () => {
     );
     const pendingBefore = (await writer.xpending(eventStreamKey(prefix), READ_MODEL_GROUP)) as [number];
     expect(pendingBefore[0]).toBe(5);
-    const second = newProjector();
+    // Another replica takes them over once they have been idle for its claim time.
+    const second = newProjector("replica-b", 200);
     second.start();
     await second.ready;
     await second.waitFor(appended.at(-1)!.event.id, 5_000);
@@ -138,7 +143,7 @@ describe("projector", () => {
   });
 
   it("tombstones deleted snapshots and frees their name", async () => {
-    const { db, stream, newProjector } = await setup();
+    const { db, stream, newProjector } = await setup(dialect);
     const projector = newProjector();
     projector.start();
     await projector.ready;
@@ -164,8 +169,28 @@ describe("projector", () => {
     expect(await findSnapshot(db, snapshot.id)).toBeUndefined();
   });
 
+  it("shares the stream between replicas: each event applied once, waited for on either", async () => {
+    const { db, stream, newProjector } = await setup(dialect);
+    const replicas = [newProjector("replica-a"), newProjector("replica-b")];
+    for (const replica of replicas) replica.start();
+    await Promise.all(replicas.map((replica) => replica.ready));
+    const instance = sampleInstance();
+    const events = [];
+    for (let index = 0; index < 20; index++) {
+      const snapshot = sampleSnapshot(instance, { name: `s-${index}` });
+      events.push((await stream.append("snapshot.created", subjectOf.snapshot(snapshot.id), { snapshot }, v(1))).event);
+    }
+    // Each replica sees every event as applied, whichever of them applied it.
+    for (const event of events) {
+      await replicas[0]!.waitFor(event.id, 5_000);
+      await replicas[1]!.waitFor(event.id, 5_000);
+    }
+    expect(await countProcessed(db)).toBe(20);
+    expect((await listSnapshots(db, {}, {})).snapshots).toHaveLength(20);
+  });
+
   it("converges from host announcements: newer versions win, tombstones delete, names are held again", async () => {
-    const { db, stream, newProjector } = await setup();
+    const { db, stream, newProjector } = await setup(dialect);
     const projector = newProjector();
     projector.start();
     await projector.ready;

@@ -1,6 +1,7 @@
-// Applies the event stream to the read model: a consumer group, one transaction per entry (an event, or a part of a
-// host's full-state announcement), idempotent by event id and forward-only by host-owned version, acknowledged after
-// commit.
+// Applies the event stream to the read model: a consumer group shared by the API replicas, one transaction per entry
+// (an event, or a part of a host's full-state announcement), idempotent by event id and forward-only by host-owned
+// version, acknowledged after commit.
+import { setImmediate } from "node:timers/promises";
 import type { Redis } from "ioredis";
 import { decodeEntry, eventStreamKey, type StreamEntry } from "../../shared/events/stream.ts";
 import type { Logger } from "../../shared/logger.ts";
@@ -9,8 +10,9 @@ import { type StreamConsumer, type StreamEntries, startStreamConsumer } from "..
 import { applyAnnouncement, applyEvent } from "./apply.ts";
 
 export const READ_MODEL_GROUP = "read-model";
-const CONSUMER = "api";
 const BLOCK_MS = 1_000;
+/** How often a waiter looks for its event in the database (another replica may be the one applying it). */
+const WAIT_POLL_MS = 25;
 const START_RETRY_MS = 1_000;
 
 export interface ProjectorOptions {
@@ -19,6 +21,10 @@ export interface ProjectorOptions {
   redis: Redis;
   prefix: string;
   log: Logger;
+  /** This replica's consumer name in the group (API_REPLICA_ID): replicas share the stream's events. */
+  consumer: string;
+  /** Entries a dead replica left unacknowledged this long are applied here (STREAM_CLAIM_IDLE_MS). */
+  claimIdleMs: number;
 }
 
 export class Projector {
@@ -53,30 +59,30 @@ export class Projector {
     await Promise.race([stopping, new Promise((resolve) => setTimeout(resolve, BLOCK_MS + 500).unref())]);
   }
 
-  /** Resolves once the event has been applied (at once if it already was); rejects after `timeoutMs`. */
+  /**
+   * Resolves once the event has been applied, by this replica or another (at once if it already was); rejects
+   * after `timeoutMs`. Looks in the database every WAIT_POLL_MS, sooner when this replica applies the event.
+   */
   async waitFor(eventId: string, timeoutMs: number): Promise<void> {
-    if (await this.isApplied(eventId)) return;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        remove();
-        reject(new Error(`event ${eventId} was not projected within ${timeoutMs} ms`));
-      }, timeoutMs);
+    const deadline = Date.now() + timeoutMs;
+    while (!(await this.isApplied(eventId))) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`event ${eventId} was not projected within ${timeoutMs} ms`);
+      await this.appliedHereOrAfter(eventId, Math.min(left, WAIT_POLL_MS));
+    }
+  }
+
+  private appliedHereOrAfter(eventId: string, ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer);
-        resolve();
-      };
-      const remove = () => {
         const list = this.waiters.get(eventId)?.filter((waiter) => waiter !== done) ?? [];
         if (list.length) this.waiters.set(eventId, list);
         else this.waiters.delete(eventId);
+        resolve();
       };
+      const timer = setTimeout(done, ms);
       this.waiters.set(eventId, [...(this.waiters.get(eventId) ?? []), done]);
-      // It may have been applied between the check above and registering.
-      this.isApplied(eventId).then((applied) => {
-        if (!applied) return;
-        remove();
-        done();
-      });
     });
   }
 
@@ -102,7 +108,8 @@ export class Projector {
           redis: this.options.redis,
           key: eventStreamKey(this.options.prefix),
           group: READ_MODEL_GROUP,
-          consumer: CONSUMER,
+          consumer: this.options.consumer,
+          claimIdleMs: this.options.claimIdleMs,
           startAt: "0",
           handle: (entries) => this.applyBatch(entries),
           log: this.options.log,
@@ -119,7 +126,11 @@ export class Projector {
 
   /** The consumer acknowledges the batch once this returns; a crash before that replays it, harmlessly. */
   private async applyBatch(entries: StreamEntries): Promise<void> {
-    for (const [streamId, fields] of entries) await this.handle(streamId, fields);
+    for (const [streamId, fields] of entries) {
+      await this.handle(streamId, fields);
+      // SQLite answers synchronously: let requests in between events, or a burst stalls the event loop.
+      await setImmediate();
+    }
   }
 
   private async handle(streamId: string, fields: string[]): Promise<void> {
@@ -139,20 +150,16 @@ export class Projector {
     }
     const { event } = entry;
     await this.options.db.transaction().execute(async (trx) => {
-      const seen = await trx
-        .selectFrom("processed_events")
-        .select("event_id")
-        .where("event_id", "=", event.id)
-        .executeTakeFirst();
-      if (seen) return;
-      await applyEvent(trx, event);
-      await trx
+      // Recorded first: a replica applying the same entry at the same time waits on this row, then finds it done.
+      const recorded = await trx
         .insertInto("processed_events")
         .values({ event_id: event.id, stream_id: streamId, applied_at: new Date().toISOString() })
-        .execute();
+        .onConflict((conflict) => conflict.column("event_id").doNothing())
+        .executeTakeFirst();
+      if (Number(recorded.numInsertedOrUpdatedRows ?? 0n) === 0) return;
+      await applyEvent(trx, event);
     });
     for (const waiter of this.waiters.get(event.id) ?? []) waiter();
-    this.waiters.delete(event.id);
     for (const listener of this.listeners) listener(entry);
   }
 }

@@ -78,16 +78,10 @@ export async function listSnapshots(
   if (filters.name !== undefined) query = query.where("name", "=", filters.name);
   if (filters.source_instance_id !== undefined)
     query = query.where("source_instance_id", "=", filters.source_instance_id);
+  // Each tag selects its snapshots through the (key, value) index, rather than probing every snapshot in list order.
   for (const [key, value] of Object.entries(filters.tags ?? {})) {
-    query = query.where((eb) =>
-      eb.exists(
-        eb
-          .selectFrom("snapshot_tags")
-          .select("snapshot_id")
-          .whereRef("snapshot_tags.snapshot_id", "=", "snapshots.id")
-          .where("snapshot_tags.key", "=", key)
-          .where("snapshot_tags.value", "=", value),
-      ),
+    query = query.where("id", "in", (eb) =>
+      eb.selectFrom("snapshot_tags").select("snapshot_id").where("key", "=", key).where("value", "=", value),
     );
   }
   const after = page.after;

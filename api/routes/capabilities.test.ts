@@ -2,7 +2,7 @@
 import Hypeman from "@onkernel/hypeman";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LZ4_LEVELS, ZSTD_LEVELS } from "../../shared/codec/options.ts";
-import { announceHost } from "../../shared/hosts.ts";
+import { announceHost, hostPresenceConnectionName } from "../../shared/hosts.ts";
 import { connectRedis, waitForRedisReady } from "../../shared/redis.ts";
 import { createTestApp, TEST_API_KEY, type TestApp } from "../../test/helpers/app.ts";
 
@@ -42,7 +42,8 @@ describe("GET /capabilities", () => {
     });
     const old = new Date(Date.now() - 3_600_000).toISOString();
     await announceHost(redis, t.prefix, { id: "h0", hypervisors: [], started_at: old, last_seen_at: old, pid: 2 });
-    redis.disconnect();
+    // A host is online while its presence connection is open, as a capture worker holds it.
+    await redis.client("SETNAME", hostPresenceConnectionName(t.prefix, "h1"));
 
     const capabilities = await client.capabilities.get();
     expect(capabilities.default_runtime).toEqual({ name: "qemu", available: true });
@@ -63,5 +64,6 @@ describe("GET /capabilities", () => {
       ["h0", false],
       ["h1", true],
     ]);
+    redis.disconnect();
   });
 });

@@ -6,7 +6,10 @@ import type { App, AppDeps } from "../app.ts";
 import { knownHosts } from "../commands.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 
-const HOST_SCHEMA = HOST_RECORD_SCHEMA.extend({ online: z.boolean() }).openapi("Host");
+const HOST_SCHEMA = HOST_RECORD_SCHEMA.extend({
+  online: z.boolean(),
+  offline_reason: z.string().nullable().openapi({ description: "Why the host is offline; null while online" }),
+}).openapi("Host");
 const HOST_ID_PARAM = z.object({
   hostId: z
     .string()
@@ -54,7 +57,7 @@ export function registerHostRoutes(app: App, deps: AppDeps): void {
     const { hostId } = c.req.valid("param");
     const host = (await knownHosts(deps)).find((candidate) => candidate.id === hostId);
     if (!host) throw new ApiError("not_found", `host ${hostId} not found`);
-    if (!host.online) throw new ApiError("unavailable", `host ${hostId} is offline (last seen ${host.last_seen_at})`);
+    if (!host.online) throw new ApiError("unavailable", `host ${hostId} is offline: ${host.offline_reason}`);
     const started = performance.now();
     const result = await deps.jobs.run(
       "host.ping",

@@ -84,7 +84,7 @@ describe("GET /instances/{id}/wait", () => {
       {
         instance: { ...instance, state: "Unknown", state_error: "QEMU is gone" },
       },
-      { version: 2 },
+      { version: 4 },
     );
     expect(await waiting).toEqual({ state: "Unknown", state_error: "QEMU is gone", timed_out: false });
   });

@@ -16,8 +16,11 @@ import {
   type StandbyInstanceBody,
 } from "../../shared/schemas/instance.ts";
 import type { App, AppDeps } from "../app.ts";
-import { assertHostOnline, onlineHosts, runHostCommand } from "../commands.ts";
+import { assertHostOnline, knownHosts, runHostCommand } from "../commands.ts";
+import { presentInstance, presentInstances } from "../host-status.ts";
+import { compressionLabels, timed } from "../metrics/metrics.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
+import { chooseHost } from "../placement.ts";
 import { instanceNameScope, withNameReservation } from "../read-model/names.ts";
 import { findInstance, instanceCountsByHost, listInstances } from "../read-model/queries.ts";
 import { INSTANCE_PATH, tagFilterFromQuery } from "./params.ts";
@@ -77,6 +80,14 @@ const LIFECYCLE = {
   restore: { job: "instance.restore", summary: "Resume a Standby instance from its captured state" },
 } as const satisfies Record<string, { job: string; summary: string }>;
 
+/** Operations with a duration histogram of the reference server's, labelled by the instance's compression policy. */
+const TIMED_OPERATIONS: Partial<Record<keyof typeof LIFECYCLE, "standbyDuration" | "restoreDuration">> = {
+  restore: "restoreDuration",
+};
+
+const compressionPolicyLabels = (deps: AppDeps, instance: Instance) =>
+  compressionLabels(resolveCompression(instance.snapshot_policy?.compression, deps.defaultCompression));
+
 const lifecycleRoute = (operation: keyof typeof LIFECYCLE) =>
   createRoute({
     method: "post",
@@ -134,7 +145,7 @@ export const instanceLogsRoute = createRoute({
 export function registerInstanceRoutes(app: App, deps: AppDeps): void {
   app.openapi(createInstanceRoute, async (c) => {
     const body = c.req.valid("json");
-    const host = await pickHost(deps, body.hypervisor);
+    const host = await pickHost(deps, body.hypervisor, body.host_id);
     const id = newId();
     const instance: Instance = {
       id,
@@ -158,16 +169,18 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
     const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
       runHostCommand(deps, host, "instance.create", { instance }, `GET /instances/${id}`),
     );
-    return c.json(result.instance, 201);
+    return c.json(await presentInstance(deps, result.instance), 201);
   });
 
   app.openapi(listInstancesRoute, async (c) => {
     const { state } = c.req.valid("query");
     const tags = tagFilterFromQuery(c.req.queries() as Record<string, string[]>);
-    return c.json(await listInstances(deps.db, { state, tags }), 200);
+    return c.json(await presentInstances(deps, await listInstances(deps.db, { state, tags })), 200);
   });
 
-  app.openapi(getInstanceRoute, async (c) => c.json(await requireInstance(deps, c.req.valid("param").id), 200));
+  app.openapi(getInstanceRoute, async (c) =>
+    c.json(await presentInstance(deps, await requireInstance(deps, c.req.valid("param").id)), 200),
+  );
 
   app.openapi(deleteInstanceRoute, async (c) => {
     const instance = await requireInstance(deps, c.req.valid("param").id);
@@ -185,26 +198,28 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
     app.openapi(lifecycleRoute(operation), async (c) => {
       const instance = await requireInstance(deps, c.req.valid("param").id);
       assertOperationAllowed(operation as InstanceOperation, instance);
-      const result = await runHostCommand(
-        deps,
-        instance.host_id,
-        LIFECYCLE[operation].job,
-        { instance_id: instance.id },
-        `GET /instances/${instance.id}`,
-      );
-      return c.json(result.instance, 200);
+      const run = () =>
+        runHostCommand(
+          deps,
+          instance.host_id,
+          LIFECYCLE[operation].job,
+          { instance_id: instance.id },
+          `GET /instances/${instance.id}`,
+        );
+      const histogram = TIMED_OPERATIONS[operation];
+      const result = histogram
+        ? await timed(deps.metrics[histogram], compressionPolicyLabels(deps, instance), run)
+        : await run();
+      return c.json(await presentInstance(deps, result.instance), 200);
     });
   }
 
   app.openapi(standbyInstanceRoute, async (c) => {
     const instance = await requireInstance(deps, c.req.valid("param").id);
     assertOperationAllowed("standby", instance);
-    const result = await runHostCommand(
-      deps,
-      instance.host_id,
-      "instance.standby",
-      { instance_id: instance.id, ...standbyCompression(deps, instance, c.req.valid("json")) },
-      `GET /instances/${instance.id}`,
+    const payload = { instance_id: instance.id, ...standbyCompression(deps, instance, c.req.valid("json")) };
+    const result = await timed(deps.metrics.standbyDuration, compressionPolicyLabels(deps, instance), () =>
+      runHostCommand(deps, instance.host_id, "instance.standby", payload, `GET /instances/${instance.id}`),
     );
     return c.json(result.instance, 200);
   });
@@ -242,21 +257,9 @@ export async function requireInstance(deps: AppDeps, idOrName: string): Promise<
   return instance;
 }
 
-/** The online host that can run `hypervisor` and has the fewest instances. */
-export async function pickHost(deps: AppDeps, hypervisor: string): Promise<string> {
-  const hosts = await onlineHosts(deps);
-  if (hosts.length === 0) throw new ApiError("unavailable", "no worker host is online");
-  const capable = hosts.filter((host) => host.hypervisors.includes(hypervisor));
-  if (capable.length === 0) {
-    const available = [...new Set(hosts.flatMap((host) => host.hypervisors))].sort();
-    throw new ApiError(
-      "not_supported",
-      `hypervisor ${hypervisor} is not available; available: ${available.join(", ") || "none"}`,
-    );
-  }
-  const counts = await instanceCountsByHost(deps.db);
-  const load = (hostId: string) => counts.get(hostId) ?? 0;
-  return capable.sort((left, right) => load(left.id) - load(right.id))[0]!.id;
+/** The requested host, or the online host that can run `hypervisor` and has the fewest instances. */
+export async function pickHost(deps: AppDeps, hypervisor: string, requested?: string): Promise<string> {
+  return chooseHost(await knownHosts(deps), await instanceCountsByHost(deps.db), hypervisor, requested);
 }
 
 /** Instance names are unique across the fleet (creates and forks alike). */

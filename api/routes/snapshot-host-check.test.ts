@@ -39,7 +39,7 @@ beforeAll(async () => {
     ["bbbbbbbbbbbbbbbbbbbbbbbb", "10.1.0", "pc-i440fx-10.1"],
   ] as const) {
     const snapshot = sampleSnapshot(source, { id, qemu_version, machine_type });
-    const { event } = await stream.append("snapshot.created", subjectOf.snapshot(id), { snapshot }, { version: 1 });
+    const { event } = await stream.append("snapshot.created", subjectOf.snapshot(id), { snapshot }, { version: 2 });
     await t.projector.waitFor(event.id, 5_000);
   }
   redis.disconnect();

@@ -18,9 +18,15 @@ import {
   TARGET_STATES_BY_KIND,
   type TargetState,
 } from "../../shared/schemas/snapshot.ts";
+import { replicaSetKey } from "../../shared/snapshots/replicas.ts";
+import { SNAPSHOT_RECORD } from "../../shared/snapshots/store.ts";
 import type { App, AppDeps } from "../app.ts";
-import { knownHosts, onlineHosts, runHostCommand } from "../commands.ts";
+import { assertHostOnline, knownHosts, onlineHosts, runHostCommand } from "../commands.ts";
+import { fetchFromHost } from "../host-payloads.ts";
+import { presentInstance, presentSnapshot, presentSnapshots } from "../host-status.ts";
+import { timed } from "../metrics/metrics.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
+import { requireUsableHost } from "../placement.ts";
 import { snapshotNameScope, withNameReservation } from "../read-model/names.ts";
 import { decodeCursor, findInstanceIncludingDeleted, findSnapshot, listSnapshots } from "../read-model/queries.ts";
 import { instanceNameReservation, requireInstance } from "./instances.ts";
@@ -83,7 +89,9 @@ export const deleteSnapshotRoute = createRoute({
   method: "delete",
   path: "/snapshots/{snapshotId}",
   summary: "Delete a snapshot",
-  description: "Cancels compression in flight, removes payload and record. Never touches the source or forks.",
+  description:
+    "Cancels compression in flight, removes payload, record and every replica on other hosts. Never touches the " +
+    "source or forks.",
   tags: ["Snapshots"],
   security: BEARER_SECURITY,
   request: { params: SNAPSHOT_PATH },
@@ -94,7 +102,10 @@ export const forkSnapshotRoute = createRoute({
   method: "post",
   path: "/snapshots/{snapshotId}/fork",
   summary: "Fork a new instance from a snapshot",
-  description: "The fork maps the stored memory copy-on-write: no guest RAM is copied, and the snapshot is unchanged.",
+  description:
+    "The fork maps the stored memory copy-on-write: no guest RAM is copied, and the snapshot is unchanged. With " +
+    "`host_id` naming another host, that host first pulls a copy of the payload from the owning host (kept for " +
+    "later forks there; deleting the snapshot deletes every copy).",
   tags: ["Snapshots"],
   security: BEARER_SECURITY,
   request: {
@@ -120,7 +131,7 @@ export const restoreSnapshotRoute = createRoute({
 export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
   app.openapi(createSnapshotRoute, async (c) => {
     const instance = await requireInstance(deps, c.req.valid("param").id);
-    return c.json(await createSnapshot(deps, instance, c.req.valid("json")), 201);
+    return c.json(await presentSnapshot(deps, await createSnapshot(deps, instance, c.req.valid("json"))), 201);
   });
 
   app.openapi(listSnapshotsRoute, async (c) => {
@@ -139,10 +150,12 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       { limit: query.limit, after },
     );
     if (page.nextCursor) c.header(NEXT_CURSOR_HEADER, page.nextCursor);
-    return c.json(page.snapshots, 200);
+    return c.json(await presentSnapshots(deps, page.snapshots), 200);
   });
 
-  app.openapi(getSnapshotRoute, async (c) => c.json(await requireSnapshot(deps, c.req.valid("param").snapshotId), 200));
+  app.openapi(getSnapshotRoute, async (c) =>
+    c.json(await presentSnapshot(deps, await requireSnapshot(deps, c.req.valid("param").snapshotId)), 200),
+  );
 
   app.openapi(deleteSnapshotRoute, async (c) => {
     const snapshot = await requireSnapshot(deps, c.req.valid("param").snapshotId);
@@ -156,20 +169,25 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
     const target = targetStateFor(snapshot.kind, body.target_state);
     const hypervisor = await targetHypervisorFor(deps, snapshot, body.target_hypervisor);
     if (target !== "Stopped") await assertHostCanLoad(deps, snapshot, "fork");
-    const source = await findInstanceIncludingDeleted(deps.db, snapshot.source_instance_id);
-    if (!source) throw new ApiError("internal_error", `source instance of snapshot ${snapshot.id} is unknown`);
+    const hostId = await forkHostFor(deps, snapshot, body.host_id, hypervisor);
+    const source =
+      (await findInstanceIncludingDeleted(deps.db, snapshot.source_instance_id)) ??
+      (await sourceFromHost(deps, snapshot));
     const id = newId();
-    const prepared = prepareFork(source, { id, name: body.name, hypervisor, host_id: snapshot.host_id });
+    const prepared = prepareFork(source, { id, name: body.name, hypervisor, host_id: hostId });
+    const labels = { target_state: target, compression_state: snapshot.compression_state };
     const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
-      runHostCommand(
-        deps,
-        snapshot.host_id,
-        "snapshot.fork",
-        { snapshot_id: snapshot.id, instance: prepared, target_state: target },
-        `GET /instances/${id}`,
+      timed(deps.metrics.forkDuration, labels, () =>
+        runHostCommand(
+          deps,
+          hostId,
+          "snapshot.fork",
+          { snapshot_id: snapshot.id, instance: prepared, target_state: target },
+          `GET /instances/${id}`,
+        ),
       ),
     );
-    return c.json(result.instance, 201);
+    return c.json(await presentInstance(deps, result.instance), 201);
   });
 
   app.openapi(restoreSnapshotRoute, async (c) => {
@@ -197,7 +215,7 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       { snapshot_id: snapshot.id, instance_id: instance.id, target_state: target },
       `GET /instances/${instance.id}`,
     );
-    return c.json(result.instance, 200);
+    return c.json(await presentInstance(deps, result.instance), 200);
   });
 }
 
@@ -253,6 +271,7 @@ export async function deleteSnapshot(deps: AppDeps, snapshot: Snapshot): Promise
     { snapshot_id: snapshot.id },
     `GET /snapshots/${snapshot.id}`,
   );
+  await dropReplicas(deps, snapshot.id);
 }
 
 /** A snapshot about to be captured of `instance`: what the API decides (id, name, tags, policy), nothing captured. */
@@ -348,4 +367,41 @@ async function targetHypervisorFor(deps: AppDeps, snapshot: Snapshot, requested:
     );
   }
   return requested as Snapshot["source_hypervisor"];
+}
+
+/** The host a fork runs on: the snapshot's own unless `host_id` names another (which must be online). */
+/** On another host, the payload is pulled there first (once: the copy stays for later forks). */
+async function forkHostFor(deps: AppDeps, snapshot: Snapshot, requested: string | undefined, hypervisor: string) {
+  if (requested === undefined || requested === snapshot.host_id) return snapshot.host_id;
+  requireUsableHost(await knownHosts(deps), requested, hypervisor);
+  await assertHostOnline(deps, snapshot.host_id);
+  await deps.jobs.run(
+    "snapshot.replicate",
+    { snapshot_id: snapshot.id, owner_host_id: snapshot.host_id },
+    { hostId: requested, timeoutMs: deps.jobResultTimeoutMs },
+  );
+  return requested;
+}
+
+/** Every copy of a deleted snapshot goes too; a copy on an offline host stays listed for a later delete. */
+async function dropReplicas(deps: AppDeps, snapshotId: string): Promise<void> {
+  const hostIds = await deps.redis.smembers(replicaSetKey(deps.redisPrefix, snapshotId));
+  const online = new Set((await onlineHosts(deps)).map((host) => host.id));
+  for (const hostId of hostIds) {
+    if (!online.has(hostId)) {
+      deps.log.warn({ snapshotId, hostId }, "a replica stays on an offline host");
+      continue;
+    }
+    await deps.jobs.run(
+      "snapshot.drop-replica",
+      { snapshot_id: snapshotId },
+      { hostId, timeoutMs: deps.jobResultTimeoutMs },
+    );
+  }
+}
+
+/** An imported snapshot's source instance may never have lived here: its host's record keeps it. */
+async function sourceFromHost(deps: AppDeps, snapshot: Snapshot): Promise<Instance> {
+  const response = await fetchFromHost(deps, snapshot.host_id, `/snapshots/${snapshot.id}/record`);
+  return SNAPSHOT_RECORD.parse(await response.json()).source;
 }

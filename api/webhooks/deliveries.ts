@@ -1,10 +1,11 @@
-// The delivery log in SQLite: one row per (endpoint, event), attempts applied from the worker's outcomes.
-import type { Selectable } from "kysely";
+// The delivery log in the read model: one row per (endpoint, event), attempts applied from the worker's outcomes.
+import { type Selectable, sql } from "kysely";
 import { conflict, invalidState, notFound } from "../../shared/errors.ts";
 import type { TypedEvent } from "../../shared/events/catalog.ts";
 import { newId } from "../../shared/ids.ts";
 import type { DeliveryOutcome } from "../../shared/webhooks/mirror.ts";
 import type { Db } from "../db/database.ts";
+import { needsRowLocks } from "../db/dialect.ts";
 import type { WebhookDeliveriesTable } from "../db/schema.ts";
 import type { WebhookDelivery } from "./schemas.ts";
 
@@ -101,6 +102,7 @@ export async function reopenDelivery(trx: Transaction, endpointId: string, deliv
     .selectAll()
     .where("id", "=", deliveryId)
     .where("endpoint_id", "=", endpointId)
+    .$if(needsRowLocks(trx), (query) => query.forUpdate())
     .executeTakeFirst();
   if (!row) throw notFound("delivery", deliveryId);
   if (endpoint.enabled !== 1) throw invalidState(`webhook endpoint ${endpointId} is disabled: enable it first`);
@@ -143,30 +145,34 @@ export async function applyOutcome(
   outcome: DeliveryOutcome,
   disableAfterMs: number,
 ): Promise<string | undefined> {
+  // Inserted only while the delivery exists (its endpoint may have been deleted meanwhile): a failed statement would
+  // abort the whole transaction on PostgreSQL, so no foreign-key error is provoked and caught.
   const inserted = await trx
     .insertInto("webhook_delivery_attempts")
-    .values({
-      outcome_id: outcomeId,
-      delivery_id: outcome.delivery_id,
-      attempted_at: outcome.attempted_at,
-      succeeded: outcome.succeeded ? 1 : 0,
-      status_code: outcome.status_code,
-      duration_ms: outcome.duration_ms,
-      error: outcome.error,
-    })
+    .columns(["outcome_id", "delivery_id", "attempted_at", "succeeded", "status_code", "duration_ms", "error"])
+    .expression(
+      trx
+        .selectFrom("webhook_deliveries")
+        .select([
+          typed(outcomeId, "text").as("outcome_id"),
+          "id",
+          typed(outcome.attempted_at, "text").as("attempted_at"),
+          typed(outcome.succeeded ? 1 : 0, "integer").as("succeeded"),
+          typed(outcome.status_code, "integer").as("status_code"),
+          typed(outcome.duration_ms, "integer").as("duration_ms"),
+          typed(outcome.error, "text").as("error"),
+        ])
+        .where("id", "=", outcome.delivery_id),
+    )
     .onConflict((conflicting) => conflicting.column("outcome_id").doNothing())
-    .executeTakeFirst()
-    .catch((error: Error) => {
-      // The delivery is gone (its endpoint was deleted): nothing left to record.
-      if (/FOREIGN KEY/.test(error.message)) return undefined;
-      throw error;
-    });
-  if (!inserted || inserted.numInsertedOrUpdatedRows === 0n) return undefined;
+    .executeTakeFirst();
+  if (Number(inserted.numInsertedOrUpdatedRows ?? 0n) === 0) return undefined;
 
   const delivery = await trx
     .selectFrom("webhook_deliveries")
     .selectAll()
     .where("id", "=", outcome.delivery_id)
+    .$if(needsRowLocks(trx), (query) => query.forUpdate())
     .executeTakeFirstOrThrow();
   await trx
     .updateTable("webhook_deliveries")
@@ -188,6 +194,7 @@ export async function applyOutcome(
     .selectFrom("webhook_endpoints")
     .select(["enabled", "failing_since"])
     .where("id", "=", outcome.endpoint_id)
+    .$if(needsRowLocks(trx), (query) => query.forUpdate())
     .executeTakeFirstOrThrow();
   if (outcome.succeeded) {
     await trx
@@ -211,6 +218,11 @@ export async function applyOutcome(
     return `no successful delivery since ${failingSince} (WEBHOOK_DISABLE_AFTER_MS is ${disableAfterMs})`;
   }
   return undefined;
+}
+
+/** A parameter with its column's type: PostgreSQL does not infer one for a value in a select list. */
+function typed<T extends string | number | null>(value: T, type: "text" | "integer") {
+  return sql<T>`cast(${value} as ${sql.raw(type)})`;
 }
 
 function toResource(row: DeliveryRow): WebhookDelivery {

@@ -31,6 +31,10 @@ export interface WebhookDispatcherOptions {
   jobs: JobProducer;
   log: Logger;
   blockMs?: number;
+  /** This replica's consumer name (API_REPLICA_ID): replicas share the dispatching. */
+  consumer: string;
+  /** Events a dead replica left unacknowledged this long are dispatched here (STREAM_CLAIM_IDLE_MS). */
+  claimIdleMs: number;
 }
 
 export function startWebhookDispatcher(options: WebhookDispatcherOptions): Promise<StreamConsumer> {
@@ -75,7 +79,8 @@ export function startWebhookDispatcher(options: WebhookDispatcherOptions): Promi
     redis: options.redis,
     key: eventStreamKey(options.prefix),
     group: DISPATCH_GROUP,
-    consumer: "api",
+    consumer: options.consumer,
+    claimIdleMs: options.claimIdleMs,
     // Webhooks deliver what happens from the first start of the dispatcher on, not the stream's history.
     startAt: "$",
     handle: dispatch,

@@ -20,6 +20,10 @@ export interface OutcomeRecorderOptions {
   disableAfterMs: number;
   log: Logger;
   blockMs?: number;
+  /** This replica's consumer name (API_REPLICA_ID). */
+  consumer: string;
+  /** Outcomes a dead replica left unacknowledged this long are recorded here (STREAM_CLAIM_IDLE_MS). */
+  claimIdleMs: number;
 }
 
 export function startOutcomeRecorder(options: OutcomeRecorderOptions): Promise<StreamConsumer> {
@@ -53,7 +57,8 @@ export function startOutcomeRecorder(options: OutcomeRecorderOptions): Promise<S
     redis: options.redis,
     key: outcomeStreamKey(options.prefix),
     group: OUTCOME_GROUP,
-    consumer: "api",
+    consumer: options.consumer,
+    claimIdleMs: options.claimIdleMs,
     startAt: "0",
     handle: record,
     log: options.log,

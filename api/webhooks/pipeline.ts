@@ -20,6 +20,9 @@ export interface WebhookPipelineOptions {
   log: Logger;
   /** How long a blocking read waits: also the most a stop waits for it. */
   blockMs?: number;
+  /** This replica's consumer name in both groups (API_REPLICA_ID). */
+  consumer: string;
+  claimIdleMs: number;
 }
 
 export interface WebhookPipeline {

@@ -25,16 +25,17 @@ export async function dataChunks(source: string, limit = 64): Promise<Buffer[]> 
   return chunks;
 }
 
-async function inFlight<T>(count: number, work: (item: number) => Promise<T>): Promise<T[]> {
+/** Runs `work` on IN_FLIGHT loops; each loop owns its `output` buffer, as a chunk in flight must. */
+async function inFlight<T>(count: number, outputs: Buffer[], work: (item: number, output: Buffer) => Promise<T>) {
   const results: T[] = new Array(count);
   let next = 0;
-  const loop = async () => {
+  const loop = async (output: Buffer) => {
     while (next < count) {
       const item = next++;
-      results[item] = await work(item);
+      results[item] = await work(item, output);
     }
   };
-  await Promise.all(Array.from({ length: IN_FLIGHT }, loop));
+  await Promise.all(outputs.map(loop));
   return results;
 }
 
@@ -44,15 +45,15 @@ async function roundTrip(backend: CodecBackend, algorithm: CompressionAlgorithm,
     Buffer.allocUnsafe(codec.outputBound(DEFAULT_CHUNK_SIZE)),
   );
   let started = performance.now();
-  const frames = await inFlight(chunks.length, async (item) => {
-    const { bytes } = await codec.compress(chunks[item]!, level, outputs[item % outputs.length]!, false);
+  const frames = await inFlight(chunks.length, outputs, async (item, output) => {
+    const { bytes } = await codec.compress(chunks[item]!, level, output, false);
     return Buffer.from(bytes); // the native backend writes into a reused buffer
   });
   const compressSeconds = (performance.now() - started) / 1000;
   started = performance.now();
-  await inFlight(frames.length, async (item) => {
-    const { bytes } = await codec.decompress(frames[item]!, outputs[item % outputs.length]!);
-    if (bytes.length !== chunks[item]!.length) throw new Error(`chunk ${item} decoded to ${bytes.length} bytes`);
+  await inFlight(frames.length, outputs, async (item, output) => {
+    const { bytes } = await codec.decompress(frames[item]!, output);
+    if (!bytes.equals(chunks[item]!)) throw new Error(`chunk ${item} did not decode to its bytes`);
   });
   const decompressSeconds = (performance.now() - started) / 1000;
   return { compressSeconds, decompressSeconds, frameBytes: frames.reduce((sum, frame) => sum + frame.length, 0) };

@@ -1,13 +1,11 @@
 // The chunked, seekable compression codec used by the compression worker, fork and restore.
-export { type BackendLog, selectCodecBackend, selectCodecBackendOrExit } from "./backend.ts";
+export { selectCodecBackendOrExit } from "./backend.ts";
 export { type CompressResult, compressFile } from "./compress.ts";
 export { type DecompressResult, decompressFile, readRange } from "./decompress.ts";
 export { CodecError, type CodecErrorCode } from "./errors.ts";
 export {
-  CODEC_BACKEND_CHOICES,
   CODEC_BACKEND_NAMES,
   COMPRESSION_ALGORITHMS,
-  type CodecBackendChoice,
   type CodecBackendName,
   type CompressionAlgorithm,
   type CompressOptions,

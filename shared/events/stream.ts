@@ -6,9 +6,6 @@ import { EVENT_CATALOG, type EventData, type EventType, parseEvent, type TypedEv
 
 export const eventStreamKey = (prefix: string) => `${prefix}:events`;
 
-/** Safety cap on the stream's length (approximate); the trimmer keeps it to what every consumer group still needs. */
-export const EVENT_STREAM_MAX_LENGTH = 1_000_000;
-
 const EVENT_FIELD = "event";
 const ANNOUNCEMENT_FIELD = "announcement";
 
@@ -61,7 +58,8 @@ export class EventStream {
   }
 
   private async add(field: string, body: string): Promise<string> {
-    const id = await this.redis.xadd(this.key, "MAXLEN", "~", EVENT_STREAM_MAX_LENGTH, "*", field, body);
+    // No cap here: the API's trimmer keeps what every consumer group still needs (shared/events/trim.ts).
+    const id = await this.redis.xadd(this.key, "*", field, body);
     return id!;
   }
 }

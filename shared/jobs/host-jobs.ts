@@ -113,6 +113,22 @@ export const HOST_JOBS = {
     ...NO_RETRY,
     timeoutMs: 600_000,
   },
+  /** Makes this host hold a copy of a snapshot stored on `owner_host_id` (pulled from its payload server). */
+  "snapshot.replicate": {
+    queue: "host",
+    payload: z.object({ snapshot_id: z.string(), owner_host_id: z.string() }),
+    result: z.object({ pulled_bytes: z.number().int(), ms: z.number() }),
+    ...NO_RETRY,
+    timeoutMs: 600_000,
+  },
+  /** Removes this host's copy of a snapshot stored elsewhere. */
+  "snapshot.drop-replica": {
+    queue: "host",
+    payload: z.object({ snapshot_id: z.string() }),
+    result: z.object({ dropped: z.boolean() }),
+    ...NO_RETRY,
+    timeoutMs: 60_000,
+  },
   /** Queues compression of a snapshot in `none` or `error` again, with `compression` as its policy from now on. */
   "snapshot.recompress": {
     queue: "host",

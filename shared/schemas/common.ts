@@ -1,4 +1,6 @@
 // Field rules shared by resources: names, tags, sizes, timestamps.
+
+import { HOST_ID_PATTERN } from "../host-id.ts";
 import { HYPERVISOR_NAMES } from "../hypervisor/types.ts";
 import { ID_PATTERN } from "../ids.ts";
 import { z } from "../zod.ts";
@@ -11,6 +13,18 @@ export const RESOURCE_NAME = z
   .string()
   .max(63, "at most 63 characters")
   .regex(NAME_PATTERN, "lowercase letters, digits and dashes only; cannot start or end with a dash");
+
+export const HOST_ID = z.string().regex(HOST_ID_PATTERN, "lowercase letters, digits and dashes, at most 63");
+
+/** Derived at read time from the host directory; never stored. */
+export const HOST_ONLINE = z
+  .boolean()
+  .optional()
+  .openapi({
+    description:
+      "Extension: false while the owning host is offline (its instances then read Unknown, its snapshots cannot be " +
+      "forked until it is back)",
+  });
 
 export const TAGS = z
   .record(

@@ -2,7 +2,7 @@
 
 import { goDuration } from "../duration.ts";
 import { z } from "../zod.ts";
-import { HYPERVISOR, RESOURCE_NAME, sizeString, TAGS, TIMESTAMP } from "./common.ts";
+import { HOST_ID, HOST_ONLINE, HYPERVISOR, RESOURCE_NAME, sizeString, TAGS, TIMESTAMP } from "./common.ts";
 import { COMPRESSION_CONFIG } from "./compression.ts";
 import { TARGET_STATE } from "./snapshot.ts";
 
@@ -52,6 +52,7 @@ export const INSTANCE_SCHEMA = z
     tags: z.record(z.string(), z.string()),
     snapshot_policy: SNAPSHOT_POLICY.nullable(),
     host_id: z.string().openapi({ description: "The worker host that owns this instance" }),
+    host_online: HOST_ONLINE,
   })
   .openapi("Instance");
 
@@ -67,6 +68,11 @@ export const CREATE_INSTANCE_BODY = z
     hypervisor: HYPERVISOR.default("qemu"),
     tags: TAGS.optional(),
     snapshot_policy: SNAPSHOT_POLICY.optional(),
+    host_id: HOST_ID.optional().openapi({
+      description:
+        "Extension: the worker host to create the instance on (GET /hosts lists them). Default: the least loaded " +
+        "online host that runs the hypervisor. Unknown host: 400; offline host: 503.",
+    }),
   })
   .openapi("CreateInstanceRequest");
 

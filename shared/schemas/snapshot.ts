@@ -1,6 +1,6 @@
 // The Snapshot resource and its request bodies, exactly as the Hypeman snapshots API has them.
 import { z } from "../zod.ts";
-import { HYPERVISOR, RESOURCE_NAME, TAGS, TIMESTAMP } from "./common.ts";
+import { HOST_ID, HOST_ONLINE, HYPERVISOR, RESOURCE_NAME, TAGS, TIMESTAMP } from "./common.ts";
 import { COMPRESSION_ALGORITHMS, COMPRESSION_CONFIG } from "./compression.ts";
 
 export const SNAPSHOT_KINDS = ["Standby", "Stopped"] as const;
@@ -51,6 +51,7 @@ export const SNAPSHOT_SCHEMA = z
     capture_downtime_ms: z.number().nullable().openapi({
       description: "How long the source was paused while a Standby snapshot was captured from Running; null otherwise",
     }),
+    host_online: HOST_ONLINE,
   })
   .openapi("Snapshot");
 
@@ -82,6 +83,11 @@ export const FORK_SNAPSHOT_BODY = z
         "Final state of the fork. Standby snapshots: Running (default), Standby or Stopped. Stopped snapshots: Stopped (default) or Running.",
     }),
     target_hypervisor: HYPERVISOR.optional().openapi({ description: "Only for Stopped snapshots" }),
+    host_id: HOST_ID.optional().openapi({
+      description:
+        "Extension: the worker host to run the fork on. Default: the host that stores the snapshot; another host " +
+        "pulls a copy first. Unknown host: 400; offline host (either one): 503.",
+    }),
   })
   .openapi("ForkSnapshotRequest");
 

@@ -36,6 +36,8 @@ export const SNAPSHOT_RECORD = z.object({
   /** Bumped with every change of the record, in the same atomic write (see shared/host-records.ts). */
   version: z.number().int().nonnegative().default(0),
   last_event: LAST_EVENT.nullable().default(null),
+  /** Set on a copy pulled from the owning host for forks here (workers/capture/replicas.ts): not this host's. */
+  replica_of: z.string().optional(),
 });
 
 export type SnapshotRecord = z.infer<typeof SNAPSHOT_RECORD>;
@@ -74,13 +76,16 @@ export class SnapshotStore {
     }
   }
 
-  /** Every snapshot record on this host (directories without a record are captures still in progress, or orphans). */
+  /**
+   * Every snapshot record this host owns (directories without a record are captures still in progress, or orphans;
+   * replicas of other hosts' snapshots are not this host's to announce or compress).
+   */
   async list(): Promise<SnapshotRecord[]> {
     const ids = await readdir(path.join(this.dataDir, "snapshots")).catch(() => [] as string[]);
     const records: SnapshotRecord[] = [];
     for (const id of ids.filter((name) => !name.startsWith("."))) {
       const record = await this.read(id).catch(() => undefined);
-      if (record) records.push(record);
+      if (record && !record.replica_of) records.push(record);
     }
     return records;
   }

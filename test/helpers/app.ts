@@ -1,7 +1,9 @@
-// An in-process API app on real parts: a SQLite file in a temp dir and the test Redis (or a dead one).
+// An in-process API app on real parts: a SQLite file in a temp dir or a PostgreSQL database, and the test Redis
+// (or a dead one). Two apps on one prefix and database are two replicas of one service.
 import { randomBytes } from "node:crypto";
 import type { App } from "../../api/app.ts";
 import type { Db } from "../../api/db/database.ts";
+import type { DialectName } from "../../api/db/dialect.ts";
 import type { Projector } from "../../api/read-model/projector.ts";
 import type { EventFeed } from "../../api/routes/events-feed.ts";
 import { startApiRuntime } from "../../api/runtime.ts";
@@ -11,6 +13,7 @@ import type { JobProducer } from "../../shared/jobs/producer.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { waitForRedisReady } from "../../shared/redis.ts";
 import { tempDir, testRedisUrl, uniquePrefix } from "./fixtures.ts";
+import { createTestDatabase } from "./postgres.ts";
 
 export const TEST_API_KEY = "test-key-0123456789abcdef";
 
@@ -25,6 +28,8 @@ export interface TestApp {
   projector: Projector;
   prefix: string;
   redisUrl: string;
+  /** The PostgreSQL database's URL, when the read model is there. */
+  databaseUrl?: string;
   dataDir: string;
   /** Resolves once the API's producer connection to Redis is ready (false after 5 s). */
   redisReady(): Promise<boolean>;
@@ -41,20 +46,38 @@ export interface TestAppOptions {
   /** Bearer keys the app accepts (default: TEST_API_KEY only). */
   apiKeys?: string[];
   jobResultTimeoutMs?: number;
+  /** The read model's engine: SQLite (default) or a fresh PostgreSQL database dropped at close. */
+  dialect?: DialectName;
+  /** Share another app's Redis prefix (and its PostgreSQL database): a second API replica of the same service. */
+  replicaOf?: TestApp;
+  /** This replica's consumer name (API_REPLICA_ID). */
+  replicaId?: string;
+  /** STREAM_CLAIM_IDLE_MS. */
+  claimIdleMs?: number;
 }
 
 export async function createTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const data = tempDir("api");
   const redisUrl = options.redisUrl ?? testRedisUrl();
-  const prefix = uniquePrefix("api");
+  if (options.replicaOf && !options.replicaOf.databaseUrl) {
+    throw new Error("replicas share a PostgreSQL read model: create the first app with dialect postgres");
+  }
+  const prefix = options.replicaOf?.prefix ?? uniquePrefix("api");
+  const database =
+    options.replicaOf || options.dialect !== "postgres"
+      ? { url: options.replicaOf?.databaseUrl, drop: async () => {} }
+      : await createTestDatabase();
   const config = parseConfig({
     DATA_DIR: data.dir,
+    DATABASE_URL: database.url,
+    API_REPLICA_ID: options.replicaId ?? "replica-a",
+    STREAM_CLAIM_IDLE_MS: String(options.claimIdleMs ?? 30_000),
     REDIS_URL: redisUrl,
     REDIS_PREFIX: prefix,
     BODY_LIMIT_BYTES: String(options.bodyLimitBytes ?? 1024 * 1024),
     JOB_RESULT_TIMEOUT_MS: String(options.jobResultTimeoutMs ?? 10_000),
     WEBHOOK_ALLOWED_HOSTS: (options.webhookAllowedHosts ?? []).join(","),
-    WEBHOOK_SECRET_KEY: randomBytes(32).toString("base64"),
+    WEBHOOK_SECRET_KEY: options.replicaOf?.secretKey.toString("base64") ?? randomBytes(32).toString("base64"),
     EVENTS_HEARTBEAT_MS: String(options.eventsHeartbeatMs ?? 15_000),
   });
   const live = !options.redisUrl;
@@ -74,6 +97,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     projector: deps.projector,
     prefix,
     redisUrl,
+    databaseUrl: database.url,
     dataDir: data.dir,
     webhookEndpoints: deps.webhookEndpoints,
     eventFeed: deps.eventFeed,
@@ -91,6 +115,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     },
     async close() {
       await runtime.stop();
+      await database.drop();
       data.remove();
     },
   };

@@ -4,6 +4,7 @@
 // --concurrency=N (SOAK_CONCURRENCY, 2), --duration=10m (SOAK_DURATION), --converge=60s (SOAK_CONVERGE),
 // --kill-every=20s (SOAK_KILL_EVERY, the mean pause between timed kills; half the pipeline steps also end with one),
 // --level=3 (SOAK_ZSTD_LEVEL, the snapshots' zstd level), --keep (SOAK_KEEP=1: leave the data dirs).
+import { setMaxListeners } from "node:events";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -69,6 +70,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 }
 
 const deadline = new AbortController();
+setMaxListeners(0, deadline.signal); // every request in flight listens to it
 const deadlineTimer = setTimeout(() => deadline.abort(), DURATION_MS);
 // Chaos: kills at random intervals around KILL_EVERY_MS and after random pipeline steps; a killed Redis comes back
 // after a second from its AOF; one FLUSHALL once half the steps of the run are done.

@@ -7,6 +7,7 @@ import type { JobHandlers } from "../../shared/jobs/worker.ts";
 import type { HostAnnouncer } from "./announcer.ts";
 import type { InstanceForker } from "./instance-fork.ts";
 import type { InstanceManager } from "./instances.ts";
+import type { Replicas } from "./replicas.ts";
 import type { SnapshotRecompressor } from "./snapshot-recompress.ts";
 import type { SnapshotManager } from "./snapshots.ts";
 import { scheduleStandbyCompression } from "./standby-compression.ts";
@@ -15,6 +16,7 @@ export interface HostHandlerDeps {
   hostId: string;
   instances: InstanceManager;
   snapshots: SnapshotManager;
+  replicas: Replicas;
   announcer: HostAnnouncer;
   forks: InstanceForker;
   recompressor: SnapshotRecompressor;
@@ -36,6 +38,8 @@ type InstanceJobs =
   | "snapshot.fork"
   | "snapshot.restore"
   | "snapshot.delete"
+  | "snapshot.replicate"
+  | "snapshot.drop-replica"
   | "instance.fork"
   | "snapshot.recompress";
 
@@ -43,11 +47,12 @@ export function createHostHandlers({
   hostId,
   instances,
   snapshots,
-  announcer,
+  replicas,
   forks,
   recompressor,
   standbyMemory,
   jobs,
+  announcer,
 }: HostHandlerDeps): JobHandlers<InstanceJobs> {
   // Whatever reads or replaces a Standby instance's RAM runs with it raw: after a compression in flight, unpacked.
   const raw = <T>(instanceId: string, operation: () => Promise<T>) => standbyMemory.whileRaw(instanceId, operation);
@@ -80,6 +85,8 @@ export function createHostHandlers({
     "snapshot.restore": ({ snapshot_id, instance_id, target_state }, { job }) =>
       raw(instance_id, () => snapshots.restore(snapshot_id, instance_id, target_state, job.id)),
     "snapshot.delete": ({ snapshot_id }, { job }) => snapshots.delete(snapshot_id, job.id),
+    "snapshot.replicate": ({ snapshot_id, owner_host_id }) => replicas.ensure(snapshot_id, owner_host_id),
+    "snapshot.drop-replica": ({ snapshot_id }) => replicas.drop(snapshot_id),
     "instance.fork": (payload, { job }) => raw(payload.instance_id, () => forks.fork(payload, job.id)),
     "snapshot.recompress": ({ snapshot_id, compression }, { job }) =>
       recompressor.recompress(snapshot_id, compression, job.id),

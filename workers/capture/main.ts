@@ -1,8 +1,9 @@
-// The capture worker: owns this host's VMs and takes jobs from this host's queue.
+// The capture worker: owns this host's VMs, takes jobs from this host's queue and serves its snapshot files.
+import { hostname } from "node:os";
 import { selectCodecBackendOrExit } from "../../shared/codec/index.ts";
 import { EventStream } from "../../shared/events/stream.ts";
+import { payloadToken, resolveFleetSecret } from "../../shared/fleet-secret.ts";
 import { TombstoneStore } from "../../shared/host-records.ts";
-import { announceHost, HOST_HEARTBEAT_INTERVAL_MS, type HostRecord } from "../../shared/hosts.ts";
 import { availableHypervisors, getHypervisor } from "../../shared/hypervisor/registry.ts";
 import type { HypervisorDriver } from "../../shared/hypervisor/types.ts";
 import { StandbyMemory } from "../../shared/instances/standby-memory.ts";
@@ -17,8 +18,12 @@ import { SnapshotStore } from "../../shared/snapshots/store.ts";
 import { effectiveAccel } from "./accel.ts";
 import { HostAnnouncer } from "./announcer.ts";
 import { createHostHandlers } from "./handlers.ts";
+import { importSnapshotArchive } from "./import.ts";
 import { InstanceForker } from "./instance-fork.ts";
 import { InstanceManager } from "./instances.ts";
+import { startPayloadServer } from "./payload-server.ts";
+import { startHostPresence } from "./presence.ts";
+import { Replicas } from "./replicas.ts";
 import { SnapshotRecompressor } from "./snapshot-recompress.ts";
 import { SnapshotManager } from "./snapshots.ts";
 
@@ -66,8 +71,6 @@ const snapshots = new SnapshotManager({
   rawCacheBudgetBytes: config.RAW_CACHE_BUDGET_BYTES,
   log,
 });
-const forks = new InstanceForker({ instances, snapshots, log });
-const recompressor = new SnapshotRecompressor({ hostId, store, events, jobs, snapshots });
 const announcer = new HostAnnouncer({
   hostId,
   instances,
@@ -81,6 +84,8 @@ await removeHostLeftovers(config.DATA_DIR, log);
 // Creates, forks and deletes that died midway are cleared before any job runs (their jobs re-run from scratch).
 await instances.removeHalfDone();
 await snapshots.removeHalfDone(config.TOMBSTONE_RETENTION_MS);
+const forks = new InstanceForker({ instances, snapshots, log });
+const recompressor = new SnapshotRecompressor({ hostId, store, events, jobs, snapshots });
 // VMs outlive this process: take back the ones that still run, report the ones that died meanwhile.
 await instances.reconcile();
 const announce = (reason: string) =>
@@ -114,28 +119,42 @@ const rotationTimer = setInterval(rotateConsoleLogs, CONSOLE_ROTATION_INTERVAL_M
 await snapshots.enforceCacheBudget();
 const cacheTimer = setInterval(() => snapshots.enforceCacheBudget(), CACHE_BUDGET_INTERVAL_MS);
 
-const host: HostRecord = {
-  id: hostId,
-  hypervisors: [...drivers.keys()],
-  started_at: new Date().toISOString(),
-  last_seen_at: new Date().toISOString(),
-  pid: process.pid,
-  qemu: await drivers
-    .get("qemu")
-    ?.hostQemu?.()
-    .catch((error: Error) => {
-      log.warn({ err: error.message }, "cannot tell which QEMU this host runs");
-      return undefined;
-    }),
-};
-const heartbeat = async () => {
-  host.last_seen_at = new Date().toISOString();
-  await announceHost(redis, config.REDIS_PREFIX, host).catch((error: Error) =>
-    log.warn({ err: error.message }, "heartbeat failed"),
-  );
-};
-await heartbeat();
-const heartbeatTimer = setInterval(heartbeat, HOST_HEARTBEAT_INTERVAL_MS);
+const fleetSecret = await resolveFleetSecret(redis, config.REDIS_PREFIX, config.FLEET_SECRET);
+const replicas = new Replicas({ hostId, store, redis, prefix: config.REDIS_PREFIX, fleetSecret, log });
+const payloadServer = await startPayloadServer({
+  store,
+  token: payloadToken(fleetSecret, hostId),
+  port: config.PAYLOAD_PORT,
+  host: config.PAYLOAD_HOST,
+  log,
+  importArchive: (snapshotId, body) =>
+    importSnapshotArchive(
+      { hostId, store, events, log, queueCompression: (id) => snapshots.queueCompression(id) },
+      snapshotId,
+      body,
+    ),
+});
+const presence = await startHostPresence({
+  redisUrl: config.REDIS_URL,
+  prefix: config.REDIS_PREFIX,
+  commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+  host: {
+    id: hostId,
+    hypervisors: [...drivers.keys()],
+    started_at: new Date().toISOString(),
+    pid: process.pid,
+    payload_url: `http://${config.PAYLOAD_ADVERTISE_HOST ?? hostname()}:${payloadServer.port}`,
+    qemu: await drivers
+      .get("qemu")
+      ?.hostQemu?.()
+      .catch((error: Error) => {
+        log.warn({ err: error.message }, "cannot tell which QEMU this host runs");
+        return undefined;
+      }),
+  },
+  sharedFleetSecret: config.FLEET_SECRET ? undefined : fleetSecret,
+  log,
+});
 
 const worker = startJobWorker({
   queue: queueName("host", hostId),
@@ -145,11 +164,12 @@ const worker = startJobWorker({
     hostId,
     instances,
     snapshots,
-    announcer,
     forks,
     recompressor,
     standbyMemory: new StandbyMemory({ dataDir: config.DATA_DIR, redis, prefix: config.REDIS_PREFIX, log }),
     jobs,
+    announcer,
+    replicas,
   }),
   concurrency: 4,
   lockDurationMs: config.HOST_JOB_LOCK_MS,
@@ -164,11 +184,12 @@ log.info(
 onShutdownSignal(log, config.SHUTDOWN_TIMEOUT_MS, stopProcess, config.SUPERVISOR_PID);
 
 async function stopProcess(): Promise<void> {
-  clearInterval(heartbeatTimer);
   clearInterval(reconcileTimer);
   clearInterval(announceTimer);
   clearInterval(rotationTimer);
   clearInterval(cacheTimer);
+  await presence.stop();
+  await payloadServer.close();
   await worker.close(Math.max(1_000, config.SHUTDOWN_TIMEOUT_MS - 2_000));
   await jobs.close();
   await closeRedis(redis);

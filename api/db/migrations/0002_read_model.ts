@@ -1,5 +1,6 @@
 // The read model of instances and snapshots, fed by events; plus the API's name reservations.
-import { type Kysely, sql } from "kysely";
+import type { Kysely } from "kysely";
+import { nowIsoDefault } from "../dialect.ts";
 
 export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema
@@ -51,9 +52,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn("scope", "text", (column) => column.notNull())
     .addColumn("name", "text", (column) => column.notNull())
     .addColumn("resource_id", "text", (column) => column.notNull())
-    .addColumn("created_at", "text", (column) =>
-      column.notNull().defaultTo(sql`(strftime('%Y-%m-%dT%H:%M:%fZ','now'))`),
-    )
+    .addColumn("created_at", "text", (column) => column.notNull().defaultTo(nowIsoDefault(db)))
     .addPrimaryKeyConstraint("name_reservations_pk", ["scope", "name"])
     .execute();
   await db.schema

@@ -1,0 +1,38 @@
+// Name reservations hold across API replicas: the database's primary key decides, whichever replica asks.
+import { afterEach, describe, expect, it } from "vitest";
+import { tempDir } from "../../test/helpers/fixtures.ts";
+import { testDatabaseTarget, testDialects } from "../../test/helpers/postgres.ts";
+import { migrateToLatest, openDatabase } from "../db/database.ts";
+import { releaseReservation, reserveName } from "./names.ts";
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+describe.each(testDialects())("name reservations on %s", (dialect) => {
+  it("lets exactly one of many racing claims win, across connections, and frees the name again", async () => {
+    const data = tempDir("names");
+    const database = await testDatabaseTarget(dialect, data.dir);
+    // Two handles on one database: two replicas (for SQLite, two connections to one file).
+    const replicas = [openDatabase(database.target), openDatabase(database.target)];
+    cleanups.push(async () => {
+      for (const db of replicas) await db.destroy();
+      await database.drop();
+      data.remove();
+    });
+    await migrateToLatest(replicas[0]!);
+    const claims = await Promise.all(
+      Array.from({ length: 10 }, (_, index) =>
+        reserveName(replicas[index % 2]!, "instance", "web-1", `resource${index}`),
+      ),
+    );
+    expect(claims.filter(Boolean)).toHaveLength(1);
+    const winner = `resource${claims.indexOf(true)}`;
+    await releaseReservation(replicas[1]!, "instance", winner);
+    expect(await reserveName(replicas[0]!, "instance", "web-1", "resource-late")).toBe(true);
+    const row = await replicas[1]!.selectFrom("name_reservations").selectAll().executeTakeFirstOrThrow();
+    expect(row).toMatchObject({ scope: "instance", name: "web-1", resource_id: "resource-late" });
+    expect(row.created_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  });
+});

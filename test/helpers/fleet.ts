@@ -1,0 +1,123 @@
+// A fleet on one machine: one API process and N worker hosts (each a capture and a compression worker process with
+// its own HOST_ID and DATA_DIR), sharing the test Redis under a prefix of their own.
+import { symlinkSync } from "node:fs";
+import path from "node:path";
+import { entryCommand } from "../../supervisor/processes.ts";
+import { TEST_API_KEY } from "./app.ts";
+import { freePort, tempDir, testRedisUrl, uniquePrefix } from "./fixtures.ts";
+import { type ServiceProcess, startProcess, waitForLog } from "./processes.ts";
+import { killProcessesUsing, TEST_IMAGES_DIR } from "./service.ts";
+
+export interface FleetHost {
+  id: string;
+  dataDir: string;
+  capture: ServiceProcess;
+  compression: ServiceProcess;
+  /** Starts the capture worker again (after a stop or kill), with the same id and data dir. */
+  restartCapture(): Promise<void>;
+}
+
+export interface Fleet {
+  baseUrl: string;
+  prefix: string;
+  hosts: FleetHost[];
+  host(id: string): FleetHost;
+  api(
+    pathAndQuery: string,
+    init?: { method?: string; json?: unknown; body?: RequestInit["body"]; headers?: Record<string, string> },
+  ): Promise<Response>;
+  stop(): Promise<void>;
+}
+
+const HOST_LETTERS = "abcdefgh";
+
+/** `redisUrl` defaults to the test run's Redis (benchmarks bring their own). */
+export async function startFleet(hostCount = 3, redisUrl = testRedisUrl()): Promise<Fleet> {
+  const prefix = uniquePrefix("fleet");
+  const common = {
+    REDIS_URL: redisUrl,
+    REDIS_PREFIX: prefix,
+    LOG_LEVEL: "info",
+    SHUTDOWN_TIMEOUT_MS: "5000",
+  };
+  const dirs: Array<{ dir: string; remove: () => void }> = [];
+  const processes: ServiceProcess[] = [];
+  const started = (process: ServiceProcess) => {
+    processes.push(process);
+    return process;
+  };
+
+  const apiDir = tempDir("fleet-api");
+  dirs.push(apiDir);
+  const port = await freePort();
+  const api = started(
+    startProcess("api", entryCommand("api/main.ts"), {
+      ...common,
+      DATA_DIR: apiDir.dir,
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      API_KEYS: TEST_API_KEY,
+    }),
+  );
+
+  const hosts: FleetHost[] = [];
+  for (const letter of HOST_LETTERS.slice(0, hostCount)) {
+    const data = tempDir(`fleet-host-${letter}`);
+    dirs.push(data);
+    symlinkSync(TEST_IMAGES_DIR, path.join(data.dir, "images"));
+    const env = {
+      ...common,
+      DATA_DIR: data.dir,
+      HOST_ID: `fleet-${letter}`,
+      PAYLOAD_HOST: "127.0.0.1",
+      PAYLOAD_ADVERTISE_HOST: "127.0.0.1",
+    };
+    const startCapture = () =>
+      started(
+        startProcess(`capture-${letter}`, entryCommand("workers/capture/main.ts"), { ...env, QEMU_ACCEL: "tcg" }),
+      );
+    const host: FleetHost = {
+      id: env.HOST_ID,
+      dataDir: data.dir,
+      capture: startCapture(),
+      compression: started(startProcess(`compression-${letter}`, entryCommand("workers/compression/main.ts"), env)),
+      async restartCapture() {
+        host.capture = startCapture();
+        await waitForLog(host.capture, "capture worker started");
+      },
+    };
+    hosts.push(host);
+  }
+
+  await waitForLog(api, '"listening"');
+  for (const host of hosts) {
+    await waitForLog(host.capture, "capture worker started");
+    await waitForLog(host.compression, "compression worker started");
+  }
+
+  const baseUrl = `http://127.0.0.1:${port}`;
+  return {
+    baseUrl,
+    prefix,
+    hosts,
+    host: (id) => hosts.find((host) => host.id === id)!,
+    api(pathAndQuery, init = {}) {
+      const headers = new Headers(init.headers);
+      headers.set("authorization", `Bearer ${TEST_API_KEY}`);
+      let body = init.body;
+      if (init.json !== undefined) {
+        headers.set("content-type", "application/json");
+        body = JSON.stringify(init.json);
+      }
+      const method = init.method ?? (body === undefined ? "GET" : "POST");
+      return fetch(`${baseUrl}${pathAndQuery}`, { method, headers, body, duplex: "half" } as RequestInit);
+    },
+    async stop() {
+      await Promise.all(processes.map((process) => process.stop("SIGTERM")));
+      for (const dir of dirs) {
+        killProcessesUsing(dir.dir);
+        dir.remove();
+      }
+    },
+  };
+}

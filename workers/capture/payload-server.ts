@@ -1,0 +1,152 @@
+// This host's payload server: snapshot files over HTTP for exports (and other hosts), with Range requests, and
+// imports streamed in as archives. Every request carries this host's bearer token (shared/fleet-secret.ts).
+import { createReadStream } from "node:fs";
+import { stat } from "node:fs/promises";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { ApiError, notFound } from "../../shared/errors.ts";
+import { tokenMatches } from "../../shared/fleet-secret.ts";
+import { ID_PATTERN } from "../../shared/ids.ts";
+import type { Logger } from "../../shared/logger.ts";
+import { ARCHIVE_PAYLOAD_ENTRIES } from "../../shared/snapshots/archive.ts";
+import { COMPRESSED_SUFFIX, type SnapshotStore } from "../../shared/snapshots/store.ts";
+import { exportPath, prepareExport } from "./export-files.ts";
+
+export interface PayloadServerOptions {
+  store: SnapshotStore;
+  token: string;
+  port: number;
+  host: string;
+  log: Logger;
+  /** Imports an archive streamed in as a new snapshot with id `snapshotId` (workers/capture/import.ts). */
+  importArchive(snapshotId: string, body: IncomingMessage): Promise<unknown>;
+}
+
+export interface PayloadServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+const ROUTES: Array<{ method: string; pattern: RegExp; handler: keyof typeof HANDLERS }> = [
+  { method: "GET", pattern: /^\/snapshots\/([^/]+)\/record$/, handler: "record" },
+  { method: "GET", pattern: /^\/snapshots\/([^/]+)\/export$/, handler: "listing" },
+  { method: "GET", pattern: /^\/snapshots\/([^/]+)\/files\/([^/]+)$/, handler: "file" },
+  { method: "PUT", pattern: /^\/imports\/([^/]+)$/, handler: "import" },
+];
+
+type Handler = (
+  options: PayloadServerOptions,
+  request: IncomingMessage,
+  response: ServerResponse,
+  params: string[],
+) => Promise<void>;
+
+const HANDLERS = {
+  record: (async (options, _request, response, [id]) => {
+    const record = await options.store.read(requireId(id!));
+    if (!record) throw notFound("snapshot", id!);
+    sendJson(response, 200, record);
+  }) satisfies Handler,
+  listing: (async (options, _request, response, [id]) => {
+    sendJson(response, 200, await prepareExport(options.store, requireId(id!)));
+  }) satisfies Handler,
+  file: (async (options, request, response, [id, entry]) => {
+    const snapshotId = requireId(id!);
+    if (!ARCHIVE_PAYLOAD_ENTRIES.includes(entry!)) throw notFound("payload file", entry!);
+    const record = await options.store.read(snapshotId);
+    if (!record) throw notFound("snapshot", snapshotId);
+    const file = exportPath(options.store, record, entry!.slice(0, -COMPRESSED_SUFFIX.length));
+    const size = await stat(file).then(
+      (stats) => stats.size,
+      () => {
+        throw new ApiError("not_found", `${entry} of snapshot ${snapshotId} is not prepared: list the export first`);
+      },
+    );
+    const range = parseRange(request.headers.range, size);
+    if (range === "unsatisfiable") {
+      response.writeHead(416, { "content-range": `bytes */${size}` }).end();
+      return;
+    }
+    const { start, end } = range ?? { start: 0, end: size - 1 };
+    response.writeHead(range ? 206 : 200, {
+      "content-type": "application/octet-stream",
+      "content-length": String(end - start + 1),
+      "accept-ranges": "bytes",
+      ...(range ? { "content-range": `bytes ${start}-${end}/${size}` } : {}),
+    });
+    if (end < start) return void response.end();
+    createReadStream(file, { start, end }).pipe(response);
+  }) satisfies Handler,
+  import: (async (options, request, response, [id]) => {
+    sendJson(response, 201, await options.importArchive(requireId(id!), request));
+  }) satisfies Handler,
+};
+
+export function startPayloadServer(options: PayloadServerOptions): Promise<PayloadServer> {
+  const server: Server = createServer((request, response) => {
+    handle(options, request, response).catch((error: unknown) => sendError(options.log, response, error));
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.host, () => {
+      resolve({
+        port: (server.address() as AddressInfo).port,
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            server.closeAllConnections();
+          }),
+      });
+    });
+  });
+}
+
+async function handle(options: PayloadServerOptions, request: IncomingMessage, response: ServerResponse) {
+  const presented = /^Bearer (.+)$/.exec(request.headers.authorization ?? "")?.[1];
+  if (!tokenMatches(options.token, presented)) throw new ApiError("unauthorized", "missing or wrong payload token");
+  const url = new URL(request.url ?? "/", "http://payload-server");
+  for (const route of ROUTES) {
+    const match = route.pattern.exec(url.pathname);
+    if (match && route.method === request.method) {
+      return HANDLERS[route.handler](options, request, response, match.slice(1).map(decodeURIComponent));
+    }
+  }
+  throw new ApiError("not_found", `no route for ${request.method} ${url.pathname}`);
+}
+
+function requireId(id: string): string {
+  if (!ID_PATTERN.test(id)) throw new ApiError("invalid_request", `${id} is not a snapshot id`);
+  return id;
+}
+
+/** One `bytes=` range (first-last, first-, or -suffix); undefined for none. */
+export function parseRange(
+  header: string | undefined,
+  size: number,
+): { start: number; end: number } | "unsatisfiable" | undefined {
+  if (!header) return undefined;
+  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!match || (match[1] === "" && match[2] === "")) return "unsatisfiable";
+  let start: number;
+  let end: number;
+  if (match[1] === "") {
+    start = Math.max(0, size - Number(match[2]));
+    end = size - 1;
+  } else {
+    start = Number(match[1]);
+    end = match[2] === "" ? size - 1 : Math.min(Number(match[2]), size - 1);
+  }
+  return start >= size || end < start ? "unsatisfiable" : { start, end };
+}
+
+function sendJson(response: ServerResponse, status: number, body: unknown) {
+  response.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+}
+
+function sendError(log: Logger, response: ServerResponse, error: unknown) {
+  const apiError =
+    error instanceof ApiError ? error : new ApiError("internal_error", "internal error", { cause: error });
+  if (apiError.code === "internal_error") log.error({ err: error }, "payload server request failed");
+  if (response.headersSent) return void response.destroy();
+  sendJson(response, apiError.status, apiError.toEnvelope());
+}

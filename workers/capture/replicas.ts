@@ -1,0 +1,171 @@
+// Replicas: a fork on this host of a snapshot stored on another pulls the payload from the owner's payload server
+// (HTTP Range requests on the seekable .sfc files), resumes a pull that was cut off where it stopped, verifies
+// every chunk against its seek table while installing, and keeps the copy so later forks here start locally.
+// Concurrent pulls of one snapshot on this host run once. The copy's record keeps the owner's host_id, with
+// compression off: the owner's record is the snapshot; this host never compresses or announces the copy.
+import { createWriteStream, existsSync } from "node:fs";
+import { mkdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { Redis } from "ioredis";
+import { ApiError } from "../../shared/errors.ts";
+import { payloadToken } from "../../shared/fleet-secret.ts";
+import { listHosts } from "../../shared/hosts.ts";
+import { KeyedMutex } from "../../shared/keyed-mutex.ts";
+import type { Logger } from "../../shared/logger.ts";
+import { EXPORT_LISTING, type ExportListing } from "../../shared/snapshots/archive.ts";
+import { replicaSetKey } from "../../shared/snapshots/replicas.ts";
+import { SNAPSHOT_RECORD, type SnapshotStore } from "../../shared/snapshots/store.ts";
+import { installPayload } from "./import.ts";
+
+export interface ReplicaDeps {
+  hostId: string;
+  store: SnapshotStore;
+  redis: Redis;
+  prefix: string;
+  fleetSecret: string;
+  log: Logger;
+}
+
+export interface PullResult {
+  pulled_bytes: number;
+  ms: number;
+}
+
+const LISTING_FILE = "listing.json";
+
+export class Replicas {
+  private readonly pulls = new KeyedMutex();
+
+  constructor(private readonly deps: ReplicaDeps) {}
+
+  /** Makes sure this host holds snapshot `snapshotId` of host `ownerHostId`, pulling it if it does not. */
+  ensure(snapshotId: string, ownerHostId: string): Promise<PullResult> {
+    return this.pulls.run(snapshotId, async () => {
+      if (await this.deps.store.read(snapshotId)) return { pulled_bytes: 0, ms: 0 };
+      const started = performance.now();
+      const pulled = await this.pull(snapshotId, ownerHostId);
+      await this.deps.redis.sadd(replicaSetKey(this.deps.prefix, snapshotId), this.deps.hostId);
+      const ms = Math.round(performance.now() - started);
+      this.deps.log.info({ snapshotId, ownerHostId, pulledBytes: pulled, ms }, "snapshot replica pulled");
+      return { pulled_bytes: pulled, ms };
+    });
+  }
+
+  /** Removes this host's copy (never an original) and its cache. */
+  drop(snapshotId: string): Promise<{ dropped: boolean }> {
+    return this.pulls.run(snapshotId, async () => {
+      const { store } = this.deps;
+      const record = await store.read(snapshotId);
+      const dropped = record !== undefined && record.snapshot.host_id !== this.deps.hostId;
+      if (dropped) {
+        await rm(store.dir(snapshotId), { recursive: true, force: true });
+        await rm(path.dirname(store.cacheFile(snapshotId, LISTING_FILE)), { recursive: true, force: true });
+      }
+      await rm(this.stagingDir(snapshotId), { recursive: true, force: true });
+      await this.deps.redis.srem(replicaSetKey(this.deps.prefix, snapshotId), this.deps.hostId);
+      return { dropped };
+    });
+  }
+
+  private stagingDir(snapshotId: string): string {
+    return path.join(this.deps.store.dataDir, "snapshots", `.pull-${snapshotId}`);
+  }
+
+  private async pull(snapshotId: string, ownerHostId: string): Promise<number> {
+    const owner = await this.ownerServer(ownerHostId);
+    const staging = this.stagingDir(snapshotId);
+    await mkdir(staging, { recursive: true });
+    const listing = await this.listing(owner, snapshotId, staging);
+    const record = SNAPSHOT_RECORD.parse(listing.record);
+    let pulled = 0;
+    for (const file of listing.files) {
+      pulled += await downloadResuming(
+        owner,
+        `/snapshots/${snapshotId}/files/${file.name}`,
+        path.join(staging, file.name),
+        file.size,
+      );
+    }
+    await rm(path.join(staging, LISTING_FILE));
+    try {
+      await installPayload(
+        this.deps.store,
+        staging,
+        record,
+        { id: snapshotId, compression: { enabled: false } },
+        { replica_of: ownerHostId },
+      );
+    } catch (error) {
+      // A payload that does not decode is not resumed: the next attempt starts over.
+      await rm(staging, { recursive: true, force: true });
+      throw new ApiError("unavailable", `replica of snapshot ${snapshotId} failed verification`, { cause: error });
+    }
+    return pulled;
+  }
+
+  private async ownerServer(ownerHostId: string): Promise<{ url: string; token: string }> {
+    const owner = (await listHosts(this.deps.redis, this.deps.prefix)).find((host) => host.id === ownerHostId);
+    if (!owner?.online || !owner.payload_url) {
+      throw new ApiError("unavailable", `host ${ownerHostId}, which stores the snapshot, is offline`);
+    }
+    return { url: owner.payload_url, token: payloadToken(this.deps.fleetSecret, ownerHostId) };
+  }
+
+  /** The owner's listing, kept with a resumable pull: a pull that resumes must fetch the same files. */
+  private async listing(
+    owner: { url: string; token: string },
+    snapshotId: string,
+    staging: string,
+  ): Promise<ExportListing> {
+    const kept = path.join(staging, LISTING_FILE);
+    const fresh = EXPORT_LISTING.parse(await (await request(owner, `/snapshots/${snapshotId}/export`)).json());
+    if (existsSync(kept)) {
+      const previous = EXPORT_LISTING.parse(JSON.parse(await readFile(kept, "utf8")));
+      if (JSON.stringify(previous.files) !== JSON.stringify(fresh.files)) {
+        await rm(staging, { recursive: true, force: true });
+        await mkdir(staging, { recursive: true });
+      }
+    }
+    await writeFile(kept, JSON.stringify(fresh));
+    return fresh;
+  }
+}
+
+async function request(owner: { url: string; token: string }, pathAndQuery: string, range?: string): Promise<Response> {
+  const response = await fetch(`${owner.url}${pathAndQuery}`, {
+    headers: { authorization: `Bearer ${owner.token}`, ...(range ? { range } : {}) },
+  });
+  if (!response.ok) {
+    throw new ApiError(
+      "unavailable",
+      `the owning host answered ${response.status} to ${pathAndQuery}: ${await response.text()}`,
+    );
+  }
+  return response;
+}
+
+/** Fetches `size` bytes into `file`, asking only for what a previous attempt did not get. Returns bytes fetched. */
+export async function downloadResuming(
+  owner: { url: string; token: string },
+  pathAndQuery: string,
+  file: string,
+  size: number,
+): Promise<number> {
+  let have = existsSync(file) ? (await stat(file)).size : 0;
+  if (have > size) {
+    await truncate(file, 0);
+    have = 0;
+  }
+  if (have === size) return 0;
+  const response = await request(owner, pathAndQuery, have > 0 ? `bytes=${have}-` : undefined);
+  if (have > 0 && response.status !== 206) {
+    await truncate(file, 0); // the server ignored the range: take the whole file
+    have = 0;
+  }
+  await pipeline(Readable.fromWeb(response.body! as never), createWriteStream(file, { flags: have > 0 ? "a" : "w" }));
+  const got = (await stat(file)).size;
+  if (got !== size) throw new ApiError("unavailable", `${pathAndQuery}: got ${got} of ${size} bytes`);
+  return size - have;
+}
