@@ -158,7 +158,13 @@ describe("crash safety of the snapshot pipeline", () => {
     expect(done.compressed_size_bytes).toBeLessThan(done.uncompressed_size_bytes);
     // The raw file went once the compressed one was in place, and the killed attempt left no temporary behind.
     const files = readdirSync(path.join(service.dataDir, "snapshots", taken.id));
-    expect(files.sort()).toEqual(["device-state", "disk.raw", "memory.raw.sfc", "snapshot.json"]);
+    expect(files.sort()).toEqual([
+      "device-state",
+      "device-state.machine.json",
+      "disk.raw",
+      "memory.raw.sfc",
+      "snapshot.json",
+    ]);
     // The fork made mid-compression still runs on the raw file it mapped before that file was removed.
     await waitForTick("mid-compress", (await waitForTick("mid-compress", 0)) + 1);
 
@@ -191,7 +197,7 @@ describe("crash safety of the snapshot pipeline", () => {
       const matches = listed.filter((item) => item.id === id);
       expect(matches).toHaveLength(1);
       // The read model agrees with the host's own record.
-      expect(matches[0]).toEqual(onDisk(id));
+      expect(matches[0]).toEqual({ ...onDisk(id), host_online: true }); // host_online: read-time extension
     }
     expect(new Set(listed.map((item) => item.id)).size).toBe(listed.length);
 
