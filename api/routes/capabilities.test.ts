@@ -1,22 +1,17 @@
 // GET /capabilities through the official SDK against the in-process app, with hosts announced in the test Redis.
-import Hypeman from "@onkernel/hypeman";
+import type Hypeman from "@onkernel/hypeman";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LZ4_LEVELS, ZSTD_LEVELS } from "../../shared/codec/options.ts";
 import { announceHost, hostPresenceConnectionName } from "../../shared/hosts.ts";
 import { connectRedis, waitForRedisReady } from "../../shared/redis.ts";
-import { createTestApp, TEST_API_KEY, type TestApp } from "../../test/helpers/app.ts";
+import { createTestApp, sdkClient, type TestApp } from "../../test/helpers/app.ts";
 
 let t: TestApp;
 let client: Hypeman;
 
 beforeAll(async () => {
   t = await createTestApp();
-  client = new Hypeman({
-    apiKey: TEST_API_KEY,
-    baseURL: "http://app.test",
-    maxRetries: 0,
-    fetch: (input, init) => Promise.resolve(t.app.request(input as string, init as RequestInit)),
-  });
+  client = sdkClient(t);
 });
 afterAll(() => t.close());
 
