@@ -65,7 +65,7 @@ export type App = OpenAPIHono;
 
 const PUBLIC_PATHS = new Set(["/health", ...DOCS_PUBLIC_PATHS]);
 const isPublic = (path: string) => PUBLIC_PATHS.has(path) || isPublicUiPath(path);
-/** Bodies of any size, streamed on to a host rather than buffered. */
+/** Bodies of any size, streamed on to a host rather than buffered (no body limit, no idempotency replay). */
 const UNLIMITED_BODY_PATHS = new Set([IMPORT_SNAPSHOT_PATH]);
 
 export function createApp(deps: AppDeps): App {
@@ -92,7 +92,9 @@ export function createApp(deps: AppDeps): App {
   app.use("*", (c, next) => (UNLIMITED_BODY_PATHS.has(c.req.path) ? next() : limitBody(c, next)));
   // A request waits at most twice the job deadline (the job, then the read model): an older claim was abandoned.
   const inFlightTimeoutMs = 2 * deps.jobResultTimeoutMs + 30_000;
-  app.use("*", idempotency({ db: deps.db, ttlMs: deps.idempotencyTtlMs, inFlightTimeoutMs }));
+  // Streamed bodies are not fingerprinted (that would buffer them): an import with an Idempotency-Key runs as usual.
+  const replayIdempotent = idempotency({ db: deps.db, ttlMs: deps.idempotencyTtlMs, inFlightTimeoutMs });
+  app.use("*", (c, next) => (UNLIMITED_BODY_PATHS.has(c.req.path) ? next() : replayIdempotent(c, next)));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
     type: "http",

@@ -122,13 +122,31 @@ const ids = async (table: "instances" | "snapshots" | "webhook_deliveries") =>
 describe("pruneByAge", () => {
   it("deletes only what is final and older than its retention, in batches, and is a no-op when run again", async () => {
     await seed();
+    // A name held for a create whose outcome never came (its deadline passed, no resource), and one still held.
+    await db
+      .insertInto("name_reservations")
+      .values([
+        { scope: "instance", name: "lost", resource_id: "i-lost", pending_until: new Date(NOW - 1_000).toISOString() },
+        {
+          scope: "instance",
+          name: "maybe",
+          resource_id: "i-maybe",
+          pending_until: new Date(NOW + 60_000).toISOString(),
+        },
+      ])
+      .execute();
     const report = await pruneByAge(db, POLICY, NOW);
     expect(report).toEqual({
       processed_events: PRUNE_BATCH * 2 + 7,
       instances: 1,
       snapshots: 1,
       webhook_deliveries: 2,
+      idempotency_keys: 0,
+      name_reservations: 1,
     });
+    expect((await db.selectFrom("name_reservations").select("name").execute()).map((row) => row.name)).toEqual([
+      "maybe",
+    ]);
     expect(await db.selectFrom("processed_events").select("event_id").execute()).toEqual([{ event_id: "new" }]);
     expect(await ids("instances")).toEqual(["i-live", "i-recent"]);
     expect(await ids("snapshots")).toEqual(["s-live"]);
@@ -141,6 +159,8 @@ describe("pruneByAge", () => {
       instances: 0,
       snapshots: 0,
       webhook_deliveries: 0,
+      idempotency_keys: 0,
+      name_reservations: 0,
     });
   });
 });

@@ -1,6 +1,9 @@
 // Prunes the read model by age: applied event ids, tombstones of deleted instances and snapshots, finished webhook
-// deliveries (their attempts go with them). Small batches, each its own statement, so no long write blocks the API.
+// deliveries (their attempts go with them); and what expires by its own deadline: replayable Idempotency-Key answers
+// and names held for outcomes that never came. Small batches, each its own statement, so no long write blocks the API.
 import type { Db } from "./db/database.ts";
+import { pruneExpiredKeys } from "./middleware/idempotency/store.ts";
+import { releaseExpiredReservations } from "./read-model/names.ts";
 
 export const PRUNE_BATCH = 500;
 
@@ -16,6 +19,8 @@ export interface PruneReport {
   instances: number;
   snapshots: number;
   webhook_deliveries: number;
+  idempotency_keys: number;
+  name_reservations: number;
 }
 
 const cutoff = (now: number, ms: number) => new Date(now - ms).toISOString();
@@ -89,5 +94,7 @@ export async function pruneByAge(db: Db, policy: RetentionPolicy, now = Date.now
           .execute(),
       ),
     ),
+    idempotency_keys: await pruneExpiredKeys(db, new Date(now)),
+    name_reservations: await releaseExpiredReservations(db, new Date(now)),
   };
 }

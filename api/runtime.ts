@@ -14,8 +14,7 @@ import { startEventLoopMonitor } from "./event-loop.ts";
 import { startMaintenance } from "./maintenance.ts";
 import { ApiMetrics } from "./metrics/metrics.ts";
 import { startMetricsObserver } from "./metrics/observe.ts";
-import { startIdempotencyPruner } from "./middleware/idempotency/store.ts";
-import { startReadModelMaintenance } from "./read-model/maintenance.ts";
+import { askHostsOnceReady } from "./read-model/maintenance.ts";
 import { Projector } from "./read-model/projector.ts";
 import { EventFeed } from "./routes/events-feed.ts";
 import { startScheduleWorker } from "./schedules/worker.ts";
@@ -73,9 +72,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
   const replica = { consumer: config.API_REPLICA_ID, claimIdleMs: config.STREAM_CLAIM_IDLE_MS };
   const projector = new Projector({ db, redis: projectorRedis, prefix: config.REDIS_PREFIX, log, ...replica });
   if (options.projector) projector.start();
-  const maintenance = options.projector
-    ? startReadModelMaintenance({ db, redis, prefix: config.REDIS_PREFIX, jobs, log }, projector.ready)
-    : undefined;
+  if (options.projector) askHostsOnceReady({ db, redis, prefix: config.REDIS_PREFIX, jobs, log }, projector.ready);
 
   const secretKey = loadSecretKey(config.WEBHOOK_SECRET_KEY, config.DATA_DIR);
   const webhookEndpoints = new WebhookEndpoints({
@@ -156,7 +153,6 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     fleetSecret: () => readFleetSecret(redis, config.REDIS_PREFIX, config.FLEET_SECRET),
     idempotencyTtlMs: config.IDEMPOTENCY_KEY_TTL_MS,
   };
-  const idempotencyPruner = startIdempotencyPruner(db, log);
   // Schedule runs block on their queue, so they read over a connection of their own.
   const scheduleRedis = options.schedules
     ? connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS)
@@ -170,8 +166,6 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     webhooks,
     closeEventStreams: () => eventFeed.close(),
     async stop() {
-      idempotencyPruner.stop();
-      maintenance?.stop();
       await eventFeed.close();
       await streamsAndRetention?.stop();
       await webhooks?.stop();

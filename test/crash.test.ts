@@ -160,6 +160,7 @@ describe("crash safety of the snapshot pipeline", () => {
     const files = readdirSync(path.join(service.dataDir, "snapshots", taken.id));
     expect(files.sort()).toEqual([
       "device-state",
+      "device-state.machine.json",
       "disk.raw",
       "memory.raw.sqfs",
       "memory.raw.sqfs.sums",
@@ -197,7 +198,7 @@ describe("crash safety of the snapshot pipeline", () => {
       const matches = listed.filter((item) => item.id === id);
       expect(matches).toHaveLength(1);
       // The read model agrees with the host's own record.
-      expect(matches[0]).toEqual(onDisk(id));
+      expect(matches[0]).toEqual({ ...onDisk(id), host_online: true }); // host_online: read-time extension
     }
     expect(new Set(listed.map((item) => item.id)).size).toBe(listed.length);
 

@@ -51,8 +51,9 @@ export function waitForInstanceState(
       checks = checks.then(check).catch((error: unknown) => settle(() => reject(error)));
     };
     const onAbort = () => settle(() => resolve(outcome(true)));
-    const unsubscribe = deps.projector.onApplied((event) => {
-      if (event.subject === subjectOf.instance(instance.id)) enqueueCheck();
+    // An announcement may carry any instance's state: look again after each one too.
+    const unsubscribe = deps.projector.onApplied((entry) => {
+      if (entry.kind === "announcement" || entry.event.subject === subjectOf.instance(instance.id)) enqueueCheck();
     });
     const timer = setTimeout(onAbort, timeoutMs);
     signal.addEventListener("abort", onAbort);

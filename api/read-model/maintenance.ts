@@ -1,15 +1,10 @@
-// Background upkeep of the read model in the API process: asks every host for its full state when the API starts
-// (so an empty or lost read model file is rebuilt within seconds, not at the hosts' next interval), and releases
-// names held for outcomes that never came.
-
+// Asks every host for its full state when the API starts, so an empty or lost read model is rebuilt within seconds
+// rather than at the hosts' next interval. (Expired name holds are released by the maintenance pass, api/retention.ts.)
 import type { Redis } from "ioredis";
 import { listHosts } from "../../shared/hosts.ts";
 import type { JobProducer } from "../../shared/jobs/producer.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { Db } from "../db/database.ts";
-import { releaseExpiredReservations } from "./names.ts";
-
-const SWEEP_INTERVAL_MS = 60_000;
 
 export interface ReadModelMaintenanceOptions {
   db: Db;
@@ -26,23 +21,11 @@ export async function requestAnnouncements(options: ReadModelMaintenanceOptions,
   return hosts.map((host) => host.id);
 }
 
-export function startReadModelMaintenance(options: ReadModelMaintenanceOptions, ready: Promise<void>) {
-  const { log } = options;
-  const sweep = () =>
-    releaseExpiredReservations(options.db)
-      .then((released) => {
-        if (released > 0) log.info({ released }, "released names held for creates that never completed");
-      })
-      .catch((error: Error) => log.warn({ err: error.message }, "releasing expired name holds failed"));
-  const timer = setInterval(sweep, SWEEP_INTERVAL_MS);
+/** Once the projector reads the stream, asks every host to announce (failures are left to their interval). */
+export function askHostsOnceReady(options: ReadModelMaintenanceOptions, ready: Promise<void>): void {
   void ready.then(() =>
     requestAnnouncements(options, "api started").catch((error: Error) =>
-      log.warn({ err: error.message }, "could not ask hosts to announce; their interval will"),
+      options.log.warn({ err: error.message }, "could not ask hosts to announce; their interval will"),
     ),
   );
-  return {
-    stop() {
-      clearInterval(timer);
-    },
-  };
 }

@@ -3,7 +3,6 @@
 // version, acknowledged after commit.
 import { setImmediate } from "node:timers/promises";
 import type { Redis } from "ioredis";
-import type { TypedEvent } from "../../shared/events/catalog.ts";
 import { decodeEntry, eventStreamKey, type StreamEntry } from "../../shared/events/stream.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { Db } from "../db/database.ts";
@@ -38,7 +37,7 @@ export class Projector {
     this.markReady = resolve;
   });
   private readonly waiters = new Map<string, Array<() => void>>();
-  private readonly listeners = new Set<(event: TypedEvent) => void>();
+  private readonly listeners = new Set<(entry: StreamEntry) => void>();
 
   constructor(private readonly options: ProjectorOptions) {}
 
@@ -87,8 +86,8 @@ export class Projector {
     });
   }
 
-  /** Calls `listener` after each event is applied (in-process subscribers, e.g. GET /instances/{id}/wait). */
-  onApplied(listener: (event: TypedEvent) => void): () => void {
+  /** Calls `listener` after each event or announcement is applied (in-process subscribers, e.g. GET …/wait). */
+  onApplied(listener: (entry: StreamEntry) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
@@ -146,6 +145,7 @@ export class Projector {
     if (entry.kind === "announcement") {
       const { announcement } = entry;
       await this.options.db.transaction().execute((trx) => applyAnnouncement(trx, announcement));
+      for (const listener of this.listeners) listener(entry);
       return;
     }
     const { event } = entry;
@@ -160,6 +160,6 @@ export class Projector {
       await applyEvent(trx, event);
     });
     for (const waiter of this.waiters.get(event.id) ?? []) waiter();
-    for (const listener of this.listeners) listener(event);
+    for (const listener of this.listeners) listener(entry);
   }
 }

@@ -64,13 +64,19 @@ export function registerInstanceForkRoutes(app: App, deps: AppDeps): void {
       host_id: source.host_id,
     });
     const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
-      runHostCommand(deps, source.host_id, "instance.fork", {
-        instance_id: source.id,
-        from_running: body.from_running ?? false,
-        snapshot,
-        instance,
-        target_state: target,
-      }),
+      runHostCommand(
+        deps,
+        source.host_id,
+        "instance.fork",
+        {
+          instance_id: source.id,
+          from_running: body.from_running ?? false,
+          snapshot,
+          instance,
+          target_state: target,
+        },
+        `GET /instances/${id}`,
+      ),
     );
     return c.json(result.instance, 201);
   });

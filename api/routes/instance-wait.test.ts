@@ -1,12 +1,12 @@
 // GET /instances/{id}/wait through the official SDK against the in-process app, fed by events on the test Redis.
-import Hypeman from "@onkernel/hypeman";
+import type Hypeman from "@onkernel/hypeman";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import { EventStream } from "../../shared/events/stream.ts";
 import { connectRedis, waitForRedisReady } from "../../shared/redis.ts";
 import type { Instance } from "../../shared/schemas/instance.ts";
-import { createTestApp, TEST_API_KEY, type TestApp } from "../../test/helpers/app.ts";
+import { createTestApp, sdkClient, type TestApp } from "../../test/helpers/app.ts";
 import { jsonOf } from "../../test/helpers/fixtures.ts";
 import { sampleInstance } from "../../test/helpers/resources.ts";
 
@@ -17,12 +17,7 @@ let stream: EventStream;
 
 beforeAll(async () => {
   t = await createTestApp();
-  client = new Hypeman({
-    apiKey: TEST_API_KEY,
-    baseURL: "http://app.test",
-    maxRetries: 0,
-    fetch: (input, init) => Promise.resolve(t.app.request(input as string, init as RequestInit)),
-  });
+  client = sdkClient(t);
   redis = connectRedis(t.redisUrl, "producer", 1_000);
   await waitForRedisReady(redis, 5_000);
   stream = new EventStream(redis, t.prefix);

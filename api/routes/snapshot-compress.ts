@@ -51,10 +51,13 @@ export function registerSnapshotCompressRoutes(app: App, deps: AppDeps): void {
         ? snapshot.compression
         : normalizeCompression({ enabled: true });
     if (!compression.enabled) throw new ApiError("invalid_request", "compression.enabled must be true to compress");
-    const result = await runHostCommand(deps, snapshot.host_id, "snapshot.recompress", {
-      snapshot_id: snapshot.id,
-      compression,
-    });
+    const result = await runHostCommand(
+      deps,
+      snapshot.host_id,
+      "snapshot.recompress",
+      { snapshot_id: snapshot.id, compression },
+      `GET /snapshots/${snapshot.id}`,
+    );
     return c.json(result.snapshot, 202);
   });
 }

@@ -1,12 +1,12 @@
 // Forks and restores of a Standby snapshot are refused up front (409 invalid_state) on a host whose QEMU cannot
 // load its device state: in-process app, snapshot and host as the worker would announce them.
-import Hypeman from "@onkernel/hypeman";
+import type Hypeman from "@onkernel/hypeman";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import { EventStream } from "../../shared/events/stream.ts";
 import { announceHost } from "../../shared/hosts.ts";
 import { connectRedis, waitForRedisReady } from "../../shared/redis.ts";
-import { createTestApp, TEST_API_KEY, type TestApp } from "../../test/helpers/app.ts";
+import { createTestApp, sdkClient, type TestApp } from "../../test/helpers/app.ts";
 import { sampleInstance, sampleSnapshot } from "../../test/helpers/resources.ts";
 
 let t: TestApp;
@@ -14,12 +14,7 @@ let client: Hypeman;
 
 beforeAll(async () => {
   t = await createTestApp();
-  client = new Hypeman({
-    apiKey: TEST_API_KEY,
-    baseURL: "http://app.test",
-    maxRetries: 0,
-    fetch: (input, init) => Promise.resolve(t.app.request(input as string, init as RequestInit)),
-  });
+  client = sdkClient(t);
   const redis = connectRedis(t.redisUrl, "producer", 1_000);
   await waitForRedisReady(redis, 5_000);
   const now = new Date().toISOString();

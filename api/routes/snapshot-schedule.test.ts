@@ -1,12 +1,12 @@
 // Snapshot schedule CRUD through the official SDK against the in-process app: validation, the BullMQ scheduler's
 // next run, an update that keeps the cadence, delete. Runs themselves are tested end to end (test/surface.test.ts).
-import Hypeman from "@onkernel/hypeman";
+import type Hypeman from "@onkernel/hypeman";
 import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import { EventStream } from "../../shared/events/stream.ts";
 import { connectRedis, waitForRedisReady } from "../../shared/redis.ts";
-import { createTestApp, TEST_API_KEY, type TestApp } from "../../test/helpers/app.ts";
+import { createTestApp, sdkClient, type TestApp } from "../../test/helpers/app.ts";
 import { jsonOf } from "../../test/helpers/fixtures.ts";
 import { sampleInstance } from "../../test/helpers/resources.ts";
 import { SCHEDULE_QUEUE, schedulerId } from "../schedules/scheduler.ts";
@@ -17,12 +17,7 @@ const instance = sampleInstance({ name: "scheduled-vm" });
 
 beforeAll(async () => {
   t = await createTestApp();
-  client = new Hypeman({
-    apiKey: TEST_API_KEY,
-    baseURL: "http://app.test",
-    maxRetries: 0,
-    fetch: (input, init) => Promise.resolve(t.app.request(input as string, init as RequestInit)),
-  });
+  client = sdkClient(t);
   const redis = connectRedis(t.redisUrl, "producer", 1_000);
   await waitForRedisReady(redis, 5_000);
   const { event } = await new EventStream(redis, t.prefix).append(

@@ -43,9 +43,7 @@ export class StandbyMemory {
     signal: AbortSignal,
   ): Promise<"compressed" | "skipped"> {
     return this.withLock(instanceId, async () => {
-      const record = await readFile(instanceFiles(this.options.dataDir, instanceId).record, "utf8").catch(() => "");
-      const instance = INSTANCE_SCHEMA.safeParse(record ? JSON.parse(record) : null);
-      if (!instance.success || instance.data.state !== "Standby") return "skipped";
+      if ((await this.state(instanceId)) !== "Standby") return "skipped";
       const raw = await this.payload(instanceId);
       if (!existsSync(raw) || existsSync(compressedPayload(raw))) return "skipped";
       const started = performance.now();
@@ -57,6 +55,14 @@ export class StandbyMemory {
       );
       return "compressed";
     });
+  }
+
+  /** The instance's state in its host record ({instance, version, last_event}, or a bare instance from before). */
+  private async state(instanceId: string): Promise<string | undefined> {
+    const text = await readFile(instanceFiles(this.options.dataDir, instanceId).record, "utf8").catch(() => "null");
+    const value = JSON.parse(text) as { instance?: unknown } | null;
+    const instance = INSTANCE_SCHEMA.safeParse(value && "instance" in value ? value.instance : value);
+    return instance.success ? instance.data.state : undefined;
   }
 
   /** The file holding a Standby instance's RAM: memory.raw, or the device-state stream of a private-memory VM. */

@@ -1,6 +1,7 @@
 // An in-process API app on real parts: a SQLite file in a temp dir or a PostgreSQL database, and the test Redis
 // (or a dead one). Two apps on one prefix and database are two replicas of one service.
 import { randomBytes } from "node:crypto";
+import Hypeman from "@onkernel/hypeman";
 import type { App } from "../../api/app.ts";
 import type { Db } from "../../api/db/database.ts";
 import type { DialectName } from "../../api/db/dialect.ts";
@@ -119,4 +120,14 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
       data.remove();
     },
   };
+}
+
+/** The official SDK, unchanged, talking to the in-process app. */
+export function sdkClient(t: TestApp): Hypeman {
+  return new Hypeman({
+    apiKey: TEST_API_KEY,
+    baseURL: "http://app.test",
+    maxRetries: 0,
+    fetch: (input, init) => Promise.resolve(t.app.request(input as string, init as RequestInit)),
+  });
 }

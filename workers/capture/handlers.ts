@@ -87,7 +87,7 @@ export function createHostHandlers({
     "snapshot.delete": ({ snapshot_id }, { job }) => snapshots.delete(snapshot_id, job.id),
     "snapshot.replicate": ({ snapshot_id, owner_host_id }) => replicas.ensure(snapshot_id, owner_host_id),
     "snapshot.drop-replica": ({ snapshot_id }) => replicas.drop(snapshot_id),
-    "instance.fork": (payload) => raw(payload.instance_id, () => forks.fork(payload)),
+    "instance.fork": (payload, { job }) => raw(payload.instance_id, () => forks.fork(payload, job.id)),
     "snapshot.recompress": ({ snapshot_id, compression }, { job }) =>
       recompressor.recompress(snapshot_id, compression, job.id),
   };

@@ -2,7 +2,7 @@
 // with a new policy. Never while one is queued or running: that is a 409.
 import { ApiError, notFound } from "../../shared/errors.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
-import { nextStamp } from "../../shared/host-records.ts";
+import { madeBy, nextStamp } from "../../shared/host-records.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { compressionJobId } from "../../shared/jobs/compression-jobs.ts";
 import type { JobProducer } from "../../shared/jobs/producer.ts";
@@ -40,6 +40,9 @@ export class SnapshotRecompressor {
           `snapshot ${snapshotId} is a Stopped snapshot: it has no memory to compress`,
         );
       }
+      // A re-run of the same job answers what the first run did.
+      if (madeBy(record, jobId))
+        return { snapshot: record.snapshot, event_id: await publishSnapshotRecord(events, record) };
       const state = record.snapshot.compression_state;
       const job = await queue.getJob(compressionJobId(snapshotId));
       const jobState = job ? await job.getState() : undefined;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { announceHost } from "../../../shared/hosts.ts";
+import { announceHost, hostPresenceConnectionName } from "../../../shared/hosts.ts";
 import { closeRedis, connectRedis } from "../../../shared/redis.ts";
 import { createTestApp, TEST_API_KEY, type TestApp } from "../../../test/helpers/app.ts";
 import { jsonOf } from "../../../test/helpers/fixtures.ts";
@@ -126,6 +126,8 @@ describe("Idempotency-Key", () => {
       const redis = connectRedis(t.redisUrl, "worker", 1_000);
       const now = new Date().toISOString();
       // A host that is online but never takes its jobs: the first request waits until its 504.
+      // Online while its presence connection is open, as a capture worker holds it.
+      await redis.client("SETNAME", hostPresenceConnectionName(t.prefix, hostId));
       await announceHost(redis, t.prefix, {
         id: hostId,
         hypervisors: ["qemu"],
@@ -133,7 +135,6 @@ describe("Idempotency-Key", () => {
         last_seen_at: now,
         pid: 1,
       });
-      await closeRedis(redis);
       const ping = () => t.request(`/hosts/${hostId}/ping`, { method: "POST", headers: { "idempotency-key": "slow" } });
 
       const first = ping();
@@ -147,6 +148,7 @@ describe("Idempotency-Key", () => {
       const retried = await ping();
       expect(retried.status).toBe(504);
       expect(retried.headers.get("idempotent-replayed")).toBeNull();
+      await closeRedis(redis);
     });
 
     it("takes over a claim left unanswered by a process that died", async () => {

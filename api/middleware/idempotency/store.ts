@@ -1,5 +1,4 @@
 // Idempotency-Key records in the read model: claim a key for a request, store its response, prune old ones.
-import type { Logger } from "../../../shared/logger.ts";
 import type { Db } from "../../db/database.ts";
 
 export interface StoredResponse {
@@ -103,19 +102,4 @@ export async function pruneExpiredKeys(db: Db, now = new Date()): Promise<number
     .where("expires_at", "<=", now.toISOString())
     .executeTakeFirst();
   return Number(result.numDeletedRows);
-}
-
-const PRUNE_INTERVAL_MS = 10 * 60_000;
-
-/** Deletes expired keys now and every few minutes; stop() ends it. */
-export function startIdempotencyPruner(db: Db, log: Logger): { stop(): void } {
-  const prune = () =>
-    pruneExpiredKeys(db).then(
-      (deleted) => deleted > 0 && log.debug({ deleted }, "expired idempotency keys pruned"),
-      (error: Error) => log.warn({ err: error.message }, "idempotency key prune failed"),
-    );
-  void prune();
-  const timer = setInterval(prune, PRUNE_INTERVAL_MS);
-  timer.unref();
-  return { stop: () => clearInterval(timer) };
 }
