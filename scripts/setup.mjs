@@ -129,6 +129,15 @@ function installNpmDependencies() {
   if (fallback.status !== 0) fail("npm install failed");
 }
 
+/** The codec addon is ours: rebuilt whenever its sources are newer than the build (the script checks, cheaply). */
+function buildCodecAddon() {
+  const result = spawnSync(process.execPath, [path.join(ROOT, "scripts", "install-codec-native.mjs")], {
+    cwd: ROOT,
+    stdio: "inherit",
+  });
+  if (result.status !== 0) fail("codec addon step failed");
+}
+
 function buildGuestImage() {
   const builder = path.join(ROOT, "scripts", "build-image.ts");
   if (!existsSync(builder)) return;
@@ -146,4 +155,5 @@ function buildGuestImage() {
 checkNode();
 installSystemPackages();
 installNpmDependencies();
+buildCodecAddon();
 buildGuestImage();

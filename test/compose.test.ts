@@ -13,7 +13,7 @@ import { entryCommand, SERVICE_PROCESSES } from "../supervisor/processes.ts";
 import { consoleTicks, waitForTick } from "./helpers/console.ts";
 import { freePort, jsonOf, tempDir, waitFor } from "./helpers/fixtures.ts";
 import { type ServiceProcess, startProcess, waitForLog } from "./helpers/processes.ts";
-import { killProcessesUsing, TEST_IMAGES_DIR } from "./helpers/service.ts";
+import { removeDataDir, TEST_IMAGES_DIR } from "./helpers/service.ts";
 
 interface ComposeService {
   command?: string[];
@@ -151,10 +151,7 @@ describe("docker-compose.yml, run as declared", () => {
 
   afterAll(async () => {
     await Promise.all(processes.map((process) => process.stop("SIGTERM")));
-    for (const volume of volumes.values()) {
-      killProcessesUsing(volume.dir);
-      volume.remove();
-    }
+    for (const volume of volumes.values()) removeDataDir(volume);
     await redis?.stop(2_000);
   });
 

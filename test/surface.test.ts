@@ -15,18 +15,29 @@ const redisUrl = testRedisUrl();
 const prefix = uniquePrefix("surface");
 let service: RunningService;
 let client: Hypeman;
+/** Every service started here (the schedule test restarts it on the same data dir): all removed at the end. */
+const started: RunningService[] = [];
 
 beforeAll(async () => {
   // The test's own Redis: the schedule test promotes the scheduler's delayed job instead of waiting a minute.
-  service = await startService({ REDIS_URL: redisUrl, REDIS_PREFIX: prefix });
-  client = new Hypeman({ apiKey: service.apiKey(), baseURL: service.baseUrl, maxRetries: 0 });
+  await startSurfaceService();
   await client.instances.create({ name: "surf-src", image: "busybox", size: "256MB" });
   await waitForTick(service, "surf-src", 1);
 }, 120_000);
 
+async function startSurfaceService(dataDir?: string) {
+  service = await startService({
+    REDIS_URL: redisUrl,
+    REDIS_PREFIX: prefix,
+    ...(dataDir ? { DATA_DIR: dataDir } : {}),
+  });
+  started.push(service);
+  client = new Hypeman({ apiKey: service.apiKey(), baseURL: service.baseUrl, maxRetries: 0 });
+}
+
 afterAll(async () => {
   await service?.stop("SIGTERM");
-  service?.remove();
+  for (const each of started) each.remove();
 });
 
 async function failure(call: Promise<unknown>): Promise<{ status: number; code: string }> {
@@ -145,6 +156,50 @@ describe("snapshot schedule", () => {
     await client.instances.snapshotSchedule.delete("surf-src");
     for (const id of remaining) await client.snapshots.delete(id);
   });
+});
+
+describe("snapshot schedule across a restart", () => {
+  it("survives a restart of every process with one scheduler, no backfill and no double run", async () => {
+    const source = await client.instances.get("surf-src");
+    await client.instances.snapshotSchedule.update("surf-src", {
+      interval: "1m",
+      retention: { max_count: 5 },
+      metadata: { origin: "restart" },
+    });
+    const queue = new Queue(SCHEDULE_QUEUE, { connection: { url: redisUrl }, prefix });
+    const nextRuns = async () =>
+      (await queue.getDelayed()).filter((delayed) => delayed.repeatJobKey === schedulerId(source.id));
+    await waitFor(async () => ((await nextRuns()).length === 1 ? true : undefined), { what: "the next run" });
+
+    // Every process stops and starts again on the same data dir and Redis (the VM outlives them).
+    const dataDir = service.dataDir;
+    await service.stop("SIGTERM");
+    await startSurfaceService(dataDir);
+    await waitFor(async () => (await client.instances.get("surf-src")).state === "Running" || undefined, {
+      timeoutMs: 30_000,
+      what: "the instance again",
+    });
+    // Still one scheduler with one next run: the restart neither duplicated it nor ran what was missed meanwhile.
+    const pending = await nextRuns();
+    expect(pending).toHaveLength(1);
+    await pending[0]!.promote();
+    const ran = await waitFor(
+      async () => (await client.instances.snapshotSchedule.get("surf-src")).last_snapshot_id ?? undefined,
+      { timeoutMs: 90_000, intervalMs: 250, what: "the scheduled run after the restart" },
+    );
+    await new Promise((resolve) => setTimeout(resolve, 3_000)); // a second (double) run would land now
+    const made = (await client.snapshots.list({ source_instance_id: source.id })).filter(
+      (snapshot) => snapshot.tags?.origin === "restart",
+    );
+    expect(made.map((snapshot) => snapshot.id)).toContain(ran);
+    // Runs are an interval apart: two within half an interval would be one run done twice.
+    const times = made.map((snapshot) => Date.parse(snapshot.created_at)).sort((left, right) => left - right);
+    for (let index = 1; index < times.length; index++)
+      expect(times[index]! - times[index - 1]!).toBeGreaterThan(30_000);
+    await queue.close();
+    await client.instances.snapshotSchedule.delete("surf-src");
+    for (const snapshot of made) await client.snapshots.delete(snapshot.id);
+  }, 180_000);
 });
 
 describe("wait", () => {

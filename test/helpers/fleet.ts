@@ -6,7 +6,7 @@ import { entryCommand } from "../../supervisor/processes.ts";
 import { TEST_API_KEY } from "./app.ts";
 import { freePort, tempDir, testRedisUrl, uniquePrefix } from "./fixtures.ts";
 import { type ServiceProcess, startProcess, waitForLog } from "./processes.ts";
-import { killProcessesUsing, TEST_IMAGES_DIR } from "./service.ts";
+import { removeDataDir, TEST_IMAGES_DIR } from "./service.ts";
 
 export interface FleetHost {
   id: string;
@@ -114,10 +114,7 @@ export async function startFleet(hostCount = 3, redisUrl = testRedisUrl()): Prom
     },
     async stop() {
       await Promise.all(processes.map((process) => process.stop("SIGTERM")));
-      for (const dir of dirs) {
-        killProcessesUsing(dir.dir);
-        dir.remove();
-      }
+      for (const dir of dirs) removeDataDir(dir);
     },
   };
 }

@@ -34,6 +34,8 @@ export async function startService(
   options: StartServiceOptions = {},
 ): Promise<RunningService> {
   const data = tempDir("service");
+  // A test may run a service again on an earlier one's data dir (a restart of every process).
+  const dataDir = env.DATA_DIR || data.dir;
   const port = await freePort();
   let output = "";
   const supervisor = spawn(process.execPath, ["--import", "tsx", "supervisor/main.ts"], {
@@ -78,11 +80,11 @@ export async function startService(
   }
   return {
     baseUrl,
-    dataDir: data.dir,
+    dataDir,
     supervisor,
     output: () => output,
-    apiKey: () => readFileSync(path.join(data.dir, "api-key"), "utf8").trim(),
-    hostId: () => readFileSync(path.join(data.dir, "host-id"), "utf8").trim(),
+    apiKey: () => readFileSync(path.join(dataDir, "api-key"), "utf8").trim(),
+    hostId: () => readFileSync(path.join(dataDir, "host-id"), "utf8").trim(),
     childPids: () => {
       try {
         return execFileSync("pgrep", ["-P", String(supervisor.pid)], { encoding: "utf8" })
@@ -94,7 +96,7 @@ export async function startService(
       }
     },
     api(pathAndQuery, init = {}) {
-      const key = readFileSync(path.join(data.dir, "api-key"), "utf8").trim();
+      const key = readFileSync(path.join(dataDir, "api-key"), "utf8").trim();
       const headers: Record<string, string> = { authorization: `Bearer ${key}` };
       if (init.json !== undefined) headers["content-type"] = "application/json";
       return fetch(`${baseUrl}${pathAndQuery}`, {
@@ -109,11 +111,7 @@ export async function startService(
       const code = await exited;
       return { code, ms: Date.now() - started };
     },
-    remove: () => {
-      killProcessesUsing(data.dir);
-      unmountUnder(data.dir);
-      data.remove();
-    },
+    remove: () => removeDataDir(data),
   };
 }
 
@@ -131,6 +129,13 @@ export const isAlive = (pid: number): boolean => {
     return false;
   }
 };
+
+/** A test's data dir and what outlives the service in it: its VMs, then its image mounts, then the files. */
+export function removeDataDir(data: { dir: string; remove: () => void }): void {
+  killProcessesUsing(data.dir);
+  unmountUnder(data.dir);
+  data.remove();
+}
 
 /** Snapshot image mounts outlive the service with the VMs that map them; detached here (lazily: QEMUs die async). */
 export function unmountUnder(dir: string): void {
