@@ -46,7 +46,10 @@ for (const name of await availableHypervisors(registryOptions))
   drivers.set(name, await getHypervisor(name, registryOptions));
 const events = new EventStream(redis, config.REDIS_PREFIX);
 const store = new SnapshotStore(config.DATA_DIR, redis, config.REDIS_PREFIX);
-const mounts = new ImageMounts(store, log);
+const mounts = new ImageMounts(store, log, {
+  idleMs: config.IMAGE_MOUNT_IDLE_MS,
+  maxIdle: config.IMAGE_MOUNTS_IDLE_MAX,
+});
 const tombstones = new TombstoneStore(config.DATA_DIR);
 const instances = new InstanceManager({
   dataDir: config.DATA_DIR,
@@ -58,7 +61,7 @@ const instances = new InstanceManager({
   log,
   vmStopped: async (memoryFile) => {
     const snapshotId = mounts.snapshotOf(memoryFile);
-    if (snapshotId) await mounts.release(snapshotId);
+    if (snapshotId) await mounts.idleAfterUse(snapshotId);
   },
 });
 const jobs = new JobProducer({
@@ -199,6 +202,7 @@ async function stopProcess(): Promise<void> {
   await presence.stop();
   await payloadServer.close();
   await worker.close(Math.max(1_000, config.SHUTDOWN_TIMEOUT_MS - 2_000));
+  await mounts.close();
   await jobs.close();
   await closeRedis(redis);
 }
