@@ -333,7 +333,12 @@ export class SnapshotManager {
         return current.memory_layout;
       })
       .catch(async (error: unknown) => {
-        await mounts.idleAfterUse(snapshotId).catch(() => {}); // a mount this boot made is not left without a timer
+        // A mount this boot made is kept with a timer like any other, not left behind.
+        await mounts
+          .idleAfterUse(snapshotId)
+          .catch((idleError: Error) =>
+            this.options.log.warn({ snapshotId, err: idleError.message }, "snapshot image not released"),
+          );
         throw error;
       });
     // A stream was read whole while loading: nothing maps its image any more.
