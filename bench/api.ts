@@ -29,7 +29,7 @@ import { closeRedis, connectRedis } from "../shared/redis.ts";
 import type { Snapshot } from "../shared/schemas/snapshot.ts";
 import { findRedisServer, freePort, REDIS_INSTALL_HINT, startEmbeddedRedis } from "../supervisor/embedded-redis.ts";
 import { sampleInstance, sampleSnapshot } from "../test/helpers/resources.ts";
-import { appendAll, type LoadGo, type LoadRequest, type LoadResult, ROUTES } from "./lib/api-load.ts";
+import { appendAll, type LoadGo, type LoadRequest, type LoadResult, ROUTES, type Sample } from "./lib/api-load.ts";
 
 const { values: flags } = parseArgs({
   options: {
@@ -122,20 +122,23 @@ async function runDialect(dialect: DialectName, databaseUrl: string | undefined)
     const snapshots = await seed(events, runtime);
     const seedMs = performance.now() - seedStart;
 
-    const load = await startLoad({
-      baseUrl,
-      apiKey: API_KEY,
-      redisUrl: redisServer.url,
-      redisPrefix: "bench",
-      rate: RATE,
-      seconds: SECONDS,
-      burst: BURST,
-    });
+    const load = await startLoad(
+      {
+        baseUrl,
+        apiKey: API_KEY,
+        redisUrl: redisServer.url,
+        redisPrefix: "bench",
+        rate: RATE,
+        seconds: SECONDS,
+        burst: BURST,
+      },
+      { snapshots: snapshots.map(({ id, tags }) => ({ id, tags })), burstSnapshots: snapshots },
+    );
     handlerMs.length = 0;
     const loop = monitorEventLoopDelay({ resolution: 1 });
     loop.enable();
     const burstStart = performance.now();
-    const loadDone = load.go({ snapshots: snapshots.map(({ id, tags }) => ({ id, tags })), burstSnapshots: snapshots });
+    const loadDone = load.go();
     await waitForProcessed(runtime, SNAPSHOTS + BURST, 600_000);
     const appliedMs = performance.now() - burstStart;
     const { latencies, failures, burstAppendedMs } = await loadDone;
@@ -164,6 +167,8 @@ async function runDialect(dialect: DialectName, databaseUrl: string | undefined)
         }),
       ),
       handler_ms: summarize(handlerMs),
+      // When the slow requests were sent: the slowest of each second of the load, all routes.
+      slowest_ms_by_second: slowestBySecond(ROUTES.flatMap((route) => latencies[route])),
       event_loop_delay_ms: { p50: ms(loop.percentile(50)), p99: ms(loop.percentile(99)), max: ms(loop.max) },
       burst: burstResult,
     };
@@ -228,8 +233,8 @@ async function createBenchDatabase(): Promise<{ url: string; drop: () => Promise
   return { url: url.toString(), drop: () => admin(`drop database if exists ${name} with (force)`) };
 }
 
-/** Starts the clients' process (bench/lib/api-load.ts); `go` hands it the seeded snapshots and resolves with its result. */
-async function startLoad(request: LoadRequest) {
+/** Starts the clients' process (bench/lib/api-load.ts) and hands it the seeded snapshots; `go` starts the load. */
+async function startLoad(request: LoadRequest, prepare: LoadGo) {
   const child = fork(fileURLToPath(new URL("./lib/api-load.ts", import.meta.url)), [JSON.stringify(request)], {
     execArgv: ["--import", "tsx"],
     stdio: ["ignore", "inherit", "inherit", "ipc"],
@@ -237,16 +242,27 @@ async function startLoad(request: LoadRequest) {
   const exited = new Promise<never>((_, reject) =>
     child.once("exit", (code) => reject(new Error(`the load process exited with ${code} before its result`))),
   );
-  await Promise.race([new Promise((resolve) => child.once("message", resolve)), exited]);
+  const nextMessage = <T>() => Promise.race([new Promise<T>((resolve) => child.once("message", resolve)), exited]);
+  const prepared = nextMessage<string>();
+  child.send(prepare);
+  await prepared;
   return {
-    go(go: LoadGo): Promise<LoadResult> {
-      const result = new Promise<LoadResult>((resolve) =>
-        child.once("message", (message) => resolve(message as LoadResult)),
-      );
-      child.send(go);
-      return Promise.race([result, exited]);
+    /** Starts the load; resolves with the clients' figures. */
+    go(): Promise<LoadResult> {
+      const result = nextMessage<LoadResult>();
+      child.send("go");
+      return result;
     },
   };
+}
+
+function slowestBySecond(samples: Sample[]): number[] {
+  const slowest: number[] = [];
+  for (const sample of samples) {
+    const second = Math.floor(sample.at / 1_000);
+    slowest[second] = Math.max(slowest[second] ?? 0, Math.round(sample.ms));
+  }
+  return Array.from(slowest, (value) => value ?? 0);
 }
 
 function summarize(values: number[]) {
