@@ -1,6 +1,6 @@
 // Probe: the capture's own step timings (`running guest captured`) through the real service, for a plain 256 MiB
 // guest and a 256 MiB guest with a 4 GiB disk holding 1 GiB of data, set up and measured as bench/snapshots.ts does.
-// node --import tsx bench/lib/capture-steps-probe.ts --rounds 5
+// node --import tsx bench/lib/capture-steps-probe.ts --rounds 5 [--plain-mib 256] [--big-disk false]
 import { execFileSync } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -9,7 +9,13 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { startService } from "../../test/helpers/service.ts";
 
-const { values: flags } = parseArgs({ options: { rounds: { type: "string", default: "5" } } });
+const { values: flags } = parseArgs({
+  options: {
+    rounds: { type: "string", default: "5" },
+    "plain-mib": { type: "string", default: "256" },
+    "big-disk": { type: "string", default: "true" },
+  },
+});
 const service = await startService({ LOG_LEVEL: "info" });
 
 // biome-ignore lint/suspicious/noExplicitAny: probe code reads the API's JSON loosely
@@ -20,8 +26,10 @@ async function call(pathAndQuery: string, init: { method?: string; json?: unknow
   return text ? JSON.parse(text) : undefined;
 }
 
-async function boot(name: string, diskMib: number) {
-  const instance = await call("/instances", { json: { name, size: "256MB", overlay_size: `${diskMib}MB`, vcpus: 1 } });
+async function boot(name: string, memoryMib: number, diskMib: number) {
+  const instance = await call("/instances", {
+    json: { name, size: `${memoryMib}MB`, overlay_size: `${diskMib}MB`, vcpus: 1 },
+  });
   const log = path.join(service.dataDir, "instances", instance.id, "console.log");
   for (;;) {
     const text = (() => {
@@ -57,16 +65,19 @@ async function measure(label: string, instance: { id: string; name: string }) {
 }
 
 try {
-  const plain = await boot("probe-plain", 256);
-  await measure("256 MiB", plain);
+  const plainMib = Number(flags["plain-mib"]);
+  const plain = await boot("probe-plain", plainMib, 256);
+  await measure(`${plainMib} MiB`, plain);
   await call(`/instances/${plain.name}`, { method: "DELETE" });
-  const big = await boot("probe-big-disk", 4096);
-  const disk = path.join(service.dataDir, "instances", big.id, "disk.raw");
-  execFileSync("dd", ["if=/dev/urandom", `of=${disk}`, "bs=1M", "count=1024", "seek=1024", "conv=notrunc"], {
-    stdio: "ignore",
-  });
-  await measure("256 MiB, 4 GiB disk with 1 GiB of data", big);
-  await call(`/instances/${big.name}`, { method: "DELETE" });
+  if (flags["big-disk"] !== "false") {
+    const big = await boot("probe-big-disk", 256, 4096);
+    const disk = path.join(service.dataDir, "instances", big.id, "disk.raw");
+    execFileSync("dd", ["if=/dev/urandom", `of=${disk}`, "bs=1M", "count=1024", "seek=1024", "conv=notrunc"], {
+      stdio: "ignore",
+    });
+    await measure("256 MiB, 4 GiB disk with 1 GiB of data", big);
+    await call(`/instances/${big.name}`, { method: "DELETE" });
+  }
 } finally {
   await service.stop("SIGTERM").catch(() => {});
   service.remove();
