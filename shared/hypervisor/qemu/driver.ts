@@ -275,12 +275,14 @@ class QemuVm implements VmHandle {
       try {
         await qmp.execute("stop");
         step("pauseMs");
-        await Promise.all([
+        // Both settle before anything else, so `cont` never races a migration still writing the device state.
+        const settled = await Promise.allSettled([
           this.migrateToFile(qmp, options.deviceStateFile, machine).then(() => {
             steps.deviceStateMs = Math.round(performance.now() - stepStart);
           }),
           options.whilePaused?.(),
         ]);
+        for (const result of settled) if (result.status === "rejected") throw result.reason;
         step("stateAndMemoryMs");
         diskCopy = await this.startDiskCopy(qmp, target);
         step("diskCopyStartMs");
