@@ -1,26 +1,23 @@
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventStreamKey } from "../shared/events/stream.ts";
 import { createLogger } from "../shared/logger.ts";
 import { closeRedis, connectRedis, waitForRedisReady } from "../shared/redis.ts";
-import { DEAD_REDIS_URL, tempDir, testRedisUrl, uniquePrefix } from "../test/helpers/fixtures.ts";
-import { type Db, migrateToLatest, openDatabase } from "./db/database.ts";
+import { openTestDatabase, type TestDatabase } from "../test/helpers/database.ts";
+import { DEAD_REDIS_URL, testRedisUrl, uniquePrefix } from "../test/helpers/fixtures.ts";
+import type { Db } from "./db/database.ts";
 import { startMaintenance } from "./maintenance.ts";
 
 const DAY = 86_400_000;
 const retention = { processedEventsMs: DAY, deletedResourcesMs: DAY, webhookDeliveriesMs: DAY };
 const log = createLogger("maintenance-test", "silent");
-const data = tempDir("maintenance");
+let database: TestDatabase;
 let db: Db;
 
 beforeAll(async () => {
-  db = openDatabase(path.join(data.dir, "read-model.db"));
-  await migrateToLatest(db);
+  database = await openTestDatabase("maintenance");
+  db = database.db;
 });
-afterAll(async () => {
-  await db.destroy();
-  data.remove();
-});
+afterAll(() => database.close());
 
 const oldEvent = (id: string) => ({
   event_id: id,

@@ -1,7 +1,6 @@
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { tempDir } from "../test/helpers/fixtures.ts";
-import { type Db, migrateToLatest, openDatabase } from "./db/database.ts";
+import { openTestDatabase, type TestDatabase } from "../test/helpers/database.ts";
+import type { Db } from "./db/database.ts";
 import { PRUNE_BATCH, pruneByAge } from "./retention.ts";
 
 const DAY = 86_400_000;
@@ -9,16 +8,13 @@ const NOW = Date.parse("2026-11-25T12:00:00.000Z");
 const daysAgo = (days: number) => new Date(NOW - days * DAY).toISOString();
 const POLICY = { processedEventsMs: 7 * DAY, deletedResourcesMs: 3 * DAY, webhookDeliveriesMs: 7 * DAY };
 
-const data = tempDir("retention");
+let database: TestDatabase;
 let db: Db;
 beforeAll(async () => {
-  db = openDatabase(path.join(data.dir, "read-model.db"));
-  await migrateToLatest(db);
+  database = await openTestDatabase("retention");
+  db = database.db;
 });
-afterAll(async () => {
-  await db.destroy();
-  data.remove();
-});
+afterAll(() => database.close());
 
 const resource = { resource: "{}", version: 1, host_id: "h", created_at: daysAgo(30) };
 

@@ -72,7 +72,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
   const replica = { consumer: config.API_REPLICA_ID, claimIdleMs: config.STREAM_CLAIM_IDLE_MS };
   const projector = new Projector({ db, redis: projectorRedis, prefix: config.REDIS_PREFIX, log, ...replica });
   if (options.projector) projector.start();
-  if (options.projector) askHostsOnceReady({ db, redis, prefix: config.REDIS_PREFIX, jobs, log }, projector.ready);
+  if (options.projector) askHostsOnceReady({ redis, prefix: config.REDIS_PREFIX, jobs, log }, projector.ready);
 
   const secretKey = loadSecretKey(config.WEBHOOK_SECRET_KEY, config.DATA_DIR);
   const webhookEndpoints = new WebhookEndpoints({

@@ -226,7 +226,8 @@ try {
 
     const plainRow: ForkRow = { guest, payload: "uncompressed", to201: [], toTick: [] };
     const packedRow: ForkRow = { guest, payload: `zstd ${LEVEL}`, to201: [], toTick: [] };
-    // Each fork here runs alone: its image is verified and mounted, and unmounted when the fork is deleted.
+    // Each fork here runs alone. The first verifies and mounts the image (cold); the mount is kept after each fork's
+    // delete (IMAGE_MOUNT_IDLE_MS), so the rounds after it fork from a verified mount (warm).
     packedRow.cold = await forkOnce(packed.id);
     for (let round = 0; round < ROUNDS; round++) {
       for (const [row, snapshot] of [

@@ -34,7 +34,7 @@ const removed = await db.transaction().execute(async (trx) => {
   const instances = await trx.deleteFrom("instances").executeTakeFirst();
   return { snapshots: Number(snapshots.numDeletedRows), instances: Number(instances.numDeletedRows) };
 });
-const hosts = await requestAnnouncements({ db, redis, prefix: config.REDIS_PREFIX, jobs, log }, "rebuild");
+const hosts = await requestAnnouncements({ redis, prefix: config.REDIS_PREFIX, jobs, log }, "rebuild");
 log.info({ removed, askedHosts: hosts }, "read model emptied; hosts asked to announce their state");
 await jobs.close();
 await closeRedis(redis);

@@ -138,6 +138,10 @@ export const ENV_SCHEMA = z.object({
   CONSOLE_LOG_MAX_BYTES: positiveInt.min(4_096).default(8 * 1024 * 1024),
   /** Bytes the cache of seekable copies of raw payloads (made for exports and pulls) may hold before LRU entries go. */
   RAW_CACHE_BUDGET_BYTES: positiveInt.default(4 * 1024 ** 3),
+  /** A compressed snapshot's image mount no VM uses is kept this long for the next fork (0: unmounted at once). */
+  IMAGE_MOUNT_IDLE_MS: z.coerce.number().int().min(0).max(86_400_000).default(600_000),
+  /** At most this many unused image mounts are kept; beyond it the least recently used is unmounted. */
+  IMAGE_MOUNTS_IDLE_MAX: z.coerce.number().int().min(0).max(1_024).default(16),
   WORKER_RESTART: booleanFromEnv.default(true),
   /** The supervisor's restart back-off doubles from 1 s up to this for a child that keeps dying. */
   WORKER_RESTART_MAX_DELAY_MS: positiveInt.default(30_000),

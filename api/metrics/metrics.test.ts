@@ -4,11 +4,11 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import { EventStream } from "../../shared/events/stream.ts";
-import { announceHost } from "../../shared/hosts.ts";
 import { newId } from "../../shared/ids.ts";
 import { reportOutcome } from "../../shared/webhooks/mirror.ts";
 import { createTestApp, type TestApp } from "../../test/helpers/app.ts";
 import { waitFor } from "../../test/helpers/fixtures.ts";
+import { announceFakeHost } from "../../test/helpers/hosts.ts";
 import { promtoolCheck, sampleValue } from "../../test/helpers/prometheus.ts";
 import { sampleInstance, sampleSnapshot } from "../../test/helpers/resources.ts";
 
@@ -24,14 +24,7 @@ describe("GET /metrics", () => {
   beforeAll(async () => {
     t = await createTestApp();
     redis = new Redis(t.redisUrl);
-    const now = new Date().toISOString();
-    await announceHost(redis, t.prefix, {
-      id: "h1",
-      hypervisors: ["qemu"],
-      started_at: now,
-      last_seen_at: now,
-      pid: 1,
-    });
+    await announceFakeHost(redis, t.prefix, "h1");
     // The metrics readers join their streams at "$": wait until both groups exist before appending.
     await waitFor(
       async () => {

@@ -4,10 +4,8 @@ import type { Redis } from "ioredis";
 import { listHosts } from "../../shared/hosts.ts";
 import type { JobProducer } from "../../shared/jobs/producer.ts";
 import type { Logger } from "../../shared/logger.ts";
-import type { Db } from "../db/database.ts";
 
 export interface ReadModelMaintenanceOptions {
-  db: Db;
   redis: Redis;
   prefix: string;
   jobs: JobProducer;

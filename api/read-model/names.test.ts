@@ -1,8 +1,8 @@
 // Name reservations hold across API replicas: the database's primary key decides, whichever replica asks.
 import { afterEach, describe, expect, it } from "vitest";
-import { tempDir } from "../../test/helpers/fixtures.ts";
-import { testDatabaseTarget, testDialects } from "../../test/helpers/postgres.ts";
-import { migrateToLatest, openDatabase } from "../db/database.ts";
+import { openTestDatabase } from "../../test/helpers/database.ts";
+import { testDialects } from "../../test/helpers/postgres.ts";
+import { openDatabase } from "../db/database.ts";
 import { releaseReservation, reserveName } from "./names.ts";
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -12,16 +12,13 @@ afterEach(async () => {
 
 describe.each(testDialects())("name reservations on %s", (dialect) => {
   it("lets exactly one of many racing claims win, across connections, and frees the name again", async () => {
-    const data = tempDir("names");
-    const database = await testDatabaseTarget(dialect, data.dir);
+    const database = await openTestDatabase("names", dialect);
     // Two handles on one database: two replicas (for SQLite, two connections to one file).
-    const replicas = [openDatabase(database.target), openDatabase(database.target)];
+    const replicas = [database.db, openDatabase(database.target)];
     cleanups.push(async () => {
-      for (const db of replicas) await db.destroy();
-      await database.drop();
-      data.remove();
+      await replicas[1]!.destroy();
+      await database.close();
     });
-    await migrateToLatest(replicas[0]!);
     const claims = await Promise.all(
       Array.from({ length: 10 }, (_, index) =>
         reserveName(replicas[index % 2]!, "instance", "web-1", `resource${index}`),

@@ -4,10 +4,11 @@ import { subjectOf } from "../../shared/events/catalog.ts";
 import { EventStream, eventStreamKey } from "../../shared/events/stream.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { closeRedis, connectRedis } from "../../shared/redis.ts";
-import { tempDir, testRedisUrl, uniquePrefix, waitFor } from "../../test/helpers/fixtures.ts";
-import { testDatabaseTarget, testDialects } from "../../test/helpers/postgres.ts";
+import { openTestDatabase } from "../../test/helpers/database.ts";
+import { testRedisUrl, uniquePrefix, waitFor } from "../../test/helpers/fixtures.ts";
+import { testDialects } from "../../test/helpers/postgres.ts";
 import { sampleInstance, sampleSnapshot } from "../../test/helpers/resources.ts";
-import { type Db, migrateToLatest, openDatabase } from "../db/database.ts";
+import type { Db } from "../db/database.ts";
 import type { DialectName } from "../db/dialect.ts";
 import { Projector, READ_MODEL_GROUP } from "./projector.ts";
 import { findInstance, findSnapshot, listSnapshots } from "./queries.ts";
@@ -21,10 +22,8 @@ afterEach(async () => {
 
 async function setup(dialect: DialectName) {
   const prefix = uniquePrefix("proj");
-  const data = tempDir("proj");
-  const database = await testDatabaseTarget(dialect, data.dir);
-  const db = openDatabase(database.target);
-  await migrateToLatest(db);
+  const database = await openTestDatabase("proj", dialect);
+  const { db } = database;
   const writer = connectRedis(testRedisUrl(), "worker", 1_000);
   const stream = new EventStream(writer, prefix);
   const projectors: Projector[] = [];
@@ -39,9 +38,7 @@ async function setup(dialect: DialectName) {
   cleanups.push(async () => {
     for (const projector of projectors) await projector.stop();
     for (const connection of connections) await closeRedis(connection);
-    await db.destroy();
-    await database.drop();
-    data.remove();
+    await database.close();
   });
   return { prefix, db, stream, writer, newProjector };
 }

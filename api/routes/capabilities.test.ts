@@ -2,9 +2,9 @@
 import type Hypeman from "@onkernel/hypeman";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LZ4_LEVELS, ZSTD_LEVELS } from "../../shared/codec/options.ts";
-import { announceHost, hostPresenceConnectionName } from "../../shared/hosts.ts";
 import { connectRedis, waitForRedisReady } from "../../shared/redis.ts";
 import { createTestApp, sdkClient, type TestApp } from "../../test/helpers/app.ts";
+import { announceFakeHost } from "../../test/helpers/hosts.ts";
 
 let t: TestApp;
 let client: Hypeman;
@@ -27,18 +27,9 @@ describe("GET /capabilities", () => {
   it("reports what online hosts run, and the codec's level table", async () => {
     const redis = connectRedis(t.redisUrl, "producer", 1_000);
     await waitForRedisReady(redis, 5_000);
-    const now = new Date().toISOString();
-    await announceHost(redis, t.prefix, {
-      id: "h1",
-      hypervisors: ["qemu"],
-      started_at: now,
-      last_seen_at: now,
-      pid: 1,
-    });
+    await announceFakeHost(redis, t.prefix, "h1", { online: true });
     const old = new Date(Date.now() - 3_600_000).toISOString();
-    await announceHost(redis, t.prefix, { id: "h0", hypervisors: [], started_at: old, last_seen_at: old, pid: 2 });
-    // A host is online while its presence connection is open, as a capture worker holds it.
-    await redis.client("SETNAME", hostPresenceConnectionName(t.prefix, "h1"));
+    await announceFakeHost(redis, t.prefix, "h0", { hypervisors: [], lastSeenAt: old, pid: 2 });
 
     const capabilities = await client.capabilities.get();
     expect(capabilities.default_runtime).toEqual({ name: "qemu", available: true });

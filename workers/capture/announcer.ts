@@ -23,15 +23,35 @@ export interface HostAnnouncerOptions {
   log: Logger;
 }
 
+/** Everything the host owns, as one listing of its files. */
+export interface HostState {
+  instances: Awaited<ReturnType<InstanceManager["listRecords"]>>;
+  snapshots: Awaited<ReturnType<SnapshotStore["list"]>>;
+  tombstones: Awaited<ReturnType<TombstoneStore["list"]>>;
+}
+
 export class HostAnnouncer {
   private running?: Promise<void>;
 
   constructor(private readonly options: HostAnnouncerOptions) {}
 
-  /** Announces now; a call while one is running waits for it and announces again (the state may have moved). */
-  async announce(reason: string): Promise<void> {
+  /** Lists the host's records and tombstones (one read of its files, which a caller may use twice). */
+  async readState(): Promise<HostState> {
+    const { instances, store, tombstones, tombstoneRetentionMs } = this.options;
+    return {
+      instances: await instances.listRecords(),
+      snapshots: await store.list(),
+      tombstones: await tombstones.list(tombstoneRetentionMs),
+    };
+  }
+
+  /**
+   * Announces now, from `state` if given (read just before) or from a fresh listing; a call while one is running
+   * waits for it and announces again (the state may have moved).
+   */
+  async announce(reason: string, state?: HostState): Promise<void> {
     while (this.running) await this.running.catch(() => {});
-    this.running = this.announceOnce(reason);
+    this.running = (async () => this.announceOnce(reason, state ?? (await this.readState())))();
     try {
       await this.running;
     } finally {
@@ -43,28 +63,28 @@ export class HostAnnouncer {
    * Appends again the last event of every record and tombstone changed within `withinMs`: a crash between a record's
    * write and its append lost that event for webhook subscribers too, not only for the read model.
    */
-  async republishRecent(withinMs: number): Promise<number> {
-    const { instances, store, tombstones, events, tombstoneRetentionMs } = this.options;
+  async republishRecent(withinMs: number, state: HostState): Promise<number> {
+    const { instances, events } = this.options;
     const recent = (occurredAt: string | undefined) =>
       occurredAt !== undefined && Date.now() - Date.parse(occurredAt) < withinMs;
     let count = 0;
-    for (const record of await instances.listRecords()) {
+    for (const record of state.instances) {
       if (recent(record.last_event?.occurred_at) && (await instances.publish(record))) count++;
     }
-    for (const record of await store.list()) {
+    for (const record of state.snapshots) {
       if (recent(record.last_event?.occurred_at) && (await publishSnapshotRecord(events, record))) count++;
     }
-    for (const tombstone of await tombstones.list(tombstoneRetentionMs)) {
+    for (const tombstone of state.tombstones) {
       if (recent(tombstone.last_event.occurred_at) && (await publishTombstone(events, tombstone))) count++;
     }
     return count;
   }
 
-  private async announceOnce(reason: string): Promise<void> {
-    const { hostId, instances, store, tombstones, events, tombstoneRetentionMs, log } = this.options;
-    const instanceEntries = (await instances.listRecords()).map(({ instance, version }) => ({ instance, version }));
-    const snapshotEntries = (await store.list()).map(({ snapshot, version }) => ({ snapshot, version }));
-    const tombstoneEntries: AnnouncedTombstone[] = (await tombstones.list(tombstoneRetentionMs)).map((tombstone) =>
+  private async announceOnce(reason: string, state: HostState): Promise<void> {
+    const { hostId, events, log } = this.options;
+    const instanceEntries = state.instances.map(({ instance, version }) => ({ instance, version }));
+    const snapshotEntries = state.snapshots.map(({ snapshot, version }) => ({ snapshot, version }));
+    const tombstoneEntries: AnnouncedTombstone[] = state.tombstones.map((tombstone) =>
       tombstone.kind === "instance"
         ? {
             kind: "instance",

@@ -1,9 +1,13 @@
 // Read-only mounts of compressed snapshot images (`<DATA_DIR>/mounts/<snapshot id>/`), one per snapshot, shared
 // by every VM that maps its memory file: the kernel decompresses a block when a guest first touches it and keeps
 // it in the page cache for all of them. The kernel's own count of open and mapped files is the reference count:
-// `umount` succeeds only when no VM maps the image, so a release is always safe to try. Mounts outlive the worker
-// and are found again in /proc/mounts.
-import { mkdir, readdir, readFile, rmdir } from "node:fs/promises";
+// `umount` succeeds only when no VM maps the image, so a release is always safe to try. A mount no VM uses any
+// more is kept for the next fork a while (IMAGE_MOUNT_IDLE_MS, at most IMAGE_MOUNTS_IDLE_MAX of them), so only
+// a snapshot's first fork in a while pays for checking and mounting its image. Mounts outlive the worker and are
+// found again in /proc/mounts.
+import type { BigIntStats } from "node:fs";
+import { existsSync } from "node:fs";
+import { mkdir, readdir, readFile, rmdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ApiError } from "../../shared/errors.ts";
@@ -16,10 +20,26 @@ const MOUNTS_DIR = "mounts";
 const UNMOUNT_RETRIES = 20;
 const UNMOUNT_RETRY_MS = 50;
 
+export interface ImageMountsOptions {
+  /** IMAGE_MOUNT_IDLE_MS: how long a mount no VM uses is kept for the next fork; 0 unmounts it at once. */
+  idleMs: number;
+  /** IMAGE_MOUNTS_IDLE_MAX: unused mounts kept at most; beyond it the least recently released go first. */
+  maxIdle: number;
+}
+
+/** What identifies the image file a mount's verification read: any write or replacement changes it. */
+type ImageIdentity = Pick<BigIntStats, "dev" | "ino" | "size" | "mtimeNs" | "ctimeNs">;
+
 export class ImageMounts {
+  /** Per mounted snapshot, the identity of the image file as it was when this process verified it. */
+  private readonly verified = new Map<string, ImageIdentity>();
+  /** Unused mounts kept for the next fork, with their expiry timers, least recently released first. */
+  private readonly idle = new Map<string, NodeJS.Timeout>();
+
   constructor(
     private readonly store: SnapshotStore,
     private readonly log: Logger,
+    private readonly options: ImageMountsOptions,
   ) {}
 
   private get root(): string {
@@ -38,33 +58,59 @@ export class ImageMounts {
   }
 
   /**
-   * The path of `name` inside the snapshot's mounted image. The first use verifies every checksum of the image and
-   * mounts it; a damaged image is refused before any guest sees a byte. Call under the snapshot's lock.
+   * The path of `name` inside the snapshot's mounted image. An image this process has not verified, or whose file
+   * changed since (its inode, size, mtime or ctime), is read whole against its checksums first, and mounted if it is
+   * not: a damaged image is refused before any guest sees a byte. Call under the snapshot's lock.
    */
   async open(snapshotId: string, name: string): Promise<string> {
+    this.forgetIdle(snapshotId);
     const mountPoint = this.mountPoint(snapshotId);
-    if (!(await isMounted(mountPoint))) {
-      const image = this.store.file(snapshotId, `${name}${COMPRESSED_SUFFIX}`);
-      const started = performance.now();
-      try {
-        await verifyImage(image);
-      } catch (error) {
-        if (!(error instanceof ImageIntegrityError)) throw error;
-        throw new ApiError(
-          "invalid_state",
-          `snapshot ${snapshotId} cannot be used: its compressed memory image failed verification (${error.message}); no guest was started`,
-          { cause: error },
-        );
-      }
-      const verifiedMs = performance.now() - started;
-      await mkdir(mountPoint, { recursive: true });
-      await run("mount", ["-t", "squashfs", "-o", "loop,ro,nodev,nosuid", image, mountPoint]);
-      this.log.info(
-        { snapshotId, verifyMs: Math.round(verifiedMs), mountMs: Math.round(performance.now() - started - verifiedMs) },
-        "snapshot image verified and mounted",
+    const image = this.store.file(snapshotId, `${name}${COMPRESSED_SUFFIX}`);
+    const mounted = await isMounted(mountPoint);
+    const identity = await imageIdentity(image);
+    if (mounted && sameImage(identity, this.verified.get(snapshotId))) return path.join(mountPoint, name);
+    const started = performance.now();
+    try {
+      await verifyImage(image);
+    } catch (error) {
+      if (!(error instanceof ImageIntegrityError)) throw error;
+      this.verified.delete(snapshotId);
+      if (mounted) await this.releaseLocked(snapshotId); // unless VMs map it: theirs was verified when it was mounted
+      throw new ApiError(
+        "invalid_state",
+        `snapshot ${snapshotId} cannot be used: its compressed memory image failed verification (${error.message}); no guest was started`,
+        { cause: error },
       );
     }
+    const verifiedMs = performance.now() - started;
+    if (!mounted) {
+      await mkdir(mountPoint, { recursive: true });
+      await run("mount", ["-t", "squashfs", "-o", "loop,ro,nodev,nosuid", image, mountPoint]);
+    }
+    if (identity) this.verified.set(snapshotId, identity); // it is: the image was just read
+    this.log.info(
+      { snapshotId, verifyMs: Math.round(verifiedMs), mountMs: Math.round(performance.now() - started - verifiedMs) },
+      mounted ? "snapshot image verified again" : "snapshot image verified and mounted",
+    );
     return path.join(mountPoint, name);
+  }
+
+  /**
+   * A VM mapping the snapshot's image stopped (or loaded all it needed from it): the mount is kept for the next
+   * fork until IMAGE_MOUNT_IDLE_MS passes, and unmounted now if the snapshot is deleted or nothing is to be kept.
+   */
+  async idleAfterUse(snapshotId: string): Promise<void> {
+    const { idleMs, maxIdle } = this.options;
+    if (idleMs === 0 || maxIdle === 0) return this.release(snapshotId);
+    await this.store.withLock(snapshotId, async () => {
+      if (!existsSync(this.store.dir(snapshotId))) return this.releaseLocked(snapshotId); // deleted: the last VM is gone
+      if (!(await isMounted(this.mountPoint(snapshotId)))) return;
+      this.forgetIdle(snapshotId);
+      const timer = setTimeout(() => void this.expire(snapshotId), idleMs);
+      timer.unref();
+      this.idle.set(snapshotId, timer);
+    });
+    while (this.idle.size > maxIdle) await this.expire(this.idle.keys().next().value!);
   }
 
   /** Unmounts the snapshot's image unless a VM still maps it. */
@@ -74,11 +120,13 @@ export class ImageMounts {
 
   /** release() for a caller that holds the snapshot's lock already. */
   async releaseLocked(snapshotId: string): Promise<void> {
+    this.forgetIdle(snapshotId);
     const mountPoint = this.mountPoint(snapshotId);
     if (await isMounted(mountPoint)) {
       if (!(await this.unmount(mountPoint))) return; // a VM still maps it: its stop releases it
       this.log.info({ snapshotId }, "snapshot image unmounted");
     }
+    this.verified.delete(snapshotId);
     await rmdir(mountPoint).catch(() => {});
   }
 
@@ -101,12 +149,35 @@ export class ImageMounts {
 
   /** Releases every mount no VM uses any more (VMs that died while the worker was down leave theirs behind). */
   async sweep(): Promise<void> {
-    for (const snapshotId of await readdir(this.root).catch(() => [] as string[])) {
-      await this.release(snapshotId).catch((error: Error) =>
-        this.log.warn({ snapshotId, err: error.message }, "snapshot image not released"),
-      );
-    }
+    for (const snapshotId of await readdir(this.root).catch(() => [] as string[])) await this.expire(snapshotId);
   }
+
+  /** At shutdown: the kept mounts go (a mount a VM still maps stays, found again at the next start). */
+  async close(): Promise<void> {
+    for (const snapshotId of [...this.idle.keys()]) await this.expire(snapshotId);
+  }
+
+  private async expire(snapshotId: string): Promise<void> {
+    this.forgetIdle(snapshotId);
+    await this.release(snapshotId).catch((error: Error) =>
+      this.log.warn({ snapshotId, err: error.message }, "snapshot image not released"),
+    );
+  }
+
+  private forgetIdle(snapshotId: string): void {
+    clearTimeout(this.idle.get(snapshotId));
+    this.idle.delete(snapshotId);
+  }
+}
+
+async function imageIdentity(image: string): Promise<ImageIdentity | undefined> {
+  const stats = await stat(image, { bigint: true }).catch(() => undefined);
+  return stats && { dev: stats.dev, ino: stats.ino, size: stats.size, mtimeNs: stats.mtimeNs, ctimeNs: stats.ctimeNs };
+}
+
+function sameImage(current: ImageIdentity | undefined, verified: ImageIdentity | undefined): boolean {
+  if (!current || !verified) return false;
+  return (Object.keys(verified) as (keyof ImageIdentity)[]).every((key) => current[key] === verified[key]);
 }
 
 /** Whether a running process maps a file under `mountPoint` (as every QEMU using the image does). */

@@ -16,7 +16,7 @@ import { closeRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
 import { SnapshotStore } from "../../shared/snapshots/store.ts";
 import { effectiveAccel } from "./accel.ts";
-import { HostAnnouncer } from "./announcer.ts";
+import { HostAnnouncer, type HostState } from "./announcer.ts";
 import { createHostHandlers } from "./handlers.ts";
 import { ImageMounts } from "./image-mounts.ts";
 import { importSnapshotArchive } from "./import.ts";
@@ -46,7 +46,10 @@ for (const name of await availableHypervisors(registryOptions))
   drivers.set(name, await getHypervisor(name, registryOptions));
 const events = new EventStream(redis, config.REDIS_PREFIX);
 const store = new SnapshotStore(config.DATA_DIR, redis, config.REDIS_PREFIX);
-const mounts = new ImageMounts(store, log);
+const mounts = new ImageMounts(store, log, {
+  idleMs: config.IMAGE_MOUNT_IDLE_MS,
+  maxIdle: config.IMAGE_MOUNTS_IDLE_MAX,
+});
 const tombstones = new TombstoneStore(config.DATA_DIR);
 const instances = new InstanceManager({
   dataDir: config.DATA_DIR,
@@ -58,7 +61,7 @@ const instances = new InstanceManager({
   log,
   vmStopped: async (memoryFile) => {
     const snapshotId = mounts.snapshotOf(memoryFile);
-    if (snapshotId) await mounts.release(snapshotId);
+    if (snapshotId) await mounts.idleAfterUse(snapshotId);
   },
 });
 const jobs = new JobProducer({
@@ -96,13 +99,17 @@ const recompressor = new SnapshotRecompressor({ hostId, store, events, jobs, sna
 // VMs outlive this process: take back the ones that still run, report the ones that died meanwhile.
 await instances.reconcile();
 await mounts.sweep();
-const announce = (reason: string) =>
-  announcer.announce(reason).catch((error: Error) => log.warn({ err: error.message, reason }, "announce failed"));
-// After a crash, events of the last changes may be missing from the stream (written, not yet appended).
+const announce = (reason: string, state?: HostState) =>
+  announcer
+    .announce(reason, state)
+    .catch((error: Error) => log.warn({ err: error.message, reason }, "announce failed"));
+// After a crash, events of the last changes may be missing from the stream (written, not yet appended). One listing
+// of the host's files serves that and the first announcement.
+const startState = await announcer.readState();
 await announcer
-  .republishRecent(REPUBLISH_WITHIN_MS)
+  .republishRecent(REPUBLISH_WITHIN_MS, startState)
   .catch((error: Error) => log.warn({ err: error.message }, "republishing recent events failed"));
-await announce("start");
+await announce("start", startState);
 // A reconnect may be to a Redis that lost everything (a failover, a lost AOF): tell it all again.
 redis.on("ready", () => void announce("redis reconnected"));
 const announceTimer = setInterval(() => void announce("interval"), config.ANNOUNCE_INTERVAL_MS);
@@ -199,6 +206,7 @@ async function stopProcess(): Promise<void> {
   await presence.stop();
   await payloadServer.close();
   await worker.close(Math.max(1_000, config.SHUTDOWN_TIMEOUT_MS - 2_000));
+  await mounts.close();
   await jobs.close();
   await closeRedis(redis);
 }

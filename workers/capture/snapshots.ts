@@ -299,23 +299,34 @@ export class SnapshotManager {
     }
     // Hold the snapshot's lock until QEMU has the payload open: a compression finishing meanwhile may remove the
     // raw file, and a VM stopping meanwhile may unmount the image; both are harmless once it is mapped.
-    const layout = await store.withLock(snapshotId, async () => {
-      const current = await store.read(snapshotId);
-      if (!current) throw notFound("snapshot", snapshotId);
-      const payload = await this.rawPayload(current);
-      const deviceState = current.memory_layout === "stream" ? payload : store.file(snapshotId, DEVICE_STATE_FILE);
-      const memoryFile = current.memory_layout === "file" ? payload : await instances.blankMemoryFile(instance);
-      await instances.boot(instance, {
-        incoming: deviceState,
-        memoryFile,
-        privateMemory: true,
-        readOnlyMemory: this.options.mounts.snapshotOf(memoryFile) !== null,
-        paused: target === "Standby",
+    const { mounts } = this.options;
+    const layout = await store
+      .withLock(snapshotId, async () => {
+        const current = await store.read(snapshotId);
+        if (!current) throw notFound("snapshot", snapshotId);
+        const payload = await this.rawPayload(current);
+        const deviceState = current.memory_layout === "stream" ? payload : store.file(snapshotId, DEVICE_STATE_FILE);
+        const memoryFile = current.memory_layout === "file" ? payload : await instances.blankMemoryFile(instance);
+        await instances.boot(instance, {
+          incoming: deviceState,
+          memoryFile,
+          privateMemory: true,
+          readOnlyMemory: mounts.snapshotOf(memoryFile) !== null,
+          paused: target === "Standby",
+        });
+        return current.memory_layout;
+      })
+      .catch(async (error: unknown) => {
+        // A mount this boot made is kept with a timer like any other, not left behind.
+        await mounts
+          .idleAfterUse(snapshotId)
+          .catch((idleError: Error) =>
+            this.options.log.warn({ snapshotId, err: idleError.message }, "snapshot image not released"),
+          );
+        throw error;
       });
-      return current.memory_layout;
-    });
     // A stream was read whole while loading: nothing maps its image any more.
-    if (layout === "stream") await this.options.mounts.release(snapshotId);
+    if (layout === "stream") await mounts.idleAfterUse(snapshotId);
     if (target === "Running") return { ...base, state: "Running", started_at: now };
     // Standby: keep the loaded machine's state as the instance's own standby payload, then end the VMM.
     const handle = await instances.requireHandle(instance);

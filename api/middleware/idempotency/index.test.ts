@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { announceHost, hostPresenceConnectionName } from "../../../shared/hosts.ts";
 import { closeRedis, connectRedis } from "../../../shared/redis.ts";
 import { createTestApp, TEST_API_KEY, type TestApp } from "../../../test/helpers/app.ts";
 import { jsonOf } from "../../../test/helpers/fixtures.ts";
+import { announceFakeHost } from "../../../test/helpers/hosts.ts";
 import { canonicalBody } from "./index.ts";
 import { pruneExpiredKeys } from "./store.ts";
 
@@ -124,17 +124,8 @@ describe("Idempotency-Key", () => {
     it("answers 409 while the first request with the key is still running, and stores no 504", async () => {
       const hostId = "idem-silent-host";
       const redis = connectRedis(t.redisUrl, "worker", 1_000);
-      const now = new Date().toISOString();
       // A host that is online but never takes its jobs: the first request waits until its 504.
-      // Online while its presence connection is open, as a capture worker holds it.
-      await redis.client("SETNAME", hostPresenceConnectionName(t.prefix, hostId));
-      await announceHost(redis, t.prefix, {
-        id: hostId,
-        hypervisors: ["qemu"],
-        started_at: now,
-        last_seen_at: now,
-        pid: 1,
-      });
+      await announceFakeHost(redis, t.prefix, hostId, { online: true });
       const ping = () => t.request(`/hosts/${hostId}/ping`, { method: "POST", headers: { "idempotency-key": "slow" } });
 
       const first = ping();
