@@ -72,6 +72,25 @@ export interface DiskCopy {
   wait(): Promise<void>;
 }
 
+export interface RunningCaptureOptions {
+  deviceStateFile: string;
+  /** Receives the disk as it was in the pause; copied after the guest runs again. */
+  diskFile: string;
+  /** Runs inside the pause, alongside the device state (a copy of a shared memory file). */
+  whilePaused?: () => Promise<unknown>;
+}
+
+export interface RunningCapture {
+  /** From `stop` to `cont` answered. */
+  downtimeMs: number;
+  /**
+   * Milliseconds per step: `prepareMs` before the pause; in it `pauseMs`, `stateAndMemoryMs` (of which
+   * `deviceStateMs` for the device state alone), `diskCopyStartMs`, `resumeMs`.
+   */
+  steps: Record<string, number>;
+  diskCopy: DiskCopy;
+}
+
 /** A running (or paused) guest. Every method is safe to call after a worker restart via `attach`. */
 export interface VmHandle {
   readonly pid: number;
@@ -84,10 +103,11 @@ export interface VmHandle {
   /** Pauses the guest if needed and writes its device state (and private RAM) to `file`. Leaves it paused. */
   captureDeviceState(file: string): Promise<CaptureResult>;
   /**
-   * Starts copying the disk as it is at this moment into `file` (QEMU blockdev-backup: the guest's later writes
-   * first copy the old data out), so the guest need not stay paused for it. Call it while paused.
+   * Captures a running guest in one short pause: device state (with `whilePaused` alongside), then the disk fixed as
+   * the content of a copy QEMU makes after the guest runs again (blockdev-backup: the guest's later writes first
+   * copy the old data out). Leaves the guest running.
    */
-  startDiskCopy(file: string): Promise<DiskCopy>;
+  captureRunning(options: RunningCaptureOptions): Promise<RunningCapture>;
   status(): Promise<VmStatus>;
   /** Quits QEMU (SIGKILL after the timeout), waits for it to exit and removes its socket and pidfile. */
   stop(options?: StopOptions): Promise<void>;

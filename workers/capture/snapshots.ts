@@ -13,7 +13,6 @@ import { fsyncPath } from "../../shared/files.ts";
 import { madeBy, nextStamp, publishTombstone, type TombstoneStore } from "../../shared/host-records.ts";
 import { readMachineInfo } from "../../shared/hypervisor/machine.ts";
 import { copyFileSparse } from "../../shared/hypervisor/sparse-copy.ts";
-import type { DiskCopy } from "../../shared/hypervisor/types.ts";
 import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { compressionJobId } from "../../shared/jobs/compression-jobs.ts";
@@ -146,30 +145,15 @@ export class SnapshotManager {
   private async captureRunning(instance: Instance, staging: string, sharedMemory: boolean): Promise<number> {
     const handle = await this.options.instances.requireHandle(instance);
     const memory = this.options.instances.files(instance.id).memory;
-    const pausedAt = performance.now();
-    const steps: Record<string, number> = {};
-    const step = (name: string) => {
-      steps[name] = Math.round(performance.now() - pausedAt - Object.values(steps).reduce((sum, ms) => sum + ms, 0));
-    };
-    let diskCopy: DiskCopy | undefined;
-    try {
-      await handle.pause();
-      step("pauseMs");
-      await Promise.all([
-        handle.captureDeviceState(path.join(staging, DEVICE_STATE_FILE)),
-        sharedMemory ? copyFileSparse(memory, path.join(staging, MEMORY_FILE)) : undefined,
-      ]);
-      step("stateAndMemoryMs");
-      diskCopy = await handle.startDiskCopy(path.join(staging, DISK_FILE));
-      step("diskCopyStartMs");
-    } finally {
-      await handle.resume();
-    }
-    step("resumeMs");
-    const downtimeMs = Math.round((performance.now() - pausedAt) * 10) / 10;
+    const { downtimeMs, steps, diskCopy } = await handle.captureRunning({
+      deviceStateFile: path.join(staging, DEVICE_STATE_FILE),
+      diskFile: path.join(staging, DISK_FILE),
+      whilePaused: sharedMemory ? () => copyFileSparse(memory, path.join(staging, MEMORY_FILE)) : undefined,
+    });
+    const copyStarted = performance.now();
     await diskCopy.wait();
-    step("diskCopyMs");
-    this.options.log.info({ instanceId: instance.id, downtimeMs, ...steps }, "running guest captured");
+    const diskCopyMs = Math.round(performance.now() - copyStarted);
+    this.options.log.info({ instanceId: instance.id, downtimeMs, ...steps, diskCopyMs }, "running guest captured");
     return downtimeMs;
   }
 

@@ -66,7 +66,9 @@ export function qemuArgs(launch: QemuLaunch): string[] {
     ],
     // The kernel is given on restores too: its option ROMs are part of the machine the stream describes.
     ["-kernel", image.kernelPath, "-initrd", image.initrdPath, "-append", image.manifest.cmdline],
-    ["-drive", `file=${optionValue(launch.diskFile)},format=raw,if=virtio,cache=writeback`],
+    // drop-cache=off: activating the disk (after a capture's device-state migration, or a restore's) would otherwise
+    // fsync the file and drop its whole page cache, a pause that grows with the data on the disk (docs/lazy-fork.md).
+    ["-drive", `file=${optionValue(launch.diskFile)},format=raw,if=virtio,cache=writeback,file.drop-cache=off`],
     ["-chardev", `file,id=console,path=${optionValue(layout.consoleLog)},append=on`, "-serial", "chardev:console"],
     ["-qmp", `unix:${optionValue(layout.qmpSocket)},server=on,wait=off`],
     ["-pidfile", layout.pidFile, "-daemonize"],

@@ -110,6 +110,30 @@ describe("qemu driver on a real TCG guest", { timeout: 120_000 }, () => {
     await waitForTicks(source.consoleLog, whilePaused + 1);
   });
 
+  it("captures a running guest in one pause, its disk copied as it was then though the guest writes on", async () => {
+    const dir = path.join(root, "running-capture");
+    let diskAtPause = "";
+    const capture = await source.captureRunning({
+      deviceStateFile: path.join(dir, "device-state.bin"),
+      diskFile: path.join(dir, "disk.raw"),
+      // Stopped and drained: the file holds what the guest had written.
+      whilePaused: async () => {
+        diskAtPause = await sha256(source.diskFile);
+      },
+    });
+    expect((await source.status()).state).toBe("running");
+    expect(capture.downtimeMs).toBeGreaterThan(0);
+    expect(Object.keys(capture.steps)).toEqual(
+      expect.arrayContaining(["prepareMs", "pauseMs", "stateAndMemoryMs", "diskCopyStartMs", "resumeMs"]),
+    );
+    // The guest writes its tick to the disk every second: two more ticks are two writes over the copied blocks.
+    const seen = (await ticks(source.consoleLog)).length;
+    await waitForTicks(source.consoleLog, seen + 2);
+    await capture.diskCopy.wait();
+    expect(await sha256(path.join(dir, "disk.raw"))).toBe(diskAtPause);
+    expect(await sha256(source.diskFile)).not.toBe(diskAtPause);
+  });
+
   it("captures device state leaving shared RAM out of the stream, then stops cleanly", async () => {
     const result = await source.captureDeviceState(deviceState());
     expect(result.bytes).toBe(await sizeOf(deviceState()));

@@ -17,6 +17,8 @@ import type {
   DiskCopy,
   HypervisorDriver,
   Logger,
+  RunningCapture,
+  RunningCaptureOptions,
   StopOptions,
   VmHandle,
   VmSpec,
@@ -57,6 +59,19 @@ type Runtime = z.infer<typeof runtimeSchema>;
 type MigrationInfo = { status?: string; "error-desc"?: string };
 type BlockJobInfo = { id: string; status: string; error?: string };
 const DISK_COPY_POLL_MS = 20;
+/**
+ * The speed (bytes/s) a disk copy starts at inside the pause, i.e. held back: unthrottled, the job copies as much as
+ * it can before QEMU answers `blockdev-backup` (the whole disk when its pages are cached: 0.5 s for 1 GiB of data),
+ * all inside the pause. Guest writes are copied out first at any speed, so the copy stays point-in-time.
+ */
+const HELD_BACK_BYTES_PER_SECOND = 1;
+
+/** The block node a disk copy writes to, and the guest drive it copies. */
+interface DiskCopyTarget {
+  id: string;
+  file: string;
+  device: string;
+}
 
 export function createQemuDriver(options: QemuDriverOptions = {}): HypervisorDriver {
   const binary = options.binary ?? QEMU_BINARY;
@@ -237,50 +252,111 @@ class QemuVm implements VmHandle {
       const { status } = await qmp.execute<{ status: string }>("query-status");
       if (status === "running") await qmp.execute("stop");
       await setIgnoreShared(qmp);
-      await mkdir(path.dirname(path.resolve(file)), { recursive: true });
-      const started = Date.now();
-      try {
-        await qmp.execute("migrate", { uri: `exec:cat > ${shellQuote(path.resolve(file))}` });
-        await this.waitForMigration(qmp, "capture");
-      } catch (error) {
-        await rm(file, { force: true });
-        throw error;
-      }
-      const migrationMs = Date.now() - started;
-      await writeFile(machineInfoFile(file), JSON.stringify(machine));
-      const { size } = await stat(file);
-      this.settings.logger?.debug({ pid: this.pid, file, bytes: size, migrationMs }, "device state captured");
-      return { deviceStateFile: file, bytes: size, migrationMs };
+      return this.migrateToFile(qmp, file, machine);
     });
   }
 
-  startDiskCopy(file: string): Promise<DiskCopy> {
-    const target = path.resolve(file);
-    const id = `snapfleet-copy-${randomBytes(4).toString("hex")}`;
+  captureRunning(options: RunningCaptureOptions): Promise<RunningCapture> {
     return this.withQmp(async (qmp) => {
-      const [drive] = await qmp.execute<{ device: string }[]>("query-block");
-      if (!drive) throw new HypervisorError("the VM has no disk to copy");
-      const { size } = await stat(this.diskFile);
-      await createSparseFile(target, size);
-      // A completed device-state capture leaves the disk inactive (handed over to a destination that never
-      // comes); the copy needs it active, as `cont` would make it anyway (QEMU 10).
-      await qmp.execute("blockdev-set-active", { active: true });
-      await qmp.execute("blockdev-add", { driver: "raw", "node-name": id, file: { driver: "file", filename: target } });
+      const steps: Record<string, number> = {};
+      let stepStart = performance.now();
+      const step = (name: string) => {
+        const now = performance.now();
+        steps[name] = Math.round(now - stepStart);
+        stepStart = now;
+      };
+      // What needs no pause comes before it: QEMU's identity, the capability, the copy's target node.
+      const machine = await machineInfo(qmp);
+      await setIgnoreShared(qmp);
+      const target = await this.openDiskCopyTarget(qmp, options.diskFile);
+      step("prepareMs");
+      const pausedAt = performance.now();
+      let diskCopy: DiskCopy | undefined;
       try {
-        await qmp.execute("blockdev-backup", {
-          "job-id": id,
-          device: drive.device,
-          target: id,
-          sync: "full",
-          "auto-dismiss": false,
-        });
-      } catch (error) {
-        await qmp.execute("blockdev-del", { "node-name": id }).catch(() => undefined);
-        await rm(target, { force: true });
-        throw error;
+        await qmp.execute("stop");
+        step("pauseMs");
+        // Both settle before anything else, so `cont` never races a migration still writing the device state.
+        const settled = await Promise.allSettled([
+          this.migrateToFile(qmp, options.deviceStateFile, machine).then(() => {
+            steps.deviceStateMs = Math.round(performance.now() - stepStart);
+          }),
+          options.whilePaused?.(),
+        ]);
+        for (const result of settled) if (result.status === "rejected") throw result.reason;
+        step("stateAndMemoryMs");
+        diskCopy = await this.startDiskCopy(qmp, target);
+        step("diskCopyStartMs");
+      } finally {
+        try {
+          await qmp.execute("cont"); // whatever failed: a capture must not leave the guest stopped
+        } finally {
+          if (!diskCopy) await removeDiskCopyTarget(qmp, target);
+        }
       }
-      return { wait: () => this.finishDiskCopy(id, target) };
+      step("resumeMs");
+      const downtimeMs = Math.round((performance.now() - pausedAt) * 10) / 10;
+      await releaseDiskCopy(qmp, target.id);
+      return { downtimeMs, steps, diskCopy };
     });
+  }
+
+  private async migrateToFile(qmp: QmpClient, file: string, machine: MachineInfo): Promise<CaptureResult> {
+    await mkdir(path.dirname(path.resolve(file)), { recursive: true });
+    const started = Date.now();
+    try {
+      await qmp.execute("migrate", { uri: `exec:cat > ${shellQuote(path.resolve(file))}` });
+      await this.waitForMigration(qmp, "capture");
+    } catch (error) {
+      await rm(file, { force: true });
+      throw error;
+    }
+    const migrationMs = Date.now() - started;
+    await writeFile(machineInfoFile(file), JSON.stringify(machine));
+    const { size } = await stat(file);
+    this.settings.logger?.debug({ pid: this.pid, file, bytes: size, migrationMs }, "device state captured");
+    return { deviceStateFile: file, bytes: size, migrationMs };
+  }
+
+  /** Creates the copy's sparse target file and opens it as a block node, ready for `startDiskCopy`. */
+  private async openDiskCopyTarget(qmp: QmpClient, file: string): Promise<DiskCopyTarget> {
+    const target: DiskCopyTarget = {
+      id: `snapfleet-copy-${randomBytes(4).toString("hex")}`,
+      file: path.resolve(file),
+      device: "",
+    };
+    const [drive] = await qmp.execute<{ device: string }[]>("query-block");
+    if (!drive) throw new HypervisorError("the VM has no disk to copy");
+    target.device = drive.device;
+    const { size } = await stat(this.diskFile);
+    await mkdir(path.dirname(target.file), { recursive: true });
+    await createSparseFile(target.file, size);
+    try {
+      await qmp.execute("blockdev-add", {
+        driver: "raw",
+        "node-name": target.id,
+        file: { driver: "file", filename: target.file },
+      });
+    } catch (error) {
+      await rm(target.file, { force: true });
+      throw error;
+    }
+    return target;
+  }
+
+  /** Inside the pause: fixes the disk's content now as the copy's, the job held back until the guest runs again. */
+  private async startDiskCopy(qmp: QmpClient, target: DiskCopyTarget): Promise<DiskCopy> {
+    // A completed device-state capture leaves the disk inactive (handed over to a destination that never
+    // comes); the copy needs it active, as `cont` would make it anyway (QEMU 10).
+    await qmp.execute("blockdev-set-active", { active: true });
+    await qmp.execute("blockdev-backup", {
+      "job-id": target.id,
+      device: target.device,
+      target: target.id,
+      sync: "full",
+      "auto-dismiss": false,
+      speed: HELD_BACK_BYTES_PER_SECOND,
+    });
+    return { wait: () => this.finishDiskCopy(target.id, target.file) };
   }
 
   /** Waits for the backup job, removes it and its target node, then punches holes where the copy wrote zeros. */
@@ -398,6 +474,23 @@ async function machineInfo(qmp: QmpClient): Promise<MachineInfo> {
 async function setIgnoreShared(qmp: QmpClient): Promise<void> {
   // Leaves share=on RAM out of the stream: it already lives in the memory file.
   await qmp.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
+}
+
+/** Lets a held-back copy job run at full speed, now that the guest runs. */
+async function releaseDiskCopy(qmp: QmpClient, id: string): Promise<void> {
+  try {
+    await qmp.execute("block-job-set-speed", { device: id, speed: 0 });
+  } catch (error) {
+    // A small disk may be copied whole before the limit bites: a job past running has nothing to release.
+    const job = (await qmp.execute<BlockJobInfo[]>("query-jobs")).find((j) => j.id === id);
+    if (!job || ["created", "running", "paused", "ready", "standby"].includes(job.status)) throw error;
+  }
+}
+
+/** Closes a copy target that no job took over, and removes its file. */
+async function removeDiskCopyTarget(qmp: QmpClient, target: DiskCopyTarget): Promise<void> {
+  await qmp.execute("blockdev-del", { "node-name": target.id }).catch(() => undefined);
+  await rm(target.file, { force: true });
 }
 
 /** Creates a sparse file of `bytes` unless it exists; returns whether it did. */
