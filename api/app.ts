@@ -9,6 +9,7 @@ import type { JobProducer } from "../shared/jobs/producer.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { CompressionConfig } from "../shared/schemas/compression.ts";
 import type { Db } from "./db/database.ts";
+import type { HostDirectoryView } from "./host-directory.ts";
 import type { ApiMetrics } from "./metrics/metrics.ts";
 import { bearerAuth } from "./middleware/auth.ts";
 import { idempotency } from "./middleware/idempotency/index.ts";
@@ -53,6 +54,8 @@ export interface AppDeps {
   webhookEndpoints: WebhookEndpoints;
   /** Wakes live event streams (GET /events); closing it ends them at shutdown. */
   eventFeed: EventFeed;
+  /** The host directory as reads present it: an in-memory copy, refreshed in the background. */
+  hostDirectory: HostDirectoryView;
   /** Prometheus instruments served at GET /metrics. */
   metrics: ApiMetrics;
   /** Signs calls to hosts' payload servers (FLEET_SECRET or the one hosts share through Redis; undefined: none yet). */

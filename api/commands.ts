@@ -44,9 +44,12 @@ export async function runHostCommand<Name extends CommandJob>(
   return result;
 }
 
-/** Every known host with its online flag; 503 when Redis does not answer in time. */
-export function knownHosts(deps: AppDeps) {
-  return redisCall(listHosts(deps.redis, deps.redisPrefix), deps.redisCommandTimeoutMs, "list hosts");
+/** Every known host with its online flag, asked of Redis (and kept for reads); 503 when it does not answer in time. */
+export async function knownHosts(deps: AppDeps) {
+  const askedAt = Date.now();
+  const hosts = await redisCall(listHosts(deps.redis, deps.redisPrefix), deps.redisCommandTimeoutMs, "list hosts");
+  deps.hostDirectory.update(hosts, askedAt);
+  return hosts;
 }
 
 export async function onlineHosts(deps: AppDeps) {

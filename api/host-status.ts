@@ -1,22 +1,10 @@
-// Host liveness on resources, derived at read time from the host directory (never written to the read model):
-// an offline host's instances read Unknown with the reason, its snapshots carry host_online false.
-import type { HostStatus } from "../shared/hosts.ts";
+// Host liveness on resources, derived at read time from the host directory (never written to the read model; read
+// from its in-memory copy, api/host-directory.ts): an offline host's instances read Unknown with the reason, its
+// snapshots carry host_online false. While the directory is unknown (Redis down), resources go without the field.
 import type { Instance } from "../shared/schemas/instance.ts";
 import type { Snapshot } from "../shared/schemas/snapshot.ts";
 import type { AppDeps } from "./app.ts";
-import { knownHosts } from "./commands.ts";
-
-type HostLookup = (hostId: string) => HostStatus | undefined;
-
-/** The host directory as a lookup; undefined while Redis cannot say (reads keep working without the field). */
-async function hostLookup(deps: AppDeps): Promise<HostLookup | undefined> {
-  try {
-    const hosts = new Map((await knownHosts(deps)).map((host) => [host.id, host]));
-    return (hostId) => hosts.get(hostId);
-  } catch {
-    return undefined;
-  }
-}
+import type { HostLookup } from "./host-directory.ts";
 
 function instanceWithHost(instance: Instance, lookup: HostLookup): Instance {
   const host = lookup(instance.host_id);
@@ -31,7 +19,7 @@ function instanceWithHost(instance: Instance, lookup: HostLookup): Instance {
 }
 
 export async function presentInstances(deps: AppDeps, instances: Instance[]): Promise<Instance[]> {
-  const lookup = await hostLookup(deps);
+  const lookup = deps.hostDirectory.lookup();
   return lookup ? instances.map((instance) => instanceWithHost(instance, lookup)) : instances;
 }
 
@@ -40,7 +28,7 @@ export async function presentInstance(deps: AppDeps, instance: Instance): Promis
 }
 
 export async function presentSnapshots(deps: AppDeps, snapshots: Snapshot[]): Promise<Snapshot[]> {
-  const lookup = await hostLookup(deps);
+  const lookup = deps.hostDirectory.lookup();
   if (!lookup) return snapshots;
   return snapshots.map((snapshot) => ({ ...snapshot, host_online: lookup(snapshot.host_id)?.online ?? false }));
 }

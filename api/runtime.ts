@@ -11,6 +11,7 @@ import { createUrlGuard } from "../shared/webhooks/url-guard.ts";
 import { type App, type AppDeps, createApp } from "./app.ts";
 import { databaseTarget, describeTarget, migrateToLatest, openDatabase } from "./db/database.ts";
 import { startEventLoopMonitor } from "./event-loop.ts";
+import { HostDirectoryView } from "./host-directory.ts";
 import { startMaintenance } from "./maintenance.ts";
 import { ApiMetrics } from "./metrics/metrics.ts";
 import { startMetricsObserver } from "./metrics/observe.ts";
@@ -90,6 +91,12 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     heartbeatMs: config.EVENTS_HEARTBEAT_MS,
     log,
   });
+  const hostDirectory = new HostDirectoryView({
+    redis,
+    prefix: config.REDIS_PREFIX,
+    commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+  });
+  hostDirectory.start();
   const metrics = new ApiMetrics();
   // The metrics readers block on their streams, so each has its own connection.
   const metricsRedis = [1, 2].map(() => {
@@ -150,6 +157,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     webhookEndpoints,
     eventFeed,
     metrics,
+    hostDirectory,
     fleetSecret: () => readFleetSecret(redis, config.REDIS_PREFIX, config.FLEET_SECRET),
     idempotencyTtlMs: config.IDEMPOTENCY_KEY_TTL_MS,
   };
@@ -167,6 +175,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     closeEventStreams: () => eventFeed.close(),
     async stop() {
       await eventFeed.close();
+      hostDirectory.stop();
       await streamsAndRetention?.stop();
       await webhooks?.stop();
       await schedules?.close(config.SHUTDOWN_TIMEOUT_MS / 2);

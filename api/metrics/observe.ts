@@ -2,9 +2,10 @@
 // compression results, sizes and durations) and one on the webhook outcome stream (attempts and latency).
 // Both groups start at "$": a new group counts from now on, and counters restart with the process, as
 // Prometheus expects.
+import { setImmediate } from "node:timers/promises";
 import type { Redis } from "ioredis";
 import type { TypedEvent } from "../../shared/events/catalog.ts";
-import { decodeEvent, eventStreamKey } from "../../shared/events/stream.ts";
+import { decodeEvent, eventStreamKey, peekEventType } from "../../shared/events/stream.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { type DeliveryOutcome, decodeOutcome, outcomeStreamKey } from "../../shared/webhooks/mirror.ts";
 import { type StreamConsumer, type StreamEntries, startStreamConsumer } from "../stream-consumer.ts";
@@ -13,9 +14,18 @@ import { type ApiMetrics, compressionLabels } from "./metrics.ts";
 export const METRICS_GROUP = "metrics";
 /** Compressions whose start was seen and whose end was not: bounded, so a lost end cannot grow it forever. */
 const MAX_OPEN_COMPRESSIONS = 10_000;
+/** Entries handled between two yields to the event loop. */
+const YIELD_EVERY = 20;
 
 /** Turns events into observations; keeps the start time of each compression in flight. */
 export class EventObserver {
+  /** The only event types observed: the reader skips the others without decoding them. */
+  static readonly TYPES: ReadonlySet<string> = new Set([
+    "snapshot.created",
+    "snapshot.compression.started",
+    "snapshot.compression.completed",
+    "snapshot.compression.failed",
+  ]);
   private readonly compressionStarts = new Map<string, number>();
 
   constructor(private readonly metrics: ApiMetrics) {}
@@ -84,6 +94,8 @@ export function startMetricsObserver(options: MetricsObserverOptions): { stop():
       redis: options.eventsRedis,
       key: eventStreamKey(options.prefix),
       handle: (fields: string[]) => {
+        const type = peekEventType(fields);
+        if (type !== undefined && !EventObserver.TYPES.has(type)) return; // most events: nothing to observe
         const event = decodeEvent(fields); // host announcements carry no event
         if (event) events.observe(event);
       },
@@ -121,12 +133,14 @@ function startReader(
   log: Logger,
 ): Promise<StreamConsumer> {
   const handle = async (entries: StreamEntries) => {
-    for (const [, fields] of entries) {
+    for (const [index, [, fields]] of entries.entries()) {
       try {
         reader.handle(fields);
       } catch (error) {
         log.warn({ stream: reader.key, err: (error as Error).message }, "metrics skipped an unreadable entry");
       }
+      // A batch is up to 200 entries: let requests in between, or a burst stalls the event loop.
+      if (index % YIELD_EVERY === YIELD_EVERY - 1) await setImmediate();
     }
   };
   return startStreamConsumer({

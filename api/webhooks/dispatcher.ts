@@ -2,9 +2,10 @@
 // endpoint and enqueues its job, then acknowledges. Replays after a crash are harmless (unique per endpoint+event).
 // Progress events go only to endpoints that name their type: wildcards would fill the delivery log with a full body
 // per endpoint and progress step, for events that are stale seconds later.
+import { setImmediate } from "node:timers/promises";
 import type { Redis } from "ioredis";
 import { type EventType, eventTypeMatches, type TypedEvent } from "../../shared/events/catalog.ts";
-import { decodeEvent, eventStreamKey } from "../../shared/events/stream.ts";
+import { decodeEvent, eventStreamKey, peekEventType } from "../../shared/events/stream.ts";
 import type { JobProducer } from "../../shared/jobs/producer.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { Db } from "../db/database.ts";
@@ -16,6 +17,12 @@ export const DISPATCH_GROUP = "webhooks";
 
 /** Event types delivered only to an endpoint whose event_types list the type itself, never through a wildcard. */
 export const EXPLICIT_SUBSCRIPTION_TYPES: ReadonlySet<EventType> = new Set(["snapshot.compression.progress"]);
+
+/** Events decoded between two yields to the event loop. */
+const YIELD_EVERY = 20;
+
+const matchesAny = (patterns: string[], type: string) =>
+  patterns.some((pattern) => subscriptionMatches(pattern, type as EventType));
 
 /** Does an endpoint subscribed with `pattern` get events of `type`. */
 export function subscriptionMatches(pattern: string, type: EventType): boolean {
@@ -42,8 +49,14 @@ export function startWebhookDispatcher(options: WebhookDispatcherOptions): Promi
     const endpoints = await options.endpoints.listEnabled();
     if (endpoints.length === 0) return;
     const events: Array<{ streamId: string; event: TypedEvent; endpointIds: string[] }> = [];
+    let decoded = 0;
     for (const [streamId, fields] of entries) {
+      // Events no endpoint is subscribed to are skipped undecoded (progress events, in a burst, mostly).
+      const type = peekEventType(fields);
+      if (type !== undefined && !endpoints.some((endpoint) => matchesAny(endpoint.eventTypes, type))) continue;
       const event = decodeOrSkip(streamId, fields, options.log);
+      // Decoding is the costly part: let requests in between, or a burst stalls the event loop.
+      if (++decoded % YIELD_EVERY === 0) await setImmediate();
       if (!event) continue;
       const endpointIds = endpoints
         .filter((endpoint) => endpoint.eventTypes.some((pattern) => subscriptionMatches(pattern, event.type)))

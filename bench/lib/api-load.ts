@@ -1,10 +1,14 @@
-// Child process of bench/api.ts: the clients. It drives the open-loop reads over HTTP and appends the projector
-// burst to the event stream, so that neither costs the serving process's event loop anything (as with real clients
-// and real workers). Started with one JSON argument (LoadRequest); takes the seeded snapshots, then the parent's "go", over IPC, answers
-// with one LoadResult message and exits.
+// Child processes of bench/api.ts: the clients, so that neither costs the serving process's event loop anything (as
+// with real clients and real workers). One child drives the open-loop reads over HTTP, another appends the projector
+// burst to the event stream (apart, so the appends do not delay the reader's own timing). Started with one JSON
+// argument (LoadRequest); takes the seeded snapshots, then the parent's "go", over IPC; answers with one LoadResult
+// message and exits.
+import http from "node:http";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
+import { Redis } from "ioredis";
 import { EventStream } from "../../shared/events/stream.ts";
-import { closeRedis, connectRedis } from "../../shared/redis.ts";
+import { closeRedis, redisOptions } from "../../shared/redis.ts";
 import type { Snapshot } from "../../shared/schemas/snapshot.ts";
 
 export type Route = "paged" | "single" | "filtered";
@@ -12,6 +16,7 @@ export const ROUTES: Route[] = ["paged", "single", "filtered"];
 const APPEND_PARALLELISM = 100;
 
 export interface LoadRequest {
+  role: "reads" | "burst";
   baseUrl: string;
   apiKey: string;
   redisUrl: string;
@@ -31,6 +36,8 @@ export interface LoadResult {
   latencies: Record<Route, Sample[]>;
   failures: Record<Route, number>;
   burstAppendedMs: number;
+  /** The client's own event-loop delay (ms) over the load: a busy client delays its own timing. */
+  clientLoopDelayMs?: { p99: number; max: number };
 }
 
 export interface LoadGo {
@@ -54,17 +61,34 @@ if (entry && requestJson && import.meta.url === pathToFileURL(entry).href) {
         },
       ),
     );
-    process.send?.("prepared");
+    // A long-running API is warm: a few requests of each route first (JIT, connections), not timed.
+    const warmUp = request.role === "reads" ? drive({ ...request, seconds: 1 }, go.snapshots) : Promise.resolve();
+    void warmUp.then(() => process.send?.("prepared"));
   });
 }
 
 async function run(request: LoadRequest, go: LoadGo): Promise<LoadResult> {
-  const writer = connectRedis(request.redisUrl, "worker", 5_000);
+  if (request.role === "reads") {
+    const loop = monitorEventLoopDelay({ resolution: 1 });
+    loop.enable();
+    const result = await drive(request, go.snapshots);
+    loop.disable();
+    const clientLoopDelayMs = { p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 };
+    return { ...result, burstAppendedMs: 0, clientLoopDelayMs };
+  }
+  // Auto-pipelined: the burst lands on the stream in few round trips and costs this machine's CPU little time.
+  const writer = new Redis(request.redisUrl, { ...redisOptions("worker", 5_000), enableAutoPipelining: true });
   try {
-    const events = new EventStream(writer, request.redisPrefix);
-    const burst = appendBurst(events, go.burstSnapshots, request.burst);
-    const { latencies, failures } = await drive(request, go.snapshots);
-    return { latencies, failures, burstAppendedMs: await burst };
+    const burstAppendedMs = await appendBurst(
+      new EventStream(writer, request.redisPrefix),
+      go.burstSnapshots,
+      request.burst,
+    );
+    return {
+      latencies: { paged: [], single: [], filtered: [] },
+      failures: { paged: 0, single: 0, filtered: 0 },
+      burstAppendedMs,
+    };
   } finally {
     await closeRedis(writer);
   }
@@ -83,6 +107,21 @@ async function appendBurst(events: EventStream, snapshots: Snapshot[], count: nu
     );
   });
   return performance.now() - start;
+}
+
+/** Keep-alive connections, as a real client pool keeps them; node:http costs the client less than fetch. */
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+/** A GET read to its last body byte; resolves with the status. */
+function get(url: string, apiKey: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const request = http.get(url, { agent, headers: { authorization: `Bearer ${apiKey}` } }, (response) => {
+      response.on("data", () => {});
+      response.on("end", () => resolve(response.statusCode ?? 0));
+      response.on("error", reject);
+    });
+    request.on("error", reject);
+  });
 }
 
 /** Appends `count` entries, APPEND_PARALLELISM at a time. */
@@ -114,11 +153,8 @@ async function drive(request: LoadRequest, snapshots: LoadGo["snapshots"]) {
       (async () => {
         const before = performance.now();
         try {
-          const response = await fetch(`${request.baseUrl}${url}`, {
-            headers: { authorization: `Bearer ${request.apiKey}` },
-          });
-          await response.arrayBuffer();
-          if (response.status === 200) {
+          const status = await get(`${request.baseUrl}${url}`, request.apiKey);
+          if (status === 200) {
             return void latencies[route].push({ at: before - start, ms: performance.now() - before });
           }
         } catch {}

@@ -40,6 +40,7 @@ export class EventStream {
     data: EventData<Type>,
     stamp: EventStamp,
   ): Promise<AppendedEvent> {
+    // id, then type, first: peekEventType reads the type without decoding the envelope.
     const envelope = {
       id: stamp.id ?? newEventId(),
       type,
@@ -79,6 +80,21 @@ export function decodeEntry(fields: string[]): StreamEntry {
   const body = values.get(EVENT_FIELD);
   if (body === undefined) throw new Error("stream entry has neither an event nor an announcement");
   return { kind: "event", event: parseEvent(JSON.parse(body)) };
+}
+
+/** How an envelope written by EventStream.append begins: its id, then its type. */
+const ENVELOPE_TYPE = /^\{"id":"[^"]*","type":"([a-z_.]+)"/;
+
+/**
+ * The type of an entry's event without decoding it, for consumers that skip most events (the metrics reader, the
+ * webhook dispatcher): undefined for an announcement, or when the entry does not begin as append writes it (decode
+ * it then). A consumer validates in full whatever it keeps.
+ */
+export function peekEventType(fields: string[]): string | undefined {
+  for (let index = 0; index + 1 < fields.length; index += 2) {
+    if (fields[index] === EVENT_FIELD) return ENVELOPE_TYPE.exec(fields[index + 1]!)?.[1];
+  }
+  return undefined;
 }
 
 /** The event of an entry, or undefined for an announcement (which only the read model consumes). */
