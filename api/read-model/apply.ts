@@ -9,7 +9,7 @@ import type { Snapshot } from "../../shared/schemas/snapshot.ts";
 import type { Database } from "../db/schema.ts";
 import { instanceNameScope, snapshotNameScope } from "./names.ts";
 
-type Trx = Transaction<Database>;
+export type Trx = Transaction<Database>;
 
 export async function applyEvent(trx: Trx, event: TypedEvent): Promise<void> {
   switch (event.type) {

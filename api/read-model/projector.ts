@@ -6,14 +6,26 @@ import type { Redis } from "ioredis";
 import { decodeEntry, eventStreamKey, type StreamEntry } from "../../shared/events/stream.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { Db } from "../db/database.ts";
+import { type DialectName, dialectOf } from "../db/dialect.ts";
 import { type StreamConsumer, type StreamEntries, startStreamConsumer } from "../stream-consumer.ts";
-import { applyAnnouncement, applyEvent } from "./apply.ts";
+import { applyAnnouncement, applyEvent, type Trx } from "./apply.ts";
 
 export const READ_MODEL_GROUP = "read-model";
 const BLOCK_MS = 1_000;
 /** How often a waiter looks for its event in the database (another replica may be the one applying it). */
 const WAIT_POLL_MS = 25;
 const START_RETRY_MS = 1_000;
+
+/**
+ * How many entries one transaction applies. SQLite runs on the event loop: one entry per transaction (~1 ms), so
+ * requests get in between (measured: 2 ms transactions of several entries applied a burst 40 % faster but doubled
+ * the reads' latency during it). PostgreSQL's statements are I/O the loop does not wait on: many entries share a
+ * commit, one WAL flush (a burst applied 60 % faster, reads unchanged).
+ */
+const TRANSACTION_POLICY: Record<DialectName, { maxEntries: number; budgetMs: number }> = {
+  sqlite: { maxEntries: 1, budgetMs: Number.POSITIVE_INFINITY },
+  postgres: { maxEntries: 50, budgetMs: Number.POSITIVE_INFINITY },
+};
 
 export interface ProjectorOptions {
   db: Db;
@@ -124,42 +136,61 @@ export class Projector {
     }
   }
 
-  /** The consumer acknowledges the batch once this returns; a crash before that replays it, harmlessly. */
+  /**
+   * Applies a batch read from the stream in transactions of several entries (one commit, and on PostgreSQL one WAL
+   * flush, for many events), then tells waiters. The consumer acknowledges the batch once this returns; a crash or
+   * an error before that replays it, harmlessly (every entry is idempotent).
+   */
   private async applyBatch(entries: StreamEntries): Promise<void> {
-    for (const [streamId, fields] of entries) {
-      await this.handle(streamId, fields);
-      // SQLite answers synchronously: let requests in between events, or a burst stalls the event loop.
+    const policy = TRANSACTION_POLICY[dialectOf(this.options.db)];
+    let next = 0;
+    while (next < entries.length) {
+      const started = performance.now();
+      const applied: StreamEntry[] = [];
+      await this.options.db.transaction().execute(async (trx) => {
+        do {
+          const [streamId, fields] = entries[next++]!;
+          const entry = await this.applyEntry(trx, streamId, fields);
+          if (entry) applied.push(entry);
+          if (entry?.kind === "announcement") break; // up to 200 resources: a transaction of its own
+        } while (
+          next < entries.length &&
+          applied.length < policy.maxEntries &&
+          performance.now() - started < policy.budgetMs
+        );
+      });
+      for (const entry of applied) {
+        if (entry.kind === "event") for (const waiter of this.waiters.get(entry.event.id) ?? []) waiter();
+        for (const listener of this.listeners) listener(entry);
+      }
+      // SQLite answers synchronously: let requests in between transactions, or a burst stalls the event loop.
       await setImmediate();
     }
   }
 
-  private async handle(streamId: string, fields: string[]): Promise<void> {
+  /** Applies one entry inside `trx`; returns it if it changed the read model (not a duplicate, not unreadable). */
+  private async applyEntry(trx: Trx, streamId: string, fields: string[]): Promise<StreamEntry | undefined> {
     let entry: StreamEntry;
     try {
       entry = decodeEntry(fields);
     } catch (error) {
       // An entry that does not fit the catalog can never be applied; keep it in the stream, skip it here.
       this.options.log.error({ streamId, err: (error as Error).message }, "unreadable event skipped");
-      return;
+      return undefined;
     }
     if (entry.kind === "announcement") {
-      const { announcement } = entry;
-      await this.options.db.transaction().execute((trx) => applyAnnouncement(trx, announcement));
-      for (const listener of this.listeners) listener(entry);
-      return;
+      await applyAnnouncement(trx, entry.announcement);
+      return entry;
     }
     const { event } = entry;
-    await this.options.db.transaction().execute(async (trx) => {
-      // Recorded first: a replica applying the same entry at the same time waits on this row, then finds it done.
-      const recorded = await trx
-        .insertInto("processed_events")
-        .values({ event_id: event.id, stream_id: streamId, applied_at: new Date().toISOString() })
-        .onConflict((conflict) => conflict.column("event_id").doNothing())
-        .executeTakeFirst();
-      if (Number(recorded.numInsertedOrUpdatedRows ?? 0n) === 0) return;
-      await applyEvent(trx, event);
-    });
-    for (const waiter of this.waiters.get(event.id) ?? []) waiter();
-    for (const listener of this.listeners) listener(entry);
+    // Recorded first: a replica applying the same entry at the same time waits on this row, then finds it done.
+    const recorded = await trx
+      .insertInto("processed_events")
+      .values({ event_id: event.id, stream_id: streamId, applied_at: new Date().toISOString() })
+      .onConflict((conflict) => conflict.column("event_id").doNothing())
+      .executeTakeFirst();
+    if (Number(recorded.numInsertedOrUpdatedRows ?? 0n) === 0) return undefined;
+    await applyEvent(trx, event);
+    return entry;
   }
 }
