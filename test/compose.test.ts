@@ -105,6 +105,7 @@ describe("docker-compose.yml", () => {
 
 describe("docker-compose.yml, run as declared", () => {
   let redis: EmbeddedRedis;
+  const redisDir = tempDir("compose-redis");
   const volumes = new Map<string, { dir: string; remove: () => void }>();
   const processes: ServiceProcess[] = [];
   let baseUrl = "";
@@ -136,7 +137,7 @@ describe("docker-compose.yml, run as declared", () => {
   }
 
   beforeAll(async () => {
-    redis = await startEmbeddedRedis(findRedisServer()!, tempDir("compose-redis").dir, createLogger("redis", "warn"));
+    redis = await startEmbeddedRedis(findRedisServer()!, redisDir.dir, createLogger("redis", "warn"));
     for (const [name, service] of appServices()) {
       // Published ports ("8080:8080") get a free port on this machine; the variable naming the port follows.
       const ports = new Map<string, string>();
@@ -153,6 +154,7 @@ describe("docker-compose.yml, run as declared", () => {
     await Promise.all(processes.map((process) => process.stop("SIGTERM")));
     for (const volume of volumes.values()) removeDataDir(volume);
     await redis?.stop(2_000);
+    redisDir.remove();
   });
 
   it("lists both hosts online, snapshots a guest on each, compresses and forks there and across", async () => {

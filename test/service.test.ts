@@ -166,11 +166,13 @@ function readCmdline(pid: number): string {
 
 describe("without a redis-server binary", () => {
   it("exits with a one-line hint on how to get one", () => {
+    const data = tempDir("noredis");
     const result = spawnSync(process.execPath, ["--import", "tsx", "supervisor/main.ts"], {
-      env: { ...process.env, PATH: "/nonexistent", REDIS_URL: "", DATA_DIR: tempDir("noredis").dir },
+      env: { ...process.env, PATH: "/nonexistent", REDIS_URL: "", DATA_DIR: data.dir },
       encoding: "utf8",
       timeout: 30_000,
     });
+    data.remove();
     expect(result.status).toBe(1);
     expect(result.stderr.trim().split("\n")).toHaveLength(1);
     expect(result.stderr).toContain("apt-get install -y redis-server");
