@@ -8,11 +8,12 @@ import { DISPATCH_GROUP } from "../api/webhooks/dispatcher.ts";
 import { subjectOf } from "../shared/events/catalog.ts";
 import { decodeEvent, EventStream, eventStreamKey } from "../shared/events/stream.ts";
 import type { Snapshot } from "../shared/schemas/snapshot.ts";
+import { waitForTick } from "./helpers/console.ts";
 import { jsonOf, waitFor } from "./helpers/fixtures.ts";
 import { testDialects } from "./helpers/postgres.ts";
 import { REPLICA_API_KEY, type ReplicatedService, startReplicatedService } from "./helpers/replicas.ts";
 import { sampleSnapshot } from "./helpers/resources.ts";
-import { runSdkFlow, waitForTick } from "./helpers/sdk-flow.ts";
+import { runSdkFlow } from "./helpers/sdk-flow.ts";
 import { startWebhookReceiver, verifyReceived, type WebhookReceiver } from "./helpers/webhook-receiver.ts";
 
 /** Events appended while replica B is frozen halfway through. */
@@ -56,7 +57,7 @@ describe.each(testDialects().filter((dialect) => dialect === "postgres"))("two A
     const [lastBefore] = (await redis.xrevrange(key, "+", "-", "COUNT", 1)).map(([id]) => id);
 
     const source = await jsonOf(await a.api("/instances", { json: { name: "kill-src", size: "128MB" } }));
-    await waitForTick((path) => a.api(path), "kill-src", 1);
+    await waitForTick((path) => a.api(path), "kill-src", 1, 60_000);
     // B is frozen in the middle of a burst of events, so it dies holding entries it read and never acknowledged.
     // Which replica reads what is Redis's choice: repeat until B holds some.
     const stream = new EventStream(redis, replicas.prefix);

@@ -6,14 +6,9 @@ import os from "node:os";
 import path from "node:path";
 import Hypeman from "@onkernel/hypeman";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { consoleTicks, waitForTick as waitForConsoleTick } from "./helpers/console.ts";
 import { jsonOf, waitFor } from "./helpers/fixtures.ts";
-import {
-  ticks as guestTicks,
-  isMounted as isMountedIn,
-  runSdkFlow,
-  statusOf,
-  waitForTick as waitForGuestTick,
-} from "./helpers/sdk-flow.ts";
+import { isMounted as isMountedIn, runSdkFlow, statusOf } from "./helpers/sdk-flow.ts";
 import { type RunningService, startService } from "./helpers/service.ts";
 
 let service: RunningService;
@@ -30,8 +25,8 @@ afterAll(async () => {
   service?.remove();
 });
 
-const ticks = (name: string) => guestTicks(service.api, name);
-const waitForTick = (name: string, atLeast: number) => waitForGuestTick(service.api, name, atLeast);
+const ticks = (name: string) => consoleTicks(service.api, name);
+const waitForTick = (name: string, atLeast: number) => waitForConsoleTick(service.api, name, atLeast, 60_000);
 const isMounted = (snapshotId: string) => isMountedIn(service.dataDir, snapshotId);
 
 describe("the SDK flow", () => {

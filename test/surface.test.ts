@@ -7,8 +7,8 @@ import Hypeman from "@onkernel/hypeman";
 import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SCHEDULE_QUEUE, schedulerId } from "../api/schedules/scheduler.ts";
+import { waitForTick as waitForConsoleTick } from "./helpers/console.ts";
 import { testRedisUrl, uniquePrefix, waitFor } from "./helpers/fixtures.ts";
-import { waitForTick } from "./helpers/guest.ts";
 import { type RunningService, startService } from "./helpers/service.ts";
 
 const redisUrl = testRedisUrl();
@@ -17,12 +17,13 @@ let service: RunningService;
 let client: Hypeman;
 /** Every service started here (the schedule test restarts it on the same data dir): all removed at the end. */
 const started: RunningService[] = [];
+const waitForTick = (name: string, atLeast: number) => waitForConsoleTick(service.api, name, atLeast, 60_000);
 
 beforeAll(async () => {
   // The test's own Redis: the schedule test promotes the scheduler's delayed job instead of waiting a minute.
   await startSurfaceService();
   await client.instances.create({ name: "surf-src", image: "busybox", size: "256MB" });
-  await waitForTick(service, "surf-src", 1);
+  await waitForTick("surf-src", 1);
 }, 120_000);
 
 async function startSurfaceService(dataDir?: string) {
@@ -68,14 +69,14 @@ describe("fork an instance", () => {
   });
 
   it("forks a Running source that keeps ticking, and the fork runs on from the same moment", async () => {
-    const before = await waitForTick(service, "surf-src", 2);
+    const before = await waitForTick("surf-src", 2);
     const fork = await client.instances.fork("surf-src", { name: "surf-fork", from_running: true });
     expect(fork).toMatchObject({ name: "surf-fork", state: "Running", size: "256MB" });
     expect((await client.instances.get("surf-src")).state).toBe("Running");
-    const sourceAfter = await waitForTick(service, "surf-src", before + 3);
+    const sourceAfter = await waitForTick("surf-src", before + 3);
     expect(sourceAfter).toBeGreaterThanOrEqual(before + 3);
     // The fork's console starts empty: its first ticks continue from the source's count, not from 0.
-    expect(await waitForTick(service, "surf-fork", before + 2)).toBeGreaterThanOrEqual(before + 2);
+    expect(await waitForTick("surf-fork", before + 2)).toBeGreaterThanOrEqual(before + 2);
     // The transient snapshot is gone once the fork is up.
     expect(await client.snapshots.list({ source_instance_id: fork.id })).toEqual([]);
     expect(await client.snapshots.list()).toEqual([]);
@@ -233,7 +234,7 @@ describe("fork a Stopped instance", () => {
 
 describe("standby with compression", () => {
   it("compresses the standby memory after its delay, and a restore brings the guest back from it", async () => {
-    const before = await waitForTick(service, "surf-src", 1);
+    const before = await waitForTick("surf-src", 1);
     const source = await client.instances.standby("surf-src", {
       compression: { enabled: true, algorithm: "zstd", level: 1 },
       compression_delay: "1s",
@@ -246,6 +247,6 @@ describe("standby with compression", () => {
     });
     expect((await client.instances.restore("surf-src")).state).toBe("Running");
     expect(existsSync(`${memory}.sfc`)).toBe(false);
-    expect(await waitForTick(service, "surf-src", before + 2)).toBeGreaterThanOrEqual(before + 2);
+    expect(await waitForTick("surf-src", before + 2)).toBeGreaterThanOrEqual(before + 2);
   });
 });

@@ -14,12 +14,12 @@ export async function consoleTicks(api: ApiCall, instance: string): Promise<numb
 }
 
 /** The latest tick once it is at least `atLeast`. */
-export function waitForTick(api: ApiCall, instance: string, atLeast: number): Promise<number> {
+export function waitForTick(api: ApiCall, instance: string, atLeast: number, timeoutMs = 90_000): Promise<number> {
   return waitFor(
     async () => {
       const latest = Math.max(-1, ...(await consoleTicks(api, instance)));
       return latest >= atLeast ? latest : undefined;
     },
-    { timeoutMs: 90_000, intervalMs: 250, what: `${instance} to reach tick ${atLeast}` },
+    { timeoutMs, intervalMs: 250, what: `${instance} to reach tick ${atLeast}` },
   );
 }

@@ -4,9 +4,10 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type Hypeman from "@onkernel/hypeman";
 import { expect } from "vitest";
+import { type ApiCall, consoleTicks as ticks, waitForTick as waitForConsoleTick } from "./console.ts";
 import { waitFor } from "./fixtures.ts";
 
-export type ApiCall = (pathAndQuery: string) => Promise<Response>;
+const waitForTick = (api: ApiCall, name: string, atLeast: number) => waitForConsoleTick(api, name, atLeast, 60_000);
 
 export interface SdkFlowTarget {
   client: Hypeman;
@@ -21,26 +22,6 @@ export interface SdkFlowTarget {
 /** Whether the snapshot's compressed image is mounted (a capture worker's one shared mount per snapshot). */
 export function isMounted(dataDir: string, snapshotId: string): boolean {
   return readFileSync("/proc/mounts", "utf8").includes(` ${path.join(dataDir, "mounts", snapshotId)} `);
-}
-
-/** The `tick N` lines a guest printed so far. */
-export async function ticks(api: ApiCall, name: string): Promise<number[]> {
-  const response = await api(`/instances/${name}/logs?tail=2000`);
-  return (await response.text())
-    .split("\n")
-    .filter((line) => line.startsWith("data: "))
-    .flatMap((line) => /^tick (\d+)$/.exec((JSON.parse(line.slice(6)) as string).trim())?.[1] ?? [])
-    .map(Number);
-}
-
-export async function waitForTick(api: ApiCall, name: string, atLeast: number): Promise<number> {
-  return waitFor(
-    async () => {
-      const latest = Math.max(-1, ...(await ticks(api, name)));
-      return latest >= atLeast ? latest : undefined;
-    },
-    { timeoutMs: 60_000, intervalMs: 250, what: `${name} to reach tick ${atLeast}` },
-  );
 }
 
 export async function statusOf(error: Promise<unknown>): Promise<{ status: number; code: string; message: string }> {
