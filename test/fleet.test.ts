@@ -62,6 +62,14 @@ async function payloadUrl(hostId: string): Promise<string> {
   return hosts.find((host) => host.id === hostId)!.payload_url;
 }
 
+/** POSTs a snapshot archive to /snapshots/import; `query` picks the host. */
+const importArchive = (archive: Buffer, query = "") =>
+  fleet.api(`/snapshots/import${query}`, {
+    method: "POST",
+    body: archive,
+    headers: { "content-type": "application/x-tar" },
+  });
+
 /** Rewrites an archive's snapshot.json with `edit` and its manifest to match. */
 async function rewriteRecord(archive: Buffer, edit: (record: Json) => void): Promise<Buffer> {
   const entries: Array<{ name: string; data: Buffer }> = [];
@@ -310,11 +318,7 @@ describe("a fleet of three hosts", () => {
     expect(ranged.status).toBe(206);
     expect(Buffer.from(await ranged.arrayBuffer()).readUInt32LE(0)).toBe(0xfd2fb528); // a zstd frame's magic
 
-    const imported = await fleet.api("/snapshots/import?host_id=fleet-a", {
-      method: "POST",
-      body: archive,
-      headers: { "content-type": "application/x-tar" },
-    });
+    const imported = await importArchive(archive, "?host_id=fleet-a");
     const snapshot = await jsonOf(imported);
     expect(imported.status, JSON.stringify(snapshot)).toBe(201);
     expect(snapshot).toMatchObject({ host_id: "fleet-a", kind: "Standby", host_online: true, name: null });
@@ -333,11 +337,7 @@ describe("a fleet of three hosts", () => {
       record.source.id = newId();
       record.snapshot.source_instance_id = record.source.id;
     });
-    const imported = await fleet.api("/snapshots/import", {
-      method: "POST",
-      body: foreign,
-      headers: { "content-type": "application/x-tar" },
-    });
+    const imported = await importArchive(foreign);
     const snapshot = await jsonOf(imported);
     expect(imported.status, JSON.stringify(snapshot)).toBe(201);
     const fork = await post(`/snapshots/${snapshot.id}/fork`, { name: "foreign-fork", target_state: "Stopped" });
@@ -350,12 +350,7 @@ describe("a fleet of three hosts", () => {
     const snapshotsBefore = ids(await jsonOf(await api("/snapshots")));
     const stored = () => readdirSync(path.join(fleet.host("fleet-b").dataDir, "snapshots")).sort();
     const storedBefore = stored();
-    const upload = (body: Buffer) =>
-      fleet.api("/snapshots/import?host_id=fleet-b", {
-        method: "POST",
-        body,
-        headers: { "content-type": "application/x-tar" },
-      });
+    const upload = (body: Buffer) => importArchive(body, "?host_id=fleet-b");
 
     const truncated = await upload(archive.subarray(0, Math.floor(archive.length / 2)));
     expect(truncated.status).toBe(400);
