@@ -54,12 +54,8 @@ export class SoakRedis {
   }
 
   /** SIGKILL, as a crash would; resolves once it is gone. */
-  async kill(): Promise<void> {
-    const child = this.child;
-    if (!child || !this.running) return;
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    child.kill("SIGKILL");
-    await exited;
+  kill(): Promise<void> {
+    return this.signalAndWait("SIGKILL");
   }
 
   async flushAll(): Promise<void> {
@@ -71,11 +67,15 @@ export class SoakRedis {
     }
   }
 
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
+    return this.signalAndWait("SIGTERM");
+  }
+
+  private async signalAndWait(signal: NodeJS.Signals): Promise<void> {
     const child = this.child;
     if (!child || !this.running) return;
     const exited = new Promise((resolve) => child.once("exit", resolve));
-    child.kill("SIGTERM");
+    child.kill(signal);
     await exited;
   }
 }
