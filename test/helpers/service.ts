@@ -74,8 +74,7 @@ export async function startService(
     // Leave nothing running: the supervisor stops its children and its Redis (which has a process group of its own).
     supervisor.kill("SIGTERM");
     await exited;
-    killProcessesUsing(data.dir);
-    data.remove();
+    removeDataDir(data);
     throw error;
   }
   return {
