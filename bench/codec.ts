@@ -12,6 +12,7 @@ import { parseArgs, promisify } from "node:util";
 import { CODEC_BACKEND_NAMES, type CodecBackendName } from "../shared/codec/index.ts";
 import { dataChunks, measureEngine } from "./lib/engines.ts";
 import { captureGuestMemory, findGuestImage } from "./lib/guest-memory.ts";
+import { median } from "./lib/median.ts";
 import { generateMemoryMix } from "./lib/memory-mix.ts";
 
 const run = promisify(execFile);
@@ -102,7 +103,6 @@ async function timeCommand(argv: string[], output: string, fsync: boolean): Prom
   return (performance.now() - started) / 1000;
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const rate = (bytes: number, seconds: number) => `${(bytes / seconds / 1e9).toFixed(2)} GB/s`;
 const loadAverage = () =>
   loadavg()

@@ -15,6 +15,7 @@ import { loadImage } from "../shared/hypervisor/image.ts";
 import { getHypervisor } from "../shared/hypervisor/registry.ts";
 import { verifyImage } from "../shared/squashfs/checksums.ts";
 import { startService } from "../test/helpers/service.ts";
+import { median } from "./lib/median.ts";
 
 const { values: flags } = parseArgs({
   options: {
@@ -124,7 +125,6 @@ try {
   rmSync(scratch, { recursive: true, force: true });
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 process.stdout.write(`Command: npx tsx bench/fork-steps.ts --rounds ${ROUNDS} --size ${MIB}\n`);
 for (const [name, values] of Object.entries(timings)) {
   process.stdout.write(

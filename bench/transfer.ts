@@ -18,6 +18,7 @@ import { findRedisServer, startEmbeddedRedis } from "../supervisor/embedded-redi
 import { consoleTicks, waitForTick } from "../test/helpers/console.ts";
 import { startFleet } from "../test/helpers/fleet.ts";
 import { downloadResuming } from "../workers/capture/replicas.ts";
+import { median } from "./lib/median.ts";
 
 const { values: flags } = parseArgs({ options: { rounds: { type: "string", default: "3" } } });
 const ROUNDS = Number(flags.rounds);
@@ -54,7 +55,6 @@ async function timedFork(snapshotId: string, name: string, hostId: string): Prom
   return ms;
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const fmt = (values: number[]) =>
   `${median(values).toFixed(0)} (${Math.min(...values).toFixed(0)}–${Math.max(...values).toFixed(0)})`;
 

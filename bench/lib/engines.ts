@@ -4,6 +4,7 @@ import { readFile } from "node:fs/promises";
 import { type CodecBackend, loadCodecBackend } from "../../shared/codec/backend.ts";
 import { isAllZero } from "../../shared/codec/holes.ts";
 import { type CodecBackendName, type CompressionAlgorithm, DEFAULT_CHUNK_SIZE } from "../../shared/codec/index.ts";
+import { median } from "./median.ts";
 
 const IN_FLIGHT = 2;
 
@@ -71,7 +72,6 @@ export async function measureEngine(
   await roundTrip(backend, algorithm, level, chunks.slice(0, 4));
   const runs = [];
   for (let round = 0; round < rounds; round++) runs.push(await roundTrip(backend, algorithm, level, chunks));
-  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
   return {
     compressSeconds: median(runs.map((run) => run.compressSeconds)),
     decompressSeconds: median(runs.map((run) => run.decompressSeconds)),
