@@ -4,7 +4,8 @@ import { mkdirSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../shared/hypervisor/exec.ts";
-import { jsonOf, waitFor } from "./helpers/fixtures.ts";
+import { waitForTick } from "./helpers/console.ts";
+import { jsonOf } from "./helpers/fixtures.ts";
 import { type RunningService, startService } from "./helpers/service.ts";
 
 const isRoot = process.getuid?.() === 0;
@@ -29,23 +30,10 @@ describe.skipIf(!isRoot)("capture on a full disk", () => {
     service?.remove();
   });
 
-  const lastTick = async (name: string) => {
-    const text = await (await service.api(`/instances/${name}/logs?tail=50`)).text();
-    const ticks = [...text.matchAll(/tick (\d+)/g)].map((match) => Number(match[1]));
-    return ticks.length ? Math.max(...ticks) : -1;
-  };
-
   it("answers 507 insufficient_storage naming the host, leaves no files, and keeps the source running", async () => {
     const created = await service.api("/instances", { json: { name: "full-src", size: "256MB" } });
     expect(created.status).toBe(201);
-    const tickBefore = await waitFor(
-      async () => ((await lastTick("full-src")) >= 1 ? lastTick("full-src") : undefined),
-      {
-        timeoutMs: 60_000,
-        intervalMs: 250,
-        what: "the guest to tick",
-      },
-    );
+    const tickBefore = await waitForTick(service.api, "full-src", 1, 60_000);
 
     const response = await service.api("/instances/full-src/snapshots", { json: { kind: "Standby", name: "big" } });
     expect(response.status).toBe(507);
@@ -57,10 +45,7 @@ describe.skipIf(!isRoot)("capture on a full disk", () => {
     expect(readdirSync(snapshotsDir)).toEqual([]);
     expect(await jsonOf(await service.api("/snapshots"))).toEqual([]);
     expect((await jsonOf(await service.api("/instances/full-src"))).state).toBe("Running");
-    await waitFor(async () => ((await lastTick("full-src")) > tickBefore ? true : undefined), {
-      timeoutMs: 30_000,
-      intervalMs: 250,
-      what: "the source to keep ticking",
-    });
+    // The source keeps ticking.
+    await waitForTick(service.api, "full-src", tickBefore + 1, 30_000);
   });
 });
