@@ -1,13 +1,13 @@
 // The read model converges to the hosts' truth with no manual step after the loss of events: Redis flushed, Redis
 // replaced by an empty server, the read model's file deleted. Real guests, real Redis, the whole service.
-import { readFileSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import path from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectConverged } from "./helpers/convergence.ts";
 import { jsonOf, waitFor } from "./helpers/fixtures.ts";
 import { startTestRedis, type TestRedis } from "./helpers/redis-server.ts";
-import { type RunningService, startService } from "./helpers/service.ts";
+import { type RunningService, servicePid, startService } from "./helpers/service.ts";
 
 let redis: TestRedis;
 let service: RunningService;
@@ -76,9 +76,7 @@ describe("convergence after lost events", () => {
   });
 
   it("the read model's file deleted: the restarted API rebuilds it from the hosts", async () => {
-    const apiPid = service
-      .childPids()
-      .find((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("api/main.ts"));
+    const apiPid = servicePid(service, "api");
     expect(apiPid).toBeDefined();
     process.kill(apiPid!, "SIGKILL");
     for (const suffix of ["", "-wal", "-shm"])

@@ -2,6 +2,7 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
+import { SERVICE_PROCESSES } from "../../supervisor/processes.ts";
 import { freePort, tempDir, waitFor } from "./fixtures.ts";
 
 /** The guest image `npm test` builds once (scripts/setup.mjs), shared by every test's data dir. */
@@ -112,6 +113,19 @@ export async function startService(
     },
     remove: () => removeDataDir(data),
   };
+}
+
+/** The pid of the supervisor's child running `name` (api, capture-worker…), if one runs now. */
+export function servicePid(service: Pick<RunningService, "childPids">, name: string): number | undefined {
+  const entry = SERVICE_PROCESSES.find((spec) => spec.name === name)?.entry;
+  if (!entry) return undefined;
+  return service.childPids().find((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes(entry);
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** True while the process exists and is not a zombie (daemonized QEMU is reaped by whoever adopted it). */

@@ -1,9 +1,10 @@
 // The soak's chaos: SIGKILLs of the service's processes, and a Redis the soak owns so it can kill it, bring it back
 // on the same port from its own AOF, and flush it.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdirSync, readFileSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync } from "node:fs";
 import { Redis } from "ioredis";
 import { SERVICE_PROCESSES } from "../../supervisor/processes.ts";
+import { type RunningService, servicePid } from "../helpers/service.ts";
 
 export const KILL_TARGETS = [...SERVICE_PROCESSES.map((spec) => spec.name), "redis"] as const;
 
@@ -80,31 +81,9 @@ export class SoakRedis {
   }
 }
 
-/** The pid of the supervisor's child running `name` (api, capture-worker…), if one runs now. */
-export function servicePid(supervisorPid: number, name: string): number | undefined {
-  const entry = SERVICE_PROCESSES.find((spec) => spec.name === name)?.entry;
-  if (!entry) return undefined;
-  let children: number[];
-  try {
-    children = execFileSync("pgrep", ["-P", String(supervisorPid)], { encoding: "utf8" })
-      .split("\n")
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return undefined;
-  }
-  return children.find((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes(entry);
-    } catch {
-      return false;
-    }
-  });
-}
-
 /** SIGKILLs the service process `name`; false when none was running (the supervisor is restarting it). */
-export function killServiceProcess(supervisorPid: number, name: string): boolean {
-  const pid = servicePid(supervisorPid, name);
+export function killServiceProcess(service: RunningService, name: string): boolean {
+  const pid = servicePid(service, name);
   if (pid === undefined) return false;
   try {
     process.kill(pid, "SIGKILL");

@@ -100,7 +100,7 @@ const killRandom = () =>
       await new Promise((resolve) => setTimeout(resolve, 1_000));
       await redis.start();
       say("killed redis (SIGKILL), restarted it from its AOF");
-    } else if (killServiceProcess(service.supervisor.pid!, target)) say(`killed ${target} (SIGKILL)`);
+    } else if (killServiceProcess(service, target)) say(`killed ${target} (SIGKILL)`);
     else return; // being restarted by the supervisor right now
     kills.set(target, kills.get(target)! + 1);
   });
