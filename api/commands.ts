@@ -1,7 +1,7 @@
 // Runs a state-changing job on the host that owns a resource, then waits until the read model shows its result,
 // so a GET right after the response sees what the response said.
 import { ApiError } from "../shared/errors.ts";
-import { listHosts } from "../shared/hosts.ts";
+import { type HostStatus, listHosts } from "../shared/hosts.ts";
 import type { JobName, JobPayload, JobResult } from "../shared/jobs/catalog.ts";
 import { redisCall } from "../shared/redis.ts";
 import type { AppDeps } from "./app.ts";
@@ -56,11 +56,12 @@ export async function onlineHosts(deps: AppDeps) {
   return (await knownHosts(deps)).filter((host) => host.online);
 }
 
-/** Work for an offline host fails at once with 503 instead of waiting for a job nobody takes. */
-export async function assertHostOnline(deps: AppDeps, hostId: string): Promise<void> {
+/** Work for an offline host fails at once with 503 instead of waiting for a job nobody takes; returns the host. */
+export async function assertHostOnline(deps: AppDeps, hostId: string): Promise<HostStatus> {
   const host = (await knownHosts(deps)).find((candidate) => candidate.id === hostId);
   if (!host?.online) {
     const reason = host ? host.offline_reason : "it is not in the host directory";
     throw new ApiError("unavailable", `host ${hostId} is offline: ${reason}`);
   }
+  return host;
 }
