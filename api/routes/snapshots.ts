@@ -386,6 +386,7 @@ async function forkHostFor(deps: AppDeps, snapshot: Snapshot, requested: string 
 /** Every copy of a deleted snapshot goes too; a copy on an offline host stays listed for a later delete. */
 async function dropReplicas(deps: AppDeps, snapshotId: string): Promise<void> {
   const hostIds = await deps.redis.smembers(replicaSetKey(deps.redisPrefix, snapshotId));
+  if (hostIds.length === 0) return; // most snapshots have no replica: no need to list the hosts
   const online = new Set((await onlineHosts(deps)).map((host) => host.id));
   for (const hostId of hostIds) {
     if (!online.has(hostId)) {
