@@ -100,7 +100,7 @@ export function registerSnapshotTransferRoutes(app: App, deps: AppDeps): void {
         cause: error,
       });
     }
-    return c.json(await presentSnapshot(deps, result.snapshot), 201);
+    return c.json(presentSnapshot(deps, result.snapshot), 201);
   });
 }
 

@@ -131,7 +131,7 @@ export const restoreSnapshotRoute = createRoute({
 export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
   app.openapi(createSnapshotRoute, async (c) => {
     const instance = await requireInstance(deps, c.req.valid("param").id);
-    return c.json(await presentSnapshot(deps, await createSnapshot(deps, instance, c.req.valid("json"))), 201);
+    return c.json(presentSnapshot(deps, await createSnapshot(deps, instance, c.req.valid("json"))), 201);
   });
 
   app.openapi(listSnapshotsRoute, async (c) => {
@@ -150,11 +150,11 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       { limit: query.limit, after },
     );
     if (page.nextCursor) c.header(NEXT_CURSOR_HEADER, page.nextCursor);
-    return c.json(await presentSnapshots(deps, page.snapshots), 200);
+    return c.json(presentSnapshots(deps, page.snapshots), 200);
   });
 
   app.openapi(getSnapshotRoute, async (c) =>
-    c.json(await presentSnapshot(deps, await requireSnapshot(deps, c.req.valid("param").snapshotId)), 200),
+    c.json(presentSnapshot(deps, await requireSnapshot(deps, c.req.valid("param").snapshotId)), 200),
   );
 
   app.openapi(deleteSnapshotRoute, async (c) => {
@@ -187,7 +187,7 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
         ),
       ),
     );
-    return c.json(await presentInstance(deps, result.instance), 201);
+    return c.json(presentInstance(deps, result.instance), 201);
   });
 
   app.openapi(restoreSnapshotRoute, async (c) => {
@@ -215,7 +215,7 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       { snapshot_id: snapshot.id, instance_id: instance.id, target_state: target },
       `GET /instances/${instance.id}`,
     );
-    return c.json(await presentInstance(deps, result.instance), 200);
+    return c.json(presentInstance(deps, result.instance), 200);
   });
 }
 
