@@ -33,15 +33,20 @@ export async function runHostCommand<Name extends CommandJob>(
     }
     throw error;
   }
+  await waitForReadModel(deps, result.event_id, name, seeOutcome);
+  return result;
+}
+
+/** Waits until the read model has applied `eventId` (the outcome of `what`); 504 when it does not in time. */
+export async function waitForReadModel(deps: AppDeps, eventId: string, what: string, seeOutcome = ""): Promise<void> {
   try {
-    await deps.projector.waitFor(result.event_id, deps.jobResultTimeoutMs);
+    await deps.projector.waitFor(eventId, deps.jobResultTimeoutMs);
   } catch (error) {
-    throw new ApiError("unavailable", `${name} finished but the read model has not caught up yet${seeOutcome}`, {
+    throw new ApiError("unavailable", `${what} finished but the read model has not caught up yet${seeOutcome}`, {
       status: 504,
       cause: error,
     });
   }
-  return result;
 }
 
 /** Every known host with its online flag, asked of Redis (and kept for reads); 503 when it does not answer in time. */
