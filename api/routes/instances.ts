@@ -257,8 +257,8 @@ export async function requireInstance(deps: AppDeps, idOrName: string): Promise<
   return instance;
 }
 
-/** The requested host, or the online host that can run `hypervisor` and has the fewest instances. */
-export async function pickHost(deps: AppDeps, hypervisor: string, requested?: string): Promise<string> {
+/** The requested host, or the online host that can run `hypervisor` (undefined: any) and has the fewest instances. */
+export async function pickHost(deps: AppDeps, hypervisor: string | undefined, requested?: string): Promise<string> {
   return chooseHost(await knownHosts(deps), await instanceCountsByHost(deps.db), hypervisor, requested);
 }
 

@@ -16,12 +16,11 @@ import {
   EXPORT_LISTING,
 } from "../../shared/snapshots/archive.ts";
 import type { App, AppDeps } from "../app.ts";
-import { knownHosts, waitForReadModel } from "../commands.ts";
+import { waitForReadModel } from "../commands.ts";
 import { fetchFromHost } from "../host-payloads.ts";
 import { presentSnapshot } from "../host-status.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
-import { chooseHost } from "../placement.ts";
-import { instanceCountsByHost } from "../read-model/queries.ts";
+import { pickHost } from "./instances.ts";
 import { SNAPSHOT_PATH } from "./params.ts";
 import { requireSnapshot } from "./snapshots.ts";
 
@@ -83,7 +82,7 @@ export function registerSnapshotTransferRoutes(app: App, deps: AppDeps): void {
 
   app.openapi(importSnapshotRoute, async (c) => {
     const requested = c.req.valid("query").host_id;
-    const hostId = chooseHost(await knownHosts(deps), await instanceCountsByHost(deps.db), undefined, requested);
+    const hostId = await pickHost(deps, undefined, requested);
     const id = newId();
     const response = await fetchFromHost(deps, hostId, `/imports/${id}`, {
       method: "PUT",
