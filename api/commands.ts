@@ -1,7 +1,7 @@
 // Runs a state-changing job on the host that owns a resource, then waits until the read model shows its result,
 // so a GET right after the response sees what the response said.
 import { ApiError } from "../shared/errors.ts";
-import { listHosts } from "../shared/hosts.ts";
+import { type HostStatus, listHosts } from "../shared/hosts.ts";
 import type { JobName, JobPayload, JobResult } from "../shared/jobs/catalog.ts";
 import { redisCall } from "../shared/redis.ts";
 import type { AppDeps } from "./app.ts";
@@ -33,15 +33,20 @@ export async function runHostCommand<Name extends CommandJob>(
     }
     throw error;
   }
+  await waitForReadModel(deps, result.event_id, name, seeOutcome);
+  return result;
+}
+
+/** Waits until the read model has applied `eventId` (the outcome of `what`); 504 when it does not in time. */
+export async function waitForReadModel(deps: AppDeps, eventId: string, what: string, seeOutcome = ""): Promise<void> {
   try {
-    await deps.projector.waitFor(result.event_id, deps.jobResultTimeoutMs);
+    await deps.projector.waitFor(eventId, deps.jobResultTimeoutMs);
   } catch (error) {
-    throw new ApiError("unavailable", `${name} finished but the read model has not caught up yet${seeOutcome}`, {
+    throw new ApiError("unavailable", `${what} finished but the read model has not caught up yet${seeOutcome}`, {
       status: 504,
       cause: error,
     });
   }
-  return result;
 }
 
 /** Every known host with its online flag, asked of Redis (and kept for reads); 503 when it does not answer in time. */
@@ -56,11 +61,12 @@ export async function onlineHosts(deps: AppDeps) {
   return (await knownHosts(deps)).filter((host) => host.online);
 }
 
-/** Work for an offline host fails at once with 503 instead of waiting for a job nobody takes. */
-export async function assertHostOnline(deps: AppDeps, hostId: string): Promise<void> {
+/** Work for an offline host fails at once with 503 instead of waiting for a job nobody takes; returns the host. */
+export async function assertHostOnline(deps: AppDeps, hostId: string): Promise<HostStatus> {
   const host = (await knownHosts(deps)).find((candidate) => candidate.id === hostId);
   if (!host?.online) {
     const reason = host ? host.offline_reason : "it is not in the host directory";
     throw new ApiError("unavailable", `host ${hostId} is offline: ${reason}`);
   }
+  return host;
 }

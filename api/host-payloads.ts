@@ -3,7 +3,7 @@ import { ApiError } from "../shared/errors.ts";
 import { payloadToken } from "../shared/fleet-secret.ts";
 import { parseErrorEnvelope } from "../shared/jobs/producer.ts";
 import type { AppDeps } from "./app.ts";
-import { knownHosts } from "./commands.ts";
+import { assertHostOnline } from "./commands.ts";
 
 export interface HostRequest {
   method?: string;
@@ -13,10 +13,7 @@ export interface HostRequest {
 
 /** Sends a request to an online host's payload server; a non-2xx answer becomes the ApiError the host gave. */
 export async function fetchFromHost(deps: AppDeps, hostId: string, path: string, init: HostRequest = {}) {
-  const host = (await knownHosts(deps)).find((candidate) => candidate.id === hostId);
-  if (!host?.online) {
-    throw new ApiError("unavailable", `host ${hostId} is offline: ${host?.offline_reason ?? "it is not known"}`);
-  }
+  const host = await assertHostOnline(deps, hostId);
   if (!host.payload_url) throw new ApiError("unavailable", `host ${hostId} runs no payload server (an older worker?)`);
   const secret = await deps.fleetSecret().catch((error: unknown) => {
     throw new ApiError("unavailable", "redis unavailable", { cause: error });

@@ -18,21 +18,21 @@ function instanceWithHost(instance: Instance, lookup: HostLookup): Instance {
   };
 }
 
-export async function presentInstances(deps: AppDeps, instances: Instance[]): Promise<Instance[]> {
+export function presentInstances(deps: AppDeps, instances: Instance[]): Instance[] {
   const lookup = deps.hostDirectory.lookup();
   return lookup ? instances.map((instance) => instanceWithHost(instance, lookup)) : instances;
 }
 
-export async function presentInstance(deps: AppDeps, instance: Instance): Promise<Instance> {
-  return (await presentInstances(deps, [instance]))[0]!;
+export function presentInstance(deps: AppDeps, instance: Instance): Instance {
+  return presentInstances(deps, [instance])[0]!;
 }
 
-export async function presentSnapshots(deps: AppDeps, snapshots: Snapshot[]): Promise<Snapshot[]> {
+export function presentSnapshots(deps: AppDeps, snapshots: Snapshot[]): Snapshot[] {
   const lookup = deps.hostDirectory.lookup();
   if (!lookup) return snapshots;
   return snapshots.map((snapshot) => ({ ...snapshot, host_online: lookup(snapshot.host_id)?.online ?? false }));
 }
 
-export async function presentSnapshot(deps: AppDeps, snapshot: Snapshot): Promise<Snapshot> {
-  return (await presentSnapshots(deps, [snapshot]))[0]!;
+export function presentSnapshot(deps: AppDeps, snapshot: Snapshot): Snapshot {
+  return presentSnapshots(deps, [snapshot])[0]!;
 }

@@ -38,6 +38,19 @@ async function inBatches(deleteBatch: () => Promise<number>): Promise<number> {
 
 const count = (result: Array<{ numDeletedRows: bigint }>) => Number(result[0]?.numDeletedRows ?? 0n);
 
+/** Tombstones of deleted resources older than `deletedBefore`. */
+const pruneTombstones = (db: Db, table: "instances" | "snapshots", deletedBefore: string) =>
+  inBatches(async () =>
+    count(
+      await db
+        .deleteFrom(table)
+        .where("id", "in", (eb) =>
+          eb.selectFrom(table).select("id").where("deleted_at", "<", deletedBefore).limit(PRUNE_BATCH),
+        )
+        .execute(),
+    ),
+  );
+
 export async function pruneByAge(db: Db, policy: RetentionPolicy, now = Date.now()): Promise<PruneReport> {
   const appliedBefore = cutoff(now, policy.processedEventsMs);
   const deletedBefore = cutoff(now, policy.deletedResourcesMs);
@@ -57,27 +70,9 @@ export async function pruneByAge(db: Db, policy: RetentionPolicy, now = Date.now
           .execute(),
       ),
     ),
-    instances: await inBatches(async () =>
-      count(
-        await db
-          .deleteFrom("instances")
-          .where("id", "in", (eb) =>
-            eb.selectFrom("instances").select("id").where("deleted_at", "<", deletedBefore).limit(PRUNE_BATCH),
-          )
-          .execute(),
-      ),
-    ),
+    instances: await pruneTombstones(db, "instances", deletedBefore),
     // Their tags go with them (foreign key, on delete cascade).
-    snapshots: await inBatches(async () =>
-      count(
-        await db
-          .deleteFrom("snapshots")
-          .where("id", "in", (eb) =>
-            eb.selectFrom("snapshots").select("id").where("deleted_at", "<", deletedBefore).limit(PRUNE_BATCH),
-          )
-          .execute(),
-      ),
-    ),
+    snapshots: await pruneTombstones(db, "snapshots", deletedBefore),
     // Pending deliveries are never pruned, however old: they are still being attempted. Attempts cascade.
     webhook_deliveries: await inBatches(async () =>
       count(

@@ -98,8 +98,8 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
   });
   hostDirectory.start();
   const metrics = new ApiMetrics();
-  // The metrics readers block on their streams, so each has its own connection.
-  const metricsRedis = [1, 2].map(() => {
+  // The metrics readers block on their streams, so each has its own connection (none when they do not run).
+  const metricsRedis = (options.projector ? [1, 2] : []).map(() => {
     const connection = connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
     connection.on("error", () => {}); // the observer retries; the projector already logs an unreachable Redis
     return connection;

@@ -16,6 +16,8 @@ import { OPENAPI_INFO } from "./docs.ts";
 const DEFAULT_RUNTIME = "qemu";
 const SERVER_FEATURES = ["instances", "images", "logs"];
 const GO_ARCH: Record<string, string> = { x64: "amd64", arm64: "arm64" };
+/** This machine's architecture as Go names it (the reference server's spelling). */
+const GO_ARCH_NAME = GO_ARCH[arch()] ?? arch();
 
 export const capabilitiesRoute = createRoute({
   method: "get",
@@ -39,10 +41,10 @@ async function capabilities(deps: AppDeps): Promise<Capabilities> {
   const runtimes = implementedRuntimes()
     .map((runtime) => ({ name: runtime.name, available: online.has(runtime.name), features: [...runtime.features] }))
     .sort((left, right) => left.name.localeCompare(right.name));
-  const platformName = `linux/${GO_ARCH[arch()] ?? arch()}`;
+  const platformName = `linux/${GO_ARCH_NAME}`;
   return {
     server: { api_version: OPENAPI_INFO.version, version: await serverVersion() },
-    host: { os: platform(), arch: GO_ARCH[arch()] ?? arch() },
+    host: { os: platform(), arch: GO_ARCH_NAME },
     default_runtime: { name: DEFAULT_RUNTIME, available: online.has(DEFAULT_RUNTIME) },
     runtimes,
     features: SERVER_FEATURES,

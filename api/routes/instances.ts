@@ -169,17 +169,17 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
     const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
       runHostCommand(deps, host, "instance.create", { instance }, `GET /instances/${id}`),
     );
-    return c.json(await presentInstance(deps, result.instance), 201);
+    return c.json(presentInstance(deps, result.instance), 201);
   });
 
   app.openapi(listInstancesRoute, async (c) => {
     const { state } = c.req.valid("query");
     const tags = tagFilterFromQuery(c.req.queries() as Record<string, string[]>);
-    return c.json(await presentInstances(deps, await listInstances(deps.db, { state, tags })), 200);
+    return c.json(presentInstances(deps, await listInstances(deps.db, { state, tags })), 200);
   });
 
   app.openapi(getInstanceRoute, async (c) =>
-    c.json(await presentInstance(deps, await requireInstance(deps, c.req.valid("param").id)), 200),
+    c.json(presentInstance(deps, await requireInstance(deps, c.req.valid("param").id)), 200),
   );
 
   app.openapi(deleteInstanceRoute, async (c) => {
@@ -210,7 +210,7 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
       const result = histogram
         ? await timed(deps.metrics[histogram], compressionPolicyLabels(deps, instance), run)
         : await run();
-      return c.json(await presentInstance(deps, result.instance), 200);
+      return c.json(presentInstance(deps, result.instance), 200);
     });
   }
 
@@ -257,8 +257,8 @@ export async function requireInstance(deps: AppDeps, idOrName: string): Promise<
   return instance;
 }
 
-/** The requested host, or the online host that can run `hypervisor` and has the fewest instances. */
-export async function pickHost(deps: AppDeps, hypervisor: string, requested?: string): Promise<string> {
+/** The requested host, or the online host that can run `hypervisor` (undefined: any) and has the fewest instances. */
+export async function pickHost(deps: AppDeps, hypervisor: string | undefined, requested?: string): Promise<string> {
   return chooseHost(await knownHosts(deps), await instanceCountsByHost(deps.db), hypervisor, requested);
 }
 

@@ -5,7 +5,6 @@ import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import { createRoute, z } from "@hono/zod-openapi";
 import { type Pack, pack } from "tar-stream";
-import { ApiError } from "../../shared/errors.ts";
 import { newId } from "../../shared/ids.ts";
 import { HOST_ID } from "../../shared/schemas/common.ts";
 import { SNAPSHOT_SCHEMA, type Snapshot } from "../../shared/schemas/snapshot.ts";
@@ -17,12 +16,11 @@ import {
   EXPORT_LISTING,
 } from "../../shared/snapshots/archive.ts";
 import type { App, AppDeps } from "../app.ts";
-import { knownHosts } from "../commands.ts";
+import { waitForReadModel } from "../commands.ts";
 import { fetchFromHost } from "../host-payloads.ts";
 import { presentSnapshot } from "../host-status.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
-import { chooseHost } from "../placement.ts";
-import { instanceCountsByHost } from "../read-model/queries.ts";
+import { pickHost } from "./instances.ts";
 import { SNAPSHOT_PATH } from "./params.ts";
 import { requireSnapshot } from "./snapshots.ts";
 
@@ -84,7 +82,7 @@ export function registerSnapshotTransferRoutes(app: App, deps: AppDeps): void {
 
   app.openapi(importSnapshotRoute, async (c) => {
     const requested = c.req.valid("query").host_id;
-    const hostId = chooseHost(await knownHosts(deps), await instanceCountsByHost(deps.db), undefined, requested);
+    const hostId = await pickHost(deps, undefined, requested);
     const id = newId();
     const response = await fetchFromHost(deps, hostId, `/imports/${id}`, {
       method: "PUT",
@@ -92,15 +90,8 @@ export function registerSnapshotTransferRoutes(app: App, deps: AppDeps): void {
       headers: { "content-type": TAR },
     });
     const result = z.object({ snapshot: SNAPSHOT_SCHEMA, event_id: z.string() }).parse(await response.json());
-    try {
-      await deps.projector.waitFor(result.event_id, deps.jobResultTimeoutMs);
-    } catch (error) {
-      throw new ApiError("unavailable", "import finished but the read model has not caught up yet", {
-        status: 504,
-        cause: error,
-      });
-    }
-    return c.json(await presentSnapshot(deps, result.snapshot), 201);
+    await waitForReadModel(deps, result.event_id, "import");
+    return c.json(presentSnapshot(deps, result.snapshot), 201);
   });
 }
 

@@ -131,7 +131,7 @@ export const restoreSnapshotRoute = createRoute({
 export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
   app.openapi(createSnapshotRoute, async (c) => {
     const instance = await requireInstance(deps, c.req.valid("param").id);
-    return c.json(await presentSnapshot(deps, await createSnapshot(deps, instance, c.req.valid("json"))), 201);
+    return c.json(presentSnapshot(deps, await createSnapshot(deps, instance, c.req.valid("json"))), 201);
   });
 
   app.openapi(listSnapshotsRoute, async (c) => {
@@ -150,11 +150,11 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       { limit: query.limit, after },
     );
     if (page.nextCursor) c.header(NEXT_CURSOR_HEADER, page.nextCursor);
-    return c.json(await presentSnapshots(deps, page.snapshots), 200);
+    return c.json(presentSnapshots(deps, page.snapshots), 200);
   });
 
   app.openapi(getSnapshotRoute, async (c) =>
-    c.json(await presentSnapshot(deps, await requireSnapshot(deps, c.req.valid("param").snapshotId)), 200),
+    c.json(presentSnapshot(deps, await requireSnapshot(deps, c.req.valid("param").snapshotId)), 200),
   );
 
   app.openapi(deleteSnapshotRoute, async (c) => {
@@ -187,7 +187,7 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
         ),
       ),
     );
-    return c.json(await presentInstance(deps, result.instance), 201);
+    return c.json(presentInstance(deps, result.instance), 201);
   });
 
   app.openapi(restoreSnapshotRoute, async (c) => {
@@ -215,7 +215,7 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       { snapshot_id: snapshot.id, instance_id: instance.id, target_state: target },
       `GET /instances/${instance.id}`,
     );
-    return c.json(await presentInstance(deps, result.instance), 200);
+    return c.json(presentInstance(deps, result.instance), 200);
   });
 }
 
@@ -386,6 +386,7 @@ async function forkHostFor(deps: AppDeps, snapshot: Snapshot, requested: string 
 /** Every copy of a deleted snapshot goes too; a copy on an offline host stays listed for a later delete. */
 async function dropReplicas(deps: AppDeps, snapshotId: string): Promise<void> {
   const hostIds = await deps.redis.smembers(replicaSetKey(deps.redisPrefix, snapshotId));
+  if (hostIds.length === 0) return; // most snapshots have no replica: no need to list the hosts
   const online = new Set((await onlineHosts(deps)).map((host) => host.id));
   for (const hostId of hostIds) {
     if (!online.has(hostId)) {

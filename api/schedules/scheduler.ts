@@ -1,10 +1,9 @@
 // The BullMQ job schedulers behind snapshot schedules: one per instance on the `schedules` queue. BullMQ puts exactly
 // one job per interval on the queue however many processes run, and never more than the next one after downtime.
 import { createHash } from "node:crypto";
-import { unavailable } from "../../shared/errors.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import type { JobEnvelope } from "../../shared/jobs/producer.ts";
-import { withDeadline } from "../../shared/redis.ts";
+import { redisCall } from "../../shared/redis.ts";
 import type { AppDeps } from "../app.ts";
 
 export const SCHEDULE_QUEUE = queueName("schedules");
@@ -34,40 +33,31 @@ export async function upsertScheduler(deps: AppDeps, instanceId: string, interva
     opts: { removeOnComplete: { count: 100 }, removeOnFail: { count: 100 } },
   };
   await redisCall(
-    deps,
     queue.upsertJobScheduler(
       schedulerId(instanceId),
       { every: intervalMs, offset: scheduleOffset(instanceId, intervalMs) },
       template,
     ),
-    "upsert job scheduler",
+    deps.redisCommandTimeoutMs,
+    "schedules: upsert job scheduler",
   );
   return (await nextRun(deps, instanceId)) ?? new Date(Date.now() + intervalMs).toISOString();
 }
 
 export async function removeScheduler(deps: AppDeps, instanceId: string): Promise<void> {
   await redisCall(
-    deps,
     deps.jobs.queue(SCHEDULE_QUEUE).removeJobScheduler(schedulerId(instanceId)),
-    "remove scheduler",
+    deps.redisCommandTimeoutMs,
+    "schedules: remove scheduler",
   );
 }
 
 /** The scheduler's next run as BullMQ has it, or undefined when it has none. */
 export async function nextRun(deps: AppDeps, instanceId: string): Promise<string | undefined> {
   const scheduler = await redisCall(
-    deps,
     deps.jobs.queue(SCHEDULE_QUEUE).getJobScheduler(schedulerId(instanceId)),
-    "read scheduler",
+    deps.redisCommandTimeoutMs,
+    "schedules: read scheduler",
   );
   return scheduler?.next ? new Date(scheduler.next).toISOString() : undefined;
-}
-
-async function redisCall<T>(deps: AppDeps, promise: Promise<T>, what: string): Promise<T> {
-  try {
-    return await withDeadline(promise, deps.redisCommandTimeoutMs, `${what}: redis did not answer`);
-  } catch (error) {
-    promise.catch(() => {});
-    throw unavailable(`schedules unavailable (${what})`, error);
-  }
 }

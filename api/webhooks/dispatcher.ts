@@ -59,7 +59,7 @@ export function startWebhookDispatcher(options: WebhookDispatcherOptions): Promi
       if (++decoded % YIELD_EVERY === 0) await setImmediate();
       if (!event) continue;
       const endpointIds = endpoints
-        .filter((endpoint) => endpoint.eventTypes.some((pattern) => subscriptionMatches(pattern, event.type)))
+        .filter((endpoint) => matchesAny(endpoint.eventTypes, event.type))
         .map((endpoint) => endpoint.id);
       if (endpointIds.length > 0) events.push({ streamId, event, endpointIds });
     }
