@@ -153,12 +153,6 @@ export class InstanceManager {
     return { instance, event_id: event.id };
   }
 
-  /** A re-run of the job that made the record's last change returns that change again. */
-  private async rerunOf(id: string, jobId: string | undefined): Promise<CommandResult | undefined> {
-    const record = await this.findRecord(id);
-    return record && madeBy(record, jobId) ? this.publish(record) : undefined;
-  }
-
   async memoryMode(id: string): Promise<MemoryMode> {
     const text = await readFile(this.files(id).memoryMode, "utf8").catch(() => "shared");
     return text.trim() === "private" ? "private" : "shared";
@@ -304,9 +298,9 @@ export class InstanceManager {
 
   stop(id: string, jobId?: string): Promise<CommandResult> {
     return this.locks.run(id, async () => {
-      const rerun = await this.rerunOf(id, jobId);
-      if (rerun) return rerun;
-      const instance = await this.read(id);
+      const current = await this.readRecord(id);
+      if (madeBy(current, jobId)) return this.publish(current);
+      const instance = current.instance;
       assertOperationAllowed("stop", instance);
       await this.stopVm(instance);
       await this.discardMemoryState(id);
@@ -314,23 +308,23 @@ export class InstanceManager {
       return this.commit(
         { ...instance, state: "Stopped", state_error: null, has_snapshot: false, stopped_at: new Date().toISOString() },
         "instance.updated",
-        { jobId, crashAt: "instance-stop.after-record" },
+        { jobId, previous: current, crashAt: "instance-stop.after-record" },
       );
     });
   }
 
   start(id: string, jobId?: string): Promise<CommandResult> {
     return this.locks.run(id, async () => {
-      const rerun = await this.rerunOf(id, jobId);
-      if (rerun) return rerun;
-      const instance = await this.read(id);
+      const current = await this.readRecord(id);
+      if (madeBy(current, jobId)) return this.publish(current);
+      const instance = current.instance;
       assertOperationAllowed("start", instance);
       await this.discardMemoryState(id);
       await this.boot(instance);
       return this.commit(
         { ...instance, state: "Running", state_error: null, started_at: new Date().toISOString() },
         "instance.updated",
-        { jobId },
+        { jobId, previous: current },
       );
     });
   }
@@ -338,9 +332,9 @@ export class InstanceManager {
   /** Captures device state (RAM is already in the shared memory file), then ends the VMM. */
   standby(id: string, jobId?: string): Promise<CommandResult> {
     return this.locks.run(id, async () => {
-      const rerun = await this.rerunOf(id, jobId);
-      if (rerun) return rerun;
-      const instance = await this.read(id);
+      const current = await this.readRecord(id);
+      if (madeBy(current, jobId)) return this.publish(current);
+      const instance = current.instance;
       assertOperationAllowed("standby", instance);
       const handle = await this.requireHandle(instance);
       await handle.captureDeviceState(this.files(id).standbyState);
@@ -348,16 +342,16 @@ export class InstanceManager {
       return this.commit(
         { ...instance, state: "Standby", has_snapshot: true, stopped_at: new Date().toISOString() },
         "instance.updated",
-        { jobId },
+        { jobId, previous: current },
       );
     });
   }
 
   restore(id: string, jobId?: string): Promise<CommandResult> {
     return this.locks.run(id, async () => {
-      const rerun = await this.rerunOf(id, jobId);
-      if (rerun) return rerun;
-      const instance = await this.read(id);
+      const current = await this.readRecord(id);
+      if (madeBy(current, jobId)) return this.publish(current);
+      const instance = current.instance;
       assertOperationAllowed("restore", instance);
       // A private-memory VM's standby stream holds its RAM: it comes back onto a blank file of its own.
       const privateMemory = (await this.memoryMode(id)) === "private";
@@ -370,7 +364,7 @@ export class InstanceManager {
       return this.commit(
         { ...instance, state: "Running", has_snapshot: false, started_at: new Date().toISOString() },
         "instance.updated",
-        { jobId },
+        { jobId, previous: current },
       );
     });
   }
