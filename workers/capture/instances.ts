@@ -187,8 +187,7 @@ export class InstanceManager {
         !(await this.findRecord(id).catch(() => undefined)) ||
         (await this.options.tombstones.read("instance", id)) !== undefined;
       if (!unfinished) continue;
-      await this.stopVmOfDir(id);
-      await rm(this.files(id).dir, { recursive: true, force: true });
+      await this.clearUnfinished(id);
       this.options.log.warn({ instanceId: id }, "removed an instance left half created or half deleted");
     }
   }
