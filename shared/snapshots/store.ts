@@ -69,9 +69,14 @@ export class SnapshotStore {
     return path.join(this.dataDir, "cache");
   }
 
-  /** Where a compressed snapshot's memory payload is decompressed once for forks and restores to map. */
+  /** The snapshot's entry in the cache, which a snapshot delete removes whole. */
+  cacheDir(id: string): string {
+    return path.join(this.cacheRoot, id);
+  }
+
+  /** A file in the snapshot's cache entry (a seekable copy of one of its raw payload files). */
   cacheFile(id: string, name: string): string {
-    return path.join(this.cacheRoot, id, name);
+    return path.join(this.cacheDir(id), name);
   }
 
   async read(id: string): Promise<SnapshotRecord | undefined> {

@@ -266,7 +266,7 @@ export class SnapshotManager {
       await rm(store.dir(snapshotId), { recursive: true, force: true });
       // Forks still running keep the image mapped (and the loop device keeps the file): the last one's stop unmounts.
       await this.options.mounts.releaseLocked(snapshotId);
-      await rm(path.dirname(store.cacheFile(snapshotId, MEMORY_FILE)), { recursive: true, force: true });
+      await rm(store.cacheDir(snapshotId), { recursive: true, force: true });
       return found;
     });
     if (tombstone.kind !== "snapshot") throw new Error(`tombstone of snapshot ${snapshotId} is not a snapshot's`);
