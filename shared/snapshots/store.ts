@@ -53,8 +53,13 @@ export class SnapshotStore {
     private readonly prefix: string,
   ) {}
 
+  /** Every snapshot's directory, and the dot-named staging directories of captures, imports and pulls. */
+  get root(): string {
+    return path.join(this.dataDir, "snapshots");
+  }
+
   dir(id: string): string {
-    return path.join(this.dataDir, "snapshots", id);
+    return path.join(this.root, id);
   }
 
   file(id: string, name: string): string {
@@ -93,7 +98,7 @@ export class SnapshotStore {
    * replicas of other hosts' snapshots are not this host's to announce or compress).
    */
   async list(): Promise<SnapshotRecord[]> {
-    const ids = await readdir(path.join(this.dataDir, "snapshots")).catch(() => [] as string[]);
+    const ids = await readdir(this.root).catch(() => [] as string[]);
     const records: SnapshotRecord[] = [];
     for (const id of ids.filter((name) => !name.startsWith("."))) {
       const record = await this.read(id).catch(() => undefined);

@@ -59,7 +59,7 @@ export async function importSnapshotArchive(
   snapshotId: string,
   body: Readable,
 ): Promise<{ snapshot: Snapshot; event_id: string }> {
-  const staging = path.join(deps.store.dataDir, "snapshots", `.import-${snapshotId}`);
+  const staging = path.join(deps.store.root, `.import-${snapshotId}`);
   await rm(staging, { recursive: true, force: true });
   await mkdir(staging, { recursive: true });
   try {

@@ -70,7 +70,7 @@ export class Replicas {
   }
 
   private stagingDir(snapshotId: string): string {
-    return path.join(this.deps.store.dataDir, "snapshots", `.pull-${snapshotId}`);
+    return path.join(this.deps.store.root, `.pull-${snapshotId}`);
   }
 
   private async pull(snapshotId: string, ownerHostId: string): Promise<number> {
