@@ -21,7 +21,7 @@ import { rotateConsoleLog, tailConsoleLog } from "../../shared/hypervisor/consol
 import { ImageError } from "../../shared/hypervisor/errors.ts";
 import { type GuestImage, loadImage } from "../../shared/hypervisor/image.ts";
 import type { HypervisorDriver, VmHandle } from "../../shared/hypervisor/types.ts";
-import { type InstanceFiles, instanceFiles } from "../../shared/instances/files.ts";
+import { type InstanceFiles, instanceFiles, type MemoryMode, readMemoryMode } from "../../shared/instances/files.ts";
 import { compressedPayload } from "../../shared/instances/standby-memory.ts";
 import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
 import { KeyedMutex } from "../../shared/keyed-mutex.ts";
@@ -40,11 +40,6 @@ export type InstanceRecord = z.infer<typeof INSTANCE_RECORD>;
 
 type InstanceEventType = "instance.created" | "instance.updated" | "instance.forked" | "instance.restored";
 
-/**
- * `shared`: the VM's RAM is its own memory.raw, mapped shared, so captures leave RAM out of the device state.
- * `private`: the VM maps a file it does not own (a snapshot's RAM) copy-on-write, so captures carry its RAM.
- */
-export type MemoryMode = "shared" | "private";
 const GRACEFUL_STOP_MS = 3_000;
 /** States in which the instance has a QEMU process that reconcile must find alive. */
 const LIVE_VM_STATES: readonly string[] = ["Running", "Paused", "Initializing"];
@@ -153,9 +148,8 @@ export class InstanceManager {
     return { instance, event_id: event.id };
   }
 
-  async memoryMode(id: string): Promise<MemoryMode> {
-    const text = await readFile(this.files(id).memoryMode, "utf8").catch(() => "shared");
-    return text.trim() === "private" ? "private" : "shared";
+  memoryMode(id: string): Promise<MemoryMode> {
+    return readMemoryMode(this.files(id));
   }
 
   async list(): Promise<Instance[]> {
