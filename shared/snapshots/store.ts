@@ -4,6 +4,7 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Redis } from "ioredis";
 import { z } from "zod";
+import { subjectOf } from "../events/catalog.ts";
 import type { EventStream } from "../events/stream.ts";
 import { writeFileAtomic } from "../files.ts";
 import { LAST_EVENT } from "../host-records.ts";
@@ -154,7 +155,7 @@ export async function publishSnapshotRecord(events: EventStream, record: Snapsho
   if (!last) return "";
   await events.append(
     last.type as SnapshotEventType,
-    `snapshot:${record.snapshot.id}`,
+    subjectOf.snapshot(record.snapshot.id),
     { snapshot: record.snapshot },
     { id: last.id, version: record.version, occurred_at: last.occurred_at },
   );
