@@ -3,7 +3,7 @@
 // crash or a re-run job is harmless: consumers dedupe by event id).
 import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import path from "node:path";
-import type { EventType } from "./events/catalog.ts";
+import { type EventType, subjectOf } from "./events/catalog.ts";
 import { type EventStream, newEventId } from "./events/stream.ts";
 import { writeFileAtomic } from "./files.ts";
 import { INSTANCE_SCHEMA } from "./schemas/instance.ts";
@@ -117,10 +117,10 @@ export async function publishTombstone(events: EventStream, tombstone: Tombstone
   const stamp = { ...tombstone.last_event, version: tombstone.version };
   if (tombstone.kind === "instance") {
     const { instance } = tombstone;
-    await events.append("instance.deleted", `instance:${instance.id}`, { instance }, stamp);
+    await events.append("instance.deleted", subjectOf.instance(instance.id), { instance }, stamp);
   } else {
     const { snapshot } = tombstone;
-    await events.append("snapshot.deleted", `snapshot:${snapshot.id}`, { snapshot }, stamp);
+    await events.append("snapshot.deleted", subjectOf.snapshot(snapshot.id), { snapshot }, stamp);
   }
   return tombstone.last_event.id;
 }

@@ -1,5 +1,6 @@
 // Where an instance's files live on its host: shared by the capture worker (which owns them) and the compression
 // worker (which compresses a Standby instance's memory in place).
+import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { instanceLayout } from "../hypervisor/qemu/args.ts";
 
@@ -25,4 +26,16 @@ export function instanceFiles(dataDir: string, id: string): InstanceFiles {
     consoleLog: layout.consoleLog,
     memoryMode: path.join(dir, "memory-mode"),
   };
+}
+
+/**
+ * `shared`: the VM's RAM is its own memory.raw, mapped shared, so captures leave RAM out of the device state.
+ * `private`: the VM maps a file it does not own (a snapshot's RAM) copy-on-write, so captures carry its RAM.
+ */
+export type MemoryMode = "shared" | "private";
+
+/** The memory mode the instance's VM was last booted with (`shared` when none is written). */
+export async function readMemoryMode(files: InstanceFiles): Promise<MemoryMode> {
+  const text = await readFile(files.memoryMode, "utf8").catch(() => "shared");
+  return text.trim() === "private" ? "private" : "shared";
 }

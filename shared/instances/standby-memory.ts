@@ -9,7 +9,7 @@ import type { CompressionAlgorithm } from "../codec/options.ts";
 import { withRedisLock } from "../locks.ts";
 import type { Logger } from "../logger.ts";
 import { INSTANCE_SCHEMA } from "../schemas/instance.ts";
-import { instanceFiles } from "./files.ts";
+import { instanceFiles, readMemoryMode } from "./files.ts";
 
 const LOCK_MS = 900_000;
 
@@ -68,8 +68,7 @@ export class StandbyMemory {
   /** The file holding a Standby instance's RAM: memory.raw, or the device-state stream of a private-memory VM. */
   private async payload(instanceId: string): Promise<string> {
     const files = instanceFiles(this.options.dataDir, instanceId);
-    const mode = await readFile(files.memoryMode, "utf8").catch(() => "shared");
-    return mode.trim() === "private" ? files.standbyState : files.memory;
+    return (await readMemoryMode(files)) === "private" ? files.standbyState : files.memory;
   }
 
   private async unpack(instanceId: string): Promise<void> {

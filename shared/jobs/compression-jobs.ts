@@ -3,6 +3,9 @@ import { z } from "zod";
 import { RESOURCE_ID } from "../schemas/common.ts";
 import type { JobDefinition } from "./catalog.ts";
 
+/** The algorithm and level a Standby instance's RAM is packed with (instance.standby asks, this queue packs). */
+export const STANDBY_COMPRESSION_POLICY = z.object({ algorithm: z.enum(["zstd", "lz4"]), level: z.number().int() });
+
 export const COMPRESSION_JOBS = {
   /** Compresses a Standby snapshot's memory payload with the snapshot's effective policy. */
   "snapshot.compress": {
@@ -16,11 +19,7 @@ export const COMPRESSION_JOBS = {
   /** Packs a Standby instance's RAM in place (POST /instances/{id}/standby with compression), after its delay. */
   "instance.standby.compress": {
     queue: "compression",
-    payload: z.object({
-      instance_id: z.string(),
-      algorithm: z.enum(["zstd", "lz4"]),
-      level: z.number().int(),
-    }),
+    payload: z.object({ instance_id: z.string(), ...STANDBY_COMPRESSION_POLICY.shape }),
     result: z.object({ outcome: z.enum(["compressed", "skipped"]) }),
     attempts: 3,
     backoff: { type: "exponential", delayMs: 2_000 },

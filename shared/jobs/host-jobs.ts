@@ -7,6 +7,7 @@ import { RESOURCE_ID } from "../schemas/common.ts";
 import { INSTANCE_SCHEMA } from "../schemas/instance.ts";
 import { SNAPSHOT_SCHEMA, TARGET_STATE } from "../schemas/snapshot.ts";
 import type { JobDefinition } from "./catalog.ts";
+import { STANDBY_COMPRESSION_POLICY } from "./compression-jobs.ts";
 
 const NO_RETRY = { attempts: 1, backoff: { type: "fixed", delayMs: 0 } } as const;
 
@@ -47,10 +48,7 @@ export const HOST_JOBS = {
     queue: "host",
     payload: INSTANCE_REF.extend({
       /** Compress the captured RAM in the background, after `compression_delay_ms`; null or absent: never. */
-      compression: z
-        .object({ algorithm: z.enum(["zstd", "lz4"]), level: z.number().int() })
-        .nullable()
-        .optional(),
+      compression: STANDBY_COMPRESSION_POLICY.nullable().optional(),
       compression_delay_ms: z.number().int().min(0).optional(),
     }),
     result: INSTANCE_RESULT,

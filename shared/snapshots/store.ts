@@ -4,6 +4,7 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Redis } from "ioredis";
 import { z } from "zod";
+import { subjectOf } from "../events/catalog.ts";
 import type { EventStream } from "../events/stream.ts";
 import { writeFileAtomic } from "../files.ts";
 import { LAST_EVENT } from "../host-records.ts";
@@ -53,8 +54,13 @@ export class SnapshotStore {
     private readonly prefix: string,
   ) {}
 
+  /** Every snapshot's directory, and the dot-named staging directories of captures, imports and pulls. */
+  get root(): string {
+    return path.join(this.dataDir, "snapshots");
+  }
+
   dir(id: string): string {
-    return path.join(this.dataDir, "snapshots", id);
+    return path.join(this.root, id);
   }
 
   file(id: string, name: string): string {
@@ -69,9 +75,14 @@ export class SnapshotStore {
     return path.join(this.dataDir, "cache");
   }
 
-  /** Where a compressed snapshot's memory payload is decompressed once for forks and restores to map. */
+  /** The snapshot's entry in the cache, which a snapshot delete removes whole. */
+  cacheDir(id: string): string {
+    return path.join(this.cacheRoot, id);
+  }
+
+  /** A file in the snapshot's cache entry (a seekable copy of one of its raw payload files). */
   cacheFile(id: string, name: string): string {
-    return path.join(this.cacheRoot, id, name);
+    return path.join(this.cacheDir(id), name);
   }
 
   async read(id: string): Promise<SnapshotRecord | undefined> {
@@ -88,7 +99,7 @@ export class SnapshotStore {
    * replicas of other hosts' snapshots are not this host's to announce or compress).
    */
   async list(): Promise<SnapshotRecord[]> {
-    const ids = await readdir(path.join(this.dataDir, "snapshots")).catch(() => [] as string[]);
+    const ids = await readdir(this.root).catch(() => [] as string[]);
     const records: SnapshotRecord[] = [];
     for (const id of ids.filter((name) => !name.startsWith("."))) {
       const record = await this.read(id).catch(() => undefined);
@@ -144,7 +155,7 @@ export async function publishSnapshotRecord(events: EventStream, record: Snapsho
   if (!last) return "";
   await events.append(
     last.type as SnapshotEventType,
-    `snapshot:${record.snapshot.id}`,
+    subjectOf.snapshot(record.snapshot.id),
     { snapshot: record.snapshot },
     { id: last.id, version: record.version, occurred_at: last.occurred_at },
   );

@@ -84,27 +84,13 @@ export class HostAnnouncer {
     const { hostId, events, log } = this.options;
     const instanceEntries = state.instances.map(({ instance, version }) => ({ instance, version }));
     const snapshotEntries = state.snapshots.map(({ snapshot, version }) => ({ snapshot, version }));
-    const tombstoneEntries: AnnouncedTombstone[] = state.tombstones.map((tombstone) =>
-      tombstone.kind === "instance"
-        ? {
-            kind: "instance",
-            version: tombstone.version,
-            deleted_at: tombstone.deleted_at,
-            instance: tombstone.instance,
-          }
-        : {
-            kind: "snapshot",
-            version: tombstone.version,
-            deleted_at: tombstone.deleted_at,
-            snapshot: tombstone.snapshot,
-          },
-    );
-    const items = [
-      ...instanceEntries.map((entry) => ({ instance: entry })),
-      ...snapshotEntries.map((entry) => ({ snapshot: entry })),
-      ...tombstoneEntries.map((entry) => ({ tombstone: entry })),
-    ];
-    const parts = Math.max(1, Math.ceil(items.length / PART_SIZE));
+    // A tombstone is announced without its last event: the read model applies versions, not events.
+    const tombstoneEntries: AnnouncedTombstone[] = state.tombstones.map(({ last_event: _, ...tombstone }) => tombstone);
+    // The three lists are cut as one sequence (instances, snapshots, tombstones) into parts of PART_SIZE.
+    const total = instanceEntries.length + snapshotEntries.length + tombstoneEntries.length;
+    const parts = Math.max(1, Math.ceil(total / PART_SIZE));
+    const inPart = <T>(list: T[], offset: number, part: number) =>
+      list.slice(Math.max(0, part * PART_SIZE - offset), Math.max(0, (part + 1) * PART_SIZE - offset));
     const base = {
       host_id: hostId,
       announcement_id: `ann_${randomBytes(8).toString("hex")}`,
@@ -112,13 +98,12 @@ export class HostAnnouncer {
       announced_at: new Date().toISOString(),
     };
     for (let part = 0; part < parts; part++) {
-      const slice = items.slice(part * PART_SIZE, (part + 1) * PART_SIZE);
       const announcement: HostAnnouncement = {
         ...base,
         part,
-        instances: slice.flatMap((item) => ("instance" in item && item.instance ? [item.instance] : [])),
-        snapshots: slice.flatMap((item) => ("snapshot" in item && item.snapshot ? [item.snapshot] : [])),
-        tombstones: slice.flatMap((item) => ("tombstone" in item && item.tombstone ? [item.tombstone] : [])),
+        instances: inPart(instanceEntries, 0, part),
+        snapshots: inPart(snapshotEntries, instanceEntries.length, part),
+        tombstones: inPart(tombstoneEntries, instanceEntries.length + snapshotEntries.length, part),
       };
       await events.announce(announcement);
     }

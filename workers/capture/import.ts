@@ -59,7 +59,7 @@ export async function importSnapshotArchive(
   snapshotId: string,
   body: Readable,
 ): Promise<{ snapshot: Snapshot; event_id: string }> {
-  const staging = path.join(deps.store.dataDir, "snapshots", `.import-${snapshotId}`);
+  const staging = path.join(deps.store.root, `.import-${snapshotId}`);
   await rm(staging, { recursive: true, force: true });
   await mkdir(staging, { recursive: true });
   try {
@@ -85,7 +85,7 @@ export async function importSnapshotArchive(
     body.resume(); // read the rest so the caller gets the answer rather than a reset connection
     await rm(staging, { recursive: true, force: true });
     await rm(deps.store.dir(snapshotId), { recursive: true, force: true });
-    await rm(path.dirname(deps.store.cacheFile(snapshotId, ARCHIVE_RECORD_ENTRY)), { recursive: true, force: true });
+    await rm(deps.store.cacheDir(snapshotId), { recursive: true, force: true });
     if (error instanceof CodecError || error instanceof ImageIntegrityError) throw invalid(error.message, error);
     throw error;
   }

@@ -21,7 +21,7 @@ import { rotateConsoleLog, tailConsoleLog } from "../../shared/hypervisor/consol
 import { ImageError } from "../../shared/hypervisor/errors.ts";
 import { type GuestImage, loadImage } from "../../shared/hypervisor/image.ts";
 import type { HypervisorDriver, VmHandle } from "../../shared/hypervisor/types.ts";
-import { type InstanceFiles, instanceFiles } from "../../shared/instances/files.ts";
+import { type InstanceFiles, instanceFiles, type MemoryMode, readMemoryMode } from "../../shared/instances/files.ts";
 import { compressedPayload } from "../../shared/instances/standby-memory.ts";
 import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
 import { KeyedMutex } from "../../shared/keyed-mutex.ts";
@@ -40,11 +40,6 @@ export type InstanceRecord = z.infer<typeof INSTANCE_RECORD>;
 
 type InstanceEventType = "instance.created" | "instance.updated" | "instance.forked" | "instance.restored";
 
-/**
- * `shared`: the VM's RAM is its own memory.raw, mapped shared, so captures leave RAM out of the device state.
- * `private`: the VM maps a file it does not own (a snapshot's RAM) copy-on-write, so captures carry its RAM.
- */
-export type MemoryMode = "shared" | "private";
 const GRACEFUL_STOP_MS = 3_000;
 /** States in which the instance has a QEMU process that reconcile must find alive. */
 const LIVE_VM_STATES: readonly string[] = ["Running", "Paused", "Initializing"];
@@ -153,15 +148,8 @@ export class InstanceManager {
     return { instance, event_id: event.id };
   }
 
-  /** A re-run of the job that made the record's last change returns that change again. */
-  private async rerunOf(id: string, jobId: string | undefined): Promise<CommandResult | undefined> {
-    const record = await this.findRecord(id);
-    return record && madeBy(record, jobId) ? this.publish(record) : undefined;
-  }
-
-  async memoryMode(id: string): Promise<MemoryMode> {
-    const text = await readFile(this.files(id).memoryMode, "utf8").catch(() => "shared");
-    return text.trim() === "private" ? "private" : "shared";
+  memoryMode(id: string): Promise<MemoryMode> {
+    return readMemoryMode(this.files(id));
   }
 
   async list(): Promise<Instance[]> {
@@ -193,8 +181,7 @@ export class InstanceManager {
         !(await this.findRecord(id).catch(() => undefined)) ||
         (await this.options.tombstones.read("instance", id)) !== undefined;
       if (!unfinished) continue;
-      await this.stopVmOfDir(id);
-      await rm(this.files(id).dir, { recursive: true, force: true });
+      await this.clearUnfinished(id);
       this.options.log.warn({ instanceId: id }, "removed an instance left half created or half deleted");
     }
   }
@@ -304,9 +291,9 @@ export class InstanceManager {
 
   stop(id: string, jobId?: string): Promise<CommandResult> {
     return this.locks.run(id, async () => {
-      const rerun = await this.rerunOf(id, jobId);
-      if (rerun) return rerun;
-      const instance = await this.read(id);
+      const current = await this.readRecord(id);
+      if (madeBy(current, jobId)) return this.publish(current);
+      const instance = current.instance;
       assertOperationAllowed("stop", instance);
       await this.stopVm(instance);
       await this.discardMemoryState(id);
@@ -314,23 +301,23 @@ export class InstanceManager {
       return this.commit(
         { ...instance, state: "Stopped", state_error: null, has_snapshot: false, stopped_at: new Date().toISOString() },
         "instance.updated",
-        { jobId, crashAt: "instance-stop.after-record" },
+        { jobId, previous: current, crashAt: "instance-stop.after-record" },
       );
     });
   }
 
   start(id: string, jobId?: string): Promise<CommandResult> {
     return this.locks.run(id, async () => {
-      const rerun = await this.rerunOf(id, jobId);
-      if (rerun) return rerun;
-      const instance = await this.read(id);
+      const current = await this.readRecord(id);
+      if (madeBy(current, jobId)) return this.publish(current);
+      const instance = current.instance;
       assertOperationAllowed("start", instance);
       await this.discardMemoryState(id);
       await this.boot(instance);
       return this.commit(
         { ...instance, state: "Running", state_error: null, started_at: new Date().toISOString() },
         "instance.updated",
-        { jobId },
+        { jobId, previous: current },
       );
     });
   }
@@ -338,9 +325,9 @@ export class InstanceManager {
   /** Captures device state (RAM is already in the shared memory file), then ends the VMM. */
   standby(id: string, jobId?: string): Promise<CommandResult> {
     return this.locks.run(id, async () => {
-      const rerun = await this.rerunOf(id, jobId);
-      if (rerun) return rerun;
-      const instance = await this.read(id);
+      const current = await this.readRecord(id);
+      if (madeBy(current, jobId)) return this.publish(current);
+      const instance = current.instance;
       assertOperationAllowed("standby", instance);
       const handle = await this.requireHandle(instance);
       await handle.captureDeviceState(this.files(id).standbyState);
@@ -348,16 +335,16 @@ export class InstanceManager {
       return this.commit(
         { ...instance, state: "Standby", has_snapshot: true, stopped_at: new Date().toISOString() },
         "instance.updated",
-        { jobId },
+        { jobId, previous: current },
       );
     });
   }
 
   restore(id: string, jobId?: string): Promise<CommandResult> {
     return this.locks.run(id, async () => {
-      const rerun = await this.rerunOf(id, jobId);
-      if (rerun) return rerun;
-      const instance = await this.read(id);
+      const current = await this.readRecord(id);
+      if (madeBy(current, jobId)) return this.publish(current);
+      const instance = current.instance;
       assertOperationAllowed("restore", instance);
       // A private-memory VM's standby stream holds its RAM: it comes back onto a blank file of its own.
       const privateMemory = (await this.memoryMode(id)) === "private";
@@ -370,7 +357,7 @@ export class InstanceManager {
       return this.commit(
         { ...instance, state: "Running", has_snapshot: false, started_at: new Date().toISOString() },
         "instance.updated",
-        { jobId },
+        { jobId, previous: current },
       );
     });
   }

@@ -61,7 +61,7 @@ export class Replicas {
       const dropped = record !== undefined && record.snapshot.host_id !== this.deps.hostId;
       if (dropped) {
         await rm(store.dir(snapshotId), { recursive: true, force: true });
-        await rm(path.dirname(store.cacheFile(snapshotId, LISTING_FILE)), { recursive: true, force: true });
+        await rm(store.cacheDir(snapshotId), { recursive: true, force: true });
       }
       await rm(this.stagingDir(snapshotId), { recursive: true, force: true });
       await this.deps.redis.srem(replicaSetKey(this.deps.prefix, snapshotId), this.deps.hostId);
@@ -70,7 +70,7 @@ export class Replicas {
   }
 
   private stagingDir(snapshotId: string): string {
-    return path.join(this.deps.store.dataDir, "snapshots", `.pull-${snapshotId}`);
+    return path.join(this.deps.store.root, `.pull-${snapshotId}`);
   }
 
   private async pull(snapshotId: string, ownerHostId: string): Promise<number> {

@@ -65,7 +65,7 @@ export class SnapshotManager {
       const instance = await instances.read(instanceId);
       assertOperationAllowed(prepared.kind === "Standby" ? "snapshotStandby" : "snapshotStopped", instance);
       const files = instances.files(instanceId);
-      const staging = path.join(store.dataDir, "snapshots", `.staging-${prepared.id}`);
+      const staging = path.join(store.root, `.staging-${prepared.id}`);
       try {
         await rm(staging, { recursive: true, force: true });
         await mkdir(staging, { recursive: true });
@@ -159,8 +159,7 @@ export class SnapshotManager {
 
   /** 507 before anything is copied when the snapshots' file system cannot hold the files' allocated bytes. */
   private async assertRoomFor(payloadFiles: string[]): Promise<void> {
-    const snapshotsDir = path.join(this.options.store.dataDir, "snapshots");
-    await assertFreeSpace(snapshotsDir, await allocatedBytesOf(payloadFiles), this.options.hostId);
+    await assertFreeSpace(this.options.store.root, await allocatedBytesOf(payloadFiles), this.options.hostId);
   }
 
   /**
@@ -175,8 +174,7 @@ export class SnapshotManager {
       await rm(store.dir(tombstone.snapshot.id), { recursive: true, force: true });
       log.warn({ snapshotId: tombstone.snapshot.id }, "finished a snapshot delete that died midway");
     }
-    const root = path.join(store.dataDir, "snapshots");
-    for (const id of await readdir(root).catch(() => [] as string[])) {
+    for (const id of await readdir(store.root).catch(() => [] as string[])) {
       if (id.startsWith(".") || (await store.read(id).catch(() => undefined))) continue;
       await rm(store.dir(id), { recursive: true, force: true });
       log.warn({ snapshotId: id }, "removed a snapshot payload left without a record");
@@ -266,7 +264,7 @@ export class SnapshotManager {
       await rm(store.dir(snapshotId), { recursive: true, force: true });
       // Forks still running keep the image mapped (and the loop device keeps the file): the last one's stop unmounts.
       await this.options.mounts.releaseLocked(snapshotId);
-      await rm(path.dirname(store.cacheFile(snapshotId, MEMORY_FILE)), { recursive: true, force: true });
+      await rm(store.cacheDir(snapshotId), { recursive: true, force: true });
       return found;
     });
     if (tombstone.kind !== "snapshot") throw new Error(`tombstone of snapshot ${snapshotId} is not a snapshot's`);

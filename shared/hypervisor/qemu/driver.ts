@@ -5,7 +5,6 @@ import { constants } from "node:fs";
 import { access, mkdir, open, readFile, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { promisify } from "node:util";
 import { z } from "zod";
 import { HypervisorError, MigrationError, QmpError, VmBootError, VmGoneError } from "../errors.ts";
 import { findExecutable, run } from "../exec.ts";
@@ -92,7 +91,6 @@ export function createQemuDriver(options: QemuDriverOptions = {}): HypervisorDri
     },
     attach: (instanceDir) => attachVm(instanceDir, settings),
     hostQemu: async () => {
-      const run = promisify(execFile);
       const [version, machines] = await Promise.all([run(binary, ["--version"]), run(binary, ["-machine", "help"])]);
       return parseHostQemu(version.stdout, machines.stdout);
     },
