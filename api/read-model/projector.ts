@@ -22,10 +22,7 @@ const START_RETRY_MS = 1_000;
  * the reads' latency during it). PostgreSQL's statements are I/O the loop does not wait on: many entries share a
  * commit, one WAL flush (a burst applied 60 % faster, reads unchanged).
  */
-const TRANSACTION_POLICY: Record<DialectName, { maxEntries: number; budgetMs: number }> = {
-  sqlite: { maxEntries: 1, budgetMs: Number.POSITIVE_INFINITY },
-  postgres: { maxEntries: 50, budgetMs: Number.POSITIVE_INFINITY },
-};
+const ENTRIES_PER_TRANSACTION: Record<DialectName, number> = { sqlite: 1, postgres: 50 };
 
 export interface ProjectorOptions {
   db: Db;
@@ -142,10 +139,10 @@ export class Projector {
    * an error before that replays it, harmlessly (every entry is idempotent).
    */
   private async applyBatch(entries: StreamEntries): Promise<void> {
-    const policy = TRANSACTION_POLICY[dialectOf(this.options.db)];
+    const perTransaction = ENTRIES_PER_TRANSACTION[dialectOf(this.options.db)];
     let next = 0;
     while (next < entries.length) {
-      const started = performance.now();
+      const first = next;
       const applied: StreamEntry[] = [];
       await this.options.db.transaction().execute(async (trx) => {
         do {
@@ -153,11 +150,7 @@ export class Projector {
           const entry = await this.applyEntry(trx, streamId, fields);
           if (entry) applied.push(entry);
           if (entry?.kind === "announcement") break; // up to 200 resources: a transaction of its own
-        } while (
-          next < entries.length &&
-          applied.length < policy.maxEntries &&
-          performance.now() - started < policy.budgetMs
-        );
+        } while (next < entries.length && next - first < perTransaction);
       });
       for (const entry of applied) {
         if (entry.kind === "event") for (const waiter of this.waiters.get(entry.event.id) ?? []) waiter();
