@@ -73,6 +73,22 @@ export async function listSnapshots(
   filters: SnapshotFilters,
   page: { limit?: number; after?: { createdAt: string; id: string } },
 ): Promise<SnapshotPage> {
+  const rows = await snapshotPageQuery(db, filters, page).execute();
+  const hasMore = page.limit !== undefined && rows.length > page.limit;
+  const pageRows = hasMore ? rows.slice(0, page.limit) : rows;
+  const last = pageRows.at(-1);
+  return {
+    snapshots: pageRows.map((row) => JSON.parse(row.resource) as Snapshot),
+    nextCursor: hasMore && last ? encodeCursor({ createdAt: last.created_at, id: last.id }) : null,
+  };
+}
+
+/** The query behind listSnapshots (one row more than the limit: whether a next page exists). */
+export function snapshotPageQuery(
+  db: Db,
+  filters: SnapshotFilters,
+  page: { limit?: number; after?: { createdAt: string; id: string } },
+) {
   let query = db.selectFrom("snapshots").select(["id", "created_at", "resource"]).where("deleted_at", "is", null);
   if (filters.kind) query = query.where("kind", "=", filters.kind);
   if (filters.name !== undefined) query = query.where("name", "=", filters.name);
@@ -94,15 +110,7 @@ export async function listSnapshots(
     );
   }
   query = query.orderBy("created_at").orderBy("id");
-  if (page.limit !== undefined) query = query.limit(page.limit + 1);
-  const rows = await query.execute();
-  const hasMore = page.limit !== undefined && rows.length > page.limit;
-  const pageRows = hasMore ? rows.slice(0, page.limit) : rows;
-  const last = pageRows.at(-1);
-  return {
-    snapshots: pageRows.map((row) => JSON.parse(row.resource) as Snapshot),
-    nextCursor: hasMore && last ? encodeCursor({ createdAt: last.created_at, id: last.id }) : null,
-  };
+  return page.limit === undefined ? query : query.limit(page.limit + 1);
 }
 
 export function encodeCursor(position: { createdAt: string; id: string }): string {

@@ -7,6 +7,7 @@ import * as versions from "./0004_versions.ts";
 import * as idempotencyKeys from "./0005_idempotency_keys.ts";
 import * as retention from "./0006_retention.ts";
 import * as schedules from "./0007_schedules.ts";
+import * as liveIndexes from "./0008_live_indexes.ts";
 
 export const MIGRATIONS: Record<string, Migration> = {
   "0001_initial": initial,
@@ -16,4 +17,5 @@ export const MIGRATIONS: Record<string, Migration> = {
   "0005_idempotency_keys": idempotencyKeys,
   "0006_retention": retention,
   "0007_schedules": schedules,
+  "0008_live_indexes": liveIndexes,
 };
