@@ -1,6 +1,10 @@
 // How events and host announcements change the read model. Both carry whole resources with their host-owned
 // version, so applying one is an upsert guarded by that version: an older state never overwrites a newer one,
 // applying anything twice changes nothing, and nothing brings back a resource once it is deleted.
+//
+// Changes are applied in runs in which no resource and no name appears twice: such changes cannot affect one another,
+// so each run is a few multi-row statements (upsert, tags, names) with the same outcome as applying its changes one
+// by one. A burst of events costs a handful of round trips per transaction instead of six per event.
 import type { Transaction } from "kysely";
 import type { HostAnnouncement } from "../../shared/events/announcement.ts";
 import type { TypedEvent } from "../../shared/events/catalog.ts";
@@ -11,135 +15,278 @@ import { instanceNameScope, snapshotNameScope } from "./names.ts";
 
 export type Trx = Transaction<Database>;
 
-export async function applyEvent(trx: Trx, event: TypedEvent): Promise<void> {
+/** One resource at one of its host-owned versions, live or deleted (at `deletedAt`). */
+export type Change =
+  | { kind: "instance"; instance: Instance; version: number; deletedAt: string | null }
+  | { kind: "snapshot"; snapshot: Snapshot; version: number; deletedAt: string | null };
+
+/** Rows per multi-row statement: well under both dialects' limits on bound parameters. */
+const ROWS_PER_STATEMENT = 500;
+
+/** What an event changes: one resource, or nothing the read model keeps. */
+export function changeOfEvent(event: TypedEvent): Change | undefined {
   switch (event.type) {
     case "instance.created":
     case "instance.updated":
     case "instance.forked":
     case "instance.restored":
-      return upsertInstance(trx, (event as TypedEvent<"instance.updated">).data.instance, event.version, null);
-    case "instance.deleted":
-      return upsertInstance(
-        trx,
-        (event as TypedEvent<"instance.deleted">).data.instance,
-        event.version,
-        event.occurred_at,
-      );
+    case "instance.deleted": {
+      const { instance } = (event as TypedEvent<"instance.updated">).data;
+      const deletedAt = event.type === "instance.deleted" ? event.occurred_at : null;
+      return { kind: "instance", instance, version: event.version, deletedAt };
+    }
     case "snapshot.created":
     case "snapshot.compression.queued":
     case "snapshot.compression.started":
     case "snapshot.compression.progress":
     case "snapshot.compression.completed":
     case "snapshot.compression.failed":
-      return upsertSnapshot(trx, (event as TypedEvent<"snapshot.created">).data.snapshot, event.version, null);
-    case "snapshot.deleted":
-      return upsertSnapshot(
-        trx,
-        (event as TypedEvent<"snapshot.deleted">).data.snapshot,
-        event.version,
-        event.occurred_at,
-      );
+    case "snapshot.deleted": {
+      const { snapshot } = (event as TypedEvent<"snapshot.created">).data;
+      const deletedAt = event.type === "snapshot.deleted" ? event.occurred_at : null;
+      return { kind: "snapshot", snapshot, version: event.version, deletedAt };
+    }
   }
+  return undefined;
 }
 
 /** One part of a host's full-state announcement: every resource and tombstone in it, each like its own event. */
-export async function applyAnnouncement(trx: Trx, announcement: HostAnnouncement): Promise<void> {
-  for (const { instance, version } of announcement.instances) await upsertInstance(trx, instance, version, null);
-  for (const { snapshot, version } of announcement.snapshots) await upsertSnapshot(trx, snapshot, version, null);
-  for (const tombstone of announcement.tombstones) {
-    if (tombstone.kind === "instance") {
-      await upsertInstance(trx, tombstone.instance, tombstone.version, tombstone.deleted_at);
-    } else {
-      await upsertSnapshot(trx, tombstone.snapshot, tombstone.version, tombstone.deleted_at);
+export function changesOfAnnouncement(announcement: HostAnnouncement): Change[] {
+  return [
+    ...announcement.instances.map(
+      ({ instance, version }): Change => ({ kind: "instance", instance, version, deletedAt: null }),
+    ),
+    ...announcement.snapshots.map(
+      ({ snapshot, version }): Change => ({ kind: "snapshot", snapshot, version, deletedAt: null }),
+    ),
+    ...announcement.tombstones.map(
+      (tombstone): Change =>
+        tombstone.kind === "instance"
+          ? {
+              kind: "instance",
+              instance: tombstone.instance,
+              version: tombstone.version,
+              deletedAt: tombstone.deleted_at,
+            }
+          : {
+              kind: "snapshot",
+              snapshot: tombstone.snapshot,
+              version: tombstone.version,
+              deletedAt: tombstone.deleted_at,
+            },
+    ),
+  ];
+}
+
+/** Applies `changes` inside `trx` with the outcome of applying them one by one, in order. */
+export async function applyChanges(trx: Trx, changes: Change[]): Promise<void> {
+  let run: Change[] = [];
+  const keys = new Set<string>();
+  for (const change of changes) {
+    const changeKeys = keysOf(change);
+    if (changeKeys.some((key) => keys.has(key))) {
+      await applyRun(trx, run);
+      run = [];
+      keys.clear();
     }
+    run.push(change);
+    for (const key of changeKeys) keys.add(key);
   }
+  if (run.length > 0) await applyRun(trx, run);
 }
 
-async function upsertInstance(trx: Trx, instance: Instance, version: number, deletedAt: string | null) {
-  const row = {
-    id: instance.id,
-    name: instance.name,
-    host_id: instance.host_id,
-    state: instance.state,
-    created_at: instance.created_at,
-    resource: JSON.stringify(instance),
-    version,
-    deleted_at: deletedAt,
-  };
-  const applied = await trx
-    .insertInto("instances")
-    .values(row)
-    .onConflict((conflict) =>
-      conflict
-        .column("id")
-        .doUpdateSet(row)
-        .where("instances.version", "<", version)
-        .where("instances.deleted_at", "is", null),
-    )
-    .executeTakeFirst();
-  if (Number(applied.numInsertedOrUpdatedRows ?? 0n) === 0) return; // stale, or already gone for good
-  await settleName(trx, instanceNameScope(), instance.name, instance.id, deletedAt);
+/** What a change touches besides its own row: two changes sharing none of these are independent. */
+function keysOf(change: Change): string[] {
+  const { id } = resourceOf(change);
+  const name = nameOf(change);
+  return name ? [id, `${name.scope}\u0000${name.name}`] : [id];
 }
 
-async function upsertSnapshot(trx: Trx, snapshot: Snapshot, version: number, deletedAt: string | null) {
-  const row = {
-    id: snapshot.id,
-    name: snapshot.name,
-    kind: snapshot.kind,
-    source_instance_id: snapshot.source_instance_id,
-    host_id: snapshot.host_id,
-    compression_state: snapshot.compression_state,
-    created_at: snapshot.created_at,
-    resource: JSON.stringify(snapshot),
-    version,
-    deleted_at: deletedAt,
-  };
-  const applied = await trx
-    .insertInto("snapshots")
-    .values(row)
-    .onConflict((conflict) =>
-      conflict
-        .column("id")
-        .doUpdateSet(row)
-        .where("snapshots.version", "<", version)
-        .where("snapshots.deleted_at", "is", null),
-    )
-    .executeTakeFirst();
-  if (Number(applied.numInsertedOrUpdatedRows ?? 0n) === 0) return; // stale, or already gone for good
-  await trx.deleteFrom("snapshot_tags").where("snapshot_id", "=", snapshot.id).execute();
-  const tags = deletedAt ? [] : Object.entries(snapshot.tags);
-  if (tags.length > 0) {
+const resourceOf = (change: Change): Instance | Snapshot =>
+  change.kind === "instance" ? change.instance : change.snapshot;
+
+function nameOf(change: Change): { scope: string; name: string } | undefined {
+  if (change.kind === "instance") return { scope: instanceNameScope(), name: change.instance.name };
+  const { name, source_instance_id } = change.snapshot;
+  return name === null ? undefined : { scope: snapshotNameScope(source_instance_id), name };
+}
+
+/** Independent changes (no resource or name twice): upserts, then the applied ones' tags and names. */
+async function applyRun(trx: Trx, run: Change[]): Promise<void> {
+  // In id order: concurrent transactions lock rows in one order.
+  const sorted = [...run].sort((a, b) => (resourceOf(a).id < resourceOf(b).id ? -1 : 1));
+  const instances = sorted.filter((change) => change.kind === "instance");
+  const snapshots = sorted.filter((change) => change.kind === "snapshot");
+  const applied = new Set<string>([
+    ...(await upsertInstances(trx, instances)),
+    ...(await upsertSnapshots(trx, snapshots)),
+  ]);
+  if (applied.size === 0) return; // all stale, or already gone for good
+  const changed = sorted.filter((change) => applied.has(resourceOf(change).id));
+  await replaceTags(
+    trx,
+    changed.filter((change) => change.kind === "snapshot"),
+  );
+  await settleNames(trx, changed);
+}
+
+/** The ids whose row was written: new, or older and not deleted. */
+async function upsertInstances(trx: Trx, changes: Array<Extract<Change, { kind: "instance" }>>): Promise<string[]> {
+  const applied: string[] = [];
+  for (const chunk of chunks(changes)) {
+    const rows = await trx
+      .insertInto("instances")
+      .values(
+        chunk.map(({ instance, version, deletedAt }) => ({
+          id: instance.id,
+          name: instance.name,
+          host_id: instance.host_id,
+          state: instance.state,
+          created_at: instance.created_at,
+          resource: JSON.stringify(instance),
+          version,
+          deleted_at: deletedAt,
+        })),
+      )
+      .onConflict((conflict) =>
+        conflict
+          .column("id")
+          .doUpdateSet((eb) => ({
+            name: eb.ref("excluded.name"),
+            host_id: eb.ref("excluded.host_id"),
+            state: eb.ref("excluded.state"),
+            created_at: eb.ref("excluded.created_at"),
+            resource: eb.ref("excluded.resource"),
+            version: eb.ref("excluded.version"),
+            deleted_at: eb.ref("excluded.deleted_at"),
+          }))
+          .where((eb) =>
+            eb.and([eb("instances.version", "<", eb.ref("excluded.version")), eb("instances.deleted_at", "is", null)]),
+          ),
+      )
+      .returning("id")
+      .execute();
+    for (const row of rows) applied.push(row.id);
+  }
+  return applied;
+}
+
+async function upsertSnapshots(trx: Trx, changes: Array<Extract<Change, { kind: "snapshot" }>>): Promise<string[]> {
+  const applied: string[] = [];
+  for (const chunk of chunks(changes)) {
+    const rows = await trx
+      .insertInto("snapshots")
+      .values(
+        chunk.map(({ snapshot, version, deletedAt }) => ({
+          id: snapshot.id,
+          name: snapshot.name,
+          kind: snapshot.kind,
+          source_instance_id: snapshot.source_instance_id,
+          host_id: snapshot.host_id,
+          compression_state: snapshot.compression_state,
+          created_at: snapshot.created_at,
+          resource: JSON.stringify(snapshot),
+          version,
+          deleted_at: deletedAt,
+        })),
+      )
+      .onConflict((conflict) =>
+        conflict
+          .column("id")
+          .doUpdateSet((eb) => ({
+            name: eb.ref("excluded.name"),
+            kind: eb.ref("excluded.kind"),
+            source_instance_id: eb.ref("excluded.source_instance_id"),
+            host_id: eb.ref("excluded.host_id"),
+            compression_state: eb.ref("excluded.compression_state"),
+            created_at: eb.ref("excluded.created_at"),
+            resource: eb.ref("excluded.resource"),
+            version: eb.ref("excluded.version"),
+            deleted_at: eb.ref("excluded.deleted_at"),
+          }))
+          .where((eb) =>
+            eb.and([eb("snapshots.version", "<", eb.ref("excluded.version")), eb("snapshots.deleted_at", "is", null)]),
+          ),
+      )
+      .returning("id")
+      .execute();
+    for (const row of rows) applied.push(row.id);
+  }
+  return applied;
+}
+
+/** A written snapshot's tags are those of its new state (none once deleted). */
+async function replaceTags(trx: Trx, changes: Array<Extract<Change, { kind: "snapshot" }>>): Promise<void> {
+  for (const chunk of chunks(changes)) {
     await trx
-      .insertInto("snapshot_tags")
-      .values(tags.map(([key, value]) => ({ snapshot_id: snapshot.id, key, value })))
+      .deleteFrom("snapshot_tags")
+      .where(
+        "snapshot_id",
+        "in",
+        chunk.map((change) => change.snapshot.id),
+      )
       .execute();
   }
-  await settleName(trx, snapshotNameScope(snapshot.source_instance_id), snapshot.name, snapshot.id, deletedAt);
+  const tags = changes.flatMap(({ snapshot, deletedAt }) =>
+    deletedAt ? [] : Object.entries(snapshot.tags).map(([key, value]) => ({ snapshot_id: snapshot.id, key, value })),
+  );
+  for (const chunk of chunks(tags)) await trx.insertInto("snapshot_tags").values(chunk).execute();
 }
 
 /**
  * A resource that exists holds its name (claimed again when the read model is rebuilt from announcements, and no
  * longer pending once its outcome is known); a deleted one gives it back.
  */
-async function settleName(trx: Trx, scope: string, name: string | null, resourceId: string, deletedAt: string | null) {
-  if (deletedAt) {
+async function settleNames(trx: Trx, changes: Change[]): Promise<void> {
+  const gone = changes.filter((change) => change.deletedAt !== null);
+  for (const chunk of chunks(gone)) {
     await trx
       .deleteFrom("name_reservations")
-      .where("scope", "=", scope)
-      .where("resource_id", "=", resourceId)
+      .where((eb) =>
+        eb.or(
+          chunk.map((change) =>
+            eb.and([
+              eb(
+                "scope",
+                "=",
+                change.kind === "instance"
+                  ? instanceNameScope()
+                  : snapshotNameScope(change.snapshot.source_instance_id),
+              ),
+              eb("resource_id", "=", resourceOf(change).id),
+            ]),
+          ),
+        ),
+      )
       .execute();
-    return;
   }
-  if (name === null) return;
-  await trx
-    .insertInto("name_reservations")
-    .values({ scope, name, resource_id: resourceId, pending_until: null })
-    .onConflict((conflict) => conflict.doNothing())
-    .execute();
-  await trx
-    .updateTable("name_reservations")
-    .set({ pending_until: null })
-    .where("resource_id", "=", resourceId)
-    .where("pending_until", "is not", null)
-    .execute();
+  const named = changes.flatMap((change) => {
+    const name = change.deletedAt === null ? nameOf(change) : undefined;
+    return name ? [{ ...name, resource_id: resourceOf(change).id, pending_until: null }] : [];
+  });
+  for (const chunk of chunks(named)) {
+    await trx
+      .insertInto("name_reservations")
+      .values(chunk)
+      .onConflict((conflict) => conflict.doNothing())
+      .execute();
+    await trx
+      .updateTable("name_reservations")
+      .set({ pending_until: null })
+      .where(
+        "resource_id",
+        "in",
+        chunk.map((row) => row.resource_id),
+      )
+      .where("pending_until", "is not", null)
+      .execute();
+  }
+}
+
+function chunks<T>(items: T[]): T[][] {
+  const out: T[][] = [];
+  for (let start = 0; start < items.length; start += ROWS_PER_STATEMENT) {
+    out.push(items.slice(start, start + ROWS_PER_STATEMENT));
+  }
+  return out;
 }

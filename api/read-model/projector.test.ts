@@ -70,6 +70,27 @@ describe.each(testDialects())("projector on %s", (dialect) => {
     expect(page.snapshots.map((s) => s.id)).toEqual([snapshot.id]);
   });
 
+  it("applies an event appended twice once, though both copies land in one transaction", async () => {
+    const { db, stream, newProjector } = await setup(dialect);
+    const instance = sampleInstance();
+    const subject = subjectOf.instance(instance.id);
+    // Before the projector starts: all three entries come in one read, and one transaction applies them.
+    const first = await stream.append("instance.created", subject, { instance }, v(1));
+    await stream.append("instance.created", subject, { instance }, { ...v(1), id: first.event.id });
+    const stopped = { ...instance, state: "Stopped" as const };
+    const last = await stream.append("instance.updated", subject, { instance: stopped }, v(2));
+    const projector = newProjector();
+    const applied: string[] = [];
+    projector.onApplied((entry) => {
+      if (entry.kind === "event") applied.push(entry.event.id);
+    });
+    projector.start();
+    await projector.waitFor(last.event.id, 5_000);
+    expect(applied).toEqual([first.event.id, last.event.id]);
+    expect(await countProcessed(db)).toBe(2);
+    expect(await findInstance(db, instance.id)).toEqual(stopped);
+  });
+
   it("follows a snapshot through its compression states, whatever order its versions arrive in", async () => {
     const { db, stream, newProjector } = await setup(dialect);
     const projector = newProjector();

@@ -8,7 +8,7 @@ import { testDialects } from "../../test/helpers/postgres.ts";
 import { sampleInstance, sampleSnapshot } from "../../test/helpers/resources.ts";
 import type { Db } from "../db/database.ts";
 import { dialectOf } from "../db/dialect.ts";
-import { applyAnnouncement } from "./apply.ts";
+import { applyChanges, changesOfAnnouncement } from "./apply.ts";
 import { decodeCursor, listSnapshots, snapshotPageQuery } from "./queries.ts";
 
 const SNAPSHOTS = 3_000;
@@ -30,18 +30,21 @@ describe.each(testDialects())("snapshot list queries on %s", (dialect) => {
   beforeAll(async () => {
     database = await openTestDatabase("queries", dialect);
     await database.db.transaction().execute((trx) =>
-      applyAnnouncement(trx, {
-        host_id: instance.host_id,
-        announcement_id: "a1",
-        part: 0,
-        parts: 1,
-        announced_at: new Date().toISOString(),
-        instances: [],
-        snapshots: live.map((snapshot) => ({ version: 1, snapshot })),
-        tombstones: snapshots
-          .filter((_, index) => index % DELETED_EVERY === 0)
-          .map((snapshot) => ({ kind: "snapshot", version: 2, deleted_at: snapshot.created_at, snapshot })),
-      }),
+      applyChanges(
+        trx,
+        changesOfAnnouncement({
+          host_id: instance.host_id,
+          announcement_id: "a1",
+          part: 0,
+          parts: 1,
+          announced_at: new Date().toISOString(),
+          instances: [],
+          snapshots: live.map((snapshot) => ({ version: 1, snapshot })),
+          tombstones: snapshots
+            .filter((_, index) => index % DELETED_EVERY === 0)
+            .map((snapshot) => ({ kind: "snapshot", version: 2, deleted_at: snapshot.created_at, snapshot })),
+        }),
+      ),
     );
     // As a running server has them: PostgreSQL's autovacuum gathers statistics; SQLite has none unless asked.
     if (dialect === "postgres") await database.db.executeQuery(CompiledQuery.raw("analyze"));
