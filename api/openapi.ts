@@ -1,5 +1,6 @@
-// Shared pieces of route definitions: the error responses and the bearer security requirement.
+// Shared pieces of route definitions: the error responses, the bearer security requirement, and JSON responses.
 import type { z } from "@hono/zod-openapi";
+import type { Context, TypedResponse } from "hono";
 import { ERROR_ENVELOPE_SCHEMA } from "../shared/errors.ts";
 
 const ERROR_DESCRIPTIONS = {
@@ -37,3 +38,11 @@ export const jsonResponse = <Schema extends z.ZodType>(schema: Schema, descripti
   description,
   content: { "application/json": { schema } },
 });
+
+/**
+ * A 200 whose body is JSON text already written as `T` (e.g. stored resources spliced together), typed as the route's
+ * JSON response: the text is sent as is, not parsed and written again.
+ */
+export function jsonText<T>(c: Context, text: string): TypedResponse<T, 200, "json"> {
+  return c.body(text, 200, { "content-type": "application/json" }) as unknown as TypedResponse<T, 200, "json">;
+}

@@ -185,7 +185,8 @@ async function upsertSnapshots(trx: Trx, changes: Array<Extract<Change, { kind: 
           host_id: snapshot.host_id,
           compression_state: snapshot.compression_state,
           created_at: snapshot.created_at,
-          resource: JSON.stringify(snapshot),
+          // host_online is derived at read time and spliced into the stored text (api/host-status.ts): never stored.
+          resource: JSON.stringify({ ...snapshot, host_online: undefined }),
           version,
           deleted_at: deletedAt,
         })),

@@ -67,18 +67,34 @@ export interface SnapshotPage {
   nextCursor: string | null;
 }
 
+/** A snapshot as stored: its resource's JSON text (never with `host_online`, apply.ts) and its host. */
+export interface StoredSnapshot {
+  host_id: string;
+  resource: string;
+}
+
 /** Oldest first, by (created_at, id). Tag filters are exact, case-sensitive and ANDed. */
 export async function listSnapshots(
   db: Db,
   filters: SnapshotFilters,
   page: { limit?: number; after?: { createdAt: string; id: string } },
 ): Promise<SnapshotPage> {
+  const { rows, nextCursor } = await listStoredSnapshots(db, filters, page);
+  return { snapshots: rows.map((row) => JSON.parse(row.resource) as Snapshot), nextCursor };
+}
+
+/** listSnapshots without parsing: what a list response is written from. */
+export async function listStoredSnapshots(
+  db: Db,
+  filters: SnapshotFilters,
+  page: { limit?: number; after?: { createdAt: string; id: string } },
+): Promise<{ rows: StoredSnapshot[]; nextCursor: string | null }> {
   const rows = await snapshotPageQuery(db, filters, page).execute();
   const hasMore = page.limit !== undefined && rows.length > page.limit;
   const pageRows = hasMore ? rows.slice(0, page.limit) : rows;
   const last = pageRows.at(-1);
   return {
-    snapshots: pageRows.map((row) => JSON.parse(row.resource) as Snapshot),
+    rows: pageRows,
     nextCursor: hasMore && last ? encodeCursor({ createdAt: last.created_at, id: last.id }) : null,
   };
 }
@@ -89,7 +105,10 @@ export function snapshotPageQuery(
   filters: SnapshotFilters,
   page: { limit?: number; after?: { createdAt: string; id: string } },
 ) {
-  let query = db.selectFrom("snapshots").select(["id", "created_at", "resource"]).where("deleted_at", "is", null);
+  let query = db
+    .selectFrom("snapshots")
+    .select(["id", "created_at", "host_id", "resource"])
+    .where("deleted_at", "is", null);
   if (filters.kind) query = query.where("kind", "=", filters.kind);
   if (filters.name !== undefined) query = query.where("name", "=", filters.name);
   if (filters.source_instance_id !== undefined)

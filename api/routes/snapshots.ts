@@ -23,12 +23,17 @@ import { SNAPSHOT_RECORD } from "../../shared/snapshots/store.ts";
 import type { App, AppDeps } from "../app.ts";
 import { assertHostOnline, knownHosts, onlineHosts, runHostCommand } from "../commands.ts";
 import { fetchFromHost } from "../host-payloads.ts";
-import { presentInstance, presentSnapshot, presentSnapshots } from "../host-status.ts";
+import { presentInstance, presentSnapshot, presentStoredSnapshots } from "../host-status.ts";
 import { timed } from "../metrics/metrics.ts";
-import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
+import { BEARER_SECURITY, errorResponses, jsonResponse, jsonText } from "../openapi.ts";
 import { requireUsableHost } from "../placement.ts";
 import { snapshotNameScope, withNameReservation } from "../read-model/names.ts";
-import { decodeCursor, findInstanceIncludingDeleted, findSnapshot, listSnapshots } from "../read-model/queries.ts";
+import {
+  decodeCursor,
+  findInstanceIncludingDeleted,
+  findSnapshot,
+  listStoredSnapshots,
+} from "../read-model/queries.ts";
 import { instanceNameReservation, requireInstance } from "./instances.ts";
 import { INSTANCE_PATH, SNAPSHOT_PATH, tagFilterFromQuery } from "./params.ts";
 
@@ -139,7 +144,7 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
     const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
     if (query.cursor !== undefined && !after)
       throw new ApiError("invalid_request", "cursor: not a cursor this API issued");
-    const page = await listSnapshots(
+    const page = await listStoredSnapshots(
       deps.db,
       {
         kind: query.kind,
@@ -150,7 +155,7 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       { limit: query.limit, after },
     );
     if (page.nextCursor) c.header(NEXT_CURSOR_HEADER, page.nextCursor);
-    return c.json(presentSnapshots(deps, page.snapshots), 200);
+    return jsonText<Snapshot[]>(c, presentStoredSnapshots(deps, page.rows));
   });
 
   app.openapi(getSnapshotRoute, async (c) =>
