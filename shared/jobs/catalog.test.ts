@@ -26,6 +26,24 @@ const PAYLOADS: Partial<Record<JobName, { payload: Record<string, unknown>; ids:
   },
   "snapshot.delete": { payload: { snapshot_id: snapshot.id }, ids: [["snapshot_id"]] },
   "snapshot.compress": { payload: { snapshot_id: snapshot.id }, ids: [["snapshot_id"]] },
+  "instance.fork": {
+    payload: { instance_id: instance.id, from_running: true, snapshot, instance, target_state: "Running" },
+    ids: [["instance_id"], ["snapshot", "id"], ["snapshot", "source_instance_id"], ["instance", "id"]],
+  },
+  "snapshot.replicate": {
+    payload: { snapshot_id: snapshot.id, owner_host_id: "host-a" },
+    ids: [["snapshot_id"], ["owner_host_id"]],
+  },
+  "snapshot.drop-replica": { payload: { snapshot_id: snapshot.id }, ids: [["snapshot_id"]] },
+  "snapshot.recompress": {
+    payload: { snapshot_id: snapshot.id, compression: { enabled: true, algorithm: "zstd", level: 1 } },
+    ids: [["snapshot_id"]],
+  },
+  "instance.standby.compress": {
+    payload: { instance_id: instance.id, algorithm: "lz4", level: 1 },
+    ids: [["instance_id"]],
+  },
+  "snapshot.schedule.run": { payload: { instance_id: instance.id }, ids: [["instance_id"]] },
 };
 
 const HOSTILE_IDS = ["../../x", "..", "", "/etc", `${newId()}/..`, "A".repeat(24), `${newId()}\n`];

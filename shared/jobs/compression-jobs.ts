@@ -19,7 +19,7 @@ export const COMPRESSION_JOBS = {
   /** Packs a Standby instance's RAM in place (POST /instances/{id}/standby with compression), after its delay. */
   "instance.standby.compress": {
     queue: "compression",
-    payload: z.object({ instance_id: z.string(), ...STANDBY_COMPRESSION_POLICY.shape }),
+    payload: z.object({ instance_id: RESOURCE_ID, ...STANDBY_COMPRESSION_POLICY.shape }),
     result: z.object({ outcome: z.enum(["compressed", "skipped"]) }),
     attempts: 3,
     backoff: { type: "exponential", delayMs: 2_000 },

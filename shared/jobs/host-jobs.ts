@@ -3,7 +3,7 @@
 // on what happened and emits the events that feed the read model. Every id in a payload is checked against the id
 // format: workers join them into paths they write and remove.
 import { z } from "zod";
-import { RESOURCE_ID } from "../schemas/common.ts";
+import { HOST_ID, RESOURCE_ID } from "../schemas/common.ts";
 import { INSTANCE_SCHEMA } from "../schemas/instance.ts";
 import { SNAPSHOT_SCHEMA, TARGET_STATE } from "../schemas/snapshot.ts";
 import type { JobDefinition } from "./catalog.ts";
@@ -93,10 +93,10 @@ export const HOST_JOBS = {
   "instance.fork": {
     queue: "host",
     payload: z.object({
-      instance_id: z.string(),
+      instance_id: RESOURCE_ID,
       from_running: z.boolean(),
-      snapshot: SNAPSHOT_SCHEMA,
-      instance: INSTANCE_SCHEMA,
+      snapshot: PREPARED_SNAPSHOT,
+      instance: PREPARED_INSTANCE,
       target_state: TARGET_STATE,
     }),
     result: INSTANCE_RESULT,
@@ -114,7 +114,7 @@ export const HOST_JOBS = {
   /** Makes this host hold a copy of a snapshot stored on `owner_host_id` (pulled from its payload server). */
   "snapshot.replicate": {
     queue: "host",
-    payload: z.object({ snapshot_id: z.string(), owner_host_id: z.string() }),
+    payload: z.object({ snapshot_id: RESOURCE_ID, owner_host_id: HOST_ID }),
     result: z.object({ pulled_bytes: z.number().int(), ms: z.number() }),
     ...NO_RETRY,
     timeoutMs: 600_000,
@@ -122,7 +122,7 @@ export const HOST_JOBS = {
   /** Removes this host's copy of a snapshot stored elsewhere. */
   "snapshot.drop-replica": {
     queue: "host",
-    payload: z.object({ snapshot_id: z.string() }),
+    payload: z.object({ snapshot_id: RESOURCE_ID }),
     result: z.object({ dropped: z.boolean() }),
     ...NO_RETRY,
     timeoutMs: 60_000,
@@ -130,7 +130,7 @@ export const HOST_JOBS = {
   /** Queues compression of a snapshot in `none` or `error` again, with `compression` as its policy from now on. */
   "snapshot.recompress": {
     queue: "host",
-    payload: z.object({ snapshot_id: z.string(), compression: SNAPSHOT_SCHEMA.shape.compression }),
+    payload: z.object({ snapshot_id: RESOURCE_ID, compression: SNAPSHOT_SCHEMA.shape.compression }),
     result: SNAPSHOT_RESULT,
     ...NO_RETRY,
     timeoutMs: 60_000,
