@@ -1,9 +1,11 @@
 // The dashboard (/ui) and Bull Board (/ui/queues) in headless Chromium against the whole service on one real guest:
 // sign in with the key, take a snapshot, watch it reach `compressed`, fork it, read a webhook's delivery log.
 // One screenshot per page goes to test-artifacts/.
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launchBrowser, type TestBrowser } from "./helpers/browser.ts";
+import { ARTIFACTS_DIR, launchBrowser, type TestBrowser } from "./helpers/browser.ts";
 import { jsonOf } from "./helpers/fixtures.ts";
 import { type RunningService, startService } from "./helpers/service.ts";
 import { startWebhookReceiver, type WebhookReceiver } from "./helpers/webhook-receiver.ts";
@@ -33,6 +35,33 @@ afterAll(async () => {
 });
 
 const row = (attribute: string, value: string) => page.locator(`tr[${attribute}="${value}"]`);
+
+/**
+ * Fails with what the page and the API show, and keeps the service's log in test-artifacts/ (this wait timed out
+ * once in eight CI runs with nothing else to go by).
+ */
+async function failWithState(error: Error): Promise<never> {
+  mkdirSync(ARTIFACTS_DIR, { recursive: true });
+  const log = path.join(ARTIFACTS_DIR, "dashboard-service.log");
+  writeFileSync(log, service.output());
+  const instances = await jsonOf(await service.api("/instances"));
+  const shown = await page.locator("#instances").textContent();
+  const problems = service
+    .output()
+    .split("\n")
+    .filter((line) => /"level":(40|50|60)/.test(line))
+    .slice(-20);
+  throw new Error(
+    [
+      error.message,
+      `#error: ${await page.locator("#error").textContent()}`,
+      `instances on the page: ${shown}`,
+      `instances from the API: ${JSON.stringify(instances)}`,
+      `last warnings and errors of the service (whole log: ${log}):`,
+      ...problems,
+    ].join("\n"),
+  );
+}
 
 describe("dashboard", () => {
   it("refuses a wrong key and signs in with the right one", async () => {
@@ -65,7 +94,10 @@ describe("dashboard", () => {
     const snapshotRow = page.locator("#snapshots tr[data-snapshot]");
     await snapshotRow.getByLabel("fork name").fill("ui-fork");
     await snapshotRow.getByRole("button", { name: "Fork" }).click();
-    await row("data-instance", "ui-fork").getByText("Running").waitFor({ timeout: 60_000 });
+    await row("data-instance", "ui-fork")
+      .getByText("Running")
+      .waitFor({ timeout: 60_000 })
+      .catch((error: Error) => failWithState(error));
     await page
       .locator("#error")
       .getByText(/./)
