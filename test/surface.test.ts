@@ -71,7 +71,7 @@ describe("fork an instance", () => {
   it("forks a Running source that keeps ticking, and the fork runs on from the same moment", async () => {
     const before = await waitForTick("surf-src", 2);
     const fork = await client.instances.fork("surf-src", { name: "surf-fork", from_running: true });
-    expect(fork).toMatchObject({ name: "surf-fork", state: "Running", size: "256MB" });
+    expect(fork).toMatchObject({ name: "surf-fork", state: "Running", size: "256MB", host_online: true });
     expect((await client.instances.get("surf-src")).state).toBe("Running");
     const sourceAfter = await waitForTick("surf-src", before + 3);
     expect(sourceAfter).toBeGreaterThanOrEqual(before + 3);
@@ -239,7 +239,7 @@ describe("standby with compression", () => {
       compression: { enabled: true, algorithm: "zstd", level: 1 },
       compression_delay: "1s",
     });
-    expect(source.state).toBe("Standby");
+    expect(source).toMatchObject({ state: "Standby", host_online: true });
     const memory = path.join(service.dataDir, "instances", source.id, "memory.raw");
     await waitFor(() => existsSync(`${memory}.sfc`) && !existsSync(memory), {
       timeoutMs: 60_000,

@@ -7,6 +7,7 @@ import { FORK_INSTANCE_BODY, INSTANCE_SCHEMA, type Instance } from "../../shared
 import type { SnapshotKind, TargetState } from "../../shared/schemas/snapshot.ts";
 import type { App, AppDeps } from "../app.ts";
 import { runHostCommand } from "../commands.ts";
+import { presentInstance } from "../host-status.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import { withNameReservation } from "../read-model/names.ts";
 import { instanceNameReservation, requireInstance } from "./instances.ts";
@@ -78,6 +79,6 @@ export function registerInstanceForkRoutes(app: App, deps: AppDeps): void {
         `GET /instances/${id}`,
       ),
     );
-    return c.json(result.instance, 201);
+    return c.json(presentInstance(deps, result.instance), 201);
   });
 }

@@ -221,7 +221,7 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
     const result = await timed(deps.metrics.standbyDuration, compressionPolicyLabels(deps, instance), () =>
       runHostCommand(deps, instance.host_id, "instance.standby", payload, `GET /instances/${instance.id}`),
     );
-    return c.json(result.instance, 200);
+    return c.json(presentInstance(deps, result.instance), 200);
   });
 
   app.openapi(instanceLogsRoute, async (c) => {
