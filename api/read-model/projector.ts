@@ -1,6 +1,6 @@
-// Applies the event stream to the read model: a consumer group shared by the API replicas, one transaction per entry
-// (an event, or a part of a host's full-state announcement), idempotent by event id and forward-only by host-owned
-// version, acknowledged after commit.
+// Applies the event stream to the read model: a consumer group shared by the API replicas, a few entries per
+// transaction (events; a part of a host's full-state announcement goes alone), idempotent by event id and forward-only
+// by host-owned version, acknowledged after commit.
 import { setImmediate } from "node:timers/promises";
 import type { Redis } from "ioredis";
 import { decodeEntry, eventStreamKey, type StreamEntry } from "../../shared/events/stream.ts";
