@@ -61,13 +61,19 @@ function registerBullBoard(app: App, deps: AppDeps): void {
     serverAdapter,
     options: { uiConfig: { boardTitle: "Snapfleet queues" } },
   });
-  // Queues come and go with hosts: refresh the list whenever the board is used.
+  // Queues come and go with hosts: the list is read again whenever the board's page or API is asked (its static
+  // assets need none), and replaced only when it changed. Unreadable (Redis down), the board keeps the last one.
+  let shown = "";
   app.use(`${BOARD_PATH}/*`, async (c, next) => {
-    if (deps.redis.status === "ready") {
-      const queues = await knownQueues(deps).catch(() => []);
-      board.replaceQueues(
-        queues.map((queue) => new BullMQAdapter(deps.jobs.queue(queue.name), { readOnlyMode: false })),
-      );
+    if (!c.req.path.startsWith(`${BOARD_PATH}/static/`) && deps.redis.status === "ready") {
+      const queues = await knownQueues(deps).catch(() => undefined);
+      const names = queues?.map((queue) => queue.name).join("\n");
+      if (queues && names !== shown) {
+        board.replaceQueues(
+          queues.map((queue) => new BullMQAdapter(deps.jobs.queue(queue.name), { readOnlyMode: false })),
+        );
+        shown = names!;
+      }
     }
     await next();
     // Bull Board's page links a web font from a CDN: drop it, the page falls back to the system font.
