@@ -216,22 +216,44 @@ async function upsertSnapshots(trx: Trx, changes: Array<Extract<Change, { kind: 
   return applied;
 }
 
-/** A written snapshot's tags are those of its new state (none once deleted). */
+/**
+ * A written snapshot's tags become those of its new state (none once deleted). Only what differs is written: most
+ * changes (compression progress) keep the tags, and rewriting them was a third of the pages a burst wrote to SQLite's
+ * log.
+ */
 async function replaceTags(trx: Trx, changes: Array<Extract<Change, { kind: "snapshot" }>>): Promise<void> {
+  const tagsOf = ({ snapshot, deletedAt }: Extract<Change, { kind: "snapshot" }>) =>
+    deletedAt ? [] : Object.entries(snapshot.tags);
   for (const chunk of chunks(changes)) {
+    // Tags the new state no longer has.
     await trx
       .deleteFrom("snapshot_tags")
-      .where(
-        "snapshot_id",
-        "in",
-        chunk.map((change) => change.snapshot.id),
+      .where((eb) =>
+        eb.or(
+          chunk.map((change) => {
+            const keys = tagsOf(change).map(([key]) => key);
+            const ofSnapshot = eb("snapshot_id", "=", change.snapshot.id);
+            return keys.length === 0 ? ofSnapshot : eb.and([ofSnapshot, eb("key", "not in", keys)]);
+          }),
+        ),
       )
       .execute();
   }
-  const tags = changes.flatMap(({ snapshot, deletedAt }) =>
-    deletedAt ? [] : Object.entries(snapshot.tags).map(([key, value]) => ({ snapshot_id: snapshot.id, key, value })),
+  const tags = changes.flatMap((change) =>
+    tagsOf(change).map(([key, value]) => ({ snapshot_id: change.snapshot.id, key, value })),
   );
-  for (const chunk of chunks(tags)) await trx.insertInto("snapshot_tags").values(chunk).execute();
+  for (const chunk of chunks(tags)) {
+    await trx
+      .insertInto("snapshot_tags")
+      .values(chunk)
+      .onConflict((conflict) =>
+        conflict
+          .columns(["snapshot_id", "key"])
+          .doUpdateSet((eb) => ({ value: eb.ref("excluded.value") }))
+          .where((eb) => eb("snapshot_tags.value", "<>", eb.ref("excluded.value"))),
+      )
+      .execute();
+  }
 }
 
 /**
