@@ -37,8 +37,7 @@ afterAll(async () => {
 const row = (attribute: string, value: string) => page.locator(`tr[${attribute}="${value}"]`);
 
 /**
- * Fails with what the page and the API show, and keeps the service's log in test-artifacts/ (this wait timed out
- * once in eight CI runs with nothing else to go by).
+ * Fails with what the page and the API show, and keeps the service's log in test-artifacts/.
  */
 async function failWithState(error: Error): Promise<never> {
   mkdirSync(ARTIFACTS_DIR, { recursive: true });
@@ -92,11 +91,16 @@ describe("dashboard", () => {
 
   it("forks the snapshot from its row", async () => {
     const snapshotRow = page.locator("#snapshots tr[data-snapshot]");
-    await snapshotRow.getByLabel("fork name").fill("ui-fork");
+    const name = snapshotRow.getByLabel("fork name");
+    await name.fill("ui-fork");
+    // The tables are rebuilt on every refresh (at the latest after 5 s): what was typed survives it.
+    const typedInto = await name.elementHandle();
+    await page.waitForFunction((input) => !input?.isConnected, typedInto, { timeout: 10_000 });
+    expect(await name.inputValue()).toBe("ui-fork");
     await snapshotRow.getByRole("button", { name: "Fork" }).click();
     await row("data-instance", "ui-fork")
       .getByText("Running")
-      .waitFor({ timeout: 60_000 })
+      .waitFor({ timeout: 40_000 })
       .catch((error: Error) => failWithState(error));
     await page
       .locator("#error")

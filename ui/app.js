@@ -6,6 +6,8 @@ import { badge, bytes, el, fillTable, time } from "./dom.js";
 const $ = (id) => document.getElementById(id);
 /** Compression progress by snapshot id, from snapshot.compression.progress events. */
 const progress = new Map();
+/** Fork names typed but not yet used, by snapshot id: the tables are rebuilt on every refresh (events, and every 5 s). */
+const forkNames = new Map();
 let selectedWebhook;
 let stopLive = new AbortController();
 
@@ -87,8 +89,12 @@ function renderSnapshots(snapshots) {
   const fork = (snapshot, input) =>
     run(async () => {
       await api(`/snapshots/${snapshot.id}/fork`, { method: "POST", json: { name: input.value } });
+      forkNames.delete(snapshot.id);
       await refresh();
     });
+  // What the user is typing survives the rebuild: its text, and the focus and caret if it had them.
+  const typing = document.activeElement?.dataset?.forkOf;
+  const caret = typing ? document.activeElement.selectionStart : undefined;
   fillTable(
     $("snapshots"),
     snapshots,
@@ -105,15 +111,22 @@ function renderSnapshots(snapshots) {
       Downtime: (snapshot) => (snapshot.capture_downtime_ms === null ? "–" : `${snapshot.capture_downtime_ms} ms`),
       Fork: (snapshot) => {
         const input = el("input", {
-          value: `${snapshot.source_instance_name}-fork`,
+          value: forkNames.get(snapshot.id) ?? `${snapshot.source_instance_name}-fork`,
           size: 14,
           "aria-label": "fork name",
+          "data-fork-of": snapshot.id,
+          oninput: () => forkNames.set(snapshot.id, input.value),
         });
         return [input, " ", el("button", { onclick: () => fork(snapshot, input) }, "Fork")];
       },
     },
     (snapshot) => ({ "data-snapshot": snapshot.id }),
   );
+  const input = typing && document.querySelector(`input[data-fork-of="${typing}"]`);
+  if (input) {
+    input.focus();
+    input.setSelectionRange(caret, caret);
+  }
 }
 
 function renderWebhooks(endpoints) {
