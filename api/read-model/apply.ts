@@ -97,10 +97,12 @@ export async function applyChanges(trx: Trx, changes: Change[]): Promise<void> {
 
 /** What a change touches besides its own row: two changes sharing none of these are independent. */
 function keysOf(change: Change): string[] {
-  const { id } = resourceOf(change);
   const name = nameOf(change);
-  return name ? [id, `${name.scope}\u0000${name.name}`] : [id];
+  return name ? [rowKey(change), `${name.scope}\u0000${name.name}`] : [rowKey(change)];
 }
+
+/** A change's row: its table and id. */
+const rowKey = (change: Change) => `${change.kind}:${resourceOf(change).id}`;
 
 const resourceOf = (change: Change): Instance | Snapshot =>
   change.kind === "instance" ? change.instance : change.snapshot;
@@ -118,11 +120,11 @@ async function applyRun(trx: Trx, run: Change[]): Promise<void> {
   const instances = sorted.filter((change) => change.kind === "instance");
   const snapshots = sorted.filter((change) => change.kind === "snapshot");
   const applied = new Set<string>([
-    ...(await upsertInstances(trx, instances)),
-    ...(await upsertSnapshots(trx, snapshots)),
+    ...(await upsertInstances(trx, instances)).map((id) => `instance:${id}`),
+    ...(await upsertSnapshots(trx, snapshots)).map((id) => `snapshot:${id}`),
   ]);
   if (applied.size === 0) return; // all stale, or already gone for good
-  const changed = sorted.filter((change) => applied.has(resourceOf(change).id));
+  const changed = sorted.filter((change) => applied.has(rowKey(change)));
   await replaceTags(
     trx,
     changed.filter((change) => change.kind === "snapshot"),
