@@ -132,88 +132,70 @@ async function applyRun(trx: Trx, run: Change[]): Promise<void> {
   await settleNames(trx, changed);
 }
 
-/** The ids whose row was written: new, or older and not deleted. */
 async function upsertInstances(trx: Trx, changes: Array<Extract<Change, { kind: "instance" }>>): Promise<string[]> {
-  const applied: string[] = [];
-  for (const chunk of chunks(changes)) {
-    const rows = await trx
-      .insertInto("instances")
-      .values(
-        chunk.map(({ instance, version, deletedAt }) => ({
-          id: instance.id,
-          name: instance.name,
-          host_id: instance.host_id,
-          state: instance.state,
-          created_at: instance.created_at,
-          resource: JSON.stringify(instance),
-          version,
-          deleted_at: deletedAt,
-        })),
-      )
-      .onConflict((conflict) =>
-        conflict
-          .column("id")
-          .doUpdateSet((eb) => ({
-            name: eb.ref("excluded.name"),
-            host_id: eb.ref("excluded.host_id"),
-            state: eb.ref("excluded.state"),
-            created_at: eb.ref("excluded.created_at"),
-            resource: eb.ref("excluded.resource"),
-            version: eb.ref("excluded.version"),
-            deleted_at: eb.ref("excluded.deleted_at"),
-          }))
-          .where((eb) =>
-            eb.and([eb("instances.version", "<", eb.ref("excluded.version")), eb("instances.deleted_at", "is", null)]),
-          ),
-      )
-      .returning("id")
-      .execute();
-    for (const row of rows) applied.push(row.id);
-  }
-  return applied;
+  return upsertNewer(
+    trx,
+    "instances",
+    changes.map(({ instance, version, deletedAt }) => ({
+      id: instance.id,
+      name: instance.name,
+      host_id: instance.host_id,
+      state: instance.state,
+      created_at: instance.created_at,
+      resource: JSON.stringify(instance),
+      version,
+      deleted_at: deletedAt,
+    })),
+  );
 }
 
 async function upsertSnapshots(trx: Trx, changes: Array<Extract<Change, { kind: "snapshot" }>>): Promise<string[]> {
+  return upsertNewer(
+    trx,
+    "snapshots",
+    changes.map(({ snapshot, version, deletedAt }) => ({
+      id: snapshot.id,
+      name: snapshot.name,
+      kind: snapshot.kind,
+      source_instance_id: snapshot.source_instance_id,
+      host_id: snapshot.host_id,
+      compression_state: snapshot.compression_state,
+      created_at: snapshot.created_at,
+      // host_online is derived at read time and spliced into the stored text (api/host-status.ts): never stored.
+      resource: JSON.stringify({ ...snapshot, host_online: undefined }),
+      version,
+      deleted_at: deletedAt,
+    })),
+  );
+}
+
+/** A row of a resource table: the resource at a host-owned version, live or deleted. */
+type ResourceRow = { id: string; version: number; deleted_at: string | null; [column: string]: unknown };
+
+/**
+ * Writes each row that is new, or newer than its stored row and not deleted (an older state never overwrites a newer
+ * one, nothing brings back a deleted resource); returns the ids of the rows written.
+ */
+async function upsertNewer(trx: Trx, table: "instances" | "snapshots", rows: ResourceRow[]): Promise<string[]> {
+  // biome-ignore lint/suspicious/noExplicitAny: one statement for both resource tables, whose columns differ
+  const db = trx as Transaction<any>;
   const applied: string[] = [];
-  for (const chunk of chunks(changes)) {
-    const rows = await trx
-      .insertInto("snapshots")
-      .values(
-        chunk.map(({ snapshot, version, deletedAt }) => ({
-          id: snapshot.id,
-          name: snapshot.name,
-          kind: snapshot.kind,
-          source_instance_id: snapshot.source_instance_id,
-          host_id: snapshot.host_id,
-          compression_state: snapshot.compression_state,
-          created_at: snapshot.created_at,
-          // host_online is derived at read time and spliced into the stored text (api/host-status.ts): never stored.
-          resource: JSON.stringify({ ...snapshot, host_online: undefined }),
-          version,
-          deleted_at: deletedAt,
-        })),
-      )
+  for (const chunk of chunks(rows)) {
+    const columns = Object.keys(chunk[0]!).filter((column) => column !== "id");
+    const written = await db
+      .insertInto(table)
+      .values(chunk)
       .onConflict((conflict) =>
         conflict
           .column("id")
-          .doUpdateSet((eb) => ({
-            name: eb.ref("excluded.name"),
-            kind: eb.ref("excluded.kind"),
-            source_instance_id: eb.ref("excluded.source_instance_id"),
-            host_id: eb.ref("excluded.host_id"),
-            compression_state: eb.ref("excluded.compression_state"),
-            created_at: eb.ref("excluded.created_at"),
-            resource: eb.ref("excluded.resource"),
-            version: eb.ref("excluded.version"),
-            deleted_at: eb.ref("excluded.deleted_at"),
-          }))
+          .doUpdateSet((eb) => Object.fromEntries(columns.map((column) => [column, eb.ref(`excluded.${column}`)])))
           .where((eb) =>
-            eb.and([eb("snapshots.version", "<", eb.ref("excluded.version")), eb("snapshots.deleted_at", "is", null)]),
+            eb.and([eb(`${table}.version`, "<", eb.ref("excluded.version")), eb(`${table}.deleted_at`, "is", null)]),
           ),
       )
       .returning("id")
       .execute();
-    for (const row of rows) applied.push(row.id);
+    for (const row of written) applied.push(row.id as string);
   }
   return applied;
 }
