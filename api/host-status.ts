@@ -41,10 +41,10 @@ export function presentSnapshots(deps: AppDeps, snapshots: Snapshot[]): Snapshot
 export function presentStoredSnapshots(deps: AppDeps, rows: StoredSnapshot[]): string {
   const lookup = deps.hostDirectory.lookup();
   if (!lookup) return `[${rows.map((row) => row.resource).join(",")}]`;
-  const parts = rows.map(({ host_id, resource }) => {
-    const field = `"host_online":${lookup(host_id)?.online ?? false}`;
-    return resource === "{}" ? `{${field}}` : `${resource.slice(0, -1)},${field}}`;
-  });
+  // A stored resource is a non-empty object: its closing brace is its last character.
+  const parts = rows.map(
+    ({ host_id, resource }) => `${resource.slice(0, -1)},"host_online":${lookup(host_id)?.online ?? false}}`,
+  );
   return `[${parts.join(",")}]`;
 }
 

@@ -21,7 +21,7 @@ const START_RETRY_MS = 1_000;
  * on the event loop, so a transaction is time requests wait: 5 entries applied a burst 2.9x faster than one
  * per transaction with the reads' p99 unchanged, 10 and 20 doubled and tripled it (bench:api, 10,000 snapshots).
  * PostgreSQL's statements are I/O the loop does not wait on: 50 entries share a commit and one WAL flush (a burst at
- * ~2,700 events/s against ~400 with six statements per event).
+ * 3,500-4,100 events/s against ~400 with six statements per event).
  */
 const ENTRIES_PER_TRANSACTION: Record<DialectName, number> = { sqlite: 5, postgres: 50 };
 

@@ -67,6 +67,12 @@ export interface SnapshotPage {
   nextCursor: string | null;
 }
 
+/** Up to `limit` rows (all without), after the position `after` in list order. */
+export interface PageRequest {
+  limit?: number;
+  after?: { createdAt: string; id: string };
+}
+
 /** A snapshot as stored: its resource's JSON text (never with `host_online`, apply.ts) and its host. */
 export interface StoredSnapshot {
   host_id: string;
@@ -74,11 +80,7 @@ export interface StoredSnapshot {
 }
 
 /** Oldest first, by (created_at, id). Tag filters are exact, case-sensitive and ANDed. */
-export async function listSnapshots(
-  db: Db,
-  filters: SnapshotFilters,
-  page: { limit?: number; after?: { createdAt: string; id: string } },
-): Promise<SnapshotPage> {
+export async function listSnapshots(db: Db, filters: SnapshotFilters, page: PageRequest): Promise<SnapshotPage> {
   const { rows, nextCursor } = await listStoredSnapshots(db, filters, page);
   return { snapshots: rows.map((row) => JSON.parse(row.resource) as Snapshot), nextCursor };
 }
@@ -87,7 +89,7 @@ export async function listSnapshots(
 export async function listStoredSnapshots(
   db: Db,
   filters: SnapshotFilters,
-  page: { limit?: number; after?: { createdAt: string; id: string } },
+  page: PageRequest,
 ): Promise<{ rows: StoredSnapshot[]; nextCursor: string | null }> {
   const rows = await snapshotPageQuery(db, filters, page).execute();
   const hasMore = page.limit !== undefined && rows.length > page.limit;
@@ -100,11 +102,7 @@ export async function listStoredSnapshots(
 }
 
 /** The query behind listSnapshots (one row more than the limit: whether a next page exists). */
-export function snapshotPageQuery(
-  db: Db,
-  filters: SnapshotFilters,
-  page: { limit?: number; after?: { createdAt: string; id: string } },
-) {
+export function snapshotPageQuery(db: Db, filters: SnapshotFilters, page: PageRequest) {
   let query = db
     .selectFrom("snapshots")
     .select(["id", "created_at", "host_id", "resource"])
