@@ -8,6 +8,11 @@ export interface HoleSeeker {
   seekHole(fd: number, offset: number): number;
 }
 
+/** fallocate(PUNCH_HOLE), from the native addon. */
+export interface HolePuncher extends HoleSeeker {
+  punchHole(fd: number, offset: number, length: number): void;
+}
+
 export interface DataExtent {
   start: number;
   end: number;
@@ -26,6 +31,23 @@ export function findDataExtents(seeker: HoleSeeker, fd: number, size: number): D
     position = end;
   }
   return extents;
+}
+
+/**
+ * Punches every range lseek reports as a hole, returning how many. A range QEMU zeroed with fallocate(ZERO_RANGE)
+ * reads as a hole but keeps its blocks (unwritten extents), and `fallocate --dig-holes` skips it for that reason.
+ */
+export function punchHoleRanges(puncher: HolePuncher, fd: number, size: number): number {
+  let punched = 0;
+  let position = 0;
+  for (const extent of [...findDataExtents(puncher, fd, size), { start: size, end: size }]) {
+    if (extent.start > position) {
+      puncher.punchHole(fd, position, extent.start - position);
+      punched++;
+    }
+    position = extent.end;
+  }
+  return punched;
 }
 
 /** Walks extents for ranges visited in increasing order: the parts of each range that hold data. */

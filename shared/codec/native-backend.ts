@@ -6,7 +6,7 @@
 // 2 MiB chunks: 1-3 GB/s decoding, where the packages backend does 0.15-0.25 GB/s (bench/README.md).
 import { createRequire } from "node:module";
 import type { CodecBackend, FrameCodec, FrameResult } from "./backend.ts";
-import { findDataExtents, type HoleSeeker } from "./holes.ts";
+import { findDataExtents, type HolePuncher } from "./holes.ts";
 
 /** `zero`: the input was all zero and was not compressed. `checksum`: low 32 bits of XXH64 of the uncompressed bytes. */
 type NativeCallback = (error: Error | null, bytesWritten: number, checksum: number, zero: boolean) => void;
@@ -20,7 +20,7 @@ type NativeRun = (
   done: NativeCallback,
 ) => void;
 
-interface CodecAddon extends HoleSeeker {
+interface CodecAddon extends HolePuncher {
   xxh64Low32(data: Uint8Array): number;
   zstdCompress: NativeRun;
   zstdDecompress: NativeRun;
@@ -69,6 +69,11 @@ function frameCodec(compress: NativeRun, decompress: NativeRun, bound: (length: 
     compress: (chunk, level, output, detectZero) => runInto(compress, chunk, output, level, detectZero),
     decompress: (frame, output) => runInto(decompress, frame, output, 0, false),
   };
+}
+
+/** The addon's hole calls (lseek and fallocate); throws when the addon is not built or does not load here. */
+export function loadHolePuncher(): HolePuncher {
+  return loadAddon();
 }
 
 /** Throws when the addon is not built or does not load on this machine. */

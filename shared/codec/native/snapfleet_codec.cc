@@ -1,6 +1,7 @@
-// Native helpers the codec cannot get from Node: lseek(SEEK_DATA/SEEK_HOLE) to find file holes without
-// reading them, XXH64 (the zstd seekable format's per-frame checksum), and zstd and LZ4 frames compressed from
-// and decoded into caller-owned buffers on the libuv pool, with contexts reused per pool thread.
+// Native helpers the codec and the driver cannot get from Node: lseek(SEEK_DATA/SEEK_HOLE) to find file holes
+// without reading them, fallocate to punch holes, XXH64 (the zstd seekable format's per-frame checksum), and zstd
+// and LZ4 frames compressed from and decoded into caller-owned buffers on the libuv pool, with contexts reused per
+// pool thread.
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 #include <lz4.h>
@@ -9,6 +10,7 @@
 #include <zstd.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -38,6 +40,24 @@ Napi::Value Seek(const Napi::CallbackInfo& info, int whence) {
 
 Napi::Value SeekData(const Napi::CallbackInfo& info) { return Seek(info, SEEK_DATA); }
 Napi::Value SeekHole(const Napi::CallbackInfo& info) { return Seek(info, SEEK_HOLE); }
+
+// fallocate(PUNCH_HOLE | KEEP_SIZE): gives a range's blocks back, the file reading zeros there; Node has no fallocate.
+Napi::Value PunchHole(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
+    Napi::TypeError::New(env, "expected (fd, offset, length)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  off_t offset = static_cast<off_t>(info[1].As<Napi::Number>().Int64Value());
+  off_t length = static_cast<off_t>(info[2].As<Napi::Number>().Int64Value());
+  if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) != 0) {
+    Napi::Error error = Napi::Error::New(env, strerror(errno));
+    error.Set("errno", Napi::Number::New(env, errno));
+    error.ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
 
 // Low 32 bits of XXH64(data, seed 0), as the seekable format stores it.
 Napi::Value Xxh64Low32(const Napi::CallbackInfo& info) {
@@ -258,6 +278,7 @@ Napi::Value Lz4CompressBound(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("seekData", Napi::Function::New(env, SeekData));
   exports.Set("seekHole", Napi::Function::New(env, SeekHole));
+  exports.Set("punchHole", Napi::Function::New(env, PunchHole));
   exports.Set("xxh64Low32", Napi::Function::New(env, Xxh64Low32));
   exports.Set("zstdCompress", Napi::Function::New(env, ZstdCompressChunk));
   exports.Set("zstdDecompress", Napi::Function::New(env, ZstdDecompressChunk));

@@ -73,6 +73,11 @@ async function sizeOf(file: string): Promise<number> {
   return (await stat(file)).size;
 }
 
+/** Bytes a file holds on disk (allocated blocks, as `du` counts them), not its apparent size. */
+async function allocatedBytes(file: string): Promise<number> {
+  return (await stat(file)).blocks * 512;
+}
+
 async function qemuProcessesUsing(dir: string): Promise<number[]> {
   const pids: number[] = [];
   for (const entry of await readdir("/proc")) {
@@ -113,12 +118,14 @@ describe("qemu driver on a real TCG guest", { timeout: 120_000 }, () => {
   it("captures a running guest in one pause, its disk copied as it was then though the guest writes on", async () => {
     const dir = path.join(root, "running-capture");
     let diskAtPause = "";
+    let allocatedAtPause = 0;
     const capture = await source.captureRunning({
       deviceStateFile: path.join(dir, "device-state.bin"),
       diskFile: path.join(dir, "disk.raw"),
       // Stopped and drained: the file holds what the guest had written.
       whilePaused: async () => {
         diskAtPause = await sha256(source.diskFile);
+        allocatedAtPause = await allocatedBytes(source.diskFile);
       },
     });
     expect((await source.status()).state).toBe("running");
@@ -132,6 +139,10 @@ describe("qemu driver on a real TCG guest", { timeout: 120_000 }, () => {
     await capture.diskCopy.wait();
     expect(await sha256(path.join(dir, "disk.raw"))).toBe(diskAtPause);
     expect(await sha256(source.diskFile)).not.toBe(diskAtPause);
+    // As sparse as the source: QEMU's copy of the source's holes (zeroed extents) must not stay allocated. One
+    // file-system block of slack: ext4 may keep an extent-tree block for a file that was fragmented while written.
+    expect(await sizeOf(path.join(dir, "disk.raw"))).toBeGreaterThan(100 * allocatedAtPause);
+    expect(await allocatedBytes(path.join(dir, "disk.raw"))).toBeLessThanOrEqual(allocatedAtPause * 1.01 + 4096);
   });
 
   it("captures device state leaving shared RAM out of the stream, then stops cleanly", async () => {

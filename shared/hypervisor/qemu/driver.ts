@@ -6,6 +6,8 @@ import { access, mkdir, open, readFile, rm, stat, writeFile } from "node:fs/prom
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
+import { punchHoleRanges } from "../../codec/holes.ts";
+import { loadHolePuncher } from "../../codec/native-backend.ts";
 import { HypervisorError, MigrationError, QmpError, VmBootError, VmGoneError } from "../errors.ts";
 import { findExecutable, run } from "../exec.ts";
 import { type MachineInfo, machineInfoFile, parseHostQemu } from "../machine.ts";
@@ -377,8 +379,28 @@ class QemuVm implements VmHandle {
       await rm(target, { force: true });
       throw new HypervisorError(`disk copy failed: ${job.error}`);
     }
-    // QEMU writes zero ranges as allocated (unwritten) extents; give them back so the copy is as sparse as the disk.
-    await run("fallocate", ["--dig-holes", target]);
+    await this.giveBackZeroBlocks(target);
+  }
+
+  /**
+   * Makes a disk copy as sparse as its source: QEMU writes the source's holes as zeroed (unwritten) extents, which
+   * read as holes but hold blocks, and `--dig-holes` skips them; it still frees blocks written with zeros.
+   */
+  private async giveBackZeroBlocks(file: string): Promise<void> {
+    await run("fallocate", ["--dig-holes", file]);
+    let puncher: ReturnType<typeof loadHolePuncher>;
+    try {
+      puncher = loadHolePuncher();
+    } catch (error) {
+      this.settings.logger?.warn({ err: error, file }, "disk copy keeps QEMU's zeroed extents: no native addon");
+      return;
+    }
+    const handle = await open(file, "r+");
+    try {
+      punchHoleRanges(puncher, handle.fd, (await handle.stat()).size);
+    } finally {
+      await handle.close();
+    }
   }
 
   /** Feeds a captured stream to a QEMU started with `-incoming defer -S`, then continues it unless asked not to. */
