@@ -45,6 +45,56 @@ const REQUIRED_TOOLS: Record<string, string> = {
 };
 
 /**
+ * Dense guests on demand (kernel command line `snapfleet.fill=P snapfleet.dirty=R`): before it counts, the init fills
+ * P % of the guest's RAM (of MemTotal, at most all but 32 MiB of what is available) in a tmpfs with a mix like a real workload's memory: 40 % random bytes
+ * (incompressible), 25 % binary (the guest's own busybox and kernel modules, repeated), 25 % text (log-like lines,
+ * a 1 MiB corpus repeated) and 10 % zero pages; then, with R > 0, it rewrites R MiB of the random part every second
+ * (copies within it, so the content stays random and only the pages change). `snapfleet: memory load …` lines mark
+ * both on the console. Under TCG /dev/urandom gives a few tens of MB/s, so filling a 4 GiB guest takes a minute.
+ */
+const MEMORY_LOAD_SCRIPT = `fill=0
+dirty=0
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    snapfleet.fill=*) fill=\${arg#snapfleet.fill=} ;;
+    snapfleet.dirty=*) dirty=\${arg#snapfleet.dirty=} ;;
+  esac
+done
+if [ "$fill" -gt 0 ] 2>/dev/null; then
+  started=$(cut -d. -f1 /proc/uptime)
+  total_kib=$(sed -n 's/^MemTotal: *\\([0-9]*\\) kB$/\\1/p' /proc/meminfo)
+  available_kib=$(sed -n 's/^MemAvailable: *\\([0-9]*\\) kB$/\\1/p' /proc/meminfo)
+  load=$((total_kib * fill / 100 / 1024))
+  # Keep 32 MiB for the kernel and the init's own work: a small guest gets less than asked rather than an OOM panic.
+  [ $load -gt $((available_kib / 1024 - 32)) ] && load=$((available_kib / 1024 - 32))
+  random=$((load * 40 / 100)); binary=$((load * 25 / 100)); zero=$((load * 10 / 100))
+  text=$((load - random - binary - zero))
+  mkdir -p /load
+  mount -t tmpfs -o size=$((load + 16))m tmpfs /load
+  dd if=/dev/urandom of=/load/random bs=1M count=$random 2>/dev/null
+  cat /bin/busybox /lib/modules/*.ko > /load/binary.unit
+  while cat /load/binary.unit; do :; done 2>/dev/null | head -c $((binary * 1048576)) > /load/binary
+  rm /load/binary.unit
+  awk 'BEGIN { srand(7); for (i = 0; i < 15000; i++) printf "%06d level=%s user=u%d path=/srv/app/%x/%x status=%d took=%dms\\n", i, (rand() < 0.9 ? "info" : "warn"), int(rand() * 5000), int(rand() * 65536), int(rand() * 4096), (rand() < 0.95 ? 200 : 500), int(rand() * 900) }' | head -c 1048576 > /load/text.unit
+  while cat /load/text.unit; do :; done 2>/dev/null | head -c $((text * 1048576)) > /load/text
+  rm /load/text.unit
+  dd if=/dev/zero of=/load/zero bs=1M count=$zero 2>/dev/null
+  echo "snapfleet: memory load $load MiB of $((total_kib / 1024)) ($random random, $binary binary, $text text, $zero zero) in $(($(cut -d. -f1 /proc/uptime) - started)) s"
+  if [ "$dirty" -gt 0 ] 2>/dev/null && [ "$random" -gt "$dirty" ]; then
+    echo "snapfleet: memory load dirtying $dirty MiB/s"
+    (
+      at=0
+      while true; do
+        from=$(((at + random / 2) % (random - dirty)))
+        dd if=/load/random of=/load/random bs=1M skip=$from seek=$at count=$dirty conv=notrunc 2>/dev/null
+        at=$(((at + dirty) % (random - dirty)))
+        sleep 1
+      done
+    ) &
+  fi
+fi`;
+
+/**
  * The guest's /init. It resumes counting from the tick stored on /dev/vda, prints `tick N` to the
  * serial console every second and writes N back to the disk, so disk state is visible after a reboot.
  */
@@ -71,6 +121,7 @@ if [ -b /dev/vda ]; then
 else
   echo "snapfleet: no /dev/vda, counting from 0"
 fi
+${MEMORY_LOAD_SCRIPT}
 while true; do
   tick=$((tick + 1))
   echo "tick $tick"

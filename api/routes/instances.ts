@@ -164,6 +164,7 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
       has_snapshot: false,
       tags: body.tags ?? {},
       snapshot_policy: body.snapshot_policy ?? null,
+      ...(body.memory_load && { memory_load: body.memory_load }),
       host_id: host,
     };
     const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>

@@ -9,7 +9,7 @@ export const DEFAULT_IMAGE_NAME = "busybox";
 export const MANIFEST_FILE = "manifest.json";
 
 /** Bumped whenever the builder changes what it puts in an image. */
-export const IMAGE_FORMAT_VERSION = 1;
+export const IMAGE_FORMAT_VERSION = 2;
 
 export const imageManifestSchema = z.object({
   name: z.string().min(1),

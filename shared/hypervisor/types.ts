@@ -15,6 +15,12 @@ export interface Logger {
   warn(object: object, message?: string): void;
 }
 
+/** A dense guest: the share of RAM its init fills at boot, and MiB it rewrites every second (scripts/build-image.ts). */
+export interface MemoryLoad {
+  fillPercent: number;
+  dirtyMiBPerSecond: number;
+}
+
 export interface VmSpec {
   /** Owned by this VM: QMP socket, pidfile, console log and (by default) disk and memory files live here. */
   instanceDir: string;
@@ -38,6 +44,8 @@ export interface VmSpec {
   memoryReadOnly?: boolean;
   /** Raw disk (default `<instanceDir>/disk.raw`, created sparse at the image's default size if missing). */
   diskFile?: string;
+  /** Fill and dirty guest RAM from the init (passed on the kernel command line); none by default. */
+  memoryLoad?: MemoryLoad;
   /** Boot from a captured payload instead of the kernel. */
   incoming?: {
     deviceStateFile: string;

@@ -28,6 +28,24 @@ export const SNAPSHOT_POLICY = z
   })
   .openapi("SnapshotPolicy", { description: "Defaults for snapshots of this instance" });
 
+export const MEMORY_LOAD = z
+  .object({
+    fill_percent: z.number().int().min(1).max(90).openapi({ description: "Share of guest RAM filled at boot" }),
+    dirty_mib_per_second: z
+      .number()
+      .int()
+      .min(0)
+      .max(1024)
+      .default(0)
+      .openapi({ description: "MiB of the filled RAM rewritten every second while the guest runs" }),
+  })
+  .openapi("MemoryLoad", {
+    description:
+      "Extension: a dense guest, for realistic snapshots and benchmarks. The guest's init fills this share of its " +
+      "RAM (40 % random, 25 % binary, 25 % text, 10 % zero pages) before it starts counting, and keeps rewriting " +
+      "some of it. Omitted: the guest uses only what its kernel and init touch.",
+  });
+
 export const MEMORY_LIMITS = { min: 64 * 1024 ** 2, max: 16 * 1024 ** 3, default: "256MB" } as const;
 export const DISK_LIMITS = { min: 16 * 1024 ** 2, max: 64 * 1024 ** 3, default: "256MB" } as const;
 
@@ -51,6 +69,7 @@ export const INSTANCE_SCHEMA = z
       .openapi({ description: "Whether the instance holds standby state (memory + device state)" }),
     tags: z.record(z.string(), z.string()),
     snapshot_policy: SNAPSHOT_POLICY.nullable(),
+    memory_load: MEMORY_LOAD.optional(),
     host_id: z.string().openapi({ description: "The worker host that owns this instance" }),
     host_online: HOST_ONLINE,
   })
@@ -68,6 +87,7 @@ export const CREATE_INSTANCE_BODY = z
     hypervisor: HYPERVISOR.default("qemu"),
     tags: TAGS.optional(),
     snapshot_policy: SNAPSHOT_POLICY.optional(),
+    memory_load: MEMORY_LOAD.optional(),
     host_id: HOST_ID.optional().openapi({
       description:
         "Extension: the worker host to create the instance on (GET /hosts lists them). Default: the least loaded " +

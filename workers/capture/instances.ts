@@ -230,6 +230,10 @@ export class InstanceManager {
       shareMemory: mode === "shared",
       memoryReadOnly: options.readOnlyMemory,
       diskFile: files.disk,
+      memoryLoad: instance.memory_load && {
+        fillPercent: instance.memory_load.fill_percent,
+        dirtyMiBPerSecond: instance.memory_load.dirty_mib_per_second,
+      },
       incoming: options.incoming ? { deviceStateFile: options.incoming, paused: options.paused } : undefined,
     });
     this.handles.set(instance.id, handle);

@@ -1,6 +1,7 @@
 /** The QEMU command line and instance-dir layout for one VM; pure functions, no I/O. */
 import path from "node:path";
 import type { GuestImage } from "../image.ts";
+import type { MemoryLoad } from "../types.ts";
 
 /** Files a running VM keeps in its instance dir besides disk, memory and console log. */
 /**
@@ -44,6 +45,7 @@ export interface QemuLaunch {
   memoryReadOnly: boolean;
   diskFile: string;
   incoming: boolean;
+  memoryLoad?: MemoryLoad;
 }
 
 /** QEMU option values escape a comma by doubling it. */
@@ -65,7 +67,7 @@ export function qemuArgs(launch: QemuLaunch): string[] {
       `memory-backend-file,id=mem,size=${launch.memoryBytes},mem-path=${optionValue(launch.memoryFile)},share=${launch.shareMemory ? "on" : "off"}${launch.memoryReadOnly ? ",readonly=on,rom=off" : ""}`,
     ],
     // The kernel is given on restores too: its option ROMs are part of the machine the stream describes.
-    ["-kernel", image.kernelPath, "-initrd", image.initrdPath, "-append", image.manifest.cmdline],
+    ["-kernel", image.kernelPath, "-initrd", image.initrdPath, "-append", kernelCommandLine(launch)],
     // drop-cache=off: activating the disk (after a capture's device-state migration, or a restore's) would otherwise
     // fsync the file and drop its whole page cache, a pause that grows with the data on the disk (docs/lazy-fork.md).
     ["-drive", `file=${optionValue(launch.diskFile)},format=raw,if=virtio,cache=writeback,file.drop-cache=off`],
@@ -75,6 +77,13 @@ export function qemuArgs(launch: QemuLaunch): string[] {
     launch.incoming ? ["-incoming", "defer", "-S"] : [],
   ];
   return args.flat();
+}
+
+/** The image's command line, plus the memory load the guest's init reads from it. */
+function kernelCommandLine(launch: QemuLaunch): string {
+  const load = launch.memoryLoad;
+  if (!load || load.fillPercent <= 0) return launch.image.manifest.cmdline;
+  return `${launch.image.manifest.cmdline} snapfleet.fill=${load.fillPercent} snapfleet.dirty=${load.dirtyMiBPerSecond}`;
 }
 
 /** Quotes a path for the shell QEMU runs `exec:` migration commands in. */

@@ -63,6 +63,34 @@ async function waitForTicks(log: string, count: number, fromOffset = 0): Promise
   }
 }
 
+/** Waits for a console line; returns its match. A dense guest fills its RAM before it prints anything more. */
+async function waitForConsole(log: string, line: RegExp): Promise<RegExpMatchArray> {
+  const deadline = Date.now() + 3 * TICK_TIMEOUT_MS;
+  for (;;) {
+    const match = (await readFile(log, "utf8").catch(() => "")).match(line);
+    if (match) return match;
+    if (Date.now() > deadline) throw new Error(`no line matching ${line} in ${log} after ${3 * TICK_TIMEOUT_MS} ms`);
+    await sleep(100);
+  }
+}
+
+const PAGE = 4096;
+const ZERO_PAGE_DIGEST = createHash("sha1").update(Buffer.alloc(PAGE)).digest("hex");
+
+/** One digest per 4 KiB page of a guest's memory file. */
+async function pageDigests(file: string): Promise<string[]> {
+  const bytes = await readFile(file);
+  const digests: string[] = [];
+  for (let offset = 0; offset < bytes.length; offset += PAGE) {
+    digests.push(
+      createHash("sha1")
+        .update(bytes.subarray(offset, offset + PAGE))
+        .digest("hex"),
+    );
+  }
+  return digests;
+}
+
 async function sha256(file: string): Promise<string> {
   return createHash("sha256")
     .update(await readFile(file))
@@ -268,6 +296,28 @@ describe("qemu driver on a real TCG guest", { timeout: 120_000 }, () => {
     expect((error as Error).message).toMatch(/no-such-vmlinuz/);
     expect(await readdir(path.join(root, "bad-kernel"))).toEqual([]);
     expect(await qemuProcessesUsing(path.join(root, "bad-kernel"))).toEqual([]);
+  });
+
+  it("fills a dense guest's RAM on demand and keeps rewriting it while it runs", async () => {
+    const memoryBytes = 256 * MIB;
+    const load = { fillPercent: 70, dirtyMiBPerSecond: 4 };
+    const dense = await boot(spec("dense", { memoryBytes, memoryLoad: load }));
+    const [, loadMiB] = await waitForConsole(dense.consoleLog, /^snapfleet: memory load (\d+) MiB of (\d+)/m);
+    await waitForConsole(dense.consoleLog, /^snapfleet: memory load dirtying 4 MiB\/s/m);
+    // 70 % of what the kernel reports (MemTotal, about 80 % of the RAM given), less headroom for the kernel.
+    expect(Number(loadMiB) * MIB).toBeGreaterThan(memoryBytes * 0.4);
+    await waitForTicks(dense.consoleLog, 1);
+    const first = await pageDigests(dense.memoryFile);
+    const before = (await ticks(dense.consoleLog)).length;
+    await waitForTicks(dense.consoleLog, before + 3);
+    const second = await pageDigests(dense.memoryFile);
+    // Nine tenths of the load is data (a tenth is zero pages); an idle guest holds about a fifth of its RAM.
+    const dataBytes = second.filter((digest) => digest !== ZERO_PAGE_DIGEST).length * PAGE;
+    expect(dataBytes).toBeGreaterThan(Number(loadMiB) * MIB * 0.9);
+    // Three ticks at 4 MiB/s rewrite at least 8 MiB of pages; an idle guest changes a few hundred KiB.
+    const changed = second.filter((digest, index) => digest !== first[index]).length * PAGE;
+    expect(changed).toBeGreaterThan(8 * MIB);
+    await stop(dense);
   });
 
   it("rejects a memory size QEMU cannot map before starting anything", async () => {

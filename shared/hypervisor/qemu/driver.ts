@@ -160,6 +160,7 @@ async function bootVm(binary: string, spec: VmSpec, settings: DriverSettings): P
       memoryReadOnly,
       diskFile: runtime.diskFile,
       incoming: spec.incoming !== undefined,
+      memoryLoad: spec.memoryLoad,
     });
     await writeFile(layout.runtimeFile, JSON.stringify(runtime));
     await daemonize(binary, args, settings.bootTimeoutMs);
