@@ -138,13 +138,30 @@ function buildCodecAddon() {
   if (result.status !== 0) fail("codec addon step failed");
 }
 
+/** The format version a built image records. */
+function imageVersion(manifest) {
+  try {
+    return JSON.parse(readFileSync(manifest, "utf8")).version;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The format version this checkout's builder writes (IMAGE_FORMAT_VERSION; this script runs without TypeScript). */
+function builderImageVersion() {
+  const source = readFileSync(path.join(ROOT, "shared", "hypervisor", "image.ts"), "utf8");
+  return Number(source.match(/export const IMAGE_FORMAT_VERSION = (\d+);/)?.[1]);
+}
+
 function buildGuestImage() {
   const builder = path.join(ROOT, "scripts", "build-image.ts");
   if (!existsSync(builder)) return;
   const dataDir = path.resolve(ROOT, process.env.DATA_DIR || "data");
   const imagesDir = path.resolve(dataDir, process.env.IMAGES_DIR || "images");
-  if (existsSync(path.join(imagesDir, "busybox", "manifest.json"))) return;
-  log(`building the guest image into ${imagesDir} (once)`);
+  const manifest = path.join(imagesDir, "busybox", "manifest.json");
+  const current = existsSync(manifest) && imageVersion(manifest) === builderImageVersion();
+  if (current) return;
+  log(`building the guest image into ${imagesDir} (${existsSync(manifest) ? "its format changed" : "once"})`);
   const result = spawnSync(process.execPath, ["--import", "tsx", builder, "busybox", "--images-dir", imagesDir], {
     cwd: ROOT,
     stdio: "inherit",
