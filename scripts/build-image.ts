@@ -60,6 +60,12 @@ for arg in $(cat /proc/cmdline); do
     snapfleet.dirty=*) dirty=\${arg#snapfleet.dirty=} ;;
   esac
 done
+# repeat UNIT FILE MIB: FILE holds UNIT over and over, cut at MIB MiB (appending beats a pipe into head under TCG).
+repeat() {
+  : > "$2"
+  while [ "$(stat -c %s "$2")" -lt $(($3 * 1048576)) ]; do cat "$1" >> "$2"; done
+  truncate -s $(($3 * 1048576)) "$2"
+}
 if [ "$fill" -gt 0 ] 2>/dev/null; then
   started=$(cut -d. -f1 /proc/uptime)
   total_kib=$(sed -n 's/^MemTotal: *\\([0-9]*\\) kB$/\\1/p' /proc/meminfo)
@@ -73,11 +79,12 @@ if [ "$fill" -gt 0 ] 2>/dev/null; then
   mount -t tmpfs -o size=$((load + 16))m tmpfs /load
   dd if=/dev/urandom of=/load/random bs=1M count=$random 2>/dev/null
   cat /bin/busybox /lib/modules/*.ko > /load/binary.unit
-  while cat /load/binary.unit; do :; done 2>/dev/null | head -c $((binary * 1048576)) > /load/binary
+  repeat /load/binary.unit /load/binary $binary
   rm /load/binary.unit
   awk 'BEGIN { srand(7); for (i = 0; i < 15000; i++) printf "%06d level=%s user=u%d path=/srv/app/%x/%x status=%d took=%dms\\n", i, (rand() < 0.9 ? "info" : "warn"), int(rand() * 5000), int(rand() * 65536), int(rand() * 4096), (rand() < 0.95 ? 200 : 500), int(rand() * 900) }' | head -c 1048576 > /load/text.unit
-  while cat /load/text.unit; do :; done 2>/dev/null | head -c $((text * 1048576)) > /load/text
-  rm /load/text.unit
+  repeat /load/text.unit /load/text.block 16
+  repeat /load/text.block /load/text $text
+  rm /load/text.unit /load/text.block
   dd if=/dev/zero of=/load/zero bs=1M count=$zero 2>/dev/null
   echo "snapfleet: memory load $load MiB of $((total_kib / 1024)) ($random random, $binary binary, $text text, $zero zero) in $(($(cut -d. -f1 /proc/uptime) - started)) s"
   if [ "$dirty" -gt 0 ] 2>/dev/null && [ "$random" -gt "$dirty" ]; then

@@ -298,7 +298,8 @@ describe("qemu driver on a real TCG guest", { timeout: 120_000 }, () => {
     expect(await qemuProcessesUsing(path.join(root, "bad-kernel"))).toEqual([]);
   });
 
-  it("fills a dense guest's RAM on demand and keeps rewriting it while it runs", async () => {
+  // Filling 144 MiB under TCG takes 10–30 s before the first tick, more on a busy machine.
+  it("fills a dense guest's RAM on demand and keeps rewriting it while it runs", { timeout: 300_000 }, async () => {
     const memoryBytes = 256 * MIB;
     const load = { fillPercent: 70, dirtyMiBPerSecond: 4 };
     const dense = await boot(spec("dense", { memoryBytes, memoryLoad: load }));
