@@ -1,9 +1,12 @@
 // npm run bench:codec — both codec backends (native addon, packages) against the zstd and lz4 commands.
 //
-// The memory file: --memory-file <path>, else the RAM of a busybox guest booted here (needs qemu-system-x86 and the
-// image from scripts/build-image.ts), else a generated 256 MiB stand-in.
-// Options: --rounds <n> (default 3; zstd level 19 runs once), --skip-large (no 1 GiB and 4 GiB files),
-// --skip-level-19 (it takes minutes on the 1 GiB file).
+// Files: the memory file (--memory-file <path>, else the RAM of a busybox guest booted here, which needs
+// qemu-system-x86 and the image from scripts/build-image.ts, else a generated 256 MiB stand-in), then a generated dense
+// 256 MiB mix (text, binary structures, random data, few zero pages: what the codec compresses, not what it skips).
+// Beside the threaded rows, zstd 1 and lz4 0 get a per-thread row: the native backend one chunk at a time against
+// `zstd -T1` / `lz4` (single-threaded).
+// Options: --rounds <n> (default 3), --level-19 (adds zstd 19, one round: minutes), --large (adds the sparse 1 GiB
+// mix and peak RSS on a 4 GiB one: minutes more). The default run stays under 5 minutes on an idle 2-core machine.
 import { execFile, spawn } from "node:child_process";
 import { mkdtemp, open, rm, stat } from "node:fs/promises";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
@@ -13,7 +16,7 @@ import { CODEC_BACKEND_NAMES, type CodecBackendName } from "../shared/codec/inde
 import { dataChunks, measureEngine } from "./lib/engines.ts";
 import { captureGuestMemory, findGuestImage } from "./lib/guest-memory.ts";
 import { median } from "./lib/median.ts";
-import { generateMemoryMix } from "./lib/memory-mix.ts";
+import { DENSE_MIX, generateMemoryMix } from "./lib/memory-mix.ts";
 
 const run = promisify(execFile);
 const MiB = 1 << 20;
@@ -23,8 +26,8 @@ const { values: flags } = parseArgs({
   options: {
     "memory-file": { type: "string" },
     rounds: { type: "string", default: "3" },
-    "skip-large": { type: "boolean", default: false },
-    "skip-level-19": { type: "boolean", default: false },
+    large: { type: "boolean", default: false },
+    "level-19": { type: "boolean", default: false },
   },
 });
 const ROUNDS = Number(flags.rounds);
@@ -45,14 +48,24 @@ const ALL_CONTENDERS: Contender[] = [
   { label: "lz4 0", algorithm: "lz4", level: 0, commandLevel: "-1", rounds: ROUNDS },
   { label: "lz4 9", algorithm: "lz4", level: 9, commandLevel: "-9", rounds: ROUNDS },
 ];
-const CONTENDERS = ALL_CONTENDERS.filter((contender) => !(flags["skip-level-19"] && contender.level === 19));
+const CONTENDERS = ALL_CONTENDERS.filter((contender) => flags["level-19"] || contender.level !== 19);
+/** The levels that also get a per-thread row (the service's defaults; per-thread lz4 9 alone would take minutes). */
+const PER_THREAD_LABELS = new Set(["zstd 1", "lz4 0"]);
 
-/** zstd runs multithreaded (-T0), as fast as it goes here; lz4 has no threads. */
-function compressCommand(contender: Contender, source: string, destination: string): string[] {
+/** Threads the compression runs on: all (the codec's default, `zstd -T0`) or one (`-T1`; lz4 1.9.4 has no threads). */
+type Threads = "all" | "one";
+
+function compressCommand(contender: Contender, threads: Threads, source: string, destination: string): string[] {
   return contender.algorithm === "zstd"
-    ? ["zstd", contender.commandLevel, "-T0", "-q", "-f", source, "-o", destination]
+    ? ["zstd", contender.commandLevel, threads === "all" ? "-T0" : "-T1", "-q", "-f", source, "-o", destination]
     : ["lz4", contender.commandLevel, "-q", "-f", source, destination];
 }
+
+/** The command as a row names it, e.g. `zstd -1 -T0` or `lz4 -1`. */
+const commandName = (contender: Contender, threads: Threads) =>
+  `\`${compressCommand(contender, threads, "", "")
+    .filter((argument) => argument && !["-q", "-f", "-o"].includes(argument))
+    .join(" ")}\``;
 
 function decompressCommand(contender: Contender, source: string, destination: string): string[] {
   return contender.algorithm === "zstd"
@@ -109,8 +122,6 @@ const loadAverage = () =>
     .map((load) => load.toFixed(1))
     .join(" / ");
 
-type Engine = CodecBackendName | "command";
-
 interface EngineFigures {
   compressSeconds: number[];
   decompressSeconds: number[];
@@ -122,19 +133,30 @@ interface EngineFigures {
   zeroChunks?: string;
 }
 
-/** One round of a backend: compress, decompress (no fsync, like the commands), the round trip checked with cmp. */
+/**
+ * One round of a backend: compress, decompress (no fsync, like the commands), the round trip checked with cmp.
+ * `concurrency` 1 is the per-thread figure: one chunk at a time on one pool thread (file I/O overlaps it, as
+ * `zstd -T1`'s I/O thread does).
+ */
 async function measureBackend(
   backend: CodecBackendName,
   contender: Contender,
   source: string,
   workDirectory: string,
   figures: EngineFigures,
+  concurrency?: number,
 ): Promise<void> {
   const compressed = path.join(workDirectory, `${backend}.${contender.algorithm}`);
   const restored = path.join(workDirectory, `${backend}.restored`);
-  const request = { backend, algorithm: contender.algorithm, level: contender.level };
+  const request = { backend, algorithm: contender.algorithm, level: contender.level, concurrency };
   const packed = await runCodec({ ...request, operation: "compress", source, destination: compressed });
-  const unpacked = await runCodec({ backend, operation: "decompress", source: compressed, destination: restored });
+  const unpacked = await runCodec({
+    backend,
+    concurrency,
+    operation: "decompress",
+    source: compressed,
+    destination: restored,
+  });
   await run("cmp", [source, restored]); // the figures count only if the round trip is exact
   figures.compressSeconds.push(packed.seconds);
   figures.decompressSeconds.push(unpacked.seconds);
@@ -149,13 +171,16 @@ async function measureBackend(
 
 async function measureCommand(
   contender: Contender,
+  threads: Threads,
   source: string,
   workDirectory: string,
   figures: EngineFigures,
 ): Promise<void> {
   const compressed = path.join(workDirectory, `command.${contender.algorithm}`);
   const restored = path.join(workDirectory, "command.restored");
-  figures.compressSeconds.push(await timeCommand(compressCommand(contender, source, compressed), compressed, true));
+  figures.compressSeconds.push(
+    await timeCommand(compressCommand(contender, threads, source, compressed), compressed, true),
+  );
   figures.decompressSeconds.push(
     await timeCommand(decompressCommand(contender, compressed, restored), restored, false),
   );
@@ -164,21 +189,57 @@ async function measureCommand(
   await rm(restored, { force: true });
 }
 
-const ENGINES: Engine[] = [...CODEC_BACKEND_NAMES, "command"];
+/** One row of a file's table: an engine at a contender's level, and the command row it is compared with. */
+interface Lane {
+  name: string;
+  /** The command lane this one's "vs command" columns divide by; none for a command lane itself. */
+  versus?: string;
+  measure: (figures: EngineFigures) => Promise<void>;
+}
 
-function engineRow(contender: Contender, engine: Engine, figures: EngineFigures, command: EngineFigures, size: number) {
+/** Both backends against the threaded command; for PER_THREAD_LABELS, native on one thread against the command's. */
+function lanesFor(contender: Contender, source: string, workDirectory: string): Lane[] {
+  const threaded = commandName(contender, "all");
+  const lanes: Lane[] = CODEC_BACKEND_NAMES.map((backend) => ({
+    name: backend,
+    versus: threaded,
+    measure: (figures) => measureBackend(backend, contender, source, workDirectory, figures),
+  }));
+  lanes.push({
+    name: threaded,
+    measure: (figures) => measureCommand(contender, "all", source, workDirectory, figures),
+  });
+  if (PER_THREAD_LABELS.has(contender.label)) {
+    const single = commandName(contender, "one");
+    lanes.push({
+      name: "native, 1 thread",
+      versus: single,
+      measure: (figures) => measureBackend("native", contender, source, workDirectory, figures, 1),
+    });
+    if (single !== threaded) {
+      lanes.push({
+        name: single,
+        measure: (figures) => measureCommand(contender, "one", source, workDirectory, figures),
+      });
+    }
+  }
+  return lanes;
+}
+
+function engineRow(contender: Contender, lane: Lane, figures: EngineFigures, command: EngineFigures, size: number) {
   const compress = median(figures.compressSeconds);
   const decompress = median(figures.decompressSeconds);
+  const isCommand = lane.versus === undefined;
   const name =
-    engine === "command"
-      ? `\`${compressCommand(contender, "", "")[0]} ${contender.commandLevel}\``
-      : `${engine}${figures.recordedLevel !== contender.level ? ` (writes level ${figures.recordedLevel})` : ""}`;
-  const versus = (mine: number, theirs: number) => (engine === "command" ? "—" : `${(theirs / mine).toFixed(2)}×`);
+    isCommand || figures.recordedLevel === contender.level
+      ? lane.name
+      : `${lane.name} (writes level ${figures.recordedLevel})`;
+  const versus = (mine: number, theirs: number) => (isCommand ? "—" : `${(theirs / mine).toFixed(2)}× ${lane.versus}`);
   return (
     `| ${contender.label} | ${name} | ${rate(size, compress)} | ${versus(compress, median(command.compressSeconds))} | ` +
     `${(figures.compressedBytes / MiB).toFixed(1)} MiB | ${(figures.compressedBytes / command.compressedBytes).toFixed(4)} | ` +
     `${rate(size, decompress)} | ${versus(decompress, median(command.decompressSeconds))} | ` +
-    `${engine === "command" ? "—" : `${(figures.peakRssBytes / MiB).toFixed(0)} MiB (${(figures.baselineRssBytes / MiB).toFixed(0)})`} | ` +
+    `${isCommand ? "—" : `${(figures.peakRssBytes / MiB).toFixed(0)} MiB (${(figures.baselineRssBytes / MiB).toFixed(0)})`} | ` +
     `${figures.zeroChunks ?? "—"} |`
   );
 }
@@ -199,19 +260,16 @@ async function benchFile(name: string, source: string, workDirectory: string): P
       peakRssBytes: 0,
       baselineRssBytes: 0,
     });
-    const figures: Record<Engine, EngineFigures> = {
-      native: emptyFigures(),
-      packages: emptyFigures(),
-      command: emptyFigures(),
-    };
+    const lanes = lanesFor(contender, source, workDirectory);
+    const figures = new Map(lanes.map((lane) => [lane.name, emptyFigures()]));
     for (let round = 0; round < contender.rounds; round++) {
       // Interleaved, so a change in the machine's load hits every engine alike.
-      for (const backend of CODEC_BACKEND_NAMES) {
-        await measureBackend(backend, contender, source, workDirectory, figures[backend]);
-      }
-      await measureCommand(contender, source, workDirectory, figures.command);
+      for (const lane of lanes) await lane.measure(figures.get(lane.name)!);
     }
-    for (const engine of ENGINES) console.log(engineRow(contender, engine, figures[engine], figures.command, size));
+    for (const lane of lanes) {
+      const mine = figures.get(lane.name)!;
+      console.log(engineRow(contender, lane, mine, figures.get(lane.versus ?? lane.name)!, size));
+    }
   }
   console.log(`Load average after (1/5/15 min): ${loadAverage()}`);
 }
@@ -313,9 +371,17 @@ async function main(): Promise<void> {
     }
     await benchEngines(memoryFile);
     await benchFile(memoryName, memoryFile, workDirectory);
-    console.log("\n## Chunk size (same file)");
+    const dense = path.join(workDirectory, "dense-256m.raw");
+    generateMemoryMix(dense, 256 * MiB, 4, DENSE_MIX);
+    await benchFile(
+      "generated dense 256 MiB mix (35% text, 35% binary structures, 20% random, 10% zero pages in short runs)",
+      dense,
+      workDirectory,
+    );
+    await rm(dense, { force: true });
+    console.log("\n## Chunk size (the memory file)");
     await benchChunkSizes(memoryFile, workDirectory);
-    if (!flags["skip-large"]) {
+    if (flags.large) {
       const large = path.join(workDirectory, "mix-1g.raw");
       generateMemoryMix(large, GiB, 2);
       await benchFile("generated 1 GiB mix", large, workDirectory);
@@ -326,6 +392,8 @@ async function main(): Promise<void> {
     await rm(workDirectory, { recursive: true, force: true });
   }
   console.log(`\nLoad average at the end (1/5/15 min): ${loadAverage()}`);
+  // The default run is meant to stay under 5 minutes on an idle 2-core machine: say what this one took.
+  console.log(`Took ${Math.round(performance.now() / 1000)} s.`);
 }
 
 await main();

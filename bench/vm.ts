@@ -11,6 +11,7 @@ import { buildImage } from "../scripts/build-image.ts";
 import { createQemuDriver } from "../shared/hypervisor/qemu/driver.ts";
 import { copyFileSparse } from "../shared/hypervisor/sparse-copy.ts";
 import type { Accel, VmHandle, VmSpec } from "../shared/hypervisor/types.ts";
+import { median, spread } from "./lib/median.ts";
 
 const MiB = 1 << 20;
 const TICK_TIMEOUT_MS = 60_000;
@@ -211,19 +212,13 @@ async function measureForkLayouts(memoryMiB: number): Promise<ForkLayout[]> {
   return results;
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
-
 const ms = (value: number) => `${Math.round(value)} ms`;
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 
 function summarize(memoryMiB: number, rounds: Round[]): string {
   const cell = (pick: (round: Round) => number, format: (value: number) => string) => {
-    const values = rounds.map(pick);
-    return `${format(median(values))} (${format(Math.min(...values))}–${format(Math.max(...values))})`;
+    const { median, min, max } = spread(rounds.map(pick));
+    return `${format(median)} (${format(min)}–${format(max)})`;
   };
   return [
     `| ${memoryMiB} MiB`,

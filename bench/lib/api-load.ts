@@ -24,17 +24,27 @@ export interface LoadRequest {
   rate: number;
   seconds: number;
   burst: number;
+  /** A request not answered 200 within this is failed; a failed request counts in the percentiles as this value. */
+  timeoutMs: number;
 }
 
-/** One timed request: when it was sent (ms after the load began) and how long it took to its last body byte. */
+/**
+ * One timed request: when it was sent (ms after the load began) and how long it took to its last body byte. A failed
+ * one (reset, error status, timeout) counts as `timeoutMs`: leaving it out would make an overloaded server look fast.
+ */
 export interface Sample {
   at: number;
   ms: number;
+  failed?: true;
 }
 
 export interface LoadResult {
   latencies: Record<Route, Sample[]>;
   failures: Record<Route, number>;
+  /** Pages of `GET /snapshots?limit=100` the paged reads walk through, following `x-next-cursor`. */
+  pages: number;
+  /** Paged reads whose `x-next-cursor` was not the one the walk before the load saw for that page. */
+  cursorMismatches: number;
   burstAppendedMs: number;
   /** The client's own event-loop delay (ms) over the load: a busy client delays its own timing. */
   clientLoopDelayMs?: { p99: number; max: number };
@@ -61,10 +71,39 @@ if (entry && requestJson && import.meta.url === pathToFileURL(entry).href) {
         },
       ),
     );
-    // A long-running API is warm: a few requests of each route first (JIT, connections), not timed.
-    const warmUp = request.role === "reads" ? drive({ ...request, seconds: 1 }, go.snapshots) : Promise.resolve();
-    void warmUp.then(() => process.send?.("prepared"));
+    // The page chain first (each page's cursor, as a client walking the list gets them), then a long-running API is
+    // warm: a few requests of each route (JIT, connections), not timed.
+    const warmUp =
+      request.role === "reads"
+        ? walkPages(request).then(async (chain) => {
+            pageChain = chain;
+            await drive({ ...request, seconds: 1 }, go.snapshots);
+          })
+        : Promise.resolve();
+    void warmUp.then(
+      () => process.send?.("prepared"),
+      (error) => {
+        console.error(error);
+        process.exit(1);
+      },
+    );
   });
+}
+
+/** The cursor of each page of `GET /snapshots?limit=100` (undefined: page 1), walked by following `x-next-cursor`. */
+let pageChain: Array<string | undefined> = [undefined];
+
+const pagedPath = (cursor: string | undefined) =>
+  `/snapshots?limit=100${cursor === undefined ? "" : `&cursor=${encodeURIComponent(cursor)}`}`;
+
+async function walkPages(request: LoadRequest): Promise<Array<string | undefined>> {
+  const chain: Array<string | undefined> = [undefined];
+  for (;;) {
+    const { status, nextCursor } = await get(`${request.baseUrl}${pagedPath(chain.at(-1))}`, request);
+    if (status !== 200) throw new Error(`walking the pages: GET ${pagedPath(chain.at(-1))} answered ${status}`);
+    if (!nextCursor) return chain;
+    chain.push(nextCursor);
+  }
 }
 
 async function run(request: LoadRequest, go: LoadGo): Promise<LoadResult> {
@@ -74,7 +113,7 @@ async function run(request: LoadRequest, go: LoadGo): Promise<LoadResult> {
     const result = await drive(request, go.snapshots);
     loop.disable();
     const clientLoopDelayMs = { p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 };
-    return { ...result, burstAppendedMs: 0, clientLoopDelayMs };
+    return { ...result, pages: pageChain.length, burstAppendedMs: 0, clientLoopDelayMs };
   }
   // Auto-pipelined: the burst lands on the stream in few round trips and costs this machine's CPU little time.
   const writer = new Redis(request.redisUrl, { ...redisOptions("worker", 5_000), enableAutoPipelining: true });
@@ -87,6 +126,8 @@ async function run(request: LoadRequest, go: LoadGo): Promise<LoadResult> {
     return {
       latencies: { paged: [], single: [], filtered: [] },
       failures: { paged: 0, single: 0, filtered: 0 },
+      pages: 0,
+      cursorMismatches: 0,
       burstAppendedMs,
     };
   } finally {
@@ -112,15 +153,29 @@ async function appendBurst(events: EventStream, snapshots: Snapshot[], count: nu
 /** Keep-alive connections, as a real client pool keeps them; node:http costs the client less than fetch. */
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
-/** A GET read to its last body byte; resolves with the status. */
-function get(url: string, apiKey: string): Promise<number> {
+/** A GET read to its last body byte, abandoned after `timeoutMs`; resolves with the status and any next cursor. */
+function get(
+  url: string,
+  { apiKey, timeoutMs }: Pick<LoadRequest, "apiKey" | "timeoutMs">,
+): Promise<{ status: number; nextCursor?: string }> {
   return new Promise((resolve, reject) => {
     const request = http.get(url, { agent, headers: { authorization: `Bearer ${apiKey}` } }, (response) => {
       response.on("data", () => {});
-      response.on("end", () => resolve(response.statusCode ?? 0));
+      response.on("end", () => {
+        clearTimeout(timer);
+        const nextCursor = response.headers["x-next-cursor"];
+        resolve({
+          status: response.statusCode ?? 0,
+          nextCursor: typeof nextCursor === "string" ? nextCursor : undefined,
+        });
+      });
       response.on("error", reject);
     });
-    request.on("error", reject);
+    const timer = setTimeout(() => request.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    request.on("error", (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
   });
 }
 
@@ -135,6 +190,8 @@ export async function appendAll(count: number, append: (index: number) => Promis
 async function drive(request: LoadRequest, snapshots: LoadGo["snapshots"]) {
   const latencies: Record<Route, Sample[]> = { paged: [], single: [], filtered: [] };
   const failures: Record<Route, number> = { paged: 0, single: 0, filtered: 0 };
+  let cursorMismatches = 0;
+  let pagedCount = 0;
   const total = request.rate * request.seconds;
   const start = performance.now();
   const inFlight: Promise<void>[] = [];
@@ -143,9 +200,11 @@ async function drive(request: LoadRequest, snapshots: LoadGo["snapshots"]) {
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     const route = ROUTES[index % ROUTES.length]!;
     const snapshot = snapshots[(index * 7919) % snapshots.length]!;
+    // Paged reads walk the list page after page (wrapping at the end), each with the cursor the API issued for it.
+    const page = route === "paged" ? pagedCount++ % pageChain.length : 0;
     const url =
       route === "paged"
-        ? `/snapshots?limit=100`
+        ? pagedPath(pageChain[page])
         : route === "single"
           ? `/snapshots/${snapshot.id}`
           : `/snapshots?tags[batch]=${snapshot.tags.batch}`;
@@ -153,15 +212,20 @@ async function drive(request: LoadRequest, snapshots: LoadGo["snapshots"]) {
       (async () => {
         const before = performance.now();
         try {
-          const status = await get(`${request.baseUrl}${url}`, request.apiKey);
-          if (status === 200) {
-            return void latencies[route].push({ at: before - start, ms: performance.now() - before });
+          const { status, nextCursor } = await get(`${request.baseUrl}${url}`, request);
+          const ms = performance.now() - before;
+          // An answer later than the timeout (its timer fired late on a busy loop) is a timeout too.
+          if (status === 200 && ms <= request.timeoutMs) {
+            if (route === "paged" && nextCursor !== pageChain[page + 1]) cursorMismatches++;
+            return void latencies[route].push({ at: before - start, ms });
           }
         } catch {}
-        failures[route]++; // an overloaded server resets connections: counted, not timed
+        // Reset, error status or timeout: counted, and in the percentiles as the timeout, not left out.
+        failures[route]++;
+        latencies[route].push({ at: before - start, ms: request.timeoutMs, failed: true });
       })(),
     );
   }
   await Promise.all(inFlight);
-  return { latencies, failures };
+  return { latencies, failures, cursorMismatches };
 }

@@ -15,6 +15,8 @@ interface CodecRun {
   algorithm?: "zstd" | "lz4";
   level?: number;
   chunkSize?: number;
+  /** Chunks in flight (the codec's default: cores + 1); 1 for the per-thread figure. */
+  concurrency?: number;
 }
 
 async function warmUp(): Promise<void> {
@@ -52,7 +54,12 @@ const result =
         algorithm: request.algorithm ?? "zstd",
         level: request.level,
         chunkSize: request.chunkSize,
+        concurrency: request.concurrency,
       })
-    : await decompressFile(request.source, request.destination, { backend: request.backend, durable: false });
+    : await decompressFile(request.source, request.destination, {
+        backend: request.backend,
+        durable: false,
+        concurrency: request.concurrency,
+      });
 const seconds = (performance.now() - started) / 1000;
 process.stdout.write(`${JSON.stringify({ seconds, peakRssBytes: peakRssBytes(), baselineRssBytes, result })}\n`);

@@ -1,4 +1,6 @@
-// Generates a stand-in guest memory file: runs of zero pages (mostly holes), text-like pages and random pages.
+// Generates stand-in guest memory files: runs of zero pages (holes or written zeros), text-like pages, binary
+// (structure-like) pages and random pages, in the shares of a mix: the sparse one a freshly booted guest leaves, or a
+// dense one (a busy guest's heap, page cache and code: few zero pages, no large holes).
 import { createCipheriv } from "node:crypto";
 import { closeSync, ftruncateSync, openSync, writeSync } from "node:fs";
 
@@ -9,6 +11,9 @@ const PAGE_SIZE = 4096;
 const MAX_DATA_RUN_PAGES_LOG2 = 10;
 const MAX_ZERO_RUN_PAGES_LOG2 = 14;
 const TEXT_POOL_BYTES = 32 << 20;
+const BINARY_POOL_BYTES = 16 << 20;
+/** A binary record: pointer, counters, flags, an id, then a payload half zeros and half noise (64 bytes). */
+const RECORD_BYTES = 64;
 const WRITE_BATCH_BYTES = 4 << 20;
 const WORDS = (
   "the of and to in is that for it as was with be by on not he this are or his from at which but have an they you " +
@@ -19,12 +24,45 @@ const WORDS = (
   "virtio queue descriptor mapping allocator slab module symbol init console serial busybox shell mount proc sysfs"
 ).split(" ");
 
-/** Byte shares of the generated mix; zero runs are holes except `writtenZeroShare` of them, written as zeros. */
-export const MEMORY_MIX = { zero: 0.6, text: 0.25, random: 0.15, writtenZeroShare: 0.25 } as const;
+/** Byte shares of a generated mix; zero runs are holes except `writtenZeroShare` of them, written as zeros. */
+export interface MemoryMix {
+  zero: number;
+  text: number;
+  binary: number;
+  random: number;
+  writtenZeroShare: number;
+  /** Longest zero run, as log2 of pages. */
+  maxZeroRunPagesLog2: number;
+}
+
+/** What a freshly booted guest leaves: mostly untouched memory, in large regions (the 1 GiB and 4 GiB files). */
+export const MEMORY_MIX: MemoryMix = {
+  zero: 0.6,
+  text: 0.25,
+  binary: 0,
+  random: 0.15,
+  writtenZeroShare: 0.25,
+  maxZeroRunPagesLog2: MAX_ZERO_RUN_PAGES_LOG2,
+};
+
+/**
+ * A busy guest: 10% zero pages in runs of at most 64 pages (so almost no 2 MiB chunk is all zero and the codec
+ * compresses nearly every byte), half of them holes; the rest text, binary structures and random (already compressed
+ * or encrypted) data.
+ */
+export const DENSE_MIX: MemoryMix = {
+  zero: 0.1,
+  text: 0.35,
+  binary: 0.35,
+  random: 0.2,
+  writtenZeroShare: 0.5,
+  maxZeroRunPagesLog2: 6,
+};
 
 export interface MemoryMixSummary {
   zeroBytes: number;
   textBytes: number;
+  binaryBytes: number;
   randomBytes: number;
   holeBytes: number;
 }
@@ -54,29 +92,47 @@ function buildTextPool(random: () => number): Buffer {
   return Buffer.from(parts.join(""), "latin1").subarray(0, TEXT_POOL_BYTES);
 }
 
+/** Structure-like memory: records of a kernel-ish pointer, small counters, a few flag values and increasing ids. */
+function buildBinaryPool(random: () => number): Buffer {
+  const pool = Buffer.alloc(BINARY_POOL_BYTES);
+  const flags = [0, 1, 0x11, 0x8000_0001];
+  for (let offset = 0, id = 1; offset < pool.length; offset += RECORD_BYTES, id++) {
+    pool.writeBigUInt64LE(0xffff_8880_0000_0000n + BigInt(Math.floor(random() * 2 ** 24) * 64), offset);
+    pool.writeUInt32LE(Math.floor(random() * 1000), offset + 8);
+    pool.writeUInt32LE(flags[Math.floor(random() * flags.length)]!, offset + 12);
+    pool.writeBigUInt64LE(BigInt(id), offset + 16);
+    for (let byte = offset + 24; byte < offset + 44; byte++) pool[byte] = Math.floor(random() * 256);
+  }
+  return pool;
+}
+
 /** Writes `size` bytes of the mix to `path` (a sparse file; `size` is rounded down to whole pages plus a tail). */
-export function generateMemoryMix(path: string, size: number, seed = 1): MemoryMixSummary {
+export function generateMemoryMix(path: string, size: number, seed = 1, mix = MEMORY_MIX): MemoryMixSummary {
   const random = seededRandom(seed);
   const textPool = buildTextPool(random);
+  const binaryPool = mix.binary > 0 ? buildBinaryPool(random) : Buffer.alloc(0);
   const keystream = createCipheriv("aes-128-ctr", Buffer.alloc(16, seed & 0xff), Buffer.alloc(16));
   const zeros = Buffer.alloc(WRITE_BATCH_BYTES);
-  const summary: MemoryMixSummary = { zeroBytes: 0, textBytes: 0, randomBytes: 0, holeBytes: 0 };
+  const summary: MemoryMixSummary = { zeroBytes: 0, textBytes: 0, binaryBytes: 0, randomBytes: 0, holeBytes: 0 };
+  const fromPool = (pool: Buffer) => (length: number) => {
+    const start = Math.floor((random() * (pool.length - length)) / PAGE_SIZE) * PAGE_SIZE;
+    return pool.subarray(start, start + length);
+  };
   const fd = openSync(path, "w");
   try {
     ftruncateSync(fd, size);
     let offset = 0;
-    for (const run of planRuns(size, random)) {
+    for (const run of planRuns(size, random, mix)) {
       if (run.kind === "zero") {
         summary.zeroBytes += run.bytes;
-        if (random() < MEMORY_MIX.writtenZeroShare)
-          writeRun(fd, offset, run.bytes, (length) => zeros.subarray(0, length));
+        if (random() < mix.writtenZeroShare) writeRun(fd, offset, run.bytes, (length) => zeros.subarray(0, length));
         else summary.holeBytes += run.bytes;
       } else if (run.kind === "text") {
         summary.textBytes += run.bytes;
-        writeRun(fd, offset, run.bytes, (length) => {
-          const start = Math.floor((random() * (textPool.length - length)) / PAGE_SIZE) * PAGE_SIZE;
-          return textPool.subarray(start, start + length);
-        });
+        writeRun(fd, offset, run.bytes, fromPool(textPool));
+      } else if (run.kind === "binary") {
+        summary.binaryBytes += run.bytes;
+        writeRun(fd, offset, run.bytes, fromPool(binaryPool));
       } else {
         summary.randomBytes += run.bytes;
         writeRun(fd, offset, run.bytes, (length) => keystream.update(zeros.subarray(0, length)));
@@ -90,20 +146,22 @@ export function generateMemoryMix(path: string, size: number, seed = 1): MemoryM
 }
 
 interface Run {
-  kind: "zero" | "text" | "random";
+  kind: "zero" | "text" | "binary" | "random";
   bytes: number;
 }
 
 /** Runs of each kind filling exactly its share of `size`, in a shuffled order. */
-function planRuns(size: number, random: () => number): Run[] {
+function planRuns(size: number, random: () => number, mix: MemoryMix): Run[] {
   const runs: Run[] = [];
   const pages = Math.ceil(size / PAGE_SIZE);
-  const textPages = Math.round(pages * MEMORY_MIX.text);
-  const randomPages = Math.round(pages * MEMORY_MIX.random);
+  const textPages = Math.round(pages * mix.text);
+  const binaryPages = Math.round(pages * mix.binary);
+  const randomPages = Math.round(pages * mix.random);
   const budgets = [
     { kind: "text", pages: textPages, maxLog2: MAX_DATA_RUN_PAGES_LOG2 },
+    { kind: "binary", pages: binaryPages, maxLog2: MAX_DATA_RUN_PAGES_LOG2 },
     { kind: "random", pages: randomPages, maxLog2: MAX_DATA_RUN_PAGES_LOG2 },
-    { kind: "zero", pages: pages - textPages - randomPages, maxLog2: MAX_ZERO_RUN_PAGES_LOG2 },
+    { kind: "zero", pages: pages - textPages - binaryPages - randomPages, maxLog2: mix.maxZeroRunPagesLog2 },
   ] as const;
   for (const budget of budgets) {
     for (let left = budget.pages; left > 0; ) {
