@@ -3,22 +3,15 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
-import type { Redis } from "ioredis";
 import { ApiError, type ErrorStatus } from "../shared/errors.ts";
-import type { JobProducer } from "../shared/jobs/producer.ts";
 import type { Logger } from "../shared/logger.ts";
-import type { CompressionConfig } from "../shared/schemas/compression.ts";
-import type { Db } from "./db/database.ts";
-import type { HostDirectoryView } from "./host-directory.ts";
-import type { ApiMetrics } from "./metrics/metrics.ts";
+import type { App, AppDeps } from "./deps.ts";
 import { bearerAuth } from "./middleware/auth.ts";
 import { idempotency } from "./middleware/idempotency/index.ts";
 import { requestIds, requestLog } from "./middleware/request-log.ts";
-import type { Projector } from "./read-model/projector.ts";
 import { registerCapabilityRoutes } from "./routes/capabilities.ts";
 import { DOCS_PUBLIC_PATHS, registerDocsRoutes } from "./routes/docs.ts";
 import { registerEventRoutes } from "./routes/events.ts";
-import type { EventFeed } from "./routes/events-feed.ts";
 import { registerHealthRoutes } from "./routes/health.ts";
 import { registerHostRoutes } from "./routes/hosts.ts";
 import { registerInstanceForkRoutes } from "./routes/instance-fork.ts";
@@ -33,38 +26,6 @@ import { registerSnapshotRoutes } from "./routes/snapshots.ts";
 import { BOARD_COOKIE, BOARD_PATH, isPublicUiPath, registerUiRoutes } from "./routes/ui.ts";
 import { registerWebhookRoutes } from "./routes/webhooks.ts";
 import { registerWebhookDeliveryRoutes } from "./routes/webhooks-deliveries.ts";
-import type { WebhookEndpoints } from "./webhooks/endpoints.ts";
-
-export interface AppDeps {
-  db: Db;
-  /** Producer-role connection: commands fail at once while Redis is down. */
-  redis: Redis;
-  jobs: JobProducer;
-  /** Applies events to the read model; commands wait on it so responses and later reads agree. */
-  projector: Projector;
-  log: Logger;
-  apiKeys: readonly string[];
-  redisPrefix: string;
-  bodyLimitBytes: number;
-  jobResultTimeoutMs: number;
-  redisCommandTimeoutMs: number;
-  /** The server's default snapshot compression policy (SNAPSHOT_COMPRESSION_DEFAULT). */
-  defaultCompression: CompressionConfig;
-  /** Webhook subscriptions: SQLite rows mirrored into Redis for the delivery worker. */
-  webhookEndpoints: WebhookEndpoints;
-  /** Wakes live event streams (GET /events); closing it ends them at shutdown. */
-  eventFeed: EventFeed;
-  /** The host directory as reads present it: an in-memory copy, refreshed in the background. */
-  hostDirectory: HostDirectoryView;
-  /** Prometheus instruments served at GET /metrics. */
-  metrics: ApiMetrics;
-  /** Signs calls to hosts' payload servers (FLEET_SECRET or the one hosts share through Redis; undefined: none yet). */
-  fleetSecret: () => Promise<string | undefined>;
-  /** How long a POST's answer is replayed for the same Idempotency-Key (IDEMPOTENCY_KEY_TTL_MS). */
-  idempotencyTtlMs: number;
-}
-
-export type App = OpenAPIHono;
 
 const PUBLIC_PATHS = new Set(["/health", ...DOCS_PUBLIC_PATHS]);
 const isPublic = (path: string) => PUBLIC_PATHS.has(path) || isPublicUiPath(path);

@@ -4,7 +4,7 @@ import { ApiError } from "../shared/errors.ts";
 import { type HostStatus, listHosts } from "../shared/hosts.ts";
 import type { JobName, JobPayload, JobResult } from "../shared/jobs/catalog.ts";
 import { redisCall } from "../shared/redis.ts";
-import type { AppDeps } from "./app.ts";
+import type { AppDeps } from "./deps.ts";
 
 type CommandJob = {
   [Name in JobName]: JobResult<Name> extends { event_id: string } ? Name : never;

@@ -3,7 +3,7 @@
 // snapshots carry host_online false. While the directory is unknown (Redis down), resources go without the field.
 import type { Instance } from "../shared/schemas/instance.ts";
 import type { Snapshot } from "../shared/schemas/snapshot.ts";
-import type { AppDeps } from "./app.ts";
+import type { AppDeps } from "./deps.ts";
 import type { HostLookup } from "./host-directory.ts";
 import type { StoredSnapshot } from "./read-model/queries.ts";
 

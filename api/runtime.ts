@@ -8,8 +8,9 @@ import { closeRedis, connectRedis, waitForRedisReady } from "../shared/redis.ts"
 import { parseCompressionDefault } from "../shared/schemas/compression.ts";
 import { loadSecretKey, SecretBox } from "../shared/webhooks/secrets.ts";
 import { createUrlGuard } from "../shared/webhooks/url-guard.ts";
-import { type App, type AppDeps, createApp } from "./app.ts";
+import { createApp } from "./app.ts";
 import { databaseTarget, describeTarget, migrateToLatest, openDatabase } from "./db/database.ts";
+import type { App, AppDeps } from "./deps.ts";
 import { startEventLoopMonitor } from "./event-loop.ts";
 import { HostDirectoryView } from "./host-directory.ts";
 import { startMaintenance } from "./maintenance.ts";

@@ -8,8 +8,8 @@ import { COMPRESSION_ALGORITHMS, LEVELS_BY_ALGORITHM } from "../../shared/codec/
 import { implementedRuntimes } from "../../shared/hypervisor/registry.ts";
 import { CAPABILITIES_SCHEMA, type Capabilities } from "../../shared/schemas/capabilities.ts";
 import { SNAPSHOT_KINDS } from "../../shared/schemas/snapshot.ts";
-import type { App, AppDeps } from "../app.ts";
 import { knownHosts } from "../commands.ts";
+import type { App, AppDeps } from "../deps.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import { OPENAPI_INFO } from "./docs.ts";
 

@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
-import type { App } from "../app.ts";
+import type { App } from "../deps.ts";
 
 export const OPENAPI_INFO = {
   title: "Snapfleet API",

@@ -2,7 +2,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { goDuration, parseGoDuration } from "../../shared/duration.ts";
 import { INSTANCE_STATE } from "../../shared/schemas/instance.ts";
-import type { App, AppDeps } from "../app.ts";
+import type { App, AppDeps } from "../deps.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import { waitForInstanceState } from "../read-model/instance-wait.ts";
 import { requireInstance } from "./instances.ts";

@@ -15,8 +15,8 @@ import {
   STANDBY_INSTANCE_BODY,
   type StandbyInstanceBody,
 } from "../../shared/schemas/instance.ts";
-import type { App, AppDeps } from "../app.ts";
 import { assertHostOnline, knownHosts, runHostCommand } from "../commands.ts";
+import type { App, AppDeps } from "../deps.ts";
 import { presentInstance, presentInstances } from "../host-status.ts";
 import { compressionLabels, timed } from "../metrics/metrics.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";

@@ -20,8 +20,8 @@ import {
 } from "../../shared/schemas/snapshot.ts";
 import { replicaSetKey } from "../../shared/snapshots/replicas.ts";
 import { SNAPSHOT_RECORD } from "../../shared/snapshots/store.ts";
-import type { App, AppDeps } from "../app.ts";
 import { assertHostOnline, knownHosts, onlineHosts, runHostCommand } from "../commands.ts";
+import type { App, AppDeps } from "../deps.ts";
 import { fetchFromHost } from "../host-payloads.ts";
 import { presentInstance, presentSnapshot, presentStoredSnapshots } from "../host-status.ts";
 import { timed } from "../metrics/metrics.ts";
