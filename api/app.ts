@@ -26,6 +26,7 @@ import { registerSnapshotRoutes } from "./routes/snapshots.ts";
 import { BOARD_COOKIE, BOARD_PATH, isPublicUiPath, registerUiRoutes } from "./routes/ui.ts";
 import { registerWebhookRoutes } from "./routes/webhooks.ts";
 import { registerWebhookDeliveryRoutes } from "./routes/webhooks-deliveries.ts";
+import { validationError } from "./validation.ts";
 
 const PUBLIC_PATHS = new Set(["/health", ...DOCS_PUBLIC_PATHS]);
 const isPublic = (path: string) => PUBLIC_PATHS.has(path) || isPublicUiPath(path);
@@ -35,7 +36,7 @@ const UNLIMITED_BODY_PATHS = new Set([IMPORT_SNAPSHOT_PATH]);
 export function createApp(deps: AppDeps): App {
   const app = new OpenAPIHono({
     defaultHook: (result) => {
-      if (!result.success) throw new ApiError("invalid_request", describeIssues(result.error.issues));
+      if (!result.success) throw validationError(result.error.issues);
     },
   });
 
@@ -84,13 +85,6 @@ export function createApp(deps: AppDeps): App {
   registerUiRoutes(app, deps);
   registerDocsRoutes(app);
   return app;
-}
-
-function describeIssues(issues: ReadonlyArray<{ path: PropertyKey[]; message: string }>): string {
-  return issues
-    .slice(0, 5)
-    .map((issue) => (issue.path.length ? `${issue.path.map(String).join(".")}: ${issue.message}` : issue.message))
-    .join("; ");
 }
 
 function respondWithError(error: Error, c: Context, log: Logger): Response {

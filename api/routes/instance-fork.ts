@@ -35,7 +35,7 @@ export const forkInstanceRoute = createRoute({
     params: INSTANCE_PATH,
     body: { content: { "application/json": { schema: FORK_INSTANCE_BODY } }, required: true },
   },
-  responses: { 201: jsonResponse(INSTANCE_SCHEMA, "The forked instance"), ...errorResponses(400, 404, 409, 504) },
+  responses: { 201: jsonResponse(INSTANCE_SCHEMA, "The forked instance"), ...errorResponses(400, 404, 409, 501, 504) },
 });
 
 export function registerInstanceForkRoutes(app: App, deps: AppDeps): void {

@@ -50,7 +50,8 @@ export function registerSnapshotCompressRoutes(app: App, deps: AppDeps): void {
       : snapshot.compression.enabled
         ? snapshot.compression
         : normalizeCompression({ enabled: true });
-    if (!compression.enabled) throw new ApiError("invalid_request", "compression.enabled must be true to compress");
+    if (!compression.enabled)
+      throw new ApiError("invalid_snapshot_compression", "compression.enabled must be true to compress");
     const result = await runHostCommand(
       deps,
       snapshot.host_id,

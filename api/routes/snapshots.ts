@@ -117,7 +117,10 @@ export const forkSnapshotRoute = createRoute({
     params: SNAPSHOT_PATH,
     body: { content: { "application/json": { schema: FORK_SNAPSHOT_BODY } }, required: true },
   },
-  responses: { 201: jsonResponse(INSTANCE_SCHEMA, "The new instance"), ...errorResponses(400, 404, 409, 504, 507) },
+  responses: {
+    201: jsonResponse(INSTANCE_SCHEMA, "The new instance"),
+    ...errorResponses(400, 404, 409, 501, 504, 507),
+  },
 });
 
 export const restoreSnapshotRoute = createRoute({
@@ -130,7 +133,10 @@ export const restoreSnapshotRoute = createRoute({
     params: INSTANCE_PATH.merge(SNAPSHOT_PATH),
     body: { content: { "application/json": { schema: RESTORE_SNAPSHOT_BODY } }, required: false },
   },
-  responses: { 200: jsonResponse(INSTANCE_SCHEMA, "The restored instance"), ...errorResponses(400, 404, 409, 504) },
+  responses: {
+    200: jsonResponse(INSTANCE_SCHEMA, "The restored instance"),
+    ...errorResponses(400, 404, 409, 501, 504),
+  },
 });
 
 export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
