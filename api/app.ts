@@ -92,6 +92,7 @@ function respondWithError(error: Error, c: Context, log: Logger): Response {
   if (apiError.code === "internal_error") {
     log.error({ err: error, method: c.req.method, path: c.req.path }, "request failed");
   }
+  if (!apiError.retryable) c.header("x-should-retry", "false");
   return c.json(apiError.toEnvelope(), apiError.status);
 }
 

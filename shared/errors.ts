@@ -50,17 +50,23 @@ export const ERROR_ENVELOPE_SCHEMA = z
 
 export type ErrorEnvelope = z.infer<typeof ERROR_ENVELOPE_SCHEMA>;
 
+/** 409s that a retry of the same request cannot change: the SDKs, which retry every 409, are told not to. */
+const FINAL_CODES: ReadonlySet<ErrorCode> = new Set(["invalid_state", "name_conflict", "ambiguous"]);
+
 export class ApiError extends Error {
   readonly status: ErrorStatus;
+  /** False: a retry would not help or could do the work twice (answered with `x-should-retry: false`). */
+  readonly retryable: boolean;
 
   constructor(
     readonly code: ErrorCode,
     message: string,
-    options: { status?: ErrorStatus; cause?: unknown } = {},
+    options: { status?: ErrorStatus; cause?: unknown; retryable?: boolean } = {},
   ) {
     super(message, { cause: options.cause });
     this.name = "ApiError";
     this.status = options.status ?? STATUS_BY_CODE[code];
+    this.retryable = options.retryable ?? !FINAL_CODES.has(code);
   }
 
   toEnvelope(): ErrorEnvelope {
