@@ -65,7 +65,10 @@ describe("x-should-retry", () => {
   it("a 409 that a retry cannot change is sent once", async () => {
     const instance = await runningInstance();
     sent.length = 0;
-    const response = await t.request(`/instances/${instance.id}/snapshots`, { method: "POST", json: { kind: "Stopped" } });
+    const response = await t.request(`/instances/${instance.id}/snapshots`, {
+      method: "POST",
+      json: { kind: "Stopped" },
+    });
     expect([response.status, response.headers.get("x-should-retry")]).toEqual([409, "false"]);
     await expect(client().instances.snapshots.create(instance.id, { kind: "Stopped" })).rejects.toMatchObject({
       status: 409,

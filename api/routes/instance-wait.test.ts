@@ -9,6 +9,7 @@ import { connectRedis, waitForRedisReady } from "../../shared/redis.ts";
 import type { Instance } from "../../shared/schemas/instance.ts";
 import { createTestApp, sdkClient, type TestApp } from "../../test/helpers/app.ts";
 import { jsonOf } from "../../test/helpers/fixtures.ts";
+import { testDialects } from "../../test/helpers/postgres.ts";
 import { sampleInstance } from "../../test/helpers/resources.ts";
 
 let t: TestApp;
@@ -132,4 +133,44 @@ describe("instance references as the reference takes them", () => {
     const withPolicy = await created({ snapshot_policy: policy });
     expect((await client.instances.get(withPolicy.id)).snapshot_policy).toEqual(policy);
   });
+});
+
+describe.each(testDialects().filter((dialect) => dialect === "postgres"))("wait on a second replica (%s)", () => {
+  let a: TestApp;
+  let b: TestApp;
+
+  beforeAll(async () => {
+    a = await createTestApp({ dialect: "postgres", replicaId: "replica-a" });
+    b = await createTestApp({ replicaOf: a, replicaId: "replica-b" });
+    // Only replica A applies events: B learns of them from the stream alone.
+    await b.projector.stop();
+  }, 60_000);
+  afterAll(async () => {
+    await b?.close();
+    await a?.close();
+  });
+
+  it("wakes on an event another replica applied, long before its timeout", async () => {
+    const replicaStream = new EventStream(redis, a.prefix);
+    const instance = sampleInstance();
+    const { event } = await replicaStream.append(
+      "instance.created",
+      subjectOf.instance(instance.id),
+      { instance },
+      { version: 1 },
+    );
+    await a.projector.waitFor(event.id, 5_000);
+    const waiting = b.request(`/instances/${instance.id}/wait?state=Stopped&timeout=30s`);
+    // The wait has read the instance and subscribed once B answers a later request (requests run in order here),
+    // and B's stream tail is live.
+    await b.request(`/instances/${instance.id}`);
+    await b.eventFeed.tailing;
+    await replicaStream.append(
+      "instance.updated",
+      subjectOf.instance(instance.id),
+      { instance: { ...instance, state: "Stopped" } },
+      { version: 2 },
+    );
+    expect(await jsonOf(await waiting)).toEqual({ state: "Stopped", timed_out: false });
+  }, 60_000);
 });
