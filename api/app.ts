@@ -1,4 +1,5 @@
 // The app factory: validation hook, error envelope, auth, body limit, Idempotency-Key, OpenAPI document and docs page.
+import type { IncomingMessage } from "node:http";
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -93,7 +94,19 @@ function respondWithError(error: Error, c: Context, log: Logger): Response {
     log.error({ err: error, method: c.req.method, path: c.req.path }, "request failed");
   }
   if (!apiError.retryable) c.header("x-should-retry", "false");
+  if (bodyLeftUnread(c)) c.header("connection", "close");
   return c.json(apiError.toEnvelope(), apiError.status);
+}
+
+/**
+ * An error answered before the request body was read to its end (a 413 over the limit, a 401, a truncated import):
+ * the connection cannot carry another request (the server drops it mid-body), so the answer says `Connection: close`
+ * and the client opens a new one rather than finding the socket closed under its next request.
+ */
+function bodyLeftUnread(c: Context): boolean {
+  const declared = Number(c.req.header("content-length") ?? 0) > 0 || c.req.header("transfer-encoding") !== undefined;
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  return declared && !incoming?.readableEnded;
 }
 
 function toApiError(error: Error): ApiError {
