@@ -177,13 +177,16 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     async stop() {
       await eventFeed.close();
       hostDirectory.stop();
-      await streamsAndRetention?.stop();
-      await webhooks?.stop();
-      await schedules?.close(config.SHUTDOWN_TIMEOUT_MS / 2);
+      // Each consumer ends when its blocking read returns (up to a second): together, not one after another.
+      await Promise.all([
+        streamsAndRetention?.stop(),
+        webhooks?.stop(),
+        schedules?.close(config.SHUTDOWN_TIMEOUT_MS / 2),
+        projector.stop(),
+        metricsObserver?.stop(),
+      ]);
       if (scheduleRedis) await closeRedis(scheduleRedis);
       await jobs.close();
-      await projector.stop();
-      await metricsObserver?.stop();
       await closeRedis(projectorRedis);
       for (const connection of metricsRedis) await closeRedis(connection);
       await closeRedis(redis);
