@@ -51,6 +51,18 @@ describe("HTTP basics", () => {
     expect(await response.json()).toEqual({ code: "invalid_request", message: expect.stringContaining("1024") });
   });
 
+  it("answers a bad compression config with the reference's 400 invalid_snapshot_compression", async () => {
+    const policy = { compression: { enabled: true, algorithm: "zstd", level: 42 } };
+    const response = await t.request("/instances", { method: "POST", json: { name: "vm-1", snapshot_policy: policy } });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toEqual({
+      code: "invalid_snapshot_compression",
+      message: expect.stringContaining("snapshot_policy.compression.level"),
+    });
+    const other = await t.request("/instances", { method: "POST", json: { name: "Not A Name" } });
+    expect((await jsonOf(other)).code).toBe("invalid_request");
+  });
+
   it("answers an unknown host with 404", async () => {
     const response = await t.request("/hosts/no-such-host/ping", { method: "POST" });
     expect(response.status).toBe(404);

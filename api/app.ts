@@ -1,24 +1,18 @@
 // The app factory: validation hook, error envelope, auth, body limit, Idempotency-Key, OpenAPI document and docs page.
+import type { IncomingMessage } from "node:http";
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
-import type { Redis } from "ioredis";
 import { ApiError, type ErrorStatus } from "../shared/errors.ts";
-import type { JobProducer } from "../shared/jobs/producer.ts";
 import type { Logger } from "../shared/logger.ts";
-import type { CompressionConfig } from "../shared/schemas/compression.ts";
-import type { Db } from "./db/database.ts";
-import type { HostDirectoryView } from "./host-directory.ts";
-import type { ApiMetrics } from "./metrics/metrics.ts";
+import type { App, AppDeps } from "./deps.ts";
 import { bearerAuth } from "./middleware/auth.ts";
 import { idempotency } from "./middleware/idempotency/index.ts";
 import { requestIds, requestLog } from "./middleware/request-log.ts";
-import type { Projector } from "./read-model/projector.ts";
 import { registerCapabilityRoutes } from "./routes/capabilities.ts";
 import { DOCS_PUBLIC_PATHS, registerDocsRoutes } from "./routes/docs.ts";
 import { registerEventRoutes } from "./routes/events.ts";
-import type { EventFeed } from "./routes/events-feed.ts";
 import { registerHealthRoutes } from "./routes/health.ts";
 import { registerHostRoutes } from "./routes/hosts.ts";
 import { registerInstanceForkRoutes } from "./routes/instance-fork.ts";
@@ -33,38 +27,7 @@ import { registerSnapshotRoutes } from "./routes/snapshots.ts";
 import { BOARD_COOKIE, BOARD_PATH, isPublicUiPath, registerUiRoutes } from "./routes/ui.ts";
 import { registerWebhookRoutes } from "./routes/webhooks.ts";
 import { registerWebhookDeliveryRoutes } from "./routes/webhooks-deliveries.ts";
-import type { WebhookEndpoints } from "./webhooks/endpoints.ts";
-
-export interface AppDeps {
-  db: Db;
-  /** Producer-role connection: commands fail at once while Redis is down. */
-  redis: Redis;
-  jobs: JobProducer;
-  /** Applies events to the read model; commands wait on it so responses and later reads agree. */
-  projector: Projector;
-  log: Logger;
-  apiKeys: readonly string[];
-  redisPrefix: string;
-  bodyLimitBytes: number;
-  jobResultTimeoutMs: number;
-  redisCommandTimeoutMs: number;
-  /** The server's default snapshot compression policy (SNAPSHOT_COMPRESSION_DEFAULT). */
-  defaultCompression: CompressionConfig;
-  /** Webhook subscriptions: SQLite rows mirrored into Redis for the delivery worker. */
-  webhookEndpoints: WebhookEndpoints;
-  /** Wakes live event streams (GET /events); closing it ends them at shutdown. */
-  eventFeed: EventFeed;
-  /** The host directory as reads present it: an in-memory copy, refreshed in the background. */
-  hostDirectory: HostDirectoryView;
-  /** Prometheus instruments served at GET /metrics. */
-  metrics: ApiMetrics;
-  /** Signs calls to hosts' payload servers (FLEET_SECRET or the one hosts share through Redis; undefined: none yet). */
-  fleetSecret: () => Promise<string | undefined>;
-  /** How long a POST's answer is replayed for the same Idempotency-Key (IDEMPOTENCY_KEY_TTL_MS). */
-  idempotencyTtlMs: number;
-}
-
-export type App = OpenAPIHono;
+import { validationError } from "./validation.ts";
 
 const PUBLIC_PATHS = new Set(["/health", ...DOCS_PUBLIC_PATHS]);
 const isPublic = (path: string) => PUBLIC_PATHS.has(path) || isPublicUiPath(path);
@@ -74,7 +37,7 @@ const UNLIMITED_BODY_PATHS = new Set([IMPORT_SNAPSHOT_PATH]);
 export function createApp(deps: AppDeps): App {
   const app = new OpenAPIHono({
     defaultHook: (result) => {
-      if (!result.success) throw new ApiError("invalid_request", describeIssues(result.error.issues));
+      if (!result.success) throw validationError(result.error.issues);
     },
   });
 
@@ -125,19 +88,25 @@ export function createApp(deps: AppDeps): App {
   return app;
 }
 
-function describeIssues(issues: ReadonlyArray<{ path: PropertyKey[]; message: string }>): string {
-  return issues
-    .slice(0, 5)
-    .map((issue) => (issue.path.length ? `${issue.path.map(String).join(".")}: ${issue.message}` : issue.message))
-    .join("; ");
-}
-
 function respondWithError(error: Error, c: Context, log: Logger): Response {
   const apiError = toApiError(error);
   if (apiError.code === "internal_error") {
     log.error({ err: error, method: c.req.method, path: c.req.path }, "request failed");
   }
+  if (!apiError.retryable) c.header("x-should-retry", "false");
+  if (bodyLeftUnread(c)) c.header("connection", "close");
   return c.json(apiError.toEnvelope(), apiError.status);
+}
+
+/**
+ * An error answered before the request body was read to its end (a 413 over the limit, a 401, a truncated import):
+ * the connection cannot carry another request (the server drops it mid-body), so the answer says `Connection: close`
+ * and the client opens a new one rather than finding the socket closed under its next request.
+ */
+function bodyLeftUnread(c: Context): boolean {
+  const declared = Number(c.req.header("content-length") ?? 0) > 0 || c.req.header("transfer-encoding") !== undefined;
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  return declared && !incoming?.readableEnded;
 }
 
 function toApiError(error: Error): ApiError {

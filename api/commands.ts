@@ -4,7 +4,7 @@ import { ApiError } from "../shared/errors.ts";
 import { type HostStatus, listHosts } from "../shared/hosts.ts";
 import type { JobName, JobPayload, JobResult } from "../shared/jobs/catalog.ts";
 import { redisCall } from "../shared/redis.ts";
-import type { AppDeps } from "./app.ts";
+import type { AppDeps } from "./deps.ts";
 
 type CommandJob = {
   [Name in JobName]: JobResult<Name> extends { event_id: string } ? Name : never;
@@ -13,7 +13,8 @@ type CommandJob = {
 /**
  * Runs the job and waits for its event. A 504 (the host did not answer in time, or the read model did not catch up)
  * does not mean it failed: the host completes or rolls back, and the read model converges to whichever happened.
- * `lookUp` (e.g. "GET /snapshots/<id>") tells the client where to see the outcome.
+ * `lookUp` (e.g. "GET /snapshots/<id>") tells the client where to see the outcome. Such a 504 is not retryable: a
+ * retry without an Idempotency-Key would run the work a second time.
  */
 export async function runHostCommand<Name extends CommandJob>(
   deps: AppDeps,
@@ -28,8 +29,8 @@ export async function runHostCommand<Name extends CommandJob>(
   try {
     result = (await deps.jobs.run(name, payload, { hostId, timeoutMs: deps.jobResultTimeoutMs })) as typeof result;
   } catch (error) {
-    if (error instanceof ApiError && error.status === 504 && seeOutcome) {
-      throw new ApiError(error.code, `${error.message}${seeOutcome}`, { status: 504, cause: error });
+    if (error instanceof ApiError && error.status === 504) {
+      throw new ApiError(error.code, `${error.message}${seeOutcome}`, { status: 504, cause: error, retryable: false });
     }
     throw error;
   }
@@ -45,6 +46,7 @@ export async function waitForReadModel(deps: AppDeps, eventId: string, what: str
     throw new ApiError("unavailable", `${what} finished but the read model has not caught up yet${seeOutcome}`, {
       status: 504,
       cause: error,
+      retryable: false,
     });
   }
 }

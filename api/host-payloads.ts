@@ -2,8 +2,8 @@
 import { ApiError } from "../shared/errors.ts";
 import { payloadToken } from "../shared/fleet-secret.ts";
 import { parseErrorEnvelope } from "../shared/jobs/producer.ts";
-import type { AppDeps } from "./app.ts";
 import { assertHostOnline } from "./commands.ts";
+import type { AppDeps } from "./deps.ts";
 
 export interface HostRequest {
   method?: string;

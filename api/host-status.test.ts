@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import type { HostStatus } from "../shared/hosts.ts";
 import { sampleInstance, sampleSnapshot } from "../test/helpers/resources.ts";
-import type { AppDeps } from "./app.ts";
+import type { AppDeps } from "./deps.ts";
 import { presentSnapshots, presentStoredSnapshots } from "./host-status.ts";
 
 const online = sampleInstance({ host_id: "host-a" });

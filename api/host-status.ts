@@ -3,7 +3,7 @@
 // snapshots carry host_online false. While the directory is unknown (Redis down), resources go without the field.
 import type { Instance } from "../shared/schemas/instance.ts";
 import type { Snapshot } from "../shared/schemas/snapshot.ts";
-import type { AppDeps } from "./app.ts";
+import type { AppDeps } from "./deps.ts";
 import type { HostLookup } from "./host-directory.ts";
 import type { StoredSnapshot } from "./read-model/queries.ts";
 
@@ -19,9 +19,17 @@ function instanceWithHost(instance: Instance, lookup: HostLookup): Instance {
   };
 }
 
+/** The reference omits an unset snapshot_policy; records written before we did hold null. */
+function withoutNullPolicy(instance: Instance): Instance {
+  if (instance.snapshot_policy !== null) return instance;
+  const { snapshot_policy: _unset, ...rest } = instance;
+  return rest;
+}
+
 export function presentInstances(deps: AppDeps, instances: Instance[]): Instance[] {
   const lookup = deps.hostDirectory.lookup();
-  return lookup ? instances.map((instance) => instanceWithHost(instance, lookup)) : instances;
+  const present = instances.map(withoutNullPolicy);
+  return lookup ? present.map((instance) => instanceWithHost(instance, lookup)) : present;
 }
 
 export function presentInstance(deps: AppDeps, instance: Instance): Instance {

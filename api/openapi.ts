@@ -4,12 +4,13 @@ import type { Context, TypedResponse } from "hono";
 import { ERROR_ENVELOPE_SCHEMA } from "../shared/errors.ts";
 
 const ERROR_DESCRIPTIONS = {
-  400: "Invalid request (code invalid_request or not_supported)",
+  400: "Invalid request (code invalid_request, invalid_snapshot_compression or invalid_timeout)",
   401: "Missing or invalid bearer token (code unauthorized)",
   404: "Not found (code not_found)",
-  409: "Conflict with the current state (code conflict or invalid_state)",
+  409: "Conflict with the current state (code conflict, invalid_state, name_conflict, ambiguous or insufficient_resources)",
   413: "Request body too large (code invalid_request)",
   500: "Internal error (code internal_error)",
+  501: "The hypervisor or this server cannot do it (code not_supported)",
   503: "A dependency is unavailable (code unavailable)",
   504: "The host did not answer in time (code unavailable)",
   507: "The host's disk has no room for it (code insufficient_storage)",

@@ -54,7 +54,7 @@ describe("chooseHost", () => {
     expect(chooseHost([host("a"), host("b")], new Map([["b", 9]]), "qemu", "b")).toBe("b");
   });
 
-  it("refuses an unknown host with 400, an offline one with 503, one without the hypervisor with 400", () => {
+  it("refuses an unknown host with 400, an offline one with 503, one without the hypervisor with 501", () => {
     const hosts = [host("a"), host("b", OFFLINE)];
     expect(failure(() => chooseHost(hosts, new Map(), "qemu", "zz"))).toMatchObject({
       code: "invalid_request",
@@ -66,13 +66,17 @@ describe("chooseHost", () => {
       status: 503,
       message: expect.stringContaining("not connected"),
     });
-    expect(failure(() => chooseHost(hosts, new Map(), "other", "a"))).toMatchObject({ code: "not_supported" });
+    expect(failure(() => chooseHost(hosts, new Map(), "other", "a"))).toMatchObject({
+      code: "not_supported",
+      status: 501,
+    });
   });
 
-  it("answers 503 with no online host and 400 when no online host runs the hypervisor", () => {
+  it("answers 503 with no online host and 501 when no online host runs the hypervisor", () => {
     expect(failure(() => chooseHost([host("a", OFFLINE)], new Map(), "qemu"))).toMatchObject({ status: 503 });
     expect(failure(() => chooseHost([host("a")], new Map(), "other"))).toMatchObject({
       code: "not_supported",
+      status: 501,
       message: expect.stringContaining("available: qemu"),
     });
   });

@@ -24,7 +24,7 @@ export function chooseHost(
   return [...capable].sort((left, right) => count(left) - count(right) || left.id.localeCompare(right.id))[0]!.id;
 }
 
-/** A host named in a request: 400 when nobody knows it, 503 while it is offline, 400 when it lacks the hypervisor. */
+/** A host named in a request: 400 when nobody knows it, 503 while it is offline, 501 when it lacks the hypervisor. */
 export function requireUsableHost(hosts: readonly HostStatus[], hostId: string, hypervisor?: string): HostStatus {
   const host = hosts.find((candidate) => candidate.id === hostId);
   if (!host) {

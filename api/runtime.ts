@@ -8,8 +8,9 @@ import { closeRedis, connectRedis, waitForRedisReady } from "../shared/redis.ts"
 import { parseCompressionDefault } from "../shared/schemas/compression.ts";
 import { loadSecretKey, SecretBox } from "../shared/webhooks/secrets.ts";
 import { createUrlGuard } from "../shared/webhooks/url-guard.ts";
-import { type App, type AppDeps, createApp } from "./app.ts";
+import { createApp } from "./app.ts";
 import { databaseTarget, describeTarget, migrateToLatest, openDatabase } from "./db/database.ts";
+import type { App, AppDeps } from "./deps.ts";
 import { startEventLoopMonitor } from "./event-loop.ts";
 import { HostDirectoryView } from "./host-directory.ts";
 import { startMaintenance } from "./maintenance.ts";
@@ -176,13 +177,16 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     async stop() {
       await eventFeed.close();
       hostDirectory.stop();
-      await streamsAndRetention?.stop();
-      await webhooks?.stop();
-      await schedules?.close(config.SHUTDOWN_TIMEOUT_MS / 2);
+      // Each consumer ends when its blocking read returns (up to a second): together, not one after another.
+      await Promise.all([
+        streamsAndRetention?.stop(),
+        webhooks?.stop(),
+        schedules?.close(config.SHUTDOWN_TIMEOUT_MS / 2),
+        projector.stop(),
+        metricsObserver?.stop(),
+      ]);
       if (scheduleRedis) await closeRedis(scheduleRedis);
       await jobs.close();
-      await projector.stop();
-      await metricsObserver?.stop();
       await closeRedis(projectorRedis);
       for (const connection of metricsRedis) await closeRedis(connection);
       await closeRedis(redis);

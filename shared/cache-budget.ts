@@ -1,7 +1,8 @@
 // A directory of cache entries (one subdirectory or file each) kept within a byte budget: least recently used first
 // out, never an entry a process has open or mapped (a fork's QEMU maps its RAM from it), never one used moments ago.
-import { readdir, readFile, readlink, rm, stat, utimes } from "node:fs/promises";
+import { readdir, readlink, rm, stat, utimes } from "node:fs/promises";
 import path from "node:path";
+import { processMaps } from "./process-maps.ts";
 
 /** An entry used this recently may be about to be mapped: it stays whatever the budget says. */
 export const CACHE_GRACE_MS = 60_000;
@@ -44,9 +45,7 @@ async function entriesOf(root: string): Promise<Entry[]> {
 export async function filesInUseUnder(root: string): Promise<Set<string>> {
   const prefix = `${path.resolve(root)}/`;
   const inUse = new Set<string>();
-  const pids = (await readdir("/proc").catch(() => [] as string[])).filter((name) => /^\d+$/.test(name));
-  for (const pid of pids) {
-    const maps = await readFile(`/proc/${pid}/maps`, "utf8").catch(() => "");
+  for await (const { pid, maps } of processMaps()) {
     for (const line of maps.split("\n")) {
       const at = line.indexOf(prefix);
       if (at >= 0) inUse.add(line.slice(at).replace(/ \(deleted\)$/, ""));

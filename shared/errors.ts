@@ -11,6 +11,12 @@ export const ERROR_CODES = [
   "internal_error",
   "unavailable",
   "insufficient_storage",
+  // The reference server's codes for the same failures (kernel/hypeman API 0.3.0).
+  "invalid_snapshot_compression",
+  "invalid_timeout",
+  "name_conflict",
+  "ambiguous",
+  "insufficient_resources",
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -22,10 +28,15 @@ export const STATUS_BY_CODE = {
   conflict: 409,
   invalid_state: 409,
   unauthorized: 401,
-  not_supported: 400,
+  not_supported: 501,
   internal_error: 500,
   unavailable: 503,
   insufficient_storage: 507,
+  invalid_snapshot_compression: 400,
+  invalid_timeout: 400,
+  name_conflict: 409,
+  ambiguous: 409,
+  insufficient_resources: 409,
 } as const satisfies Record<ErrorCode, number>;
 
 export type ErrorStatus = (typeof STATUS_BY_CODE)[ErrorCode] | 413 | 415 | 504;
@@ -39,17 +50,23 @@ export const ERROR_ENVELOPE_SCHEMA = z
 
 export type ErrorEnvelope = z.infer<typeof ERROR_ENVELOPE_SCHEMA>;
 
+/** 409s that a retry of the same request cannot change: the SDKs, which retry every 409, are told not to. */
+const FINAL_CODES: ReadonlySet<ErrorCode> = new Set(["invalid_state", "name_conflict", "ambiguous"]);
+
 export class ApiError extends Error {
   readonly status: ErrorStatus;
+  /** False: a retry would not help or could do the work twice (answered with `x-should-retry: false`). */
+  readonly retryable: boolean;
 
   constructor(
     readonly code: ErrorCode,
     message: string,
-    options: { status?: ErrorStatus; cause?: unknown } = {},
+    options: { status?: ErrorStatus; cause?: unknown; retryable?: boolean } = {},
   ) {
     super(message, { cause: options.cause });
     this.name = "ApiError";
     this.status = options.status ?? STATUS_BY_CODE[code];
+    this.retryable = options.retryable ?? !FINAL_CODES.has(code);
   }
 
   toEnvelope(): ErrorEnvelope {

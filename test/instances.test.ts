@@ -165,7 +165,7 @@ describe("bad input", () => {
 
   it("rejects a hypervisor this host cannot run, naming the available ones", async () => {
     const response = await service.api("/instances", { json: { name: "fc-1", hypervisor: "firecracker" } });
-    expect(response.status).toBe(400);
+    expect(response.status).toBe(501);
     expect(await jsonOf(response)).toEqual({
       code: "not_supported",
       message: expect.stringContaining("available: qemu"),
@@ -187,7 +187,7 @@ describe("bad input", () => {
     await create("dup-1");
     const duplicate = await service.api("/instances", { json: { name: "dup-1", size: "128MB" } });
     expect(duplicate.status).toBe(409);
-    expect((await jsonOf(duplicate)).code).toBe("conflict");
+    expect((await jsonOf(duplicate)).code).toBe("name_conflict");
     const startRunning = await post("/instances/dup-1/start");
     expect(startRunning.status).toBe(409);
     expect((await jsonOf(startRunning)).code).toBe("invalid_state");

@@ -206,23 +206,43 @@ describe("the contract's errors", () => {
   });
 
   it.each([
-    [{ kind: "Sideways" }, "kind"],
-    [{ kind: "Standby", name: "Upper" }, "name"],
-    [{ kind: "Standby", name: "-edge" }, "name"],
-    [{ kind: "Standby", name: "a".repeat(64) }, "name"],
-    [{ kind: "Standby", tags: { "": "x" } }, "tags"],
-    [{ kind: "Standby", tags: { ok: "x".repeat(257) } }, "tags"],
-    [{ kind: "Standby", tags: Object.fromEntries(Array.from({ length: 51 }, (_, i) => [`k${i}`, "v"])) }, "tags"],
-    [{ kind: "Standby", compression: { enabled: true, algorithm: "zstd", level: 0 } }, "level"],
-    [{ kind: "Standby", compression: { enabled: true, algorithm: "zstd", level: 20 } }, "level"],
-    [{ kind: "Standby", compression: { enabled: true, algorithm: "lz4", level: 10 } }, "level"],
-    [{ kind: "Standby", compression: { enabled: true, algorithm: "brotli" } }, "algorithm"],
-    [{ kind: "Stopped", compression: { enabled: true } }, "Stopped"],
-  ])("create %j → 400 mentioning %s", async (body, mention) => {
+    [{ kind: "Sideways" }, "kind", "invalid_request"],
+    [{ kind: "Standby", name: "Upper" }, "name", "invalid_request"],
+    [{ kind: "Standby", name: "-edge" }, "name", "invalid_request"],
+    [{ kind: "Standby", name: "a".repeat(64) }, "name", "invalid_request"],
+    [{ kind: "Standby", tags: { "": "x" } }, "tags", "invalid_request"],
+    [{ kind: "Standby", tags: { ok: "x".repeat(257) } }, "tags", "invalid_request"],
+    [
+      { kind: "Standby", tags: Object.fromEntries(Array.from({ length: 51 }, (_, i) => [`k${i}`, "v"])) },
+      "tags",
+      "invalid_request",
+    ],
+    [
+      { kind: "Standby", compression: { enabled: true, algorithm: "zstd", level: 0 } },
+      "level",
+      "invalid_snapshot_compression",
+    ],
+    [
+      { kind: "Standby", compression: { enabled: true, algorithm: "zstd", level: 20 } },
+      "level",
+      "invalid_snapshot_compression",
+    ],
+    [
+      { kind: "Standby", compression: { enabled: true, algorithm: "lz4", level: 10 } },
+      "level",
+      "invalid_snapshot_compression",
+    ],
+    [
+      { kind: "Standby", compression: { enabled: true, algorithm: "brotli" } },
+      "algorithm",
+      "invalid_snapshot_compression",
+    ],
+    [{ kind: "Stopped", compression: { enabled: true } }, "Stopped", "invalid_request"],
+  ])("create %j → 400 mentioning %s, code %s", async (body, mention, code) => {
     const response = await service.api(`/instances/${running.id}/snapshots`, { json: body });
     expect(response.status).toBe(400);
     const error = await jsonOf(response);
-    expect(error.code).toBe("invalid_request");
+    expect(error.code).toBe(code);
     expect(error.message).toContain(mention);
   });
 
@@ -233,7 +253,7 @@ describe("the contract's errors", () => {
     });
     expect(
       await statusOf(client.instances.snapshots.create(running.id, { kind: "Standby", name: "taken" })),
-    ).toMatchObject({ status: 409, code: "conflict" });
+    ).toMatchObject({ status: 409, code: "name_conflict" });
     expect(await statusOf(client.instances.snapshots.create(running.id, { kind: "Stopped" }))).toMatchObject({
       status: 409,
       code: "invalid_state",
@@ -277,7 +297,7 @@ describe("the contract's errors", () => {
     });
     expect(await statusOf(client.snapshots.fork(standbySnapshot.id, { name: "err-src" }))).toMatchObject({
       status: 409,
-      code: "conflict",
+      code: "name_conflict",
     });
   });
 

@@ -227,7 +227,7 @@ describe("fork a Stopped instance", () => {
     );
     expect(await failure(client.instances.fork("surf-fork", { name: "surf-src" }))).toEqual({
       status: 409,
-      code: "conflict",
+      code: "name_conflict",
     });
   });
 });

@@ -3,6 +3,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
 import { getCookie } from "hono/cookie";
+import { bearerToken } from "../../shared/bearer.ts";
 import { ApiError } from "../../shared/errors.ts";
 
 declare module "hono" {
@@ -23,11 +24,9 @@ export function bearerAuth(apiKeys: readonly string[], options: AuthOptions): Mi
   const keyDigests = apiKeys.map(digest);
   return async (c, next) => {
     if (options.isPublic(c.req.path)) return next();
-    const header = c.req.header("authorization") ?? "";
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
     const { cookie } = options;
     const fromCookie = cookie && c.req.path.startsWith(cookie.pathPrefix) ? getCookie(c, cookie.name) : undefined;
-    const presentedKey = match?.[1] ?? fromCookie;
+    const presentedKey = bearerToken(c.req.header("authorization")) ?? fromCookie;
     if (!presentedKey) {
       throw new ApiError("unauthorized", "missing bearer token: send Authorization: Bearer <api key>");
     }

@@ -1,10 +1,16 @@
-// Waits for an instance to reach a state, woken by the projector as it applies that instance's events (no polling).
+// Waits for an instance to reach a state, woken as that instance's events are applied to the read model: by this
+// replica's projector, or by another's (seen on the event stream, then awaited in the database).
 import { notFound } from "../../shared/errors.ts";
 import { subjectOf } from "../../shared/events/catalog.ts";
+import type { StreamEntry } from "../../shared/events/stream.ts";
 import type { Instance, InstanceState } from "../../shared/schemas/instance.ts";
 import type { Db } from "../db/database.ts";
+import type { EventFeed } from "../routes/events-feed.ts";
 import type { Projector } from "./projector.ts";
 import { findInstance } from "./queries.ts";
+
+/** How long an event seen on the stream is awaited in the read model: any replica applies it within milliseconds. */
+const APPLY_WAIT_MS = 10_000;
 
 export interface WaitOutcome {
   state: InstanceState;
@@ -20,7 +26,7 @@ const ERROR_STATE: InstanceState = "Unknown";
  * state and `timed_out` after `timeoutMs` or when `signal` aborts. Rejects with 404 if the instance is deleted.
  */
 export function waitForInstanceState(
-  deps: { db: Db; projector: Projector },
+  deps: { db: Db; projector: Projector; eventFeed: EventFeed },
   instance: Instance,
   target: InstanceState,
   timeoutMs: number,
@@ -34,9 +40,12 @@ export function waitForInstanceState(
       ...(latest.state === ERROR_STATE ? { state_error: latest.state_error } : {}),
       timed_out: timedOut,
     });
+    let settled = false;
     const settle = (finish: () => void) => {
+      settled = true;
       clearTimeout(timer);
       unsubscribe();
+      unfollow();
       signal.removeEventListener("abort", onAbort);
       finish();
     };
@@ -52,12 +61,26 @@ export function waitForInstanceState(
     };
     const onAbort = () => settle(() => resolve(outcome(true)));
     // An announcement may carry any instance's state: look again after each one too.
+    const concerns = (entry: StreamEntry) =>
+      entry.kind === "announcement" || entry.event.subject === subjectOf.instance(instance.id);
     const unsubscribe = deps.projector.onApplied((entry) => {
-      if (entry.kind === "announcement" || entry.event.subject === subjectOf.instance(instance.id)) enqueueCheck();
+      if (concerns(entry)) enqueueCheck();
+    });
+    // Another replica may be the one applying it: wait for its row in the database, then look.
+    const unfollow = deps.eventFeed.onEntry((entry) => {
+      if (!concerns(entry)) return;
+      if (entry.kind === "announcement") return enqueueCheck();
+      deps.projector.waitFor(entry.event.id, APPLY_WAIT_MS).then(
+        () => settled || enqueueCheck(),
+        () => {}, // not applied in time: the timeout answers
+      );
     });
     const timer = setTimeout(onAbort, timeoutMs);
     signal.addEventListener("abort", onAbort);
     if (signal.aborted) return onAbort();
-    enqueueCheck(); // it may have got there between the caller's read and subscribing
+    // It may have got there between the caller's read and subscribing, or before the stream tail was live: look now
+    // and once the tail is.
+    enqueueCheck();
+    deps.eventFeed.tailing.then(() => settled || enqueueCheck());
   });
 }

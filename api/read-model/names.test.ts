@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { openTestDatabase } from "../../test/helpers/database.ts";
 import { testDialects } from "../../test/helpers/postgres.ts";
 import { openDatabase } from "../db/database.ts";
-import { releaseReservation, reserveName } from "./names.ts";
+import { releaseReservation, reserveName, withNameReservation } from "./names.ts";
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -31,5 +31,22 @@ describe.each(testDialects())("name reservations on %s", (dialect) => {
     const row = await replicas[1]!.selectFrom("name_reservations").selectAll().executeTakeFirstOrThrow();
     expect(row).toMatchObject({ scope: "instance", name: "web-1", resource_id: "resource-late" });
     expect(row.created_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  });
+
+  it("answers a taken name with the reference's 409 name_conflict, and runs nothing", async () => {
+    const database = await openTestDatabase("names", dialect);
+    cleanups.push(() => database.close());
+    const reservation = { scope: "instance", name: "web-2", conflictMessage: "an instance named web-2 already exists" };
+    await withNameReservation(database.db, { ...reservation, resourceId: "first" }, async () => "made");
+    let ran = false;
+    const second = withNameReservation(database.db, { ...reservation, resourceId: "second" }, async () => {
+      ran = true;
+    });
+    await expect(second).rejects.toMatchObject({
+      code: "name_conflict",
+      status: 409,
+      message: reservation.conflictMessage,
+    });
+    expect(ran).toBe(false);
   });
 });

@@ -30,7 +30,7 @@ export async function releaseReservation(db: Db, scope: string, resourceId: stri
 }
 
 /**
- * Runs `create` holding `name` in `scope` for `resourceId`: a 409 `conflict` with `conflictMessage` when the name is
+ * Runs `create` holding `name` in `scope` for `resourceId`: a 409 `name_conflict` with `conflictMessage` when the name is
  * taken, and the name given back if `create` fails. With no name there is nothing to hold.
  */
 export async function withNameReservation<T>(
@@ -40,7 +40,8 @@ export async function withNameReservation<T>(
 ): Promise<T> {
   const { scope, name, resourceId } = reservation;
   if (name === undefined) return create();
-  if (!(await reserveName(db, scope, name, resourceId))) throw new ApiError("conflict", reservation.conflictMessage);
+  if (!(await reserveName(db, scope, name, resourceId)))
+    throw new ApiError("name_conflict", reservation.conflictMessage);
   try {
     return await create();
   } catch (error) {

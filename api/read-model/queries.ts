@@ -15,6 +15,22 @@ export async function findInstance(db: Db, idOrName: string): Promise<Instance |
   return rows[0] ? (JSON.parse(rows[0].resource) as Instance) : undefined;
 }
 
+/** Up to `limit` live instances whose id starts with `prefix` (lowercase alphanumerics only: no LIKE wildcards). */
+export async function findInstancesByIdPrefix(db: Db, prefix: string, limit: number): Promise<Instance[]> {
+  if (!ID_PREFIX_PATTERN.test(prefix)) return [];
+  const rows = await db
+    .selectFrom("instances")
+    .select("resource")
+    .where("deleted_at", "is", null)
+    .where("id", "like", `${prefix}%`)
+    .orderBy("id")
+    .limit(limit)
+    .execute();
+  return rows.map((row) => JSON.parse(row.resource) as Instance);
+}
+
+const ID_PREFIX_PATTERN = /^[a-z][a-z0-9]{0,22}$/;
+
 export async function listInstances(
   db: Db,
   filters: { state?: InstanceState; tags?: Record<string, string> },

@@ -34,7 +34,7 @@ describe("GET /capabilities", () => {
     const capabilities = await client.capabilities.get();
     expect(capabilities.default_runtime).toEqual({ name: "qemu", available: true });
     expect(capabilities.runtimes[0]).toMatchObject({ name: "qemu", available: true });
-    expect(capabilities.server.api_version).toBe("0.1.0");
+    expect(capabilities.server.api_version).toBe("0.3.0");
     expect(capabilities.host.os).toBe("linux");
     expect(capabilities.network.model).toBe("bridge");
     const extension = capabilities as unknown as {

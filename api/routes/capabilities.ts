@@ -8,10 +8,10 @@ import { COMPRESSION_ALGORITHMS, LEVELS_BY_ALGORITHM } from "../../shared/codec/
 import { implementedRuntimes } from "../../shared/hypervisor/registry.ts";
 import { CAPABILITIES_SCHEMA, type Capabilities } from "../../shared/schemas/capabilities.ts";
 import { SNAPSHOT_KINDS } from "../../shared/schemas/snapshot.ts";
-import type { App, AppDeps } from "../app.ts";
 import { knownHosts } from "../commands.ts";
+import type { App, AppDeps } from "../deps.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
-import { OPENAPI_INFO } from "./docs.ts";
+import { REFERENCE_API_VERSION } from "./docs.ts";
 
 const DEFAULT_RUNTIME = "qemu";
 const SERVER_FEATURES = ["instances", "images", "logs"];
@@ -43,7 +43,7 @@ async function capabilities(deps: AppDeps): Promise<Capabilities> {
     .sort((left, right) => left.name.localeCompare(right.name));
   const platformName = `linux/${GO_ARCH_NAME}`;
   return {
-    server: { api_version: OPENAPI_INFO.version, version: await serverVersion() },
+    server: { api_version: REFERENCE_API_VERSION, version: await serverVersion() },
     host: { os: platform(), arch: GO_ARCH_NAME },
     default_runtime: { name: DEFAULT_RUNTIME, available: online.has(DEFAULT_RUNTIME) },
     runtimes,

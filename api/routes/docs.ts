@@ -3,7 +3,10 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
-import type { App } from "../app.ts";
+import type { App } from "../deps.ts";
+
+/** The Hypeman API version whose contract we match, reported as `server.api_version` by GET /capabilities. */
+export const REFERENCE_API_VERSION = "0.3.0";
 
 export const OPENAPI_INFO = {
   title: "Snapfleet API",
@@ -12,7 +15,11 @@ export const OPENAPI_INFO = {
     "VM snapshots: capture, compress, fork and restore. Wire-compatible with the Hypeman snapshots API. " +
     "Every route except /health, /openapi.json and /docs takes `Authorization: Bearer <api key>`. " +
     "Every POST takes an optional `Idempotency-Key` header: a retry with the same key and body gets the first " +
-    "answer again (`Idempotent-Replayed: true`); 5xx answers are not kept.",
+    "answer again (`Idempotent-Replayed: true`); 5xx answers are not kept. " +
+    `Matches Hypeman API ${REFERENCE_API_VERSION} where it overlaps (GET /capabilities reports that version); this ` +
+    "document's own version is ours. Where we differ on purpose: `POST /instances` defaults to `size` 256MB, " +
+    "`vcpus` 1 and `overlay_size` 256MB (the reference: 1GB, 2, 10GB), sized for small hosts; its fields we do not " +
+    "model (`env`, `cmd`, `network`, `volumes`, …) are ignored, not refused.",
 };
 
 const SWAGGER_DIR = path.dirname(createRequire(import.meta.url).resolve("swagger-ui-dist/package.json"));

@@ -8,7 +8,7 @@ import { eventTypeMatches, type TypedEvent } from "../../shared/events/catalog.t
 import { decodeEvent, eventStreamKey } from "../../shared/events/stream.ts";
 import { comparePositions, trimmedThrough } from "../../shared/events/trim.ts";
 import { redisCall } from "../../shared/redis.ts";
-import type { App, AppDeps } from "../app.ts";
+import type { App, AppDeps } from "../deps.ts";
 import { BEARER_SECURITY, errorResponses } from "../openapi.ts";
 import { EVENT_TYPE_PATTERN } from "../webhooks/schemas.ts";
 

@@ -1,8 +1,8 @@
 // GET /health: reachability of Redis and the database, without auth.
 import { createRoute, z } from "@hono/zod-openapi";
 import { withDeadline } from "../../shared/redis.ts";
-import type { App, AppDeps } from "../app.ts";
 import { databaseIsReachable } from "../db/database.ts";
+import type { App, AppDeps } from "../deps.ts";
 import { jsonResponse } from "../openapi.ts";
 
 const CHECK = z.enum(["ok", "down"]);

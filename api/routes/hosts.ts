@@ -2,8 +2,8 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { ApiError } from "../../shared/errors.ts";
 import { HOST_RECORD_SCHEMA } from "../../shared/hosts.ts";
-import type { App, AppDeps } from "../app.ts";
 import { knownHosts } from "../commands.ts";
+import type { App, AppDeps } from "../deps.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 
 const HOST_SCHEMA = HOST_RECORD_SCHEMA.extend({

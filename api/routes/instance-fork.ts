@@ -5,8 +5,8 @@ import { ApiError } from "../../shared/errors.ts";
 import { newId } from "../../shared/ids.ts";
 import { FORK_INSTANCE_BODY, INSTANCE_SCHEMA, type Instance } from "../../shared/schemas/instance.ts";
 import type { SnapshotKind, TargetState } from "../../shared/schemas/snapshot.ts";
-import type { App, AppDeps } from "../app.ts";
 import { runHostCommand } from "../commands.ts";
+import type { App, AppDeps } from "../deps.ts";
 import { presentInstance } from "../host-status.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import { withNameReservation } from "../read-model/names.ts";
@@ -35,7 +35,7 @@ export const forkInstanceRoute = createRoute({
     params: INSTANCE_PATH,
     body: { content: { "application/json": { schema: FORK_INSTANCE_BODY } }, required: true },
   },
-  responses: { 201: jsonResponse(INSTANCE_SCHEMA, "The forked instance"), ...errorResponses(400, 404, 409, 504) },
+  responses: { 201: jsonResponse(INSTANCE_SCHEMA, "The forked instance"), ...errorResponses(400, 404, 409, 501, 504) },
 });
 
 export function registerInstanceForkRoutes(app: App, deps: AppDeps): void {

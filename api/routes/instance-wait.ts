@@ -2,7 +2,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { goDuration, parseGoDuration } from "../../shared/duration.ts";
 import { INSTANCE_STATE } from "../../shared/schemas/instance.ts";
-import type { App, AppDeps } from "../app.ts";
+import type { App, AppDeps } from "../deps.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import { waitForInstanceState } from "../read-model/instance-wait.ts";
 import { requireInstance } from "./instances.ts";
@@ -31,10 +31,12 @@ export const waitInstanceRoute = createRoute({
   request: {
     params: INSTANCE_PATH,
     query: z.object({
-      state: INSTANCE_STATE.openapi({ description: "Target state to wait for" }),
-      timeout: goDuration()
-        .optional()
-        .openapi({ description: "Maximum wait (Go duration); default 60s, capped at 5m", example: "30s" }),
+      // Unknown is where a wait ends on its own, never a target (the reference refuses it too).
+      state: INSTANCE_STATE.exclude(["Unknown"]).openapi({ description: "Target state to wait for (not Unknown)" }),
+      timeout: goDuration().optional().openapi({
+        description: "Maximum wait (Go duration); default 60s, capped at 5m. Not a duration: 400 invalid_timeout",
+        example: "30s",
+      }),
     }),
   },
   responses: { 200: jsonResponse(WAIT_RESPONSE, "The state when the wait ended"), ...errorResponses(400, 404) },

@@ -15,14 +15,14 @@ import {
   STANDBY_INSTANCE_BODY,
   type StandbyInstanceBody,
 } from "../../shared/schemas/instance.ts";
-import type { App, AppDeps } from "../app.ts";
 import { assertHostOnline, knownHosts, runHostCommand } from "../commands.ts";
+import type { App, AppDeps } from "../deps.ts";
 import { presentInstance, presentInstances } from "../host-status.ts";
 import { compressionLabels, timed } from "../metrics/metrics.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import { chooseHost } from "../placement.ts";
 import { instanceNameScope, withNameReservation } from "../read-model/names.ts";
-import { findInstance, instanceCountsByHost, listInstances } from "../read-model/queries.ts";
+import { findInstance, findInstancesByIdPrefix, instanceCountsByHost, listInstances } from "../read-model/queries.ts";
 import { INSTANCE_PATH, tagFilterFromQuery } from "./params.ts";
 
 export const createInstanceRoute = createRoute({
@@ -32,7 +32,7 @@ export const createInstanceRoute = createRoute({
   tags: ["Instances"],
   security: BEARER_SECURITY,
   request: { body: { content: { "application/json": { schema: CREATE_INSTANCE_BODY } }, required: true } },
-  responses: { 201: jsonResponse(INSTANCE_SCHEMA, "The running instance"), ...errorResponses(400, 409, 504) },
+  responses: { 201: jsonResponse(INSTANCE_SCHEMA, "The running instance"), ...errorResponses(400, 409, 501, 504) },
 });
 
 export const listInstancesRoute = createRoute({
@@ -61,7 +61,7 @@ export const getInstanceRoute = createRoute({
   tags: ["Instances"],
   security: BEARER_SECURITY,
   request: { params: INSTANCE_PATH },
-  responses: { 200: jsonResponse(INSTANCE_SCHEMA, "The instance"), ...errorResponses(404) },
+  responses: { 200: jsonResponse(INSTANCE_SCHEMA, "The instance"), ...errorResponses(404, 409) },
 });
 
 export const deleteInstanceRoute = createRoute({
@@ -138,7 +138,7 @@ export const instanceLogsRoute = createRoute({
   },
   responses: {
     200: { description: "The last `tail` lines", content: { "text/event-stream": { schema: z.string() } } },
-    ...errorResponses(400, 404, 504),
+    ...errorResponses(400, 404, 501, 504),
   },
 });
 
@@ -163,7 +163,7 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
       expires_at: null,
       has_snapshot: false,
       tags: body.tags ?? {},
-      snapshot_policy: body.snapshot_policy ?? null,
+      ...(body.snapshot_policy && { snapshot_policy: body.snapshot_policy }),
       ...(body.memory_load && { memory_load: body.memory_load }),
       host_id: host,
     };
@@ -252,10 +252,14 @@ function standbyCompression(deps: AppDeps, instance: Instance, body: StandbyInst
   };
 }
 
-export async function requireInstance(deps: AppDeps, idOrName: string): Promise<Instance> {
-  const instance = await findInstance(deps.db, idOrName);
-  if (!instance) throw notFound("instance", idOrName);
-  return instance;
+/** An instance by id, name or (as the reference takes it) a unique id prefix: 409 `ambiguous` when several match. */
+export async function requireInstance(deps: AppDeps, reference: string): Promise<Instance> {
+  const instance = await findInstance(deps.db, reference);
+  if (instance) return instance;
+  const candidates = await findInstancesByIdPrefix(deps.db, reference, 2);
+  if (candidates.length > 1) throw new ApiError("ambiguous", `several instances have an id starting with ${reference}`);
+  if (!candidates[0]) throw notFound("instance", reference);
+  return candidates[0];
 }
 
 /** The requested host, or the online host that can run `hypervisor` (undefined: any) and has the fewest instances. */

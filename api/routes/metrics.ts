@@ -1,6 +1,6 @@
 // GET /metrics: the Prometheus text exposition of the API's registry, queue and consumer gauges refreshed first.
 import { createRoute, z } from "@hono/zod-openapi";
-import type { App, AppDeps } from "../app.ts";
+import type { App, AppDeps } from "../deps.ts";
 import { collectRedisGauges } from "../metrics/collect.ts";
 import { BEARER_SECURITY, errorResponses } from "../openapi.ts";
 

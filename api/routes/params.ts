@@ -6,7 +6,7 @@ export const INSTANCE_PATH = z.object({
     .string()
     .min(1)
     .max(128)
-    .openapi({ param: { name: "id", in: "path" }, description: "Instance id or name" }),
+    .openapi({ param: { name: "id", in: "path" }, description: "Instance id, name, or a unique prefix of its id" }),
 });
 
 export const SNAPSHOT_PATH = z.object({

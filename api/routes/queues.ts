@@ -2,7 +2,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { ApiError } from "../../shared/errors.ts";
 import { withDeadline } from "../../shared/redis.ts";
-import type { App, AppDeps } from "../app.ts";
+import type { App, AppDeps } from "../deps.ts";
 import { knownQueues, queueDepth } from "../metrics/collect.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 

@@ -4,8 +4,8 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { ApiError } from "../../shared/errors.ts";
 import { COMPRESSION_CONFIG, normalizeCompression } from "../../shared/schemas/compression.ts";
 import { SNAPSHOT_SCHEMA } from "../../shared/schemas/snapshot.ts";
-import type { App, AppDeps } from "../app.ts";
 import { runHostCommand } from "../commands.ts";
+import type { App, AppDeps } from "../deps.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import { SNAPSHOT_PATH } from "./params.ts";
 import { requireSnapshot } from "./snapshots.ts";
@@ -50,7 +50,8 @@ export function registerSnapshotCompressRoutes(app: App, deps: AppDeps): void {
       : snapshot.compression.enabled
         ? snapshot.compression
         : normalizeCompression({ enabled: true });
-    if (!compression.enabled) throw new ApiError("invalid_request", "compression.enabled must be true to compress");
+    if (!compression.enabled)
+      throw new ApiError("invalid_snapshot_compression", "compression.enabled must be true to compress");
     const result = await runHostCommand(
       deps,
       snapshot.host_id,

@@ -4,7 +4,7 @@ import { parseGoDuration } from "../../shared/duration.ts";
 import { notFound } from "../../shared/errors.ts";
 import { newId } from "../../shared/ids.ts";
 import { SET_SNAPSHOT_SCHEDULE_BODY, SNAPSHOT_SCHEDULE_SCHEMA } from "../../shared/schemas/snapshot-schedule.ts";
-import type { App, AppDeps } from "../app.ts";
+import type { App, AppDeps } from "../deps.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import { nextRun, removeScheduler, upsertScheduler } from "../schedules/scheduler.ts";
 import { deleteSchedule, findSchedule, saveSchedule, toSchedule } from "../schedules/store.ts";

@@ -15,8 +15,8 @@ import {
   type ArchiveManifest,
   EXPORT_LISTING,
 } from "../../shared/snapshots/archive.ts";
-import type { App, AppDeps } from "../app.ts";
 import { waitForReadModel } from "../commands.ts";
+import type { App, AppDeps } from "../deps.ts";
 import { fetchFromHost } from "../host-payloads.ts";
 import { presentSnapshot } from "../host-status.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";

@@ -20,8 +20,8 @@ import {
 } from "../../shared/schemas/snapshot.ts";
 import { replicaSetKey } from "../../shared/snapshots/replicas.ts";
 import { SNAPSHOT_RECORD } from "../../shared/snapshots/store.ts";
-import type { App, AppDeps } from "../app.ts";
 import { assertHostOnline, knownHosts, onlineHosts, runHostCommand } from "../commands.ts";
+import type { App, AppDeps } from "../deps.ts";
 import { fetchFromHost } from "../host-payloads.ts";
 import { presentInstance, presentSnapshot, presentStoredSnapshots } from "../host-status.ts";
 import { timed } from "../metrics/metrics.ts";
@@ -117,7 +117,10 @@ export const forkSnapshotRoute = createRoute({
     params: SNAPSHOT_PATH,
     body: { content: { "application/json": { schema: FORK_SNAPSHOT_BODY } }, required: true },
   },
-  responses: { 201: jsonResponse(INSTANCE_SCHEMA, "The new instance"), ...errorResponses(400, 404, 409, 504, 507) },
+  responses: {
+    201: jsonResponse(INSTANCE_SCHEMA, "The new instance"),
+    ...errorResponses(400, 404, 409, 501, 504, 507),
+  },
 });
 
 export const restoreSnapshotRoute = createRoute({
@@ -130,7 +133,10 @@ export const restoreSnapshotRoute = createRoute({
     params: INSTANCE_PATH.merge(SNAPSHOT_PATH),
     body: { content: { "application/json": { schema: RESTORE_SNAPSHOT_BODY } }, required: false },
   },
-  responses: { 200: jsonResponse(INSTANCE_SCHEMA, "The restored instance"), ...errorResponses(400, 404, 409, 504) },
+  responses: {
+    200: jsonResponse(INSTANCE_SCHEMA, "The restored instance"),
+    ...errorResponses(400, 404, 409, 501, 504),
+  },
 });
 
 export function registerSnapshotRoutes(app: App, deps: AppDeps): void {

@@ -8,7 +8,8 @@ import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { HonoAdapter } from "@bull-board/hono";
 import { serveStatic } from "@hono/node-server/serve-static";
 import { deleteCookie, setCookie } from "hono/cookie";
-import type { App, AppDeps } from "../app.ts";
+import { bearerToken } from "../../shared/bearer.ts";
+import type { App, AppDeps } from "../deps.ts";
 import { knownQueues } from "../metrics/collect.ts";
 
 const UI_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../ui");
@@ -42,7 +43,7 @@ export function registerUiRoutes(app: App, deps: AppDeps): void {
 
   // Reached with the bearer key: hands the same key to Bull Board's page as a strict, HttpOnly cookie.
   app.post("/ui/session", (c) => {
-    const key = /^Bearer\s+(\S+)/i.exec(c.req.header("authorization") ?? "")![1]!;
+    const key = bearerToken(c.req.header("authorization"))!;
     setCookie(c, BOARD_COOKIE, key, { path: BOARD_PATH, httpOnly: true, sameSite: "Strict" });
     return c.body(null, 204);
   });

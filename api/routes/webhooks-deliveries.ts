@@ -1,6 +1,6 @@
 // The delivery log of an endpoint, and a manual retry of a finished delivery.
 import { createRoute, z } from "@hono/zod-openapi";
-import type { App, AppDeps } from "../app.ts";
+import type { App, AppDeps } from "../deps.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import { listDeliveries, reopenDelivery, restoreDelivery } from "../webhooks/deliveries.ts";
 import { DELIVERY_STATUSES, WEBHOOK_DELIVERY } from "../webhooks/schemas.ts";

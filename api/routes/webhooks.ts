@@ -1,6 +1,6 @@
 // Webhook subscriptions: create (returns the signing secret once), list, read, update, delete, rotate the secret.
 import { createRoute, z } from "@hono/zod-openapi";
-import type { App, AppDeps } from "../app.ts";
+import type { App, AppDeps } from "../deps.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import {
   CREATE_WEBHOOK_BODY,

@@ -5,7 +5,7 @@ import type { JobResult } from "../../shared/jobs/catalog.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { Snapshot } from "../../shared/schemas/snapshot.ts";
 import type { SnapshotSchedule } from "../../shared/schemas/snapshot-schedule.ts";
-import type { AppDeps } from "../app.ts";
+import type { AppDeps } from "../deps.ts";
 import { findInstance, listSnapshots } from "../read-model/queries.ts";
 import { createSnapshot, deleteSnapshot } from "../routes/snapshots.ts";
 import { dueAt, nextRun, removeScheduler } from "./scheduler.ts";

@@ -4,7 +4,7 @@ import { createHash } from "node:crypto";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import type { JobEnvelope } from "../../shared/jobs/producer.ts";
 import { redisCall } from "../../shared/redis.ts";
-import type { AppDeps } from "../app.ts";
+import type { AppDeps } from "../deps.ts";
 
 export const SCHEDULE_QUEUE = queueName("schedules");
 export const schedulerId = (instanceId: string) => `snapshot-schedule:${instanceId}`;

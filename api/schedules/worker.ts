@@ -1,7 +1,7 @@
 // Takes snapshot-schedule runs off the `schedules` queue in this API process (it owns the read model they need).
 import type { Redis } from "ioredis";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
-import type { AppDeps } from "../app.ts";
+import type { AppDeps } from "../deps.ts";
 import { runSchedule } from "./run.ts";
 import { SCHEDULE_QUEUE } from "./scheduler.ts";
 

@@ -68,7 +68,8 @@ export const INSTANCE_SCHEMA = z
       .boolean()
       .openapi({ description: "Whether the instance holds standby state (memory + device state)" }),
     tags: z.record(z.string(), z.string()),
-    snapshot_policy: SNAPSHOT_POLICY.nullable(),
+    // Absent when unset, as the reference sends it; records written before that hold null.
+    snapshot_policy: SNAPSHOT_POLICY.nullish(),
     memory_load: MEMORY_LOAD.optional(),
     host_id: z.string().openapi({ description: "The worker host that owns this instance" }),
     host_online: HOST_ONLINE,

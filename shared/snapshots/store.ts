@@ -119,18 +119,26 @@ export class SnapshotStore {
 
   /** Bytes the payload occupies on disk (allocated blocks, so sparse holes do not count). */
   async storedBytes(record: SnapshotRecord): Promise<number> {
-    const names = [DISK_FILE];
-    if (record.memory_layout !== "none") names.push(DEVICE_STATE_FILE);
-    if (record.memory_layout === "file") names.push(MEMORY_FILE);
     let total = 0;
-    for (const name of names) {
-      const compressed = name === record.memory_payload && record.snapshot.compression_state === "compressed";
+    for (const name of payloadFiles(record)) {
+      const compressed = isStoredAsImage(record, name);
       const file = this.file(record.snapshot.id, compressed ? `${name}${COMPRESSED_SUFFIX}` : name);
       total += await allocatedBytes(file);
       if (compressed) total += await allocatedBytes(checksumsFile(file));
     }
     return total;
   }
+}
+
+/** The raw payload files a record holds, in archive order. */
+export function payloadFiles(record: SnapshotRecord): string[] {
+  if (record.memory_layout === "none") return [DISK_FILE];
+  return record.memory_layout === "file" ? [DISK_FILE, DEVICE_STATE_FILE, MEMORY_FILE] : [DISK_FILE, DEVICE_STATE_FILE];
+}
+
+/** Whether payload file `name` is stored as a squashfs image (the compressed memory payload). */
+export function isStoredAsImage(record: SnapshotRecord, name: string): boolean {
+  return name === record.memory_payload && record.snapshot.compression_state === "compressed";
 }
 
 export async function allocatedBytes(file: string): Promise<number> {

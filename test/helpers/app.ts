@@ -2,9 +2,9 @@
 // (or a dead one). Two apps on one prefix and database are two replicas of one service.
 import { randomBytes } from "node:crypto";
 import Hypeman from "@onkernel/hypeman";
-import type { App } from "../../api/app.ts";
 import type { Db } from "../../api/db/database.ts";
 import type { DialectName } from "../../api/db/dialect.ts";
+import type { App } from "../../api/deps.ts";
 import type { Projector } from "../../api/read-model/projector.ts";
 import type { EventFeed } from "../../api/routes/events-feed.ts";
 import { startApiRuntime } from "../../api/runtime.ts";

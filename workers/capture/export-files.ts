@@ -13,23 +13,11 @@ import {
   SEEKABLE_SUFFIX,
 } from "../../shared/snapshots/archive.ts";
 import {
-  DEVICE_STATE_FILE,
-  DISK_FILE,
-  MEMORY_FILE,
+  isStoredAsImage,
+  payloadFiles,
   type SnapshotRecord,
   type SnapshotStore,
 } from "../../shared/snapshots/store.ts";
-
-/** The raw payload files a record holds, in archive order. */
-export function payloadFiles(record: SnapshotRecord): string[] {
-  if (record.memory_layout === "none") return [DISK_FILE];
-  return record.memory_layout === "file" ? [DISK_FILE, DEVICE_STATE_FILE, MEMORY_FILE] : [DISK_FILE, DEVICE_STATE_FILE];
-}
-
-/** Whether payload file `name` is stored as a squashfs image (the compressed memory payload). */
-export function isStoredAsImage(record: SnapshotRecord, name: string): boolean {
-  return name === record.memory_payload && record.snapshot.compression_state === "compressed";
-}
 
 /** The entries that carry a record's payload, in archive order. */
 export function payloadEntries(record: SnapshotRecord): string[] {

@@ -13,6 +13,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { ApiError } from "../../shared/errors.ts";
 import { run } from "../../shared/hypervisor/exec.ts";
 import type { Logger } from "../../shared/logger.ts";
+import { processMaps } from "../../shared/process-maps.ts";
 import { COMPRESSED_SUFFIX, type SnapshotStore } from "../../shared/snapshots/store.ts";
 import { ImageIntegrityError, verifyImage } from "../../shared/squashfs/checksums.ts";
 
@@ -183,10 +184,7 @@ function sameImage(current: ImageIdentity | undefined, verified: ImageIdentity |
 /** Whether a running process maps a file under `mountPoint` (as every QEMU using the image does). */
 async function isMappedByAnyProcess(mountPoint: string): Promise<boolean> {
   const prefix = `${mountPoint}/`;
-  for (const pid of (await readdir("/proc")).filter((name) => /^\d+$/.test(name))) {
-    const maps = await readFile(`/proc/${pid}/maps`, "utf8").catch(() => "");
-    if (maps.includes(prefix)) return true;
-  }
+  for await (const { maps } of processMaps()) if (maps.includes(prefix)) return true;
   return false;
 }
 

@@ -25,13 +25,15 @@ import {
 } from "../../shared/snapshots/archive.ts";
 import {
   COMPRESSED_SUFFIX,
+  isStoredAsImage,
+  payloadFiles,
   publishSnapshotRecord,
   SNAPSHOT_RECORD,
   type SnapshotRecord,
   type SnapshotStore,
 } from "../../shared/snapshots/store.ts";
 import { ImageIntegrityError, verifyImage } from "../../shared/squashfs/checksums.ts";
-import { isStoredAsImage, payloadEntries, payloadFiles } from "./export-files.ts";
+import { payloadEntries } from "./export-files.ts";
 
 const MAX_JSON_ENTRY_BYTES = 4 * 1024 * 1024;
 

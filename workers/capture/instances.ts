@@ -29,6 +29,7 @@ import type { Logger } from "../../shared/logger.ts";
 import { parseSize } from "../../shared/schemas/common.ts";
 import { INSTANCE_SCHEMA, type Instance } from "../../shared/schemas/instance.ts";
 import { z } from "../../shared/zod.ts";
+import { assertFreeMemory } from "./free-memory.ts";
 
 export const INSTANCE_RECORD = z.object({
   instance: INSTANCE_SCHEMA,
@@ -350,6 +351,7 @@ export class InstanceManager {
       if (madeBy(current, jobId)) return this.publish(current);
       const instance = current.instance;
       assertOperationAllowed("restore", instance);
+      await assertFreeMemory(parseSize(instance.size)!, this.options.hostId);
       // A private-memory VM's standby stream holds its RAM: it comes back onto a blank file of its own.
       const privateMemory = (await this.memoryMode(id)) === "private";
       await this.boot(instance, {

@@ -4,6 +4,7 @@ import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { bearerToken } from "../../shared/bearer.ts";
 import { ApiError, notFound } from "../../shared/errors.ts";
 import { tokenMatches } from "../../shared/fleet-secret.ts";
 import { ID_PATTERN } from "../../shared/ids.ts";
@@ -103,7 +104,7 @@ export function startPayloadServer(options: PayloadServerOptions): Promise<Paylo
 }
 
 async function handle(options: PayloadServerOptions, request: IncomingMessage, response: ServerResponse) {
-  const presented = /^Bearer (.+)$/.exec(request.headers.authorization ?? "")?.[1];
+  const presented = bearerToken(request.headers.authorization);
   if (!tokenMatches(options.token, presented)) throw new ApiError("unauthorized", "missing or wrong payload token");
   const url = new URL(request.url ?? "/", "http://payload-server");
   for (const route of ROUTES) {

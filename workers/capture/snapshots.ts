@@ -18,6 +18,7 @@ import { queueName } from "../../shared/jobs/catalog.ts";
 import { compressionJobId } from "../../shared/jobs/compression-jobs.ts";
 import type { JobProducer } from "../../shared/jobs/producer.ts";
 import type { Logger } from "../../shared/logger.ts";
+import { parseSize } from "../../shared/schemas/common.ts";
 import type { Instance } from "../../shared/schemas/instance.ts";
 import type { Snapshot, TargetState } from "../../shared/schemas/snapshot.ts";
 import {
@@ -29,6 +30,7 @@ import {
   type SnapshotStore,
 } from "../../shared/snapshots/store.ts";
 import { allocatedBytesOf, asInsufficientStorage, assertFreeSpace } from "../../shared/storage/free-space.ts";
+import { assertFreeMemory } from "./free-memory.ts";
 import type { ImageMounts } from "./image-mounts.ts";
 import type { CommandResult, InstanceManager } from "./instances.ts";
 
@@ -202,6 +204,7 @@ export class SnapshotManager {
       const existing = await instances.findRecord(prepared.id);
       if (existing) return instances.publish(existing);
       const record = await this.requireRecord(snapshotId);
+      await this.assertMemoryFor(prepared, target);
       await instances.clearUnfinished(prepared.id);
       await mkdir(files.dir, { recursive: true });
       try {
@@ -233,6 +236,7 @@ export class SnapshotManager {
         throw new ApiError("invalid_request", `snapshot ${snapshotId} was not taken of instance ${instance.name}`);
       }
       assertOperationAllowed("restoreSnapshot", instance);
+      await this.assertMemoryFor(instance, target);
       await instances.stopVm(instance);
       await instances.discardMemoryState(instanceId);
       const restored = await this.bringUp(instance, record, target);
@@ -277,6 +281,11 @@ export class SnapshotManager {
     const record = await this.options.store.read(snapshotId);
     if (!record) throw notFound("snapshot", snapshotId);
     return record;
+  }
+
+  /** A target that boots the guest needs its RAM free on this host: refused before anything is touched. */
+  private async assertMemoryFor(instance: Instance, target: TargetState): Promise<void> {
+    if (target !== "Stopped") await assertFreeMemory(parseSize(instance.size)!, this.options.hostId);
   }
 
   /**
