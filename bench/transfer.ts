@@ -15,8 +15,9 @@ import { Redis } from "ioredis";
 import { payloadToken } from "../shared/fleet-secret.ts";
 import { createLogger } from "../shared/logger.ts";
 import { findRedisServer, startEmbeddedRedis } from "../supervisor/embedded-redis.ts";
-import { consoleTicks, waitForTick } from "../test/helpers/console.ts";
+import { waitForTick } from "../test/helpers/console.ts";
 import { startFleet } from "../test/helpers/fleet.ts";
+import { apiConsole, capturedBetween, consolePoint, waitForResume } from "../test/helpers/resume.ts";
 import { downloadResuming } from "../workers/capture/replicas.ts";
 import { median } from "./lib/median.ts";
 
@@ -70,14 +71,15 @@ try {
   const forks = { local: [] as number[], remoteFirst: [] as number[], remoteAgain: [] as number[] };
   const pulls: Array<{ bytes: number; httpMs: number; cpMs: number }> = [];
   for (let round = 0; round < ROUNDS; round++) {
+    const before = await consolePoint(apiConsole(api, "bench-src"));
     const snapshot = await call("/instances/bench-src/snapshots", { kind: "Standby" }, 201);
-    const atSnapshot = Math.max(...(await consoleTicks(api, "bench-src")));
+    const captured = capturedBetween(before, await consolePoint(apiConsole(api, "bench-src")));
     forks.local.push(await timedFork(snapshot.id, `local-${round}`, "fleet-a"));
     forks.remoteFirst.push(await timedFork(snapshot.id, `remote-${round}`, "fleet-b"));
     forks.remoteAgain.push(await timedFork(snapshot.id, `again-${round}`, "fleet-b"));
     if (round === 0) {
       await call(`/snapshots/${snapshot.id}/fork`, { name: "check", host_id: "fleet-b" }, 201);
-      await waitForTick(api, "check", atSnapshot + 1); // a pulled fork resumes, or the figures mean nothing
+      await waitForResume(apiConsole(api, "check"), captured); // a pulled fork resumes, or the figures mean nothing
       await fleet.api("/instances/check", { method: "DELETE" });
     }
 

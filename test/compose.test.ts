@@ -10,9 +10,10 @@ import { ENV_SCHEMA } from "../shared/config.ts";
 import { createLogger } from "../shared/logger.ts";
 import { type EmbeddedRedis, findRedisServer, startEmbeddedRedis } from "../supervisor/embedded-redis.ts";
 import { entryCommand, SERVICE_PROCESSES } from "../supervisor/processes.ts";
-import { consoleTicks, waitForTick } from "./helpers/console.ts";
+import { waitForTick } from "./helpers/console.ts";
 import { freePort, jsonOf, tempDir, waitFor } from "./helpers/fixtures.ts";
 import { type ServiceProcess, startProcess, waitForLog } from "./helpers/processes.ts";
+import { apiConsole, type CapturePoint, capturedBetween, consolePoint, waitForResume } from "./helpers/resume.ts";
 import { removeDataDir, TEST_IMAGES_DIR } from "./helpers/service.ts";
 
 interface ComposeService {
@@ -174,7 +175,8 @@ describe("docker-compose.yml, run as declared", () => {
     // Placement spreads two new guests over the two empty hosts.
     const sources = [];
     const snapshots = [];
-    const ticksAt: number[] = [];
+    const captures: CapturePoint[] = [];
+    const guestConsole = (name: string) => apiConsole(api, name);
     for (const name of ["compose-a", "compose-b"]) {
       const response = await api("/instances", { name, size: "256MB" });
       expect(response.status, await response.clone().text()).toBe(201);
@@ -184,6 +186,7 @@ describe("docker-compose.yml, run as declared", () => {
 
     for (const source of sources) {
       await waitForTick(api, source.name, 2);
+      const before = await consolePoint(guestConsole(source.name));
       const created = await api(`/instances/${source.name}/snapshots`, {
         kind: "Standby",
         compression: { enabled: true, algorithm: "zstd", level: 1 },
@@ -191,7 +194,7 @@ describe("docker-compose.yml, run as declared", () => {
       expect(created.status, await created.clone().text()).toBe(201);
       const snapshot = await jsonOf(created);
       expect(snapshot.host_id).toBe(source.host_id);
-      const atSnapshot = Math.max(...(await consoleTicks(api, source.name)));
+      const captured = capturedBetween(before, await consolePoint(guestConsole(source.name)));
 
       // The host's compression worker reads the queue its capture worker writes to.
       await waitFor(
@@ -204,9 +207,9 @@ describe("docker-compose.yml, run as declared", () => {
       expect(forked.status, await forked.clone().text()).toBe(201);
       const fork = await jsonOf(forked);
       expect(fork).toMatchObject({ state: "Running", host_id: source.host_id });
-      expect(await waitForTick(api, fork.name, atSnapshot + 1)).toBeGreaterThan(atSnapshot);
+      await waitForResume(guestConsole(fork.name), captured);
       snapshots.push(snapshot);
-      ticksAt.push(atSnapshot);
+      captures.push(captured);
     }
 
     // Across hosts: the first host's snapshot forked on the second (which pulls a replica from the first) ...
@@ -216,7 +219,7 @@ describe("docker-compose.yml, run as declared", () => {
     });
     expect(crossFork.status, await crossFork.clone().text()).toBe(201);
     expect((await jsonOf(crossFork)).host_id).toBe(sources[1].host_id);
-    expect(await waitForTick(api, "compose-cross", ticksAt[0]! + 1)).toBeGreaterThan(ticksAt[0]!);
+    await waitForResume(guestConsole("compose-cross"), captures[0]!);
 
     // ... and exported through the API and imported on the second host.
     const archive = Buffer.from(await (await api(`/snapshots/${snapshots[0].id}/export`)).arrayBuffer());

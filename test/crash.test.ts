@@ -4,7 +4,9 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { waitForTick as waitForConsoleTick } from "./helpers/console.ts";
 import { jsonOf, waitFor } from "./helpers/fixtures.ts";
+import { apiConsole, type CapturePoint, capturedBetween, consolePoint, waitForResume } from "./helpers/resume.ts";
 import { isAlive, type RunningService, startService } from "./helpers/service.ts";
 
 let service: RunningService;
@@ -31,26 +33,20 @@ async function create(name: string) {
   return jsonOf(response);
 }
 
-async function logLines(name: string, tail = 400): Promise<string[]> {
-  const response = await service.api(`/instances/${name}/logs?tail=${tail}`);
-  expect(response.status).toBe(200);
-  return (await response.text())
-    .split("\n")
-    .filter((line) => line.startsWith("data: "))
-    .map((line) => JSON.parse(line.slice(6)) as string);
+const waitForTick = (name: string, atLeast: number, timeoutMs = 60_000) =>
+  waitForConsoleTick(service.api, name, atLeast, timeoutMs);
+const guestConsole = (name: string) => apiConsole(service.api, name);
+
+/** Snapshots a running guest; returns the snapshot and where it caught the guest's count. */
+async function snapshotWithPoint(instance: string): Promise<{ taken: { id: string }; captured: CapturePoint }> {
+  const before = await consolePoint(guestConsole(instance));
+  const taken = await snapshot(instance);
+  return { taken, captured: capturedBetween(before, await consolePoint(guestConsole(instance))) };
 }
 
-const ticksOf = (lines: string[]) => lines.flatMap((line) => /^tick (\d+)$/.exec(line.trim())?.[1] ?? []).map(Number);
-
-/** The highest `tick N` in the console log, once it reaches at least `atLeast`. */
-async function waitForTick(name: string, atLeast: number, timeoutMs = 60_000): Promise<number> {
-  return waitFor(
-    async () => {
-      const latest = Math.max(-1, ...ticksOf(await logLines(name)));
-      return latest >= atLeast ? latest : undefined;
-    },
-    { timeoutMs, intervalMs: 250, what: `${name} to print tick ${atLeast}` },
-  );
+/** Waits for `ticks` more ticks and checks the guest ran on to them: no boot, no gap. */
+async function expectRunsOn(name: string, ticks = 1) {
+  await waitForResume(guestConsole(name), await consolePoint(guestConsole(name)), { ticks });
 }
 
 async function snapshot(instance: string, compression: object = SLOW) {
@@ -79,15 +75,12 @@ async function waitForCompression(id: string, state: "compressing" | "compressed
 }
 
 /** Forks and checks the fork resumes the source's tick count (no reboot). */
-async function forkAndCheck(snapshotId: string, name: string, atLeast: number) {
+async function forkAndCheck(snapshotId: string, name: string, captured: CapturePoint) {
   const response = await service.api(`/snapshots/${snapshotId}/fork`, { json: { name } });
   expect(response.status, await response.clone().text()).toBe(201);
   const fork = await jsonOf(response);
   expect(fork.state).toBe("Running");
-  await waitForTick(name, atLeast + 1);
-  const lines = await logLines(name, 2000);
-  expect(lines.some((line) => line.includes("snapfleet: boot"))).toBe(false);
-  expect(Math.min(...ticksOf(lines))).toBeGreaterThanOrEqual(atLeast);
+  await waitForResume(guestConsole(name), captured);
   return fork;
 }
 
@@ -129,28 +122,23 @@ const qemuPid = (id: string) => Number(readFileSync(path.join(service.dataDir, "
 
 describe("crash safety of the snapshot pipeline", () => {
   it("kill -9 of the compression worker mid-job: the job is taken over, a fork and a restore meeting the retried compression run, and the snapshot ends compressed and forks", async () => {
-    const atCapture = await waitForTick("src", 1);
-    const taken = await snapshot("src");
+    await waitForTick("src", 1);
+    const { taken, captured } = await snapshotWithPoint("src");
     await waitForCompression(taken.id, "compressing");
     const killed = await killAndAwaitRestart("compression-worker", "compression worker started");
     expect(isAlive(killed)).toBe(false);
     // The restarted worker takes the job over once its lock lapses and starts again from the raw file. Meanwhile
     // the snapshot stays compressing: a fork now maps the raw file.
     expect((await getSnapshot(taken.id)).compression_state).toBe("compressing");
-    await forkAndCheck(taken.id, "mid-compress", atCapture);
+    await forkAndCheck(taken.id, "mid-compress", captured);
     // So does a restore of the source from the same snapshot.
     expect((await service.api("/instances/src/standby", { method: "POST" })).status).toBe(200);
-    const linesBefore = (await logLines("src", 5000)).length;
+    const atStandby = await consolePoint(guestConsole("src"));
     const restored = await service.api(`/instances/src/snapshots/${taken.id}/restore`, { json: {} });
     expect(restored.status, await restored.clone().text()).toBe(200);
     expect((await jsonOf(restored)).state).toBe("Running");
     // The restored source prints ticks again, counting on from the snapshot's moment.
-    const resumed = await waitFor(async () => ticksOf((await logLines("src", 5000)).slice(linesBefore))[0], {
-      timeoutMs: 60_000,
-      intervalMs: 250,
-      what: "the restored source to tick",
-    });
-    expect(resumed).toBeGreaterThanOrEqual(atCapture);
+    await waitForResume(guestConsole("src"), { ...captured, fromLine: atStandby.fromLine });
 
     const done = await waitForCompression(taken.id, "compressed");
     expect(done.compressed_size_bytes).toBeGreaterThan(0);
@@ -167,10 +155,10 @@ describe("crash safety of the snapshot pipeline", () => {
       "snapshot.json",
     ]);
     // The fork made mid-compression still runs on the raw file it mapped before that file was removed.
-    await waitForTick("mid-compress", (await waitForTick("mid-compress", 0)) + 1);
+    await expectRunsOn("mid-compress");
 
     // A fork from the compressed snapshot maps the file inside its mounted image and resumes the count.
-    await forkAndCheck(taken.id, "after-kill", atCapture);
+    await forkAndCheck(taken.id, "after-kill", captured);
     expect(readFileSync("/proc/mounts", "utf8")).toContain(path.join(service.dataDir, "mounts", taken.id));
     await deleteInstance("after-kill");
     await deleteInstance("mid-compress");
@@ -220,10 +208,10 @@ describe("crash safety of the snapshot pipeline", () => {
   }, 180_000);
 
   it("deleting a snapshot while it compresses removes it and its payload; an earlier fork keeps running", async () => {
-    const atCapture = await waitForTick("src", 1);
-    const taken = await snapshot("src");
+    await waitForTick("src", 1);
+    const { taken, captured } = await snapshotWithPoint("src");
     await waitForCompression(taken.id, "compressing");
-    const fork = await forkAndCheck(taken.id, "before-delete", atCapture);
+    const fork = await forkAndCheck(taken.id, "before-delete", captured);
 
     expect((await service.api(`/snapshots/${taken.id}`, { method: "DELETE" })).status).toBe(204);
     expect((await service.api(`/snapshots/${taken.id}`)).status).toBe(404);
@@ -232,8 +220,7 @@ describe("crash safety of the snapshot pipeline", () => {
 
     // The compression notices and stops; nothing comes back on disk, and the fork runs on.
     const pid = qemuPid(fork.id);
-    const tickAtDelete = await waitForTick("before-delete", 0);
-    await waitForTick("before-delete", tickAtDelete + 2);
+    await expectRunsOn("before-delete", 2);
     expect(isAlive(pid)).toBe(true);
     expect((await jsonOf(await service.api("/instances/before-delete"))).state).toBe("Running");
     await waitFor(

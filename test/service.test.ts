@@ -92,17 +92,28 @@ describe("supervision", () => {
         .find((line) => line.includes('"capture worker started"'));
       const workerPid = JSON.parse(hostIdLine!).pid as number;
       process.kill(workerPid, "SIGKILL");
-      await waitFor(
+      // Read while the supervisor runs: once it has exited, pgrep -P finds no children whatever is left.
+      const running = await waitFor(
         () => {
           const now = service.childPids();
-          return now.length === before.length && !now.includes(workerPid) ? true : undefined;
+          return now.length === before.length && !now.includes(workerPid) ? now : undefined;
         },
         { timeoutMs: 20_000, what: "the capture worker to be restarted" },
       );
+      const commands = running.map(readCmdline).join(" ");
+      for (const name of [
+        "redis-server",
+        "api/main.ts",
+        "capture/main.ts",
+        "compression/main.ts",
+        "webhooks/main.ts",
+      ]) {
+        expect(commands).toContain(name);
+      }
       const { code, ms } = await service.stop("SIGINT");
       expect(code).toBe(0);
       expect(ms).toBeLessThan(10_000);
-      for (const pid of service.childPids()) expect(isAlive(pid)).toBe(false);
+      for (const pid of running) expect(isAlive(pid), `pid ${pid} ${readCmdline(pid)}`).toBe(false);
     } finally {
       await service.stop("SIGKILL");
       service.remove();
@@ -142,9 +153,10 @@ describe("supervision", () => {
     const service = await startService();
     try {
       const children = service.childPids();
-      await service.stop("SIGKILL");
-      // redis-server has no watchdog; the next start stops it through its pidfile. The three processes go.
       const processes = children.filter((pid) => !readCmdline(pid).includes("redis-server"));
+      expect(processes).toHaveLength(4);
+      await service.stop("SIGKILL");
+      // redis-server has no watchdog; the next start stops it through its pidfile. The four processes go.
       await waitFor(() => (processes.every((pid) => !isAlive(pid)) ? true : undefined), {
         timeoutMs: 15_000,
         what: "orphaned processes to exit",

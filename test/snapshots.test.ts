@@ -6,8 +6,9 @@ import os from "node:os";
 import path from "node:path";
 import Hypeman from "@onkernel/hypeman";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { consoleTicks, waitForTick as waitForConsoleTick } from "./helpers/console.ts";
+import { waitForTick as waitForConsoleTick } from "./helpers/console.ts";
 import { jsonOf, waitFor } from "./helpers/fixtures.ts";
+import { apiConsole, capturedBetween, consolePoint, waitForResume } from "./helpers/resume.ts";
 import { isMounted as isMountedIn, runSdkFlow, statusOf } from "./helpers/sdk-flow.ts";
 import { type RunningService, startService } from "./helpers/service.ts";
 
@@ -25,7 +26,7 @@ afterAll(async () => {
   service?.remove();
 });
 
-const ticks = (name: string) => consoleTicks(service.api, name);
+const guestConsole = (name: string) => apiConsole(service.api, name);
 const waitForTick = (name: string, atLeast: number) => waitForConsoleTick(service.api, name, atLeast, 60_000);
 const isMounted = (snapshotId: string) => isMountedIn(service.dataDir, snapshotId);
 
@@ -35,20 +36,20 @@ describe("the SDK flow", () => {
       client,
       api: (pathAndQuery) => service.api(pathAndQuery),
       dataDir: service.dataDir,
-      forkDataDir: service.dataDir,
     });
   });
 
   it("compresses with lz4 and restores the source to the snapshot moment", async () => {
     const source = await client.instances.create({ name: "lz4-src", image: "busybox", size: "128MB" });
     await waitForTick("lz4-src", 2);
+    const beforeSnapshot = await consolePoint(guestConsole("lz4-src"));
     const snapshot = await client.instances.snapshots.create("lz4-src", {
       kind: "Standby",
       compression: { enabled: true, algorithm: "lz4" },
     });
     expect(snapshot.compression).toEqual({ enabled: true, algorithm: "lz4", level: 0 });
     expect(snapshot.name).toBeNull();
-    const atSnapshot = Math.max(...(await ticks("lz4-src")));
+    const afterSnapshot = await consolePoint(guestConsole("lz4-src"));
     await waitFor(
       async () => ((await client.snapshots.get(snapshot.id)).compression_state === "compressed" ? true : undefined),
       {
@@ -56,40 +57,33 @@ describe("the SDK flow", () => {
         what: "lz4 compression",
       },
     );
-    await waitForTick("lz4-src", atSnapshot + 3);
+    await waitForTick("lz4-src", afterSnapshot.lastTick + 3);
 
     const running = await statusOf(client.instances.snapshots.restore(snapshot.id, { id: source.id }));
     expect(running).toMatchObject({ status: 409, code: "invalid_state" });
     await client.instances.standby(source.id);
+    const atStandby = await consolePoint(guestConsole("lz4-src"));
     const restored = await client.instances.snapshots.restore(snapshot.id, { id: source.id });
     expect(restored.state).toBe("Running");
     // The count goes back to the snapshot moment: the next ticks printed continue from there, not from later.
-    const logged = (await ticks("lz4-src")).length;
-    const after = await waitFor(
-      async () => {
-        const seen = await ticks("lz4-src");
-        return seen.length > logged ? seen.slice(logged) : undefined;
-      },
-      { timeoutMs: 30_000, intervalMs: 250, what: "ticks after restore" },
-    );
-    expect(after[0]).toBeLessThanOrEqual(atSnapshot + 2);
+    await waitForResume(guestConsole("lz4-src"), capturedBetween(beforeSnapshot, afterSnapshot, atStandby.fromLine));
     expect((await client.snapshots.get(snapshot.id)).compression_state).toBe("compressed");
   });
 
   it("forks a compressed snapshot whose RAM is in the stream, and refuses one whose image is damaged before any guest runs", async () => {
     // lz4-src was restored from a snapshot: it maps its RAM privately, so its snapshots carry RAM in the stream.
+    const beforeSnapshot = await consolePoint(guestConsole("lz4-src"));
     const snapshot = await client.instances.snapshots.create("lz4-src", {
       kind: "Standby",
       compression: { enabled: true, algorithm: "zstd", level: 1 },
     });
-    const atSnapshot = Math.max(...(await ticks("lz4-src")));
+    const afterSnapshot = await consolePoint(guestConsole("lz4-src"));
     await waitFor(
       async () => ((await client.snapshots.get(snapshot.id)).compression_state === "compressed" ? true : undefined),
       { timeoutMs: 60_000, what: "compression" },
     );
     await client.snapshots.fork(snapshot.id, { name: "stream-fork" });
-    await waitForTick("stream-fork", atSnapshot);
-    expect((await ticks("stream-fork"))[0]).toBeLessThanOrEqual(atSnapshot + 2); // resumed, not rebooted
+    await waitForResume(guestConsole("stream-fork"), capturedBetween(beforeSnapshot, afterSnapshot));
     // The stream was read whole at load: nothing maps the image, which stays mounted for the next fork a while
     // (IMAGE_MOUNT_IDLE_MS), as it does after the fork is deleted.
     expect(isMounted(snapshot.id)).toBe(true);

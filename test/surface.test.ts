@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SCHEDULE_QUEUE, schedulerId } from "../api/schedules/scheduler.ts";
 import { waitForTick as waitForConsoleTick } from "./helpers/console.ts";
 import { testRedisUrl, uniquePrefix, waitFor } from "./helpers/fixtures.ts";
+import { apiConsole, capturedBetween, consolePoint, waitForResume } from "./helpers/resume.ts";
 import { type RunningService, startService } from "./helpers/service.ts";
 
 const redisUrl = testRedisUrl();
@@ -18,6 +19,7 @@ let client: Hypeman;
 /** Every service started here (the schedule test restarts it on the same data dir): all removed at the end. */
 const started: RunningService[] = [];
 const waitForTick = (name: string, atLeast: number) => waitForConsoleTick(service.api, name, atLeast, 60_000);
+const guestConsole = (name: string) => apiConsole((pathAndQuery) => service.api(pathAndQuery), name);
 
 beforeAll(async () => {
   // The test's own Redis: the schedule test promotes the scheduler's delayed job instead of waiting a minute.
@@ -69,14 +71,15 @@ describe("fork an instance", () => {
   });
 
   it("forks a Running source that keeps ticking, and the fork runs on from the same moment", async () => {
-    const before = await waitForTick("surf-src", 2);
+    await waitForTick("surf-src", 2);
+    const before = await consolePoint(guestConsole("surf-src"));
     const fork = await client.instances.fork("surf-src", { name: "surf-fork", from_running: true });
     expect(fork).toMatchObject({ name: "surf-fork", state: "Running", size: "256MB", host_online: true });
+    const after = await consolePoint(guestConsole("surf-src"));
     expect((await client.instances.get("surf-src")).state).toBe("Running");
-    const sourceAfter = await waitForTick("surf-src", before + 3);
-    expect(sourceAfter).toBeGreaterThanOrEqual(before + 3);
-    // The fork's console starts empty: its first ticks continue from the source's count, not from 0.
-    expect(await waitForTick("surf-fork", before + 2)).toBeGreaterThanOrEqual(before + 2);
+    // The source ran on through the capture (paused, never rebooted); the fork's new console goes on from it.
+    await waitForResume(guestConsole("surf-src"), before, { ticks: 3 });
+    await waitForResume(guestConsole("surf-fork"), capturedBetween(before, after));
     // The transient snapshot is gone once the fork is up.
     expect(await client.snapshots.list({ source_instance_id: fork.id })).toEqual([]);
     expect(await client.snapshots.list()).toEqual([]);
@@ -234,12 +237,13 @@ describe("fork a Stopped instance", () => {
 
 describe("standby with compression", () => {
   it("compresses the standby memory after its delay, and a restore brings the guest back from it", async () => {
-    const before = await waitForTick("surf-src", 1);
+    await waitForTick("surf-src", 1);
     const source = await client.instances.standby("surf-src", {
       compression: { enabled: true, algorithm: "zstd", level: 1 },
       compression_delay: "1s",
     });
     expect(source).toMatchObject({ state: "Standby", host_online: true });
+    const atStandby = await consolePoint(guestConsole("surf-src"));
     const memory = path.join(service.dataDir, "instances", source.id, "memory.raw");
     await waitFor(() => existsSync(`${memory}.sfc`) && !existsSync(memory), {
       timeoutMs: 60_000,
@@ -247,6 +251,6 @@ describe("standby with compression", () => {
     });
     expect((await client.instances.restore("surf-src")).state).toBe("Running");
     expect(existsSync(`${memory}.sfc`)).toBe(false);
-    expect(await waitForTick("surf-src", before + 2)).toBeGreaterThanOrEqual(before + 2);
+    await waitForResume(guestConsole("surf-src"), atStandby);
   });
 });

@@ -1,7 +1,7 @@
 // GET /instances/{id}/wait through the official SDK against the in-process app, fed by events on the test Redis.
 import type Hypeman from "@onkernel/hypeman";
 import type { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import { EventStream } from "../../shared/events/stream.ts";
 import { newId } from "../../shared/ids.ts";
@@ -41,6 +41,25 @@ async function created(overrides: Partial<Instance> = {}): Promise<Instance> {
   return instance;
 }
 
+/**
+ * Starts a wait and resolves once the server holds it: subscribed to the projector and not answered. From then on
+ * only an applied event can answer it, so events appended after this are what wakes it.
+ */
+async function pendingWait(id: string, query: Parameters<Hypeman["instances"]["wait"]>[1]) {
+  const subscribe = vi.spyOn(t.projector, "onApplied");
+  let answered = false;
+  const waiting = client.instances.wait(id, query).finally(() => {
+    answered = true;
+  });
+  try {
+    await vi.waitFor(() => expect(subscribe).toHaveBeenCalled(), { timeout: 5_000 });
+  } finally {
+    subscribe.mockRestore();
+  }
+  expect(answered, "the wait answered before any event came").toBe(false);
+  return { waiting };
+}
+
 describe("GET /instances/{id}/wait", () => {
   it("answers at once when the instance is already in the state", async () => {
     const instance = await created();
@@ -52,7 +71,7 @@ describe("GET /instances/{id}/wait", () => {
 
   it("answers when the event that brings the state is applied, not before", async () => {
     const instance = await created();
-    const waiting = client.instances.wait(instance.id, { state: "Stopped", timeout: "30s" });
+    const { waiting } = await pendingWait(instance.id, { state: "Stopped", timeout: "30s" });
     await stream.append(
       "instance.updated",
       subjectOf.instance(instance.id),
@@ -74,7 +93,7 @@ describe("GET /instances/{id}/wait", () => {
 
   it("stops waiting when the instance enters Unknown", async () => {
     const instance = await created();
-    const waiting = client.instances.wait(instance.id, { state: "Stopped" });
+    const { waiting } = await pendingWait(instance.id, { state: "Stopped" });
     await stream.append(
       "instance.updated",
       subjectOf.instance(instance.id),

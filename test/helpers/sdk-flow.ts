@@ -4,8 +4,9 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type Hypeman from "@onkernel/hypeman";
 import { expect } from "vitest";
-import { type ApiCall, consoleTicks as ticks, waitForTick as waitForConsoleTick } from "./console.ts";
+import { type ApiCall, waitForTick as waitForConsoleTick } from "./console.ts";
 import { waitFor } from "./fixtures.ts";
+import { apiConsole, capturedBetween, consolePoint, waitForResume } from "./resume.ts";
 
 const waitForTick = (api: ApiCall, name: string, atLeast: number) => waitForConsoleTick(api, name, atLeast, 60_000);
 
@@ -13,10 +14,8 @@ export interface SdkFlowTarget {
   client: Hypeman;
   /** An authenticated GET on the API: for the guest's console log. */
   api: ApiCall;
-  /** The worker host's data dir, where snapshots are stored. */
+  /** The worker host's data dir, where snapshots are stored and forked (it holds the image mounts). */
   dataDir: string;
-  /** The forking host's data dir when it is the storing one: the flow then checks the image mount's lifetime. */
-  forkDataDir?: string;
 }
 
 /** Whether the snapshot's compressed image is mounted (a capture worker's one shared mount per snapshot). */
@@ -38,14 +37,16 @@ export async function runSdkFlow(target: SdkFlowTarget): Promise<void> {
   const source = await target.client.instances.create({ name: "sdk-src", image: "busybox", size: "256MB" });
   expect(source.state).toBe("Running");
   await waitForTick(target.api, "sdk-src", 2);
+  const sourceConsole = apiConsole(target.api, "sdk-src");
 
+  const beforeSnapshot = await consolePoint(sourceConsole);
   const snapshot = await target.client.instances.snapshots.create(source.id, {
     kind: "Standby",
     name: "pre-upgrade",
     tags: { team: "backend", env: "staging" },
     compression: { enabled: true, algorithm: "zstd", level: 3 },
   });
-  const ticksAtSnapshot = await ticks(target.api, "sdk-src");
+  const afterSnapshot = await consolePoint(sourceConsole);
   expect(snapshot).toMatchObject({
     kind: "Standby",
     name: "pre-upgrade",
@@ -101,37 +102,24 @@ export async function runSdkFlow(target: SdkFlowTarget): Promise<void> {
 
   const fork = await target.client.snapshots.fork(snapshot.id, { name: "sdk-fork" });
   expect(fork).toMatchObject({ name: "sdk-fork", state: "Running", hypervisor: "qemu" });
-  // The fork resumes the guest from the snapshot moment: its first tick follows the ones logged by then.
-  const forkTicks = await waitFor(
-    async () => {
-      const seen = await ticks(target.api, "sdk-fork");
-      return seen.length >= 2 ? seen : undefined;
-    },
-    { timeoutMs: 30_000, intervalMs: 250, what: "the fork to tick" },
-  );
-  const lastAtSnapshot = Math.max(...ticksAtSnapshot);
-  expect(forkTicks[0]).toBeGreaterThanOrEqual(lastAtSnapshot);
-  expect(forkTicks[0]).toBeLessThanOrEqual(lastAtSnapshot + 2);
+  // The fork resumes the guest from the snapshot moment: no boot, and its count goes on from the capture.
+  const forkConsole = apiConsole(target.api, "sdk-fork");
+  await waitForResume(forkConsole, capturedBetween(beforeSnapshot, afterSnapshot));
   // The stored snapshot stays compressed and its record true; the fork maps the image's file through one
   // read-only mount, and no raw copy is made anywhere.
   expect((await target.client.snapshots.get(snapshot.id)).compression_state).toBe("compressed");
   expect(existsSync(path.join(target.dataDir, "snapshots", snapshot.id, "memory.raw"))).toBe(false);
-  const forkDataDir = target.forkDataDir;
-  if (forkDataDir) {
-    expect(isMounted(forkDataDir, snapshot.id)).toBe(true);
-    expect(existsSync(path.join(forkDataDir, "cache", snapshot.id))).toBe(false);
-  }
+  expect(isMounted(target.dataDir, snapshot.id)).toBe(true);
+  expect(existsSync(path.join(target.dataDir, "cache", snapshot.id))).toBe(false);
 
   await target.client.snapshots.delete(snapshot.id);
   expect((await statusOf(target.client.snapshots.get(snapshot.id))).status).toBe(404);
   expect(existsSync(path.join(target.dataDir, "snapshots", snapshot.id))).toBe(false);
   // Forks made from it keep running.
-  const before = Math.max(...(await ticks(target.api, "sdk-fork")));
-  await waitForTick(target.api, "sdk-fork", before + 1);
+  await waitForResume(forkConsole, await consolePoint(forkConsole), { ticks: 1 });
   expect((await target.client.instances.get("sdk-fork")).state).toBe("Running");
-  if (!forkDataDir) return;
   // The image stays mounted while the fork maps it, and goes with the last VM that did.
-  expect(isMounted(forkDataDir, snapshot.id)).toBe(true);
+  expect(isMounted(target.dataDir, snapshot.id)).toBe(true);
   await target.client.instances.delete("sdk-fork");
-  expect(isMounted(forkDataDir, snapshot.id)).toBe(false);
+  expect(isMounted(target.dataDir, snapshot.id)).toBe(false);
 }

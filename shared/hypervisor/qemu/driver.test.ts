@@ -5,6 +5,13 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildImage } from "../../../scripts/build-image.ts";
+import {
+  type CapturePoint,
+  consolePoint,
+  fileConsole,
+  waitForBootFromDisk,
+  waitForResume,
+} from "../../../test/helpers/resume.ts";
 import { MigrationError, VmBootError } from "../errors.ts";
 import type { GuestImage } from "../image.ts";
 import { isProcessAlive, killProcess, waitForExit } from "../process.ts";
@@ -47,16 +54,16 @@ async function stop(vm: VmHandle): Promise<void> {
   started.delete(vm);
 }
 
-/** Complete `tick N` lines of a console log, read from a byte offset (the log is appended across boots). */
-async function ticks(log: string, fromOffset = 0): Promise<number[]> {
-  const text = (await readFile(log)).subarray(fromOffset).toString("utf8");
+/** Complete `tick N` lines of a console log. */
+async function ticks(log: string): Promise<number[]> {
+  const text = await readFile(log, "utf8");
   return [...text.matchAll(/^tick (\d+)\r?\n/gm)].map((match) => Number(match[1]));
 }
 
-async function waitForTicks(log: string, count: number, fromOffset = 0): Promise<number[]> {
+async function waitForTicks(log: string, count: number): Promise<number[]> {
   const deadline = Date.now() + TICK_TIMEOUT_MS;
   for (;;) {
-    const seen = await ticks(log, fromOffset).catch(() => []);
+    const seen = await ticks(log).catch(() => []);
     if (seen.length >= count) return seen;
     if (Date.now() > deadline) throw new Error(`fewer than ${count} ticks in ${log} after ${TICK_TIMEOUT_MS} ms`);
     await sleep(100);
@@ -121,6 +128,8 @@ const RUNTIME_FILES = ["qmp.sock", "qemu.pid", "qemu.json"];
 describe("qemu driver on a real TCG guest", { timeout: 120_000 }, () => {
   let source: VmHandle;
   let lastTickBeforeCapture = 0;
+  /** The stored payload's capture point, for a VM booted on a new console from it. */
+  const captured = (): CapturePoint => ({ fromLine: 0, lastTick: lastTickBeforeCapture });
   const deviceState = () => path.join(root, "snapshot", "device-state.bin");
   const storedMemory = () => path.join(root, "snapshot", "memory.raw");
   const storedDisk = () => path.join(root, "snapshot", "disk.raw");
@@ -199,10 +208,20 @@ describe("qemu driver on a real TCG guest", { timeout: 120_000 }, () => {
       spec("restore", { memoryFile: memoryCopy, diskFile: diskCopy, incoming: { deviceStateFile: deviceState() } }),
     );
     expect((await restored.status()).state).toBe("running");
-    const seen = await waitForTicks(restored.consoleLog, 2);
-    expect(seen[0]).toBe(lastTickBeforeCapture + 1);
-    expect(await readFile(restored.consoleLog, "utf8")).not.toContain("snapfleet: boot");
+    await waitForResume(fileConsole(restored.consoleLog), captured());
     await stop(restored);
+  });
+
+  it("tells a cold boot from the snapshot's disk apart from a resume, though it counts on from the same tick", async () => {
+    const diskCopy = path.join(root, "cold", "disk.raw");
+    await mkdir(path.dirname(diskCopy), { recursive: true });
+    await copyFileSparse(storedDisk(), diskCopy);
+    const cold = await boot(spec("cold", { diskFile: diskCopy }));
+    const console = fileConsole(cold.consoleLog);
+    // The disk holds the count, so the ticks alone look like a resume: only the boot line gives the reboot away.
+    await waitForBootFromDisk(console, captured());
+    await expect(waitForResume(console, captured())).rejects.toThrow(/rebooted, not resumed: "snapfleet: boot"/);
+    await stop(cold);
   });
 
   it("can restore paused, and a share=off fork leaves the stored memory file untouched", async () => {
@@ -219,8 +238,7 @@ describe("qemu driver on a real TCG guest", { timeout: 120_000 }, () => {
     );
     expect((await fork.status()).state).toBe("paused");
     await fork.resume();
-    const seen = await waitForTicks(fork.consoleLog, 3);
-    expect(seen[0]).toBe(lastTickBeforeCapture + 1);
+    await waitForResume(fileConsole(fork.consoleLog), captured(), { ticks: 3 });
 
     // x-ignore-shared only skips share=on RAM: capturing this fork puts its RAM in the stream.
     const capture = await fork.captureDeviceState(path.join(root, "fork-state.bin"));
@@ -260,12 +278,9 @@ describe("qemu driver on a real TCG guest", { timeout: 120_000 }, () => {
   let rebooted: VmHandle;
 
   it("boots again from the same disk and resumes counting from the tick stored on it", async () => {
-    const offset = await sizeOf(source.consoleLog);
+    const beforeReboot = await consolePoint(fileConsole(source.consoleLog));
     rebooted = await boot(spec("source"));
-    const seen = await waitForTicks(rebooted.consoleLog, 1, offset);
-    // The guest prints a tick before writing it, so the disk holds the last tick or the one before.
-    expect(seen[0]).toBeGreaterThanOrEqual(lastTickBeforeCapture);
-    expect(seen[0]).toBeLessThanOrEqual(lastTickBeforeCapture + 1);
+    await waitForBootFromDisk(fileConsole(rebooted.consoleLog), beforeReboot, { ticks: 1 });
   });
 
   it("attaches to the running VM after the handle is dropped (worker restart)", async () => {
