@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestApp, type TestApp } from "../test/helpers/app.ts";
 import { DEAD_REDIS_URL, jsonOf } from "../test/helpers/fixtures.ts";
-import { dropTestDatabase, testDialects } from "../test/helpers/postgres.ts";
+import { describeWith } from "../test/helpers/needs.ts";
+import { dropTestDatabase } from "../test/helpers/postgres.ts";
 
 describe("HTTP basics", () => {
   let t: TestApp;
@@ -141,10 +142,10 @@ describe("with Redis down", () => {
   });
 });
 
-describe.each(testDialects().filter((dialect) => dialect === "postgres"))("on %s", (dialect) => {
+describeWith("postgres", "on postgres", () => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await createTestApp({ dialect });
+    t = await createTestApp({ dialect: "postgres" });
   });
   afterAll(() => t.close());
 

@@ -10,7 +10,7 @@ import { closeRedis, connectRedis, waitForRedisReady } from "../shared/redis.ts"
 import { createTestApp, TEST_API_KEY, type TestApp } from "./helpers/app.ts";
 import { freePort, jsonOf, waitFor } from "./helpers/fixtures.ts";
 import { appendSnapshotFlow } from "./helpers/flow-events.ts";
-import { testDialects } from "./helpers/postgres.ts";
+import { describeWith } from "./helpers/needs.ts";
 
 interface SseMessage {
   id?: string;
@@ -236,7 +236,7 @@ async function serveOnPort(served: TestApp) {
   };
 }
 
-describe.each(testDialects().filter((dialect) => dialect === "postgres"))("GET /events on two replicas (%s)", () => {
+describeWith("postgres", "GET /events on two replicas (postgres)", () => {
   it("resumes on the other replica with Last-Event-ID and misses nothing", async () => {
     const replicaA = await createTestApp({ dialect: "postgres", replicaId: "replica-a" });
     const replicaB = await createTestApp({ replicaOf: replicaA, replicaId: "replica-b" });

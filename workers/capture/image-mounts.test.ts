@@ -7,18 +7,18 @@ import { open } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, expect, it } from "vitest";
 import { ApiError } from "../../shared/errors.ts";
 import { closeRedis, connectRedis } from "../../shared/redis.ts";
 import { SnapshotStore } from "../../shared/snapshots/store.ts";
 import { checksumsFile } from "../../shared/squashfs/checksums.ts";
 import { writeSquashfsImage } from "../../shared/squashfs/writer.ts";
 import { tempDir, testRedisUrl, uniquePrefix, waitFor } from "../../test/helpers/fixtures.ts";
+import { describeWith } from "../../test/helpers/needs.ts";
 import { unmountUnder } from "../../test/helpers/service.ts";
 import { ImageMounts, type ImageMountsOptions } from "./image-mounts.ts";
 
 const MIB = 1 << 20;
-const isRoot = process.getuid?.() === 0;
 const data = tempDir("image-mounts");
 const redis = connectRedis(testRedisUrl(), "worker", 1_000);
 const store = new SnapshotStore(data.dir, redis, uniquePrefix("mounts"));
@@ -57,7 +57,7 @@ const unmounted = (id: string) =>
     what: `${id} unmounted`,
   });
 
-describe.skipIf(!isRoot)("image mounts", () => {
+describeWith("root", "image mounts", () => {
   it("keeps a mount no VM uses for the idle time, verified once, and unmounts it when the time is up", async () => {
     const { id, raw } = await compressedSnapshot();
     const kept = mounts({ idleMs: 500, maxIdle: 4 });
