@@ -2,16 +2,14 @@
 // insufficient_storage naming the host, no partial files, and the source keeps running.
 import { mkdirSync, readdirSync } from "node:fs";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { run } from "../shared/hypervisor/exec.ts";
 import { waitForTick } from "./helpers/console.ts";
 import { jsonOf } from "./helpers/fixtures.ts";
+import { describeWith } from "./helpers/needs.ts";
 import { type RunningService, startService } from "./helpers/service.ts";
 
-const isRoot = process.getuid?.() === 0;
-if (!isRoot) console.log("skipping the full-disk capture test: mounting a tmpfs needs root");
-
-describe.skipIf(!isRoot)("capture on a full disk", () => {
+describeWith("root", "capture on a full disk", () => {
   let service: RunningService;
   let snapshotsDir: string;
   let mounted = false;

@@ -1,12 +1,13 @@
 // /docs in a real browser: Swagger UI renders our OpenAPI document from files the API serves, and the page
 // asks nothing of any other origin.
 import { type ServerType, serve } from "@hono/node-server";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { createTestApp, type TestApp } from "./helpers/app.ts";
 import { launchBrowser, type TestBrowser } from "./helpers/browser.ts";
 import { freePort } from "./helpers/fixtures.ts";
+import { describeWith } from "./helpers/needs.ts";
 
-describe("GET /docs in Chromium", () => {
+describeWith("chromium", "GET /docs in Chromium", () => {
   let t: TestApp;
   let server: ServerType;
   let browser: TestBrowser;

@@ -3,14 +3,14 @@
 import { type ServerType, serve } from "@hono/node-server";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EventStream } from "../shared/events/stream.ts";
+import { type AppendedEvent, EventStream } from "../shared/events/stream.ts";
 import { trimStream } from "../shared/events/trim.ts";
 import { createLogger } from "../shared/logger.ts";
 import { closeRedis, connectRedis, waitForRedisReady } from "../shared/redis.ts";
 import { createTestApp, TEST_API_KEY, type TestApp } from "./helpers/app.ts";
 import { freePort, jsonOf, waitFor } from "./helpers/fixtures.ts";
-import { appendSnapshotFlow } from "./helpers/flow-events.ts";
-import { testDialects } from "./helpers/postgres.ts";
+import { appendMarker, appendSnapshotFlow } from "./helpers/flow-events.ts";
+import { describeWith } from "./helpers/needs.ts";
 
 interface SseMessage {
   id?: string;
@@ -99,6 +99,12 @@ afterAll(async () => {
 const ready = (client: ReturnType<typeof connect>) =>
   waitFor(() => client.messages.find((message) => message.event === "ready"), { what: "the ready event" });
 
+/** Waits until the client has the marker: it has had every event before it on the stream. */
+const hasMarker = (client: ReturnType<typeof connect>, marker: AppendedEvent) =>
+  waitFor(() => client.events().some((message) => message.id === marker.streamId) || undefined, {
+    what: `the marker ${marker.streamId}`,
+  });
+
 describe("GET /events", () => {
   it("streams new events live, each with its stream position as id and its envelope as data", async () => {
     const client = connect(baseUrl, "/events");
@@ -120,9 +126,9 @@ describe("GET /events", () => {
     const after = await appendSnapshotFlow(events); // appended while nobody listens
 
     const second = connect(baseUrl, "/events", { "last-event-id": seen.at(-1)!.id! });
-    const expected = [...before, ...after].map(({ streamId }) => streamId);
-    await waitFor(() => seen.length + second.events().length >= expected.length || undefined, { what: "the rest" });
-    await new Promise((resolve) => setTimeout(resolve, 100)); // anything extra would arrive now
+    const marker = await appendMarker(events, after.at(-1)!.event); // a duplicate would arrive before it
+    await hasMarker(second, marker);
+    const expected = [...before, ...after, marker].map(({ streamId }) => streamId);
     expect([...seen, ...second.events()].map((message) => message.id)).toEqual(expected);
     expect(start).toBeDefined();
     await second.close();
@@ -174,21 +180,22 @@ describe("GET /events", () => {
     const byType = connect(baseUrl, `/events?${from}&types=snapshot.compression.*,instance.forked`);
     const bySnapshot = connect(baseUrl, `/events?${from}&snapshot_id=${snapshotId}`);
     const byInstance = connect(baseUrl, `/events?${from}&instance_id=${instanceId}`);
-    await waitFor(() => byType.events().length >= 4 || undefined, { what: "typed events" });
-    await waitFor(() => bySnapshot.events().length >= 6 || undefined, { what: "snapshot events" });
-    await waitFor(() => byInstance.events().length >= 6 || undefined, { what: "instance events" });
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // A copy of the snapshot's compression.started passes all three filters: after it, nothing more is on its way.
+    const marker = await appendMarker(events, flow[2]!.event);
+    await Promise.all([byType, bySnapshot, byInstance].map((client) => hasMarker(client, marker)));
     const types = (client: ReturnType<typeof connect>) => client.events().map((m) => JSON.parse(m.data).type);
     expect(types(byType)).toEqual([
       "snapshot.compression.started",
       "snapshot.compression.progress",
       "snapshot.compression.completed",
       "instance.forked",
+      marker.event.type,
     ]);
     // The snapshot's own events and the fork made from it.
-    expect(types(bySnapshot)).toEqual(flow.slice(1).map(({ event }) => event.type));
+    expect(types(bySnapshot)).toEqual([...flow.slice(1), marker].map(({ event }) => event.type));
     // The instance's own event and every event of snapshots taken from it.
-    expect(types(byInstance)).toEqual(flow.filter((_, index) => index !== 5).map(({ event }) => event.type));
+    const ofInstance = flow.filter((_, index) => index !== 5);
+    expect(types(byInstance)).toEqual([...ofInstance, marker].map(({ event }) => event.type));
     await Promise.all([byType.close(), bySnapshot.close(), byInstance.close()]);
   });
 
@@ -236,7 +243,7 @@ async function serveOnPort(served: TestApp) {
   };
 }
 
-describe.each(testDialects().filter((dialect) => dialect === "postgres"))("GET /events on two replicas (%s)", () => {
+describeWith("postgres", "GET /events on two replicas (postgres)", () => {
   it("resumes on the other replica with Last-Event-ID and misses nothing", async () => {
     const replicaA = await createTestApp({ dialect: "postgres", replicaId: "replica-a" });
     const replicaB = await createTestApp({ replicaOf: replicaA, replicaId: "replica-b" });
@@ -252,9 +259,9 @@ describe.each(testDialects().filter((dialect) => dialect === "postgres"))("GET /
       const after = await appendSnapshotFlow(stream);
 
       const onB = connect(httpB.baseUrl, "/events", { "last-event-id": seen.at(-1)!.id! });
-      const expected = [...before, ...after].map(({ streamId }) => streamId);
-      await waitFor(() => seen.length + onB.events().length >= expected.length || undefined, { what: "the rest" });
-      await new Promise((resolve) => setTimeout(resolve, 100)); // anything extra would arrive now
+      const marker = await appendMarker(stream, after.at(-1)!.event); // a duplicate would arrive before it
+      await hasMarker(onB, marker);
+      const expected = [...before, ...after, marker].map(({ streamId }) => streamId);
       expect([...seen, ...onB.events()].map((message) => message.id)).toEqual(expected);
       await onB.close();
     } finally {

@@ -1,35 +1,48 @@
 // One private redis-server for the whole test run (never the machine's own); tests isolate keys by prefix.
 // One PostgreSQL server (test/helpers/postgres-server.ts); tests each create their own database.
+// With CI set, a missing machine part (PostgreSQL, QEMU, Chromium, root) fails the run here, named.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { TestProject } from "vitest/node";
 import { createLogger } from "../shared/logger.ts";
 import { findRedisServer, REDIS_INSTALL_HINT, startEmbeddedRedis } from "../supervisor/embedded-redis.ts";
+import { IN_CI, type MachinePart, missingPartMessage, probeLocalParts } from "./helpers/machine-parts.ts";
 import { startTestPostgres } from "./helpers/postgres-server.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
     redisUrl: string;
-    /** A PostgreSQL server's maintenance database URL; empty when none could be had (see postgresSkipReason). */
+    /** A PostgreSQL server's maintenance database URL; empty when none could be had (see missingParts.postgres). */
     postgresUrl: string;
-    postgresSkipReason: string;
+    /** Why each machine part is missing, "" when present (test/helpers/needs.ts skips on it outside CI). */
+    missingParts: Record<MachinePart, string>;
   }
 }
 
 export default async function setup(project: TestProject) {
   const binary = findRedisServer();
   if (!binary) throw new Error(REDIS_INSTALL_HINT);
+  const local = await probeLocalParts();
   const dir = mkdtempSync(path.join(tmpdir(), "snapfleet-test-redis-"));
   const redis = await startEmbeddedRedis(binary, dir, createLogger("test-redis", "warn"));
-  project.provide("redisUrl", redis.url);
   const postgres = await startTestPostgres();
-  project.provide("postgresUrl", postgres.url);
-  project.provide("postgresSkipReason", "reason" in postgres ? postgres.reason : "");
-  if ("reason" in postgres) console.warn(`PostgreSQL cases will be skipped: ${postgres.reason}`);
-  return async () => {
+  const teardown = async () => {
     if ("stop" in postgres) postgres.stop();
     await redis.stop(2_000);
     rmSync(dir, { recursive: true, force: true });
   };
+  const missingParts = { ...local, postgres: "reason" in postgres ? postgres.reason : "" };
+  const messages = (Object.entries(missingParts) as Array<[MachinePart, string]>)
+    .filter(([, reason]) => reason !== "")
+    .map(([part, reason]) => missingPartMessage(part, reason));
+  if (IN_CI && messages.length > 0) {
+    await teardown();
+    throw new Error(`CI is set and the machine lacks what the suite needs:\n- ${messages.join("\n- ")}`);
+  }
+  for (const message of messages) console.warn(`cases needing it are skipped: ${message}`);
+  project.provide("redisUrl", redis.url);
+  project.provide("postgresUrl", postgres.url);
+  project.provide("missingParts", missingParts);
+  return teardown;
 }

@@ -2,10 +2,12 @@
 // fork → delete flow on QEMU guests, once each, with the whole resource as data.
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { decodeEvent } from "../shared/events/stream.ts";
+import { decodeEvent, EventStream } from "../shared/events/stream.ts";
 import { jsonOf, waitFor } from "./helpers/fixtures.ts";
+import { appendMarker } from "./helpers/flow-events.ts";
 import { type RunningService, startService } from "./helpers/service.ts";
 import { startWebhookReceiver, verifyReceived, type WebhookReceiver } from "./helpers/webhook-receiver.ts";
+import { waitForMarkerDelivered } from "./helpers/webhook-settled.ts";
 
 let service: RunningService;
 let receiver: WebhookReceiver;
@@ -56,7 +58,17 @@ describe("webhooks on the real pipeline", () => {
       expect(fork.status).toBe(201);
       expect((await service.api(`/snapshots/${snapshot.id}`, { method: "DELETE" })).status).toBe(204);
 
-      const appended = (await redis.xrange("snapfleet:events", lastBefore ? `(${lastBefore}` : "-", "+"))
+      // Everything the flow appended, then a marker after it: once the marker is delivered, nothing more is coming.
+      const deleted = await waitFor(async () =>
+        (await redis.xrange("snapfleet:events", lastBefore ? `(${lastBefore}` : "-", "+"))
+          .map(([, fields]) => decodeEvent(fields))
+          .find((event) => event?.type === "snapshot.deleted"),
+      );
+      const marker = await appendMarker(new EventStream(redis, "snapfleet"), deleted);
+      await waitForMarkerDelivered(service.api, subscription.id, receiver, marker.event.id);
+      const appended = (
+        await redis.xrange("snapfleet:events", lastBefore ? `(${lastBefore}` : "-", `(${marker.streamId}`)
+      )
         .flatMap(([, fields]) => decodeEvent(fields) ?? [])
         .filter((event) => event.type !== "snapshot.compression.progress"); // wildcards do not get progress
       const types = appended.map((event) => event.type);
@@ -71,15 +83,11 @@ describe("webhooks on the real pipeline", () => {
         expect(types).toContain(type);
       }
 
-      await waitFor(() => (receiver.requests.length >= appended.length ? true : undefined), {
-        timeoutMs: 30_000,
-        what: "every event to be delivered",
-      });
-      await new Promise((resolve) => setTimeout(resolve, 500)); // anything extra would arrive now
-      const received = receiver.requests.map((request) => String(request.headers["webhook-id"]));
+      const requests = receiver.requests.filter((request) => request.headers["webhook-id"] !== marker.event.id);
+      const received = requests.map((request) => String(request.headers["webhook-id"]));
       // A re-appended event (same id) is one event: it is delivered once.
       expect(received.sort()).toEqual([...new Set(appended.map((event) => event.id))].sort());
-      for (const request of receiver.requests) {
+      for (const request of requests) {
         const body = verifyReceived(request, subscription.secret);
         const event = appended.find((candidate) => candidate.id === request.headers["webhook-id"])!;
         expect(body).toEqual({ type: event.type, timestamp: event.occurred_at, data: event.data });

@@ -2,7 +2,7 @@
 // replica A and its reads on replica B, and a replica killed mid-flow losing nothing.
 import Hypeman from "@onkernel/hypeman";
 import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { READ_MODEL_GROUP } from "../api/read-model/projector.ts";
 import { DISPATCH_GROUP } from "../api/webhooks/dispatcher.ts";
 import { subjectOf } from "../shared/events/catalog.ts";
@@ -10,7 +10,7 @@ import { decodeEvent, EventStream, eventStreamKey } from "../shared/events/strea
 import type { Snapshot } from "../shared/schemas/snapshot.ts";
 import { waitForTick } from "./helpers/console.ts";
 import { jsonOf, waitFor } from "./helpers/fixtures.ts";
-import { testDialects } from "./helpers/postgres.ts";
+import { describeWith } from "./helpers/needs.ts";
 import { REPLICA_API_KEY, type ReplicatedService, startReplicatedService } from "./helpers/replicas.ts";
 import { sampleSnapshot } from "./helpers/resources.ts";
 import { runSdkFlow } from "./helpers/sdk-flow.ts";
@@ -19,7 +19,7 @@ import { startWebhookReceiver, verifyReceived, type WebhookReceiver } from "./he
 /** Events appended while replica B is frozen halfway through. */
 const BURST = 200;
 
-describe.each(testDialects().filter((dialect) => dialect === "postgres"))("two API replicas on %s", () => {
+describeWith("postgres", "two API replicas on postgres", () => {
   let replicas: ReplicatedService;
   let receiver: WebhookReceiver;
   let redis: Redis;

@@ -191,7 +191,17 @@ describe("snapshot schedule across a restart", () => {
       async () => (await client.instances.snapshotSchedule.get("surf-src")).last_snapshot_id ?? undefined,
       { timeoutMs: 90_000, intervalMs: 250, what: "the scheduled run after the restart" },
     );
-    await new Promise((resolve) => setTimeout(resolve, 3_000)); // a second (double) run would land now
+    // The run's job done and no run for this instance waiting or running (the next is a minute away): a double run
+    // would need one of those, so what exists now is every snapshot the restart and this run made.
+    await waitFor(async () => ((await pending[0]!.getState()) === "completed" ? true : undefined), {
+      what: "the promoted run's job to complete",
+    });
+    const runnable = async () =>
+      (await queue.getJobs(["waiting", "active", "prioritized", "paused"])).filter(
+        (job) => job.data?.payload?.instance_id === source.id,
+      ).length;
+    await waitFor(async () => ((await runnable()) === 0 ? true : undefined), { what: "no run waiting or running" });
+    expect(await nextRuns()).toHaveLength(1);
     const made = (await client.snapshots.list({ source_instance_id: source.id })).filter(
       (snapshot) => snapshot.tags?.origin === "restart",
     );

@@ -1,7 +1,7 @@
 // Webhook delivery end to end on real parts: the API app and its dispatcher on a real SQLite file, the test
 // Redis, the delivery worker, and loopback HTTP receivers verifying signatures with standardwebhooks.
 import type { Redis } from "ioredis";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, expect, it } from "vitest";
 import type { DialectName } from "../api/db/dialect.ts";
 import { startWebhookPipeline } from "../api/webhooks/pipeline.ts";
 import type { WebhookDelivery, WebhookEndpoint } from "../api/webhooks/schemas.ts";
@@ -16,8 +16,8 @@ import { createUrlGuard } from "../shared/webhooks/url-guard.ts";
 import { startWebhookWorker } from "../workers/webhooks/worker.ts";
 import { createTestApp, type TestApp } from "./helpers/app.ts";
 import { jsonOf, testRedisUrl, waitFor } from "./helpers/fixtures.ts";
-import { appendSnapshotFlow } from "./helpers/flow-events.ts";
-import { testDialects } from "./helpers/postgres.ts";
+import { appendMarker, appendSnapshotFlow } from "./helpers/flow-events.ts";
+import { describeEachDialect } from "./helpers/postgres.ts";
 import {
   type Answer,
   type ReceivedRequest,
@@ -25,6 +25,7 @@ import {
   verifyReceived,
   type WebhookReceiver,
 } from "./helpers/webhook-receiver.ts";
+import { waitForMarkerDelivered } from "./helpers/webhook-settled.ts";
 
 const log = createLogger("webhooks-test", "silent");
 const cleanups: Array<() => Promise<void>> = [];
@@ -45,16 +46,15 @@ interface Harness {
 }
 
 /** The API (app + dispatcher + outcome recorder), a delivery worker and one receiver, all private to the test. */
-async function harness(
-  options: {
-    retrySchedule?: string;
-    disableAfterMs?: number;
-    answer?: (request: ReceivedRequest) => Answer;
-    /** The worker's WEBHOOK_ALLOWED_HOSTS, when it should differ from the API's. */
-    workerAllowedHosts?: string[];
-    dialect?: DialectName;
-  } = {},
-): Promise<Harness> {
+async function harness(options: {
+  retrySchedule?: string;
+  disableAfterMs?: number;
+  answer?: (request: ReceivedRequest) => Answer;
+  /** The worker's WEBHOOK_ALLOWED_HOSTS, when it should differ from the API's. */
+  workerAllowedHosts?: string[];
+  /** Required: a case in the PostgreSQL suite that left it out would run on SQLite under a "postgres" name. */
+  dialect: DialectName;
+}): Promise<Harness> {
   const app = await createTestApp({ webhookAllowedHosts: ["127.0.0.1"], dialect: options.dialect });
   cleanups.push(() => app.close());
   const redis = connectRedis(testRedisUrl(), "worker", 1_000);
@@ -145,7 +145,7 @@ const runFlow = async (h: Harness): Promise<AppendedEvent[]> =>
 
 const idsOf = (requests: ReceivedRequest[]) => requests.map((request) => String(request.headers["webhook-id"]));
 
-describe.each(testDialects())("webhook delivery on %s", (dialect) => {
+describeEachDialect("webhook delivery on %s", (dialect) => {
   it("delivers every event of a flow once, signed, with the full resource as data", async () => {
     const h = await harness({ dialect });
     const { id, secret } = await h.subscribe({ event_types: ["snapshot.*", "instance.*"] });
@@ -180,7 +180,7 @@ describe.each(testDialects())("webhook delivery on %s", (dialect) => {
   });
 
   it("sends progress events only to an endpoint that names their type", async () => {
-    const h = await harness();
+    const h = await harness({ dialect });
     const { id: wildcard } = await h.subscribe({ event_types: ["*"] });
     const { id: explicit } = await h.subscribe({ event_types: ["snapshot.compression.progress"] });
     await appendSnapshotFlow(h.events);
@@ -251,6 +251,15 @@ describe.each(testDialects())("webhook delivery on %s", (dialect) => {
   it("disables the endpoint on 410 Gone and sends it nothing more", async () => {
     const h = await harness({ dialect, answer: () => ({ status: 410 }) });
     const { id } = await h.subscribe({ event_types: ["instance.created"] });
+    // A second endpoint, on a receiver that answers, gets the marker that shows the dispatcher is past the flow.
+    const witness = await startWebhookReceiver();
+    cleanups.push(() => witness.close());
+    const witnessEndpoint = await jsonOf(
+      await h.app.request("/webhooks", {
+        method: "POST",
+        json: { url: witness.url, event_types: ["instance.created"] },
+      }),
+    );
     await appendSnapshotFlow(h.events);
     const [delivery] = await settled(h, id, 1);
     expect(delivery).toMatchObject({ status: "failed", attempts: 1, last_status_code: 410 });
@@ -259,8 +268,9 @@ describe.each(testDialects())("webhook delivery on %s", (dialect) => {
       return current.enabled ? undefined : current;
     });
     expect(endpoint.disabled_reason).toContain("410");
-    await appendSnapshotFlow(h.events);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    const again = await appendSnapshotFlow(h.events);
+    const marker = await appendMarker(h.events, again[0]!.event);
+    await waitForMarkerDelivered((path) => h.app.request(path), witnessEndpoint.id, witness, marker.event.id);
     expect(await h.deliveries(id)).toHaveLength(1);
     expect(h.receiver.requests).toHaveLength(1);
   });
@@ -360,10 +370,11 @@ describe.each(testDialects())("webhook delivery on %s", (dialect) => {
     // Rewind the group to the start, as if every acknowledgement had been lost: nothing is sent twice.
     await h.stopDispatcher();
     await h.redis.xgroup("SETID", key, "webhooks", "0");
-    await appendSnapshotFlow(h.events);
+    const second = await appendSnapshotFlow(h.events);
     await h.startDispatcher();
     await settled(h, id, 2);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    const marker = await appendMarker(h.events, second[1]!.event); // a resend of the first flow would come before it
+    await waitForMarkerDelivered((path) => h.app.request(path), id, h.receiver, marker.event.id);
     const delivered = (await h.deliveries(id)).map((delivery) => delivery.event_id);
     expect(delivered).toContain(first[1]!.event.id);
     expect(idsOf(h.receiver.requests).sort()).toEqual(delivered.sort());

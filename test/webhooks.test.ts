@@ -6,9 +6,9 @@ import { readEndpointMirror } from "../shared/webhooks/mirror.ts";
 import { SecretBox } from "../shared/webhooks/secrets.ts";
 import { createTestApp, type TestApp } from "./helpers/app.ts";
 import { DEAD_REDIS_URL, jsonOf, testRedisUrl } from "./helpers/fixtures.ts";
-import { testDialects } from "./helpers/postgres.ts";
+import { describeEachDialect } from "./helpers/postgres.ts";
 
-describe.each(testDialects())("webhook subscriptions on %s", (dialect) => {
+describeEachDialect("webhook subscriptions on %s", (dialect) => {
   // Apps are shared within the file (each test owns the endpoints it creates): closing one takes a second.
   let open: TestApp; // allows the loopback receiver address, as the delivery tests do
   let strict: TestApp; // production defaults: private addresses refused
@@ -156,7 +156,7 @@ describe.each(testDialects())("webhook subscriptions on %s", (dialect) => {
     });
 
     it("answers 503 and changes nothing when Redis is down", async () => {
-      const app = await createTestApp({ redisUrl: DEAD_REDIS_URL, webhookAllowedHosts: ["127.0.0.1"] });
+      const app = await createTestApp({ redisUrl: DEAD_REDIS_URL, webhookAllowedHosts: ["127.0.0.1"], dialect });
       try {
         const response = await app.request("/webhooks", { method: "POST", json: { url: RECEIVER } });
         expect(response.status).toBe(503);

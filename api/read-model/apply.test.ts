@@ -1,9 +1,9 @@
 // Applying many changes at once gives what applying them one by one gives: random sequences of changes over a few
 // resources (stale and newer versions, deletions, tags, names that collide) are applied both ways to two databases,
 // and every table of the read model is compared.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { openTestDatabase, type TestDatabase } from "../../test/helpers/database.ts";
-import { testDialects } from "../../test/helpers/postgres.ts";
+import { describeEachDialect } from "../../test/helpers/postgres.ts";
 import { sampleInstance, sampleSnapshot } from "../../test/helpers/resources.ts";
 import type { Db } from "../db/database.ts";
 import { applyChanges, type Change } from "./apply.ts";
@@ -11,7 +11,7 @@ import { applyChanges, type Change } from "./apply.ts";
 const SEQUENCES = 12;
 const CHANGES_PER_SEQUENCE = 60;
 
-describe.each(testDialects())("applying changes in runs on %s", (dialect) => {
+describeEachDialect("applying changes in runs on %s", (dialect) => {
   let together: TestDatabase;
   let oneByOne: TestDatabase;
   beforeAll(async () => {

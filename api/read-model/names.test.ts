@@ -1,7 +1,7 @@
 // Name reservations hold across API replicas: the database's primary key decides, whichever replica asks.
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, expect, it } from "vitest";
 import { openTestDatabase } from "../../test/helpers/database.ts";
-import { testDialects } from "../../test/helpers/postgres.ts";
+import { describeEachDialect } from "../../test/helpers/postgres.ts";
 import { openDatabase } from "../db/database.ts";
 import { releaseReservation, reserveName, withNameReservation } from "./names.ts";
 
@@ -10,7 +10,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-describe.each(testDialects())("name reservations on %s", (dialect) => {
+describeEachDialect("name reservations on %s", (dialect) => {
   it("lets exactly one of many racing claims win, across connections, and frees the name again", async () => {
     const database = await openTestDatabase("names", dialect);
     // Two handles on one database: two replicas (for SQLite, two connections to one file).

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, expect, it } from "vitest";
 import type { HostAnnouncement } from "../../shared/events/announcement.ts";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import { EventStream, eventStreamKey } from "../../shared/events/stream.ts";
@@ -6,7 +6,7 @@ import { createLogger } from "../../shared/logger.ts";
 import { closeRedis, connectRedis } from "../../shared/redis.ts";
 import { openTestDatabase } from "../../test/helpers/database.ts";
 import { testRedisUrl, uniquePrefix, waitFor } from "../../test/helpers/fixtures.ts";
-import { testDialects } from "../../test/helpers/postgres.ts";
+import { describeEachDialect } from "../../test/helpers/postgres.ts";
 import { sampleInstance, sampleSnapshot } from "../../test/helpers/resources.ts";
 import type { Db } from "../db/database.ts";
 import type { DialectName } from "../db/dialect.ts";
@@ -53,7 +53,7 @@ const countProcessed = async (db: Db) =>
     ).n,
   );
 
-describe.each(testDialects())("projector on %s", (dialect) => {
+describeEachDialect("projector on %s", (dialect) => {
   it("applies resource events and lets a caller wait for one", async () => {
     const { db, stream, newProjector } = await setup(dialect);
     const projector = newProjector();

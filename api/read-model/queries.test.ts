@@ -2,9 +2,9 @@
 // and query plans that read one page's rows rather than every live snapshot (a full index on deleted_at once made
 // both planners read and sort them all: 1.3 ms on SQLite and 7 ms on PostgreSQL per page at 10,000 snapshots).
 import { CompiledQuery } from "kysely";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { openTestDatabase, type TestDatabase } from "../../test/helpers/database.ts";
-import { testDialects } from "../../test/helpers/postgres.ts";
+import { describeEachDialect } from "../../test/helpers/postgres.ts";
 import { sampleInstance, sampleSnapshot } from "../../test/helpers/resources.ts";
 import type { Db } from "../db/database.ts";
 import { dialectOf } from "../db/dialect.ts";
@@ -15,7 +15,7 @@ const SNAPSHOTS = 3_000;
 const DELETED_EVERY = 7; // every seventh snapshot is a tombstone
 const PER_BATCH = 100;
 
-describe.each(testDialects())("snapshot list queries on %s", (dialect) => {
+describeEachDialect("snapshot list queries on %s", (dialect) => {
   let database: TestDatabase;
   const instance = sampleInstance();
   const start = Date.parse("2026-01-01T00:00:00.000Z");

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describeWith } from "../../test/helpers/needs.ts";
 import { CODEC_BACKEND_NAMES, CodecError, compressFile, decompressFile } from "./index.ts";
 import { listFiles, makeTemporaryDirectory, run, TEST_CHUNK_SIZE } from "./test-files.ts";
 
@@ -14,9 +15,6 @@ beforeAll(async () => {
   await writeFile(source, randomBytes(32 * TEST_CHUNK_SIZE)); // 2 MiB that does not compress
 });
 afterAll(() => removeDirectory());
-
-const isRoot = process.getuid?.() === 0;
-if (!isRoot) console.log("skipping the ENOSPC tests: mounting a small tmpfs needs root");
 
 describe.each(CODEC_BACKEND_NAMES)("%s backend", (backend) => {
   describe("cancellation", () => {
@@ -61,7 +59,7 @@ describe.each(CODEC_BACKEND_NAMES)("%s backend", (backend) => {
       await expect(work).rejects.toThrow("open source file: no such file or directory");
     });
 
-    describe.skipIf(!isRoot)("on a full filesystem (a 256 KiB tmpfs)", () => {
+    describeWith("root", "on a full filesystem (a 256 KiB tmpfs)", () => {
       let mountPoint: string;
       beforeAll(async () => {
         mountPoint = path.join(directory, `small-fs-${backend}`);

@@ -39,7 +39,7 @@ describe("console log rotation", () => {
     });
     while (running) {
       if (await rotateConsoleLog(file, 600)) rotations++;
-      await new Promise((resolve) => setTimeout(resolve, 5));
+      await new Promise((resolve) => setTimeout(resolve, 5)); // lets the writer append between two rotations
     }
     expect(rotations).toBeGreaterThan(1);
     // Without O_APPEND the writer would go on at its old offset and the truncated file would start with zeros.

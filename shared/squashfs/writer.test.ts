@@ -7,13 +7,13 @@ import { open, readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { itWith } from "../../test/helpers/needs.ts";
 import { checksumsFile, ImageIntegrityError, verifyImage } from "./checksums.ts";
 import { BLOCK_SIZE } from "./format.ts";
 import { writeSquashfsImage } from "./writer.ts";
 
 const MIB = 1 << 20;
 const dir = mkdtempSync(path.join(os.tmpdir(), "squashfs-writer-"));
-const isRoot = process.getuid?.() === 0;
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -91,7 +91,7 @@ describe.each(["zstd", "lz4"] as const)("writeSquashfsImage with %s", (algorithm
     },
   );
 
-  it.skipIf(!isRoot)("the kernel mounts the image read-only and reads it back byte-exact", async () => {
+  itWith("root", "the kernel mounts the image read-only and reads it back byte-exact", async () => {
     const { size, writes } = CASES[0]!;
     const source = await sparseFile(`${algorithm}-mount.raw`, size, writes());
     const image = path.join(dir, `${algorithm}-mount.sqfs`);

@@ -1,8 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { tempDir } from "../../test/helpers/fixtures.ts";
+import { describeWith } from "../../test/helpers/needs.ts";
 import { ApiError } from "../errors.ts";
 import { run } from "../hypervisor/exec.ts";
 import { copyFileSparse } from "../hypervisor/sparse-copy.ts";
@@ -14,10 +15,15 @@ import {
   isNoSpaceError,
 } from "./free-space.ts";
 
-const isRoot = process.getuid?.() === 0;
-if (!isRoot) console.log("skipping the free-space tests: mounting a small tmpfs needs root");
+// A pure mapping: needs no file system, so it runs everywhere.
+it("leaves errors other than ENOSPC as they are", () => {
+  const other = new Error("EACCES: permission denied");
+  expect(asInsufficientStorage(other, "host-a", "x")).toBe(other);
+  const conflict = new ApiError("conflict", "taken");
+  expect(asInsufficientStorage(conflict, "host-a", "x")).toBe(conflict);
+});
 
-describe.skipIf(!isRoot)("free space on a full file system (a 4 MiB tmpfs)", () => {
+describeWith("root", "free space on a full file system (a 4 MiB tmpfs)", () => {
   const data = tempDir("free-space");
   const mountPoint = path.join(data.dir, "small-fs");
   const source = path.join(data.dir, "payload.raw");
@@ -53,12 +59,5 @@ describe.skipIf(!isRoot)("free space on a full file system (a 4 MiB tmpfs)", () 
     expect(mapped).toMatchObject({ code: "insufficient_storage", status: 507 });
     expect((mapped as ApiError).message).toBe("host host-a: no space left on device (while writing snapshot s1)");
     expect(await readdir(mountPoint)).toEqual([]);
-  });
-
-  it("leaves other errors as they are", () => {
-    const other = new Error("EACCES: permission denied");
-    expect(asInsufficientStorage(other, "host-a", "x")).toBe(other);
-    const conflict = new ApiError("conflict", "taken");
-    expect(asInsufficientStorage(conflict, "host-a", "x")).toBe(conflict);
   });
 });

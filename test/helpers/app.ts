@@ -55,6 +55,8 @@ export interface TestAppOptions {
   replicaId?: string;
   /** STREAM_CLAIM_IDLE_MS. */
   claimIdleMs?: number;
+  /** REDIS_COMMAND_TIMEOUT_MS (default: the config's). */
+  redisCommandTimeoutMs?: number;
 }
 
 export async function createTestApp(options: TestAppOptions = {}): Promise<TestApp> {
@@ -80,6 +82,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     WEBHOOK_ALLOWED_HOSTS: (options.webhookAllowedHosts ?? []).join(","),
     WEBHOOK_SECRET_KEY: options.replicaOf?.secretKey.toString("base64") ?? randomBytes(32).toString("base64"),
     EVENTS_HEARTBEAT_MS: String(options.eventsHeartbeatMs ?? 15_000),
+    REDIS_COMMAND_TIMEOUT_MS: options.redisCommandTimeoutMs?.toString(),
   });
   const live = !options.redisUrl;
   const runtime = await startApiRuntime(config, createLogger("api-test", "silent"), {

@@ -1,11 +1,11 @@
 // Headless Chromium (Debian's package, installed by scripts/setup.mjs) driven by playwright-core, with the flags that
 // keep it off the network, a fresh profile per launch, and a record of every request a page makes.
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { tempDir } from "./fixtures.ts";
+import { CHROMIUM_PATH, missingPartMessage } from "./machine-parts.ts";
 
-export const CHROMIUM_PATH = "/usr/bin/chromium";
 /** Screenshots land here (gitignored), one per page a test looks at. */
 export const ARTIFACTS_DIR = path.resolve("test-artifacts");
 
@@ -29,6 +29,7 @@ export interface TestBrowser {
 }
 
 export async function launchBrowser(): Promise<TestBrowser> {
+  if (!existsSync(CHROMIUM_PATH)) throw new Error(missingPartMessage("chromium", `no ${CHROMIUM_PATH}`));
   const profile = tempDir("chromium");
   // A persistent context is how playwright takes --user-data-dir: a fresh, empty profile directory.
   const context = await chromium.launchPersistentContext(profile.dir, {

@@ -16,6 +16,13 @@ export function tempDir(label = "data"): { dir: string; remove: () => void } {
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
+/**
+ * Added to a configured deadline where the deadline is the behaviour (a shutdown, a fail-fast): a busy 2-core machine
+ * adds seconds, while what the bound guards against (waiting on a hung job or a dead Redis) lasts until the test's own
+ * timeout.
+ */
+export const DEADLINE_SLACK_MS = 10_000;
+
 /** A Redis URL nothing listens on: for "Redis is down" cases. */
 export const DEAD_REDIS_URL = "redis://127.0.0.1:1";
 
@@ -28,7 +35,7 @@ export async function waitFor<T>(
     const value = await probe();
     if (value !== undefined && value !== false) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    await new Promise((resolve) => setTimeout(resolve, intervalMs)); // the poll interval: `probe` has no event
   }
 }
 

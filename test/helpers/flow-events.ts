@@ -34,3 +34,17 @@ export async function appendSnapshotFlow(events: EventStream): Promise<AppendedE
     await events.append("snapshot.deleted", `snapshot:${snapshot.id}`, { snapshot: compressed }, v(4)),
   ];
 }
+
+/**
+ * Appends a copy of `like` under a new id, after whatever the test appended: it passes every filter `like` passes,
+ * and a reader of the ordered stream that has it has had everything before it. Waiting for it, then counting, shows
+ * "nothing more arrives" without a sleep.
+ */
+export async function appendMarker(events: EventStream, like: AppendedEvent["event"]): Promise<AppendedEvent> {
+  return events.append(
+    like.type,
+    like.subject,
+    like.data as never, // the data of `like.type`, as `like` carries it
+    { version: like.version },
+  );
+}

@@ -1,6 +1,6 @@
-// The PostgreSQL server the tests use: the machine's own (127.0.0.1:5432, trust auth, user postgres) when it
-// answers, else a private throw-away cluster started from the installed binaries (scripts/setup.mjs installs
-// them), else none, with the reason, so the PostgreSQL cases are skipped out loud.
+// The PostgreSQL server the tests use: TEST_POSTGRES_URL when set (that one only), else the machine's own
+// (127.0.0.1:5432, trust auth, user postgres) when it answers, else a private throw-away cluster started from the
+// installed binaries (scripts/setup.mjs installs them), else none, with the reason (CI fails on it, others skip).
 import { execFileSync } from "node:child_process";
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -26,8 +26,11 @@ export async function answers(url: string): Promise<boolean> {
 }
 
 export async function startTestPostgres(): Promise<TestPostgres> {
-  const url = process.env.TEST_POSTGRES_URL || MACHINE_POSTGRES_URL;
+  const chosen = process.env.TEST_POSTGRES_URL;
+  const url = chosen || MACHINE_POSTGRES_URL;
   if (await answers(url)) return { url, stop: () => {} };
+  // A server named on purpose is the one to test: no quiet fall-back to another.
+  if (chosen) return { url: "", reason: `nothing answers at TEST_POSTGRES_URL ${chosen}` };
   const binDir = findPostgresBinaries();
   if (!binDir) return { url: "", reason: `nothing answers at ${url} and PostgreSQL is not installed` };
   return startPrivateCluster(binDir);

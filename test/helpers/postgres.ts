@@ -1,26 +1,19 @@
-// Per-test PostgreSQL databases on the test run's server (test/global-setup.ts), and the list of read-model
-// dialects a test runs against: SQLite always, PostgreSQL when a server is there (else said why, once).
+// Per-test PostgreSQL databases on the test run's server (test/global-setup.ts), and the read-model suites run on
+// each dialect: SQLite always, PostgreSQL when a server is there (else skipped with the reason; CI fails instead).
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { inject } from "vitest";
+import { describe, inject } from "vitest";
 import type { DatabaseTarget } from "../../api/db/database.ts";
 import type { DialectName } from "../../api/db/dialect.ts";
+import { describeWith } from "./needs.ts";
 
 const serverUrl = (): string => inject("postgresUrl");
 
-let reasonPrinted = false;
-
-/** The dialects to run a read-model test against. */
-export function testDialects(): DialectName[] {
-  if (serverUrl()) return ["sqlite", "postgres"];
-  if (!reasonPrinted) {
-    reasonPrinted = true;
-    console.warn(`PostgreSQL cases skipped: ${inject("postgresSkipReason")}`);
-  }
-  return ["sqlite"];
+/** One suite per read-model dialect, `%s` in `title` naming it; the PostgreSQL one skipped out loud without a server. */
+export function describeEachDialect(title: string, body: (dialect: DialectName) => void): void {
+  describe(title.replace("%s", "sqlite"), () => body("sqlite"));
+  describeWith("postgres", title.replace("%s", "postgres"), () => body("postgres"));
 }
-
-export const postgresAvailable = (): boolean => serverUrl() !== "";
 
 /** Runs `statement` on the server's maintenance database. */
 async function admin(statement: string): Promise<void> {

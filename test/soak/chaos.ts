@@ -46,7 +46,7 @@ export class SoakRedis {
           return;
         } catch {
           if (attempt > 100) throw new Error("the soak's redis-server did not answer");
-          await new Promise((resolve) => setTimeout(resolve, 100));
+          await new Promise((resolve) => setTimeout(resolve, 100)); // retry interval: the server is still starting
         }
       }
     } finally {

@@ -29,6 +29,7 @@ const STEP_TIMEOUT_MS = 300_000;
 
 class StepFailed extends Error {}
 
+/** The retry/poll interval of a step (what it waits for has no event the soak can subscribe to). */
 async function sleep(ms: number, signal: AbortSignal): Promise<void> {
   if (signal.aborted) throw new StepFailed("soak deadline");
   await new Promise((resolve) => setTimeout(resolve, ms));

@@ -97,7 +97,7 @@ const killRandom = () =>
     const target = nextTarget();
     if (target === "redis") {
       await redis.kill();
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      await new Promise((resolve) => setTimeout(resolve, 1_000)); // Redis down for a while: the chaos being soaked
       await redis.start();
       say("killed redis (SIGKILL), restarted it from its AOF");
     } else if (killServiceProcess(service, target)) say(`killed ${target} (SIGKILL)`);
@@ -171,7 +171,7 @@ for (;;) {
   }
   const converged = !unreachable && !verdict.checked.some((entry) => entry.problem);
   if (converged || Date.now() >= convergeDeadline) break;
-  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  await new Promise((resolve) => setTimeout(resolve, 2_000)); // poll interval until convergence or its deadline
 }
 
 const problems = verdict.checked.flatMap((entry) => (entry.problem ? [entry.problem] : []));
@@ -246,7 +246,7 @@ async function fetchList(pathAndQuery: string): Promise<Array<Record<string, unk
     } catch {
       // the API is restarting: ask again
     }
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    await new Promise((resolve) => setTimeout(resolve, 1_000)); // retry interval while the API restarts
   }
   throw new Error(`GET ${pathAndQuery} did not answer 200 for a minute`);
 }

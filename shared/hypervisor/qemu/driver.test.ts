@@ -66,7 +66,7 @@ async function waitForTicks(log: string, count: number): Promise<number[]> {
     const seen = await ticks(log).catch(() => []);
     if (seen.length >= count) return seen;
     if (Date.now() > deadline) throw new Error(`fewer than ${count} ticks in ${log} after ${TICK_TIMEOUT_MS} ms`);
-    await sleep(100);
+    await sleep(100); // polls the console file: QEMU appends to it with no notification
   }
 }
 
@@ -142,11 +142,16 @@ describe("qemu driver on a real TCG guest", { timeout: 120_000 }, () => {
   });
 
   it("pauses and resumes the guest", async () => {
+    // A second guest is the clock: two of its ticks are guest time in which a running guest ticks, on a loaded host too.
+    const metronome = await boot(spec("metronome"));
+    await waitForTicks(metronome.consoleLog, 1);
     await source.pause();
-    expect((await source.status()).state).toBe("paused");
+    expect(await source.status()).toEqual({ state: "paused", qemuState: "paused" }); // QMP query-status
     const whilePaused = (await ticks(source.consoleLog)).length;
-    await sleep(1_500);
+    await waitForTicks(metronome.consoleLog, (await ticks(metronome.consoleLog)).length + 2);
     expect((await ticks(source.consoleLog)).length).toBe(whilePaused);
+    expect(await source.status()).toEqual({ state: "paused", qemuState: "paused" });
+    await stop(metronome);
     await source.resume();
     expect((await source.status()).state).toBe("running");
     await waitForTicks(source.consoleLog, whilePaused + 1);
