@@ -22,6 +22,8 @@ export interface FleetHost {
 export interface FleetOptions {
   /** The test run's Redis by default (benchmarks bring their own). */
   redisUrl?: string;
+  /** REDIS_PREFIX; a unique one by default. */
+  prefix?: string;
   /** Hand the secret over as FLEET_SECRET_FILE instead of FLEET_SECRET. */
   secretInFile?: boolean;
   /** PEM files: every payload server serves HTTPS with `cert`/`key` (SAN 127.0.0.1), clients trust `ca`. */
@@ -31,6 +33,8 @@ export interface FleetOptions {
 export interface Fleet {
   baseUrl: string;
   prefix: string;
+  /** The file holding the fleet's secret (FLEET_SECRET_FILE when `secretInFile`). */
+  secretFile: string;
   hosts: FleetHost[];
   host(id: string): FleetHost;
   /** Signs requests to payload servers as the API and hosts do (the fleet's secret and CA). */
@@ -47,7 +51,7 @@ export interface Fleet {
 const HOST_LETTERS = "abcdefgh";
 
 export async function startFleet(hostCount = 3, options: FleetOptions = {}): Promise<Fleet> {
-  const prefix = uniquePrefix("fleet");
+  const prefix = options.prefix ?? uniquePrefix("fleet");
   const dirs: Array<{ dir: string; remove: () => void }> = [];
   const secret = randomBytes(32).toString("base64url");
   const secretDir = tempDir("fleet-secret");
@@ -127,6 +131,7 @@ export async function startFleet(hostCount = 3, options: FleetOptions = {}): Pro
   const fleet: Fleet = {
     baseUrl,
     prefix,
+    secretFile,
     hosts,
     host: (id) => hosts.find((host) => host.id === id)!,
     payloads: new PayloadClient({ secret, ca: options.tls ? readFileSync(options.tls.ca, "utf8") : undefined }),
