@@ -121,10 +121,19 @@ export async function startFleet(hostCount = 3, options: FleetOptions = {}): Pro
     hosts.push(host);
   }
 
-  await waitForLog(api, '"listening"');
-  for (const host of hosts) {
-    await waitForLog(host.capture, "capture worker started");
-    await waitForLog(host.compression, "compression worker started");
+  const stopAll = async () => {
+    await Promise.all(processes.map((process) => process.stop("SIGTERM")));
+    for (const dir of dirs) removeDataDir(dir);
+  };
+  try {
+    await waitForLog(api, '"listening"');
+    for (const host of hosts) {
+      await waitForLog(host.capture, "capture worker started");
+      await waitForLog(host.compression, "compression worker started");
+    }
+  } catch (error) {
+    await stopAll(); // a fleet that did not start leaves no process behind
+    throw error;
   }
 
   const baseUrl = `http://127.0.0.1:${port}`;
@@ -150,10 +159,7 @@ export async function startFleet(hostCount = 3, options: FleetOptions = {}): Pro
       const method = init.method ?? (body === undefined ? "GET" : "POST");
       return fetch(`${baseUrl}${pathAndQuery}`, { method, headers, body, duplex: "half" } as RequestInit);
     },
-    async stop() {
-      await Promise.all(processes.map((process) => process.stop("SIGTERM")));
-      for (const dir of dirs) removeDataDir(dir);
-    },
+    stop: stopAll,
   };
   return fleet;
 }
