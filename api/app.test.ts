@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../shared/config.ts";
-import { createTestApp, type TestApp } from "../test/helpers/app.ts";
+import { createTestApp, TEST_API_KEY, type TestApp } from "../test/helpers/app.ts";
 import { DEAD_REDIS_URL, DEADLINE_SLACK_MS, jsonOf } from "../test/helpers/fixtures.ts";
 import { describeWith } from "../test/helpers/needs.ts";
 import { dropTestDatabase } from "../test/helpers/postgres.ts";
+import { BOARD_SESSION_TTL_SECONDS, issueBoardSession } from "./middleware/board-session.ts";
 
 describe("HTTP basics", () => {
   let t: TestApp;
@@ -93,18 +94,53 @@ describe("HTTP basics", () => {
     expect((await t.request("/ui/queues", { auth: false })).status).toBe(401);
   });
 
-  it("hands the key to Bull Board as a strict HttpOnly cookie that works there and nowhere else", async () => {
+  it("hands Bull Board a signed, expiring session cookie that works there and nowhere else", async () => {
     expect((await t.request("/ui/session", { method: "POST", auth: false })).status).toBe(401);
     const session = await t.request("/ui/session", { method: "POST" });
     expect(session.status).toBe(204);
     const cookie = session.headers.get("set-cookie")!;
-    expect(cookie).toMatch(/^snapfleet_board=[^;]+; Path=\/ui\/queues; HttpOnly; SameSite=Strict$/);
+    expect(cookie).toMatch(
+      /^snapfleet_board=v1\.\d+\.[\w-]+; Max-Age=28800; Path=\/ui\/queues; HttpOnly; SameSite=Strict$/,
+    );
+    expect(cookie).not.toContain(TEST_API_KEY);
     const headers = { cookie: cookie.split(";")[0]! };
     const board = await t.request("/ui/queues", { auth: false, headers });
     expect([board.status, await board.text()]).toEqual([200, expect.stringContaining("Snapfleet queues")]);
     expect((await t.request("/hosts", { auth: false, headers })).status).toBe(401);
-    const wrong = { cookie: "snapfleet_board=wrong-key-0123456789" };
-    expect((await t.request("/ui/queues", { auth: false, headers: wrong })).status).toBe(401);
+
+    const [version, expiry, mac] = cookie.split(";")[0]!.split("=")[1]!.split(".") as [string, string, string];
+    const refused = [
+      `${TEST_API_KEY}`, // the raw key is no session
+      `${version}.${Number(expiry) + 3600}.${mac}`, // its expiry pushed back
+      `${version}.${expiry}.${mac.startsWith("A") ? "B" : "A"}${mac.slice(1)}`, // its MAC altered
+      issueBoardSession(TEST_API_KEY, Date.now() - (BOARD_SESSION_TTL_SECONDS + 60) * 1000), // expired
+      issueBoardSession("a-key-this-service-does-not-have"), // revoked
+    ];
+    for (const value of refused) {
+      const response = await t.request("/ui/queues", { auth: false, headers: { cookie: `snapfleet_board=${value}` } });
+      expect(response.status, value).toBe(401);
+      expect((await jsonOf(response)).message).toContain("sign in on /ui again");
+    }
+  });
+
+  it("sends a Content-Security-Policy and forbids framing on /ui, Bull Board and /docs", async () => {
+    const session = await t.request("/ui/session", { method: "POST" });
+    const cookie = session.headers.get("set-cookie")!.split(";")[0]!;
+    for (const [path, headers] of [
+      ["/ui", {}],
+      ["/ui/app.js", {}],
+      ["/ui/queues", { cookie }],
+      ["/ui/queues", {}], // refused, and still not frameable
+      ["/docs", {}],
+      ["/docs/swagger-ui-bundle.js", {}],
+    ] as const) {
+      const response = await t.request(path, { auth: false, headers });
+      const policy = response.headers.get("content-security-policy") ?? "";
+      expect(policy, path).toContain("frame-ancestors 'none'");
+      expect(policy, path).toContain("script-src 'self'");
+      expect(policy, path).not.toContain("unsafe-eval");
+      expect(response.headers.get("x-frame-options"), path).toBe("DENY");
+    }
   });
 
   it("lists the snapshot surface beyond the seed endpoints in the OpenAPI document", async () => {

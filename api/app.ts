@@ -9,6 +9,7 @@ import type { Logger } from "../shared/logger.ts";
 import type { App, AppDeps } from "./deps.ts";
 import { bearerAuth } from "./middleware/auth.ts";
 import { idempotency } from "./middleware/idempotency/index.ts";
+import { pageSecurityHeaders, THIRD_PARTY_PAGE_CSP, UI_CSP } from "./middleware/page-headers.ts";
 import { requestIds, requestLog } from "./middleware/request-log.ts";
 import { registerCapabilityRoutes } from "./routes/capabilities.ts";
 import { DOCS_PUBLIC_PATHS, registerDocsRoutes } from "./routes/docs.ts";
@@ -48,6 +49,10 @@ export function createApp(deps: AppDeps): App {
 
   app.use("*", requestIds());
   app.use("*", requestLog(deps.log, deps.metrics));
+  const uiHeaders = pageSecurityHeaders(UI_CSP);
+  const thirdPartyPageHeaders = pageSecurityHeaders(THIRD_PARTY_PAGE_CSP);
+  app.use("/ui/*", (c, next) => (c.req.path.startsWith(BOARD_PATH) ? thirdPartyPageHeaders : uiHeaders)(c, next));
+  app.use("/docs/*", thirdPartyPageHeaders);
   app.use("*", bearerAuth(deps.apiKeys, { isPublic, cookie: { name: BOARD_COOKIE, pathPrefix: BOARD_PATH } }));
   const limitBody = bodyLimit({
     maxSize: deps.bodyLimitBytes,

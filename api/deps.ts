@@ -3,6 +3,7 @@ import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { Redis } from "ioredis";
 import type { JobProducer } from "../shared/jobs/producer.ts";
 import type { Logger } from "../shared/logger.ts";
+import type { PayloadClient } from "../shared/payload-client.ts";
 import type { CompressionConfig } from "../shared/schemas/compression.ts";
 import type { Db } from "./db/database.ts";
 import type { HostDirectoryView } from "./host-directory.ts";
@@ -34,8 +35,8 @@ export interface AppDeps {
   hostDirectory: HostDirectoryView;
   /** Prometheus instruments served at GET /metrics. */
   metrics: ApiMetrics;
-  /** Signs calls to hosts' payload servers (FLEET_SECRET or the one hosts share through Redis; undefined: none yet). */
-  fleetSecret: () => Promise<string | undefined>;
+  /** Signed calls to hosts' payload servers (api/host-payloads.ts). */
+  payloads: PayloadClient;
   /** How long a POST's answer is replayed for the same Idempotency-Key (IDEMPOTENCY_KEY_TTL_MS). */
   idempotencyTtlMs: number;
 }

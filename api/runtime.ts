@@ -1,9 +1,9 @@
 // Everything the API process runs besides the HTTP server, wired from config: the read model, Redis, the
 // projector, webhooks and the live event feed. api/main.ts and the in-process test app both build it here.
 import type { Config } from "../shared/config.ts";
-import { readFleetSecret } from "../shared/fleet-secret.ts";
 import { JobProducer } from "../shared/jobs/producer.ts";
 import type { Logger } from "../shared/logger.ts";
+import { payloadClientFor } from "../shared/payload-client.ts";
 import { closeRedis, connectRedis, waitForRedisReady } from "../shared/redis.ts";
 import { parseCompressionDefault } from "../shared/schemas/compression.ts";
 import { loadSecretKey, SecretBox } from "../shared/webhooks/secrets.ts";
@@ -159,7 +159,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     eventFeed,
     metrics,
     hostDirectory,
-    fleetSecret: () => readFleetSecret(redis, config.REDIS_PREFIX, config.FLEET_SECRET),
+    payloads: payloadClientFor(config),
     idempotencyTtlMs: config.IDEMPOTENCY_KEY_TTL_MS,
   };
   // Schedule runs block on their queue, so they read over a connection of their own.

@@ -11,8 +11,6 @@ import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { Redis } from "ioredis";
-import { payloadToken } from "../shared/fleet-secret.ts";
 import { createLogger } from "../shared/logger.ts";
 import { findRedisServer, startEmbeddedRedis } from "../supervisor/embedded-redis.ts";
 import { waitForTick } from "../test/helpers/console.ts";
@@ -32,7 +30,7 @@ const redisServer = await startEmbeddedRedis(
   path.join(work, "redis"),
   createLogger("redis", "warn"),
 );
-const fleet = await startFleet(2, redisServer.url);
+const fleet = await startFleet(2, { redisUrl: redisServer.url });
 const stop = async () => {
   await fleet.stop();
   await redisServer.stop(2_000);
@@ -62,11 +60,7 @@ const fmt = (values: number[]) =>
 try {
   await call("/instances", { name: "bench-src", size: "256MB", host_id: "fleet-a" }, 201);
   await waitForTick(api, "bench-src", 2);
-  const redis = new Redis(redisServer.url);
-  const token = payloadToken((await redis.get(`${fleet.prefix}:fleet-secret`))!, "fleet-a");
-  redis.disconnect();
-  const hosts: Json[] = await call("/hosts");
-  const owner = { url: hosts.find((host) => host.id === "fleet-a").payload_url, token };
+  const owner = { client: fleet.payloads, target: await fleet.payloadTarget("fleet-a") };
 
   const forks = { local: [] as number[], remoteFirst: [] as number[], remoteAgain: [] as number[] };
   const pulls: Array<{ bytes: number; httpMs: number; cpMs: number }> = [];
@@ -84,9 +78,7 @@ try {
     }
 
     // The same files over HTTP (the prepared export forms on fleet-a) and with cp, page cache warm for both.
-    const listing: Json = await (
-      await fetch(`${owner.url}/snapshots/${snapshot.id}/export`, { headers: { authorization: `Bearer ${token}` } })
-    ).json();
+    const listing: Json = await (await fleet.payloads.request(owner.target, `/snapshots/${snapshot.id}/export`)).json();
     const target = mkdtempSync(path.join(work, "pull-"));
     let bytes = 0;
     const httpStarted = performance.now();

@@ -1,5 +1,6 @@
 import { spawnSync } from "node:child_process";
-import { hostname } from "node:os";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { hostname, tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError, ENV_SCHEMA, parseConfig } from "./config.ts";
@@ -41,6 +42,35 @@ describe("parseConfig", () => {
     } catch (error) {
       expect((error as ConfigError).message).toContain(`${name}:`);
       expect((error as ConfigError).message).toContain(JSON.stringify(value));
+    }
+  });
+
+  it("keeps a one-host fleet's payload server on loopback and takes the fleet secret from a file", () => {
+    const single = parseConfig({});
+    expect(single).toMatchObject({
+      FLEET_SECRET: undefined,
+      PAYLOAD_BIND: "127.0.0.1",
+      PAYLOAD_ADVERTISE_HOST: "127.0.0.1",
+    });
+    const dir = mkdtempSync(path.join(tmpdir(), "snapfleet-config-"));
+    try {
+      writeFileSync(path.join(dir, "secret"), "a-secret-from-a-mounted-file\n", { mode: 0o600 });
+      const fleet = parseConfig({ FLEET_SECRET_FILE: path.join(dir, "secret") });
+      expect(fleet).toMatchObject({ FLEET_SECRET: "a-secret-from-a-mounted-file", PAYLOAD_BIND: "0.0.0.0" });
+      expect(fleet).not.toHaveProperty("FLEET_SECRET_FILE");
+      writeFileSync(path.join(dir, "short"), "short\n");
+      for (const [env, message] of [
+        [{ PAYLOAD_BIND: "0.0.0.0" }, "PAYLOAD_BIND: 0.0.0.0 lets other machines in"],
+        [{ FLEET_SECRET_FILE: path.join(dir, "missing") }, "FLEET_SECRET_FILE: cannot read"],
+        [{ FLEET_SECRET_FILE: path.join(dir, "short") }, "fewer than 16"],
+        [{ FLEET_SECRET_FILE: path.join(dir, "secret"), FLEET_SECRET: "x".repeat(16) }, "not both"],
+        [{ PAYLOAD_TLS_CERT: "/etc/cert.pem" }, "together"],
+        [{ PAYLOAD_HOST: "0.0.0.0" }, "renamed PAYLOAD_BIND"],
+      ] as const) {
+        expect(() => parseConfig(env), JSON.stringify(env)).toThrow(message);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -1,4 +1,5 @@
 // The one place that reads process.env: every variable the service knows, validated once at boot.
+import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import path from "node:path";
 import { z } from "zod";
@@ -57,11 +58,20 @@ export const ENV_SCHEMA = z.object({
   QEMU_ACCEL: z.enum(["auto", "kvm", "tcg"]).default("auto"),
   /** The capture worker's payload server (snapshot files for export, import and other hosts); 0 picks a free port. */
   PAYLOAD_PORT: z.coerce.number().int().min(0).max(65535).default(0),
-  PAYLOAD_HOST: z.string().min(1).default("0.0.0.0"),
-  /** The name the API and other hosts reach this host's payload server by; default: the machine's host name. */
+  /** The payload server's listen address; unset: loopback on a one-host fleet, all interfaces with a fleet secret. */
+  PAYLOAD_BIND: z.string().min(1).optional(),
+  PAYLOAD_HOST: z.undefined({ error: "renamed PAYLOAD_BIND" }).optional(),
+  /** The name the API and other hosts reach this host's payload server by; default: loopback, or the host name. */
   PAYLOAD_ADVERTISE_HOST: z.string().min(1).optional(),
-  /** Signs the bearer tokens of payload servers; unset: one generated once into Redis and shared through it. */
+  /** PEM files: with both set the payload server speaks HTTPS only. */
+  PAYLOAD_TLS_CERT: z.string().min(1).optional(),
+  PAYLOAD_TLS_KEY: z.string().min(1).optional(),
+  /** PEM file of the CA that signed the payload servers' certificates: the API and hosts verify them against it. */
+  PAYLOAD_TLS_CA: z.string().min(1).optional(),
+  /** Keys the payload servers' request tokens; required with several hosts (or FLEET_SECRET_FILE); never in Redis. */
   FLEET_SECRET: z.string().min(16, "at least 16 characters").optional(),
+  /** A file holding FLEET_SECRET (a mounted secret); read once at boot. */
+  FLEET_SECRET_FILE: z.string().min(1).optional(),
   JOB_RESULT_TIMEOUT_MS: positiveInt.default(60_000),
   REDIS_COMMAND_TIMEOUT_MS: positiveInt.default(1_000),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(8_000),
@@ -151,11 +161,19 @@ export const ENV_SCHEMA = z.object({
 
 export type RawConfig = z.infer<typeof ENV_SCHEMA>;
 
-export interface Config extends Omit<RawConfig, "DATABASE_PATH" | "IMAGES_DIR" | "API_REPLICA_ID"> {
+export interface Config
+  extends Omit<
+    RawConfig,
+    "DATABASE_PATH" | "IMAGES_DIR" | "API_REPLICA_ID" | "FLEET_SECRET_FILE" | "PAYLOAD_HOST" | "PAYLOAD_BIND"
+  > {
   DATA_DIR: string;
   API_REPLICA_ID: string;
   DATABASE_PATH: string;
   IMAGES_DIR: string;
+  /** From FLEET_SECRET or FLEET_SECRET_FILE; undefined: a one-host fleet (the secret is generated into DATA_DIR). */
+  FLEET_SECRET: string | undefined;
+  PAYLOAD_BIND: string;
+  PAYLOAD_ADVERTISE_HOST: string;
 }
 
 export class ConfigError extends Error {
@@ -181,13 +199,54 @@ export function parseConfig(env: NodeJS.ProcessEnv = process.env): Config {
     );
   }
   const dataDir = path.resolve(result.data.DATA_DIR);
+  const fleet = fleetSettings(result.data);
+  if ("issues" in fleet) throw new ConfigError(fleet.issues);
+  const { FLEET_SECRET_FILE: _file, PAYLOAD_HOST: _renamed, ...settings } = result.data;
   return {
-    ...result.data,
+    ...settings,
+    ...fleet,
     DATA_DIR: dataDir,
     DATABASE_PATH: path.resolve(dataDir, result.data.DATABASE_PATH ?? "snapfleet.db"),
     IMAGES_DIR: path.resolve(dataDir, result.data.IMAGES_DIR ?? "images"),
     API_REPLICA_ID: result.data.API_REPLICA_ID ?? `${hostname()}-${result.data.PORT}`,
   };
+}
+
+const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
+
+/** Whether a listen address keeps other machines out. */
+export const isLoopbackBind = (address: string): boolean => LOOPBACK.has(address);
+
+/**
+ * The fleet secret and where the payload server listens. Without a configured secret the fleet is one host: the
+ * secret is generated into its data dir, which no other machine reads, so the payload server stays on loopback.
+ */
+function fleetSettings(
+  raw: RawConfig,
+): Pick<Config, "FLEET_SECRET" | "PAYLOAD_BIND" | "PAYLOAD_ADVERTISE_HOST"> | { issues: string[] } {
+  const issues: string[] = [];
+  let secret = raw.FLEET_SECRET;
+  if (raw.FLEET_SECRET_FILE) {
+    if (secret) issues.push("FLEET_SECRET_FILE: set FLEET_SECRET or FLEET_SECRET_FILE, not both");
+    try {
+      secret = readFileSync(raw.FLEET_SECRET_FILE, "utf8").trim();
+      if (secret.length < 16) issues.push(`FLEET_SECRET_FILE: ${raw.FLEET_SECRET_FILE} holds fewer than 16 characters`);
+    } catch (error) {
+      issues.push(`FLEET_SECRET_FILE: cannot read ${raw.FLEET_SECRET_FILE} (${(error as NodeJS.ErrnoException).code})`);
+    }
+  }
+  const bind = raw.PAYLOAD_BIND ?? (secret ? "0.0.0.0" : "127.0.0.1");
+  if (!secret && !isLoopbackBind(bind)) {
+    issues.push(
+      `PAYLOAD_BIND: ${bind} lets other machines in, so the fleet has several hosts: set FLEET_SECRET or FLEET_SECRET_FILE (the same on every host and API)`,
+    );
+  }
+  if (Boolean(raw.PAYLOAD_TLS_CERT) !== Boolean(raw.PAYLOAD_TLS_KEY)) {
+    issues.push("PAYLOAD_TLS_CERT: set PAYLOAD_TLS_CERT and PAYLOAD_TLS_KEY together");
+  }
+  if (issues.length > 0) return { issues };
+  const advertise = raw.PAYLOAD_ADVERTISE_HOST ?? (isLoopbackBind(bind) ? "127.0.0.1" : hostname());
+  return { FLEET_SECRET: secret, PAYLOAD_BIND: bind, PAYLOAD_ADVERTISE_HOST: advertise };
 }
 
 /** For process entry points: parse or print the problem and exit non-zero. */

@@ -1,13 +1,13 @@
-// The directory of worker hosts in Redis: each capture worker announces itself and heartbeats over a connection
-// named after the host. A host is online while its heartbeat is fresh and that connection is open: Redis drops it
-// the moment the process dies, so a killed host is seen offline at once rather than after the heartbeat lapses.
+// The directory of worker hosts in Redis: each capture worker announces itself and renews a lease key (SET PX) with
+// every heartbeat. A host is online while its lease lives: one that stops cleanly deletes it and is offline at once,
+// a killed one is offline when the lease runs out. Plain key commands: a least-privilege Redis user is enough.
 import type { Redis } from "ioredis";
 import { HOST_QEMU } from "./hypervisor/machine.ts";
 import { z } from "./zod.ts";
 
-export const HOST_HEARTBEAT_INTERVAL_MS = 5_000;
-/** A host not heard from for this long is reported offline and gets no new work. */
-export const HOST_OFFLINE_AFTER_MS = 20_000;
+export const HOST_HEARTBEAT_INTERVAL_MS = 2_000;
+/** A host whose lease was not renewed for this long (its process died) is offline and gets no new work. */
+export const HOST_LEASE_MS = 6_000;
 
 export const HOST_RECORD_SCHEMA = z.object({
   id: z.string(),
@@ -30,9 +30,25 @@ export interface HostStatus extends HostRecord {
 }
 
 const hostsKey = (prefix: string) => `${prefix}:hosts`;
+const leaseKey = (prefix: string, hostId: string) => `${prefix}:host-lease:${hostId}`;
 
 export async function announceHost(redis: Redis, prefix: string, host: HostRecord): Promise<void> {
   await redis.hset(hostsKey(prefix), host.id, JSON.stringify(host));
+}
+
+/** Keeps the host online for `leaseMs` more. */
+export async function renewHostLease(
+  redis: Redis,
+  prefix: string,
+  hostId: string,
+  leaseMs = HOST_LEASE_MS,
+): Promise<void> {
+  await redis.set(leaseKey(prefix, hostId), String(Date.now()), "PX", leaseMs);
+}
+
+/** The host is offline from now (a clean stop). */
+export async function releaseHostLease(redis: Redis, prefix: string, hostId: string): Promise<void> {
+  await redis.del(leaseKey(prefix, hostId));
 }
 
 export async function withdrawHost(redis: Redis, prefix: string, hostId: string): Promise<void> {
@@ -40,34 +56,16 @@ export async function withdrawHost(redis: Redis, prefix: string, hostId: string)
 }
 
 export async function listHosts(redis: Redis, prefix: string): Promise<HostStatus[]> {
-  const [entries, clients] = await Promise.all([
-    redis.hgetall(hostsKey(prefix)),
-    redis.client("LIST") as Promise<string>,
-  ]);
-  const connected = connectionNames(clients);
-  const now = Date.now();
-  return Object.values(entries)
-    .flatMap((text) => {
-      const parsed = HOST_RECORD_SCHEMA.safeParse(JSON.parse(text));
-      return parsed.success ? [parsed.data] : [];
-    })
-    .map((host) => {
+  const hosts = Object.values(await redis.hgetall(hostsKey(prefix))).flatMap((text) => {
+    const parsed = HOST_RECORD_SCHEMA.safeParse(JSON.parse(text));
+    return parsed.success ? [parsed.data] : [];
+  });
+  const leases = hosts.length > 0 ? await redis.mget(hosts.map((host) => leaseKey(prefix, host.id))) : [];
+  return hosts
+    .map((host, index) => {
       const offline_reason =
-        now - Date.parse(host.last_seen_at) >= HOST_OFFLINE_AFTER_MS
-          ? `no heartbeat since ${host.last_seen_at}`
-          : connected.has(hostPresenceConnectionName(prefix, host.id))
-            ? null
-            : "its capture worker is not connected";
+        leases[index] === null ? `its capture worker is not connected (no lease since ${host.last_seen_at})` : null;
       return { ...host, online: offline_reason === null, offline_reason };
     })
     .sort((left, right) => left.id.localeCompare(right.id));
-}
-
-/** The client name of the connection a capture worker holds open while it runs. */
-export function hostPresenceConnectionName(prefix: string, hostId: string): string {
-  return `${prefix}:host-presence:${hostId}`;
-}
-
-function connectionNames(clientList: string): Set<string> {
-  return new Set(clientList.split("\n").flatMap((line) => /(?:^| )name=(\S+)/.exec(line)?.[1] ?? []));
 }

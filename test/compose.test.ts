@@ -2,7 +2,8 @@
 // process with its command and environment exactly as declared (volume paths mapped to temp dirs, the Redis host to
 // a private redis-server, service host names to this machine, the published port to a free one) and drive a snapshot
 // and fork on each of its two hosts, a fork of one host's snapshot on the other, and an export/import between them.
-import { existsSync, readFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
@@ -31,6 +32,7 @@ const compose = parse(readFileSync("docker-compose.yml", "utf8"), { merge: true 
 const COMPOSE_REDIS_URL = "redis://redis:6379";
 const DATA_MOUNT = "/app/data";
 const IMAGES_PATH = "/app/images";
+const FLEET_SECRET_MOUNT = "/run/secrets/fleet-secret";
 
 /** The supervised process a service runs: its name without a `-<n>` host suffix. */
 const roleOf = (serviceName: string) => serviceName.replace(/-\d+$/, "");
@@ -125,7 +127,11 @@ describe("docker-compose.yml, run as declared", () => {
   function mappedEnvironment(service: ComposeService, ports: Map<string, string>): Record<string, string> {
     const volume = dataVolumeOf(service)!;
     if (!volumes.has(volume)) volumes.set(volume, tempDir(`compose-${volume}`));
-    const mounts: Record<string, string> = { [DATA_MOUNT]: volumes.get(volume)!.dir, [IMAGES_PATH]: TEST_IMAGES_DIR };
+    const mounts: Record<string, string> = {
+      [DATA_MOUNT]: volumes.get(volume)!.dir,
+      [IMAGES_PATH]: TEST_IMAGES_DIR,
+      [FLEET_SECRET_MOUNT]: fleetSecretFile,
+    };
     return Object.fromEntries(
       Object.entries(service.environment ?? {}).map(([name, value]) => {
         if (value === COMPOSE_REDIS_URL) return [name, redis.url];
@@ -137,7 +143,11 @@ describe("docker-compose.yml, run as declared", () => {
     );
   }
 
+  // The compose file's secret, as Docker would mount it.
+  const fleetSecretFile = path.join(redisDir.dir, "fleet-secret");
+
   beforeAll(async () => {
+    writeFileSync(fleetSecretFile, `${randomBytes(32).toString("base64")}\n`, { mode: 0o600 });
     redis = await startEmbeddedRedis(findRedisServer()!, redisDir.dir, createLogger("redis", "warn"));
     for (const [name, service] of appServices()) {
       // Published ports ("8080:8080") get a free port on this machine; the variable naming the port follows.

@@ -8,7 +8,6 @@ import { Readable } from "node:stream";
 import { Redis } from "ioredis";
 import { extract, pack } from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { payloadToken } from "../shared/fleet-secret.ts";
 import { newId } from "../shared/ids.ts";
 import { replicaSetKey } from "../shared/snapshots/replicas.ts";
 import { waitForTick } from "./helpers/console.ts";
@@ -55,9 +54,6 @@ async function redisCall<T>(call: (redis: Redis) => Promise<T>): Promise<T> {
     redis.disconnect();
   }
 }
-
-const hostToken = async (hostId: string) =>
-  payloadToken((await redisCall((redis) => redis.get(`${fleet.prefix}:fleet-secret`)))!, hostId);
 
 async function payloadUrl(hostId: string): Promise<string> {
   const hosts: Array<{ id: string; payload_url: string }> = await jsonOf(await api("/hosts"));
@@ -203,12 +199,8 @@ describe("a fleet of three hosts", () => {
 
   it("resumes a pull that was cut off: only the missing bytes are fetched", async () => {
     // What an interrupted pull leaves on fleet-a: the owner's listing and the first half of every file.
-    const owner = { url: await payloadUrl("fleet-c"), token: await hostToken("fleet-c") };
-    const listing = await jsonOf(
-      await fetch(`${owner.url}/snapshots/${snapshotId}/export`, {
-        headers: { authorization: `Bearer ${owner.token}` },
-      }),
-    );
+    const owner = await fleet.payloadTarget("fleet-c");
+    const listing = await jsonOf(await fleet.payloads.request(owner, `/snapshots/${snapshotId}/export`));
     const staging = path.join(fleet.host("fleet-a").dataDir, "snapshots", `.pull-${snapshotId}`);
     mkdirSync(staging, { recursive: true });
     writeFileSync(path.join(staging, "listing.json"), JSON.stringify(listing));
@@ -216,8 +208,8 @@ describe("a fleet of three hosts", () => {
     for (const file of listing.files as Array<{ name: string; size: number }>) {
       const half = Math.floor(file.size / 2);
       missing += file.size - half;
-      const response = await fetch(`${owner.url}/snapshots/${snapshotId}/files/${file.name}`, {
-        headers: { authorization: `Bearer ${owner.token}`, range: `bytes=0-${half - 1}` },
+      const response = await fleet.payloads.request(owner, `/snapshots/${snapshotId}/files/${file.name}`, {
+        headers: { range: `bytes=0-${half - 1}` },
       });
       writeFileSync(path.join(staging, file.name), Buffer.from(await response.arrayBuffer()));
     }
@@ -317,11 +309,13 @@ describe("a fleet of three hosts", () => {
     expect(() => execFileSync("zstd", ["-q", "-t", "memory.raw.sfc"], { cwd: work.dir })).not.toThrow();
 
     // The host's payload server answers only with its token, and serves ranges.
-    const fileUrl = `${await payloadUrl("fleet-c")}/snapshots/${snapshotId}/files/memory.raw.sfc`;
+    const filePath = `/snapshots/${snapshotId}/files/memory.raw.sfc`;
+    const fileUrl = `${await payloadUrl("fleet-c")}${filePath}`;
     expect((await fetch(fileUrl)).status).toBe(401);
     expect((await fetch(fileUrl, { headers: { authorization: "Bearer wrong" } })).status).toBe(401);
-    const token = await hostToken("fleet-c");
-    const ranged = await fetch(fileUrl, { headers: { authorization: `Bearer ${token}`, range: "bytes=0-3" } });
+    const ranged = await fleet.payloads.request(await fleet.payloadTarget("fleet-c"), filePath, {
+      headers: { range: "bytes=0-3" },
+    });
     expect(ranged.status).toBe(206);
     expect(Buffer.from(await ranged.arrayBuffer()).readUInt32LE(0)).toBe(0xfd2fb528); // a zstd frame's magic
 

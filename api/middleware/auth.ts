@@ -1,10 +1,11 @@
 // Bearer-token authentication against the configured keys, compared in constant time. Under `cookie.pathPrefix`
-// the key may come from an HttpOnly cookie instead (Bull Board's own page cannot send a bearer header).
+// a signed session cookie may stand in for the key (Bull Board's own page cannot send a bearer header).
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
 import { getCookie } from "hono/cookie";
 import { bearerToken } from "../../shared/bearer.ts";
 import { ApiError } from "../../shared/errors.ts";
+import { verifyBoardSession } from "./board-session.ts";
 
 declare module "hono" {
   interface ContextVariableMap {
@@ -25,10 +26,17 @@ export function bearerAuth(apiKeys: readonly string[], options: AuthOptions): Mi
   return async (c, next) => {
     if (options.isPublic(c.req.path)) return next();
     const { cookie } = options;
-    const fromCookie = cookie && c.req.path.startsWith(cookie.pathPrefix) ? getCookie(c, cookie.name) : undefined;
-    const presentedKey = bearerToken(c.req.header("authorization")) ?? fromCookie;
+    const session = cookie && c.req.path.startsWith(cookie.pathPrefix) ? getCookie(c, cookie.name) : undefined;
+    const presentedKey =
+      bearerToken(c.req.header("authorization")) ??
+      (session === undefined ? undefined : verifyBoardSession(apiKeys, session));
     if (!presentedKey) {
-      throw new ApiError("unauthorized", "missing bearer token: send Authorization: Bearer <api key>");
+      throw new ApiError(
+        "unauthorized",
+        session === undefined
+          ? "missing bearer token: send Authorization: Bearer <api key>"
+          : "board session expired or invalid: sign in on /ui again",
+      );
     }
     const presented = digest(presentedKey);
     // Compare against every key so the time taken does not tell which one matched.

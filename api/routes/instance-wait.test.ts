@@ -9,7 +9,7 @@ import { connectRedis, waitForRedisReady } from "../../shared/redis.ts";
 import type { Instance } from "../../shared/schemas/instance.ts";
 import { createTestApp, sdkClient, type TestApp } from "../../test/helpers/app.ts";
 import { jsonOf } from "../../test/helpers/fixtures.ts";
-import { testDialects } from "../../test/helpers/postgres.ts";
+import { describeWith } from "../../test/helpers/needs.ts";
 import { sampleInstance } from "../../test/helpers/resources.ts";
 
 let t: TestApp;
@@ -154,7 +154,7 @@ describe("instance references as the reference takes them", () => {
   });
 });
 
-describe.each(testDialects().filter((dialect) => dialect === "postgres"))("wait on a second replica (%s)", () => {
+describeWith("postgres", "wait on a second replica (postgres)", () => {
   let a: TestApp;
   let b: TestApp;
 

@@ -11,6 +11,7 @@ import { deleteCookie, setCookie } from "hono/cookie";
 import { bearerToken } from "../../shared/bearer.ts";
 import type { App, AppDeps } from "../deps.ts";
 import { knownQueues } from "../metrics/collect.ts";
+import { BOARD_SESSION_TTL_SECONDS, issueBoardSession } from "../middleware/board-session.ts";
 
 const UI_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../ui");
 export const BOARD_PATH = "/ui/queues";
@@ -41,10 +42,15 @@ export function registerUiRoutes(app: App, deps: AppDeps): void {
     return c.body(file.body, 200, { "content-type": file.type ?? "application/octet-stream" });
   });
 
-  // Reached with the bearer key: hands the same key to Bull Board's page as a strict, HttpOnly cookie.
+  // Reached with the bearer key: hands Bull Board's page a signed, expiring session as a strict, HttpOnly cookie.
   app.post("/ui/session", (c) => {
     const key = bearerToken(c.req.header("authorization"))!;
-    setCookie(c, BOARD_COOKIE, key, { path: BOARD_PATH, httpOnly: true, sameSite: "Strict" });
+    setCookie(c, BOARD_COOKIE, issueBoardSession(key), {
+      path: BOARD_PATH,
+      httpOnly: true,
+      sameSite: "Strict",
+      maxAge: BOARD_SESSION_TTL_SECONDS,
+    });
     return c.body(null, 204);
   });
   app.delete("/ui/session", (c) => {

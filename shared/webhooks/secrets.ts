@@ -1,8 +1,8 @@
 // Signing secrets: generated as `whsec_…`, kept only encrypted (AES-256-GCM) in SQLite and in the Redis mirror.
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
-import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
+import { readOrCreateSecretFile } from "../secret-file.ts";
 
 export const SECRET_PREFIX = "whsec_";
 const KEY_BYTES = 32;
@@ -68,21 +68,8 @@ export const SECRET_KEY_FILE = "webhook-secret-key";
 export function loadSecretKey(configured: string | undefined, dataDir: string): Buffer {
   if (configured) return Buffer.from(configured, "base64");
   const file = path.join(dataDir, SECRET_KEY_FILE);
-  try {
-    return Buffer.from(readFileSync(file, "utf8").trim(), "base64");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
-  }
-  mkdirSync(dataDir, { recursive: true });
-  // Write aside, then link into place: link fails if another process won the race, and nobody reads half a file.
-  const draft = `${file}.${process.pid}.${randomBytes(4).toString("hex")}`;
-  writeFileSync(draft, `${randomBytes(KEY_BYTES).toString("base64")}\n`, { mode: 0o600 });
-  try {
-    linkSync(draft, file);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-  } finally {
-    unlinkSync(draft);
-  }
-  return Buffer.from(readFileSync(file, "utf8").trim(), "base64");
+  return Buffer.from(
+    readOrCreateSecretFile(file, () => randomBytes(KEY_BYTES).toString("base64")),
+    "base64",
+  );
 }

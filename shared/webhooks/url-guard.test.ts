@@ -18,6 +18,28 @@ describe("webhook URL guard", () => {
     "http://[fd00:ec2::254]/",
     "http://[::ffff:127.0.0.1]/",
     "http://[::ffff:a9fe:a9fe]/",
+    "http://[::ffff:10.0.0.1]/",
+    "http://[::]/",
+    "http://[64:ff9b::a00:1]/", // NAT64 (well-known prefix) of 10.0.0.1
+    "http://[64:ff9b::8.8.8.8]/", // NAT64 of a public address: the translator is on the inside
+    "http://[64:ff9b:1::a9fe:a9fe]/", // NAT64 local-use prefix
+    "http://[2002:c0a8:101::1]/", // 6to4 of 192.168.1.1
+    "http://[2002:7f00:1::1]/", // 6to4 of 127.0.0.1
+    "http://[2001::1]/", // Teredo
+    "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/", // Teredo
+    "http://[::10.0.0.1]/", // IPv4-compatible
+    "http://[::127.0.0.1]/",
+    "http://[::8.8.8.8]/", // IPv4-compatible, deprecated whatever it carries
+    "http://[fec0::1]/", // site-local
+    "http://[fd12:3456::1]/",
+    "http://[ff02::1]/",
+    "http://[2001:db8::1]/", // documentation
+    "http://192.0.2.1/", // documentation
+    "http://198.18.0.1/",
+    "http://224.0.0.1/",
+    "http://255.255.255.255/",
+    "http://0x7f000001/", // 127.0.0.1 spelled in hex
+    "http://2130706433/", // 127.0.0.1 as one number
   ])("refuses %s by default", async (url) => {
     await expect(guard.check(url)).rejects.toBeInstanceOf(UrlRefusedError);
   });

@@ -1,29 +1,25 @@
-// Which webhook URLs may be called: http(s) only, and never loopback, private, link-local or metadata
-// addresses unless the allow-list (WEBHOOK_ALLOWED_HOSTS) names the host, the address or its network.
+// Which webhook URLs may be called: http(s) only, and only to public unicast addresses (ipaddr.js's ranges: no
+// loopback, private, link-local, metadata, carrier-grade NAT, NAT64, 6to4, Teredo, site-local, reserved...) unless
+// the allow-list (WEBHOOK_ALLOWED_HOSTS) names the host, the address or its network.
 import { lookup as dnsLookup, type LookupAddress } from "node:dns";
 import { BlockList, isIP, type LookupFunction } from "node:net";
+import ipaddr from "ipaddr.js";
 
-const BLOCKED_IPV4 = [
-  ["0.0.0.0", 8], // "this network"
-  ["10.0.0.0", 8],
-  ["100.64.0.0", 10], // carrier-grade NAT
-  ["127.0.0.0", 8],
-  ["169.254.0.0", 16], // link-local, cloud metadata (169.254.169.254)
-  ["172.16.0.0", 12],
-  ["192.0.0.0", 24],
-  ["192.168.0.0", 16],
-  ["198.18.0.0", 15], // benchmarking
-  ["224.0.0.0", 4], // multicast
-  ["240.0.0.0", 4], // reserved, broadcast
-] as const;
+/**
+ * Whether an address is public unicast. IPv4-mapped addresses are judged as the IPv4 address they carry, and the
+ * deprecated IPv4-compatible form (::a.b.c.d, which ipaddr.js calls unicast) is refused outright.
+ */
+export function isPublicUnicast(address: string): boolean {
+  if (!ipaddr.isValid(address)) return false;
+  const parsed = ipaddr.process(address);
+  if (parsed.kind() === "ipv6" && isIpv4Compatible(parsed as ipaddr.IPv6)) return false;
+  return parsed.range() === "unicast";
+}
 
-const BLOCKED_IPV6 = [
-  ["::", 128],
-  ["::1", 128],
-  ["fc00::", 7], // unique local, including AWS's metadata fd00:ec2::254
-  ["fe80::", 10],
-  ["ff00::", 8],
-] as const;
+/** ::/96 (zero in its first 96 bits): ::a.b.c.d reaches a.b.c.d on stacks that still honour it. */
+function isIpv4Compatible(address: ipaddr.IPv6): boolean {
+  return address.parts.slice(0, 6).every((part) => part === 0);
+}
 
 export class UrlRefusedError extends Error {
   override name = "UrlRefusedError";
@@ -39,10 +35,6 @@ export interface UrlGuard {
 }
 
 export function createUrlGuard(allowList: readonly string[] = []): UrlGuard {
-  const blocked = new BlockList();
-  for (const [network, prefix] of BLOCKED_IPV4) blocked.addSubnet(network, prefix, "ipv4");
-  for (const [network, prefix] of BLOCKED_IPV6) blocked.addSubnet(network, prefix, "ipv6");
-
   const allowed = new BlockList();
   const allowedHosts = new Set<string>();
   for (const entry of allowList) {
@@ -55,9 +47,9 @@ export function createUrlGuard(allowList: readonly string[] = []): UrlGuard {
 
   const addressAllowed = (address: string, hostname?: string): boolean => {
     if (hostname && allowedHosts.has(stripBrackets(hostname).toLowerCase())) return true;
-    const normalized = unmapIpv4(address);
-    const type = isIP(normalized) === 4 ? "ipv4" : "ipv6";
-    return allowed.check(normalized, type) || !blocked.check(normalized, type);
+    if (!ipaddr.isValid(address)) return false;
+    const normalized = ipaddr.process(address).toString();
+    return allowed.check(normalized, isIP(normalized) === 4 ? "ipv4" : "ipv6") || isPublicUnicast(normalized);
   };
 
   const lookup: LookupFunction = (hostname, options, callback) => {
@@ -110,19 +102,8 @@ export function parseWebhookUrl(url: string): URL {
 function refusal(hostname: string, address: string): UrlRefusedError {
   const where = hostname === address ? address : `${hostname} (${address})`;
   return new UrlRefusedError(
-    `${where} is a loopback, private, link-local or metadata address; allow it with WEBHOOK_ALLOWED_HOSTS`,
+    `${where} is not a public unicast address (loopback, private, link-local, metadata, NAT64, 6to4, Teredo, reserved...); allow it with WEBHOOK_ALLOWED_HOSTS`,
   );
 }
 
 const stripBrackets = (hostname: string) => hostname.replace(/^\[(.*)\]$/, "$1");
-
-/** ::ffff:10.0.0.1 (or ::ffff:a00:1, as URL parsing writes it) is 10.0.0.1 in disguise. */
-function unmapIpv4(address: string): string {
-  const dotted = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (dotted) return dotted[1]!;
-  const hex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/i.exec(address);
-  if (!hex) return address;
-  const high = Number.parseInt(hex[1]!, 16);
-  const low = Number.parseInt(hex[2]!, 16);
-  return [high >> 8, high & 255, low >> 8, low & 255].join(".");
-}

@@ -1,7 +1,9 @@
 // A fleet on one machine: one API process and N worker hosts (each a capture and a compression worker process with
-// its own HOST_ID and DATA_DIR), sharing the test Redis under a prefix of their own.
-import { symlinkSync } from "node:fs";
+// its own HOST_ID and DATA_DIR), sharing the test Redis under a prefix of their own and one FLEET_SECRET.
+import { randomBytes } from "node:crypto";
+import { readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { PayloadClient, type PayloadTarget } from "../../shared/payload-client.ts";
 import { entryCommand } from "../../supervisor/processes.ts";
 import { TEST_API_KEY } from "./app.ts";
 import { freePort, tempDir, testRedisUrl, uniquePrefix } from "./fixtures.ts";
@@ -17,11 +19,28 @@ export interface FleetHost {
   restartCapture(): Promise<void>;
 }
 
+export interface FleetOptions {
+  /** The test run's Redis by default (benchmarks bring their own). */
+  redisUrl?: string;
+  /** REDIS_PREFIX; a unique one by default. */
+  prefix?: string;
+  /** Hand the secret over as FLEET_SECRET_FILE instead of FLEET_SECRET. */
+  secretInFile?: boolean;
+  /** PEM files: every payload server serves HTTPS with `cert`/`key` (SAN 127.0.0.1), clients trust `ca`. */
+  tls?: { ca: string; cert: string; key: string };
+}
+
 export interface Fleet {
   baseUrl: string;
   prefix: string;
+  /** The file holding the fleet's secret (FLEET_SECRET_FILE when `secretInFile`). */
+  secretFile: string;
   hosts: FleetHost[];
   host(id: string): FleetHost;
+  /** Signs requests to payload servers as the API and hosts do (the fleet's secret and CA). */
+  payloads: PayloadClient;
+  /** A host's payload server, as announced in the directory. */
+  payloadTarget(hostId: string): Promise<PayloadTarget>;
   api(
     pathAndQuery: string,
     init?: { method?: string; json?: unknown; body?: RequestInit["body"]; headers?: Record<string, string> },
@@ -31,16 +50,25 @@ export interface Fleet {
 
 const HOST_LETTERS = "abcdefgh";
 
-/** `redisUrl` defaults to the test run's Redis (benchmarks bring their own). */
-export async function startFleet(hostCount = 3, redisUrl = testRedisUrl()): Promise<Fleet> {
-  const prefix = uniquePrefix("fleet");
-  const common = {
-    REDIS_URL: redisUrl,
+export async function startFleet(hostCount = 3, options: FleetOptions = {}): Promise<Fleet> {
+  const prefix = options.prefix ?? uniquePrefix("fleet");
+  const dirs: Array<{ dir: string; remove: () => void }> = [];
+  const secret = randomBytes(32).toString("base64url");
+  const secretDir = tempDir("fleet-secret");
+  dirs.push(secretDir);
+  const secretFile = path.join(secretDir.dir, "fleet-secret");
+  writeFileSync(secretFile, `${secret}\n`, { mode: 0o600 });
+  const common: Record<string, string> = {
+    REDIS_URL: options.redisUrl ?? testRedisUrl(),
     REDIS_PREFIX: prefix,
     LOG_LEVEL: "info",
     SHUTDOWN_TIMEOUT_MS: "5000",
+    ...(options.secretInFile ? { FLEET_SECRET_FILE: secretFile } : { FLEET_SECRET: secret }),
+    ...(options.tls ? { PAYLOAD_TLS_CA: options.tls.ca } : {}),
   };
-  const dirs: Array<{ dir: string; remove: () => void }> = [];
+  const tlsFiles: Record<string, string> = options.tls
+    ? { PAYLOAD_TLS_CERT: options.tls.cert, PAYLOAD_TLS_KEY: options.tls.key }
+    : {};
   const processes: ServiceProcess[] = [];
   const started = (process: ServiceProcess) => {
     processes.push(process);
@@ -69,12 +97,16 @@ export async function startFleet(hostCount = 3, redisUrl = testRedisUrl()): Prom
       ...common,
       DATA_DIR: data.dir,
       HOST_ID: `fleet-${letter}`,
-      PAYLOAD_HOST: "127.0.0.1",
+      PAYLOAD_BIND: "127.0.0.1",
       PAYLOAD_ADVERTISE_HOST: "127.0.0.1",
     };
     const startCapture = () =>
       started(
-        startProcess(`capture-${letter}`, entryCommand("workers/capture/main.ts"), { ...env, QEMU_ACCEL: "tcg" }),
+        startProcess(`capture-${letter}`, entryCommand("workers/capture/main.ts"), {
+          ...env,
+          ...tlsFiles,
+          QEMU_ACCEL: "tcg",
+        }),
       );
     const host: FleetHost = {
       id: env.HOST_ID,
@@ -89,18 +121,33 @@ export async function startFleet(hostCount = 3, redisUrl = testRedisUrl()): Prom
     hosts.push(host);
   }
 
-  await waitForLog(api, '"listening"');
-  for (const host of hosts) {
-    await waitForLog(host.capture, "capture worker started");
-    await waitForLog(host.compression, "compression worker started");
+  const stopAll = async () => {
+    await Promise.all(processes.map((process) => process.stop("SIGTERM")));
+    for (const dir of dirs) removeDataDir(dir);
+  };
+  try {
+    await waitForLog(api, '"listening"');
+    for (const host of hosts) {
+      await waitForLog(host.capture, "capture worker started");
+      await waitForLog(host.compression, "compression worker started");
+    }
+  } catch (error) {
+    await stopAll(); // a fleet that did not start leaves no process behind
+    throw error;
   }
 
   const baseUrl = `http://127.0.0.1:${port}`;
-  return {
+  const fleet: Fleet = {
     baseUrl,
     prefix,
+    secretFile,
     hosts,
     host: (id) => hosts.find((host) => host.id === id)!,
+    payloads: new PayloadClient({ secret, ca: options.tls ? readFileSync(options.tls.ca, "utf8") : undefined }),
+    async payloadTarget(hostId) {
+      const listed = (await (await fleet.api("/hosts")).json()) as Array<{ id: string; payload_url: string }>;
+      return { hostId, url: listed.find((host) => host.id === hostId)!.payload_url };
+    },
     api(pathAndQuery, init = {}) {
       const headers = new Headers(init.headers);
       headers.set("authorization", `Bearer ${TEST_API_KEY}`);
@@ -112,9 +159,7 @@ export async function startFleet(hostCount = 3, redisUrl = testRedisUrl()): Prom
       const method = init.method ?? (body === undefined ? "GET" : "POST");
       return fetch(`${baseUrl}${pathAndQuery}`, { method, headers, body, duplex: "half" } as RequestInit);
     },
-    async stop() {
-      await Promise.all(processes.map((process) => process.stop("SIGTERM")));
-      for (const dir of dirs) removeDataDir(dir);
-    },
+    stop: stopAll,
   };
+  return fleet;
 }

@@ -1,10 +1,13 @@
 // A host in the directory without a capture worker behind it: what a capture worker's announcement and presence
-// connection look like to the API, for tests of the API alone.
+// lease look like to the API, for tests of the API alone.
 import type { Redis } from "ioredis";
-import { announceHost, hostPresenceConnectionName } from "../../shared/hosts.ts";
+import { announceHost, renewHostLease } from "../../shared/hosts.ts";
+
+/** A fake host's lease outlives any test: it goes offline when the test releases it. */
+const FAKE_LEASE_MS = 10 * 60_000;
 
 export interface FakeHostOptions {
-  /** Name `redis` as the host's presence connection: the host is online while that connection stays open. */
+  /** Give the host a presence lease: online until it runs out or is released (releaseHostLease). */
   online?: boolean;
   /** When it last announced itself (default now). */
   lastSeenAt?: string;
@@ -26,5 +29,5 @@ export async function announceFakeHost(
     last_seen_at: seen,
     pid: options.pid ?? 1,
   });
-  if (options.online) await redis.client("SETNAME", hostPresenceConnectionName(prefix, id));
+  if (options.online) await renewHostLease(redis, prefix, id, FAKE_LEASE_MS);
 }

@@ -1,9 +1,11 @@
 // The capture worker: owns this host's VMs, takes jobs from this host's queue and serves its snapshot files.
-import { hostname } from "node:os";
+import { readFileSync } from "node:fs";
 import { selectCodecBackendOrExit } from "../../shared/codec/index.ts";
+import { isLoopbackBind } from "../../shared/config.ts";
 import { EventStream } from "../../shared/events/stream.ts";
-import { payloadToken, resolveFleetSecret } from "../../shared/fleet-secret.ts";
+import { hostPayloadKey, loadFleetSecret, removeLegacyFleetSecret } from "../../shared/fleet-secret.ts";
 import { TombstoneStore } from "../../shared/host-records.ts";
+import { listHosts } from "../../shared/hosts.ts";
 import { availableHypervisors, getHypervisor } from "../../shared/hypervisor/registry.ts";
 import type { HypervisorDriver } from "../../shared/hypervisor/types.ts";
 import { StandbyMemory } from "../../shared/instances/standby-memory.ts";
@@ -11,6 +13,7 @@ import { queueName } from "../../shared/jobs/catalog.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
 import { removeHostLeftovers } from "../../shared/orphans.ts";
+import { payloadClientFor } from "../../shared/payload-client.ts";
 import { bootProcess } from "../../shared/process-boot.ts";
 import { closeRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
@@ -134,13 +137,24 @@ const rotationTimer = setInterval(rotateConsoleLogs, CONSOLE_ROTATION_INTERVAL_M
 await snapshots.enforceCacheBudget();
 const cacheTimer = setInterval(() => snapshots.enforceCacheBudget(), CACHE_BUDGET_INTERVAL_MS);
 
-const fleetSecret = await resolveFleetSecret(redis, config.REDIS_PREFIX, config.FLEET_SECRET);
-const replicas = new Replicas({ hostId, store, redis, prefix: config.REDIS_PREFIX, fleetSecret, log });
+const fleetSecret = loadFleetSecret(config.FLEET_SECRET, config.DATA_DIR);
+await refuseGeneratedSecretInFleet(fleetSecret.source);
+if (await removeLegacyFleetSecret(redis, config.REDIS_PREFIX)) {
+  log.warn("removed the plain fleet secret an older release kept in Redis; payload tokens no longer derive from it");
+}
+const payloads = payloadClientFor(config, fleetSecret.secret);
+const replicas = new Replicas({ hostId, store, redis, prefix: config.REDIS_PREFIX, payloads, log });
+if (!config.PAYLOAD_TLS_CERT && !isLoopbackBind(config.PAYLOAD_BIND)) {
+  log.warn({ bind: config.PAYLOAD_BIND }, "the payload server speaks plain HTTP beyond loopback: set PAYLOAD_TLS_CERT");
+}
 const payloadServer = await startPayloadServer({
   store,
-  token: payloadToken(fleetSecret, hostId),
+  key: hostPayloadKey(fleetSecret.secret, hostId),
+  tls: config.PAYLOAD_TLS_CERT
+    ? { cert: readFileSync(config.PAYLOAD_TLS_CERT, "utf8"), key: readFileSync(config.PAYLOAD_TLS_KEY!, "utf8") }
+    : undefined,
   port: config.PAYLOAD_PORT,
-  host: config.PAYLOAD_HOST,
+  host: config.PAYLOAD_BIND,
   log,
   importArchive: (snapshotId, body) =>
     importSnapshotArchive(
@@ -158,7 +172,7 @@ const presence = await startHostPresence({
     hypervisors: [...drivers.keys()],
     started_at: new Date().toISOString(),
     pid: process.pid,
-    payload_url: `http://${config.PAYLOAD_ADVERTISE_HOST ?? hostname()}:${payloadServer.port}`,
+    payload_url: `${payloadServer.protocol}://${urlHost(config.PAYLOAD_ADVERTISE_HOST)}:${payloadServer.port}`,
     qemu: await drivers
       .get("qemu")
       ?.hostQemu?.()
@@ -167,7 +181,6 @@ const presence = await startHostPresence({
         return undefined;
       }),
   },
-  sharedFleetSecret: config.FLEET_SECRET ? undefined : fleetSecret,
   log,
 });
 
@@ -197,6 +210,23 @@ log.info(
 
 // The host stays listed (and goes offline when heartbeats stop): its VMs outlive this process.
 onShutdownSignal(log, config.SHUTDOWN_TIMEOUT_MS, stopProcess, config.SUPERVISOR_PID);
+
+/** A secret generated into this data dir is this host's alone: with another host online, calls would fail. */
+async function refuseGeneratedSecretInFleet(source: "configured" | "generated"): Promise<void> {
+  if (source === "configured") return;
+  const others = (await listHosts(redis, config.REDIS_PREFIX)).filter((host) => host.online && host.id !== hostId);
+  if (others.length === 0) return;
+  log.fatal(
+    { otherHosts: others.map((host) => host.id) },
+    "other hosts are online: set the same FLEET_SECRET or FLEET_SECRET_FILE on every host and the API",
+  );
+  process.exit(78);
+}
+
+/** An IPv6 literal goes in brackets in a URL. */
+function urlHost(name: string): string {
+  return name.includes(":") ? `[${name}]` : name;
+}
 
 async function stopProcess(): Promise<void> {
   clearInterval(reconcileTimer);

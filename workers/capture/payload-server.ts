@@ -1,12 +1,14 @@
-// This host's payload server: snapshot files over HTTP for exports (and other hosts), with Range requests, and
-// imports streamed in as archives. Every request carries this host's bearer token (shared/fleet-secret.ts).
+// This host's payload server: snapshot files over HTTP(S) for exports (and other hosts), with Range requests, and
+// imports streamed in as archives. Every request carries a token signed for this host, its method and its path
+// (shared/fleet-secret.ts); with PAYLOAD_TLS_CERT/KEY it speaks HTTPS only.
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { bearerToken } from "../../shared/bearer.ts";
 import { ApiError, notFound } from "../../shared/errors.ts";
-import { tokenMatches } from "../../shared/fleet-secret.ts";
+import { verifyPayloadRequest } from "../../shared/fleet-secret.ts";
 import { ID_PATTERN } from "../../shared/ids.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { ARCHIVE_PAYLOAD_ENTRIES } from "../../shared/snapshots/archive.ts";
@@ -15,7 +17,10 @@ import { exportPath, prepareExport } from "./export-files.ts";
 
 export interface PayloadServerOptions {
   store: SnapshotStore;
-  token: string;
+  /** This host's signing key (hostPayloadKey): requests must carry a token made with it. */
+  key: Buffer;
+  /** PEM certificate chain and key: HTTPS instead of HTTP. */
+  tls?: { cert: string; key: string };
   port: number;
   host: string;
   log: Logger;
@@ -25,6 +30,7 @@ export interface PayloadServerOptions {
 
 export interface PayloadServer {
   port: number;
+  protocol: "http" | "https";
   close(): Promise<void>;
 }
 
@@ -85,14 +91,16 @@ const HANDLERS = {
 };
 
 export function startPayloadServer(options: PayloadServerOptions): Promise<PayloadServer> {
-  const server: Server = createServer((request, response) => {
+  const listener = (request: IncomingMessage, response: ServerResponse) => {
     handle(options, request, response).catch((error: unknown) => sendError(options.log, response, error));
-  });
+  };
+  const server: Server = options.tls ? createTlsServer(options.tls, listener) : createServer(listener);
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port, options.host, () => {
       resolve({
         port: (server.address() as AddressInfo).port,
+        protocol: options.tls ? "https" : "http",
         close: () =>
           new Promise<void>((done) => {
             server.close(() => done());
@@ -105,7 +113,8 @@ export function startPayloadServer(options: PayloadServerOptions): Promise<Paylo
 
 async function handle(options: PayloadServerOptions, request: IncomingMessage, response: ServerResponse) {
   const presented = bearerToken(request.headers.authorization);
-  if (!tokenMatches(options.token, presented)) throw new ApiError("unauthorized", "missing or wrong payload token");
+  const check = verifyPayloadRequest(options.key, { method: request.method ?? "", path: request.url ?? "" }, presented);
+  if (!check.ok) throw new ApiError("unauthorized", check.reason);
   const url = new URL(request.url ?? "/", "http://payload-server");
   for (const route of ROUTES) {
     const match = route.pattern.exec(url.pathname);

@@ -1,12 +1,12 @@
-// This host's entry in the host directory: announced at start and heartbeated over a connection named after the
-// host, so the API sees the host offline the moment this process (and with it the connection) is gone.
+// This host's entry in the host directory: announced at start and heartbeated with its lease (shared/hosts.ts), over
+// a connection of its own so that a busy job connection never delays a renewal. A clean stop releases the lease.
 import { Redis } from "ioredis";
-import { keepFleetSecret } from "../../shared/fleet-secret.ts";
 import {
   announceHost,
   HOST_HEARTBEAT_INTERVAL_MS,
   type HostRecord,
-  hostPresenceConnectionName,
+  releaseHostLease,
+  renewHostLease,
 } from "../../shared/hosts.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { closeRedis, redisOptions } from "../../shared/redis.ts";
@@ -20,20 +20,15 @@ export async function startHostPresence(options: {
   prefix: string;
   commandTimeoutMs: number;
   host: Omit<HostRecord, "last_seen_at">;
-  /** Written back with each heartbeat unless configured (see shared/fleet-secret.ts). */
-  sharedFleetSecret?: string;
   log: Logger;
 }): Promise<HostPresence> {
   const { prefix, host, log } = options;
-  const connection = new Redis(options.redisUrl, {
-    ...redisOptions("worker", options.commandTimeoutMs),
-    connectionName: hostPresenceConnectionName(prefix, host.id),
-  });
+  const connection = new Redis(options.redisUrl, redisOptions("worker", options.commandTimeoutMs));
   connection.on("error", (error) => log.warn({ err: error.message }, "presence connection error"));
   const heartbeat = async () => {
     try {
-      if (options.sharedFleetSecret) await keepFleetSecret(connection, prefix, options.sharedFleetSecret);
       await announceHost(connection, prefix, { ...host, last_seen_at: new Date().toISOString() });
+      await renewHostLease(connection, prefix, host.id);
     } catch (error) {
       log.warn({ err: (error as Error).message }, "heartbeat failed");
     }
@@ -43,6 +38,9 @@ export async function startHostPresence(options: {
   return {
     async stop() {
       clearInterval(timer);
+      await releaseHostLease(connection, prefix, host.id).catch((error: Error) =>
+        log.warn({ err: error.message }, "releasing the presence lease failed (it runs out by itself)"),
+      );
       await closeRedis(connection);
     },
   };

@@ -10,10 +10,10 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Redis } from "ioredis";
 import { ApiError } from "../../shared/errors.ts";
-import { payloadToken } from "../../shared/fleet-secret.ts";
 import { listHosts } from "../../shared/hosts.ts";
 import { KeyedMutex } from "../../shared/keyed-mutex.ts";
 import type { Logger } from "../../shared/logger.ts";
+import type { PayloadClient, PayloadTarget } from "../../shared/payload-client.ts";
 import { EXPORT_LISTING, type ExportListing } from "../../shared/snapshots/archive.ts";
 import { replicaSetKey } from "../../shared/snapshots/replicas.ts";
 import { SNAPSHOT_RECORD, type SnapshotStore } from "../../shared/snapshots/store.ts";
@@ -24,7 +24,7 @@ export interface ReplicaDeps {
   store: SnapshotStore;
   redis: Redis;
   prefix: string;
-  fleetSecret: string;
+  payloads: PayloadClient;
   log: Logger;
 }
 
@@ -105,20 +105,16 @@ export class Replicas {
     return pulled;
   }
 
-  private async ownerServer(ownerHostId: string): Promise<{ url: string; token: string }> {
+  private async ownerServer(ownerHostId: string): Promise<Owner> {
     const owner = (await listHosts(this.deps.redis, this.deps.prefix)).find((host) => host.id === ownerHostId);
     if (!owner?.online || !owner.payload_url) {
       throw new ApiError("unavailable", `host ${ownerHostId}, which stores the snapshot, is offline`);
     }
-    return { url: owner.payload_url, token: payloadToken(this.deps.fleetSecret, ownerHostId) };
+    return { client: this.deps.payloads, target: { hostId: ownerHostId, url: owner.payload_url } };
   }
 
   /** The owner's listing, kept with a resumable pull: a pull that resumes must fetch the same files. */
-  private async listing(
-    owner: { url: string; token: string },
-    snapshotId: string,
-    staging: string,
-  ): Promise<ExportListing> {
+  private async listing(owner: Owner, snapshotId: string, staging: string): Promise<ExportListing> {
     const kept = path.join(staging, LISTING_FILE);
     const fresh = EXPORT_LISTING.parse(await (await request(owner, `/snapshots/${snapshotId}/export`)).json());
     if (existsSync(kept)) {
@@ -133,10 +129,14 @@ export class Replicas {
   }
 }
 
-async function request(owner: { url: string; token: string }, pathAndQuery: string, range?: string): Promise<Response> {
-  const response = await fetch(`${owner.url}${pathAndQuery}`, {
-    headers: { authorization: `Bearer ${owner.token}`, ...(range ? { range } : {}) },
-  });
+/** The owning host's payload server, and the client that signs requests to it. */
+export interface Owner {
+  client: PayloadClient;
+  target: PayloadTarget;
+}
+
+async function request(owner: Owner, pathAndQuery: string, range?: string): Promise<Response> {
+  const response = await owner.client.request(owner.target, pathAndQuery, { headers: range ? { range } : {} });
   if (!response.ok) {
     throw new ApiError(
       "unavailable",
@@ -148,7 +148,7 @@ async function request(owner: { url: string; token: string }, pathAndQuery: stri
 
 /** Fetches `size` bytes into `file`, asking only for what a previous attempt did not get. Returns bytes fetched. */
 export async function downloadResuming(
-  owner: { url: string; token: string },
+  owner: Owner,
   pathAndQuery: string,
   file: string,
   size: number,
