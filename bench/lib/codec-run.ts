@@ -27,7 +27,7 @@ async function warmUp(): Promise<void> {
     algorithm: request.algorithm ?? "zstd",
     level: request.level,
   });
-  await decompressFile(`${warmUpFile}.cmp`, warmUpFile, { backend: request.backend, durable: false });
+  await decompressFile(`${warmUpFile}.cmp`, warmUpFile, { backend: request.backend });
   await rm(warmUpFile);
   await rm(`${warmUpFile}.cmp`);
 }
@@ -53,6 +53,6 @@ const result =
         level: request.level,
         chunkSize: request.chunkSize,
       })
-    : await decompressFile(request.source, request.destination, { backend: request.backend, durable: false });
+    : await decompressFile(request.source, request.destination, { backend: request.backend });
 const seconds = (performance.now() - started) / 1000;
 process.stdout.write(`${JSON.stringify({ seconds, peakRssBytes: peakRssBytes(), baselineRssBytes, result })}\n`);

@@ -1,8 +1,9 @@
 // Signing secrets: generated as `whsec_…`, kept only encrypted (AES-256-GCM) in SQLite and in the Redis mirror.
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
-import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
+import { createFileOnceSync } from "../files.ts";
 
 export const SECRET_PREFIX = "whsec_";
 const KEY_BYTES = 32;
@@ -74,15 +75,7 @@ export function loadSecretKey(configured: string | undefined, dataDir: string): 
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
   }
   mkdirSync(dataDir, { recursive: true });
-  // Write aside, then link into place: link fails if another process won the race, and nobody reads half a file.
-  const draft = `${file}.${process.pid}.${randomBytes(4).toString("hex")}`;
-  writeFileSync(draft, `${randomBytes(KEY_BYTES).toString("base64")}\n`, { mode: 0o600 });
-  try {
-    linkSync(draft, file);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-  } finally {
-    unlinkSync(draft);
-  }
+  // Created once, durably: if another process won the race, its key is read below.
+  createFileOnceSync(file, `${randomBytes(KEY_BYTES).toString("base64")}\n`, 0o600);
   return Buffer.from(readFileSync(file, "utf8").trim(), "base64");
 }

@@ -12,6 +12,7 @@ import { JobProducer } from "../../shared/jobs/producer.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
 import { removeHostLeftovers } from "../../shared/orphans.ts";
 import { bootProcess } from "../../shared/process-boot.ts";
+import { listQuarantined } from "../../shared/quarantine.ts";
 import { closeRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
 import { SnapshotStore } from "../../shared/snapshots/store.ts";
@@ -168,6 +169,7 @@ const presence = await startHostPresence({
       }),
   },
   sharedFleetSecret: config.FLEET_SECRET ? undefined : fleetSecret,
+  quarantined: () => listQuarantined(config.DATA_DIR),
   log,
 });
 

@@ -9,6 +9,7 @@ import {
   hostPresenceConnectionName,
 } from "../../shared/hosts.ts";
 import type { Logger } from "../../shared/logger.ts";
+import type { QuarantinedEntry } from "../../shared/quarantine.ts";
 import { closeRedis, redisOptions } from "../../shared/redis.ts";
 
 export interface HostPresence {
@@ -22,6 +23,8 @@ export async function startHostPresence(options: {
   host: Omit<HostRecord, "last_seen_at">;
   /** Written back with each heartbeat unless configured (see shared/fleet-secret.ts). */
   sharedFleetSecret?: string;
+  /** Read again at each heartbeat: what this host holds in quarantine (shared/quarantine.ts). */
+  quarantined?: () => Promise<QuarantinedEntry[]>;
   log: Logger;
 }): Promise<HostPresence> {
   const { prefix, host, log } = options;
@@ -33,7 +36,8 @@ export async function startHostPresence(options: {
   const heartbeat = async () => {
     try {
       if (options.sharedFleetSecret) await keepFleetSecret(connection, prefix, options.sharedFleetSecret);
-      await announceHost(connection, prefix, { ...host, last_seen_at: new Date().toISOString() });
+      const quarantined = await options.quarantined?.().catch(() => undefined);
+      await announceHost(connection, prefix, { ...host, quarantined, last_seen_at: new Date().toISOString() });
     } catch (error) {
       log.warn({ err: (error as Error).message }, "heartbeat failed");
     }

@@ -3,13 +3,13 @@
 // payload is a squashfs image, verified and mounted read-only once, whose blocks the kernel decompresses as guests
 // touch them (image-mounts.ts).
 import { existsSync } from "node:fs";
-import { mkdir, readdir, rename, rm } from "node:fs/promises";
+import { mkdir, readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { enforceCacheBudget } from "../../shared/cache-budget.ts";
 import { crashPoint } from "../../shared/crash-points.ts";
 import { ApiError, notFound } from "../../shared/errors.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
-import { fsyncPath } from "../../shared/files.ts";
+import { commitStagedDirectory } from "../../shared/files.ts";
 import { madeBy, nextStamp, publishTombstone, type TombstoneStore } from "../../shared/host-records.ts";
 import { readMachineInfo } from "../../shared/hypervisor/machine.ts";
 import { copyFileSparse } from "../../shared/hypervisor/sparse-copy.ts";
@@ -18,6 +18,7 @@ import { queueName } from "../../shared/jobs/catalog.ts";
 import { compressionJobId } from "../../shared/jobs/compression-jobs.ts";
 import type { JobProducer } from "../../shared/jobs/producer.ts";
 import type { Logger } from "../../shared/logger.ts";
+import { describeUnreadable, quarantineDirectory } from "../../shared/quarantine.ts";
 import type { Instance } from "../../shared/schemas/instance.ts";
 import type { Snapshot, TargetState } from "../../shared/schemas/snapshot.ts";
 import {
@@ -29,6 +30,7 @@ import {
   type SnapshotStore,
 } from "../../shared/snapshots/store.ts";
 import { allocatedBytesOf, asInsufficientStorage, assertFreeSpace } from "../../shared/storage/free-space.ts";
+import { stagingPath } from "../../shared/temp-names.ts";
 import type { ImageMounts } from "./image-mounts.ts";
 import type { CommandResult, InstanceManager } from "./instances.ts";
 
@@ -65,7 +67,7 @@ export class SnapshotManager {
       const instance = await instances.read(instanceId);
       assertOperationAllowed(prepared.kind === "Standby" ? "snapshotStandby" : "snapshotStopped", instance);
       const files = instances.files(instanceId);
-      const staging = path.join(store.root, `.staging-${prepared.id}`);
+      const staging = stagingPath(store.root, "staging", prepared.id);
       try {
         await rm(staging, { recursive: true, force: true });
         await mkdir(staging, { recursive: true });
@@ -88,9 +90,7 @@ export class SnapshotManager {
         } else {
           await copyFileSparse(files.disk, path.join(staging, DISK_FILE));
         }
-        for (const name of await readdir(staging)) await fsyncPath(path.join(staging, name));
-        await rename(staging, store.dir(prepared.id));
-        await fsyncPath(path.dirname(staging));
+        await commitStagedDirectory(staging, store.dir(prepared.id));
         crashPoint("snapshot-capture.after-payload");
 
         // The driver writes which QEMU made a device state beside it: forks and restores are checked against it.
@@ -165,7 +165,7 @@ export class SnapshotManager {
   /**
    * At start, before any job runs: removes payloads whose tombstone is written (a delete that died midway) and
    * payload directories with no record (a capture that died before its record; its job, if it comes back, captures
-   * again).
+   * again). A directory whose record is there but cannot be read or parsed is not ours to judge: it is quarantined.
    */
   async removeHalfDone(tombstoneRetentionMs: number): Promise<void> {
     const { store, tombstones, log } = this.options;
@@ -175,10 +175,36 @@ export class SnapshotManager {
       log.warn({ snapshotId: tombstone.snapshot.id }, "finished a snapshot delete that died midway");
     }
     for (const id of await readdir(store.root).catch(() => [] as string[])) {
-      if (id.startsWith(".") || (await store.read(id).catch(() => undefined))) continue;
+      if (id.startsWith(".")) continue;
+      const found = await store.read(id).then(
+        (record) => ({ record }),
+        (error: unknown) => ({ error }),
+      );
+      if ("error" in found) {
+        await this.quarantine(id, found.error);
+        continue;
+      }
+      if (found.record) continue;
       await rm(store.dir(id), { recursive: true, force: true });
       log.warn({ snapshotId: id }, "removed a snapshot payload left without a record");
     }
+  }
+
+  /** Moves a snapshot directory whose record cannot be understood aside, whole (shared/quarantine.ts). */
+  private async quarantine(id: string, error: unknown): Promise<void> {
+    const { store, log } = this.options;
+    const reason = describeUnreadable(error);
+    const entry = await quarantineDirectory(store.dataDir, "snapshot", id, store.dir(id), reason).catch(
+      (moveError: Error) => {
+        log.error(
+          { snapshotId: id, reason, err: moveError.message },
+          "unreadable snapshot left in place: cannot move it aside",
+        );
+        return undefined;
+      },
+    );
+    if (entry)
+      log.error({ snapshotId: id, reason, path: entry.path }, "snapshot with an unreadable record quarantined");
   }
 
   private async publish(record: SnapshotRecord): Promise<{ snapshot: Snapshot; event_id: string }> {
@@ -330,6 +356,7 @@ export class SnapshotManager {
     const handle = await instances.requireHandle(instance);
     await handle.captureDeviceState(files.standbyState);
     await instances.stopVm(instance);
+    await instances.flushStandbyPayload(instance.id);
     return { ...base, state: "Standby", has_snapshot: true, stopped_at: now };
   }
 
