@@ -32,7 +32,7 @@ import {
 import { allocatedBytesOf, asInsufficientStorage, assertFreeSpace } from "../../shared/storage/free-space.ts";
 import { stagingPath } from "../../shared/temp-names.ts";
 import type { ImageMounts } from "./image-mounts.ts";
-import type { CommandResult, InstanceManager } from "./instances.ts";
+import type { CommandResult, InstanceManager, InstanceRecord } from "./instances.ts";
 
 export interface SnapshotManagerOptions {
   hostId: string;
@@ -261,9 +261,38 @@ export class SnapshotManager {
       assertOperationAllowed("restoreSnapshot", instance);
       await instances.stopVm(instance);
       await instances.discardMemoryState(instanceId);
-      const restored = await this.bringUp(instance, record, target);
+      let restored: Instance;
+      try {
+        restored = await this.bringUp(instance, record, target);
+      } catch (error) {
+        await this.recordFailedRestore(current, snapshotId, error);
+        throw error;
+      }
       return instances.commit(restored, "instance.restored", { jobId, snapshotId, previous: current });
     });
+  }
+
+  /**
+   * A restore that failed midway has stopped the VM and discarded its memory and device state: the record must not go
+   * on saying Standby or has_snapshot. It says Stopped, with why; a retry of the restore starts from there.
+   */
+  private async recordFailedRestore(current: InstanceRecord, snapshotId: string, error: unknown): Promise<void> {
+    const { instances, log } = this.options;
+    const instance = current.instance;
+    await instances.stopVm(instance).catch(() => {}); // a VM the failed boot may have left
+    const reason = error instanceof Error ? error.message : String(error);
+    log.error({ instanceId: instance.id, snapshotId, err: reason }, "restore failed: the instance is left Stopped");
+    await instances.commit(
+      {
+        ...instance,
+        state: "Stopped",
+        has_snapshot: false,
+        state_error: `restore from snapshot ${snapshotId} failed: ${reason}`,
+        stopped_at: new Date().toISOString(),
+      },
+      "instance.updated",
+      { previous: current },
+    );
   }
 
   /**
