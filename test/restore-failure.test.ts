@@ -18,6 +18,7 @@ afterAll(async () => {
   service?.remove();
 });
 
+// biome-ignore lint/suspicious/noExplicitAny: answers are checked field by field
 async function ok(response: Promise<Response>, status: number): Promise<any> {
   const answered = await response;
   expect(answered.status, await answered.clone().text()).toBe(status);
