@@ -20,6 +20,7 @@ const SYSTEM_REQUIREMENTS = [
     backports: true,
   },
   { need: "unsquashfs (reads snapshot images)", probe: { command: "unsquashfs" }, apt: "squashfs-tools" },
+  { need: "strace (npm run test:power records the fsync/rename order)", probe: { command: "strace" }, apt: "strace" },
   { need: "static busybox for the guest image", probe: { file: "/bin/busybox" }, apt: "busybox-static" },
   { need: "depmod for the guest image", probe: { command: "depmod" }, apt: "kmod" },
   { need: "zstd command", probe: { command: "zstd" }, apt: "zstd" },

@@ -1,6 +1,11 @@
-// Durable file writes: temp file, fsync, rename, fsync of the directory.
-import { open, rename } from "node:fs/promises";
+// Durable file writes, the one way this service puts a record or payload in place: write a temporary file in the
+// destination's directory, fsync it, rename (or link, to create once) it into place, fsync the directory. A crash
+// at any point leaves the old file or the new one whole, never a torn or empty one. Temporary and staging names come
+// from shared/temp-names.ts, so the orphan sweep knows every one.
+import { closeSync, fsyncSync, linkSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { type FileHandle, open, readdir, rename, unlink } from "node:fs/promises";
 import path from "node:path";
+import { temporaryPath } from "./temp-names.ts";
 
 /** Flushes a file, or a directory's entries (after a rename into it), to the disk. */
 export async function fsyncPath(target: string): Promise<void> {
@@ -12,18 +17,105 @@ export async function fsyncPath(target: string): Promise<void> {
   }
 }
 
-/** Replaces `file` with `content` so a crash leaves either the old or the new version, never a torn one. */
-export async function writeFileAtomic(file: string, content: string | Buffer): Promise<void> {
-  const temporary = `${file}.tmp-${process.pid}-${Date.now()}`;
-  const handle = await open(temporary, "w", 0o644);
-  try {
-    await handle.writeFile(content);
-    await handle.sync();
-  } finally {
+/** A file being written beside its destination, put in place durably by `commit`. */
+export interface DurableFile {
+  handle: FileHandle;
+  path: string;
+  /** fsync, close, rename into place, fsync the directory. */
+  commit(): Promise<void>;
+  /** Closes and removes the temporary file; never throws. */
+  discard(): Promise<void>;
+}
+
+export async function createDurableFile(destination: string, mode = 0o644): Promise<DurableFile> {
+  const temporary = temporaryPath(destination);
+  const handle = await open(temporary, "wx+", mode); // readable too: writers may check what they wrote
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
     await handle.close();
+  };
+  return {
+    handle,
+    path: temporary,
+    async commit() {
+      await handle.sync();
+      await close();
+      await rename(temporary, destination);
+      await fsyncPath(path.dirname(destination));
+    },
+    async discard() {
+      await close().catch(() => {});
+      await unlink(temporary).catch(() => {});
+    },
+  };
+}
+
+/** Replaces `file` with `content` durably: a crash leaves either the old or the new version, never a torn one. */
+export async function writeFileDurable(file: string, content: string | Buffer, mode = 0o644): Promise<void> {
+  const output = await createDurableFile(file, mode);
+  try {
+    await output.handle.writeFile(content);
+    await output.commit();
+  } catch (error) {
+    await output.discard();
+    throw error;
   }
-  await rename(temporary, file);
-  await fsyncPath(path.dirname(file));
+}
+
+/**
+ * Puts a file another program wrote at `temporary` (e.g. `cp`) in place as `destination`, with the same guarantee:
+ * fsync it, rename it, fsync the directory.
+ */
+export async function commitWrittenFile(temporary: string, destination: string): Promise<void> {
+  await fsyncPath(temporary);
+  await rename(temporary, destination);
+  await fsyncPath(path.dirname(destination));
+}
+
+/**
+ * Moves a filled staging directory in place as `destination`: every file in it and the directory itself are
+ * flushed first, so a record written after this names payloads that are on the disk.
+ */
+export async function commitStagedDirectory(staging: string, destination: string): Promise<void> {
+  for (const entry of await readdir(staging, { withFileTypes: true })) {
+    if (entry.isFile()) await fsyncPath(path.join(staging, entry.name));
+  }
+  await fsyncPath(staging);
+  await rename(staging, destination);
+  await fsyncPath(path.dirname(destination));
+}
+
+/**
+ * Creates `file` with `content` unless it exists, durably (write aside, fsync, link into place, fsync the directory):
+ * it never exists empty or half written. Returns false when another process (or an earlier start) created it first.
+ * Synchronous: for files read once at boot (host id, API key, secrets).
+ */
+export function createFileOnceSync(file: string, content: string, mode = 0o644): boolean {
+  const temporary = temporaryPath(file);
+  const fd = openSync(temporary, "wx", mode);
+  try {
+    writeFileSync(fd, content);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    linkSync(temporary, file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw error;
+  } finally {
+    rmSync(temporary, { force: true });
+  }
+  const directory = openSync(path.dirname(file), "r");
+  try {
+    fsyncSync(directory);
+  } finally {
+    closeSync(directory);
+  }
+  return true;
 }
 
 /** The last `maxBytes` of a file (all of it when smaller); `whole` when it starts at the file's beginning. */

@@ -5,7 +5,7 @@ import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { type EventType, subjectOf } from "./events/catalog.ts";
 import { type EventStream, newEventId } from "./events/stream.ts";
-import { writeFileAtomic } from "./files.ts";
+import { writeFileDurable } from "./files.ts";
 import { INSTANCE_SCHEMA } from "./schemas/instance.ts";
 import { SNAPSHOT_SCHEMA } from "./schemas/snapshot.ts";
 import { z } from "./zod.ts";
@@ -85,7 +85,7 @@ export class TombstoneStore {
   async write(tombstone: Tombstone): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     const id = tombstone.kind === "instance" ? tombstone.instance.id : tombstone.snapshot.id;
-    await writeFileAtomic(this.file(tombstone.kind, id), `${JSON.stringify(tombstone)}\n`);
+    await writeFileDurable(this.file(tombstone.kind, id), `${JSON.stringify(tombstone)}\n`);
   }
 
   async read(kind: TombstoneKind, id: string): Promise<Tombstone | undefined> {
@@ -103,7 +103,8 @@ export class TombstoneStore {
     const kept: Tombstone[] = [];
     for (const name of names.filter((entry) => entry.endsWith(".json"))) {
       const file = path.join(this.dir, name);
-      const parsed = TOMBSTONE.safeParse(JSON.parse(await readFile(file, "utf8").catch(() => "null")));
+      const text = await readFile(file, "utf8").catch(() => "null");
+      const parsed = TOMBSTONE.safeParse(parseOrUndefined(text)); // an unreadable tombstone is skipped, not fatal
       if (!parsed.success) continue;
       if (Date.now() - Date.parse(parsed.data.deleted_at) > retentionMs) await rm(file, { force: true });
       else kept.push(parsed.data);
@@ -123,4 +124,12 @@ export async function publishTombstone(events: EventStream, tombstone: Tombstone
     await events.append("snapshot.deleted", subjectOf.snapshot(snapshot.id), { snapshot }, stamp);
   }
   return tombstone.last_event.id;
+}
+
+function parseOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }

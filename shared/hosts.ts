@@ -3,6 +3,7 @@
 // a killed one is offline when the lease runs out. Plain key commands: a least-privilege Redis user is enough.
 import type { Redis } from "ioredis";
 import { HOST_QEMU } from "./hypervisor/machine.ts";
+import { QUARANTINED_ENTRY } from "./quarantine.ts";
 import { z } from "./zod.ts";
 
 export const HOST_HEARTBEAT_INTERVAL_MS = 2_000;
@@ -19,6 +20,8 @@ export const HOST_RECORD_SCHEMA = z.object({
   payload_url: z.string().optional(),
   /** The QEMU this host runs and the machine types it can load: forks and restores are checked against it. */
   qemu: HOST_QEMU.optional(),
+  /** Resource directories this host moved aside because their records cannot be read (shared/quarantine.ts). */
+  quarantined: z.array(QUARANTINED_ENTRY).optional(),
 });
 
 export type HostRecord = z.infer<typeof HOST_RECORD_SCHEMA>;

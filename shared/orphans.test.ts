@@ -2,7 +2,8 @@ import { existsSync, mkdirSync, utimesSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { tempDir } from "../test/helpers/fixtures.ts";
-import { isLeftoverName, removeLeftovers } from "./orphans.ts";
+import { removeLeftovers } from "./orphans.ts";
+import { isLeftoverName, STAGING_KINDS, stagingPath, temporaryPath } from "./temp-names.ts";
 
 const data = tempDir("orphans");
 afterAll(() => data.remove());
@@ -25,6 +26,29 @@ describe("removeLeftovers", () => {
     for (const name of ["snapshot.json", "memory.raw", "memory.raw.sfc", "console.log", "tmp"]) {
       expect(isLeftoverName(name)).toBe(false);
     }
+  });
+
+  it("knows every name our temporary and staging helpers give", () => {
+    for (const destination of ["/d/snapshots/s1/snapshot.json", "/d/snapshots/s1/memory.raw.sqfs", "/d/host-id"]) {
+      expect(isLeftoverName(path.basename(temporaryPath(destination)))).toBe(true);
+    }
+    for (const kind of STAGING_KINDS)
+      expect(isLeftoverName(path.basename(stagingPath("/d/snapshots", kind, "s1")))).toBe(true);
+  });
+
+  it("removes old import and pull staging dirs and hex-named temporary files", async () => {
+    const root = path.join(data.dir, "named", "snapshots");
+    const made = [
+      ...STAGING_KINDS.map((kind) => stagingPath(root, kind, "s9")),
+      temporaryPath(path.join(root, "s9", "disk.raw")),
+      temporaryPath(path.join(root, "s9", "snapshot.json")),
+    ];
+    for (const target of made)
+      file(path.relative(data.dir, path.join(target, ...(target.includes(".tmp-") ? [] : ["payload"]))));
+    for (const target of made.filter((made) => !made.includes(".tmp-"))) utimesSync(target, old, old);
+    const keep = file("named/snapshots/s9/disk.raw");
+    expect((await removeLeftovers([root])).sort()).toEqual([...made].sort());
+    expect(existsSync(keep)).toBe(true);
   });
 
   it("removes old staging dirs and temporary files, keeps fresh ones and everything else", async () => {

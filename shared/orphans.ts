@@ -3,14 +3,10 @@
 import { readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "./logger.ts";
+import { isLeftoverName } from "./temp-names.ts";
 
 /** A file being written, or a staging dir being filled, is touched far more often than this. */
 export const ORPHAN_MIN_AGE_MS = 60_000;
-
-/** `.staging-<id>` (capture), `<file>.tmp-<pid>-<ms>` (writeFileAtomic), `.<name>.<random>.tmp` (shared/codec). */
-export function isLeftoverName(name: string): boolean {
-  return name.startsWith(".staging-") || /\.tmp-\d+-\d+$/.test(name) || (name.startsWith(".") && name.endsWith(".tmp"));
-}
 
 async function entries(dir: string): Promise<string[]> {
   return readdir(dir).catch(() => [] as string[]);

@@ -2,7 +2,7 @@
 import type { Redis } from "ioredis";
 import { type Config, loadConfigOrExit } from "./config.ts";
 import { enableCrashPoints } from "./crash-points.ts";
-import { resolveHostId } from "./host-id.ts";
+import { HostIdError, resolveHostId } from "./host-id.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { connectRedis } from "./redis.ts";
 
@@ -18,7 +18,7 @@ export interface BootedProcess {
 export function bootProcess(name: string, options: { perHost?: boolean } = {}): BootedProcess {
   const config = loadConfigOrExit();
   enableCrashPoints(config.CRASH_POINTS_FILE);
-  const hostId = options.perHost ? resolveHostId(config.HOST_ID, config.DATA_DIR) : undefined;
+  const hostId = options.perHost ? hostIdOrExit(name, config) : undefined;
   const log = createLogger(name, config.LOG_LEVEL).child(hostId ? { hostId } : {});
   const redisUrl = config.REDIS_URL;
   if (!redisUrl) {
@@ -35,4 +35,15 @@ export function bootProcess(name: string, options: { perHost?: boolean } = {}): 
       return connection;
     },
   };
+}
+
+/** This host's id; a lost one stops the process as a config error (the supervisor then stops, not restarts). */
+function hostIdOrExit(name: string, config: Config): string {
+  try {
+    return resolveHostId(config.HOST_ID, config.DATA_DIR);
+  } catch (error) {
+    if (!(error instanceof HostIdError)) throw error;
+    createLogger(name, config.LOG_LEVEL).fatal(error.message);
+    process.exit(78);
+  }
 }

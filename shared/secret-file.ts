@@ -1,9 +1,9 @@
 // A secret generated once into a file of the data dir (mode 0600), read back by every process sharing that dir.
-import { randomBytes } from "node:crypto";
-import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
+import { createFileOnceSync } from "./files.ts";
 
-/** The file's trimmed contents; created with `generate()` by whichever process comes first. */
+/** The file's trimmed contents; created durably with `generate()` by whichever process comes first. */
 export function readOrCreateSecretFile(file: string, generate: () => string): string {
   try {
     return readFileSync(file, "utf8").trim();
@@ -11,15 +11,7 @@ export function readOrCreateSecretFile(file: string, generate: () => string): st
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
   }
   mkdirSync(path.dirname(file), { recursive: true });
-  // Write aside, then link into place: link fails if another process won the race, and nobody reads half a file.
-  const draft = `${file}.${process.pid}.${randomBytes(4).toString("hex")}`;
-  writeFileSync(draft, `${generate()}\n`, { mode: 0o600 });
-  try {
-    linkSync(draft, file);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-  } finally {
-    unlinkSync(draft);
-  }
+  // Linked into place only when whole and flushed; a process that lost the race reads the winner's secret.
+  createFileOnceSync(file, `${generate()}\n`, 0o600);
   return readFileSync(file, "utf8").trim();
 }

@@ -2,7 +2,7 @@
 // jobs running and waiting per host, and how far each consumer group is behind on the event and outcome streams.
 import type { Redis } from "ioredis";
 import { eventStreamKey } from "../../shared/events/stream.ts";
-import { listHosts } from "../../shared/hosts.ts";
+import { type HostStatus, listHosts } from "../../shared/hosts.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import type { JobProducer } from "../../shared/jobs/producer.ts";
 import { withDeadline } from "../../shared/redis.ts";
@@ -25,8 +25,11 @@ export interface QueueDepth {
 }
 
 /** Every queue the service uses: the shared webhooks queue and each known host's host and compression queues. */
-export async function knownQueues(deps: CollectDeps): Promise<Array<{ name: string; host?: string; family: string }>> {
-  const hosts = await listHosts(deps.redis, deps.redisPrefix);
+export async function knownQueues(
+  deps: CollectDeps,
+  hosts?: HostStatus[],
+): Promise<Array<{ name: string; host?: string; family: string }>> {
+  hosts ??= await listHosts(deps.redis, deps.redisPrefix);
   return [
     { name: queueName("webhooks"), family: "webhooks" },
     ...hosts.flatMap((host) =>
@@ -49,7 +52,9 @@ export async function queueDepth(deps: CollectDeps, name: string): Promise<Queue
 /** Sets every scrape-time gauge; leaves them as they were when Redis does not answer in time. */
 export async function collectRedisGauges(deps: CollectDeps, metrics: ApiMetrics): Promise<void> {
   const work = async () => {
-    const queues = await knownQueues(deps);
+    const hosts = await listHosts(deps.redis, deps.redisPrefix);
+    setQuarantined(metrics, hosts);
+    const queues = await knownQueues(deps, hosts);
     const depths = await Promise.all(queues.map((queue) => queueDepth(deps, queue.name)));
     metrics.queueJobs.reset();
     metrics.queueOldestWaiting.reset();
@@ -86,4 +91,17 @@ async function consumerGroups(redis: Redis, key: string): Promise<Array<{ name: 
     const lag = info.get("lag");
     return { name: String(info.get("name")), lag: typeof lag === "number" ? lag : null };
   });
+}
+
+/** Per host and kind, how many resource directories the host holds in quarantine (as its directory entry lists). */
+function setQuarantined(metrics: ApiMetrics, hosts: HostStatus[]): void {
+  metrics.quarantined.reset();
+  for (const host of hosts) {
+    for (const kind of ["instance", "snapshot"] as const) {
+      metrics.quarantined.set(
+        { host: host.id, kind },
+        (host.quarantined ?? []).filter((entry) => entry.kind === kind).length,
+      );
+    }
+  }
 }

@@ -101,6 +101,13 @@ export class ApiMetrics {
     registers: [this.registry],
   });
 
+  readonly quarantined = new Gauge({
+    name: "snapfleet_host_quarantined_records",
+    help: "Instance and snapshot directories a host moved aside because their records cannot be read, per host and kind",
+    labelNames: ["host", "kind"] as const,
+    registers: [this.registry],
+  });
+
   readonly streamLag = new Gauge({
     name: "snapfleet_event_consumer_lag",
     help: "Events on the stream not yet delivered to a consumer group (XINFO GROUPS lag): read-model is the projector",

@@ -40,6 +40,26 @@ describeEachDialect("applying changes in runs on %s", (dialect) => {
     expect(final.tags.length).toBeGreaterThan(0);
     expect(final.names.length).toBeGreaterThan(0);
   });
+
+  it("never stores host_online, derived at read time, for instances or snapshots", async () => {
+    const instance = { ...sampleInstance({ id: "online-i" }), host_online: true };
+    const snapshot = { ...sampleSnapshot(instance, { id: "online-s" }), host_online: false };
+    await together.db.transaction().execute((trx) =>
+      applyChanges(trx, [
+        { kind: "instance", instance, version: 1, deletedAt: null },
+        { kind: "snapshot", snapshot, version: 1, deletedAt: null },
+      ]),
+    );
+    for (const table of ["instances", "snapshots"] as const) {
+      const rows = await together.db
+        .selectFrom(table)
+        .select(["id", "resource"])
+        .where("id", "like", "online-%")
+        .execute();
+      expect(rows).toHaveLength(1);
+      expect(JSON.parse(rows[0]!.resource)).not.toHaveProperty("host_online");
+    }
+  });
 });
 
 /** A sequence over 4 instances and 6 snapshots of this prefix, with names drawn from 3 per scope. */

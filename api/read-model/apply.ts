@@ -142,7 +142,7 @@ async function upsertInstances(trx: Trx, changes: Array<Extract<Change, { kind: 
       host_id: instance.host_id,
       state: instance.state,
       created_at: instance.created_at,
-      resource: JSON.stringify(instance),
+      resource: storedText(instance),
       version,
       deleted_at: deletedAt,
     })),
@@ -161,12 +161,16 @@ async function upsertSnapshots(trx: Trx, changes: Array<Extract<Change, { kind: 
       host_id: snapshot.host_id,
       compression_state: snapshot.compression_state,
       created_at: snapshot.created_at,
-      // host_online is derived at read time and spliced into the stored text (api/host-status.ts): never stored.
-      resource: JSON.stringify({ ...snapshot, host_online: undefined }),
+      resource: storedText(snapshot),
       version,
       deleted_at: deletedAt,
     })),
   );
+}
+
+/** A resource's stored JSON text: host_online is derived at read time (api/host-status.ts), so it is never stored. */
+function storedText(resource: Instance | Snapshot): string {
+  return JSON.stringify({ ...resource, host_online: undefined });
 }
 
 /** A row of a resource table: the resource at a host-owned version, live or deleted. */

@@ -29,7 +29,7 @@ async function warmUp(): Promise<void> {
     algorithm: request.algorithm ?? "zstd",
     level: request.level,
   });
-  await decompressFile(`${warmUpFile}.cmp`, warmUpFile, { backend: request.backend, durable: false });
+  await decompressFile(`${warmUpFile}.cmp`, warmUpFile, { backend: request.backend });
   await rm(warmUpFile);
   await rm(`${warmUpFile}.cmp`);
 }
@@ -58,7 +58,6 @@ const result =
       })
     : await decompressFile(request.source, request.destination, {
         backend: request.backend,
-        durable: false,
         concurrency: request.concurrency,
       });
 const seconds = (performance.now() - started) / 1000;

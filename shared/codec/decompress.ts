@@ -165,7 +165,7 @@ export async function decompressFile(
         },
         options.signal,
       );
-      await output.commit(options.durable);
+      await output.commit();
     } catch (error) {
       await output.discard();
       throw error;

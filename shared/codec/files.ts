@@ -1,53 +1,25 @@
-// Writing an output file safely: a temporary file beside the destination, fsync, rename, fsync of the directory.
-import { randomBytes } from "node:crypto";
-import { type FileHandle, open, rename, unlink } from "node:fs/promises";
-import path from "node:path";
+// Writing an output file safely, through the one durable-write helper (shared/files.ts), with codec error messages.
+import type { FileHandle } from "node:fs/promises";
+import { createDurableFile } from "../files.ts";
 import { ioStep } from "./errors.ts";
 
 export interface TemporaryFile {
   handle: FileHandle;
   path: string;
-  /** Flushes (unless `durable` is false), closes and renames the file into place. */
-  commit(durable?: boolean): Promise<void>;
+  /** Flushes, closes and renames the file into place, then flushes its directory. */
+  commit(): Promise<void>;
   /** Closes and removes the file; never throws. */
   discard(): Promise<void>;
 }
 
 export async function createTemporaryFile(destinationPath: string, what: string): Promise<TemporaryFile> {
-  const temporaryPath = path.join(
-    path.dirname(destinationPath),
-    `.${path.basename(destinationPath)}.${randomBytes(6).toString("hex")}.tmp`,
-  );
-  const handle = await ioStep(`create temporary ${what} file`, () => open(temporaryPath, "wx", 0o644));
-  let closed = false;
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    await handle.close();
-  };
+  const file = await ioStep(`create temporary ${what} file`, () => createDurableFile(destinationPath));
   return {
-    handle,
-    path: temporaryPath,
-    async commit(durable = true) {
-      if (durable) await ioStep(`flush ${what} file`, () => handle.sync());
-      await ioStep(`close ${what} file`, close);
-      await ioStep(`rename ${what} file into place`, () => rename(temporaryPath, destinationPath));
-      if (durable) await ioStep(`flush ${what} file's directory`, () => syncDirectory(path.dirname(destinationPath)));
-    },
-    async discard() {
-      await close().catch(() => {});
-      await unlink(temporaryPath).catch(() => {});
-    },
+    handle: file.handle,
+    path: file.path,
+    commit: () => ioStep(`put ${what} file in place`, () => file.commit()),
+    discard: () => file.discard(),
   };
-}
-
-async function syncDirectory(directory: string): Promise<void> {
-  const handle = await open(directory, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 /** Reads exactly `length` bytes at `position`, failing on a short read (the file shrank or is truncated). */

@@ -44,11 +44,6 @@ export interface CompressOptions {
 }
 
 export interface DecompressOptions {
-  /**
-   * fsync the output before renaming it into place (default true). A restore whose output does not outlive the
-   * host may pass false: the rename stays atomic, only durability across a crash is given up.
-   */
-  durable?: boolean;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
   concurrency?: number;

@@ -2,6 +2,7 @@
 // worker (which compresses a Standby instance's memory in place).
 import { readFile } from "node:fs/promises";
 import path from "node:path";
+import { writeFileDurable } from "../files.ts";
 import { instanceLayout } from "../hypervisor/qemu/args.ts";
 
 export interface InstanceFiles {
@@ -34,8 +35,28 @@ export function instanceFiles(dataDir: string, id: string): InstanceFiles {
  */
 export type MemoryMode = "shared" | "private";
 
-/** The memory mode the instance's VM was last booted with (`shared` when none is written). */
+const MEMORY_MODES: readonly string[] = ["shared", "private"] satisfies MemoryMode[];
+
+/**
+ * The memory mode the instance's VM was last booted with (`shared` when none was ever written, as before the file
+ * existed). An empty or garbled file is an error: guessing `shared` would restore a private VM's RAM from the wrong
+ * file.
+ */
 export async function readMemoryMode(files: InstanceFiles): Promise<MemoryMode> {
-  const text = await readFile(files.memoryMode, "utf8").catch(() => "shared");
-  return text.trim() === "private" ? "private" : "shared";
+  let text: string;
+  try {
+    text = await readFile(files.memoryMode, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return "shared";
+    throw error;
+  }
+  const mode = text.trim();
+  if (!MEMORY_MODES.includes(mode))
+    throw new Error(`${files.memoryMode} holds ${JSON.stringify(mode)}, not a memory mode`);
+  return mode as MemoryMode;
+}
+
+/** Records the memory mode a VM is booted with, durably: a crash leaves the old mode or the new one. */
+export async function writeMemoryMode(files: InstanceFiles, mode: MemoryMode): Promise<void> {
+  await writeFileDurable(files.memoryMode, mode);
 }

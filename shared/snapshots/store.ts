@@ -6,7 +6,7 @@ import type { Redis } from "ioredis";
 import { z } from "zod";
 import { subjectOf } from "../events/catalog.ts";
 import type { EventStream } from "../events/stream.ts";
-import { writeFileAtomic } from "../files.ts";
+import { writeFileDurable } from "../files.ts";
 import { LAST_EVENT } from "../host-records.ts";
 import { withRedisLock } from "../locks.ts";
 import { INSTANCE_SCHEMA } from "../schemas/instance.ts";
@@ -109,7 +109,7 @@ export class SnapshotStore {
   }
 
   async write(record: SnapshotRecord): Promise<void> {
-    await writeFileAtomic(this.file(record.snapshot.id, RECORD_FILE), `${JSON.stringify(record, null, 2)}\n`);
+    await writeFileDurable(this.file(record.snapshot.id, RECORD_FILE), `${JSON.stringify(record, null, 2)}\n`);
   }
 
   /** Serialises record changes and payload swaps of one snapshot across this host's workers. */

@@ -4,7 +4,7 @@
 import { open, readFile } from "node:fs/promises";
 import { z } from "zod";
 import { blockCodec, readExactly } from "../codec/index.ts";
-import { writeFileAtomic } from "../files.ts";
+import { writeFileDurable } from "../files.ts";
 
 const PIECE = z.tuple([
   z.number().int().nonnegative(),
@@ -28,7 +28,7 @@ export function checksumsFile(imagePath: string): string {
 }
 
 export async function writeChecksums(file: string, checksums: ImageChecksums): Promise<void> {
-  await writeFileAtomic(file, JSON.stringify(checksums));
+  await writeFileDurable(file, JSON.stringify(checksums));
 }
 
 /** Pieces are read in runs of about this many bytes: few large reads, no per-piece read. */

@@ -2,12 +2,13 @@
 // image (as root) and reads it back byte-exact, and verifyImage catches a damaged block or sidecar.
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { open, readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { itWith } from "../../test/helpers/needs.ts";
+import { type BlockCodec, blockCodec } from "../codec/index.ts";
 import { checksumsFile, ImageIntegrityError, verifyImage } from "./checksums.ts";
 import { BLOCK_SIZE } from "./format.ts";
 import { writeSquashfsImage } from "./writer.ts";
@@ -185,4 +186,47 @@ describe("verifyImage", () => {
     rmSync(checksumsFile(other));
     await expect(verifyImage(other)).rejects.toThrow(/checksum list .* is missing/);
   });
+});
+
+describe("read-back before the image is put in place", () => {
+  /** The real codec, with one block's compression going wrong the way a writer or codec bug would. */
+  async function faultyCodec(fault: "wrong input" | "garbled output"): Promise<BlockCodec> {
+    const real = await blockCodec();
+    let calls = 0;
+    return {
+      ...real,
+      async compress(algorithm, level, block, output) {
+        if (++calls !== 2) return real.compress(algorithm, level, block, output);
+        if (fault === "wrong input") {
+          const altered = Buffer.from(block);
+          altered[17] = altered[17]! ^ 0x5a; // encodes bytes the raw file does not hold; its checksums still match
+          return real.compress(algorithm, level, altered, output);
+        }
+        const compressed = await real.compress(algorithm, level, block, output);
+        compressed.bytes[compressed.bytes.length >> 1]! ^= 0xff;
+        return compressed;
+      },
+    };
+  }
+
+  for (const algorithm of ["zstd", "lz4"] as const) {
+    for (const fault of ["wrong input", "garbled output"] as const) {
+      it(`${algorithm}: a block that does not decode to its raw bytes (${fault}) leaves no image and no sidecar`, async () => {
+        const text = Buffer.from("snapfleet memory page ".repeat(60_000)).subarray(0, 3 * MIB);
+        const source = await sparseFile(`faulty-${algorithm}-${fault}.raw`, 4 * MIB, [[0, text]]);
+        const image = path.join(dir, `faulty-${algorithm}-${fault.replace(" ", "-")}.sqfs`);
+        const codec = await faultyCodec(fault);
+        await expect(writeSquashfsImage(source, image, { algorithm, codec })).rejects.toMatchObject({
+          name: "CodecError",
+          code: "corrupt",
+        });
+        expect(existsSync(image)).toBe(false);
+        expect(existsSync(checksumsFile(image))).toBe(false);
+        expect(readdirSync(dir).filter((name) => name.startsWith(`.${path.basename(image)}.`))).toEqual([]);
+        // The same source with the real codec goes through and extracts byte-exact.
+        await writeSquashfsImage(source, image, { algorithm });
+        expect(filesEqual(path.join(extract(image), path.basename(source)), source)).toBe(true);
+      });
+    }
+  }
 });

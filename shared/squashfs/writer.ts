@@ -1,13 +1,13 @@
 // writeSquashfsImage: one file → a squashfs image holding it, compressed by our codec, with a checksum sidecar.
 // The kernel mounts the image and decompresses a block only when a reader (a guest's page fault) touches it;
 // `unsquashfs` reads it too, and each zstd data block is a plain zstd frame.
-import { randomBytes } from "node:crypto";
-import { type FileHandle, open, rename, rm } from "node:fs/promises";
+import { type FileHandle, open } from "node:fs/promises";
 import path from "node:path";
 import {
   type BlockCodec,
   blockCodec,
   type CodecBackendName,
+  CodecError,
   type CompressionAlgorithm,
   ExtentCursor,
   ioStep,
@@ -16,7 +16,7 @@ import {
   runInOrder,
   writeFully,
 } from "../codec/index.ts";
-import { fsyncPath } from "../files.ts";
+import { createDurableFile } from "../files.ts";
 import { checksumsFile, type ImageChecksums, writeChecksums } from "./checksums.ts";
 import {
   BLOCK_SIZE,
@@ -26,6 +26,7 @@ import {
   IMAGE_ALIGNMENT,
   SUPERBLOCK_BYTES,
 } from "./format.ts";
+import { decodeImageBlocks } from "./reader.ts";
 
 export interface SquashfsWriteOptions {
   algorithm: CompressionAlgorithm;
@@ -38,6 +39,8 @@ export interface SquashfsWriteOptions {
   concurrency?: number;
   /** The codec backend (default: the process's selected one). */
   backend?: CodecBackendName;
+  /** The block codec itself (default: the backend's); tests hand in a faulty one to see the read-back catch it. */
+  codec?: BlockCodec;
 }
 
 export interface SquashfsWriteResult {
@@ -58,30 +61,28 @@ interface StoredBlock {
 const DEFAULT_CONCURRENCY = 3;
 
 /**
- * Writes `destinationPath` (temporary file, fsync, rename) and its checksum sidecar (`<destination>.sums`, written
- * first, so an image in place always has its sums). Holes and all-zero blocks become sparse blocks.
+ * Writes `destinationPath` durably (shared/files.ts) and its checksum sidecar (`<destination>.sums`, written first,
+ * so an image in place always has its sums). Holes and all-zero blocks become sparse blocks. Before the image is put
+ * in place it is read back and decoded, and every block must hash as the raw block it was made from did: the
+ * sidecar only vouches for the stored bytes, so this is what lets a caller delete the raw file afterwards.
  */
 export async function writeSquashfsImage(
   sourcePath: string,
   destinationPath: string,
   options: SquashfsWriteOptions,
 ): Promise<SquashfsWriteResult> {
-  const codec = await blockCodec(options.backend);
+  const codec = options.codec ?? (await blockCodec(options.backend));
   const level = codec.backend.effectiveLevel(
     options.algorithm,
     resolveCompressionLevel(options.algorithm, options.level),
   );
   options.signal?.throwIfAborted();
   const source = await ioStep("open source file", () => open(sourcePath, "r"));
-  const temporary = path.join(
-    path.dirname(destinationPath),
-    `.${path.basename(destinationPath)}.${randomBytes(6).toString("hex")}.tmp`,
-  );
   try {
     const { size, mtimeMs } = await ioStep("stat source file", () => source.stat());
-    const output = await ioStep("create image file", () => open(temporary, "wx", 0o644));
+    const output = await ioStep("create image file", () => createDurableFile(destinationPath));
     try {
-      const written = await writeImage(source, output, {
+      const written = await writeImage(source, output.handle, {
         ...options,
         codec,
         level,
@@ -89,21 +90,49 @@ export async function writeSquashfsImage(
         mtime: Math.floor(mtimeMs / 1000),
         name: options.name ?? path.basename(sourcePath),
       });
-      await ioStep("flush image file", () => output.sync());
-      await output.close();
+      await verifyReadBack(output.handle, codec, size, written.rawChecksums);
       await ioStep("write image checksums", () => writeChecksums(checksumsFile(destinationPath), written.checksums));
-      await ioStep("rename image file into place", () => rename(temporary, destinationPath));
-      await ioStep("flush image directory", () => fsyncPath(path.dirname(destinationPath)));
+      await ioStep("put image file in place", () => output.commit());
       return written.result;
     } catch (error) {
-      await output.close().catch(() => {});
+      await output.discard();
       throw error;
     }
-  } catch (error) {
-    await rm(temporary, { force: true });
-    throw error;
   } finally {
     await source.close();
+  }
+}
+
+/**
+ * Decodes the written image and compares each block with the raw block's checksum taken as it was read (null: all
+ * zero). Throws CodecError `corrupt` naming the first block that differs.
+ */
+async function verifyReadBack(
+  image: FileHandle,
+  codec: BlockCodec,
+  size: number,
+  rawChecksums: Array<string | null>,
+): Promise<void> {
+  const zeroChecksums = new Map<number, string>();
+  const zeroChecksum = (length: number) => {
+    const known = zeroChecksums.get(length) ?? codec.checksum(Buffer.alloc(length));
+    zeroChecksums.set(length, known);
+    return known;
+  };
+  const mismatch = (index: number) =>
+    new CodecError("corrupt", `image read back: block ${index} does not decode to the raw bytes it was made from`, {
+      chunk: index,
+    });
+  const layout = await decodeImageBlocks(image, codec, (index, bytes) => {
+    const expected = rawChecksums[index];
+    if (bytes === null) {
+      if (expected !== null) throw mismatch(index);
+      return;
+    }
+    if (codec.checksum(bytes) !== (expected ?? zeroChecksum(bytes.length))) throw mismatch(index);
+  });
+  if (layout.size !== size || layout.blockSizes.length !== rawChecksums.length) {
+    throw new CodecError("corrupt", `image read back: it holds ${layout.size} bytes, the raw file ${size}`);
   }
 }
 
@@ -123,7 +152,7 @@ async function writeImage(
   source: FileHandle,
   output: FileHandle,
   job: ImageJob,
-): Promise<{ result: SquashfsWriteResult; checksums: ImageChecksums }> {
+): Promise<{ result: SquashfsWriteResult; checksums: ImageChecksums; rawChecksums: Array<string | null> }> {
   const options = compressorOptions(job.algorithm, job.level);
   const blocksStart = SUPERBLOCK_BYTES + options.length;
   const checksums: ImageChecksums = { version: 1, pieces: [] };
@@ -131,6 +160,8 @@ async function writeImage(
   const blockSizes: number[] = [];
   let sparseBytes = 0;
   const blockCount = Math.ceil(job.size / BLOCK_SIZE);
+  // XXH64 of each raw block as it was read (null: all zero), for the read-back check.
+  const rawChecksums: Array<string | null> = new Array(blockCount).fill(null);
   const cursor = new ExtentCursor(
     await ioStep("map source file holes", async () => job.codec.backend.findDataExtents(source.fd, job.size)),
   );
@@ -155,11 +186,13 @@ async function writeImage(
         readExactly(source, input, part.start - offset, part.end - part.start, part.start),
       );
     }
+    const rawChecksum = job.codec.checksum(input); // before the codec sees the block
     const compressed = await job.codec.compress(job.algorithm, job.level, input, slot[1]!);
     if (compressed.zero) {
       slots.push(slot);
       return { bytes: Buffer.alloc(0), size: 0 };
     }
+    rawChecksums[block] = rawChecksum;
     // A block that does not shrink is stored as it is, flagged uncompressed.
     if (compressed.bytes.length >= length) return { bytes: input, size: length | BLOCK_UNCOMPRESSED, slot };
     return { bytes: compressed.bytes, size: compressed.bytes.length, slot };
@@ -197,5 +230,6 @@ async function writeImage(
       sparseBlockCount: blockSizes.filter((size) => size === 0).length,
     },
     checksums,
+    rawChecksums,
   };
 }

@@ -66,6 +66,14 @@ describe("compareSides", () => {
     expect(differs.problem!.detail).toBe('state: read model "Running" host "Stopped"');
   });
 
+  it("judges host_online, which only the API derives, on its own rather than against the host record", () => {
+    const online = instance("online", { host_online: true });
+    expect(verdicts(sides([online], [instance("online")]))).toEqual([["online", "ok"]]);
+    const offline = sides([instance("offline", { host_online: false })], [instance("offline")]);
+    expect(verdicts(offline)).toEqual([["offline", "diverged"]]);
+    expect(compareSides(offline).checked[0]!.problem!.detail).toBe("served with host_online false");
+  });
+
   it("flags a resource the API deleted that the host still has", () => {
     expect(verdicts(sides([], [instance("kept")], [["kept", true]]))).toEqual([["kept", "lost"]]);
     expect(verdicts(sides([instance("kept")], [instance("kept")], [["kept", true]]))).toEqual([["kept", "diverged"]]);

@@ -31,9 +31,17 @@ function transientState(resource: Resource): string | undefined {
   return undefined;
 }
 
-/** Fields the two sides disagree on, over every field the API serves (host-only bookkeeping is not compared). */
+/** Fields the API derives at read time (api/host-status.ts): never in a host record, so judged on their own. */
+const READ_TIME_FIELDS = new Set(["host_online"]);
+
+/**
+ * Fields the two sides disagree on, over every field the API serves (host-only bookkeeping is not compared), except
+ * the read-time ones.
+ */
 export function differingFields(served: Resource, truth: Resource): string[] {
-  return Object.keys(served).filter((field) => !isDeepStrictEqual(served[field], truth[field]));
+  return Object.keys(served).filter(
+    (field) => !READ_TIME_FIELDS.has(field) && !isDeepStrictEqual(served[field], truth[field]),
+  );
 }
 
 export interface Verdict {
@@ -76,6 +84,8 @@ function judge(id: string, kind: ResourceKind, sides: Sides): Problem | undefine
       .join("; ");
     return { kind, id, verdict: "diverged", detail };
   }
+  // The soak's one host is up at the end: a resource served as on an offline host is not converged.
+  if (served.host_online === false) return { kind, id, verdict: "diverged", detail: "served with host_online false" };
   const transient = transientState(truth);
   if (transient) return { kind, id, verdict: "stuck", detail: `still ${transient}` };
   return undefined;

@@ -4,7 +4,7 @@
 // leaves nothing behind.
 import { createHash } from "node:crypto";
 import { createWriteStream, readFileSync } from "node:fs";
-import { mkdir, rename, rm, unlink } from "node:fs/promises";
+import { mkdir, rm, unlink } from "node:fs/promises";
 import path from "node:path";
 import { type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -12,6 +12,7 @@ import { extract, type Extract as TarExtract } from "tar-stream";
 import { CodecError, decompressFile } from "../../shared/codec/index.ts";
 import { ApiError } from "../../shared/errors.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
+import { commitStagedDirectory } from "../../shared/files.ts";
 import { nextStamp } from "../../shared/host-records.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { Snapshot } from "../../shared/schemas/snapshot.ts";
@@ -33,6 +34,7 @@ import {
   type SnapshotStore,
 } from "../../shared/snapshots/store.ts";
 import { ImageIntegrityError, verifyImage } from "../../shared/squashfs/checksums.ts";
+import { stagingPath } from "../../shared/temp-names.ts";
 import { payloadEntries } from "./export-files.ts";
 
 const MAX_JSON_ENTRY_BYTES = 4 * 1024 * 1024;
@@ -61,7 +63,7 @@ export async function importSnapshotArchive(
   snapshotId: string,
   body: Readable,
 ): Promise<{ snapshot: Snapshot; event_id: string }> {
-  const staging = path.join(deps.store.root, `.import-${snapshotId}`);
+  const staging = stagingPath(deps.store.root, "import", snapshotId);
   await rm(staging, { recursive: true, force: true });
   await mkdir(staging, { recursive: true });
   try {
@@ -202,7 +204,7 @@ export async function installPayload(
     },
     ...recordOverrides,
   };
-  await rename(staging, store.dir(snapshotId));
+  await commitStagedDirectory(staging, store.dir(snapshotId));
   imported.snapshot.size_bytes = await store.storedBytes(imported);
   await store.write(imported);
   return imported;

@@ -8,7 +8,7 @@ import { type CrashPoint, crashPoint } from "../../shared/crash-points.ts";
 import { ApiError, notFound } from "../../shared/errors.ts";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
-import { writeFileAtomic } from "../../shared/files.ts";
+import { fsyncPath, writeFileDurable } from "../../shared/files.ts";
 import {
   LAST_EVENT,
   madeBy,
@@ -21,11 +21,18 @@ import { rotateConsoleLog, tailConsoleLog } from "../../shared/hypervisor/consol
 import { ImageError } from "../../shared/hypervisor/errors.ts";
 import { type GuestImage, loadImage } from "../../shared/hypervisor/image.ts";
 import type { HypervisorDriver, VmHandle } from "../../shared/hypervisor/types.ts";
-import { type InstanceFiles, instanceFiles, type MemoryMode, readMemoryMode } from "../../shared/instances/files.ts";
+import {
+  type InstanceFiles,
+  instanceFiles,
+  type MemoryMode,
+  readMemoryMode,
+  writeMemoryMode,
+} from "../../shared/instances/files.ts";
 import { compressedPayload } from "../../shared/instances/standby-memory.ts";
 import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
 import { KeyedMutex } from "../../shared/keyed-mutex.ts";
 import type { Logger } from "../../shared/logger.ts";
+import { describeUnreadable, quarantineDirectory } from "../../shared/quarantine.ts";
 import { parseSize } from "../../shared/schemas/common.ts";
 import { INSTANCE_SCHEMA, type Instance } from "../../shared/schemas/instance.ts";
 import { z } from "../../shared/zod.ts";
@@ -130,7 +137,7 @@ export class InstanceManager {
   ): Promise<CommandResult> {
     const previous = options.previous ?? (await this.findRecord(instance.id));
     const record: InstanceRecord = { instance, ...nextStamp(previous, type, options.jobId, options.snapshotId) };
-    await writeFileAtomic(this.files(instance.id).record, `${JSON.stringify(record, null, 2)}\n`);
+    await writeFileDurable(this.files(instance.id).record, `${JSON.stringify(record, null, 2)}\n`);
     if (options.crashAt) crashPoint(options.crashAt);
     return this.publish(record);
   }
@@ -174,17 +181,40 @@ export class InstanceManager {
   /**
    * At start, before any job runs: an instance directory with no record is a create or fork that died midway (its
    * job re-runs from scratch, or never comes back), and a directory with a tombstone is a delete that died midway.
-   * Stops whatever VM such a directory still runs and removes it.
+   * Stops whatever VM such a directory still runs and removes it. A directory whose record (or tombstone) is there
+   * but cannot be read or parsed is quarantined whole, and a VM it runs is left running.
    */
   async removeHalfDone(): Promise<void> {
     for (const id of await this.instanceDirs()) {
-      const unfinished =
-        !(await this.findRecord(id).catch(() => undefined)) ||
-        (await this.options.tombstones.read("instance", id)) !== undefined;
+      if (id.startsWith(".")) continue;
+      let unfinished: boolean;
+      try {
+        unfinished = (await this.options.tombstones.read("instance", id)) !== undefined || !(await this.findRecord(id));
+      } catch (error) {
+        await this.quarantine(id, error);
+        continue;
+      }
       if (!unfinished) continue;
       await this.clearUnfinished(id);
       this.options.log.warn({ instanceId: id }, "removed an instance left half created or half deleted");
     }
+  }
+
+  /** Moves an instance directory whose record cannot be understood aside, whole; its VM, if any, runs on. */
+  private async quarantine(id: string, error: unknown): Promise<void> {
+    const { dataDir, log } = this.options;
+    const reason = describeUnreadable(error);
+    const entry = await quarantineDirectory(dataDir, "instance", id, this.files(id).dir, reason).catch(
+      (moveError: Error) => {
+        log.error(
+          { instanceId: id, reason, err: moveError.message },
+          "unreadable instance left in place: cannot move it aside",
+        );
+        return undefined;
+      },
+    );
+    if (entry)
+      log.error({ instanceId: id, reason, path: entry.path }, "instance with an unreadable record quarantined");
   }
 
   /** Stops a VM found by its directory alone (its record may be missing). */
@@ -221,7 +251,7 @@ export class InstanceManager {
   ): Promise<VmHandle> {
     const files = this.files(instance.id);
     const mode: MemoryMode = options.privateMemory ? "private" : "shared";
-    await writeFile(files.memoryMode, mode);
+    await writeMemoryMode(files, mode);
     const handle = await this.driver(instance.hypervisor).boot({
       instanceDir: files.dir,
       image: await this.image(instance.image),
@@ -337,6 +367,7 @@ export class InstanceManager {
       const handle = await this.requireHandle(instance);
       await handle.captureDeviceState(this.files(id).standbyState);
       await this.stopVm(instance);
+      await this.flushStandbyPayload(id);
       return this.commit(
         { ...instance, state: "Standby", has_snapshot: true, stopped_at: new Date().toISOString() },
         "instance.updated",
@@ -388,6 +419,16 @@ export class InstanceManager {
       if (tombstone.kind !== "instance") throw new Error(`tombstone of instance ${id} is not an instance's`);
       return { instance: tombstone.instance, event_id: await publishTombstone(events, tombstone) };
     });
+  }
+
+  /**
+   * Flushes what a standby leaves on disk before its record says Standby: the device state (written by QEMU through
+   * `cat`, never fsynced) and, for a VM whose RAM is its own shared memory.raw, that file's dirty pages.
+   */
+  async flushStandbyPayload(id: string): Promise<void> {
+    const files = this.files(id);
+    await fsyncPath(files.standbyState);
+    if ((await this.memoryMode(id)) === "shared") await fsyncPath(files.memory);
   }
 
   async logs(id: string, tail: number): Promise<{ lines: string[] }> {

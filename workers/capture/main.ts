@@ -15,6 +15,7 @@ import { startJobWorker } from "../../shared/jobs/worker.ts";
 import { removeHostLeftovers } from "../../shared/orphans.ts";
 import { payloadClientFor } from "../../shared/payload-client.ts";
 import { bootProcess } from "../../shared/process-boot.ts";
+import { listQuarantined } from "../../shared/quarantine.ts";
 import { closeRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
 import { SnapshotStore } from "../../shared/snapshots/store.ts";
@@ -181,6 +182,7 @@ const presence = await startHostPresence({
         return undefined;
       }),
   },
+  quarantined: () => listQuarantined(config.DATA_DIR),
   log,
 });
 

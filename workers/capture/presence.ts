@@ -9,6 +9,7 @@ import {
   renewHostLease,
 } from "../../shared/hosts.ts";
 import type { Logger } from "../../shared/logger.ts";
+import type { QuarantinedEntry } from "../../shared/quarantine.ts";
 import { closeRedis, redisOptions } from "../../shared/redis.ts";
 
 export interface HostPresence {
@@ -20,6 +21,8 @@ export async function startHostPresence(options: {
   prefix: string;
   commandTimeoutMs: number;
   host: Omit<HostRecord, "last_seen_at">;
+  /** Read again at each heartbeat: what this host holds in quarantine (shared/quarantine.ts). */
+  quarantined?: () => Promise<QuarantinedEntry[]>;
   log: Logger;
 }): Promise<HostPresence> {
   const { prefix, host, log } = options;
@@ -27,7 +30,8 @@ export async function startHostPresence(options: {
   connection.on("error", (error) => log.warn({ err: error.message }, "presence connection error"));
   const heartbeat = async () => {
     try {
-      await announceHost(connection, prefix, { ...host, last_seen_at: new Date().toISOString() });
+      const quarantined = await options.quarantined?.().catch(() => undefined);
+      await announceHost(connection, prefix, { ...host, quarantined, last_seen_at: new Date().toISOString() });
       await renewHostLease(connection, prefix, host.id);
     } catch (error) {
       log.warn({ err: (error as Error).message }, "heartbeat failed");

@@ -17,6 +17,7 @@ import type { PayloadClient, PayloadTarget } from "../../shared/payload-client.t
 import { EXPORT_LISTING, type ExportListing } from "../../shared/snapshots/archive.ts";
 import { replicaSetKey } from "../../shared/snapshots/replicas.ts";
 import { SNAPSHOT_RECORD, type SnapshotStore } from "../../shared/snapshots/store.ts";
+import { stagingPath } from "../../shared/temp-names.ts";
 import { installPayload } from "./import.ts";
 
 export interface ReplicaDeps {
@@ -70,7 +71,7 @@ export class Replicas {
   }
 
   private stagingDir(snapshotId: string): string {
-    return path.join(this.deps.store.root, `.pull-${snapshotId}`);
+    return stagingPath(this.deps.store.root, "pull", snapshotId);
   }
 
   private async pull(snapshotId: string, ownerHostId: string): Promise<number> {

@@ -3,13 +3,13 @@
 // payload is a squashfs image, verified and mounted read-only once, whose blocks the kernel decompresses as guests
 // touch them (image-mounts.ts).
 import { existsSync } from "node:fs";
-import { mkdir, readdir, rename, rm } from "node:fs/promises";
+import { mkdir, readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { enforceCacheBudget } from "../../shared/cache-budget.ts";
 import { crashPoint } from "../../shared/crash-points.ts";
 import { ApiError, notFound } from "../../shared/errors.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
-import { fsyncPath } from "../../shared/files.ts";
+import { commitStagedDirectory } from "../../shared/files.ts";
 import { madeBy, nextStamp, publishTombstone, type TombstoneStore } from "../../shared/host-records.ts";
 import { readMachineInfo } from "../../shared/hypervisor/machine.ts";
 import { copyFileSparse } from "../../shared/hypervisor/sparse-copy.ts";
@@ -18,6 +18,7 @@ import { queueName } from "../../shared/jobs/catalog.ts";
 import { compressionJobId } from "../../shared/jobs/compression-jobs.ts";
 import type { JobProducer } from "../../shared/jobs/producer.ts";
 import type { Logger } from "../../shared/logger.ts";
+import { describeUnreadable, quarantineDirectory } from "../../shared/quarantine.ts";
 import { parseSize } from "../../shared/schemas/common.ts";
 import type { Instance } from "../../shared/schemas/instance.ts";
 import type { Snapshot, TargetState } from "../../shared/schemas/snapshot.ts";
@@ -30,9 +31,10 @@ import {
   type SnapshotStore,
 } from "../../shared/snapshots/store.ts";
 import { allocatedBytesOf, asInsufficientStorage, assertFreeSpace } from "../../shared/storage/free-space.ts";
+import { stagingPath } from "../../shared/temp-names.ts";
 import { assertFreeMemory } from "./free-memory.ts";
 import type { ImageMounts } from "./image-mounts.ts";
-import type { CommandResult, InstanceManager } from "./instances.ts";
+import type { CommandResult, InstanceManager, InstanceRecord } from "./instances.ts";
 
 export interface SnapshotManagerOptions {
   hostId: string;
@@ -67,7 +69,7 @@ export class SnapshotManager {
       const instance = await instances.read(instanceId);
       assertOperationAllowed(prepared.kind === "Standby" ? "snapshotStandby" : "snapshotStopped", instance);
       const files = instances.files(instanceId);
-      const staging = path.join(store.root, `.staging-${prepared.id}`);
+      const staging = stagingPath(store.root, "staging", prepared.id);
       try {
         await rm(staging, { recursive: true, force: true });
         await mkdir(staging, { recursive: true });
@@ -90,9 +92,7 @@ export class SnapshotManager {
         } else {
           await copyFileSparse(files.disk, path.join(staging, DISK_FILE));
         }
-        for (const name of await readdir(staging)) await fsyncPath(path.join(staging, name));
-        await rename(staging, store.dir(prepared.id));
-        await fsyncPath(path.dirname(staging));
+        await commitStagedDirectory(staging, store.dir(prepared.id));
         crashPoint("snapshot-capture.after-payload");
 
         // The driver writes which QEMU made a device state beside it: forks and restores are checked against it.
@@ -167,7 +167,7 @@ export class SnapshotManager {
   /**
    * At start, before any job runs: removes payloads whose tombstone is written (a delete that died midway) and
    * payload directories with no record (a capture that died before its record; its job, if it comes back, captures
-   * again).
+   * again). A directory whose record is there but cannot be read or parsed is not ours to judge: it is quarantined.
    */
   async removeHalfDone(tombstoneRetentionMs: number): Promise<void> {
     const { store, tombstones, log } = this.options;
@@ -177,10 +177,36 @@ export class SnapshotManager {
       log.warn({ snapshotId: tombstone.snapshot.id }, "finished a snapshot delete that died midway");
     }
     for (const id of await readdir(store.root).catch(() => [] as string[])) {
-      if (id.startsWith(".") || (await store.read(id).catch(() => undefined))) continue;
+      if (id.startsWith(".")) continue;
+      const found = await store.read(id).then(
+        (record) => ({ record }),
+        (error: unknown) => ({ error }),
+      );
+      if ("error" in found) {
+        await this.quarantine(id, found.error);
+        continue;
+      }
+      if (found.record) continue;
       await rm(store.dir(id), { recursive: true, force: true });
       log.warn({ snapshotId: id }, "removed a snapshot payload left without a record");
     }
+  }
+
+  /** Moves a snapshot directory whose record cannot be understood aside, whole (shared/quarantine.ts). */
+  private async quarantine(id: string, error: unknown): Promise<void> {
+    const { store, log } = this.options;
+    const reason = describeUnreadable(error);
+    const entry = await quarantineDirectory(store.dataDir, "snapshot", id, store.dir(id), reason).catch(
+      (moveError: Error) => {
+        log.error(
+          { snapshotId: id, reason, err: moveError.message },
+          "unreadable snapshot left in place: cannot move it aside",
+        );
+        return undefined;
+      },
+    );
+    if (entry)
+      log.error({ snapshotId: id, reason, path: entry.path }, "snapshot with an unreadable record quarantined");
   }
 
   private async publish(record: SnapshotRecord): Promise<{ snapshot: Snapshot; event_id: string }> {
@@ -239,9 +265,38 @@ export class SnapshotManager {
       await this.assertMemoryFor(instance, target);
       await instances.stopVm(instance);
       await instances.discardMemoryState(instanceId);
-      const restored = await this.bringUp(instance, record, target);
+      let restored: Instance;
+      try {
+        restored = await this.bringUp(instance, record, target);
+      } catch (error) {
+        await this.recordFailedRestore(current, snapshotId, error);
+        throw error;
+      }
       return instances.commit(restored, "instance.restored", { jobId, snapshotId, previous: current });
     });
+  }
+
+  /**
+   * A restore that failed midway has stopped the VM and discarded its memory and device state: the record must not go
+   * on saying Standby or has_snapshot. It says Stopped, with why; a retry of the restore starts from there.
+   */
+  private async recordFailedRestore(current: InstanceRecord, snapshotId: string, error: unknown): Promise<void> {
+    const { instances, log } = this.options;
+    const instance = current.instance;
+    await instances.stopVm(instance).catch(() => {}); // a VM the failed boot may have left
+    const reason = error instanceof Error ? error.message : String(error);
+    log.error({ instanceId: instance.id, snapshotId, err: reason }, "restore failed: the instance is left Stopped");
+    await instances.commit(
+      {
+        ...instance,
+        state: "Stopped",
+        has_snapshot: false,
+        state_error: `restore from snapshot ${snapshotId} failed: ${reason}`,
+        stopped_at: new Date().toISOString(),
+      },
+      "instance.updated",
+      { previous: current },
+    );
   }
 
   /**
@@ -339,6 +394,7 @@ export class SnapshotManager {
     const handle = await instances.requireHandle(instance);
     await handle.captureDeviceState(files.standbyState);
     await instances.stopVm(instance);
+    await instances.flushStandbyPayload(instance.id);
     return { ...base, state: "Standby", has_snapshot: true, stopped_at: now };
   }
 

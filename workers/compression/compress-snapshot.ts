@@ -4,7 +4,7 @@
 // and stops when the snapshot is deleted. Every state change bumps the record's version with its event.
 import { readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { CodecError } from "../../shared/codec/index.ts";
+import { type BlockCodec, CodecError } from "../../shared/codec/index.ts";
 import { type CrashPoint, crashPoint } from "../../shared/crash-points.ts";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
@@ -19,6 +19,7 @@ import {
 } from "../../shared/snapshots/store.ts";
 import { checksumsFile } from "../../shared/squashfs/checksums.ts";
 import { writeSquashfsImage } from "../../shared/squashfs/writer.ts";
+import { isTemporaryOf } from "../../shared/temp-names.ts";
 
 /** Progress events at most this often. */
 const PROGRESS_INTERVAL_MS = 500;
@@ -27,6 +28,8 @@ export interface CompressSnapshotDeps {
   store: SnapshotStore;
   events: EventStream;
   log: Logger;
+  /** The block codec images are written with (default: the process's); tests hand in a faulty one. */
+  codec?: BlockCodec;
 }
 
 export type CompressOutcome = "compressed" | "error" | "skipped";
@@ -70,6 +73,7 @@ export async function compressSnapshot(
       algorithm,
       level,
       signal,
+      codec: deps.codec,
       onProgress: (done, total) => {
         const now = performance.now();
         if (now - lastProgress < PROGRESS_INTERVAL_MS || done === total) return;
@@ -201,9 +205,9 @@ async function removeImage(image: string): Promise<void> {
   await Promise.all([image, checksumsFile(image)].map((file) => rm(file, { force: true })));
 }
 
-/** Temporary outputs of attempts that died mid-write (kill -9, power loss): `.<name>.<random>.tmp`, see shared/squashfs. */
+/** Temporary outputs of attempts that died mid-write (kill -9, power loss): see shared/temp-names.ts. */
 async function removeTemporaries(directory: string, name: string): Promise<void> {
   for (const entry of await readdir(directory).catch(() => [] as string[])) {
-    if (entry.startsWith(`.${name}.`) && entry.endsWith(".tmp")) await rm(path.join(directory, entry), { force: true });
+    if (isTemporaryOf(name, entry)) await rm(path.join(directory, entry), { force: true });
   }
 }
