@@ -12,6 +12,7 @@ import type { Db } from "./db/database.ts";
 import type { HostDirectoryView } from "./host-directory.ts";
 import type { ApiMetrics } from "./metrics/metrics.ts";
 import { bearerAuth } from "./middleware/auth.ts";
+import { allowEarlyAnswers } from "./middleware/idempotency/detach.ts";
 import { idempotency } from "./middleware/idempotency/index.ts";
 import { requestIds, requestLog } from "./middleware/request-log.ts";
 import type { Projector } from "./read-model/projector.ts";
@@ -62,6 +63,8 @@ export interface AppDeps {
   fleetSecret: () => Promise<string | undefined>;
   /** How long a POST's answer is replayed for the same Idempotency-Key (IDEMPOTENCY_KEY_TTL_MS). */
   idempotencyTtlMs: number;
+  /** How long a POST with an Idempotency-Key runs on after its 504 (IDEMPOTENCY_DETACHED_WAIT_MS). */
+  idempotencyDetachedWaitMs: number;
 }
 
 export type App = OpenAPIHono;
@@ -93,10 +96,13 @@ export function createApp(deps: AppDeps): App {
     },
   });
   app.use("*", (c, next) => (UNLIMITED_BODY_PATHS.has(c.req.path) ? next() : limitBody(c, next)));
-  // A request waits at most twice the job deadline (the job, then the read model): an older claim was abandoned.
-  const inFlightTimeoutMs = 2 * deps.jobResultTimeoutMs + 30_000;
   // Streamed bodies are not fingerprinted (that would buffer them): an import with an Idempotency-Key runs as usual.
-  const replayIdempotent = idempotency({ db: deps.db, ttlMs: deps.idempotencyTtlMs, inFlightTimeoutMs });
+  const replayIdempotent = idempotency({
+    db: deps.db,
+    ttlMs: deps.idempotencyTtlMs,
+    answerWithinMs: deps.jobResultTimeoutMs,
+    detachedWaitMs: deps.idempotencyDetachedWaitMs,
+  });
   app.use("*", (c, next) => (UNLIMITED_BODY_PATHS.has(c.req.path) ? next() : replayIdempotent(c, next)));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
@@ -122,6 +128,7 @@ export function createApp(deps: AppDeps): App {
   registerQueueRoutes(app, deps);
   registerUiRoutes(app, deps);
   registerDocsRoutes(app);
+  app.fetch = allowEarlyAnswers(app.fetch);
   return app;
 }
 

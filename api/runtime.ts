@@ -160,6 +160,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     hostDirectory,
     fleetSecret: () => readFleetSecret(redis, config.REDIS_PREFIX, config.FLEET_SECRET),
     idempotencyTtlMs: config.IDEMPOTENCY_KEY_TTL_MS,
+    idempotencyDetachedWaitMs: config.IDEMPOTENCY_DETACHED_WAIT_MS,
   };
   // Schedule runs block on their queue, so they read over a connection of their own.
   const scheduleRedis = options.schedules

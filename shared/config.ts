@@ -111,6 +111,8 @@ export const ENV_SCHEMA = z.object({
   EVENTS_HEARTBEAT_MS: positiveInt.default(15_000),
   /** How long the answer to a POST with an Idempotency-Key is replayed for the same key. */
   IDEMPOTENCY_KEY_TTL_MS: positiveInt.default(24 * 3_600_000),
+  /** A POST with an Idempotency-Key still running at its 504 runs on this long (longest host job and its queue). */
+  IDEMPOTENCY_DETACHED_WAIT_MS: positiveInt.default(15 * 60_000),
   /** This API replica's consumer name in the stream consumer groups; unset: `<hostname>-<PORT>`. */
   API_REPLICA_ID: z
     .string()

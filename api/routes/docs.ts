@@ -12,7 +12,8 @@ export const OPENAPI_INFO = {
     "VM snapshots: capture, compress, fork and restore. Wire-compatible with the Hypeman snapshots API. " +
     "Every route except /health, /openapi.json and /docs takes `Authorization: Bearer <api key>`. " +
     "Every POST takes an optional `Idempotency-Key` header: a retry with the same key and body gets the first " +
-    "answer again (`Idempotent-Replayed: true`); 5xx answers are not kept.",
+    "answer again (`Idempotent-Replayed: true`); a 504 keeps the key and the request runs on, so a retry gets 409 " +
+    "until it is done and then its answer; other 5xx answers are not kept.",
 };
 
 const SWAGGER_DIR = path.dirname(createRequire(import.meta.url).resolve("swagger-ui-dist/package.json"));

@@ -21,7 +21,7 @@ import {
 import { replicaSetKey } from "../../shared/snapshots/replicas.ts";
 import { SNAPSHOT_RECORD } from "../../shared/snapshots/store.ts";
 import type { App, AppDeps } from "../app.ts";
-import { assertHostOnline, knownHosts, onlineHosts, runHostCommand } from "../commands.ts";
+import { assertHostOnline, commandWaitMs, knownHosts, onlineHosts, runHostCommand } from "../commands.ts";
 import { fetchFromHost } from "../host-payloads.ts";
 import { presentInstance, presentSnapshot, presentStoredSnapshots } from "../host-status.ts";
 import { timed } from "../metrics/metrics.ts";
@@ -383,7 +383,7 @@ async function forkHostFor(deps: AppDeps, snapshot: Snapshot, requested: string 
   await deps.jobs.run(
     "snapshot.replicate",
     { snapshot_id: snapshot.id, owner_host_id: snapshot.host_id },
-    { hostId: requested, timeoutMs: deps.jobResultTimeoutMs },
+    { hostId: requested, timeoutMs: commandWaitMs(deps) },
   );
   return requested;
 }
@@ -401,7 +401,7 @@ async function dropReplicas(deps: AppDeps, snapshotId: string): Promise<void> {
     await deps.jobs.run(
       "snapshot.drop-replica",
       { snapshot_id: snapshotId },
-      { hostId, timeoutMs: deps.jobResultTimeoutMs },
+      { hostId, timeoutMs: commandWaitMs(deps) },
     );
   }
 }
