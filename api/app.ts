@@ -17,6 +17,7 @@ import { idempotency } from "./middleware/idempotency/index.ts";
 import { requestIds, requestLog } from "./middleware/request-log.ts";
 import type { Projector } from "./read-model/projector.ts";
 import { registerCapabilityRoutes } from "./routes/capabilities.ts";
+import { registerDeadLetterRoutes } from "./routes/dead-letters.ts";
 import { DOCS_PUBLIC_PATHS, registerDocsRoutes } from "./routes/docs.ts";
 import { registerEventRoutes } from "./routes/events.ts";
 import type { EventFeed } from "./routes/events-feed.ts";
@@ -117,6 +118,7 @@ export function createApp(deps: AppDeps): App {
   registerWebhookRoutes(app, deps);
   registerWebhookDeliveryRoutes(app, deps);
   registerEventRoutes(app, deps);
+  registerDeadLetterRoutes(app, deps);
   registerInstanceRoutes(app, deps);
   registerInstanceWaitRoutes(app, deps);
   registerInstanceForkRoutes(app, deps);

@@ -71,7 +71,16 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
   const projectorRedis = connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
   projectorRedis.on("error", (error) => log.warn({ err: error.message }, "projector redis connection error"));
   const replica = { consumer: config.API_REPLICA_ID, claimIdleMs: config.STREAM_CLAIM_IDLE_MS };
-  const projector = new Projector({ db, redis: projectorRedis, prefix: config.REDIS_PREFIX, log, ...replica });
+  const metrics = new ApiMetrics();
+  const projector = new Projector({
+    db,
+    redis: projectorRedis,
+    prefix: config.REDIS_PREFIX,
+    log,
+    ...replica,
+    maxApplyAttempts: config.PROJECTOR_MAX_ATTEMPTS,
+    onDeadLetter: () => metrics.readModelDeadLetters.inc(),
+  });
   if (options.projector) projector.start();
   if (options.projector) askHostsOnceReady({ redis, prefix: config.REDIS_PREFIX, jobs, log }, projector.ready);
 
@@ -97,7 +106,6 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
   });
   hostDirectory.start();
-  const metrics = new ApiMetrics();
   // The metrics readers block on their streams, so each has its own connection (none when they do not run).
   const metricsRedis = (options.projector ? [1, 2] : []).map(() => {
     const connection = connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS);

@@ -120,6 +120,8 @@ export const ENV_SCHEMA = z.object({
     .optional(),
   /** A stream entry another replica took and has not acknowledged for this long (it died) is claimed. */
   STREAM_CLAIM_IDLE_MS: positiveInt.min(100).default(30_000),
+  /** An event that fails to apply to the read model this many times goes to the dead-letter stream. */
+  PROJECTOR_MAX_ATTEMPTS: positiveInt.max(1_000).default(5),
   /** Each host announces the full state of what it owns this often (and at start and after every Redis reconnect). */
   ANNOUNCE_INTERVAL_MS: positiveInt.min(1_000).max(30_000).default(15_000),
   /** How long a host keeps (and announces) the tombstone of a deleted instance or snapshot. */
