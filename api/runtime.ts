@@ -17,6 +17,7 @@ import { ApiMetrics } from "./metrics/metrics.ts";
 import { startMetricsObserver } from "./metrics/observe.ts";
 import { askHostsOnceReady } from "./read-model/maintenance.ts";
 import { Projector } from "./read-model/projector.ts";
+import { startRedisRebuild } from "./redis-rebuild.ts";
 import { EventFeed } from "./routes/events-feed.ts";
 import { startScheduleWorker } from "./schedules/worker.ts";
 import { WebhookEndpoints } from "./webhooks/endpoints.ts";
@@ -176,6 +177,11 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     : undefined;
   scheduleRedis?.on("error", (error) => log.warn({ err: error.message }, "schedules redis connection error"));
   const schedules = scheduleRedis ? startScheduleWorker(deps, scheduleRedis) : undefined;
+  const redisRebuild = startRedisRebuild(deps, {
+    intervalMs: config.RECONCILE_INTERVAL_MS,
+    schedules: options.schedules,
+    webhookDeliveries: options.webhookPipeline,
+  });
   return {
     app: createApp(deps),
     deps,
@@ -187,6 +193,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
       hostDirectory.stop();
       await streamsAndRetention?.stop();
       await webhooks?.stop();
+      await redisRebuild.stop();
       await schedules?.close(config.SHUTDOWN_TIMEOUT_MS / 2);
       if (scheduleRedis) await closeRedis(scheduleRedis);
       await jobs.close();
