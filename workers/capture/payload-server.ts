@@ -6,6 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { ApiError, notFound } from "../../shared/errors.ts";
 import { tokenMatches } from "../../shared/fleet-secret.ts";
+import { applyStreamTimeouts, type StreamTimeouts, streamServerOptions } from "../../shared/http-timeouts.ts";
 import { ID_PATTERN } from "../../shared/ids.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { ARCHIVE_PAYLOAD_ENTRIES } from "../../shared/snapshots/archive.ts";
@@ -20,6 +21,8 @@ export interface PayloadServerOptions {
   log: Logger;
   /** Imports an archive streamed in as a new snapshot with id `snapshotId` (workers/capture/import.ts). */
   importArchive(snapshotId: string, body: IncomingMessage): Promise<unknown>;
+  /** HTTP_IDLE_TIMEOUT_MS and HTTP_HEADERS_TIMEOUT_MS: transfers of any length while their bytes flow. */
+  timeouts: StreamTimeouts;
 }
 
 export interface PayloadServer {
@@ -84,9 +87,10 @@ const HANDLERS = {
 };
 
 export function startPayloadServer(options: PayloadServerOptions): Promise<PayloadServer> {
-  const server: Server = createServer((request, response) => {
+  const server: Server = createServer(streamServerOptions(options.timeouts), (request, response) => {
     handle(options, request, response).catch((error: unknown) => sendError(options.log, response, error));
   });
+  applyStreamTimeouts(server, options.timeouts);
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port, options.host, () => {
