@@ -8,10 +8,12 @@ import { ApiError, type ErrorStatus } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { App, AppDeps } from "./deps.ts";
 import { bearerAuth } from "./middleware/auth.ts";
+import { allowEarlyAnswers } from "./middleware/idempotency/detach.ts";
 import { idempotency } from "./middleware/idempotency/index.ts";
 import { pageSecurityHeaders, THIRD_PARTY_PAGE_CSP, UI_CSP } from "./middleware/page-headers.ts";
 import { requestIds, requestLog } from "./middleware/request-log.ts";
 import { registerCapabilityRoutes } from "./routes/capabilities.ts";
+import { registerDeadLetterRoutes } from "./routes/dead-letters.ts";
 import { DOCS_PUBLIC_PATHS, registerDocsRoutes } from "./routes/docs.ts";
 import { registerEventRoutes } from "./routes/events.ts";
 import { registerHealthRoutes } from "./routes/health.ts";
@@ -61,10 +63,13 @@ export function createApp(deps: AppDeps): App {
     },
   });
   app.use("*", (c, next) => (UNLIMITED_BODY_PATHS.has(c.req.path) ? next() : limitBody(c, next)));
-  // A request waits at most twice the job deadline (the job, then the read model): an older claim was abandoned.
-  const inFlightTimeoutMs = 2 * deps.jobResultTimeoutMs + 30_000;
   // Streamed bodies are not fingerprinted (that would buffer them): an import with an Idempotency-Key runs as usual.
-  const replayIdempotent = idempotency({ db: deps.db, ttlMs: deps.idempotencyTtlMs, inFlightTimeoutMs });
+  const replayIdempotent = idempotency({
+    db: deps.db,
+    ttlMs: deps.idempotencyTtlMs,
+    answerWithinMs: deps.jobResultTimeoutMs,
+    detachedWaitMs: deps.idempotencyDetachedWaitMs,
+  });
   app.use("*", (c, next) => (UNLIMITED_BODY_PATHS.has(c.req.path) ? next() : replayIdempotent(c, next)));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
@@ -79,6 +84,7 @@ export function createApp(deps: AppDeps): App {
   registerWebhookRoutes(app, deps);
   registerWebhookDeliveryRoutes(app, deps);
   registerEventRoutes(app, deps);
+  registerDeadLetterRoutes(app, deps);
   registerInstanceRoutes(app, deps);
   registerInstanceWaitRoutes(app, deps);
   registerInstanceForkRoutes(app, deps);
@@ -90,6 +96,7 @@ export function createApp(deps: AppDeps): App {
   registerQueueRoutes(app, deps);
   registerUiRoutes(app, deps);
   registerDocsRoutes(app);
+  app.fetch = allowEarlyAnswers(app.fetch);
   return app;
 }
 

@@ -5,6 +5,7 @@ import { type HostStatus, listHosts } from "../shared/hosts.ts";
 import type { JobName, JobPayload, JobResult } from "../shared/jobs/catalog.ts";
 import { redisCall } from "../shared/redis.ts";
 import type { AppDeps } from "./deps.ts";
+import { resultWaitMs } from "./middleware/idempotency/detach.ts";
 
 type CommandJob = {
   [Name in JobName]: JobResult<Name> extends { event_id: string } ? Name : never;
@@ -27,7 +28,7 @@ export async function runHostCommand<Name extends CommandJob>(
   const seeOutcome = lookUp ? `; it may still complete: ${lookUp} shows the outcome` : "";
   let result: JobResult<Name> & { event_id: string };
   try {
-    result = (await deps.jobs.run(name, payload, { hostId, timeoutMs: deps.jobResultTimeoutMs })) as typeof result;
+    result = (await deps.jobs.run(name, payload, { hostId, timeoutMs: commandWaitMs(deps) })) as typeof result;
   } catch (error) {
     if (error instanceof ApiError && error.status === 504) {
       throw new ApiError(error.code, `${error.message}${seeOutcome}`, { status: 504, cause: error, retryable: false });
@@ -41,7 +42,7 @@ export async function runHostCommand<Name extends CommandJob>(
 /** Waits until the read model has applied `eventId` (the outcome of `what`); 504 when it does not in time. */
 export async function waitForReadModel(deps: AppDeps, eventId: string, what: string, seeOutcome = ""): Promise<void> {
   try {
-    await deps.projector.waitFor(eventId, deps.jobResultTimeoutMs);
+    await deps.projector.waitFor(eventId, commandWaitMs(deps));
   } catch (error) {
     throw new ApiError("unavailable", `${what} finished but the read model has not caught up yet${seeOutcome}`, {
       status: 504,
@@ -49,6 +50,11 @@ export async function waitForReadModel(deps: AppDeps, eventId: string, what: str
       retryable: false,
     });
   }
+}
+
+/** How long a command waits for its job or the read model: longer for one that runs on after its client's 504. */
+export function commandWaitMs(deps: AppDeps): number {
+  return resultWaitMs(deps.jobResultTimeoutMs);
 }
 
 /** Every known host with its online flag, asked of Redis (and kept for reads); 503 when it does not answer in time. */

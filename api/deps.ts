@@ -39,6 +39,8 @@ export interface AppDeps {
   payloads: PayloadClient;
   /** How long a POST's answer is replayed for the same Idempotency-Key (IDEMPOTENCY_KEY_TTL_MS). */
   idempotencyTtlMs: number;
+  /** How long a POST with an Idempotency-Key runs on after its 504 (IDEMPOTENCY_DETACHED_WAIT_MS). */
+  idempotencyDetachedWaitMs: number;
 }
 
 export type App = OpenAPIHono;

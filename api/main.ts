@@ -1,7 +1,9 @@
 // The API process: validate config, start the runtime (read model, Redis, projector, webhooks), serve HTTP,
 // stop cleanly.
+import type { Server } from "node:http";
 import { serve } from "@hono/node-server";
 import { loadConfigOrExit } from "../shared/config.ts";
+import { applyStreamTimeouts, streamServerOptions } from "../shared/http-timeouts.ts";
 import { createLogger } from "../shared/logger.ts";
 import { onShutdownSignal } from "../shared/shutdown.ts";
 import { resolveApiKeys } from "./api-keys.ts";
@@ -30,9 +32,17 @@ const runtime = await startApiRuntime(config, log, {
   schedules: true,
 });
 
-const server = serve({ fetch: runtime.app.fetch, port: config.PORT, hostname: config.HOST }, (info) =>
-  log.info({ port: info.port, host: config.HOST }, "listening"),
+const timeouts = { idleMs: config.HTTP_IDLE_TIMEOUT_MS, headersMs: config.HTTP_HEADERS_TIMEOUT_MS };
+const server = serve(
+  {
+    fetch: runtime.app.fetch,
+    port: config.PORT,
+    hostname: config.HOST,
+    serverOptions: streamServerOptions(timeouts),
+  },
+  (info) => log.info({ port: info.port, host: config.HOST }, "listening"),
 );
+applyStreamTimeouts(server as Server, timeouts);
 
 onShutdownSignal(log, config.SHUTDOWN_TIMEOUT_MS, stopProcess, config.SUPERVISOR_PID);
 

@@ -18,6 +18,7 @@ import { ApiMetrics } from "./metrics/metrics.ts";
 import { startMetricsObserver } from "./metrics/observe.ts";
 import { askHostsOnceReady } from "./read-model/maintenance.ts";
 import { Projector } from "./read-model/projector.ts";
+import { startRedisRebuild } from "./redis-rebuild.ts";
 import { EventFeed } from "./routes/events-feed.ts";
 import { startScheduleWorker } from "./schedules/worker.ts";
 import { WebhookEndpoints } from "./webhooks/endpoints.ts";
@@ -72,7 +73,16 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
   const projectorRedis = connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
   projectorRedis.on("error", (error) => log.warn({ err: error.message }, "projector redis connection error"));
   const replica = { consumer: config.API_REPLICA_ID, claimIdleMs: config.STREAM_CLAIM_IDLE_MS };
-  const projector = new Projector({ db, redis: projectorRedis, prefix: config.REDIS_PREFIX, log, ...replica });
+  const metrics = new ApiMetrics();
+  const projector = new Projector({
+    db,
+    redis: projectorRedis,
+    prefix: config.REDIS_PREFIX,
+    log,
+    ...replica,
+    maxApplyAttempts: config.PROJECTOR_MAX_ATTEMPTS,
+    onDeadLetter: () => metrics.readModelDeadLetters.inc(),
+  });
   if (options.projector) projector.start();
   if (options.projector) askHostsOnceReady({ redis, prefix: config.REDIS_PREFIX, jobs, log }, projector.ready);
 
@@ -98,7 +108,6 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
   });
   hostDirectory.start();
-  const metrics = new ApiMetrics();
   // The metrics readers block on their streams, so each has its own connection (none when they do not run).
   const metricsRedis = (options.projector ? [1, 2] : []).map(() => {
     const connection = connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
@@ -161,6 +170,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     hostDirectory,
     payloads: payloadClientFor(config),
     idempotencyTtlMs: config.IDEMPOTENCY_KEY_TTL_MS,
+    idempotencyDetachedWaitMs: config.IDEMPOTENCY_DETACHED_WAIT_MS,
   };
   // Schedule runs block on their queue, so they read over a connection of their own.
   const scheduleRedis = options.schedules
@@ -168,6 +178,11 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     : undefined;
   scheduleRedis?.on("error", (error) => log.warn({ err: error.message }, "schedules redis connection error"));
   const schedules = scheduleRedis ? startScheduleWorker(deps, scheduleRedis) : undefined;
+  const redisRebuild = startRedisRebuild(deps, {
+    intervalMs: config.RECONCILE_INTERVAL_MS,
+    schedules: options.schedules,
+    webhookDeliveries: options.webhookPipeline,
+  });
   return {
     app: createApp(deps),
     deps,
@@ -177,10 +192,10 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     async stop() {
       await eventFeed.close();
       hostDirectory.stop();
-      // Each consumer ends when its blocking read returns (up to a second): together, not one after another.
       await Promise.all([
         streamsAndRetention?.stop(),
         webhooks?.stop(),
+        redisRebuild.stop(),
         schedules?.close(config.SHUTDOWN_TIMEOUT_MS / 2),
         projector.stop(),
         metricsObserver?.stop(),

@@ -121,6 +121,8 @@ export const ENV_SCHEMA = z.object({
   EVENTS_HEARTBEAT_MS: positiveInt.default(15_000),
   /** How long the answer to a POST with an Idempotency-Key is replayed for the same key. */
   IDEMPOTENCY_KEY_TTL_MS: positiveInt.default(24 * 3_600_000),
+  /** A POST with an Idempotency-Key still running at its 504 runs on this long (longest host job and its queue). */
+  IDEMPOTENCY_DETACHED_WAIT_MS: positiveInt.default(15 * 60_000),
   /** This API replica's consumer name in the stream consumer groups; unset: `<hostname>-<PORT>`. */
   API_REPLICA_ID: z
     .string()
@@ -128,6 +130,17 @@ export const ENV_SCHEMA = z.object({
     .optional(),
   /** A stream entry another replica took and has not acknowledged for this long (it died) is claimed. */
   STREAM_CLAIM_IDLE_MS: positiveInt.min(100).default(30_000),
+  /**
+   * The API's and payload servers' connections close after this long with no byte moving; a request of any length
+   * completes while its body flows (no 5-minute cut). Long enough for the slowest export preparation.
+   */
+  HTTP_IDLE_TIMEOUT_MS: positiveInt.min(100).default(10 * 60_000),
+  /** A client has this long to send its request headers. */
+  HTTP_HEADERS_TIMEOUT_MS: positiveInt.min(100).default(60_000),
+  /** How often the API rebuilds what only Redis holds (schedulers, pending deliveries' jobs) from the database. */
+  RECONCILE_INTERVAL_MS: positiveInt.min(1_000).default(60_000),
+  /** An event that fails to apply to the read model this many times goes to the dead-letter stream. */
+  PROJECTOR_MAX_ATTEMPTS: positiveInt.max(1_000).default(5),
   /** Each host announces the full state of what it owns this often (and at start and after every Redis reconnect). */
   ANNOUNCE_INTERVAL_MS: positiveInt.min(1_000).max(30_000).default(15_000),
   /** How long a host keeps (and announces) the tombstone of a deleted instance or snapshot. */

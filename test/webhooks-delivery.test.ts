@@ -4,7 +4,9 @@ import type { Redis } from "ioredis";
 import { afterEach, expect, it } from "vitest";
 import type { DialectName } from "../api/db/dialect.ts";
 import { startWebhookPipeline } from "../api/webhooks/pipeline.ts";
+import { requeuePendingDeliveries } from "../api/webhooks/requeue.ts";
 import type { WebhookDelivery, WebhookEndpoint } from "../api/webhooks/schemas.ts";
+import { subjectOf } from "../shared/events/catalog.ts";
 import { type AppendedEvent, EventStream } from "../shared/events/stream.ts";
 import { queueName } from "../shared/jobs/catalog.ts";
 import { createLogger } from "../shared/logger.ts";
@@ -18,6 +20,8 @@ import { createTestApp, type TestApp } from "./helpers/app.ts";
 import { jsonOf, testRedisUrl, waitFor } from "./helpers/fixtures.ts";
 import { appendMarker, appendSnapshotFlow } from "./helpers/flow-events.ts";
 import { describeEachDialect } from "./helpers/postgres.ts";
+import { forgetPrefix } from "./helpers/redis-loss.ts";
+import { sampleInstance } from "./helpers/resources.ts";
 import {
   type Answer,
   type ReceivedRequest,
@@ -246,6 +250,38 @@ describeEachDialect("webhook delivery on %s", (dialect) => {
     const received = idsOf(h.receiver.requests);
     for (const { event } of flow) expect(received.filter((webhookId) => webhookId === event.id)).toHaveLength(2);
     for (const request of h.receiver.requests) expect(() => verifyReceived(request, secret)).not.toThrow();
+  });
+
+  it("sends a pending delivery whose retry Redis lost, once its job is rebuilt from the database", async () => {
+    const h = await harness({ dialect, retrySchedule: "2s" });
+    await h.receiver.stop();
+    const { id } = await h.subscribe();
+    const instance = sampleInstance();
+    await h.events.append("instance.created", subjectOf.instance(instance.id), { instance }, { version: 1 });
+    const [failed] = await waitFor(
+      async () => {
+        const deliveries = await h.deliveries(id);
+        return deliveries[0]?.attempts === 1 ? deliveries : undefined;
+      },
+      { what: "a failed first attempt" },
+    );
+    expect(failed).toMatchObject({ status: "pending" });
+
+    await forgetPrefix(h.redis, h.app.prefix); // the retry's job and the endpoint's mirror are gone
+    await h.receiver.listen();
+    // Past the settle window: no outcome of this delivery can still be on its way.
+    await h.app.db
+      .updateTable("webhook_deliveries")
+      .set({ updated_at: new Date(Date.now() - 120_000).toISOString() })
+      .where("id", "=", failed!.id)
+      .execute();
+    await h.app.deps.webhookEndpoints.syncMirror();
+    expect(await requeuePendingDeliveries(h.app.deps, log)).toBe(1);
+    expect(await requeuePendingDeliveries(h.app.deps, log)).toBe(0); // its job is there now
+
+    const [delivered] = await settled(h, id, 1);
+    expect(delivered).toMatchObject({ id: failed!.id, status: "succeeded", attempts: 2 });
+    expect(idsOf(h.receiver.requests)).toHaveLength(1);
   });
 
   it("disables the endpoint on 410 Gone and sends it nothing more", async () => {

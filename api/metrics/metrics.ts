@@ -42,6 +42,12 @@ export class ApiMetrics {
     registers: [this.registry],
   });
 
+  readonly readModelDeadLetters = new Counter({
+    name: "snapfleet_read_model_dead_letters_total",
+    help: "Event stream entries the read model set aside (GET /events/dead-letters): failed to apply, or unreadable",
+    registers: [this.registry],
+  });
+
   readonly compressionActive = new Gauge({
     name: "snapfleet_snapshot_compression_active_total",
     help: "Compression jobs running now, per host (its compression queue's active jobs)",

@@ -1,4 +1,5 @@
-import { afterEach, expect, it } from "vitest";
+import { sql } from "kysely";
+import { afterEach, describe, expect, it } from "vitest";
 import type { HostAnnouncement } from "../../shared/events/announcement.ts";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import { EventStream, eventStreamKey } from "../../shared/events/stream.ts";
@@ -10,7 +11,8 @@ import { describeEachDialect } from "../../test/helpers/postgres.ts";
 import { sampleInstance, sampleSnapshot } from "../../test/helpers/resources.ts";
 import type { Db } from "../db/database.ts";
 import type { DialectName } from "../db/dialect.ts";
-import { Projector, READ_MODEL_GROUP } from "./projector.ts";
+import { type DeadLetter, listDeadLetters } from "./dead-letters.ts";
+import { Projector, type ProjectorOptions, READ_MODEL_GROUP } from "./projector.ts";
 import { findInstance, findSnapshot, listSnapshots } from "./queries.ts";
 
 const log = createLogger("projector-test", "silent");
@@ -28,10 +30,10 @@ async function setup(dialect: DialectName) {
   const stream = new EventStream(writer, prefix);
   const projectors: Projector[] = [];
   const connections = [writer];
-  const newProjector = (consumer = "replica-a", claimIdleMs = 30_000) => {
+  const newProjector = (consumer = "replica-a", claimIdleMs = 30_000, extra: Partial<ProjectorOptions> = {}) => {
     const connection = connectRedis(testRedisUrl(), "worker", 1_000);
     connections.push(connection);
-    const projector = new Projector({ db, redis: connection, prefix, log, consumer, claimIdleMs });
+    const projector = new Projector({ db, redis: connection, prefix, log, consumer, claimIdleMs, ...extra });
     projectors.push(projector);
     return projector;
   };
@@ -160,6 +162,51 @@ describeEachDialect("projector on %s", (dialect) => {
       const pending = (await writer.xpending(eventStreamKey(prefix), READ_MODEL_GROUP)) as [number];
       return pending[0] === 0 ? true : undefined;
     });
+  });
+
+  it("dead-letters a poison entry and an unreadable one; their neighbours and later events are applied", async () => {
+    const { db, stream, writer, prefix, newProjector } = await setup(dialect);
+    // PostgreSQL refuses a NUL byte in text; on SQLite a trigger refuses the tag value the same way.
+    const poisonValue = dialect === "postgres" ? "bad\u0000tag" : "poison";
+    if (dialect === "sqlite") {
+      await sql`CREATE TRIGGER refuse_poison BEFORE INSERT ON snapshot_tags WHEN NEW.value = 'poison'
+        BEGIN SELECT RAISE(ABORT, 'poison tag'); END`.execute(db);
+    }
+    const instance = sampleInstance();
+    const [before, poison, after] = ["before", "poison", "after"].map((name) =>
+      sampleSnapshot(instance, { name, tags: name === "poison" ? { t: poisonValue } : {} }),
+    );
+    const created = (snapshot: typeof before) =>
+      stream.append("snapshot.created", subjectOf.snapshot(snapshot!.id), { snapshot: snapshot! }, v(1));
+    // Appended before the projector starts: all four come in one read, the three events in one transaction.
+    await created(before);
+    const bad = await created(poison);
+    const unreadable = await writer.xadd(eventStreamKey(prefix), "*", "event", '{"id":"evt_x","type":"no.such"}');
+    const last = await created(after);
+    const told: Array<Omit<DeadLetter, "id">> = [];
+    const projector = newProjector("replica-a", 30_000, { maxApplyAttempts: 3, onDeadLetter: (l) => told.push(l) });
+    projector.start();
+
+    await projector.waitFor(last.event.id, 5_000); // the failed transaction was re-applied entry by entry
+    expect(await findSnapshot(db, before!.id)).toEqual(before);
+    expect(await findSnapshot(db, after!.id)).toEqual(after);
+    await expect.poll(async () => (await listDeadLetters(writer, prefix, 10)).length, { timeout: 15_000 }).toBe(2);
+    const letters = await listDeadLetters(writer, prefix, 10);
+    expect(letters.map(({ stream_id, attempts }) => ({ stream_id, attempts }))).toEqual([
+      { stream_id: bad.streamId, attempts: 3 },
+      { stream_id: unreadable, attempts: 1 },
+    ]);
+    expect(letters[0]!.fields[1]).toContain(poison!.id);
+    expect(told).toHaveLength(2);
+    expect(await findSnapshot(db, poison!.id)).toBeUndefined();
+
+    // The group moved on: nothing is left pending, and a new event applies at once.
+    await expect
+      .poll(async () => ((await writer.xpending(eventStreamKey(prefix), READ_MODEL_GROUP)) as [number])[0])
+      .toBe(0);
+    const next = sampleSnapshot(instance, { name: "next" });
+    await projector.waitFor((await created(next)).event.id, 5_000);
+    expect(await findSnapshot(db, next.id)).toEqual(next);
   });
 
   it("tombstones deleted snapshots and frees their name", async () => {

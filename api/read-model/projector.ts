@@ -1,20 +1,24 @@
 // Applies the event stream to the read model: a consumer group shared by the API replicas, a few entries per
 // transaction (events; a part of a host's full-state announcement goes alone), idempotent by event id and forward-only
-// by host-owned version, acknowledged after commit.
+// by host-owned version, acknowledged after commit. An entry that fails on its own PROJECTOR_MAX_ATTEMPTS times, or
+// cannot be decoded, goes to the dead-letter stream and the projector moves on.
 import { setImmediate } from "node:timers/promises";
 import type { Redis } from "ioredis";
+import { sql } from "kysely";
 import { decodeEntry, eventStreamKey, type StreamEntry } from "../../shared/events/stream.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { Db } from "../db/database.ts";
 import { type DialectName, dialectOf } from "../db/dialect.ts";
 import { type StreamConsumer, type StreamEntries, startStreamConsumer } from "../stream-consumer.ts";
 import { applyChanges, type Change, changeOfEvent, changesOfAnnouncement, type Trx } from "./apply.ts";
+import { type DeadLetter, recordDeadLetter } from "./dead-letters.ts";
 
 export const READ_MODEL_GROUP = "read-model";
 const BLOCK_MS = 1_000;
 /** How often a waiter looks for its event in the database (another replica may be the one applying it). */
 const WAIT_POLL_MS = 25;
 const START_RETRY_MS = 1_000;
+const DEFAULT_MAX_APPLY_ATTEMPTS = 5;
 
 /**
  * How many entries one transaction applies (their changes go in a few multi-row statements, apply.ts). SQLite runs
@@ -35,7 +39,13 @@ export interface ProjectorOptions {
   consumer: string;
   /** Entries a dead replica left unacknowledged this long are applied here (STREAM_CLAIM_IDLE_MS). */
   claimIdleMs: number;
+  /** An entry that fails this many times on its own, the database answering, is dead-lettered (default 5). */
+  maxApplyAttempts?: number;
+  /** Told of each entry set aside (the dead-letter metric). */
+  onDeadLetter?: (letter: Omit<DeadLetter, "id">) => void;
 }
+
+type StreamItem = { streamId: string; fields: string[]; entry: StreamEntry };
 
 export class Projector {
   private stopped = false;
@@ -137,39 +147,109 @@ export class Projector {
   /**
    * Applies a batch read from the stream in transactions of several entries (one commit, and on PostgreSQL one WAL
    * flush, for many events), then tells waiters. The consumer acknowledges the batch once this returns; a crash or
-   * an error before that replays it, harmlessly (every entry is idempotent).
+   * an error before that replays it, harmlessly (every entry is idempotent). A transaction that fails is re-applied
+   * entry by entry, so one poison entry does not take its neighbours with it.
    */
   private async applyBatch(entries: StreamEntries): Promise<void> {
     const perTransaction = ENTRIES_PER_TRANSACTION[dialectOf(this.options.db)];
     let next = 0;
+    let failure: unknown;
     while (next < entries.length) {
-      const group: Array<{ streamId: string; entry: StreamEntry }> = [];
+      const group: StreamItem[] = [];
       while (next < entries.length && group.length < perTransaction) {
         const [streamId, fields] = entries[next]!;
-        const entry = this.decode(streamId, fields);
+        const entry = await this.decode(streamId, fields);
         // An announcement (up to 200 resources) gets a transaction of its own.
         if (entry?.kind === "announcement" && group.length > 0) break;
         next++;
-        if (entry) group.push({ streamId, entry });
+        if (entry) group.push({ streamId, fields, entry });
         if (entry?.kind === "announcement") break;
       }
-      const applied =
-        group.length === 0 ? [] : await this.options.db.transaction().execute((trx) => applyGroup(trx, group));
-      for (const entry of applied) {
-        if (entry.kind === "event") for (const waiter of this.waiters.get(entry.event.id) ?? []) waiter();
-        for (const listener of this.listeners) listener(entry);
+      try {
+        this.tell(await this.applyInTransaction(group));
+      } catch (error) {
+        if (group.length > 1) this.options.log.warn({ err: (error as Error).message }, "re-applying entry by entry");
+        for (const item of group) {
+          try {
+            this.tell(await this.applyInTransaction([item]));
+            this.failures.delete(item.streamId);
+          } catch (entryError) {
+            failure = (await this.setAsideIfPoison(item, entryError)) ? failure : entryError;
+          }
+        }
       }
       // SQLite answers synchronously: let requests in between transactions, or a burst stalls the event loop.
       await setImmediate();
     }
+    // The rest of the batch is applied; what failed is retried with it (the batch stays unacknowledged).
+    if (failure !== undefined) throw failure;
+    this.setAside.clear();
   }
 
-  /** The entry, or undefined (logged) when it does not fit the catalog: it can never be applied, so it is skipped. */
-  private decode(streamId: string, fields: string[]): StreamEntry | undefined {
+  /** Failures so far of entries applied alone, by stream position. */
+  private readonly failures = new Map<string, number>();
+  /** Entries of the batch in hand already dead-lettered (a retry of the batch reads them again). */
+  private readonly setAside = new Set<string>();
+
+  private applyInTransaction(group: StreamItem[]): Promise<StreamEntry[]> {
+    if (group.length === 0) return Promise.resolve([]);
+    return this.options.db.transaction().execute((trx) => applyGroup(trx, group));
+  }
+
+  private tell(applied: StreamEntry[]): void {
+    for (const entry of applied) {
+      if (entry.kind === "event") for (const waiter of this.waiters.get(entry.event.id) ?? []) waiter();
+      for (const listener of this.listeners) listener(entry);
+    }
+  }
+
+  /**
+   * Counts a failure of one entry applied alone; at the limit, dead-letters it and returns true. A failure while
+   * the database does not answer at all is the database's, not the entry's, and is not counted.
+   */
+  private async setAsideIfPoison(item: StreamItem, error: unknown): Promise<boolean> {
+    if (!(await this.databaseAnswers())) return false;
+    const attempts = (this.failures.get(item.streamId) ?? 0) + 1;
+    const limit = this.options.maxApplyAttempts ?? DEFAULT_MAX_APPLY_ATTEMPTS;
+    if (attempts < limit) {
+      this.failures.set(item.streamId, attempts);
+      return false;
+    }
+    await this.deadLetter(item.streamId, item.fields, attempts, error);
+    this.failures.delete(item.streamId);
+    return true;
+  }
+
+  private async databaseAnswers(): Promise<boolean> {
+    try {
+      await sql`select 1`.execute(this.options.db);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private async deadLetter(streamId: string, fields: string[], attempts: number, error: unknown): Promise<void> {
+    if (this.setAside.has(streamId)) return;
+    const letter = {
+      stream_id: streamId,
+      failed_at: new Date().toISOString(),
+      attempts,
+      error: error instanceof Error ? error.message : String(error),
+      fields,
+    };
+    await recordDeadLetter(this.options.redis, this.options.prefix, letter);
+    this.options.log.error({ streamId, attempts, err: letter.error }, "read model: entry dead-lettered");
+    this.setAside.add(streamId);
+    this.options.onDeadLetter?.(letter);
+  }
+
+  /** The entry, or undefined when it does not fit the catalog: it can never be applied, so it is dead-lettered. */
+  private async decode(streamId: string, fields: string[]): Promise<StreamEntry | undefined> {
     try {
       return decodeEntry(fields);
     } catch (error) {
-      this.options.log.error({ streamId, err: (error as Error).message }, "unreadable event skipped");
+      await this.deadLetter(streamId, fields, 1, error);
       return undefined;
     }
   }
@@ -180,7 +260,7 @@ export class Projector {
  * before. Events are recorded first: a replica applying the same entry at the same time waits on its row, then finds
  * it done.
  */
-async function applyGroup(trx: Trx, group: Array<{ streamId: string; entry: StreamEntry }>): Promise<StreamEntry[]> {
+async function applyGroup(trx: Trx, group: StreamItem[]): Promise<StreamEntry[]> {
   const events = group.flatMap(({ streamId, entry }) =>
     entry.kind === "event" ? [{ streamId, event: entry.event }] : [],
   );

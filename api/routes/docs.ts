@@ -15,7 +15,8 @@ export const OPENAPI_INFO = {
     "VM snapshots: capture, compress, fork and restore. Wire-compatible with the Hypeman snapshots API. " +
     "Every route except /health, /openapi.json and /docs takes `Authorization: Bearer <api key>`. " +
     "Every POST takes an optional `Idempotency-Key` header: a retry with the same key and body gets the first " +
-    "answer again (`Idempotent-Replayed: true`); 5xx answers are not kept. " +
+    "answer again (`Idempotent-Replayed: true`); a 504 keeps the key and the request runs on, so a retry gets 409 " +
+    "until it is done and then its answer; other 5xx answers are not kept. " +
     `Matches Hypeman API ${REFERENCE_API_VERSION} where it overlaps (GET /capabilities reports that version); this ` +
     "document's own version is ours. Where we differ on purpose: `POST /instances` defaults to `size` 256MB, " +
     "`vcpus` 1 and `overlay_size` 256MB (the reference: 1GB, 2, 10GB), sized for small hosts; its fields we do not " +

@@ -2,7 +2,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { ApiError } from "../../shared/errors.ts";
 import { HOST_RECORD_SCHEMA } from "../../shared/hosts.ts";
-import { knownHosts } from "../commands.ts";
+import { commandWaitMs, knownHosts } from "../commands.ts";
 import type { App, AppDeps } from "../deps.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 
@@ -62,7 +62,7 @@ export function registerHostRoutes(app: App, deps: AppDeps): void {
     const result = await deps.jobs.run(
       "host.ping",
       { sentAt: new Date().toISOString() },
-      { hostId, timeoutMs: deps.jobResultTimeoutMs },
+      { hostId, timeoutMs: commandWaitMs(deps) },
     );
     return c.json({ host_id: result.hostId, round_trip_ms: Math.round(performance.now() - started) }, 200);
   });

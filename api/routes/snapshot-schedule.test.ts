@@ -5,11 +5,13 @@ import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import { EventStream } from "../../shared/events/stream.ts";
-import { connectRedis, waitForRedisReady } from "../../shared/redis.ts";
+import { closeRedis, connectRedis, waitForRedisReady } from "../../shared/redis.ts";
 import { createTestApp, sdkClient, type TestApp } from "../../test/helpers/app.ts";
 import { jsonOf } from "../../test/helpers/fixtures.ts";
+import { forgetPrefix } from "../../test/helpers/redis-loss.ts";
 import { sampleInstance } from "../../test/helpers/resources.ts";
-import { SCHEDULE_QUEUE, schedulerId } from "../schedules/scheduler.ts";
+import { reconcileSchedules } from "../schedules/reconcile.ts";
+import { SCHEDULE_QUEUE, schedulerId, upsertScheduler } from "../schedules/scheduler.ts";
 
 let t: TestApp;
 let client: Hypeman;
@@ -85,5 +87,38 @@ describe("snapshot schedules", () => {
     await queue.close();
     expect((await t.request(`/instances/${instance.id}/snapshot-schedule`)).status).toBe(404);
     expect((await t.request(`/instances/${instance.id}/snapshot-schedule`, { method: "DELETE" })).status).toBe(404);
+  });
+
+  it("comes back after Redis lost its scheduler: by a PUT, a GET, and the periodic reconciliation", async () => {
+    const redis = connectRedis(t.redisUrl, "worker", 1_000);
+    const queue = new Queue(SCHEDULE_QUEUE, { connection: { url: t.redisUrl }, prefix: t.prefix });
+    const scheduler = () => queue.getJobScheduler(schedulerId(instance.id));
+    const path = `/instances/${instance.id}/snapshot-schedule`;
+    const body = { interval: "1h", retention: { max_count: 2 } };
+    const created = await jsonOf(await t.request(path, { method: "PUT", json: body }));
+
+    await forgetPrefix(redis, t.prefix);
+    expect((await scheduler())?.next ?? undefined).toBeUndefined(); // BullMQ answers a bare key for a lost one
+    const again = await jsonOf(await t.request(path, { method: "PUT", json: body })); // the same interval
+    expect((await scheduler())?.every).toBe(3_600_000);
+    expect(again.next_run_at).toBe(created.next_run_at);
+
+    await forgetPrefix(redis, t.prefix);
+    const shown = await jsonOf(await t.request(path));
+    expect(shown.next_run_at).toBe(new Date((await scheduler())!.next!).toISOString());
+
+    await forgetPrefix(redis, t.prefix);
+    await upsertScheduler(t.deps, "no-such-instance", 3_600_000); // a scheduler whose schedule row is gone
+    expect(await reconcileSchedules(t.deps, t.deps.log)).toEqual({ restored: 1, removed: 1 });
+    expect((await scheduler())?.every).toBe(3_600_000);
+    expect((await queue.getJobSchedulers()).map((found) => found.key)).toEqual([schedulerId(instance.id)]);
+    // It fires again: its next run waits on the queue.
+    const delayed = await queue.getDelayed();
+    expect(delayed.map((job) => job.name)).toEqual(["snapshot.schedule.run"]);
+    expect(await reconcileSchedules(t.deps, t.deps.log)).toEqual({ restored: 0, removed: 0 });
+
+    await client.instances.snapshotSchedule.delete(instance.id);
+    await queue.close();
+    await closeRedis(redis);
   });
 });

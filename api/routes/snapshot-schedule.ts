@@ -57,7 +57,10 @@ export function registerSnapshotScheduleRoutes(app: App, deps: AppDeps): void {
     const instance = await requireInstance(deps, c.req.valid("param").id);
     const row = await findSchedule(deps.db, instance.id);
     if (!row) throw notFound("snapshot schedule of instance", instance.name);
-    const next = await nextRun(deps, instance.id).catch(() => undefined);
+    // A scheduler Redis lost is put back here too (its row says it should exist), so next_run_at is a real one.
+    const next = await nextRun(deps, instance.id)
+      .then((found) => found ?? upsertScheduler(deps, instance.id, row.interval_ms))
+      .catch(() => undefined);
     return c.json(toSchedule({ ...row, next_run_at: next ?? row.next_run_at }), 200);
   });
 
@@ -67,10 +70,8 @@ export function registerSnapshotScheduleRoutes(app: App, deps: AppDeps): void {
     const existing = await findSchedule(deps.db, instance.id);
     const intervalMs = parseGoDuration(body.interval)!;
     const now = new Date().toISOString();
-    const newCadence = !existing || existing.interval_ms !== intervalMs;
-    const nextRunAt = newCadence
-      ? await upsertScheduler(deps, instance.id, intervalMs)
-      : ((await nextRun(deps, instance.id)) ?? existing.next_run_at);
+    // Always upserted (a scheduler Redis lost comes back); the same interval keeps its phase, so its next run.
+    const nextRunAt = await upsertScheduler(deps, instance.id, intervalMs);
     const row = {
       instance_id: instance.id,
       schedule_id: existing?.schedule_id ?? newId(),

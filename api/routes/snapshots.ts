@@ -20,7 +20,7 @@ import {
 } from "../../shared/schemas/snapshot.ts";
 import { replicaSetKey } from "../../shared/snapshots/replicas.ts";
 import { SNAPSHOT_RECORD } from "../../shared/snapshots/store.ts";
-import { assertHostOnline, knownHosts, onlineHosts, runHostCommand } from "../commands.ts";
+import { assertHostOnline, commandWaitMs, knownHosts, onlineHosts, runHostCommand } from "../commands.ts";
 import type { App, AppDeps } from "../deps.ts";
 import { fetchFromHost } from "../host-payloads.ts";
 import { presentInstance, presentSnapshot, presentStoredSnapshots } from "../host-status.ts";
@@ -389,7 +389,7 @@ async function forkHostFor(deps: AppDeps, snapshot: Snapshot, requested: string 
   await deps.jobs.run(
     "snapshot.replicate",
     { snapshot_id: snapshot.id, owner_host_id: snapshot.host_id },
-    { hostId: requested, timeoutMs: deps.jobResultTimeoutMs },
+    { hostId: requested, timeoutMs: commandWaitMs(deps) },
   );
   return requested;
 }
@@ -407,7 +407,7 @@ async function dropReplicas(deps: AppDeps, snapshotId: string): Promise<void> {
     await deps.jobs.run(
       "snapshot.drop-replica",
       { snapshot_id: snapshotId },
-      { hostId, timeoutMs: deps.jobResultTimeoutMs },
+      { hostId, timeoutMs: commandWaitMs(deps) },
     );
   }
 }

@@ -107,10 +107,18 @@ export class WebhookEndpoints {
     });
   }
 
-  /** Writes every endpoint's mirror: at start-up, so Redis agrees with SQLite whatever happened meanwhile. */
+  /**
+   * Writes every endpoint's mirror: at start-up and periodically, so Redis agrees with SQLite whatever happened
+   * meanwhile (Redis lost its data). Each under its endpoint's lock, re-read: a change or delete in between wins.
+   */
   async syncMirror(): Promise<number> {
-    const rows = await this.options.db.selectFrom("webhook_endpoints").selectAll().execute();
-    for (const row of rows) await this.mirror(row);
+    const rows = await this.options.db.selectFrom("webhook_endpoints").select("id").execute();
+    for (const { id } of rows) {
+      await this.locks.run(id, async () => {
+        const row = await this.row(id).catch(() => undefined);
+        if (row) await this.mirror(row);
+      });
+    }
     return rows.length;
   }
 

@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import Hypeman from "@onkernel/hypeman";
 import type { Db } from "../../api/db/database.ts";
 import type { DialectName } from "../../api/db/dialect.ts";
-import type { App } from "../../api/deps.ts";
+import type { App, AppDeps } from "../../api/deps.ts";
 import type { Projector } from "../../api/read-model/projector.ts";
 import type { EventFeed } from "../../api/routes/events-feed.ts";
 import { startApiRuntime } from "../../api/runtime.ts";
@@ -20,6 +20,8 @@ export const TEST_API_KEY = "test-key-0123456789abcdef";
 
 export interface TestApp {
   app: App;
+  /** What the routes run with (for calling API internals on the same app). */
+  deps: AppDeps;
   db: Db;
   jobs: JobProducer;
   webhookEndpoints: WebhookEndpoints;
@@ -96,6 +98,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
   const { app, deps } = runtime;
   return {
     app,
+    deps,
     db: deps.db,
     jobs: deps.jobs,
     projector: deps.projector,

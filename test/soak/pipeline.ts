@@ -35,7 +35,10 @@ async function sleep(ms: number, signal: AbortSignal): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** One HTTP call; undefined when it should be retried (network error, 502/503/504, 500 from a dying process). */
+/**
+ * One HTTP call; undefined when it should be retried (network error, 502/503/504, 500 from a dying process, or the
+ * 409 of a keyed request that runs on after its 504: a later retry with the key gets its answer).
+ */
 async function call(
   client: SoakClient,
   method: string,
@@ -55,6 +58,7 @@ async function call(
     });
     const text = await response.text();
     if (response.status >= 500) return undefined;
+    if (response.status === 409 && response.headers.get("x-should-retry") === "false") return undefined;
     return { status: response.status, json: text ? JSON.parse(text) : undefined };
   } catch {
     return undefined;

@@ -1,6 +1,7 @@
 // `npm run soak`: N snapshot pipelines against the whole service (started as test/helpers/service.ts does) while its
-// processes and Redis are SIGKILLed at random, Redis is restarted and flushed once; then the read model is compared
-// with the host records on disk. Not part of `npm test`. Flags (or env): --pipelines=N (SOAK_PIPELINES, 4),
+// processes and Redis are SIGKILLed at random, Redis is restarted and flushed once (with a snapshot schedule and a
+// webhook subscription in flight: the schedule must fire again and no delivery stay pending); then the read model is
+// compared with the host records on disk. Not part of `npm test`. Flags (or env): --pipelines=N (SOAK_PIPELINES, 4),
 // --concurrency=N (SOAK_CONCURRENCY, 2), --duration=10m (SOAK_DURATION), --converge=60s (SOAK_CONVERGE),
 // --kill-every=20s (SOAK_KILL_EVERY, the mean pause between timed kills; half the pipeline steps also end with one),
 // --level=3 (SOAK_ZSTD_LEVEL, the snapshots' zstd level), --keep (SOAK_KEEP=1: leave the data dirs).
@@ -13,6 +14,7 @@ import { freePort } from "../../supervisor/embedded-redis.ts";
 import { killProcessesUsing, startService } from "../helpers/service.ts";
 import { KILL_TARGETS, killServiceProcess, SoakRedis } from "./chaos.ts";
 import { compareSides, type Problem, type ResourceKind, type Verdict } from "./compare.ts";
+import { startInFlight } from "./in-flight.ts";
 import { PIPELINE_STEPS, runPipeline, type SoakClient } from "./pipeline.ts";
 
 function option(name: string, env: string, fallback: string): string {
@@ -46,7 +48,14 @@ await redis.start();
 say(`redis on ${redis.url}; ${PIPELINES} pipelines, ${CONCURRENCY} at a time, at most ${DURATION_MS / 1000}s`);
 const service = await startService(
   // A compression whose worker died is taken over after 3 s instead of 30 s.
-  { REDIS_URL: redis.url, COMPRESSION_JOB_LOCK_MS: "3000", JOB_RESULT_TIMEOUT_MS: "120000" },
+  {
+    REDIS_URL: redis.url,
+    COMPRESSION_JOB_LOCK_MS: "3000",
+    JOB_RESULT_TIMEOUT_MS: "120000",
+    // The in-flight webhook receiver listens on loopback; what Redis lost is rebuilt every 5 s.
+    WEBHOOK_ALLOWED_HOSTS: "127.0.0.1",
+    RECONCILE_INTERVAL_MS: "5000",
+  },
   { readyTimeoutMs: 120_000 },
 ).catch(async (error: Error) => {
   await redis.stop();
@@ -76,6 +85,7 @@ const deadlineTimer = setTimeout(() => deadline.abort(), DURATION_MS);
 // after a second from its AOF; one FLUSHALL once half the steps of the run are done.
 const kills = new Map<string, number>(KILL_TARGETS.map((target) => [target, 0]));
 let flushed = false;
+let flushedAt: number | undefined;
 let stepsDone = 0;
 let chaosRunning = true;
 let chaosChain: Promise<void> = Promise.resolve();
@@ -117,6 +127,7 @@ const client: SoakClient = {
       flushed = true;
       await strike(async () => {
         await redis.flushAll();
+        flushedAt = Date.now();
         say("redis: FLUSHALL");
       });
     } else if (Math.random() < STEP_KILL_PROBABILITY) await killRandom();
@@ -135,6 +146,8 @@ const chaos = (async () => {
 
 // Pipelines, CONCURRENCY at a time; none starts after the deadline.
 const run = Date.now().toString(36);
+// A schedule and a webhook subscription in flight across the mid-run Redis data loss.
+const inFlight = await startInFlight({ baseUrl: service.baseUrl, apiKey: service.apiKey, log: say }, run);
 const failedAt = new Map<number, string>();
 let next = 0;
 await Promise.all(
@@ -174,6 +187,9 @@ for (;;) {
   await new Promise((resolve) => setTimeout(resolve, 2_000)); // poll interval until convergence or its deadline
 }
 
+say("checking what was in flight across the Redis data loss (a schedule, webhook deliveries)");
+const inFlightChecks = await inFlight.verify(flushedAt, CONVERGE_MS + 60_000);
+await inFlight.close();
 const problems = verdict.checked.flatMap((entry) => (entry.problem ? [entry.problem] : []));
 const byVerdict = (name: Problem["verdict"]) => problems.filter((problem) => problem.verdict === name);
 const completed = PIPELINES - notStarted - failedAt.size;
@@ -189,9 +205,11 @@ for (const name of ["stuck", "lost", "diverged"] as const) {
   for (const problem of byVerdict(name)) console.log(`  ${problem.kind} ${problem.id}: ${problem.detail}`);
 }
 if (unreachable) console.log(`read model unreachable at the end: ${unreachable}`);
+for (const check of inFlightChecks) console.log(`${check.ok ? "ok" : "FAILED"}: ${check.name} (${check.detail})`);
+const inFlightFailed = inFlightChecks.filter((check) => !check.ok).length;
 // A check per pipeline (it completed) and per resource either side knows of (it converged), and the API answering.
-const passed = completed + verdict.checked.length - problems.length;
-const failed = PIPELINES - completed + problems.length + (unreachable ? 1 : 0);
+const passed = completed + verdict.checked.length - problems.length + inFlightChecks.length - inFlightFailed;
+const failed = PIPELINES - completed + problems.length + (unreachable ? 1 : 0) + inFlightFailed;
 console.log(`${passed} passed, ${failed} failed`);
 
 await service.stop("SIGTERM");

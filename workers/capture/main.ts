@@ -157,6 +157,7 @@ const payloadServer = await startPayloadServer({
   port: config.PAYLOAD_PORT,
   host: config.PAYLOAD_BIND,
   log,
+  timeouts: { idleMs: config.HTTP_IDLE_TIMEOUT_MS, headersMs: config.HTTP_HEADERS_TIMEOUT_MS },
   importArchive: (snapshotId, body) =>
     importSnapshotArchive(
       { hostId, store, events, log, queueCompression: (id) => snapshots.queueCompression(id) },

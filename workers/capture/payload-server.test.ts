@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostPayloadKey, signPayloadRequest } from "../../shared/fleet-secret.ts";
@@ -46,6 +47,7 @@ describe("the payload server's door (HTTPS, request-bound tokens)", () => {
       tls: { cert: readFileSync(certificates.cert, "utf8"), key: readFileSync(certificates.key, "utf8") },
       port: 0,
       host: "127.0.0.1",
+      timeouts: { idleMs: 60_000, headersMs: 10_000 },
       log: createLogger("payload-server-test", "silent"),
       importArchive: async (id) => {
         imports.push(id);
@@ -118,5 +120,81 @@ describe("the payload server's door (HTTPS, request-bound tokens)", () => {
     });
     const plain = { ...target, url: `http://127.0.0.1:${server.port}` };
     await expect(client.request(plain, RECORD)).rejects.toBeInstanceOf(PayloadUrlRefusedError);
+  });
+});
+
+describe("payload server timeouts", () => {
+  const IDLE_MS = 300;
+  const id = newId();
+  const key = hostPayloadKey(SECRET, "host-t");
+
+  /** PUTs `chunks` of 1 KiB to /imports/<id>, `gapMs` apart; resolves with the status, or the error that cut it. */
+  function slowUpload(port: number, chunks: number, gapMs: number): Promise<number | string> {
+    return new Promise((resolve) => {
+      const request = httpRequest(
+        {
+          port,
+          host: "127.0.0.1",
+          method: "PUT",
+          path: `/imports/${id}`,
+          headers: { authorization: `Bearer ${signPayloadRequest(key, { method: "PUT", path: `/imports/${id}` })}` },
+        },
+        (response) => {
+          response.resume();
+          response.on("end", () => resolve(response.statusCode ?? 0));
+        },
+      );
+      request.on("error", (error) => resolve((error as NodeJS.ErrnoException).code ?? error.message));
+      let sent = 0;
+      const sendNext = () => {
+        if (sent++ === chunks) return void request.end();
+        request.write(Buffer.alloc(1024, 1));
+        setTimeout(sendNext, gapMs);
+      };
+      sendNext();
+    });
+  }
+
+  async function server() {
+    const data = tempDir("payload");
+    const redis = connectRedis(testRedisUrl(), "worker", 1_000);
+    const received: number[] = [];
+    const started = await startPayloadServer({
+      store: new SnapshotStore(data.dir, redis, uniquePrefix("payload")),
+      key,
+      port: 0,
+      host: "127.0.0.1",
+      log: createLogger("payload-test", "silent"),
+      timeouts: { idleMs: IDLE_MS, headersMs: 1_000 },
+      importArchive: async (_snapshotId, body) => {
+        let bytes = 0;
+        for await (const chunk of body) bytes += (chunk as Buffer).length;
+        received.push(bytes);
+        return { bytes };
+      },
+    });
+    return {
+      port: started.port,
+      received,
+      async close() {
+        await started.close();
+        await closeRedis(redis);
+        data.remove();
+      },
+    };
+  }
+
+  it("completes an upload far longer than the idle timeout while its body keeps flowing", async () => {
+    const s = await server();
+    // 30 chunks 60 ms apart: about 1.8 s, six times the idle timeout, never idle for more than 60 ms.
+    expect(await slowUpload(s.port, 30, 60)).toBe(201);
+    expect(s.received).toEqual([30 * 1024]);
+    await s.close();
+  });
+
+  it("closes an upload whose body stops flowing for longer than the idle timeout", async () => {
+    const s = await server();
+    expect(await slowUpload(s.port, 3, IDLE_MS * 4)).toMatch(/ECONNRESET|socket hang up/);
+    await s.close();
   });
 });

@@ -9,6 +9,7 @@ import type { AddressInfo } from "node:net";
 import { bearerToken } from "../../shared/bearer.ts";
 import { ApiError, notFound } from "../../shared/errors.ts";
 import { verifyPayloadRequest } from "../../shared/fleet-secret.ts";
+import { applyStreamTimeouts, type StreamTimeouts, streamServerOptions } from "../../shared/http-timeouts.ts";
 import { ID_PATTERN } from "../../shared/ids.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { ARCHIVE_PAYLOAD_ENTRIES } from "../../shared/snapshots/archive.ts";
@@ -26,6 +27,8 @@ export interface PayloadServerOptions {
   log: Logger;
   /** Imports an archive streamed in as a new snapshot with id `snapshotId` (workers/capture/import.ts). */
   importArchive(snapshotId: string, body: IncomingMessage): Promise<unknown>;
+  /** HTTP_IDLE_TIMEOUT_MS and HTTP_HEADERS_TIMEOUT_MS: transfers of any length while their bytes flow. */
+  timeouts: StreamTimeouts;
 }
 
 export interface PayloadServer {
@@ -94,7 +97,11 @@ export function startPayloadServer(options: PayloadServerOptions): Promise<Paylo
   const listener = (request: IncomingMessage, response: ServerResponse) => {
     handle(options, request, response).catch((error: unknown) => sendError(options.log, response, error));
   };
-  const server: Server = options.tls ? createTlsServer(options.tls, listener) : createServer(listener);
+  const serverOptions = streamServerOptions(options.timeouts);
+  const server: Server = options.tls
+    ? createTlsServer({ ...serverOptions, ...options.tls }, listener)
+    : createServer(serverOptions, listener);
+  applyStreamTimeouts(server, options.timeouts);
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port, options.host, () => {

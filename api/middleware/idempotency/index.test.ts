@@ -1,4 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { queueName } from "../../../shared/jobs/catalog.ts";
+import { startJobWorker } from "../../../shared/jobs/worker.ts";
+import { createLogger } from "../../../shared/logger.ts";
 import { closeRedis, connectRedis } from "../../../shared/redis.ts";
 import { createTestApp, TEST_API_KEY, type TestApp } from "../../../test/helpers/app.ts";
 import { jsonOf } from "../../../test/helpers/fixtures.ts";
@@ -121,24 +124,44 @@ describe("Idempotency-Key", () => {
       expect(again.headers.get("idempotent-replayed")).toBeNull();
     });
 
-    it("answers 409 while the first request with the key is still running, and stores no 504", async () => {
-      const hostId = "idem-silent-host";
+    it("keeps the key of a 504: a retry gets 409 while the job runs, then the job's own answer", async () => {
+      const hostId = "idem-slow-host";
       const redis = connectRedis(t.redisUrl, "worker", 1_000);
-      // A host that is online but never takes its jobs: the first request waits until its 504.
+      // Online, but takes its jobs only once the test starts a worker: the first request answers 504.
       await announceFakeHost(redis, t.prefix, hostId, { online: true });
       const ping = () => t.request(`/hosts/${hostId}/ping`, { method: "POST", headers: { "idempotency-key": "slow" } });
 
-      const first = ping();
-      await expect.poll(async () => (await storedRows("slow")).length).toBe(1);
-      const concurrent = await ping();
-      expect(concurrent.status).toBe(409);
-      expect(await jsonOf(concurrent)).toEqual({ code: "conflict", message: expect.stringContaining("in progress") });
+      const first = await ping();
+      expect(first.status).toBe(504);
+      expect(await jsonOf(first)).toEqual({ code: "unavailable", message: expect.stringContaining("still running") });
+      expect(await storedRows("slow")).toHaveLength(1);
+      const whileRunning = await ping();
+      expect(whileRunning.status).toBe(409);
+      expect(whileRunning.headers.get("x-should-retry")).toBe("false");
+      expect(await jsonOf(whileRunning)).toEqual({ code: "conflict", message: expect.stringContaining("in progress") });
 
-      expect((await first).status).toBe(504);
-      expect(await storedRows("slow")).toEqual([]);
+      const pings: string[] = [];
+      const workerConnection = connectRedis(t.redisUrl, "worker", 1_000);
+      const worker = startJobWorker({
+        queue: queueName("host", hostId),
+        prefix: t.prefix,
+        connection: workerConnection,
+        log: createLogger("idem-test", "silent"),
+        handlers: {
+          "host.ping": async (payload) => {
+            pings.push(payload.sentAt);
+            return { hostId, receivedAt: new Date().toISOString() };
+          },
+        },
+      });
+      await expect.poll(async () => (await storedRows("slow"))[0]?.response_status, { timeout: 10_000 }).toBe(200);
       const retried = await ping();
-      expect(retried.status).toBe(504);
-      expect(retried.headers.get("idempotent-replayed")).toBeNull();
+      expect(retried.status).toBe(200);
+      expect(retried.headers.get("idempotent-replayed")).toBe("true");
+      expect((await jsonOf(retried)).host_id).toBe(hostId);
+      expect(pings).toHaveLength(1); // one job for the three requests
+      await worker.close(1_000);
+      await closeRedis(workerConnection);
       await closeRedis(redis);
     });
 

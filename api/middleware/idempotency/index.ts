@@ -1,10 +1,12 @@
 // Idempotency-Key on POST, with Stripe's semantics: the first answer to a key is stored (per API key) and replayed
 // for the same request; the same key with another request, or while the first is still running, is a 409.
-// 5xx answers are not stored, so a client may retry a 503 or 504 with the same key.
+// A request still running at the client's deadline answers 504 and runs on; its own answer is stored when it comes,
+// so a retry with the same key gets it (409 until then). Other 5xx answers are not stored: a 503 may be retried.
 import { createHash } from "node:crypto";
 import type { Context, MiddlewareHandler } from "hono";
-import { conflict, invalidRequest } from "../../../shared/errors.ts";
+import { ApiError, conflict, invalidRequest } from "../../../shared/errors.ts";
 import type { Db } from "../../db/database.ts";
+import { runDetachable } from "./detach.ts";
 import { claimKey, releaseKey, storeResponse } from "./store.ts";
 
 export const IDEMPOTENCY_KEY_HEADER = "Idempotency-Key";
@@ -15,9 +17,14 @@ export interface IdempotencyOptions {
   db: Db;
   /** How long a stored response is replayed (IDEMPOTENCY_KEY_TTL_MS). */
   ttlMs: number;
-  /** A claim unanswered for this long belongs to a request that died with its process. */
-  inFlightTimeoutMs: number;
+  /** The client's wait (JOB_RESULT_TIMEOUT_MS): a request still running then answers 504 and runs on. */
+  answerWithinMs: number;
+  /** How long a request runs on after its 504 (IDEMPOTENCY_DETACHED_WAIT_MS). */
+  detachedWaitMs: number;
 }
+
+/** Tells SDKs that retry 409s not to: the answer comes from a later retry with the same key, or from a GET. */
+export const SHOULD_RETRY_HEADER = "x-should-retry";
 
 export function idempotency(options: IdempotencyOptions): MiddlewareHandler {
   return async (c, next) => {
@@ -33,15 +40,15 @@ export function idempotency(options: IdempotencyOptions): MiddlewareHandler {
       fingerprint: await fingerprint(c),
       now: new Date(),
       ttlMs: options.ttlMs,
-      inFlightTimeoutMs: options.inFlightTimeoutMs,
+      // Running on after its 504 waits at most twice (the job, then the read model): an older claim was abandoned.
+      inFlightTimeoutMs: 2 * options.detachedWaitMs + 30_000,
     });
     if (claim.outcome === "mismatch") {
       throw conflict(`${IDEMPOTENCY_KEY_HEADER} ${key} was already used with a different request`);
     }
     if (claim.outcome === "in_flight") {
-      throw conflict(
-        `a request with ${IDEMPOTENCY_KEY_HEADER} ${key} is still in progress: retry once it has finished`,
-      );
+      const message = `a request with ${IDEMPOTENCY_KEY_HEADER} ${key} is still in progress: retry once it has finished`;
+      return c.json(conflict(message).toEnvelope(), 409, { [SHOULD_RETRY_HEADER]: "false" });
     }
     if (claim.outcome === "replay") {
       const { status, contentType, body } = claim.response;
@@ -49,12 +56,26 @@ export function idempotency(options: IdempotencyOptions): MiddlewareHandler {
       if (contentType) headers.set("content-type", contentType);
       return new Response(status === 204 ? null : body, { status, headers });
     }
-    try {
-      await next();
-    } finally {
-      await settle(c, options.db, apiKeyHash, key);
-    }
+    await runDetachable(
+      async () => {
+        try {
+          await next();
+        } finally {
+          await settle(c, options.db, apiKeyHash, key);
+        }
+      },
+      { answerWithinMs: options.answerWithinMs, detachedWaitMs: options.detachedWaitMs, lateAnswer: () => late(key) },
+    );
   };
+}
+
+/** The client's answer at its deadline; the request runs on and its answer waits under the key. */
+function late(key: string): Response {
+  const message =
+    `the request is still running: a retry with ${IDEMPOTENCY_KEY_HEADER} ${key} answers its outcome once it ` +
+    "has finished (409 until then)";
+  const envelope = new ApiError("unavailable", message, { status: 504 }).toEnvelope();
+  return Response.json(envelope, { status: 504 });
 }
 
 async function settle(c: Context, db: Db, apiKeyHash: string, key: string): Promise<void> {
