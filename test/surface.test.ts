@@ -6,7 +6,7 @@ import path from "node:path";
 import Hypeman from "@onkernel/hypeman";
 import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SCHEDULE_QUEUE, schedulerId } from "../api/schedules/scheduler.ts";
+import { dueAt, SCHEDULE_QUEUE, schedulerId } from "../api/schedules/scheduler.ts";
 import { waitForTick as waitForConsoleTick } from "./helpers/console.ts";
 import { testRedisUrl, uniquePrefix, waitFor } from "./helpers/fixtures.ts";
 import { apiConsole, capturedBetween, consolePoint, waitForResume } from "./helpers/resume.ts";
@@ -173,19 +173,44 @@ describe("snapshot schedule across a restart", () => {
     const queue = new Queue(SCHEDULE_QUEUE, { connection: { url: redisUrl }, prefix });
     const nextRuns = async () =>
       (await queue.getDelayed()).filter((delayed) => delayed.repeatJobKey === schedulerId(source.id));
-    await waitFor(async () => ((await nextRuns()).length === 1 ? true : undefined), { what: "the next run" });
+    const [missed] = await waitFor(
+      async () => {
+        const runs = await nextRuns();
+        return runs.length === 1 ? runs : undefined;
+      },
+      { what: "the next run" },
+    );
+    const missedDue = dueAt(missed!.id)!;
 
-    // Every process stops and starts again on the same data dir and Redis (the VM outlives them).
+    // Every process stops and starts again on the same data dir and Redis (the VM outlives them). It stays down
+    // until the next run is overdue past the skip threshold (half the 1m interval), so a backfill would show.
     const dataDir = service.dataDir;
     await service.stop("SIGTERM");
+    const overdueAt = missedDue + 30_000 + 1_000;
+    // Waits for the clock itself: nothing runs to signal it.
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, overdueAt - Date.now())));
     await startSurfaceService(dataDir);
     await waitFor(async () => (await client.instances.get("surf-src")).state === "Running" || undefined, {
       timeoutMs: 30_000,
       what: "the instance again",
     });
-    // Still one scheduler with one next run: the restart neither duplicated it nor ran what was missed meanwhile.
-    const pending = await nextRuns();
-    expect(pending).toHaveLength(1);
+    // The missed run is taken once the service is back, and skipped: no snapshot is made for it.
+    const taken = await waitFor(
+      async () => {
+        const job = await queue.getJob(missed!.id!);
+        return job?.finishedOn ? job : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 250, what: "the missed run to be taken after the restart" },
+    );
+    expect(taken.returnvalue).toEqual({ outcome: "skipped", snapshot_id: null });
+    // Still one scheduler with one next run, after the missed one: the restart neither duplicated it nor made up for it.
+    const pending = await waitFor(
+      async () => {
+        const runs = await nextRuns();
+        return runs.length === 1 && dueAt(runs[0]!.id)! > missedDue ? runs : undefined;
+      },
+      { what: "the run after the missed one" },
+    );
     await pending[0]!.promote();
     const ran = await waitFor(
       async () => (await client.instances.snapshotSchedule.get("surf-src")).last_snapshot_id ?? undefined,
@@ -213,7 +238,7 @@ describe("snapshot schedule across a restart", () => {
     await queue.close();
     await client.instances.snapshotSchedule.delete("surf-src");
     for (const snapshot of made) await client.snapshots.delete(snapshot.id);
-  }, 180_000);
+  }, 300_000); // it waits up to 91 s for a run to be overdue
 });
 
 describe("wait", () => {
