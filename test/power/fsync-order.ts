@@ -65,6 +65,7 @@ async function expectStatus(response: Promise<Response>, status: number, what: s
   return text ? JSON.parse(text) : undefined;
 }
 
+process.exitCode = 1; // until every check has passed
 const steps: string[] = [];
 let failures: string[] = [];
 try {
@@ -104,8 +105,12 @@ try {
 } catch (error) {
   failures.push(`run failed: ${(error as Error).message}\n${output.slice(-4000)}`);
 } finally {
-  supervisor.kill("SIGTERM");
-  await new Promise((resolve) => supervisor.once("exit", resolve));
+  // The supervisor (or strace) may be gone already: then no exit event comes, and waiting would end the run silently.
+  if (supervisor.exitCode === null && supervisor.signalCode === null) {
+    const exited = new Promise((resolve) => supervisor.once("exit", resolve));
+    supervisor.kill("SIGTERM");
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 30_000))]);
+  }
   killProcessesUsing(data.dir);
 }
 
