@@ -4,7 +4,7 @@
 // and a compression run. What a power cut can lose is exactly what was not flushed before it was named, so checking
 // the order is checking every cut point at once:
 //   1. every temporary or staging name renamed (or linked) into the data dir was fsynced before, and its directory
-//      after, by the same process;
+//      after (strace names libuv pool threads by their own ids, so not per process);
 //   2. every payload file in a snapshot directory was flushed (under any of its names) before the last record write
 //      of that snapshot;
 //   3. an instance's device state and shared memory.raw were flushed before its record said Standby.
@@ -160,9 +160,7 @@ function checkTrace(text: string, sourceInstanceId: string): string[] {
     if (!isLeftoverName(path.basename(from))) continue;
     checked++;
     if (!flushedBefore(from, move.index)) problems.push(`${from} renamed to ${to} unflushed`);
-    const dirFlushed = flushes.some(
-      (call) => call.pid === move.pid && call.paths[0] === path.dirname(to) && call.index > move.index,
-    );
+    const dirFlushed = flushes.some((call) => call.paths[0] === path.dirname(to) && call.index > move.index);
     if (!dirFlushed) problems.push(`directory of ${to} not flushed after the rename`);
   }
 
