@@ -35,10 +35,6 @@ export async function announceHost(redis: Redis, prefix: string, host: HostRecor
   await redis.hset(hostsKey(prefix), host.id, JSON.stringify(host));
 }
 
-export async function withdrawHost(redis: Redis, prefix: string, hostId: string): Promise<void> {
-  await redis.hdel(hostsKey(prefix), hostId);
-}
-
 export async function listHosts(redis: Redis, prefix: string): Promise<HostStatus[]> {
   const [entries, clients] = await Promise.all([
     redis.hgetall(hostsKey(prefix)),
