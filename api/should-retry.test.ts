@@ -3,13 +3,12 @@
 import Hypeman from "@onkernel/hypeman";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { subjectOf } from "../shared/events/catalog.ts";
 import { EventStream } from "../shared/events/stream.ts";
 import { queueName } from "../shared/jobs/catalog.ts";
 import { connectRedis, waitForRedisReady } from "../shared/redis.ts";
 import { createTestApp, TEST_API_KEY, type TestApp } from "../test/helpers/app.ts";
 import { announceFakeHost } from "../test/helpers/hosts.ts";
-import { sampleInstance } from "../test/helpers/resources.ts";
+import { projectedInstance } from "../test/helpers/resources.ts";
 
 const HOST = "host-silent";
 let t: TestApp;
@@ -39,17 +38,7 @@ afterAll(async () => {
   await t.close();
 });
 
-async function runningInstance() {
-  const instance = sampleInstance({ host_id: HOST });
-  const { event } = await new EventStream(redis, t.prefix).append(
-    "instance.created",
-    subjectOf.instance(instance.id),
-    { instance },
-    { version: 1 },
-  );
-  await t.projector.waitFor(event.id, 5_000);
-  return instance;
-}
+const runningInstance = () => projectedInstance(new EventStream(redis, t.prefix), t.projector, { host_id: HOST });
 
 describe("x-should-retry", () => {
   it("a 504'd capture is sent once by the SDK, and queued once", async () => {

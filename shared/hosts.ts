@@ -54,10 +54,6 @@ export async function releaseHostLease(redis: Redis, prefix: string, hostId: str
   await redis.del(leaseKey(prefix, hostId));
 }
 
-export async function withdrawHost(redis: Redis, prefix: string, hostId: string): Promise<void> {
-  await redis.hdel(hostsKey(prefix), hostId);
-}
-
 export async function listHosts(redis: Redis, prefix: string): Promise<HostStatus[]> {
   const hosts = Object.values(await redis.hgetall(hostsKey(prefix))).flatMap((text) => {
     const parsed = HOST_RECORD_SCHEMA.safeParse(JSON.parse(text));

@@ -10,7 +10,7 @@ import type { Instance } from "../../shared/schemas/instance.ts";
 import { createTestApp, sdkClient, type TestApp } from "../../test/helpers/app.ts";
 import { jsonOf } from "../../test/helpers/fixtures.ts";
 import { describeWith } from "../../test/helpers/needs.ts";
-import { sampleInstance } from "../../test/helpers/resources.ts";
+import { projectedInstance } from "../../test/helpers/resources.ts";
 
 let t: TestApp;
 let client: Hypeman;
@@ -29,17 +29,7 @@ afterAll(async () => {
   await t.close();
 });
 
-async function created(overrides: Partial<Instance> = {}): Promise<Instance> {
-  const instance = sampleInstance(overrides);
-  const { event } = await stream.append(
-    "instance.created",
-    subjectOf.instance(instance.id),
-    { instance },
-    { version: 1 },
-  );
-  await t.projector.waitFor(event.id, 5_000);
-  return instance;
-}
+const created = (overrides: Partial<Instance> = {}) => projectedInstance(stream, t.projector, overrides);
 
 /**
  * Starts a wait and resolves once the server holds it: subscribed to the projector and not answered. From then on
@@ -171,14 +161,7 @@ describeWith("postgres", "wait on a second replica (postgres)", () => {
 
   it("wakes on an event another replica applied, long before its timeout", async () => {
     const replicaStream = new EventStream(redis, a.prefix);
-    const instance = sampleInstance();
-    const { event } = await replicaStream.append(
-      "instance.created",
-      subjectOf.instance(instance.id),
-      { instance },
-      { version: 1 },
-    );
-    await a.projector.waitFor(event.id, 5_000);
+    const instance = await projectedInstance(replicaStream, a.projector);
     const waiting = b.request(`/instances/${instance.id}/wait?state=Stopped&timeout=30s`);
     // The wait has read the instance and subscribed once B answers a later request (requests run in order here),
     // and B's stream tail is live.

@@ -394,7 +394,7 @@ async function forkHostFor(deps: AppDeps, snapshot: Snapshot, requested: string 
   return requested;
 }
 
-/** Every copy of a deleted snapshot goes too; a copy on an offline host stays listed for a later delete. */
+/** Every copy of a deleted snapshot goes too; a copy on an offline host stays there (logged): nothing comes back for it. */
 async function dropReplicas(deps: AppDeps, snapshotId: string): Promise<void> {
   const hostIds = await deps.redis.smembers(replicaSetKey(deps.redisPrefix, snapshotId));
   if (hostIds.length === 0) return; // most snapshots have no replica: no need to list the hosts

@@ -2,15 +2,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readFile, truncate, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  CODEC_BACKEND_NAMES,
-  CodecError,
-  compressFile,
-  decompressFile,
-  LZ4_LEVELS,
-  readRange,
-  ZSTD_LEVELS,
-} from "./index.ts";
+import { CODEC_BACKEND_NAMES, CodecError, compressFile, decompressFile, LZ4_LEVELS, ZSTD_LEVELS } from "./index.ts";
 import type { CompressionAlgorithm } from "./options.ts";
 import {
   allocatedBytes,
@@ -104,40 +96,6 @@ describe.each(CODEC_BACKEND_NAMES)("%s backend", (backend) => {
     });
   });
 
-  describe("readRange", () => {
-    let compressed: string;
-    let expected: Buffer;
-    beforeAll(async () => {
-      const source = path.join(directory, "range.raw");
-      expected = await writeSparseFile(source, 10 * TEST_CHUNK_SIZE + 999, [
-        { offset: 0, bytes: textBytes(2 * TEST_CHUNK_SIZE + 10) },
-        { offset: 6 * TEST_CHUNK_SIZE - 50, bytes: randomBytes(100) },
-        { offset: 10 * TEST_CHUNK_SIZE, bytes: randomBytes(999) },
-      ]);
-      compressed = `${source}.lz4`;
-      await compressFile(source, compressed, { backend, algorithm: "lz4", chunkSize: TEST_CHUNK_SIZE });
-    });
-
-    it.each([
-      { name: "inside one chunk", offset: 100, length: 1000 },
-      { name: "across chunk boundaries", offset: TEST_CHUNK_SIZE - 7, length: 2 * TEST_CHUNK_SIZE + 20 },
-      { name: "inside a zero chunk", offset: 4 * TEST_CHUNK_SIZE + 5, length: 300 },
-      { name: "data straddling a zero chunk", offset: 6 * TEST_CHUNK_SIZE - 60, length: 120 },
-      { name: "the short last chunk", offset: 10 * TEST_CHUNK_SIZE + 900, length: 99 },
-      { name: "everything", offset: 0, length: 10 * TEST_CHUNK_SIZE + 999 },
-      { name: "nothing", offset: 5, length: 0 },
-    ])("reads $name", async ({ offset, length }) => {
-      const range = await readRange(compressed, offset, length, { backend });
-      expect(range.equals(expected.subarray(offset, offset + length))).toBe(true);
-    });
-
-    it("rejects a range past the end", async () => {
-      await expect(readRange(compressed, 10 * TEST_CHUNK_SIZE, 1000, { backend })).rejects.toThrow(
-        /ends past the uncompressed size/,
-      );
-    });
-  });
-
   describe("damaged input", () => {
     let compressed: string;
     let frameOfChunkOne: { offset: number; length: number };
@@ -175,8 +133,6 @@ describe.each(CODEC_BACKEND_NAMES)("%s backend", (backend) => {
         return bytes;
       });
       await expectRejected(file, /chunk 1 \(bytes 65536–131071\) is corrupt/);
-      await expect(readRange(file, TEST_CHUNK_SIZE + 10, 10, { backend })).rejects.toThrow(/chunk 1 .* is corrupt/);
-      await expect(readRange(file, 10, 10, { backend })).resolves.toHaveLength(10);
     });
 
     it("detects a flipped byte in the seek table", async () => {

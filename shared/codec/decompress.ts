@@ -1,4 +1,4 @@
-// decompressFile and readRange: chunks decoded in parallel or alone, each checked against its seek table checksum.
+// decompressFile: chunks decoded in parallel, each checked against its seek table checksum.
 import { type FileHandle, open } from "node:fs/promises";
 import { type CodecBackend, codecBackend, type FrameCodec } from "./backend.ts";
 import { CodecError, ioStep } from "./errors.ts";
@@ -12,13 +12,7 @@ import {
   trailerLength,
 } from "./format.ts";
 import { isAllZero } from "./holes.ts";
-import {
-  type CodecBackendName,
-  type DecompressOptions,
-  PAGE_SIZE,
-  resolveConcurrency,
-  validateBackendName,
-} from "./options.ts";
+import { type DecompressOptions, PAGE_SIZE, resolveConcurrency, validateBackendName } from "./options.ts";
 import { runWorkers } from "./pipeline.ts";
 
 export interface DecompressResult {
@@ -171,49 +165,6 @@ export async function decompressFile(
       throw error;
     }
     return { uncompressedBytes: index.uncompressedSize };
-  } finally {
-    await source.close();
-  }
-}
-
-/** Reads `length` uncompressed bytes at `offset`, decoding only the chunks that hold them. */
-export async function readRange(
-  path: string,
-  offset: number,
-  length: number,
-  options: { backend?: CodecBackendName } = {},
-): Promise<Buffer> {
-  if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
-    throw new CodecError(
-      "invalid_argument",
-      `range offset and length must be non-negative integers, got ${offset}, ${length}`,
-    );
-  }
-  const backend = await codecBackend(validateBackendName(options.backend));
-  const source = await ioStep("open compressed file", () => open(path, "r"));
-  try {
-    const index = await readChunkIndex(source, backend);
-    if (offset + length > index.uncompressedSize) {
-      throw new CodecError(
-        "invalid_argument",
-        `range ${offset}+${length} ends past the uncompressed size ${index.uncompressedSize}`,
-      );
-    }
-    const result = Buffer.alloc(length);
-    if (length === 0) return result;
-    const reader = new ChunkReader(source, index, backend);
-    const scratch = reader.scratch();
-    const first = Math.floor(offset / index.chunkSize);
-    const last = Math.floor((offset + length - 1) / index.chunkSize);
-    for (let chunkNumber = first; chunkNumber <= last; chunkNumber++) {
-      const data = await reader.read(chunkNumber, scratch);
-      if (!data) continue;
-      const chunkOffset = chunkNumber * index.chunkSize;
-      const from = Math.max(offset, chunkOffset);
-      const to = Math.min(offset + length, chunkOffset + data.length);
-      data.copy(result, from - offset, from - chunkOffset, to - chunkOffset);
-    }
-    return result;
   } finally {
     await source.close();
   }

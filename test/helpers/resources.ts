@@ -1,4 +1,6 @@
 // Realistic resources for tests that drive the read model with events.
+import { subjectOf } from "../../shared/events/catalog.ts";
+import type { EventStream } from "../../shared/events/stream.ts";
 import { newId } from "../../shared/ids.ts";
 import type { Instance } from "../../shared/schemas/instance.ts";
 import type { Snapshot } from "../../shared/schemas/snapshot.ts";
@@ -46,4 +48,21 @@ export function sampleSnapshot(source: Instance, overrides: Partial<Snapshot> = 
     capture_downtime_ms: null,
     ...overrides,
   };
+}
+
+/** Appends `instance.created` for a sample instance and waits until `projector` has applied it. */
+export async function projectedInstance(
+  stream: EventStream,
+  projector: { waitFor(eventId: string, timeoutMs: number): Promise<void> },
+  overrides: Partial<Instance> = {},
+): Promise<Instance> {
+  const instance = sampleInstance(overrides);
+  const { event } = await stream.append(
+    "instance.created",
+    subjectOf.instance(instance.id),
+    { instance },
+    { version: 1 },
+  );
+  await projector.waitFor(event.id, 5_000);
+  return instance;
 }

@@ -4,6 +4,7 @@
 import { existsSync } from "node:fs";
 import { mkdir, stat } from "node:fs/promises";
 import path from "node:path";
+import { touchCacheEntry } from "../../shared/cache-budget.ts";
 import { compressFile } from "../../shared/codec/index.ts";
 import { notFound } from "../../shared/errors.ts";
 import {
@@ -47,6 +48,8 @@ export async function prepareExport(store: SnapshotStore, snapshotId: string): P
       }
       files.push({ name: entry, size: (await stat(target)).size });
     }
+    // Its cache entry was used now: the cache budget evicts least recently used entries first.
+    await touchCacheEntry(store.cacheDir(snapshotId));
     return { record, files };
   });
 }
