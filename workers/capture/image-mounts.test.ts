@@ -46,6 +46,7 @@ async function compressedSnapshot(): Promise<{ id: string; raw: string; image: s
   return { id, raw, image };
 }
 
+const MEMORY_IMAGE = { name: "memory.raw", size: 4 * MIB };
 const mounts = (options: ImageMountsOptions) => new ImageMounts(store, log, options);
 const isMounted = (id: string) =>
   readFileSync("/proc/mounts", "utf8").includes(` ${path.join(data.dir, "mounts", id)} `);
@@ -61,13 +62,13 @@ describe.skipIf(!isRoot)("image mounts", () => {
   it("keeps a mount no VM uses for the idle time, verified once, and unmounts it when the time is up", async () => {
     const { id, raw } = await compressedSnapshot();
     const kept = mounts({ idleMs: 500, maxIdle: 4 });
-    const file = await kept.open(id, "memory.raw");
+    const file = await kept.open(id, MEMORY_IMAGE);
     expect(readFileSync(file).equals(readFileSync(raw))).toBe(true);
     expect(verifications(id)).toBe(1);
 
     await kept.idleAfterUse(id);
     expect(isMounted(id)).toBe(true);
-    expect(await kept.open(id, "memory.raw")).toBe(file); // warm: neither verified nor mounted again
+    expect(await kept.open(id, MEMORY_IMAGE)).toBe(file); // warm: neither verified nor mounted again
     expect(verifications(id)).toBe(1);
     await sleep(800);
     expect(isMounted(id)).toBe(true); // in use again since that open: its timer is gone
@@ -76,7 +77,7 @@ describe.skipIf(!isRoot)("image mounts", () => {
     const idleFrom = performance.now();
     await unmounted(id);
     expect(performance.now() - idleFrom).toBeGreaterThanOrEqual(450);
-    await kept.open(id, "memory.raw"); // cold again
+    await kept.open(id, MEMORY_IMAGE); // cold again
     expect(verifications(id)).toBe(2);
     await kept.idleAfterUse(id);
     await kept.close();
@@ -90,7 +91,7 @@ describe.skipIf(!isRoot)("image mounts", () => {
       await compressedSnapshot(),
     ];
     const kept = mounts({ idleMs: 60_000, maxIdle: 1 });
-    for (const { id } of [first, second, deleted]) await kept.open(id, "memory.raw");
+    for (const { id } of [first, second, deleted]) await kept.open(id, MEMORY_IMAGE);
     await kept.idleAfterUse(first.id);
     await kept.idleAfterUse(second.id);
     expect([isMounted(first.id), isMounted(second.id)]).toEqual([false, true]); // the least recently released went
@@ -106,12 +107,12 @@ describe.skipIf(!isRoot)("image mounts", () => {
   it("reads a kept image whose file changed against its checksums again: refused and unmounted when damaged", async () => {
     const { id, image } = await compressedSnapshot();
     const kept = mounts({ idleMs: 60_000, maxIdle: 4 });
-    await kept.open(id, "memory.raw");
+    await kept.open(id, MEMORY_IMAGE);
     await kept.idleAfterUse(id);
 
     const later = new Date(Date.now() + 5_000);
     utimesSync(image, later, later); // changed, not damaged: verified again, the mount is used as it is
-    await kept.open(id, "memory.raw");
+    await kept.open(id, MEMORY_IMAGE);
     expect(verifications(id)).toBe(2);
     expect(logLines.at(-1)).toContain("snapshot image verified again");
     await kept.idleAfterUse(id);
@@ -122,7 +123,7 @@ describe.skipIf(!isRoot)("image mounts", () => {
     await damaged.read(byte, 0, 1, blockOffset + Math.floor(blockLength / 2));
     await damaged.write(Buffer.from([byte[0]! ^ 0x55]), 0, 1, blockOffset + Math.floor(blockLength / 2));
     await damaged.close();
-    const refused = await kept.open(id, "memory.raw").catch((error: unknown) => error);
+    const refused = await kept.open(id, MEMORY_IMAGE).catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(ApiError);
     expect(refused).toMatchObject({ code: "invalid_state" });
     expect((refused as Error).message).toMatch(/compressed memory image failed verification .* no guest was started/);

@@ -19,7 +19,7 @@ import { effectiveAccel } from "./accel.ts";
 import { HostAnnouncer, type HostState } from "./announcer.ts";
 import { createHostHandlers } from "./handlers.ts";
 import { ImageMounts } from "./image-mounts.ts";
-import { importSnapshotArchive } from "./import.ts";
+import { ImportSlots, importSnapshotArchive } from "./import.ts";
 import { InstanceForker } from "./instance-fork.ts";
 import { InstanceManager } from "./instances.ts";
 import { startPayloadServer } from "./payload-server.ts";
@@ -136,6 +136,7 @@ const cacheTimer = setInterval(() => snapshots.enforceCacheBudget(), CACHE_BUDGE
 
 const fleetSecret = await resolveFleetSecret(redis, config.REDIS_PREFIX, config.FLEET_SECRET);
 const replicas = new Replicas({ hostId, store, redis, prefix: config.REDIS_PREFIX, fleetSecret, log });
+const importSlots = new ImportSlots(config.IMPORT_MAX_CONCURRENT);
 const payloadServer = await startPayloadServer({
   store,
   token: payloadToken(fleetSecret, hostId),
@@ -144,7 +145,15 @@ const payloadServer = await startPayloadServer({
   log,
   importArchive: (snapshotId, body) =>
     importSnapshotArchive(
-      { hostId, store, events, log, queueCompression: (id) => snapshots.queueCompression(id) },
+      {
+        hostId,
+        store,
+        events,
+        log,
+        slots: importSlots,
+        maxBytes: config.IMPORT_MAX_BYTES,
+        queueCompression: (id) => snapshots.queueCompression(id),
+      },
       snapshotId,
       body,
     ),

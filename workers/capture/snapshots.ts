@@ -29,6 +29,7 @@ import {
   type SnapshotStore,
 } from "../../shared/snapshots/store.ts";
 import { allocatedBytesOf, asInsufficientStorage, assertFreeSpace } from "../../shared/storage/free-space.ts";
+import { expectedImage } from "./export-files.ts";
 import type { ImageMounts } from "./image-mounts.ts";
 import type { CommandResult, InstanceManager } from "./instances.ts";
 
@@ -339,7 +340,7 @@ export class SnapshotManager {
     const id = record.snapshot.id;
     const raw = this.options.store.file(id, name);
     if (record.snapshot.compression_state !== "compressed" && existsSync(raw)) return raw;
-    return this.options.mounts.open(id, name);
+    return this.options.mounts.open(id, expectedImage(record, name));
   }
 
   /** Evicts least recently used raw cache entries beyond the budget; never one a VM maps. Logs, never throws. */
