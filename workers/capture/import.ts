@@ -10,6 +10,7 @@ import path from "node:path";
 import { type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { extract, type Extract as TarExtract } from "tar-stream";
+import { ZodError } from "zod";
 import { CodecError, decompressFile, readCompressedHeader } from "../../shared/codec/index.ts";
 import { ApiError, conflict } from "../../shared/errors.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
@@ -84,11 +85,12 @@ export async function importSnapshotArchive(
   snapshotId: string,
   body: Readable,
 ): Promise<{ snapshot: Snapshot; event_id: string }> {
-  let release: () => void;
+  let release = () => {};
   try {
     release = deps.slots.take();
     await claimId(deps.store, snapshotId);
   } catch (error) {
+    release();
     body.resume(); // read the rest so the caller gets the answer rather than a reset connection
     throw error;
   }
@@ -243,9 +245,18 @@ function parseJsonEntry<T>(staging: string, name: string, schema: { parse(value:
   try {
     return schema.parse(JSON.parse(readFileSync(path.join(staging, name), "utf8")));
   } catch (error) {
-    throw invalid(`${name} is not valid: ${(error as Error).message.slice(0, 300)}`, error);
+    throw invalid(`${name} is not valid: ${describeProblem(error).slice(0, 300)}`, error);
   }
 }
+
+/** A schema failure as `field.path: message; …` (a JSON syntax error as it is). */
+function describeProblem(error: unknown): string {
+  if (!(error instanceof ZodError)) return (error as Error).message;
+  return error.issues.map((issue) => `${issue.path.map(pathPart).join(".")}: ${issue.message}`).join("; ");
+}
+
+/** A field name as it is when plain, else quoted and escaped: a message never carries a NUL or a control character. */
+const pathPart = (part: PropertyKey) => (/^[\w-]+$/.test(String(part)) ? String(part) : JSON.stringify(String(part)));
 
 /**
  * Decodes every `<payload>.sfc` in `staging` (which checks each chunk against its seek table), verifies a compressed
