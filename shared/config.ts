@@ -161,6 +161,10 @@ export const ENV_SCHEMA = z.object({
   CONSOLE_LOG_MAX_BYTES: positiveInt.min(4_096).default(8 * 1024 * 1024),
   /** Bytes the cache of seekable copies of raw payloads (made for exports and pulls) may hold before LRU entries go. */
   RAW_CACHE_BUDGET_BYTES: positiveInt.default(4 * 1024 ** 3),
+  /** The largest snapshot archive a host imports (POST /snapshots/import): 413 beyond it. */
+  IMPORT_MAX_BYTES: positiveInt.min(1024 * 1024).default(128 * 1024 ** 3),
+  /** Imports a host runs at once; one more is a 503 until one ends. */
+  IMPORT_MAX_CONCURRENT: positiveInt.max(64).default(2),
   /** A compressed snapshot's image mount no VM uses is kept this long for the next fork (0: unmounted at once). */
   IMAGE_MOUNT_IDLE_MS: z.coerce.number().int().min(0).max(86_400_000).default(600_000),
   /** At most this many unused image mounts are kept; beyond it the least recently used is unmounted. */

@@ -52,15 +52,21 @@ export const importSnapshotRoute = createRoute({
   description:
     "Extension. The body is an archive from GET /snapshots/{id}/export, streamed (no body size limit). It becomes a " +
     "new snapshot (new id, no name) on `host_id` or on the least loaded online host, once every sha256 in its " +
-    "manifest and every chunk checksum of its seek tables check out. A damaged or truncated archive is a 400 naming " +
-    "what is wrong, and leaves nothing behind.",
+    "manifest and every chunk checksum of its seek tables check out, its record is within the request limits (names, " +
+    "tags, image, size, vCPUs) and its squashfs image is exactly one regular file of the recorded size. A damaged, " +
+    "truncated or out-of-limit archive is a 400 naming what is wrong, and leaves nothing behind; beyond " +
+    "IMPORT_MAX_BYTES a 413; a host without room for the declared sizes a 507; a host running IMPORT_MAX_CONCURRENT " +
+    "imports a 503.",
   tags: ["Snapshots"],
   security: BEARER_SECURITY,
   request: {
     query: z.object({ host_id: HOST_ID.optional().openapi({ description: "The host to import onto" }) }),
     body: { content: { [TAR]: { schema: ARCHIVE_BODY } }, required: true },
   },
-  responses: { 201: jsonResponse(SNAPSHOT_SCHEMA, "The imported snapshot"), ...errorResponses(400, 504) },
+  responses: {
+    201: jsonResponse(SNAPSHOT_SCHEMA, "The imported snapshot"),
+    ...errorResponses(400, 413, 504, 507),
+  },
 });
 
 export function registerSnapshotTransferRoutes(app: App, deps: AppDeps): void {

@@ -127,6 +127,23 @@ async function writeSparsely(handle: FileHandle, data: Buffer, position: number)
   }
 }
 
+/** What a compressed file declares in its (checked) trailer, read before anything is decoded from it. */
+export interface CompressedFileHeader {
+  uncompressedSize: number;
+  chunkSize: number;
+}
+
+export async function readCompressedHeader(file: string): Promise<CompressedFileHeader> {
+  const backend = await codecBackend();
+  const handle = await ioStep("open compressed file", () => open(file, "r"));
+  try {
+    const { uncompressedSize, chunkSize } = await readChunkIndex(handle, backend);
+    return { uncompressedSize, chunkSize };
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Decompresses into a sparse file: zero chunks and zero pages stay holes; every chunk is verified before it is written. */
 export async function decompressFile(
   sourcePath: string,

@@ -1,9 +1,11 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { describeWith } from "../../test/helpers/needs.ts";
-import { CODEC_BACKEND_NAMES, CodecError, compressFile, decompressFile } from "./index.ts";
+import { codecBackend } from "./backend.ts";
+import { encodeTrailer, trailerLength } from "./format.ts";
+import { CODEC_BACKEND_NAMES, CodecError, compressFile, decompressFile, readCompressedHeader } from "./index.ts";
 import { listFiles, makeTemporaryDirectory, run, TEST_CHUNK_SIZE } from "./test-files.ts";
 
 let directory: string;
@@ -88,5 +90,36 @@ describe.each(CODEC_BACKEND_NAMES)("%s backend", (backend) => {
         expect(await listFiles(mountPoint)).toEqual([]);
       });
     });
+  });
+});
+
+describe("sizes a file declares", () => {
+  it("refuses a seek table whose chunk size is beyond the format's bounds before decoding anything", async () => {
+    const small = path.join(directory, "small.raw");
+    await writeFile(small, randomBytes(10_000));
+    const compressed = path.join(directory, "small.zst");
+    await compressFile(small, compressed, { algorithm: "zstd", chunkSize: TEST_CHUNK_SIZE });
+    const bytes = await readFile(compressed);
+    const backend = await codecBackend();
+    const framesLength = bytes.length - trailerLength(1);
+    const header = await readCompressedHeader(compressed);
+    // The one chunk's entry as it is, under an index that claims 2 GiB chunks (its checksum recomputed).
+    const entryAt = bytes.length - 9 - 12; // the last seek table entry sits before the 9-byte footer
+    const chunk = {
+      frameOffset: 0,
+      frameLength: bytes.readUInt32LE(entryAt),
+      offset: 0,
+      length: bytes.readUInt32LE(entryAt + 4),
+      checksum: bytes.readUInt32LE(entryAt + 8),
+      zero: false,
+    };
+    const trailer = encodeTrailer(
+      { algorithm: "zstd", level: 1, chunkSize: 2 ** 31, uncompressedSize: header.uncompressedSize, chunks: [chunk] },
+      backend.checksum,
+    );
+    const hostile = path.join(directory, "huge-chunk.zst");
+    await writeFile(hostile, Buffer.concat([bytes.subarray(0, framesLength), trailer]));
+    await expect(readCompressedHeader(hostile)).rejects.toThrow(/chunk size of 2147483648 bytes, outside/);
+    await expect(decompressFile(hostile, path.join(directory, "huge-chunk.raw"))).rejects.toBeInstanceOf(CodecError);
   });
 });

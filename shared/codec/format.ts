@@ -10,7 +10,7 @@
 // All integers are little-endian. Frame offsets are the running sum of compressed sizes. `zstd -d` and `lz4 -d`
 // skip both skippable frames, so they decode the file to the original bytes.
 import { CodecError } from "./errors.ts";
-import type { CompressionAlgorithm } from "./options.ts";
+import { type CompressionAlgorithm, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from "./options.ts";
 
 const INDEX_FRAME_MAGIC = 0x184d2a5c;
 const SEEK_TABLE_FRAME_MAGIC = 0x184d2a5e;
@@ -135,7 +135,13 @@ export function decodeTrailer(trailer: Buffer, chunkCount: number, fileSize: num
   if (!algorithm) corrupt(`names an unknown algorithm id ${trailer[13]}`);
   const level = trailer[14]!;
   const chunkSize = 2 ** trailer[15]!;
-  const uncompressedSize = Number(trailer.readBigUInt64LE(16));
+  // Sizes from the file are bounded before anything is allocated or written from them.
+  if (chunkSize < MIN_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE) {
+    corrupt(`declares a chunk size of ${chunkSize} bytes, outside ${MIN_CHUNK_SIZE}-${MAX_CHUNK_SIZE}`);
+  }
+  const declaredSize = trailer.readBigUInt64LE(16);
+  if (declaredSize > BigInt(Number.MAX_SAFE_INTEGER)) corrupt(`declares an impossible size of ${declaredSize} bytes`);
+  const uncompressedSize = Number(declaredSize);
   if (trailer.readUInt32LE(24) !== chunkCount || Math.ceil(uncompressedSize / chunkSize) !== chunkCount) {
     corrupt("has an index that disagrees with its seek table");
   }

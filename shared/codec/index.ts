@@ -2,7 +2,12 @@
 export { selectCodecBackendOrExit } from "./backend.ts";
 export { type BlockCodec, blockCodec, type CompressedBlock } from "./blocks.ts";
 export { type CompressResult, compressFile } from "./compress.ts";
-export { type DecompressResult, decompressFile } from "./decompress.ts";
+export {
+  type CompressedFileHeader,
+  type DecompressResult,
+  decompressFile,
+  readCompressedHeader,
+} from "./decompress.ts";
 export { CodecError, type CodecErrorCode, ioStep } from "./errors.ts";
 export { readExactly, writeFully } from "./files.ts";
 export { type DataExtent, ExtentCursor } from "./holes.ts";

@@ -1,6 +1,7 @@
 // Field rules shared by resources: names, tags, sizes, timestamps.
 
 import { HOST_ID_PATTERN } from "../host-id.ts";
+import { isImageName } from "../hypervisor/image.ts";
 import { HYPERVISOR_NAMES } from "../hypervisor/types.ts";
 import { ID_PATTERN } from "../ids.ts";
 import { z } from "../zod.ts";
@@ -40,6 +41,11 @@ export const TAGS = z
   )
   .refine((tags) => Object.keys(tags).length <= MAX_TAGS, `at most ${MAX_TAGS} tags`)
   .openapi({ description: "User-defined key-value tags.", example: { team: "backend", env: "staging" } });
+
+/** A guest image's name: one plain directory name under the images dir (shared/hypervisor/image.ts). */
+export const IMAGE_NAME = z
+  .string()
+  .refine(isImageName, "lowercase letters, digits, . _ - only, at most 64, starting with a letter or digit, no ..");
 
 /** The id of an instance or snapshot: job payloads carry only these, so none can name a path outside its dir. */
 export const RESOURCE_ID = z.string().regex(ID_PATTERN, "not a resource id");

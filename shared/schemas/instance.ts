@@ -2,7 +2,17 @@
 
 import { goDuration } from "../duration.ts";
 import { z } from "../zod.ts";
-import { HOST_ID, HOST_ONLINE, HYPERVISOR, RESOURCE_NAME, sizeString, TAGS, TIMESTAMP } from "./common.ts";
+import {
+  HOST_ID,
+  HOST_ONLINE,
+  HYPERVISOR,
+  IMAGE_NAME,
+  RESOURCE_ID,
+  RESOURCE_NAME,
+  sizeString,
+  TAGS,
+  TIMESTAMP,
+} from "./common.ts";
 import { COMPRESSION_CONFIG } from "./compression.ts";
 import { TARGET_STATE } from "./snapshot.ts";
 
@@ -48,6 +58,17 @@ export const MEMORY_LOAD = z
 
 export const MEMORY_LIMITS = { min: 64 * 1024 ** 2, max: 16 * 1024 ** 3, default: "256MB" } as const;
 export const DISK_LIMITS = { min: 16 * 1024 ** 2, max: 64 * 1024 ** 3, default: "256MB" } as const;
+export const VCPU_LIMITS = { min: 1, max: 16, default: 1 } as const;
+
+/** The request limits of an instance's fields: requests and imported records both pass these. */
+const INSTANCE_FIELDS = {
+  name: RESOURCE_NAME,
+  image: IMAGE_NAME,
+  size: sizeString(MEMORY_LIMITS.min, MEMORY_LIMITS.max, "size"),
+  overlay_size: sizeString(DISK_LIMITS.min, DISK_LIMITS.max, "overlay_size"),
+  vcpus: z.number().int().min(VCPU_LIMITS.min).max(VCPU_LIMITS.max),
+  tags: TAGS,
+};
 
 export const INSTANCE_SCHEMA = z
   .object({
@@ -78,15 +99,21 @@ export const INSTANCE_SCHEMA = z
 
 export type Instance = z.infer<typeof INSTANCE_SCHEMA>;
 
+/**
+ * An instance a host may run: the stored shape within the request limits. Imported records are parsed with it, and a
+ * host checks every instance it is about to boot against it again (a fork takes its source from a record).
+ */
+export const RUNNABLE_INSTANCE = INSTANCE_SCHEMA.extend({ id: RESOURCE_ID, ...INSTANCE_FIELDS });
+
 export const CREATE_INSTANCE_BODY = z
   .object({
-    name: RESOURCE_NAME,
-    image: z.string().min(1).max(128).default("busybox"),
-    size: sizeString(MEMORY_LIMITS.min, MEMORY_LIMITS.max, "size").default(MEMORY_LIMITS.default),
-    overlay_size: sizeString(DISK_LIMITS.min, DISK_LIMITS.max, "overlay_size").default(DISK_LIMITS.default),
-    vcpus: z.number().int().min(1).max(16).default(1),
+    name: INSTANCE_FIELDS.name,
+    image: INSTANCE_FIELDS.image.default("busybox"),
+    size: INSTANCE_FIELDS.size.default(MEMORY_LIMITS.default),
+    overlay_size: INSTANCE_FIELDS.overlay_size.default(DISK_LIMITS.default),
+    vcpus: INSTANCE_FIELDS.vcpus.default(VCPU_LIMITS.default),
     hypervisor: HYPERVISOR.default("qemu"),
-    tags: TAGS.optional(),
+    tags: INSTANCE_FIELDS.tags.optional(),
     snapshot_policy: SNAPSHOT_POLICY.optional(),
     memory_load: MEMORY_LOAD.optional(),
     host_id: HOST_ID.optional().openapi({

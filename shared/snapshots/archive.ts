@@ -10,9 +10,13 @@
 // An importer checks the manifest's hashes, every chunk checksum of the seek tables and every piece of an image
 // against its checksum list before the snapshot exists.
 
+import { RESOURCE_ID, RESOURCE_NAME, TAGS } from "../schemas/common.ts";
+import { COMPRESSION_CONFIG } from "../schemas/compression.ts";
+import { MEMORY_LIMITS, RUNNABLE_INSTANCE } from "../schemas/instance.ts";
+import { SNAPSHOT_SCHEMA } from "../schemas/snapshot.ts";
 import { checksumsFile } from "../squashfs/checksums.ts";
 import { z } from "../zod.ts";
-import { COMPRESSED_SUFFIX, DEVICE_STATE_FILE, DISK_FILE, MEMORY_FILE } from "./store.ts";
+import { COMPRESSED_SUFFIX, DEVICE_STATE_FILE, DISK_FILE, MEMORY_FILE, SNAPSHOT_RECORD } from "./store.ts";
 
 /** A raw payload file in the codec's seekable form, as exports and transfers carry it. */
 export const SEEKABLE_SUFFIX = ".sfc";
@@ -44,6 +48,38 @@ export const ARCHIVE_MANIFEST = z.object({
   ),
 });
 export type ArchiveManifest = z.infer<typeof ARCHIVE_MANIFEST>;
+
+/** QEMU's version and machine type as a host reports them: short, plain words. */
+const QEMU_WORD = z
+  .string()
+  .regex(/^[A-Za-z0-9._+-]{1,64}$/)
+  .nullable()
+  .optional();
+/** The largest payload size a record may declare: a device-state stream holds at most the RAM plus device state. */
+const MAX_DECLARED_BYTES = 2 * MEMORY_LIMITS.max;
+
+/**
+ * A record that came from outside (an archive, another host): the stored shape held to the request limits, so no
+ * imported field is anything a request could not have made (names, tags, ids, image, sizes, vCPUs).
+ */
+export const ARCHIVE_RECORD = SNAPSHOT_RECORD.extend({
+  snapshot: SNAPSHOT_SCHEMA.extend({
+    id: RESOURCE_ID,
+    name: RESOURCE_NAME.nullable(),
+    tags: TAGS,
+    source_instance_id: RESOURCE_ID,
+    source_instance_name: RESOURCE_NAME,
+    compression: SNAPSHOT_SCHEMA.shape.compression.refine(
+      (compression) => COMPRESSION_CONFIG.safeParse(compression).success,
+      "compression algorithm or level out of range",
+    ),
+    compressed_size_bytes: z.number().int().nonnegative().max(MAX_DECLARED_BYTES).nullable(),
+    uncompressed_size_bytes: z.number().int().nonnegative().max(MAX_DECLARED_BYTES).nullable(),
+    qemu_version: QEMU_WORD,
+    machine_type: QEMU_WORD,
+  }),
+  source: RUNNABLE_INSTANCE,
+});
 
 /** What a host's payload server lists for an export: the record and the files to put in the archive, in order. */
 export const EXPORT_LISTING = z.object({

@@ -7,6 +7,7 @@ import path from "node:path";
 import { touchCacheEntry } from "../../shared/cache-budget.ts";
 import { compressFile } from "../../shared/codec/index.ts";
 import { notFound } from "../../shared/errors.ts";
+import { parseSize } from "../../shared/schemas/common.ts";
 import {
   EXPORT_COMPRESSION,
   type ExportListing,
@@ -14,11 +15,42 @@ import {
   SEEKABLE_SUFFIX,
 } from "../../shared/snapshots/archive.ts";
 import {
+  DEVICE_STATE_FILE,
+  DISK_FILE,
   isStoredAsImage,
+  MEMORY_FILE,
   payloadFiles,
   type SnapshotRecord,
   type SnapshotStore,
 } from "../../shared/snapshots/store.ts";
+import { ImageIntegrityError } from "../../shared/squashfs/checksums.ts";
+import type { ExpectedImage } from "../../shared/squashfs/inspect.ts";
+
+/** The one file a record's stored image holds: its payload file, of its uncompressed size (within payloadSizeProblem). */
+export function expectedImage(record: SnapshotRecord, name: string): ExpectedImage {
+  const size = record.snapshot.uncompressed_size_bytes;
+  if (size === null) throw new ImageIntegrityError(`snapshot ${record.snapshot.id} records no uncompressed size`);
+  const problem = payloadSizeProblem(record, name, size);
+  if (problem) throw new ImageIntegrityError(`snapshot ${record.snapshot.id}: its ${name} image ${problem}`);
+  return { name, size };
+}
+
+/** A device-state stream holds the RAM (stream layout) plus the devices' state: at most this much beyond the RAM. */
+const DEVICE_STATE_EXTRA_BYTES = 256 * 1024 ** 2;
+
+/**
+ * What is wrong with raw payload file `name` of `bytes` bytes for this record, or undefined: the disk is the source's
+ * overlay size, memory.raw its RAM size, and a device-state stream at most its RAM plus DEVICE_STATE_EXTRA_BYTES.
+ */
+export function payloadSizeProblem(record: SnapshotRecord, name: string, bytes: number): string | undefined {
+  const memoryBytes = parseSize(record.source.size)!;
+  if (name === DISK_FILE && bytes !== parseSize(record.source.overlay_size))
+    return `declares ${bytes} bytes for a disk of ${record.source.overlay_size}`;
+  if (name === MEMORY_FILE && bytes !== memoryBytes) return `declares ${bytes} bytes for ${record.source.size} of RAM`;
+  if (name === DEVICE_STATE_FILE && bytes > memoryBytes + DEVICE_STATE_EXTRA_BYTES)
+    return `declares ${bytes} bytes of device state for ${record.source.size} of RAM`;
+  return undefined;
+}
 
 /** The entries that carry a record's payload, in archive order. */
 export function payloadEntries(record: SnapshotRecord): string[] {

@@ -47,6 +47,7 @@ async function compressedSnapshot(): Promise<{ id: string; raw: string; image: s
   return { id, raw, image };
 }
 
+const MEMORY_IMAGE = { name: "memory.raw", size: 4 * MIB };
 const mounts = (options: ImageMountsOptions) => new ImageMounts(store, log, options);
 const isMounted = (id: string) =>
   readFileSync("/proc/mounts", "utf8").includes(` ${path.join(data.dir, "mounts", id)} `);
@@ -62,18 +63,18 @@ describeWith("root", "image mounts", () => {
   it("keeps a mount no VM uses for the idle time, verified once, and unmounts it when the time is up", async () => {
     const { id, raw } = await compressedSnapshot();
     const kept = mounts({ idleMs: IDLE_MS, maxIdle: 4 });
-    const file = await kept.open(id, "memory.raw");
+    const file = await kept.open(id, MEMORY_IMAGE);
     expect(readFileSync(file).equals(readFileSync(raw))).toBe(true);
     expect(verifications(id)).toBe(1);
 
     await kept.idleAfterUse(id);
     expect(isMounted(id)).toBe(true);
-    expect(await kept.open(id, "memory.raw")).toBe(file); // warm: neither verified nor mounted again
+    expect(await kept.open(id, MEMORY_IMAGE)).toBe(file); // warm: neither verified nor mounted again
     expect(verifications(id)).toBe(1);
     // In use again since that open, so its timer is gone. A marker snapshot idled now expires after the one the open
     // should have cleared (same delay, set later); that expiry, had it run, holds the snapshot's lock until done.
     const marker = await compressedSnapshot();
-    await kept.open(marker.id, "memory.raw");
+    await kept.open(marker.id, MEMORY_IMAGE);
     await kept.idleAfterUse(marker.id);
     await unmounted(marker.id);
     await store.withLock(id, async () => {});
@@ -84,7 +85,7 @@ describeWith("root", "image mounts", () => {
     await unmounted(id);
     // The idle time is the behaviour: never unmounted before it (timers do not fire early; 10% for clock rounding).
     expect(performance.now() - idleFrom).toBeGreaterThanOrEqual(IDLE_MS * 0.9);
-    await kept.open(id, "memory.raw"); // cold again
+    await kept.open(id, MEMORY_IMAGE); // cold again
     expect(verifications(id)).toBe(2);
     await kept.idleAfterUse(id);
     await kept.close();
@@ -98,7 +99,7 @@ describeWith("root", "image mounts", () => {
       await compressedSnapshot(),
     ];
     const kept = mounts({ idleMs: 60_000, maxIdle: 1 });
-    for (const { id } of [first, second, deleted]) await kept.open(id, "memory.raw");
+    for (const { id } of [first, second, deleted]) await kept.open(id, MEMORY_IMAGE);
     await kept.idleAfterUse(first.id);
     await kept.idleAfterUse(second.id);
     expect([isMounted(first.id), isMounted(second.id)]).toEqual([false, true]); // the least recently released went
@@ -114,12 +115,12 @@ describeWith("root", "image mounts", () => {
   it("reads a kept image whose file changed against its checksums again: refused and unmounted when damaged", async () => {
     const { id, image } = await compressedSnapshot();
     const kept = mounts({ idleMs: 60_000, maxIdle: 4 });
-    await kept.open(id, "memory.raw");
+    await kept.open(id, MEMORY_IMAGE);
     await kept.idleAfterUse(id);
 
     const later = new Date(Date.now() + 5_000);
     utimesSync(image, later, later); // changed, not damaged: verified again, the mount is used as it is
-    await kept.open(id, "memory.raw");
+    await kept.open(id, MEMORY_IMAGE);
     expect(verifications(id)).toBe(2);
     expect(logLines.at(-1)).toContain("snapshot image verified again");
     await kept.idleAfterUse(id);
@@ -130,7 +131,7 @@ describeWith("root", "image mounts", () => {
     await damaged.read(byte, 0, 1, blockOffset + Math.floor(blockLength / 2));
     await damaged.write(Buffer.from([byte[0]! ^ 0x55]), 0, 1, blockOffset + Math.floor(blockLength / 2));
     await damaged.close();
-    const refused = await kept.open(id, "memory.raw").catch((error: unknown) => error);
+    const refused = await kept.open(id, MEMORY_IMAGE).catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(ApiError);
     expect(refused).toMatchObject({ code: "invalid_state" });
     expect((refused as Error).message).toMatch(/compressed memory image failed verification .* no guest was started/);

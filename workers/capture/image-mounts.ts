@@ -16,10 +16,14 @@ import type { Logger } from "../../shared/logger.ts";
 import { processMaps } from "../../shared/process-maps.ts";
 import { COMPRESSED_SUFFIX, type SnapshotStore } from "../../shared/snapshots/store.ts";
 import { ImageIntegrityError, verifyImage } from "../../shared/squashfs/checksums.ts";
+import { checkImageStructure, type ExpectedImage } from "../../shared/squashfs/inspect.ts";
 
 const MOUNTS_DIR = "mounts";
 const UNMOUNT_RETRIES = 20;
 const UNMOUNT_RETRY_MS = 50;
+/** Nothing on an image is run, opened as a device, setuid, or followed as a link. */
+const MOUNT_OPTIONS = "loop,ro,nodev,nosuid,noexec";
+const NO_SYMLINKS = "nosymfollow";
 
 export interface ImageMountsOptions {
   /** IMAGE_MOUNT_IDLE_MS: how long a mount no VM uses is kept for the next fork; 0 unmounts it at once. */
@@ -36,6 +40,8 @@ export class ImageMounts {
   private readonly verified = new Map<string, ImageIdentity>();
   /** Unused mounts kept for the next fork, with their expiry timers, least recently released first. */
   private readonly idle = new Map<string, NodeJS.Timeout>();
+  /** Whether this kernel takes `nosymfollow` (Linux 5.10+); learnt at the first mount. */
+  private symlinksRefusable = true;
 
   constructor(
     private readonly store: SnapshotStore,
@@ -59,11 +65,13 @@ export class ImageMounts {
   }
 
   /**
-   * The path of `name` inside the snapshot's mounted image. An image this process has not verified, or whose file
-   * changed since (its inode, size, mtime or ctime), is read whole against its checksums first, and mounted if it is
-   * not: a damaged image is refused before any guest sees a byte. Call under the snapshot's lock.
+   * The path of `expected.name` inside the snapshot's mounted image. An image this process has not verified, or whose
+   * file changed since (its inode, size, mtime or ctime), is read whole against its checksums and checked to be
+   * exactly one regular file of the expected name and size first, and mounted if it is not: a damaged or foreign
+   * image is refused before any guest sees a byte. Call under the snapshot's lock.
    */
-  async open(snapshotId: string, name: string): Promise<string> {
+  async open(snapshotId: string, expected: ExpectedImage): Promise<string> {
+    const { name } = expected;
     this.forgetIdle(snapshotId);
     const mountPoint = this.mountPoint(snapshotId);
     const image = this.store.file(snapshotId, `${name}${COMPRESSED_SUFFIX}`);
@@ -73,6 +81,7 @@ export class ImageMounts {
     const started = performance.now();
     try {
       await verifyImage(image);
+      await checkImageStructure(image, expected);
     } catch (error) {
       if (!(error instanceof ImageIntegrityError)) throw error;
       this.verified.delete(snapshotId);
@@ -86,7 +95,7 @@ export class ImageMounts {
     const verifiedMs = performance.now() - started;
     if (!mounted) {
       await mkdir(mountPoint, { recursive: true });
-      await run("mount", ["-t", "squashfs", "-o", "loop,ro,nodev,nosuid", image, mountPoint]);
+      await this.mount(image, mountPoint);
     }
     if (identity) this.verified.set(snapshotId, identity); // it is: the image was just read
     this.log.info(
@@ -94,6 +103,28 @@ export class ImageMounts {
       mounted ? "snapshot image verified again" : "snapshot image verified and mounted",
     );
     return path.join(mountPoint, name);
+  }
+
+  /** Mounts with `nosymfollow` where the kernel has it (an image holds no links anyway: checkImageStructure). */
+  private async mount(image: string, mountPoint: string): Promise<void> {
+    const options = this.symlinksRefusable ? `${MOUNT_OPTIONS},${NO_SYMLINKS}` : MOUNT_OPTIONS;
+    try {
+      await run("mount", ["-t", "squashfs", "-o", options, image, mountPoint]);
+    } catch (error) {
+      if (!this.symlinksRefusable || !(await this.kernelLacksNoSymfollow(image, mountPoint))) throw error;
+      this.log.warn("this kernel has no nosymfollow mount option: images are mounted without it");
+    }
+  }
+
+  /** Tries the mount without `nosymfollow`: true if that worked, so the kernel is the one that lacks it. */
+  private async kernelLacksNoSymfollow(image: string, mountPoint: string): Promise<boolean> {
+    try {
+      await run("mount", ["-t", "squashfs", "-o", MOUNT_OPTIONS, image, mountPoint]);
+    } catch {
+      return false;
+    }
+    this.symlinksRefusable = false;
+    return true;
   }
 
   /**

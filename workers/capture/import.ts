@@ -1,16 +1,18 @@
 // Imports a snapshot archive (shared/snapshots/archive.ts) streamed in from the API as a new snapshot on this host.
-// Everything lands in a staging directory first; the manifest's sha256s, every seek-table chunk checksum and every
-// piece of a squashfs image against its checksum list are checked before the snapshot's directory, record and event exist. Any failure is a 400 naming what is wrong and
-// leaves nothing behind.
+// Everything lands in a staging directory first; the record against the request limits, the manifest's sha256s,
+// every declared size, every seek-table chunk checksum, and a squashfs image's structure and every piece of it are
+// checked before the snapshot's directory, record and event exist. Any failure is a 400 naming what is wrong and
+// leaves nothing behind; an id that exists is a 409 and is never touched; a full host is a 507.
 import { createHash } from "node:crypto";
-import { createWriteStream, readFileSync } from "node:fs";
-import { mkdir, rm, unlink } from "node:fs/promises";
+import { createWriteStream, existsSync, readFileSync } from "node:fs";
+import { mkdir, rename, rm, unlink } from "node:fs/promises";
 import path from "node:path";
 import { type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { extract, type Extract as TarExtract } from "tar-stream";
-import { CodecError, decompressFile } from "../../shared/codec/index.ts";
-import { ApiError } from "../../shared/errors.ts";
+import { ZodError } from "zod";
+import { CodecError, decompressFile, readCompressedHeader } from "../../shared/codec/index.ts";
+import { ApiError, conflict } from "../../shared/errors.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
 import { commitStagedDirectory } from "../../shared/files.ts";
 import { nextStamp } from "../../shared/host-records.ts";
@@ -20,6 +22,7 @@ import {
   ARCHIVE_MANIFEST,
   ARCHIVE_MANIFEST_ENTRY,
   ARCHIVE_PAYLOAD_ENTRIES,
+  ARCHIVE_RECORD,
   ARCHIVE_RECORD_ENTRY,
   type ArchiveManifest,
   SEEKABLE_SUFFIX,
@@ -29,20 +32,43 @@ import {
   isStoredAsImage,
   payloadFiles,
   publishSnapshotRecord,
-  SNAPSHOT_RECORD,
   type SnapshotRecord,
   type SnapshotStore,
 } from "../../shared/snapshots/store.ts";
 import { ImageIntegrityError, verifyImage } from "../../shared/squashfs/checksums.ts";
+import { checkImageStructure } from "../../shared/squashfs/inspect.ts";
+import { assertFreeSpace } from "../../shared/storage/free-space.ts";
 import { stagingPath } from "../../shared/temp-names.ts";
-import { payloadEntries } from "./export-files.ts";
+import { expectedImage, payloadEntries, payloadSizeProblem } from "./export-files.ts";
 
 const MAX_JSON_ENTRY_BYTES = 4 * 1024 * 1024;
 
 type TarEntry = TarExtract extends AsyncIterable<infer Entry> ? Entry : never;
 
+/** Imports running on this host at once, at most IMPORT_MAX_CONCURRENT: one more is a 503 before a byte is read. */
+export class ImportSlots {
+  private running = 0;
+
+  constructor(private readonly max: number) {}
+
+  take(): () => void {
+    if (this.running >= this.max) {
+      throw new ApiError("unavailable", `this host runs ${this.max} imports already: try again when one ends`);
+    }
+    this.running++;
+    let released = false;
+    return () => {
+      if (!released) this.running--;
+      released = true;
+    };
+  }
+}
+
 export interface ImportDeps {
   hostId: string;
+  slots: ImportSlots;
+  /** IMPORT_MAX_BYTES: the largest archive this host takes (413 beyond it). */
+  maxBytes: number;
   store: SnapshotStore;
   events: EventStream;
   log: Logger;
@@ -63,16 +89,57 @@ export async function importSnapshotArchive(
   snapshotId: string,
   body: Readable,
 ): Promise<{ snapshot: Snapshot; event_id: string }> {
-  const staging = stagingPath(deps.store.root, "import", snapshotId);
-  await rm(staging, { recursive: true, force: true });
-  await mkdir(staging, { recursive: true });
+  let release = () => {};
   try {
-    const received = await receiveEntries(body, staging);
+    release = deps.slots.take();
+    await claimId(deps.store, snapshotId);
+  } catch (error) {
+    release();
+    body.resume(); // read the rest so the caller gets the answer rather than a reset connection
+    throw error;
+  }
+  try {
+    return await importClaimed(deps, snapshotId, body);
+  } finally {
+    release();
+  }
+}
+
+const stagingDir = (store: SnapshotStore, snapshotId: string) => stagingPath(store.root, "import", snapshotId);
+
+/**
+ * Makes the import's staging directory, which claims the id: a second import of it fails here (409), and so does an
+ * id a snapshot of this host has. Nothing that exists is removed.
+ */
+async function claimId(store: SnapshotStore, snapshotId: string): Promise<void> {
+  await mkdir(store.root, { recursive: true });
+  try {
+    await mkdir(stagingDir(store, snapshotId));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    throw conflict(`an import of snapshot ${snapshotId} is already running on this host`);
+  }
+  if (existsSync(store.dir(snapshotId))) {
+    await rm(stagingDir(store, snapshotId), { recursive: true, force: true });
+    throw conflict(`snapshot ${snapshotId} exists on this host`);
+  }
+}
+
+/** The import once its id is claimed: on failure it removes only what it made (staging, then the new snapshot). */
+async function importClaimed(
+  deps: ImportDeps,
+  snapshotId: string,
+  body: Readable,
+): Promise<{ snapshot: Snapshot; event_id: string }> {
+  const staging = stagingDir(deps.store, snapshotId);
+  try {
+    const received = await receiveEntries(body, staging, deps);
     const record = await verifiedRecord(staging, received);
     await unlink(path.join(staging, ARCHIVE_RECORD_ENTRY));
     await unlink(path.join(staging, ARCHIVE_MANIFEST_ENTRY));
     const installed = await installPayload(
       deps.store,
+      deps.hostId,
       staging,
       record,
       { id: snapshotId, host_id: deps.hostId, name: null },
@@ -95,10 +162,15 @@ export async function importSnapshotArchive(
   }
 }
 
-/** Reads every entry into `staging`, hashing as it goes. */
-async function receiveEntries(body: Readable, staging: string): Promise<Map<string, ReceivedEntry>> {
+/** Reads every entry into `staging`, hashing as it goes, within `maxBytes` in all and the free space left. */
+async function receiveEntries(
+  body: Readable,
+  staging: string,
+  { maxBytes, hostId }: ImportDeps,
+): Promise<Map<string, ReceivedEntry>> {
   const allowed = new Set([ARCHIVE_RECORD_ENTRY, ARCHIVE_MANIFEST_ENTRY, ...ARCHIVE_PAYLOAD_ENTRIES]);
   const received = new Map<string, ReceivedEntry>();
+  let total = 0;
   const entries = extract();
   body.on("error", (error) => entries.destroy(error));
   body.pipe(entries);
@@ -108,6 +180,9 @@ async function receiveEntries(body: Readable, staging: string): Promise<Map<stri
       if (entry.header.type !== "file" || !allowed.has(name)) throw invalid(`unexpected entry ${name}`);
       if (received.has(name)) throw invalid(`entry ${name} appears twice`);
       if (received.has(ARCHIVE_MANIFEST_ENTRY)) throw invalid(`entry ${name} follows the manifest`);
+      total += entry.header.size ?? 0;
+      if (total > maxBytes) throw tooLarge(maxBytes);
+      await assertFreeSpace(staging, entry.header.size ?? 0, hostId);
       received.set(name, await receiveEntry(entry, path.join(staging, name), name));
     }
   } catch (error) {
@@ -150,7 +225,7 @@ async function verifiedRecord(staging: string, received: Map<string, ReceivedEnt
       throw invalid(`${entry.name} holds ${got.size} bytes, the manifest says ${entry.size}`);
     if (got.sha256 !== entry.sha256) throw invalid(`${entry.name} is damaged: its sha256 differs from the manifest's`);
   }
-  const record = parseJsonEntry(staging, ARCHIVE_RECORD_ENTRY, SNAPSHOT_RECORD);
+  const record = parseJsonEntry(staging, ARCHIVE_RECORD_ENTRY, ARCHIVE_RECORD);
   const expected = payloadEntries(record);
   for (const name of expected)
     if (!received.has(name)) throw invalid(`${name} is missing for a ${record.memory_layout} layout`);
@@ -161,13 +236,31 @@ async function verifiedRecord(staging: string, received: Map<string, ReceivedEnt
   return record;
 }
 
+const tooLarge = (maxBytes: number) =>
+  new ApiError(
+    "invalid_request",
+    `invalid snapshot archive: it is larger than this host's limit of ${maxBytes} bytes`,
+    {
+      status: 413,
+    },
+  );
+
 function parseJsonEntry<T>(staging: string, name: string, schema: { parse(value: unknown): T }): T {
   try {
     return schema.parse(JSON.parse(readFileSync(path.join(staging, name), "utf8")));
   } catch (error) {
-    throw invalid(`${name} is not valid: ${(error as Error).message.slice(0, 300)}`, error);
+    throw invalid(`${name} is not valid: ${describeProblem(error).slice(0, 300)}`, error);
   }
 }
+
+/** A schema failure as `field.path: message; …` (a JSON syntax error as it is). */
+function describeProblem(error: unknown): string {
+  if (!(error instanceof ZodError)) return (error as Error).message;
+  return error.issues.map((issue) => `${issue.path.map(pathPart).join(".")}: ${issue.message}`).join("; ");
+}
+
+/** A field name as it is when plain, else quoted and escaped: a message never carries a NUL or a control character. */
+const pathPart = (part: PropertyKey) => (/^[\w-]+$/.test(String(part)) ? String(part) : JSON.stringify(String(part)));
 
 /**
  * Decodes every `<payload>.sfc` in `staging` (which checks each chunk against its seek table), verifies a compressed
@@ -176,6 +269,7 @@ function parseJsonEntry<T>(staging: string, name: string, schema: { parse(value:
  */
 export async function installPayload(
   store: SnapshotStore,
+  hostId: string,
   staging: string,
   record: SnapshotRecord,
   overrides: Partial<Snapshot> & { id: string },
@@ -185,11 +279,13 @@ export async function installPayload(
   const keepCompressed = record.snapshot.compression_state === "compressed";
   for (const name of payloadFiles(record)) {
     if (isStoredAsImage(record, name)) {
-      await verifyImage(path.join(staging, `${name}${COMPRESSED_SUFFIX}`));
+      const image = path.join(staging, `${name}${COMPRESSED_SUFFIX}`);
+      await verifyImage(image);
+      await checkImageStructure(image, expectedImage(record, name));
       continue;
     }
     const seekable = path.join(staging, `${name}${SEEKABLE_SUFFIX}`);
-    await decodeEntry(seekable, path.join(staging, name), name);
+    await decodeEntry(seekable, path.join(staging, name), { name, record, hostId });
     await unlink(seekable);
   }
   const imported: SnapshotRecord = {
@@ -210,8 +306,17 @@ export async function installPayload(
   return imported;
 }
 
-async function decodeEntry(seekable: string, raw: string, name: string): Promise<void> {
+/** Decodes one payload once the size its seek table declares fits the record and the free space. */
+async function decodeEntry(
+  seekable: string,
+  raw: string,
+  { name, record, hostId }: { name: string; record: SnapshotRecord; hostId: string },
+): Promise<void> {
   try {
+    const { uncompressedSize } = await readCompressedHeader(seekable);
+    const problem = payloadSizeProblem(record, name, uncompressedSize);
+    if (problem) throw invalid(`${name}${SEEKABLE_SUFFIX} ${problem}`);
+    await assertFreeSpace(path.dirname(raw), uncompressedSize, hostId);
     await decompressFile(seekable, raw);
   } catch (error) {
     if (error instanceof CodecError) throw invalid(`${name}${SEEKABLE_SUFFIX}: ${error.message}`, error);

@@ -20,6 +20,7 @@ import {
 import { rotateConsoleLog, tailConsoleLog } from "../../shared/hypervisor/console-log.ts";
 import { ImageError } from "../../shared/hypervisor/errors.ts";
 import { type GuestImage, loadImage } from "../../shared/hypervisor/image.ts";
+import { assertPayloadFile, type PayloadFile } from "../../shared/hypervisor/payload-files.ts";
 import type { HypervisorDriver, VmHandle } from "../../shared/hypervisor/types.ts";
 import {
   type InstanceFiles,
@@ -34,7 +35,7 @@ import { KeyedMutex } from "../../shared/keyed-mutex.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { describeUnreadable, quarantineDirectory } from "../../shared/quarantine.ts";
 import { parseSize } from "../../shared/schemas/common.ts";
-import { INSTANCE_SCHEMA, type Instance } from "../../shared/schemas/instance.ts";
+import { INSTANCE_SCHEMA, type Instance, RUNNABLE_INSTANCE } from "../../shared/schemas/instance.ts";
 import { z } from "../../shared/zod.ts";
 import { assertFreeMemory } from "./free-memory.ts";
 
@@ -45,6 +46,14 @@ export const INSTANCE_RECORD = z.object({
 });
 
 export type InstanceRecord = z.infer<typeof INSTANCE_RECORD>;
+
+/** The request limits, again, on every instance a host is about to run (a fork takes its source from a record). */
+export function assertRunnable(instance: Instance): void {
+  const parsed = RUNNABLE_INSTANCE.safeParse(instance);
+  if (parsed.success) return;
+  const problems = parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`).join("; ");
+  throw new ApiError("invalid_request", `instance ${instance.id} is outside the limits: ${problems}`);
+}
 
 type InstanceEventType = "instance.created" | "instance.updated" | "instance.forked" | "instance.restored";
 
@@ -249,15 +258,19 @@ export class InstanceManager {
       paused?: boolean;
     } = {},
   ): Promise<VmHandle> {
+    assertRunnable(instance);
     const files = this.files(instance.id);
+    const image = await this.image(instance.image);
+    const memoryFile = options.memoryFile ?? files.memory;
+    await this.assertPayloadFiles(instance, image, memoryFile, options.incoming);
     const mode: MemoryMode = options.privateMemory ? "private" : "shared";
     await writeMemoryMode(files, mode);
     const handle = await this.driver(instance.hypervisor).boot({
       instanceDir: files.dir,
-      image: await this.image(instance.image),
+      image,
       memoryBytes: parseSize(instance.size)!,
       vcpus: instance.vcpus,
-      memoryFile: options.memoryFile ?? files.memory,
+      memoryFile,
       shareMemory: mode === "shared",
       memoryReadOnly: options.readOnlyMemory,
       diskFile: files.disk,
@@ -269,6 +282,29 @@ export class InstanceManager {
     });
     this.handles.set(instance.id, handle);
     return handle;
+  }
+
+  /**
+   * Every file QEMU will map or read: no links, regular files inside the data dir (kernel and initrd inside the
+   * images dir), the RAM file of the guest's size. A RAM file not there yet is one QEMU creates for a fresh boot.
+   */
+  private async assertPayloadFiles(
+    instance: Instance,
+    image: GuestImage,
+    memoryFile: string,
+    incoming: string | undefined,
+  ): Promise<void> {
+    const { dataDir, imagesDir } = this.options;
+    const checks: PayloadFile[] = [
+      { file: this.files(instance.id).disk, root: dataDir, what: "disk" },
+      { file: image.kernelPath, root: imagesDir, what: "kernel" },
+      { file: image.initrdPath, root: imagesDir, what: "initrd" },
+    ];
+    if (incoming || existsSync(memoryFile)) {
+      checks.push({ file: memoryFile, root: dataDir, what: "memory file", size: parseSize(instance.size)! });
+    }
+    if (incoming) checks.push({ file: incoming, root: dataDir, what: "device state" });
+    for (const check of checks) await assertPayloadFile(check);
   }
 
   /** An empty sparse file of the guest's RAM size: the base a private-memory VM maps when its RAM comes in a stream. */

@@ -23,7 +23,7 @@ import { effectiveAccel } from "./accel.ts";
 import { HostAnnouncer, type HostState } from "./announcer.ts";
 import { createHostHandlers } from "./handlers.ts";
 import { ImageMounts } from "./image-mounts.ts";
-import { importSnapshotArchive } from "./import.ts";
+import { ImportSlots, importSnapshotArchive } from "./import.ts";
 import { InstanceForker } from "./instance-fork.ts";
 import { InstanceManager } from "./instances.ts";
 import { startPayloadServer } from "./payload-server.ts";
@@ -148,6 +148,7 @@ const replicas = new Replicas({ hostId, store, redis, prefix: config.REDIS_PREFI
 if (!config.PAYLOAD_TLS_CERT && !isLoopbackBind(config.PAYLOAD_BIND)) {
   log.warn({ bind: config.PAYLOAD_BIND }, "the payload server speaks plain HTTP beyond loopback: set PAYLOAD_TLS_CERT");
 }
+const importSlots = new ImportSlots(config.IMPORT_MAX_CONCURRENT);
 const payloadServer = await startPayloadServer({
   store,
   key: hostPayloadKey(fleetSecret.secret, hostId),
@@ -160,7 +161,15 @@ const payloadServer = await startPayloadServer({
   timeouts: { idleMs: config.HTTP_IDLE_TIMEOUT_MS, headersMs: config.HTTP_HEADERS_TIMEOUT_MS },
   importArchive: (snapshotId, body) =>
     importSnapshotArchive(
-      { hostId, store, events, log, queueCompression: (id) => snapshots.queueCompression(id) },
+      {
+        hostId,
+        store,
+        events,
+        log,
+        slots: importSlots,
+        maxBytes: config.IMPORT_MAX_BYTES,
+        queueCompression: (id) => snapshots.queueCompression(id),
+      },
       snapshotId,
       body,
     ),

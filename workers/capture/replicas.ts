@@ -14,7 +14,7 @@ import { listHosts } from "../../shared/hosts.ts";
 import { KeyedMutex } from "../../shared/keyed-mutex.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { PayloadClient, PayloadTarget } from "../../shared/payload-client.ts";
-import { EXPORT_LISTING, type ExportListing } from "../../shared/snapshots/archive.ts";
+import { ARCHIVE_RECORD, EXPORT_LISTING, type ExportListing } from "../../shared/snapshots/archive.ts";
 import { replicaSetKey } from "../../shared/snapshots/replicas.ts";
 import { SNAPSHOT_RECORD, type SnapshotStore } from "../../shared/snapshots/store.ts";
 import { stagingPath } from "../../shared/temp-names.ts";
@@ -79,7 +79,7 @@ export class Replicas {
     const staging = this.stagingDir(snapshotId);
     await mkdir(staging, { recursive: true });
     const listing = await this.listing(owner, snapshotId, staging);
-    const record = SNAPSHOT_RECORD.parse(listing.record);
+    const record = ARCHIVE_RECORD.parse(listing.record); // another host's record passes the import's limits too
     let pulled = 0;
     for (const file of listing.files) {
       pulled += await downloadResuming(
@@ -93,6 +93,7 @@ export class Replicas {
     try {
       await installPayload(
         this.deps.store,
+        this.deps.hostId,
         staging,
         record,
         { id: snapshotId, compression: { enabled: false } },

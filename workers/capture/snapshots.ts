@@ -32,6 +32,7 @@ import {
 } from "../../shared/snapshots/store.ts";
 import { allocatedBytesOf, asInsufficientStorage, assertFreeSpace } from "../../shared/storage/free-space.ts";
 import { stagingPath } from "../../shared/temp-names.ts";
+import { expectedImage } from "./export-files.ts";
 import { assertFreeMemory } from "./free-memory.ts";
 import type { ImageMounts } from "./image-mounts.ts";
 import type { CommandResult, InstanceManager, InstanceRecord } from "./instances.ts";
@@ -404,7 +405,7 @@ export class SnapshotManager {
     const id = record.snapshot.id;
     const raw = this.options.store.file(id, name);
     if (record.snapshot.compression_state !== "compressed" && existsSync(raw)) return raw;
-    return this.options.mounts.open(id, name);
+    return this.options.mounts.open(id, expectedImage(record, name));
   }
 
   /** Evicts least recently used raw cache entries beyond the budget; never one a VM maps. Logs, never throws. */
