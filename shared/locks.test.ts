@@ -19,7 +19,7 @@ describe("withRedisLock", () => {
   it("waits for a holder whose process keeps its heartbeat", async () => {
     const key = `${uniquePrefix("lock")}:b`;
     const holder = "other-host-1-abcdef:x";
-    await redis.set("snapfleet:process:other-host-1-abcdef", "1", "PX", 10_000);
+    await redis.set(`${key}:alive:other-host-1-abcdef`, "1", "PX", 10_000); // its heartbeat, beside the lease
     await redis.set(key, holder, "PX", 300_000);
     await expect(withRedisLock(redis, key, { ttlMs: 10_000, waitMs: 300 }, async () => "ran")).rejects.toThrow(
       LockTimeoutError,

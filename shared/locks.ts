@@ -16,7 +16,8 @@ const HEARTBEAT_EVERY_MS = 1_500;
 
 /** This process, as lease holders are named: unique even where host names and pids repeat (two containers). */
 export const PROCESS_ID = `${hostname()}-${process.pid}-${randomBytes(6).toString("hex")}`;
-const heartbeatKey = (processId: string) => `snapfleet:process:${processId}`;
+/** Beside the lease's own key, so it stays under the deployment's prefix (and a prefix-scoped Redis user's reach). */
+const heartbeatKey = (leaseKey: string, processId: string) => `${leaseKey}:alive:${processId}`;
 
 export class LockTimeoutError extends Error {
   override name = "LockTimeoutError";
@@ -43,7 +44,7 @@ export async function withRedisLock<T>(
   options: { ttlMs: number; waitMs: number },
   operation: (lease: Lease) => Promise<T>,
 ): Promise<T> {
-  const stopHeartbeat = startHeartbeat(redis);
+  const stopHeartbeat = startHeartbeat(redis, key);
   try {
     const token = `${PROCESS_ID}:${randomBytes(8).toString("hex")}`;
     await acquire(redis, key, token, options);
@@ -63,7 +64,7 @@ async function acquire(redis: Redis, key: string, token: string, options: { ttlM
   const deadline = Date.now() + options.waitMs;
   while ((await redis.set(key, token, "PX", options.ttlMs, "NX")) !== "OK") {
     const holder = await redis.get(key);
-    if (holder && (await holderIsDead(redis, holder))) {
+    if (holder && (await holderIsDead(redis, key, holder))) {
       const taken = await redis.eval(TAKE_OVER_SCRIPT, 1, key, holder, token, String(options.ttlMs));
       if (taken) return;
     }
@@ -103,29 +104,34 @@ function holdLease(redis: Redis, key: string, token: string, ttlMs: number): Lea
 }
 
 /** A holder whose process has no heartbeat (tokens name their process: `<process id>:<random>`). */
-async function holderIsDead(redis: Redis, token: string): Promise<boolean> {
+async function holderIsDead(redis: Redis, key: string, token: string): Promise<boolean> {
   const processId = token.slice(0, token.lastIndexOf(":"));
   if (processId === PROCESS_ID) return false;
-  return (await redis.exists(heartbeatKey(processId))) === 0;
+  return (await redis.exists(heartbeatKey(key, processId))) === 0;
 }
 
-/** Per connection: this process's heartbeat runs while it holds or waits for a lease. */
-const heartbeats = new Map<Redis, { users: number; timer: NodeJS.Timeout }>();
+/** Per connection and lease key: this process's heartbeat runs while it holds or waits for that lease. */
+const heartbeats = new Map<Redis, Map<string, { users: number; timer: NodeJS.Timeout }>>();
 
-function startHeartbeat(redis: Redis): () => void {
-  let entry = heartbeats.get(redis);
+function startHeartbeat(redis: Redis, key: string): () => void {
+  const ofConnection = heartbeats.get(redis) ?? new Map<string, { users: number; timer: NodeJS.Timeout }>();
+  heartbeats.set(redis, ofConnection);
+  const alive = heartbeatKey(key, PROCESS_ID);
+  let entry = ofConnection.get(key);
   if (!entry) {
-    const beat = () => void redis.set(heartbeatKey(PROCESS_ID), "1", "PX", HEARTBEAT_TTL_MS).catch(() => {});
+    const beat = () => void redis.set(alive, "1", "PX", HEARTBEAT_TTL_MS).catch(() => {});
     beat();
     const timer = setInterval(beat, HEARTBEAT_EVERY_MS);
     timer.unref();
     entry = { users: 0, timer };
-    heartbeats.set(redis, entry);
+    ofConnection.set(key, entry);
   }
   entry.users++;
   return () => {
     if (--entry.users > 0) return;
     clearInterval(entry.timer);
-    heartbeats.delete(redis);
+    ofConnection.delete(key);
+    if (ofConnection.size === 0) heartbeats.delete(redis);
+    void redis.del(alive).catch(() => {});
   };
 }

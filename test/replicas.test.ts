@@ -10,11 +10,13 @@ import { decodeEvent, EventStream, eventStreamKey } from "../shared/events/strea
 import type { Snapshot } from "../shared/schemas/snapshot.ts";
 import { waitForTick } from "./helpers/console.ts";
 import { jsonOf, waitFor } from "./helpers/fixtures.ts";
+import { appendMarker } from "./helpers/flow-events.ts";
 import { describeWith } from "./helpers/needs.ts";
 import { REPLICA_API_KEY, type ReplicatedService, startReplicatedService } from "./helpers/replicas.ts";
 import { sampleSnapshot } from "./helpers/resources.ts";
 import { runSdkFlow } from "./helpers/sdk-flow.ts";
 import { startWebhookReceiver, verifyReceived, type WebhookReceiver } from "./helpers/webhook-receiver.ts";
+import { waitForMarkerDelivered } from "./helpers/webhook-settled.ts";
 
 /** Events appended while replica B is frozen halfway through. */
 const BURST = 200;
@@ -66,7 +68,7 @@ describeWith("postgres", "two API replicas on postgres", () => {
     for (let attempt = 0; attempt < 5 && pendingOnB === 0; attempt++) {
       if (attempt > 0) {
         b.process.kill("SIGCONT");
-        await new Promise((resolve) => setTimeout(resolve, 1_500)); // B reads again
+        await waitFor(async () => (await b.api("/health")).status === 200 || undefined, { what: "replica B again" });
       }
       for (let index = 0; index < BURST; index++) {
         if (index === BURST / 2) b.process.kill("SIGSTOP");
@@ -96,23 +98,30 @@ describeWith("postgres", "two API replicas on postgres", () => {
 
     // Events only: the stream also carries the hosts' full-state announcements, which are not delivered.
     // Progress goes only to endpoints that name it; an event appended again (same id) is delivered once.
-    const appended = [
+    const eventsBefore = async (end: string) => [
       ...new Map(
-        (await redis.xrange(key, lastBefore ? `(${lastBefore}` : "-", "+"))
+        (await redis.xrange(key, lastBefore ? `(${lastBefore}` : "-", end))
           .flatMap(([, fields]) => decodeEvent(fields) ?? [])
           .filter((event) => event.type !== "snapshot.compression.progress")
           .map((event) => [event.id, event]),
       ).values(),
     ];
-    expect(appended.map((event) => event.type)).toEqual(
+    const flow = await eventsBefore("+");
+    expect(flow.map((event) => event.type)).toEqual(
       expect.arrayContaining(["snapshot.created", "snapshot.compression.completed", "snapshot.deleted"]),
     );
-    await waitFor(() => (receiver.requests.length >= appended.length ? true : undefined), {
+    // A has taken over what B held (nothing pending in any group); a marker after the flow, once delivered with no
+    // delivery left pending, shows every event before it has been sent and nothing more is coming.
+    await waitFor(async () => ((await pendingOf(redis, key)) === 0 ? true : undefined), {
       timeoutMs: 30_000,
-      what: "every event to be delivered",
+      what: "no entry pending in any group",
     });
-    await new Promise((resolve) => setTimeout(resolve, 500)); // anything extra would arrive now
-    const received = receiver.requests.map((request) => String(request.headers["webhook-id"]));
+    const marker = await appendMarker(stream, flow.at(-1)!);
+    await waitForMarkerDelivered((path) => a.api(path), subscription.id, receiver, marker.event.id);
+    const appended = await eventsBefore(`(${marker.streamId}`);
+    const received = receiver.requests
+      .map((request) => String(request.headers["webhook-id"]))
+      .filter((id) => id !== marker.event.id);
     expect(received.sort()).toEqual(appended.map((event) => event.id).sort());
     for (const request of receiver.requests) expect(verifyReceived(request, subscription.secret).type).toBeDefined();
     // What B took before it died is applied and acknowledged by A (the projector and the dispatcher take B's entries
@@ -124,10 +133,6 @@ describeWith("postgres", "two API replicas on postgres", () => {
       },
       { timeoutMs: 30_000, what: "every burst snapshot on replica A" },
     );
-    await waitFor(async () => ((await pendingOf(redis, key)) === 0 ? true : undefined), {
-      timeoutMs: 30_000,
-      what: "no entry pending in any group",
-    });
   });
 });
 

@@ -4,7 +4,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildImage } from "../../scripts/build-image.ts";
 import { ImageError } from "./errors.ts";
-import { loadImage } from "./image.ts";
+import { IMAGE_FORMAT_VERSION, loadImage } from "./image.ts";
 
 let imagesDir: string;
 
@@ -21,7 +21,12 @@ describe("guest image builder", { timeout: 300_000 }, () => {
     expect(second.manifest).toEqual(first.manifest);
     expect(await readdir(imagesDir)).toEqual(["busybox"]);
     expect((await readdir(path.join(imagesDir, "busybox"))).sort()).toEqual(["initrd.img", "manifest.json", "vmlinuz"]);
-    expect(first.manifest).toMatchObject({ name: "busybox", version: 1, kernel: "vmlinuz", initrd: "initrd.img" });
+    expect(first.manifest).toMatchObject({
+      name: "busybox",
+      version: IMAGE_FORMAT_VERSION,
+      kernel: "vmlinuz",
+      initrd: "initrd.img",
+    });
     expect(first.manifest.sources.map((source) => source.split("=")[0])).toEqual([
       expect.stringMatching(/^linux-image-\d/),
       "busybox-static",
