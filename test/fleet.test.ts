@@ -10,6 +10,7 @@ import { extract, pack } from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../shared/ids.ts";
 import { replicaSetKey } from "../shared/snapshots/replicas.ts";
+import { archiveOf, entriesOf } from "./helpers/archives.ts";
 import { waitForTick } from "./helpers/console.ts";
 import { jsonOf, tempDir, testRedisUrl, waitFor } from "./helpers/fixtures.ts";
 import { type Fleet, startFleet } from "./helpers/fleet.ts";
@@ -70,30 +71,11 @@ const importArchive = (archive: Buffer, query = "") =>
 
 /** Rewrites an archive's snapshot.json with `edit` and its manifest to match. */
 async function rewriteRecord(archive: Buffer, edit: (record: Json) => void): Promise<Buffer> {
-  const entries: Array<{ name: string; data: Buffer }> = [];
-  const reader = extract();
-  Readable.from([archive]).pipe(reader);
-  for await (const entry of reader) {
-    const chunks: Buffer[] = [];
-    for await (const chunk of entry) chunks.push(chunk as Buffer);
-    entries.push({ name: entry.header.name, data: Buffer.concat(chunks) });
-  }
+  const entries = await entriesOf(archive);
   const record = JSON.parse(entries[0]!.data.toString());
   edit(record);
   entries[0]!.data = Buffer.from(JSON.stringify(record));
-  const manifest = JSON.parse(entries.at(-1)!.data.toString());
-  manifest.entries[0] = {
-    name: entries[0]!.name,
-    size: entries[0]!.data.length,
-    sha256: createHash("sha256").update(entries[0]!.data).digest("hex"),
-  };
-  entries.at(-1)!.data = Buffer.from(JSON.stringify(manifest));
-  const writer = pack();
-  for (const { name, data } of entries) writer.entry({ name }, data);
-  writer.finalize();
-  const chunks: Buffer[] = [];
-  for await (const chunk of writer) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
+  return archiveOf(entries);
 }
 
 describe("a fleet of three hosts", () => {
