@@ -118,7 +118,7 @@ describe("supervision", () => {
       const { code, ms } = await service.stop("SIGINT");
       expect(code).toBe(0);
       expect(service.output()).not.toContain("did not stop in time"); // the deadline, by the supervisor's own clock
-    expect(ms).toBeLessThan(STOP_BOUND_MS);
+      expect(ms).toBeLessThan(STOP_BOUND_MS);
       for (const pid of running) expect(isAlive(pid), `pid ${pid} ${readCmdline(pid)}`).toBe(false);
     } finally {
       await service.stop("SIGKILL");
