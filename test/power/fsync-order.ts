@@ -13,7 +13,7 @@ import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { isLeftoverName } from "../../shared/temp-names.ts";
 import { freePort, tempDir, waitFor } from "../helpers/fixtures.ts";
-import { killProcessesUsing, TEST_IMAGES_DIR } from "../helpers/service.ts";
+import { killProcessesUsing, TEST_IMAGES_DIR, unmountUnder } from "../helpers/service.ts";
 
 const TRACED = "fsync,fdatasync,msync,rename,renameat,renameat2,link,linkat";
 const data = tempDir("power");
@@ -112,6 +112,7 @@ try {
     await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 30_000))]);
   }
   killProcessesUsing(data.dir);
+  unmountUnder(data.dir); // a fork's image mount outlives the service with its VM
 }
 
 console.log(`traced: ${steps.join(", ")}`);
