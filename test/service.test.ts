@@ -12,6 +12,14 @@ import { isAlive, type RunningService, startService } from "./helpers/service.ts
 /** The supervisor stops its children within SHUTDOWN_TIMEOUT_MS (the tests' services keep the default). */
 const STOP_BOUND_MS = parseConfig({}).SHUTDOWN_TIMEOUT_MS + DEADLINE_SLACK_MS;
 
+/** The supervisor's children, read while it runs: Redis and the four processes of `npm start`. */
+function expectEveryServiceProcess(pids: number[]): void {
+  const commands = pids.map(readCmdline).join(" ");
+  for (const name of ["redis-server", "api/main.ts", "capture/main.ts", "compression/main.ts", "webhooks/main.ts"]) {
+    expect(commands).toContain(name);
+  }
+}
+
 describe("npm start", () => {
   let service: RunningService;
   beforeAll(async () => {
@@ -105,16 +113,7 @@ describe("supervision", () => {
         },
         { timeoutMs: 20_000, what: "the capture worker to be restarted" },
       );
-      const commands = running.map(readCmdline).join(" ");
-      for (const name of [
-        "redis-server",
-        "api/main.ts",
-        "capture/main.ts",
-        "compression/main.ts",
-        "webhooks/main.ts",
-      ]) {
-        expect(commands).toContain(name);
-      }
+      expectEveryServiceProcess(running);
       const { code, ms } = await service.stop("SIGINT");
       expect(code).toBe(0);
       expect(service.output()).not.toContain("did not stop in time"); // the deadline, by the supervisor's own clock
@@ -130,16 +129,7 @@ describe("supervision", () => {
     const service = await startService({}, { processGroup: true });
     try {
       const children = service.childPids();
-      const commands = children.map(readCmdline).join(" ");
-      for (const name of [
-        "redis-server",
-        "api/main.ts",
-        "capture/main.ts",
-        "compression/main.ts",
-        "webhooks/main.ts",
-      ]) {
-        expect(commands).toContain(name);
-      }
+      expectEveryServiceProcess(children);
       const exited = new Promise<number | null>((resolve) => service.supervisor.once("exit", (code) => resolve(code)));
       const started = Date.now();
       process.kill(-service.supervisor.pid!, "SIGINT");

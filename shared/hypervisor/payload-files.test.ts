@@ -5,9 +5,9 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { sampleInstance } from "../../test/helpers/resources.ts";
 import { assertRunnable } from "../../workers/capture/instances.ts";
 import { ApiError } from "../errors.ts";
-import type { Instance } from "../schemas/instance.ts";
 import { assertPayloadFile } from "./payload-files.ts";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "payload-files-"));
@@ -48,25 +48,14 @@ describe("assertPayloadFile", () => {
 });
 
 describe("assertRunnable", () => {
-  const instance = {
+  const instance = sampleInstance({
     id: "a0000000000000000000000b",
     name: "runnable",
-    image: "busybox",
     state: "Stopped",
-    state_error: null,
-    hypervisor: "qemu",
-    size: "128MB",
     overlay_size: "16MB",
-    vcpus: 1,
-    created_at: new Date().toISOString(),
     started_at: null,
-    stopped_at: null,
-    expires_at: null,
-    has_snapshot: false,
-    tags: {},
-    snapshot_policy: null,
     host_id: "host-a",
-  } satisfies Instance;
+  });
 
   it("passes an instance a request could make and refuses one beyond the limits", () => {
     expect(() => assertRunnable(instance)).not.toThrow();
