@@ -12,6 +12,7 @@ import { allowEarlyAnswers } from "./middleware/idempotency/detach.ts";
 import { idempotency } from "./middleware/idempotency/index.ts";
 import { pageSecurityHeaders, THIRD_PARTY_PAGE_CSP, UI_CSP } from "./middleware/page-headers.ts";
 import { requestIds, requestLog } from "./middleware/request-log.ts";
+import { bodyLeftUnread, dropRestOfBody } from "./middleware/unread-body.ts";
 import { registerCapabilityRoutes } from "./routes/capabilities.ts";
 import { registerDeadLetterRoutes } from "./routes/dead-letters.ts";
 import { DOCS_PUBLIC_PATHS, registerDocsRoutes } from "./routes/docs.ts";
@@ -44,7 +45,11 @@ export function createApp(deps: AppDeps): App {
     },
   });
 
-  app.onError((error, c) => respondWithError(error, c, deps.log));
+  app.onError(async (error, c) => {
+    const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+    const unread = bodyLeftUnread(incoming, c.req.raw.headers) && !(incoming && (await dropRestOfBody(incoming)));
+    return respondWithError(error, c, deps.log, unread);
+  });
   app.notFound((c) =>
     c.json(new ApiError("not_found", `no route for ${c.req.method} ${c.req.path}`).toEnvelope(), 404),
   );
@@ -100,25 +105,15 @@ export function createApp(deps: AppDeps): App {
   return app;
 }
 
-function respondWithError(error: Error, c: Context, log: Logger): Response {
+/** The error envelope; `bodyUnread`: the request body could not be read to its end, so the connection closes. */
+function respondWithError(error: Error, c: Context, log: Logger, bodyUnread: boolean): Response {
   const apiError = toApiError(error);
   if (apiError.code === "internal_error") {
     log.error({ err: error, method: c.req.method, path: c.req.path }, "request failed");
   }
   if (!apiError.retryable) c.header("x-should-retry", "false");
-  if (bodyLeftUnread(c)) c.header("connection", "close");
+  if (bodyUnread) c.header("connection", "close");
   return c.json(apiError.toEnvelope(), apiError.status);
-}
-
-/**
- * An error answered before the request body was read to its end (a 413 over the limit, a 401, a truncated import):
- * the connection cannot carry another request (the server drops it mid-body), so the answer says `Connection: close`
- * and the client opens a new one rather than finding the socket closed under its next request.
- */
-function bodyLeftUnread(c: Context): boolean {
-  const declared = Number(c.req.header("content-length") ?? 0) > 0 || c.req.header("transfer-encoding") !== undefined;
-  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
-  return declared && !incoming?.readableEnded;
 }
 
 function toApiError(error: Error): ApiError {

@@ -325,16 +325,23 @@ describe("the payload server's PUT /imports/<id>", () => {
       },
     });
     const first = importArchive(slow);
-    const second = await waitFor(
-      async () => {
-        const response = await postArchive(`${service.baseUrl}/snapshots/import`, service.apiKey(), archive);
-        if (response.status === 503) return response;
-        expect(response.status).toBe(201); // the first had not reached the host yet: try again
-        return undefined;
-      },
-      { timeoutMs: 30_000, intervalMs: 100, what: "an import refused while one runs" },
-    );
-    expect(JSON.parse(second.text).message).toMatch(/runs 1 imports already/);
+    // The first holds the host's one slot once its staging directory exists (workers/capture/import.ts claimId).
+    const snapshotsDir = path.join(service.dataDir, "snapshots");
+    await waitFor(() => readdirSync(snapshotsDir).some((name) => name.startsWith(".import-")) || undefined, {
+      timeoutMs: 30_000,
+      intervalMs: 50,
+      what: "the first import to reach the host",
+    });
+    // Through fetch, as the SDK sends it: the API reads the refused body to its end before answering, so the client
+    // gets the 503 rather than a connection reset under its upload (api/middleware/unread-body.ts).
+    const second = await importArchive(archive);
+    const refusal = await jsonOf(second);
+    expect({ status: second.status, code: refusal.code }, JSON.stringify(refusal)).toEqual({
+      status: 503,
+      code: "unavailable",
+    });
+    expect(refusal.message).toMatch(/runs 1 imports already/);
+    expect(second.headers.get("connection")).not.toBe("close");
     release();
     expect((await first).status).toBe(201);
   });

@@ -1,5 +1,5 @@
 import { sql } from "kysely";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, expect, it } from "vitest";
 import type { HostAnnouncement } from "../../shared/events/announcement.ts";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import { EventStream, eventStreamKey } from "../../shared/events/stream.ts";
