@@ -60,7 +60,14 @@ export function createApp(deps: AppDeps): App {
   const thirdPartyPageHeaders = pageSecurityHeaders(THIRD_PARTY_PAGE_CSP);
   app.use("/ui/*", (c, next) => (c.req.path.startsWith(BOARD_PATH) ? thirdPartyPageHeaders : uiHeaders)(c, next));
   app.use("/docs/*", thirdPartyPageHeaders);
-  app.use("*", bearerAuth(deps.apiKeys, { isPublic, cookie: { name: BOARD_COOKIE, pathPrefix: BOARD_PATH } }));
+  app.use(
+    "*",
+    bearerAuth(deps.apiKeys, {
+      isPublic,
+      readOnlyKeys: deps.readOnlyApiKeys,
+      cookie: { name: BOARD_COOKIE, pathPrefix: BOARD_PATH },
+    }),
+  );
   const limitBody = bodyLimit({
     maxSize: deps.bodyLimitBytes,
     onError: () => {
@@ -80,7 +87,9 @@ export function createApp(deps: AppDeps): App {
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
     type: "http",
     scheme: "bearer",
-    description: "An API key from API_KEYS (or the generated data/api-key file).",
+    description:
+      "An API key from API_KEYS (or the generated data/api-key file). A key from API_READ_KEYS may only GET and HEAD, " +
+      "exports excepted (403 forbidden otherwise).",
   });
 
   registerHealthRoutes(app, deps);

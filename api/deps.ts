@@ -21,6 +21,8 @@ export interface AppDeps {
   projector: Projector;
   log: Logger;
   apiKeys: readonly string[];
+  /** API_READ_KEYS: keys that may only read (api/middleware/auth.ts readOnlyAllows). */
+  readOnlyApiKeys: readonly string[];
   redisPrefix: string;
   bodyLimitBytes: number;
   jobResultTimeoutMs: number;

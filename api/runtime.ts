@@ -159,6 +159,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     projector,
     log,
     apiKeys: options.apiKeys,
+    readOnlyApiKeys: config.API_READ_KEYS,
     defaultCompression: parseCompressionDefault(config.SNAPSHOT_COMPRESSION_DEFAULT),
     redisPrefix: config.REDIS_PREFIX,
     bodyLimitBytes: config.BODY_LIMIT_BYTES,

@@ -23,6 +23,18 @@ const duration = z.string().transform((value, context) => {
   return ms;
 });
 
+/** Comma-separated bearer keys, 16 characters or more each. */
+const apiKeyList = z
+  .string()
+  .optional()
+  .transform((value) =>
+    (value ?? "")
+      .split(",")
+      .map((key) => key.trim())
+      .filter(Boolean),
+  )
+  .refine((keys) => keys.every((key) => key.length >= 16), "each key must be at least 16 characters");
+
 /** Environment variables, by name. Each entry is documented in the README's configuration table. */
 export const ENV_SCHEMA = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
@@ -42,16 +54,9 @@ export const ENV_SCHEMA = z.object({
     .string()
     .regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, _ . - only")
     .default("snapfleet"),
-  API_KEYS: z
-    .string()
-    .optional()
-    .transform((value) =>
-      (value ?? "")
-        .split(",")
-        .map((key) => key.trim())
-        .filter(Boolean),
-    )
-    .refine((keys) => keys.every((key) => key.length >= 16), "each key must be at least 16 characters"),
+  API_KEYS: apiKeyList,
+  /** Keys that may only read (GET and HEAD, never an export): for dashboards and the CLI's list commands. */
+  API_READ_KEYS: apiKeyList,
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   BODY_LIMIT_BYTES: positiveInt.default(1024 * 1024),
   HOST_ID: z.string().regex(HOST_ID_PATTERN, "lowercase letters, digits and dashes, at most 63").optional(),
@@ -216,6 +221,9 @@ export function parseConfig(env: NodeJS.ProcessEnv = process.env): Config {
     );
   }
   const dataDir = path.resolve(result.data.DATA_DIR);
+  if (result.data.API_READ_KEYS.some((key) => result.data.API_KEYS.includes(key))) {
+    throw new ConfigError(["API_READ_KEYS: a key may not be both read-only and in API_KEYS"]);
+  }
   const fleet = fleetSettings(result.data);
   if ("issues" in fleet) throw new ConfigError(fleet.issues);
   const { FLEET_SECRET_FILE: _file, PAYLOAD_HOST: _renamed, ...settings } = result.data;

@@ -1,5 +1,6 @@
 // Bearer-token authentication against the configured keys, compared in constant time. Under `cookie.pathPrefix`
-// a signed session cookie may stand in for the key (Bull Board's own page cannot send a bearer header).
+// a signed session cookie may stand in for the key (Bull Board's own page cannot send a bearer header). A read-only
+// key (API_READ_KEYS) may read what a dashboard shows and nothing else: see `readOnlyAllows`.
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
 import { getCookie } from "hono/cookie";
@@ -18,11 +19,14 @@ const digest = (value: string) => createHash("sha256").update(value).digest();
 
 export interface AuthOptions {
   isPublic: (path: string) => boolean;
+  /** Keys that may only make the requests `readOnlyAllows` lets through; any other is a 403 `forbidden`. */
+  readOnlyKeys?: readonly string[];
   cookie?: { name: string; pathPrefix: string };
 }
 
 export function bearerAuth(apiKeys: readonly string[], options: AuthOptions): MiddlewareHandler {
   const keyDigests = apiKeys.map(digest);
+  const readOnlyDigests = (options.readOnlyKeys ?? []).map(digest);
   return async (c, next) => {
     if (options.isPublic(c.req.path)) return next();
     const { cookie } = options;
@@ -42,8 +46,24 @@ export function bearerAuth(apiKeys: readonly string[], options: AuthOptions): Mi
     // Compare against every key so the time taken does not tell which one matched.
     let accepted = false;
     for (const key of keyDigests) accepted = timingSafeEqual(presented, key) || accepted;
-    if (!accepted) throw new ApiError("unauthorized", "invalid api key");
+    let readOnly = false;
+    for (const key of readOnlyDigests) readOnly = timingSafeEqual(presented, key) || readOnly;
+    if (!accepted && !readOnly) throw new ApiError("unauthorized", "invalid api key");
+    if (!accepted && !readOnlyAllows(c.req.method, c.req.path)) {
+      throw new ApiError(
+        "forbidden",
+        `this API key is read-only: ${c.req.method} ${c.req.path} needs a key from API_KEYS`,
+      );
+    }
     c.set("apiKeyHash", presented.toString("hex"));
     return next();
   };
+}
+
+/**
+ * What a read-only key may do: GET and HEAD, except an export, which hands out a guest's memory and disk. A board
+ * session is signed in with POST, so a read-only key never gets the writable Bull Board.
+ */
+export function readOnlyAllows(method: string, path: string): boolean {
+  return (method === "GET" || method === "HEAD") && !/^\/snapshots\/[^/]+\/export$/.test(path);
 }

@@ -48,6 +48,8 @@ export interface TestAppOptions {
   eventsHeartbeatMs?: number;
   /** Bearer keys the app accepts (default: TEST_API_KEY only). */
   apiKeys?: string[];
+  /** API_READ_KEYS: keys that may only read. */
+  readOnlyApiKeys?: string[];
   jobResultTimeoutMs?: number;
   /** The read model's engine: SQLite (default) or a fresh PostgreSQL database dropped at close. */
   dialect?: DialectName;
@@ -85,6 +87,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     WEBHOOK_SECRET_KEY: options.replicaOf?.secretKey.toString("base64") ?? randomBytes(32).toString("base64"),
     EVENTS_HEARTBEAT_MS: String(options.eventsHeartbeatMs ?? 15_000),
     REDIS_COMMAND_TIMEOUT_MS: options.redisCommandTimeoutMs?.toString(),
+    API_READ_KEYS: options.readOnlyApiKeys?.join(","),
   });
   const live = !options.redisUrl;
   const runtime = await startApiRuntime(config, createLogger("api-test", "silent"), {
