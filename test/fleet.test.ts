@@ -1,12 +1,9 @@
 // Three worker hosts on one machine (test/helpers/fleet.ts): placement, choosing a host, a host that goes away and
 // comes back. Two guests boot in this file; everything else forks or reads.
 import { execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { Readable } from "node:stream";
 import { Redis } from "ioredis";
-import { extract, pack } from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../shared/ids.ts";
 import { replicaSetKey } from "../shared/snapshots/replicas.ts";

@@ -16,7 +16,7 @@ import type { Logger } from "../../shared/logger.ts";
 import type { PayloadClient, PayloadTarget } from "../../shared/payload-client.ts";
 import { ARCHIVE_RECORD, EXPORT_LISTING, type ExportListing } from "../../shared/snapshots/archive.ts";
 import { replicaSetKey } from "../../shared/snapshots/replicas.ts";
-import { SNAPSHOT_RECORD, type SnapshotStore } from "../../shared/snapshots/store.ts";
+import type { SnapshotStore } from "../../shared/snapshots/store.ts";
 import { stagingPath } from "../../shared/temp-names.ts";
 import { installPayload } from "./import.ts";
 
