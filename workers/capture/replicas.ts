@@ -4,12 +4,13 @@
 // Concurrent pulls of one snapshot on this host run once. The copy's record keeps the owner's host_id, with
 // compression off: the owner's record is the snapshot; this host never compresses or announces the copy.
 import { createWriteStream, existsSync } from "node:fs";
-import { mkdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, stat, truncate } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Redis } from "ioredis";
 import { ApiError } from "../../shared/errors.ts";
+import { writeFileDurable } from "../../shared/files.ts";
 import { listHosts } from "../../shared/hosts.ts";
 import { KeyedMutex } from "../../shared/keyed-mutex.ts";
 import type { Logger } from "../../shared/logger.ts";
@@ -120,13 +121,14 @@ export class Replicas {
     const kept = path.join(staging, LISTING_FILE);
     const fresh = EXPORT_LISTING.parse(await (await request(owner, `/snapshots/${snapshotId}/export`)).json());
     if (existsSync(kept)) {
-      const previous = EXPORT_LISTING.parse(JSON.parse(await readFile(kept, "utf8")));
-      if (JSON.stringify(previous.files) !== JSON.stringify(fresh.files)) {
+      // Unreadable (a release that wrote it differently): the files beside it are ours and re-fetchable, so start over.
+      const previous = EXPORT_LISTING.safeParse(await readFile(kept, "utf8").then(JSON.parse, () => undefined));
+      if (!previous.success || JSON.stringify(previous.data.files) !== JSON.stringify(fresh.files)) {
         await rm(staging, { recursive: true, force: true });
         await mkdir(staging, { recursive: true });
       }
     }
-    await writeFile(kept, JSON.stringify(fresh));
+    await writeFileDurable(kept, JSON.stringify(fresh));
     return fresh;
   }
 }
