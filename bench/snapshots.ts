@@ -3,7 +3,9 @@
 // with a 4 GiB disk holding 1 GiB of data), fork-to-running from uncompressed and compressed snapshots, compression
 // time and sizes, and the disk a compressed snapshot uses while 5 forks of it run.
 //
-// Options: --rounds <n> (default 5), --sizes <MiB,...> (default 256,1024,4096), --level <zstd level> (default 1).
+// Options: --rounds <n> (default 5), --sizes <MiB,...> (default 256,1024,4096), --level <zstd level> (default 1),
+// --fill <percent,...> (default 0,70): each size runs as an idle guest (0) and as a dense one whose RAM is filled
+// that far at boot with the image's documented mix (`memory_load.fill_percent`, scripts/build-image.ts).
 // Prints markdown tables for bench/README.md (## Snapshots), then the ratio lines (medians of the same run) and the
 // goal line. The goal's fork figure is the first fork of a fresh snapshot (the one every fan-out starts with); warm
 // forks (image verified and mounted by an earlier fork) are printed beside it. Every snapshot is captured right after
@@ -24,11 +26,17 @@ const { values: flags } = parseArgs({
     rounds: { type: "string", default: "5" },
     sizes: { type: "string", default: "256,1024,4096" },
     level: { type: "string", default: "1" },
+    fill: { type: "string", default: "0,70" },
   },
 });
 const ROUNDS = Number(flags.rounds);
 const SIZES_MIB = flags.sizes.split(",").map(Number);
 const LEVEL = Number(flags.level);
+const FILLS = flags.fill.split(",").map(Number);
+/** Every guest in the order measured: each size idle, then each size dense. */
+const GUESTS = FILLS.flatMap((fill) => SIZES_MIB.map((mib) => ({ mib, fill })));
+const guestLabel = ({ mib, fill }: { mib: number; fill: number }) =>
+  fill > 0 ? `${sizeLabel(mib)}, ${fill}% of RAM used` : sizeLabel(mib);
 /** Issue 12's goals: compressed fork → 201 and capture downtime each within this factor of their baseline. */
 const GOAL_RATIO = 1.2;
 
@@ -101,10 +109,11 @@ function compressionLog(snapshotId: string): { ms: number; uncompressedBytes: nu
   return JSON.parse(line);
 }
 
-async function bootSource(name: string, mib: number, diskMib = 256): Promise<Json> {
+async function bootSource(name: string, mib: number, diskMib = 256, fill = 0): Promise<Json> {
+  const memoryLoad = fill > 0 ? { memory_load: { fill_percent: fill } } : {};
   const instance = await call(
     "/instances",
-    { json: { name, size: `${mib}MB`, overlay_size: `${diskMib}MB`, vcpus: 1 } },
+    { json: { name, size: `${mib}MB`, overlay_size: `${diskMib}MB`, vcpus: 1, ...memoryLoad } },
     201,
   );
   await waitForTickAfter(instance.id, 1);
@@ -254,9 +263,9 @@ async function snapshotPairs(guest: string, source: Json): Promise<Array<{ plain
 }
 
 try {
-  for (const mib of SIZES_MIB) {
-    const guest = sizeLabel(mib);
-    const source = await bootSource(`src-${mib}`, mib);
+  for (const { mib, fill } of GUESTS) {
+    const guest = guestLabel({ mib, fill });
+    const source = await bootSource(`src-${mib}-${fill}`, mib, 256, fill);
     process.stderr.write(`${guest} source running\n`);
 
     if (mib <= DOWNTIME_MAX_MIB) downtimeRows.push(await measureDowntime(guest, source));
@@ -289,7 +298,7 @@ try {
       await forkOnce(packed.id, packedRow.warm);
     }
     forkRows.push(plainRow, packedRow);
-    if (mib === SIZES_MIB[0]) forkDisk = await diskAfterForks(packed);
+    if (mib === SIZES_MIB[0] && fill === FILLS[0]) forkDisk = await diskAfterForks(packed);
     process.stderr.write(
       `${guest} forks → 201, uncompressed / compressed: first ${range(plainRow.first.to201)} / ${range(packedRow.first.to201)}, warm ${range(plainRow.warm.to201)} / ${range(packedRow.warm.to201)}\n`,
     );
@@ -321,7 +330,9 @@ const machine = `${cpu.length} × ${cpu[0]?.model.trim()}, ${Math.round(totalmem
   .join(" ")} at the end`;
 
 const out: string[] = [];
-out.push(`Command: \`npm run bench:snapshots -- --rounds ${ROUNDS} --sizes ${flags.sizes} --level ${LEVEL}\``);
+out.push(
+  `Command: \`npm run bench:snapshots -- --rounds ${ROUNDS} --sizes ${flags.sizes} --level ${LEVEL} --fill ${flags.fill}\``,
+);
 out.push(`Machine: ${machine}.`, "");
 out.push(
   "| guest | capture downtime (`capture_downtime_ms`, the worker's pause timer) | sparse copy of memory.raw (`copyFileSparse`, timed in process) | memory.raw allocated |",
@@ -353,7 +364,7 @@ for (const row of compressionRows) {
 if (forkDisk) {
   out.push(
     "",
-    `Disk used by the compressed ${sizeLabel(SIZES_MIB[0]!)} snapshot's memory (image, checksums, any cache) with 5 forks running: ${mb(forkDisk.stored)} for a compressed size of ${mb(forkDisk.compressed)} (${(forkDisk.stored / forkDisk.compressed).toFixed(2)}×).`,
+    `Disk used by the compressed ${guestLabel(GUESTS[0]!)} snapshot's memory (image, checksums, any cache) with 5 forks running: ${mb(forkDisk.stored)} for a compressed size of ${mb(forkDisk.compressed)} (${(forkDisk.stored / forkDisk.compressed).toFixed(2)}×).`,
   );
 }
 const mounts = service
@@ -369,8 +380,8 @@ if (mounts.length > 0) {
 }
 const ratioOf = (numerator: number[], denominator: number[]) => spread(numerator).median / spread(denominator).median;
 const forkRatios = (pick: (row: ForkRow) => number[]) =>
-  SIZES_MIB.map((mib, index) => ({
-    label: sizeLabel(mib),
+  GUESTS.map((guest, index) => ({
+    label: guestLabel(guest),
     value: ratioOf(pick(forkRows[2 * index + 1]!), pick(forkRows[2 * index]!)),
   }));
 const firstForkRatios = forkRatios((row) => row.first.to201);
