@@ -25,8 +25,15 @@ export class PayloadUrlRefusedError extends Error {
   override name = "PayloadUrlRefusedError";
 }
 
+export interface PayloadClientOptions {
+  secret: string;
+  ca?: string;
+  /** HTTP_IDLE_TIMEOUT_MS: no byte either way for this long fails the call (a host that accepted and went silent). */
+  idleMs?: number;
+}
+
 export class PayloadClient {
-  constructor(private readonly options: { secret: string; ca?: string }) {}
+  constructor(private readonly options: PayloadClientOptions) {}
 
   /** Sends one signed request; resolves with the answer whatever its status, rejects when nothing answered. */
   async request(target: PayloadTarget, pathAndQuery: string, call: PayloadCall = {}): Promise<Response> {
@@ -40,7 +47,7 @@ export class PayloadClient {
       path: `${url.pathname}${url.search}`,
     });
     const headers: OutgoingHttpHeaders = { ...call.headers, authorization: `Bearer ${token}` };
-    const answer = await send(url, { method, headers, ca: this.options.ca }, call.body);
+    const answer = await send(url, { method, headers, ca: this.options.ca }, call.body, this.options.idleMs);
     return toResponse(answer, method);
   }
 }
@@ -49,11 +56,18 @@ function send(
   url: URL,
   options: { method: string; headers: OutgoingHttpHeaders; ca?: string },
   body: ReadableStream<Uint8Array> | null | undefined,
+  idleMs: number | undefined,
 ): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const request =
       url.protocol === "https:" ? httpsRequest(url, options, resolve) : httpRequest(url, options, resolve);
     request.once("error", reject);
+    // The socket's inactivity timer: it covers the wait for an answer and every pause of the body that follows.
+    if (idleMs) {
+      request.setTimeout(idleMs, () =>
+        request.destroy(new Error(`${url.host} sent nothing for ${idleMs} ms (HTTP_IDLE_TIMEOUT_MS)`)),
+      );
+    }
     if (!body) return void request.end();
     pipeline(Readable.fromWeb(body as never), request).catch((error: Error) => request.destroy(error));
   });
@@ -73,11 +87,12 @@ function toResponse(answer: IncomingMessage, method: string): Response {
 
 /** The client every process of this deployment uses: its fleet secret, and the CA named by PAYLOAD_TLS_CA. */
 export function payloadClientFor(
-  config: Pick<Config, "FLEET_SECRET" | "DATA_DIR" | "PAYLOAD_TLS_CA">,
+  config: Pick<Config, "FLEET_SECRET" | "DATA_DIR" | "PAYLOAD_TLS_CA" | "HTTP_IDLE_TIMEOUT_MS">,
   secret = loadFleetSecret(config.FLEET_SECRET, config.DATA_DIR).secret,
 ): PayloadClient {
   return new PayloadClient({
     secret,
     ca: config.PAYLOAD_TLS_CA ? readFileSync(config.PAYLOAD_TLS_CA, "utf8") : undefined,
+    idleMs: config.HTTP_IDLE_TIMEOUT_MS,
   });
 }
