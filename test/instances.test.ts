@@ -1,5 +1,5 @@
 // Instances on real QEMU guests (TCG) through the whole service: lifecycle, logs, restarts, bad input.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jsonOf, waitFor } from "./helpers/fixtures.ts";
@@ -57,6 +57,29 @@ describe("instance lifecycle on QEMU", () => {
     await waitForTick("lifecycle-1", 2);
     const guestConsole = apiConsole(service.api, "lifecycle-1");
 
+    // Stats in the reference's shape, read from this guest's QEMU process (checked against /proc here).
+    const statsResponse = await service.api("/instances/lifecycle-1/stats");
+    const stats = await jsonOf(statsResponse);
+    expect(statsResponse.status, JSON.stringify(stats)).toBe(200);
+    expect(stats).toEqual({
+      instance_id: instance.id,
+      instance_name: "lifecycle-1",
+      allocated_memory_bytes: 128 * 1024 ** 2,
+      allocated_vcpus: instance.vcpus,
+      cpu_seconds: expect.any(Number),
+      memory_rss_bytes: expect.any(Number),
+      memory_vms_bytes: expect.any(Number),
+      memory_utilization_ratio: stats.memory_rss_bytes / (128 * 1024 ** 2),
+      network_rx_bytes: 0,
+      network_tx_bytes: 0,
+    });
+    const status = readFileSync(`/proc/${await qemuPid(instance.id)}/status`, "utf8");
+    const vmSize = Number(/^VmSize:\s+(\d+) kB$/m.exec(status)![1]) * 1024;
+    expect(stats.memory_vms_bytes).toBe(vmSize); // QEMU maps nothing new while it runs a guest
+    expect(stats.memory_rss_bytes).toBeGreaterThan(0);
+    expect(stats.memory_rss_bytes).toBeLessThan(stats.memory_vms_bytes);
+    expect(stats.cpu_seconds).toBeGreaterThan(0); // it booted a kernel under TCG
+
     const standby = await jsonOf(await post("/instances/lifecycle-1/standby"));
     expect(standby).toMatchObject({ state: "Standby", has_snapshot: true });
     const atStandby = await consolePoint(guestConsole);
@@ -71,6 +94,8 @@ describe("instance lifecycle on QEMU", () => {
 
     const stopped = await jsonOf(await post("/instances/lifecycle-1/stop"));
     expect(stopped).toMatchObject({ state: "Stopped", has_snapshot: false });
+    const noVm = await service.api("/instances/lifecycle-1/stats");
+    expect({ status: noVm.status, code: (await jsonOf(noVm)).code }).toEqual({ status: 409, code: "invalid_state" });
     const atStop = await consolePoint(guestConsole);
 
     const started = await jsonOf(await post("/instances/lifecycle-1/start"));

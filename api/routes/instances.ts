@@ -11,6 +11,7 @@ import {
   CREATE_INSTANCE_BODY,
   INSTANCE_SCHEMA,
   INSTANCE_STATE,
+  INSTANCE_STATS_SCHEMA,
   type Instance,
   STANDBY_INSTANCE_BODY,
   type StandbyInstanceBody,
@@ -122,6 +123,22 @@ export const standbyInstanceRoute = createRoute({
   },
 });
 
+export const instanceStatsRoute = createRoute({
+  method: "get",
+  path: "/instances/{id}/stats",
+  summary: "What the guest's QEMU process uses: CPU time, resident and virtual memory",
+  description:
+    "Read on the instance's host from its QEMU process, in the reference's shape. A 409 when the instance has no " +
+    "running VM. Guests have no network here: the network counters are always 0.",
+  tags: ["Instances"],
+  security: BEARER_SECURITY,
+  request: { params: INSTANCE_PATH },
+  responses: {
+    200: jsonResponse(INSTANCE_STATS_SCHEMA, "The instance's usage"),
+    ...errorResponses(404, 409, 503, 504),
+  },
+});
+
 export const instanceLogsRoute = createRoute({
   method: "get",
   path: "/instances/{id}/logs",
@@ -223,6 +240,17 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
       runHostCommand(deps, instance.host_id, "instance.standby", payload, `GET /instances/${instance.id}`),
     );
     return c.json(presentInstance(deps, result.instance), 200);
+  });
+
+  app.openapi(instanceStatsRoute, async (c) => {
+    const instance = await requireInstance(deps, c.req.valid("param").id);
+    await assertHostOnline(deps, instance.host_id);
+    const stats = await deps.jobs.run(
+      "instance.stats",
+      { instance_id: instance.id },
+      { hostId: instance.host_id, timeoutMs: deps.jobResultTimeoutMs },
+    );
+    return c.json(stats, 200);
   });
 
   app.openapi(instanceLogsRoute, async (c) => {

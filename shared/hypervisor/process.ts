@@ -46,3 +46,32 @@ export function killProcess(pid: number, signal: NodeJS.Signals): void {
     if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
   }
 }
+
+/** What a process uses, from /proc: its CPU time (user + system) and its resident and virtual memory. */
+export interface ProcessUsage {
+  cpuSeconds: number;
+  rssBytes: number;
+  vmsBytes: number;
+}
+
+/** Clock ticks per second of /proc/<pid>/stat times: USER_HZ, 100 on every Linux ABI Node runs on. */
+const USER_HZ = 100;
+
+/** The process's usage, or null if it is gone. */
+export async function processUsage(pid: number): Promise<ProcessUsage | null> {
+  let stat: string;
+  let status: string;
+  try {
+    [stat, status] = await Promise.all([
+      readFile(`/proc/${pid}/stat`, "utf8"),
+      readFile(`/proc/${pid}/status`, "utf8"),
+    ]);
+  } catch {
+    return null;
+  }
+  // Fields after the parenthesised command name (which may hold spaces): state is field 3, utime 14, stime 15.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[14 - 3]) + Number(fields[15 - 3]);
+  const kib = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB$`, "m").exec(status)?.[1] ?? 0) * 1024;
+  return { cpuSeconds: ticks / USER_HZ, rssBytes: kib("VmRSS"), vmsBytes: kib("VmSize") };
+}

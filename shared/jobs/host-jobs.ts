@@ -4,7 +4,7 @@
 // format: workers join them into paths they write and remove.
 import { z } from "zod";
 import { HOST_ID, RESOURCE_ID } from "../schemas/common.ts";
-import { INSTANCE_SCHEMA } from "../schemas/instance.ts";
+import { INSTANCE_SCHEMA, INSTANCE_STATS_SCHEMA } from "../schemas/instance.ts";
 import { SNAPSHOT_SCHEMA, TARGET_STATE } from "../schemas/snapshot.ts";
 import type { JobDefinition } from "./catalog.ts";
 import { STANDBY_COMPRESSION_POLICY } from "./compression-jobs.ts";
@@ -67,6 +67,13 @@ export const HOST_JOBS = {
     queue: "host",
     payload: INSTANCE_REF.extend({ tail: z.number().int().min(1).max(10_000) }),
     result: z.object({ lines: z.array(z.string()) }),
+    ...NO_RETRY,
+    timeoutMs: 10_000,
+  },
+  "instance.stats": {
+    queue: "host",
+    payload: INSTANCE_REF,
+    result: INSTANCE_STATS_SCHEMA,
     ...NO_RETRY,
     timeoutMs: 10_000,
   },

@@ -99,6 +99,29 @@ export const INSTANCE_SCHEMA = z
 
 export type Instance = z.infer<typeof INSTANCE_SCHEMA>;
 
+/** GET /instances/{id}/stats, in the reference's shape (kernel/hypeman InstanceStats), read from the QEMU process. */
+export const INSTANCE_STATS_SCHEMA = z
+  .object({
+    instance_id: z.string(),
+    instance_name: z.string(),
+    allocated_memory_bytes: z.number().int().nonnegative().openapi({ description: "The guest's RAM size" }),
+    allocated_vcpus: z.number().int().positive(),
+    cpu_seconds: z.number().nonnegative().openapi({ description: "CPU time of the QEMU process, user + system" }),
+    memory_rss_bytes: z.number().int().nonnegative().openapi({ description: "Resident memory of the QEMU process" }),
+    memory_vms_bytes: z.number().int().nonnegative().openapi({ description: "Virtual memory of the QEMU process" }),
+    memory_utilization_ratio: z
+      .number()
+      .nonnegative()
+      .nullable()
+      .optional()
+      .openapi({ description: "memory_rss_bytes / allocated_memory_bytes" }),
+    network_rx_bytes: z.number().int().nonnegative().openapi({ description: "Always 0: guests have no network here" }),
+    network_tx_bytes: z.number().int().nonnegative().openapi({ description: "Always 0: guests have no network here" }),
+  })
+  .openapi("InstanceStats");
+
+export type InstanceStats = z.infer<typeof INSTANCE_STATS_SCHEMA>;
+
 /**
  * An instance a host may run: the stored shape within the request limits. Imported records are parsed with it, and a
  * host checks every instance it is about to boot against it again (a fork takes its source from a record).

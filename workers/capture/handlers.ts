@@ -34,6 +34,7 @@ type InstanceJobs =
   | "instance.restore"
   | "instance.delete"
   | "instance.logs"
+  | "instance.stats"
   | "snapshot.capture"
   | "snapshot.fork"
   | "snapshot.restore"
@@ -78,6 +79,7 @@ export function createHostHandlers({
     "instance.restore": ({ instance_id }, { job }) => raw(instance_id, () => instances.restore(instance_id, job.id)),
     "instance.delete": ({ instance_id }, { job }) => instances.delete(instance_id, job.id),
     "instance.logs": ({ instance_id, tail }) => instances.logs(instance_id, tail),
+    "instance.stats": ({ instance_id }) => instances.stats(instance_id),
     "snapshot.capture": ({ instance_id, snapshot }, { job }) =>
       raw(instance_id, () => snapshots.capture(instance_id, snapshot, job.id)),
     "snapshot.fork": ({ snapshot_id, instance, target_state }, { job }) =>

@@ -21,6 +21,7 @@ import { rotateConsoleLog, tailConsoleLog } from "../../shared/hypervisor/consol
 import { ImageError } from "../../shared/hypervisor/errors.ts";
 import { type GuestImage, loadImage } from "../../shared/hypervisor/image.ts";
 import { assertPayloadFile, type PayloadFile } from "../../shared/hypervisor/payload-files.ts";
+import { processUsage } from "../../shared/hypervisor/process.ts";
 import type { HypervisorDriver, VmHandle } from "../../shared/hypervisor/types.ts";
 import {
   type InstanceFiles,
@@ -35,7 +36,12 @@ import { KeyedMutex } from "../../shared/keyed-mutex.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { describeUnreadable, quarantineDirectory } from "../../shared/quarantine.ts";
 import { parseSize } from "../../shared/schemas/common.ts";
-import { INSTANCE_SCHEMA, type Instance, RUNNABLE_INSTANCE } from "../../shared/schemas/instance.ts";
+import {
+  INSTANCE_SCHEMA,
+  type Instance,
+  type InstanceStats,
+  RUNNABLE_INSTANCE,
+} from "../../shared/schemas/instance.ts";
 import { z } from "../../shared/zod.ts";
 import { assertFreeMemory } from "./free-memory.ts";
 
@@ -470,6 +476,27 @@ export class InstanceManager {
   async logs(id: string, tail: number): Promise<{ lines: string[] }> {
     await this.read(id);
     return { lines: await tailConsoleLog(this.files(id).consoleLog, tail) };
+  }
+
+  /** What the guest's QEMU process uses (GET /instances/{id}/stats); 409 when it has no running VM. */
+  async stats(id: string): Promise<InstanceStats> {
+    const instance = await this.read(id);
+    const handle = await this.requireHandle(instance);
+    const usage = await processUsage(handle.pid);
+    if (!usage) throw new ApiError("invalid_state", `instance ${instance.name}'s QEMU process is gone`);
+    const allocated = parseSize(instance.size)!;
+    return {
+      instance_id: instance.id,
+      instance_name: instance.name,
+      allocated_memory_bytes: allocated,
+      allocated_vcpus: instance.vcpus,
+      cpu_seconds: usage.cpuSeconds,
+      memory_rss_bytes: usage.rssBytes,
+      memory_vms_bytes: usage.vmsBytes,
+      memory_utilization_ratio: allocated > 0 ? usage.rssBytes / allocated : null,
+      network_rx_bytes: 0,
+      network_tx_bytes: 0,
+    };
   }
 
   /** Rotates every console log over `maxBytes` (copy-truncate: QEMU keeps appending); returns the instance ids. */
