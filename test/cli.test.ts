@@ -76,6 +76,10 @@ describe("snapfleet CLI", () => {
     await waitForTick(service.api, "cli-src", 1);
     const lines = json(await cli(["instances", "logs", "cli-src", "--tail", "1000", "--json"]));
     expect(lines).toEqual(expect.arrayContaining([BOOT_LINE, "tick 1"]));
+    // Without --json: the console as it is, one guest line per line.
+    const plain = await cli(["instances", "logs", "cli-src", "--tail", "1000"]);
+    expect(plain.code, plain.stderr).toBe(0);
+    expect(plain.stdout.split("\n")).toEqual(expect.arrayContaining([BOOT_LINE, "tick 1"]));
   });
 
   it("snapshots with progress bars for capture and compression, fed by the event stream", async () => {
