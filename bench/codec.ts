@@ -6,7 +6,8 @@
 // Beside the threaded rows, zstd 1 and lz4 0 get a per-thread row: the native backend one chunk at a time against
 // `zstd -T1` / `lz4` (single-threaded).
 // Options: --rounds <n> (default 3), --level-19 (adds zstd 19, one round: minutes), --large (adds the sparse 1 GiB
-// mix and peak RSS on a 4 GiB one: minutes more). The default run stays under 5 minutes on an idle 2-core machine.
+// mix and peak RSS on a 4 GiB one: minutes more). The default run took 771 s on 2026-12-04 (2 cores, other work
+// running); --rounds 1 is the quick look.
 import { execFile, spawn } from "node:child_process";
 import { mkdtemp, open, rm, stat } from "node:fs/promises";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
