@@ -4,8 +4,9 @@ import { hostname } from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { CODEC_BACKEND_CHOICES } from "./codec/options.ts";
+import { parseDurationList } from "./duration.ts";
 import { HOST_ID_PATTERN } from "./host-id.ts";
-import { DEFAULT_RETRY_SCHEDULE, parseDurationList } from "./webhooks/retry-schedule.ts";
+import { DEFAULT_RETRY_SCHEDULE } from "./webhooks/retry-schedule.ts";
 
 const booleanFromEnv = z.enum(["true", "false", "1", "0"]).transform((value) => value === "true" || value === "1");
 
@@ -17,7 +18,7 @@ const SEVEN_DAYS_MS = 7 * 86_400_000;
 const duration = z.string().transform((value, context) => {
   const [ms, ...rest] = parseDurationList(value) ?? [];
   if (ms === undefined || rest.length > 0) {
-    context.addIssue({ code: "custom", message: "a duration like 90s, 12h or 7d (ms s m h d)" });
+    context.addIssue({ code: "custom", message: "a duration like 90s, 12h or 7d (Go units, or d for days)" });
     return 0;
   }
   return ms;
@@ -113,7 +114,10 @@ export const ENV_SCHEMA = z.object({
     .transform((value, context) => {
       const delays = parseDurationList(value);
       if (!delays)
-        context.addIssue({ code: "custom", message: "comma-separated durations like 5s,5m,2h (ms s m h d)" });
+        context.addIssue({
+          code: "custom",
+          message: "comma-separated durations like 5s,5m,2h (Go units, or d for days)",
+        });
       return delays ?? [];
     }),
   WEBHOOK_TIMEOUT_MS: positiveInt.max(60_000).default(15_000),

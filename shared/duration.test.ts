@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { formatGoDuration, goDuration, parseGoDuration } from "./duration.ts";
+import { formatGoDuration, goDuration, parseDurationList, parseGoDuration } from "./duration.ts";
 
 describe("Go durations", () => {
   it.each([
@@ -33,5 +33,16 @@ describe("Go durations", () => {
     expect(schema.safeParse("1m").success).toBe(true);
     expect(schema.safeParse("59s").error?.issues[0]?.message).toBe("must be at least 1m0s");
     expect(schema.safeParse("soon").error?.issues[0]?.message).toContain("not a duration");
+  });
+});
+
+describe("duration lists (config, webhook retry schedule)", () => {
+  it("parses Go durations and whole days", () => {
+    expect(parseDurationList("200ms, 5s,5m,2h,1d")).toEqual([200, 5_000, 300_000, 7_200_000, 86_400_000]);
+    expect(parseDurationList("1h30m,1.5s")).toEqual([5_400_000, 1_500]);
+  });
+
+  it.each(["", "5", "5 s", "-5s", "0s", "0", "5s,,x", "1.5d"])("refuses %j", (text) => {
+    expect(parseDurationList(text)).toBeUndefined();
   });
 });

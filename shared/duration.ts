@@ -23,6 +23,24 @@ export function parseGoDuration(text: string): number | undefined {
   return text.startsWith("-") ? -total : total;
 }
 
+const WHOLE_DAYS = /^(\d+)d$/;
+
+/**
+ * A comma-separated list of positive durations ("200ms, 5s,1h30m,7d"), each a Go duration or whole days, in
+ * milliseconds; undefined when any item is not one. What config and the webhook retry schedule take.
+ */
+export function parseDurationList(text: string): number[] | undefined {
+  const items = text
+    .split(",")
+    .map((item) => item.trim())
+    .filter(Boolean);
+  const delays = items.map((item) => {
+    const days = WHOLE_DAYS.exec(item);
+    return days ? Number(days[1]) * 86_400_000 : (parseGoDuration(item) ?? Number.NaN);
+  });
+  return delays.length > 0 && delays.every((delay) => delay > 0) ? delays : undefined;
+}
+
 /** A duration in Go's own format, e.g. 90 000 ms → "1m30s", 0 → "0s". */
 export function formatGoDuration(ms: number): string {
   if (ms === 0) return "0s";

@@ -1,7 +1,5 @@
 // The delivery retry schedule: "5s,5m,30m" → delays, with jitter, and Retry-After honoured.
 
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
 /** The schedule of the issue: a first retry after 5 s, the last about a day after the event. */
 export const DEFAULT_RETRY_SCHEDULE = "5s,5m,30m,2h,5h,10h";
 
@@ -10,19 +8,6 @@ export const MAX_RETRY_AFTER_MS = 24 * 3_600_000;
 
 /** Each delay is spread by ±this fraction so retries of many deliveries do not arrive in step. */
 export const JITTER_FRACTION = 0.2;
-
-/** Parses "200ms,5s,5m,2h" into milliseconds; undefined when any item is not a positive duration. */
-export function parseDurationList(text: string): number[] | undefined {
-  const items = text
-    .split(",")
-    .map((item) => item.trim())
-    .filter(Boolean);
-  const delays = items.map((item) => {
-    const match = /^(\d+)(ms|s|m|h|d)$/.exec(item);
-    return match ? Number(match[1]) * UNIT_MS[match[2]!]! : Number.NaN;
-  });
-  return delays.length > 0 && delays.every((delay) => delay > 0) ? delays : undefined;
-}
 
 /**
  * The delay before the retry that follows failed attempt number `attemptsMade` (1-based), or undefined

@@ -9,7 +9,7 @@ import { setMaxListeners } from "node:events";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { parseDurationList } from "../../shared/webhooks/retry-schedule.ts";
+import { parseDurationList } from "../../shared/duration.ts";
 import { freePort } from "../../supervisor/embedded-redis.ts";
 import { killProcessesUsing, startService } from "../helpers/service.ts";
 import { KILL_TARGETS, killServiceProcess, SoakRedis } from "./chaos.ts";
