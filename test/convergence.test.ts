@@ -1,6 +1,6 @@
 // The read model converges to the hosts' truth with no manual step after the loss of events: Redis flushed, Redis
 // replaced by an empty server, the read model's file deleted. Real guests, real Redis, the whole service.
-import { rmSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import path from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -73,6 +73,24 @@ describe("convergence after lost events", () => {
     await converged();
     expect((await jsonOf(await service.api(`/snapshots/${after.id}`))).name).toBe("after-replace");
     expect((await jsonOf(await service.api("/instances/conv"))).state).toBe("Running");
+  });
+
+  it("Redis replaced while a standby's compression waits out its delay: the host queues it again", async () => {
+    const standby = await service.api("/instances/conv/standby", {
+      json: { compression: { enabled: true, algorithm: "zstd", level: 1 }, compression_delay: "8s" },
+    });
+    expect(standby.status, await standby.clone().text()).toBe(200);
+    const memory = path.join(service.dataDir, "instances", (await jsonOf(standby)).id, "memory.raw");
+    await redis.kill();
+    // The delayed job was still waiting in the Redis that is now gone (else this case would prove nothing).
+    expect(existsSync(`${memory}.sfc`)).toBe(false);
+    await redis.restartEmpty();
+    await hostOnline();
+    await waitFor(() => existsSync(`${memory}.sfc`) && !existsSync(memory), {
+      timeoutMs: 60_000,
+      what: "the standby memory to be compressed by a job queued again from the host's record of the standby",
+    });
+    expect((await service.api("/instances/conv/restore", { method: "POST" })).status).toBe(200);
   });
 
   it("the read model's file deleted: the restarted API rebuilds it from the hosts", async () => {

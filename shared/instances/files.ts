@@ -13,6 +13,8 @@ export interface InstanceFiles {
   standbyState: string;
   consoleLog: string;
   memoryMode: string;
+  /** The compression the last standby asked for (shared/instances/standby-memory.ts); absent when none. */
+  standbyCompression: string;
 }
 
 export function instanceFiles(dataDir: string, id: string): InstanceFiles {
@@ -26,6 +28,7 @@ export function instanceFiles(dataDir: string, id: string): InstanceFiles {
     standbyState: path.join(dir, "standby-device-state"),
     consoleLog: layout.consoleLog,
     memoryMode: path.join(dir, "memory-mode"),
+    standbyCompression: path.join(dir, "standby-compression.json"),
   };
 }
 

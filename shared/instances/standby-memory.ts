@@ -2,13 +2,18 @@
 // the compression worker packs it after the delay; a restore, capture or fork waits for a compression in flight and
 // unpacks a packed one first. One Redis lock per instance keeps the two from ever racing.
 import { existsSync } from "node:fs";
-import { readFile, rm, stat } from "node:fs/promises";
+import { readdir, readFile, rm, stat } from "node:fs/promises";
+import path from "node:path";
 import type { Redis } from "ioredis";
 import { compressFile, decompressFile } from "../codec/index.ts";
 import type { CompressionAlgorithm } from "../codec/options.ts";
+import { writeFileDurable } from "../files.ts";
+import { ID_PATTERN } from "../ids.ts";
+import { STANDBY_COMPRESSION_POLICY } from "../jobs/compression-jobs.ts";
 import { type Lease, withRedisLock } from "../locks.ts";
 import type { Logger } from "../logger.ts";
 import { INSTANCE_SCHEMA } from "../schemas/instance.ts";
+import { z } from "../zod.ts";
 import { instanceFiles, readMemoryMode } from "./files.ts";
 
 const LOCK_MS = 900_000;
@@ -17,6 +22,13 @@ const LOCK_MS = 900_000;
 export const STANDBY_COMPRESSED_SUFFIX = ".sfc";
 export const compressedPayload = (file: string) => `${file}${STANDBY_COMPRESSED_SUFFIX}`;
 export const standbyCompressionJobId = (instanceId: string) => `standby-compress-${instanceId}`;
+
+/**
+ * What a standby asked for, kept beside the instance (its host owns it, Redis only holds the job): when the job is
+ * lost with Redis's data, the compression worker queues it again from this, due at the same time.
+ */
+export const STANDBY_COMPRESSION_INTENT = STANDBY_COMPRESSION_POLICY.extend({ not_before: z.iso.datetime() });
+export type StandbyCompressionIntent = z.infer<typeof STANDBY_COMPRESSION_INTENT>;
 
 export interface StandbyMemoryOptions {
   dataDir: string;
@@ -67,6 +79,38 @@ export class StandbyMemory {
     });
   }
 
+  /** Records (or, with no policy, clears) the compression a standby asked for. */
+  async recordCompressionIntent(instanceId: string, intent: StandbyCompressionIntent | undefined): Promise<void> {
+    const file = instanceFiles(this.options.dataDir, instanceId).standbyCompression;
+    if (intent) await writeFileDurable(file, JSON.stringify(STANDBY_COMPRESSION_INTENT.parse(intent)));
+    else await rm(file, { force: true });
+  }
+
+  /**
+   * This host's Standby instances whose RAM a standby asked to compress and that is still raw, with what it asked:
+   * the work a compression job should exist for. An intent file that does not parse is skipped and logged.
+   */
+  async pendingCompressions(): Promise<Array<{ instanceId: string; intent: StandbyCompressionIntent }>> {
+    const entries = await readdir(path.join(this.options.dataDir, "instances")).catch(() => [] as string[]);
+    const pending: Array<{ instanceId: string; intent: StandbyCompressionIntent }> = [];
+    for (const instanceId of entries.filter((entry) => ID_PATTERN.test(entry))) {
+      const text = await readFile(instanceFiles(this.options.dataDir, instanceId).standbyCompression, "utf8").catch(
+        () => undefined,
+      );
+      if (text === undefined) continue;
+      const intent = STANDBY_COMPRESSION_INTENT.safeParse(parseJson(text));
+      if (!intent.success) {
+        this.options.log.warn({ instanceId }, "standby compression intent unreadable: left as it is, not queued");
+        continue;
+      }
+      if ((await this.state(instanceId)) !== "Standby") continue;
+      const raw = await this.payload(instanceId).catch(() => undefined);
+      if (!raw || !existsSync(raw) || existsSync(compressedPayload(raw))) continue;
+      pending.push({ instanceId, intent: intent.data });
+    }
+    return pending;
+  }
+
   /** What must not change while the RAM is packed: the raw file's inode, size and mtime, and the record version. */
   private async identity(instanceId: string, raw: string): Promise<string | undefined> {
     const stats = await stat(raw).catch(() => undefined);
@@ -108,3 +152,11 @@ export class StandbyMemory {
 
 const sameIdentity = (before: string | undefined, after: string | undefined) =>
   before !== undefined && before === after;
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}

@@ -68,11 +68,15 @@ export function createHostHandlers({
     "instance.start": ({ instance_id }, { job }) => instances.start(instance_id, job.id),
     "instance.standby": async ({ instance_id, compression, compression_delay_ms }, { job, log }) => {
       const result = await instances.standby(instance_id, job.id);
-      if (compression) {
-        // The standby is done and announced: a failed enqueue leaves the RAM uncompressed, nothing worse.
-        await scheduleStandbyCompression(jobs, hostId, instance_id, compression, compression_delay_ms ?? 0).catch(
-          (error: Error) => log.warn({ instanceId: instance_id, err: error.message }, "standby compression not queued"),
-        );
+      // The standby is done and announced: a failed step here leaves the RAM uncompressed, nothing worse. The intent
+      // goes first: it is what the compression worker queues the job again from when Redis loses it.
+      const delayMs = compression_delay_ms ?? 0;
+      const intent = compression && { ...compression, not_before: new Date(Date.now() + delayMs).toISOString() };
+      try {
+        await standbyMemory.recordCompressionIntent(instance_id, intent || undefined);
+        if (compression) await scheduleStandbyCompression(jobs, hostId, instance_id, compression, delayMs);
+      } catch (error) {
+        log.warn({ instanceId: instance_id, err: (error as Error).message }, "standby compression not queued");
       }
       return result;
     },

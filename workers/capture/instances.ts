@@ -519,7 +519,8 @@ export class InstanceManager {
   async discardMemoryState(id: string): Promise<void> {
     const files = this.files(id);
     const compressed = [files.memory, files.standbyState].map(compressedPayload);
-    await Promise.all([files.memory, files.standbyState, ...compressed].map((file) => rm(file, { force: true })));
+    const standbyFiles = [files.memory, files.standbyState, ...compressed, files.standbyCompression];
+    await Promise.all(standbyFiles.map((file) => rm(file, { force: true })));
   }
 
   /**

@@ -12,7 +12,7 @@ import { closeRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
 import { SnapshotStore } from "../../shared/snapshots/store.ts";
 import { createCompressionHandlers } from "./handlers.ts";
-import { requeueUnfinishedCompressions } from "./reconcile.ts";
+import { requeueStandbyCompressions, requeueUnfinishedCompressions } from "./reconcile.ts";
 
 const RECONCILE_INTERVAL_MS = 30_000;
 
@@ -30,6 +30,8 @@ const jobs = new JobProducer({
   commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
 });
 
+const standbyMemory = new StandbyMemory({ dataDir: config.DATA_DIR, redis, prefix: config.REDIS_PREFIX, log });
+
 await removeHostLeftovers(config.DATA_DIR, log);
 const worker = startJobWorker({
   queue,
@@ -39,7 +41,7 @@ const worker = startJobWorker({
     store,
     events: new EventStream(redis, config.REDIS_PREFIX),
     log,
-    standbyMemory: new StandbyMemory({ dataDir: config.DATA_DIR, redis, prefix: config.REDIS_PREFIX, log }),
+    standbyMemory,
   }),
   concurrency: config.COMPRESSION_CONCURRENCY,
   lockDurationMs: config.COMPRESSION_JOB_LOCK_MS,
@@ -48,9 +50,10 @@ const worker = startJobWorker({
 log.info({ queue, concurrency: config.COMPRESSION_CONCURRENCY }, "compression worker started");
 
 const reconcile = () =>
-  requeueUnfinishedCompressions(store, jobs, queue, hostId, log).catch((error: Error) =>
-    log.warn({ err: error.message }, "compression reconcile failed"),
-  );
+  Promise.all([
+    requeueUnfinishedCompressions(store, jobs, queue, hostId, log),
+    requeueStandbyCompressions(standbyMemory, jobs, queue, hostId, log),
+  ]).catch((error: Error) => log.warn({ err: error.message }, "compression reconcile failed"));
 await reconcile();
 // A reconnect may be to a Redis that lost its queues: requeue at once rather than at the next interval.
 redis.on("ready", () => void reconcile());
