@@ -41,9 +41,36 @@ export async function compressSnapshot(
   snapshotId: string,
   context: { signal: AbortSignal; isLastAttempt: boolean },
 ): Promise<CompressOutcome> {
-  const { store, log } = deps;
-  const started = await store.withLock(snapshotId, async () => {
-    const record = await store.read(snapshotId);
+  const started = await markStarted(deps, snapshotId);
+  if (!started) return "skipped";
+  const name = started.memory_payload!;
+  const files: ImageFiles = {
+    source: deps.store.file(snapshotId, name),
+    destination: deps.store.file(snapshotId, `${name}${COMPRESSED_SUFFIX}`),
+    destinationName: `${name}${COMPRESSED_SUFFIX}`,
+  };
+  const deleted = new AbortController(); // aborted when progress finds the snapshot gone
+  const began = performance.now();
+  try {
+    const imageBytes = await writeImage(deps, started, files, AbortSignal.any([context.signal, deleted.signal]), () =>
+      deleted.abort(),
+    );
+    return await markCompressed(deps, snapshotId, files, imageBytes, began);
+  } catch (error) {
+    return recover(deps, snapshotId, error, files, { ...context, deleted: deleted.signal });
+  }
+}
+
+interface ImageFiles {
+  source: string;
+  destination: string;
+  destinationName: string;
+}
+
+/** Step 1, under the snapshot's lock: none → compressing (or announce again a result an earlier run wrote). */
+function markStarted(deps: CompressSnapshotDeps, snapshotId: string): Promise<SnapshotRecord | undefined> {
+  return deps.store.withLock(snapshotId, async () => {
+    const record = await deps.store.read(snapshotId);
     if (!record) return undefined;
     if (!needsCompression(record)) {
       // Done already (maybe by a run that died before announcing it): announce it again, harmlessly.
@@ -58,104 +85,131 @@ export async function compressSnapshot(
       { crashAt: "compression.after-started-record" },
     );
   });
-  if (!started) return "skipped";
+}
 
-  const name = started.memory_payload!;
-  const source = store.file(snapshotId, name);
-  const destination = store.file(snapshotId, `${name}${COMPRESSED_SUFFIX}`);
-  const { algorithm, level } = started.snapshot.compression as { algorithm: "zstd" | "lz4"; level: number };
-  const cancel = new AbortController();
-  const signal = AbortSignal.any([context.signal, cancel.signal]);
+/** Step 2, outside the lock: the image, with progress events; `onGone` when progress finds the snapshot deleted. */
+async function writeImage(
+  deps: CompressSnapshotDeps,
+  record: SnapshotRecord,
+  files: ImageFiles,
+  signal: AbortSignal,
+  onGone: () => void,
+): Promise<number> {
+  const snapshotId = record.snapshot.id;
+  const { algorithm, level } = record.snapshot.compression as { algorithm: "zstd" | "lz4"; level: number };
   let lastProgress = 0;
-  const began = performance.now();
-  try {
-    const result = await writeSquashfsImage(source, destination, {
-      algorithm,
-      level,
-      signal,
-      codec: deps.codec,
-      onProgress: (done, total) => {
-        const now = performance.now();
-        if (now - lastProgress < PROGRESS_INTERVAL_MS || done === total) return;
-        lastProgress = now;
-        void reportProgress(deps, snapshotId, done, total).catch((error: Error) => {
-          if (error instanceof SnapshotGoneError) cancel.abort(error);
-        });
+  const result = await writeSquashfsImage(files.source, files.destination, {
+    algorithm,
+    level,
+    signal,
+    codec: deps.codec,
+    onProgress: (done, total) => {
+      const now = performance.now();
+      if (now - lastProgress < PROGRESS_INTERVAL_MS || done === total) return;
+      lastProgress = now;
+      void reportProgress(deps, snapshotId, done, total).catch((error: Error) => {
+        if (error instanceof SnapshotGoneError) onGone();
+      });
+    },
+  });
+  return result.imageBytes;
+}
+
+/** Step 3, under the lock: compressing → compressed, then the raw payload goes (after the record says so). */
+function markCompressed(
+  deps: CompressSnapshotDeps,
+  snapshotId: string,
+  files: ImageFiles,
+  imageBytes: number,
+  began: number,
+): Promise<CompressOutcome> {
+  const { store, log } = deps;
+  return store.withLock(snapshotId, async () => {
+    const record = await store.read(snapshotId);
+    if (!record) {
+      await removeImage(files.destination);
+      return "skipped" as const;
+    }
+    const uncompressed = (await stat(files.source)).size;
+    const completed = await setState(
+      deps,
+      record,
+      {
+        compression_state: "compressed",
+        compression_error: null,
+        compressed_size_bytes: imageBytes,
+        uncompressed_size_bytes: uncompressed,
       },
-    });
-    const outcome = await store.withLock(snapshotId, async () => {
-      const record = await store.read(snapshotId);
-      if (!record) {
-        await removeImage(destination);
-        return "skipped" as const;
-      }
-      const uncompressed = (await stat(source)).size;
-      const completed = await setState(
+      "snapshot.compression.completed",
+      {
+        crashAt: "compression.after-compressed-record",
+        afterWrite: async () => {
+          // The record says compressed before the raw file goes: a crash in between leaves a spare raw file, not a lie.
+          await rm(files.source, { force: true });
+          await removeTemporaries(store.dir(snapshotId), files.destinationName);
+        },
+      },
+    );
+    const { algorithm, level } = completed.snapshot.compression as { algorithm: string; level: number };
+    log.info(
+      {
+        snapshotId,
+        algorithm,
+        level,
+        ms: Math.round(performance.now() - began),
+        uncompressedBytes: uncompressed,
+        compressedBytes: imageBytes,
+        sizeBytes: completed.snapshot.size_bytes,
+      },
+      "snapshot compressed",
+    );
+    return "compressed" as const;
+  });
+}
+
+/**
+ * After a failure, in this order: a record that already says compressed is announced again (its image is the
+ * memory now); a deleted snapshot stops quietly; a shutdown, or a transient error with attempts left, throws so the
+ * job runs again; anything else (codec errors: a full disk, an unreadable payload) marks the snapshot error, raw
+ * payload kept.
+ */
+async function recover(
+  deps: CompressSnapshotDeps,
+  snapshotId: string,
+  error: unknown,
+  files: ImageFiles,
+  context: { signal: AbortSignal; isLastAttempt: boolean; deleted: AbortSignal },
+): Promise<CompressOutcome> {
+  const { store, log } = deps;
+  const current = await store.read(snapshotId).catch(() => undefined);
+  if (current?.snapshot.compression_state === "compressed") {
+    // The record already points at the compressed file (a step after its write failed, e.g. the event append,
+    // or another run finished first): removing it would lose the snapshot's memory. Report the outcome again.
+    log.warn({ snapshotId, err: (error as Error).message }, "compression finished but a later step failed");
+    await publishSnapshotRecord(deps.events, current);
+    return "compressed";
+  }
+  await removeImage(files.destination).catch(() => {});
+  if (context.deleted.aborted || !(await store.read(snapshotId))) {
+    log.info({ snapshotId }, "snapshot deleted during compression: stopped");
+    return "skipped";
+  }
+  if (context.signal.aborted) throw error; // shutdown: the job is retried by the next worker
+  if (!(error instanceof CodecError) && !context.isLastAttempt) throw error;
+  const message = error instanceof Error ? error.message : String(error);
+  await store.withLock(snapshotId, async () => {
+    const record = await store.read(snapshotId);
+    if (record) {
+      await setState(
         deps,
         record,
-        {
-          compression_state: "compressed",
-          compression_error: null,
-          compressed_size_bytes: result.imageBytes,
-          uncompressed_size_bytes: uncompressed,
-        },
-        "snapshot.compression.completed",
-        {
-          crashAt: "compression.after-compressed-record",
-          afterWrite: async () => {
-            // The record says compressed before the raw file goes: a crash in between leaves a spare raw file, not a lie.
-            await rm(source, { force: true });
-            await removeTemporaries(store.dir(snapshotId), `${name}${COMPRESSED_SUFFIX}`);
-          },
-        },
+        { compression_state: "error", compression_error: message },
+        "snapshot.compression.failed",
       );
-      log.info(
-        {
-          snapshotId,
-          algorithm,
-          level,
-          ms: Math.round(performance.now() - began),
-          uncompressedBytes: uncompressed,
-          compressedBytes: result.imageBytes,
-          sizeBytes: completed.snapshot.size_bytes,
-        },
-        "snapshot compressed",
-      );
-      return "compressed" as const;
-    });
-    return outcome;
-  } catch (error) {
-    const current = await store.read(snapshotId).catch(() => undefined);
-    if (current?.snapshot.compression_state === "compressed") {
-      // The record already points at the compressed file (a step after its write failed, e.g. the event append,
-      // or another run finished first): removing it would lose the snapshot's memory. Report the outcome again.
-      log.warn({ snapshotId, err: (error as Error).message }, "compression finished but a later step failed");
-      await publishSnapshotRecord(deps.events, current);
-      return "compressed";
     }
-    await removeImage(destination).catch(() => {});
-    if (cancel.signal.aborted || !(await store.read(snapshotId))) {
-      log.info({ snapshotId }, "snapshot deleted during compression: stopped");
-      return "skipped";
-    }
-    if (context.signal.aborted) throw error; // shutdown: the job is retried by the next worker
-    // Codec errors (a full disk, an unreadable payload) do not heal by retrying at once; anything else retries.
-    if (!(error instanceof CodecError) && !context.isLastAttempt) throw error;
-    const message = error instanceof Error ? error.message : String(error);
-    await store.withLock(snapshotId, async () => {
-      const record = await store.read(snapshotId);
-      if (record) {
-        await setState(
-          deps,
-          record,
-          { compression_state: "error", compression_error: message },
-          "snapshot.compression.failed",
-        );
-      }
-    });
-    log.warn({ snapshotId, err: message }, "compression failed: raw payload kept");
-    return "error";
-  }
+  });
+  log.warn({ snapshotId, err: message }, "compression failed: raw payload kept");
+  return "error";
 }
 
 export function needsCompression(record: SnapshotRecord): boolean {
