@@ -26,12 +26,21 @@ beforeAll(async () => {
     pid: 1,
     qemu: { version: "10.0.2", machines: ["pc", "pc-i440fx-10.0", "pc-i440fx-7.2"] },
   });
+  await announceHost(redis, t.prefix, {
+    id: "host-old",
+    hypervisors: ["qemu"],
+    started_at: now,
+    last_seen_at: now,
+    pid: 2,
+    qemu: { version: "7.2.19", machines: ["pc", "pc-i440fx-7.2"] },
+  });
   const stream = new EventStream(redis, t.prefix);
   const source = sampleInstance({ name: "old-qemu", state: "Stopped" });
   await stream.append("instance.created", subjectOf.instance(source.id), { instance: source }, { version: 1 });
   for (const [id, qemu_version, machine_type] of [
     ["aaaaaaaaaaaaaaaaaaaaaaaa", "7.2.19", "pc-i440fx-7.2"],
     ["bbbbbbbbbbbbbbbbbbbbbbbb", "10.1.0", "pc-i440fx-10.1"],
+    ["cccccccccccccccccccccccc", "10.0.2", "pc-i440fx-10.0"],
   ] as const) {
     const snapshot = sampleSnapshot(source, { id, qemu_version, machine_type });
     const { event } = await stream.append("snapshot.created", subjectOf.snapshot(id), { snapshot }, { version: 2 });
@@ -55,6 +64,15 @@ describe("QEMU compatibility of a Standby snapshot", () => {
       status: 409,
       code: "invalid_state",
       message: expect.stringContaining("taken on QEMU 7.2.19 and this host runs QEMU 10.0.2"),
+    });
+  });
+
+  it("checks the host a cross-host fork runs on, not the owner", async () => {
+    const call = client.snapshots.fork("cccccccccccccccccccccccc", { name: "f2", host_id: "host-old" } as never);
+    expect(await refusal(call)).toEqual({
+      status: 409,
+      code: "invalid_state",
+      message: expect.stringMatching(/on host host-old: .*taken on QEMU 10\.0\.2 and this host runs QEMU 7\.2\.19/),
     });
   });
 

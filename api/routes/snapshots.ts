@@ -179,7 +179,7 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
     const snapshot = await requireSnapshot(deps, c.req.valid("param").snapshotId);
     const target = targetStateFor(snapshot.kind, body.target_state);
     const hypervisor = await targetHypervisorFor(deps, snapshot, body.target_hypervisor);
-    if (target !== "Stopped") await assertHostCanLoad(deps, snapshot, "fork");
+    if (target !== "Stopped") await assertHostCanLoad(deps, snapshot, body.host_id ?? snapshot.host_id, "fork");
     const hostId = await forkHostFor(deps, snapshot, body.host_id, hypervisor);
     const source =
       (await findInstanceIncludingDeleted(deps.db, snapshot.source_instance_id)) ??
@@ -218,7 +218,7 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       throw new ApiError("invalid_state", `instance ${instance.name} is Running: stop it or put it in standby first`);
     }
     assertOperationAllowed("restoreSnapshot", instance);
-    if (target !== "Stopped") await assertHostCanLoad(deps, snapshot, "restore");
+    if (target !== "Stopped") await assertHostCanLoad(deps, snapshot, snapshot.host_id, "restore");
     const result = await runHostCommand(
       deps,
       instance.host_id,
@@ -348,10 +348,13 @@ export function targetStateFor(
   return requested;
 }
 
-/** A Standby snapshot's device state loads only into a QEMU of its major version that knows its machine type. */
-async function assertHostCanLoad(deps: AppDeps, snapshot: Snapshot, operation: "fork" | "restore") {
+/**
+ * A Standby snapshot's device state loads only into a QEMU of its major version that knows its machine type: checked
+ * on the host that will run it (a cross-host fork's target, not the owner).
+ */
+async function assertHostCanLoad(deps: AppDeps, snapshot: Snapshot, hostId: string, operation: "fork" | "restore") {
   if (snapshot.kind !== "Standby" || !snapshot.qemu_version || !snapshot.machine_type) return;
-  const host = (await knownHosts(deps)).find((candidate) => candidate.id === snapshot.host_id);
+  const host = (await knownHosts(deps)).find((candidate) => candidate.id === hostId);
   if (!host?.qemu) return; // a host that does not say which QEMU it runs is not second-guessed
   const taken = { qemu_version: snapshot.qemu_version, machine_type: snapshot.machine_type };
   const reason = incompatibility(taken, host.qemu);
