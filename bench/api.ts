@@ -9,13 +9,16 @@
 // workers would: the serving process only serves and projects. PostgreSQL: a throw-away database on BENCH_POSTGRES_URL (default the machine's 127.0.0.1:5432).
 // Paged reads walk every page, following the x-next-cursor each page answers with. A failed request (reset, error
 // status, no answer within --timeout-ms) counts in the percentiles as the timeout.
+// Then a bare node:http server in this same process answers the same URLs with the same bytes (recorded from the API
+// after the load) under the same read load, and each route's p99 is printed as a ratio to the bare server's: a figure
+// that travels between machines where milliseconds do not (goal: <= 1.5 outside the burst, <= 2.5 during it).
 // Options: --snapshots <n> (10000), --rate <per second> (200), --seconds <n> (20), --burst <n> (5000),
 // --timeout-ms <n> (5000), --dialects sqlite,postgres.
 
 import { fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
-import type { IncomingMessage, ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { cpus, loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
@@ -33,7 +36,15 @@ import { closeRedis, connectRedis } from "../shared/redis.ts";
 import type { Snapshot } from "../shared/schemas/snapshot.ts";
 import { findRedisServer, freePort, REDIS_INSTALL_HINT, startEmbeddedRedis } from "../supervisor/embedded-redis.ts";
 import { sampleInstance, sampleSnapshot } from "../test/helpers/resources.ts";
-import { appendAll, type LoadGo, type LoadRequest, type LoadResult, ROUTES, type Sample } from "./lib/api-load.ts";
+import {
+  appendAll,
+  type LoadGo,
+  type LoadRequest,
+  type LoadResult,
+  pagedPath,
+  ROUTES,
+  type Sample,
+} from "./lib/api-load.ts";
 
 const { values: flags } = parseArgs({
   options: {
@@ -84,6 +95,22 @@ console.log(
     2,
   ),
 );
+
+// The ratios, one line per dialect and route.
+for (const [dialect, result] of Object.entries(results)) {
+  if (typeof result === "string") continue;
+  const { routes } = result as {
+    routes: Record<
+      string,
+      { p99_ms: number; bare_p99_ms: number; p99_vs_bare: number; during_burst: { p99_vs_bare: number } }
+    >;
+  };
+  for (const [route, figures] of Object.entries(routes)) {
+    console.log(
+      `${dialect} ${route}: p99 ${figures.p99_ms} ms vs bare server ${figures.bare_p99_ms} ms = ${figures.p99_vs_bare}x (goal <= 1.5); during the burst ${figures.during_burst.p99_vs_bare}x (goal <= 2.5)`,
+    );
+  }
+}
 
 async function runDialect(dialect: DialectName, databaseUrl: string | undefined) {
   const dataDir = mkdtempSync(path.join(tmpdir(), `snapfleet-bench-api-${dialect}-`));
@@ -169,6 +196,7 @@ async function runDialect(dialect: DialectName, databaseUrl: string | undefined)
     const [{ latencies, failures, pages, cursorMismatches, clientLoopDelayMs }, { burstAppendedMs }] = await loadDone;
     loop.disable();
     gc.disconnect();
+    const bare = await measureBare(runtime, snapshots, request);
     const burstResult = {
       events: BURST,
       appended_ms: Math.round(burstAppendedMs),
@@ -182,15 +210,19 @@ async function runDialect(dialect: DialectName, databaseUrl: string | undefined)
           const samples = latencies[route];
           // The requests sent while the projector was still applying the burst, apart: the part the goal is about.
           const duringBurst = samples.filter((sample) => sample.at < appliedMs).map((sample) => sample.ms);
+          const ours = summarize(samples.map((sample) => sample.ms));
+          const bareP99 = bare.routes[route].p99_ms;
           return [
             route,
             {
-              ...summarize(samples.map((sample) => sample.ms)),
+              ...ours,
               failed: failures[route],
+              bare_p99_ms: bareP99,
+              p99_vs_bare: ratio(ours.p99_ms, bareP99),
               // The old, kinder figure: the answered requests only (what an overloaded server's survivors saw).
               answered_only_p99_ms: summarize(samples.filter((sample) => !sample.failed).map((sample) => sample.ms))
                 .p99_ms,
-              during_burst: summarize(duringBurst),
+              during_burst: { ...summarize(duringBurst), p99_vs_bare: ratio(summarize(duringBurst).p99_ms, bareP99) },
               ...(route === "paged" ? { pages, cursor_mismatches: cursorMismatches } : {}),
             },
           ];
@@ -209,6 +241,7 @@ async function runDialect(dialect: DialectName, databaseUrl: string | undefined)
       },
       event_loop_delay_ms: { p50: ms(loop.percentile(50)), p99: ms(loop.percentile(99)), max: ms(loop.max) },
       burst: burstResult,
+      bare_server: { failed: bare.failed, client_event_loop_delay_ms: bare.clientLoopDelayMs },
     };
   } finally {
     await closeRedis(writer);
@@ -217,6 +250,63 @@ async function runDialect(dialect: DialectName, databaseUrl: string | undefined)
     await redisServer.stop(2_000);
     rmSync(dataDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The same read load against a bare node:http server in this process that answers every URL the load can ask for
+ * with the bytes (status, type, cursor header, body) the API answered for it, recorded in process after the burst.
+ */
+async function measureBare(
+  runtime: ApiRuntime,
+  snapshots: Snapshot[],
+  request: Omit<LoadRequest, "role" | "seconds" | "burst">,
+) {
+  const answers = new Map<string, { status: number; headers: Record<string, string>; body: Buffer }>();
+  const record = async (url: string) => {
+    const response = await runtime.app.fetch(
+      new Request(`http://bench${url}`, { headers: { authorization: `Bearer ${API_KEY}` } }),
+    );
+    const headers: Record<string, string> = { "content-type": response.headers.get("content-type") ?? "" };
+    const cursor = response.headers.get("x-next-cursor");
+    if (cursor) headers["x-next-cursor"] = cursor;
+    answers.set(url, { status: response.status, headers, body: Buffer.from(await response.arrayBuffer()) });
+    return cursor ?? undefined;
+  };
+  for (let cursor = await record(pagedPath(undefined)); cursor; ) cursor = await record(pagedPath(cursor));
+  for (const snapshot of snapshots) await record(`/snapshots/${snapshot.id}`);
+  for (const batch of new Set(snapshots.map((snapshot) => snapshot.tags.batch))) {
+    await record(`/snapshots?tags[batch]=${batch}`);
+  }
+  const server = createServer((incoming, response) => {
+    const answer = incoming.headers.authorization === `Bearer ${API_KEY}` ? answers.get(incoming.url ?? "") : undefined;
+    if (!answer) return void response.writeHead(404).end();
+    response.writeHead(answer.status, { ...answer.headers, "content-length": answer.body.length }).end(answer.body);
+  });
+  const port = await freePort();
+  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  try {
+    const client = await startLoad(
+      { ...request, baseUrl: `http://127.0.0.1:${port}`, role: "reads", seconds: SECONDS, burst: 0 },
+      { snapshots: snapshots.map(({ id, tags }) => ({ id, tags })), burstSnapshots: [] },
+    );
+    const { latencies, failures, clientLoopDelayMs } = await client.go();
+    return {
+      routes: Object.fromEntries(
+        ROUTES.map((route) => [route, summarize(latencies[route].map((sample) => sample.ms))]),
+      ) as Record<(typeof ROUTES)[number], ReturnType<typeof summarize>>,
+      failed: failures,
+      clientLoopDelayMs: { p99: round(clientLoopDelayMs?.p99 ?? 0), max: round(clientLoopDelayMs?.max ?? 0) },
+    };
+  } finally {
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  }
+}
+
+function ratio(ours: number, bare: number): number {
+  return bare > 0 ? Math.round((ours / bare) * 100) / 100 : 0;
 }
 
 /** Appends SNAPSHOTS snapshot.created events and waits until the projector has applied them all. */

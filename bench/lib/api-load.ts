@@ -93,7 +93,7 @@ if (entry && requestJson && import.meta.url === pathToFileURL(entry).href) {
 /** The cursor of each page of `GET /snapshots?limit=100` (undefined: page 1), walked by following `x-next-cursor`. */
 let pageChain: Array<string | undefined> = [undefined];
 
-const pagedPath = (cursor: string | undefined) =>
+export const pagedPath = (cursor: string | undefined) =>
   `/snapshots?limit=100${cursor === undefined ? "" : `&cursor=${encodeURIComponent(cursor)}`}`;
 
 async function walkPages(request: LoadRequest): Promise<Array<string | undefined>> {
