@@ -9,6 +9,7 @@ import { formatSize, parseSize } from "../../shared/schemas/common.ts";
 import { resolveCompression } from "../../shared/schemas/compression.ts";
 import {
   CREATE_INSTANCE_BODY,
+  type CreateInstanceBody,
   INSTANCE_SCHEMA,
   INSTANCE_STATE,
   INSTANCE_STATS_SCHEMA,
@@ -162,30 +163,9 @@ export const instanceLogsRoute = createRoute({
 export function registerInstanceRoutes(app: App, deps: AppDeps): void {
   app.openapi(createInstanceRoute, async (c) => {
     const body = c.req.valid("json");
-    const host = await pickHost(deps, body.hypervisor, body.host_id);
-    const id = newId();
-    const instance: Instance = {
-      id,
-      name: body.name,
-      image: body.image,
-      state: "Created",
-      state_error: null,
-      hypervisor: body.hypervisor,
-      size: formatSize(parseSize(body.size)!),
-      overlay_size: formatSize(parseSize(body.overlay_size)!),
-      vcpus: body.vcpus,
-      created_at: new Date().toISOString(),
-      started_at: null,
-      stopped_at: null,
-      expires_at: null,
-      has_snapshot: false,
-      tags: body.tags ?? {},
-      ...(body.snapshot_policy && { snapshot_policy: body.snapshot_policy }),
-      ...(body.memory_load && { memory_load: body.memory_load }),
-      host_id: host,
-    };
-    const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
-      runHostCommand(deps, host, "instance.create", { instance }, `GET /instances/${id}`),
+    const instance = newInstance(body, await pickHost(deps, body.hypervisor, body.host_id));
+    const result = await withNameReservation(deps.db, instanceNameReservation(body.name, instance.id), () =>
+      runHostCommand(deps, instance.host_id, "instance.create", { instance }, `GET /instances/${instance.id}`),
     );
     return c.json(presentInstance(deps, result.instance), 201);
   });
@@ -212,25 +192,7 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
     return c.body(null, 204);
   });
 
-  for (const operation of Object.keys(LIFECYCLE) as Array<keyof typeof LIFECYCLE>) {
-    app.openapi(lifecycleRoute(operation), async (c) => {
-      const instance = await requireInstance(deps, c.req.valid("param").id);
-      assertOperationAllowed(operation as InstanceOperation, instance);
-      const run = () =>
-        runHostCommand(
-          deps,
-          instance.host_id,
-          LIFECYCLE[operation].job,
-          { instance_id: instance.id },
-          `GET /instances/${instance.id}`,
-        );
-      const histogram = TIMED_OPERATIONS[operation];
-      const result = histogram
-        ? await timed(deps.metrics[histogram], compressionPolicyLabels(deps, instance), run)
-        : await run();
-      return c.json(presentInstance(deps, result.instance), 200);
-    });
-  }
+  registerLifecycleRoutes(app, deps);
 
   app.openapi(standbyInstanceRoute, async (c) => {
     const instance = await requireInstance(deps, c.req.valid("param").id);
@@ -267,6 +229,53 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
       for (const line of lines) await stream.writeSSE({ data: JSON.stringify(line) });
     });
   });
+}
+
+/** A new instance as the request describes it, placed on `hostId`: the record its host creates. */
+function newInstance(body: CreateInstanceBody, hostId: string): Instance {
+  return {
+    id: newId(),
+    name: body.name,
+    image: body.image,
+    state: "Created",
+    state_error: null,
+    hypervisor: body.hypervisor,
+    size: formatSize(parseSize(body.size)!),
+    overlay_size: formatSize(parseSize(body.overlay_size)!),
+    vcpus: body.vcpus,
+    created_at: new Date().toISOString(),
+    started_at: null,
+    stopped_at: null,
+    expires_at: null,
+    has_snapshot: false,
+    tags: body.tags ?? {},
+    ...(body.snapshot_policy && { snapshot_policy: body.snapshot_policy }),
+    ...(body.memory_load && { memory_load: body.memory_load }),
+    host_id: hostId,
+  };
+}
+
+/** stop, start and restore: one route each, the same shape (the transition table says what is allowed). */
+function registerLifecycleRoutes(app: App, deps: AppDeps): void {
+  for (const operation of Object.keys(LIFECYCLE) as Array<keyof typeof LIFECYCLE>) {
+    app.openapi(lifecycleRoute(operation), async (c) => {
+      const instance = await requireInstance(deps, c.req.valid("param").id);
+      assertOperationAllowed(operation as InstanceOperation, instance);
+      const run = () =>
+        runHostCommand(
+          deps,
+          instance.host_id,
+          LIFECYCLE[operation].job,
+          { instance_id: instance.id },
+          `GET /instances/${instance.id}`,
+        );
+      const histogram = TIMED_OPERATIONS[operation];
+      const result = histogram
+        ? await timed(deps.metrics[histogram], compressionPolicyLabels(deps, instance), run)
+        : await run();
+      return c.json(presentInstance(deps, result.instance), 200);
+    });
+  }
 }
 
 /** Standby memory compression: request → instance snapshot_policy → server default, as for snapshots. */
