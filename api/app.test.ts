@@ -1,3 +1,6 @@
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../shared/config.ts";
 import { createTestApp, TEST_API_KEY, type TestApp } from "../test/helpers/app.ts";
@@ -92,6 +95,29 @@ describe("HTTP basics", () => {
     expect([script.status, script.headers.get("content-type")]).toEqual([200, "text/javascript; charset=utf-8"]);
     expect((await t.request("/ui/nothing.js", { auth: false })).status).toBe(404);
     expect((await t.request("/ui/queues", { auth: false })).status).toBe(401);
+  });
+
+  it("serves the page's SSE parser from the eventsource-parser package, which splits \\r\\n streams too", async () => {
+    expect(await (await t.request("/ui/api.js", { auth: false })).text()).toContain(
+      'from "./vendor/eventsource-parser/stream.js"',
+    );
+    for (const file of ["stream.js", "index.js"]) {
+      const served = await t.request(`/ui/vendor/eventsource-parser/${file}`, { auth: false });
+      expect([served.status, served.headers.get("content-type")]).toEqual([200, "text/javascript; charset=utf-8"]);
+      const dist = path.dirname(createRequire(import.meta.url).resolve("eventsource-parser"));
+      const installed = readFileSync(path.join(dist, file), "utf8");
+      expect(await served.text()).toBe(installed);
+    }
+    const { EventSourceParserStream } = await import("eventsource-parser/stream");
+    const body = new Blob(['id: 1\r\ndata: {"a":1}\r\n\r\n: comment\r\nid: 2\r\ndata: {"b":2}\r\n\r\n']).stream();
+    const events: Array<{ id?: string; data: string }> = [];
+    for await (const event of body.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream())) {
+      events.push({ id: event.id, data: event.data });
+    }
+    expect(events).toEqual([
+      { id: "1", data: '{"a":1}' },
+      { id: "2", data: '{"b":2}' },
+    ]);
   });
 
   it("hands Bull Board a signed, expiring session cookie that works there and nowhere else", async () => {

@@ -1,5 +1,8 @@
 // The dashboard's calls to the API: the key from sessionStorage as a bearer token, and GET /events read with
-// fetch streaming (EventSource cannot send an Authorization header).
+// fetch streaming (EventSource cannot send an Authorization header), parsed by the eventsource-parser package (served
+// from node_modules by api/routes/ui.ts, as the CLI uses it: one SSE parser).
+import { EventSourceParserStream } from "./vendor/eventsource-parser/stream.js";
+
 const KEY = "snapfleet-api-key";
 
 export const session = {
@@ -38,9 +41,10 @@ export async function followEvents(query, onEvent, onLive, signal) {
       const response = await fetch(`/events?${new URLSearchParams(query)}`, { headers, signal });
       if (!response.ok) throw new ApiError(response.status);
       onLive(true);
-      for await (const message of sseMessages(response.body)) {
+      const messages = response.body.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream());
+      for await (const message of messages) {
         if (message.id) lastId = message.id;
-        if (message.event === "message") onEvent(JSON.parse(message.data));
+        if ((message.event ?? "message") === "message") onEvent(JSON.parse(message.data));
       }
     } catch (error) {
       if (signal.aborted) return;
@@ -48,32 +52,5 @@ export async function followEvents(query, onEvent, onLive, signal) {
     }
     onLive(false);
     await new Promise((resolve) => setTimeout(resolve, 2000));
-  }
-}
-
-async function* sseMessages(body) {
-  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += value;
-    let end = buffer.indexOf("\n\n");
-    while (end >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const message = { event: "message", data: [] };
-      for (const line of block.split("\n")) {
-        if (line.startsWith(":")) continue;
-        const colon = line.indexOf(":");
-        const field = colon < 0 ? line : line.slice(0, colon);
-        const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-        if (field === "data") message.data.push(text);
-        else if (field === "event") message.event = text;
-        else if (field === "id") message.id = text;
-      }
-      if (message.data.length) yield { ...message, data: message.data.join("\n") };
-      end = buffer.indexOf("\n\n");
-    }
   }
 }

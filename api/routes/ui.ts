@@ -1,6 +1,7 @@
 // The dashboard at /ui: plain ES modules from the project's ui/ folder (no build step, no CDN), a sign-in that
 // also sets an HttpOnly cookie for Bull Board, and Bull Board itself at /ui/queues behind that same key.
 import { readdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { createBullBoard } from "@bull-board/api";
@@ -14,6 +15,11 @@ import { knownQueues } from "../metrics/collect.ts";
 import { BOARD_SESSION_TTL_SECONDS, issueBoardSession } from "../middleware/board-session.ts";
 
 const UI_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../ui");
+/** The SSE parser the page imports: eventsource-parser's own ES modules (the CLI parses with the same package). */
+const SSE_PARSER_DIR = path.join(
+  path.dirname(createRequire(import.meta.url).resolve("eventsource-parser/package.json")),
+  "dist",
+);
 export const BOARD_PATH = "/ui/queues";
 export const BOARD_COOKIE = "snapfleet_board";
 
@@ -36,6 +42,12 @@ export function registerUiRoutes(app: App, deps: AppDeps): void {
     ]),
   );
   app.get("/ui", (c) => c.body(files.get("index.html")!.body, 200, { "content-type": TYPES[".html"]! }));
+  const parser = new Map(
+    ["index.js", "stream.js"].map((name) => [name, readFileSync(path.join(SSE_PARSER_DIR, name))]),
+  );
+  app.get("/ui/vendor/eventsource-parser/:file{(index|stream)\\.js}", (c) =>
+    c.body(parser.get(c.req.param("file"))!, 200, { "content-type": TYPES[".js"]! }),
+  );
   app.get("/ui/:file{[a-z0-9-]+\\.(js|css)}", (c) => {
     const file = files.get(c.req.param("file"));
     if (!file) return c.notFound();
