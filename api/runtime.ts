@@ -52,39 +52,11 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
   const redisUrl = config.REDIS_URL;
   if (!redisUrl) throw new Error("REDIS_URL is required by the API");
   const eventLoop = startEventLoopMonitor(log);
-  const target = databaseTarget(config);
-  const db = openDatabase(target);
-  const applied = await migrateToLatest(db);
-  log.info({ database: describeTarget(target), migrations: applied }, "database ready");
-
-  const redis = connectRedis(redisUrl, "producer", config.REDIS_COMMAND_TIMEOUT_MS);
-  redis.on("error", (error) => log.warn({ err: error.message }, "redis connection error"));
-  if (!(await waitForRedisReady(redis, options.redisReadyWaitMs))) {
-    log.warn("redis is not reachable yet: serving degraded until it is");
-  }
-  const jobs = new JobProducer({
-    redisUrl,
-    prefix: config.REDIS_PREFIX,
-    connection: redis,
-    commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
-  });
-
-  // The projector blocks on the stream, so it reads over its own connection.
-  const projectorRedis = connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
-  projectorRedis.on("error", (error) => log.warn({ err: error.message }, "projector redis connection error"));
-  const replica = { consumer: config.API_REPLICA_ID, claimIdleMs: config.STREAM_CLAIM_IDLE_MS };
+  const db = await openReadModel(config, log);
+  const { redis, jobs } = await connectProducer(config, redisUrl, options.redisReadyWaitMs, log);
   const metrics = new ApiMetrics();
-  const projector = new Projector({
-    db,
-    redis: projectorRedis,
-    prefix: config.REDIS_PREFIX,
-    log,
-    ...replica,
-    maxApplyAttempts: config.PROJECTOR_MAX_ATTEMPTS,
-    onDeadLetter: () => metrics.readModelDeadLetters.inc(),
-  });
-  if (options.projector) projector.start();
-  if (options.projector) askHostsOnceReady({ redis, prefix: config.REDIS_PREFIX, jobs, log }, projector.ready);
+  const replica = { consumer: config.API_REPLICA_ID, claimIdleMs: config.STREAM_CLAIM_IDLE_MS };
+  const { projector, projectorRedis } = startProjector(config, redisUrl, { db, redis, jobs, metrics, log }, options);
 
   const secretKey = loadSecretKey(config.WEBHOOK_SECRET_KEY, config.DATA_DIR);
   const webhookEndpoints = new WebhookEndpoints({
@@ -108,21 +80,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
   });
   hostDirectory.start();
-  // The metrics readers block on their streams, so each has its own connection (none when they do not run).
-  const metricsRedis = (options.projector ? [1, 2] : []).map(() => {
-    const connection = connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
-    connection.on("error", () => {}); // the observer retries; the projector already logs an unreachable Redis
-    return connection;
-  });
-  const metricsObserver = options.projector
-    ? startMetricsObserver({
-        eventsRedis: metricsRedis[0]!,
-        outcomesRedis: metricsRedis[1]!,
-        prefix: config.REDIS_PREFIX,
-        metrics,
-        log,
-      })
-    : undefined;
+  const metricsReaders = options.projector ? startMetricsReaders(config, redisUrl, metrics, log) : undefined;
   const webhooks = options.webhookPipeline
     ? startWebhookPipeline({
         redisUrl,
@@ -136,21 +94,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
         ...replica,
       })
     : undefined;
-
-  const streamsAndRetention = options.maintenance
-    ? startMaintenance({
-        db,
-        retention: {
-          processedEventsMs: config.PROCESSED_EVENTS_RETENTION,
-          deletedResourcesMs: config.DELETED_RESOURCES_RETENTION,
-          webhookDeliveriesMs: config.WEBHOOK_DELIVERIES_RETENTION,
-        },
-        redis,
-        prefix: config.REDIS_PREFIX,
-        streamMaxLength: config.EVENT_STREAM_MAX_LENGTH,
-        log,
-      })
-    : undefined;
+  const streamsAndRetention = options.maintenance ? startStreamsAndRetention(config, db, redis, log) : undefined;
 
   const deps: AppDeps = {
     db,
@@ -173,12 +117,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     idempotencyTtlMs: config.IDEMPOTENCY_KEY_TTL_MS,
     idempotencyDetachedWaitMs: config.IDEMPOTENCY_DETACHED_WAIT_MS,
   };
-  // Schedule runs block on their queue, so they read over a connection of their own.
-  const scheduleRedis = options.schedules
-    ? connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS)
-    : undefined;
-  scheduleRedis?.on("error", (error) => log.warn({ err: error.message }, "schedules redis connection error"));
-  const schedules = scheduleRedis ? startScheduleWorker(deps, scheduleRedis) : undefined;
+  const schedules = options.schedules ? startSchedules(config, redisUrl, deps, log) : undefined;
   const redisRebuild = startRedisRebuild(deps, {
     intervalMs: config.RECONCILE_INTERVAL_MS,
     schedules: options.schedules,
@@ -193,21 +132,126 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     async stop() {
       await eventFeed.close();
       hostDirectory.stop();
+      // Each of these waits out a blocking read of up to a second: stopped together, not in a row.
       await Promise.all([
         streamsAndRetention?.stop(),
         webhooks?.stop(),
         redisRebuild.stop(),
-        schedules?.close(config.SHUTDOWN_TIMEOUT_MS / 2),
+        schedules?.stop(config.SHUTDOWN_TIMEOUT_MS / 2),
         projector.stop(),
-        metricsObserver?.stop(),
+        metricsReaders?.stop(),
       ]);
-      if (scheduleRedis) await closeRedis(scheduleRedis);
       await jobs.close();
       await closeRedis(projectorRedis);
-      for (const connection of metricsRedis) await closeRedis(connection);
       await closeRedis(redis);
       await db.destroy();
       eventLoop.stop();
+    },
+  };
+}
+
+/** The read model's database, migrated to the latest schema. */
+async function openReadModel(config: Config, log: Logger) {
+  const target = databaseTarget(config);
+  const db = openDatabase(target);
+  const applied = await migrateToLatest(db);
+  log.info({ database: describeTarget(target), migrations: applied }, "database ready");
+  return db;
+}
+
+/** The commands' Redis connection and the job producer on it; serves degraded if Redis is not up in time. */
+async function connectProducer(config: Config, redisUrl: string, readyWaitMs: number, log: Logger) {
+  const redis = connectRedis(redisUrl, "producer", config.REDIS_COMMAND_TIMEOUT_MS);
+  redis.on("error", (error) => log.warn({ err: error.message }, "redis connection error"));
+  if (!(await waitForRedisReady(redis, readyWaitMs))) {
+    log.warn("redis is not reachable yet: serving degraded until it is");
+  }
+  const jobs = new JobProducer({
+    redisUrl,
+    prefix: config.REDIS_PREFIX,
+    connection: redis,
+    commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+  });
+  return { redis, jobs };
+}
+
+/**
+ * The projector, on a connection of its own (it blocks on the stream); when it runs, the hosts are asked to announce
+ * once it is ready, so a fresh read model fills at once.
+ */
+function startProjector(
+  config: Config,
+  redisUrl: string,
+  parts: { db: AppDeps["db"]; redis: AppDeps["redis"]; jobs: JobProducer; metrics: ApiMetrics; log: Logger },
+  options: Pick<ApiRuntimeOptions, "projector">,
+) {
+  const { log } = parts;
+  const projectorRedis = connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
+  projectorRedis.on("error", (error) => log.warn({ err: error.message }, "projector redis connection error"));
+  const projector = new Projector({
+    db: parts.db,
+    redis: projectorRedis,
+    prefix: config.REDIS_PREFIX,
+    log,
+    consumer: config.API_REPLICA_ID,
+    claimIdleMs: config.STREAM_CLAIM_IDLE_MS,
+    maxApplyAttempts: config.PROJECTOR_MAX_ATTEMPTS,
+    onDeadLetter: () => parts.metrics.readModelDeadLetters.inc(),
+  });
+  if (options.projector) {
+    projector.start();
+    askHostsOnceReady({ redis: parts.redis, prefix: config.REDIS_PREFIX, jobs: parts.jobs, log }, projector.ready);
+  }
+  return { projector, projectorRedis };
+}
+
+/** The metrics observer's stream readers, each on a connection of its own (they block on their streams). */
+function startMetricsReaders(config: Config, redisUrl: string, metrics: ApiMetrics, log: Logger) {
+  const connections = [1, 2].map(() => {
+    const connection = connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
+    connection.on("error", () => {}); // the observer retries; the projector already logs an unreachable Redis
+    return connection;
+  });
+  const observer = startMetricsObserver({
+    eventsRedis: connections[0]!,
+    outcomesRedis: connections[1]!,
+    prefix: config.REDIS_PREFIX,
+    metrics,
+    log,
+  });
+  return {
+    async stop() {
+      await observer.stop();
+      for (const connection of connections) await closeRedis(connection);
+    },
+  };
+}
+
+/** Stream trimming and the retention of old rows (api/maintenance.ts). */
+function startStreamsAndRetention(config: Config, db: AppDeps["db"], redis: AppDeps["redis"], log: Logger) {
+  return startMaintenance({
+    db,
+    retention: {
+      processedEventsMs: config.PROCESSED_EVENTS_RETENTION,
+      deletedResourcesMs: config.DELETED_RESOURCES_RETENTION,
+      webhookDeliveriesMs: config.WEBHOOK_DELIVERIES_RETENTION,
+    },
+    redis,
+    prefix: config.REDIS_PREFIX,
+    streamMaxLength: config.EVENT_STREAM_MAX_LENGTH,
+    log,
+  });
+}
+
+/** Snapshot-schedule runs from the `schedules` queue, on a connection of their own (they block on the queue). */
+function startSchedules(config: Config, redisUrl: string, deps: AppDeps, log: Logger) {
+  const connection = connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
+  connection.on("error", (error) => log.warn({ err: error.message }, "schedules redis connection error"));
+  const worker = startScheduleWorker(deps, connection);
+  return {
+    async stop(deadlineMs: number) {
+      await worker.close(deadlineMs);
+      await closeRedis(connection);
     },
   };
 }
