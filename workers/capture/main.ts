@@ -151,6 +151,7 @@ if (!config.PAYLOAD_TLS_CERT && !isLoopbackBind(config.PAYLOAD_BIND)) {
 const importSlots = new ImportSlots(config.IMPORT_MAX_CONCURRENT);
 const payloadServer = await startPayloadServer({
   store,
+  tombstones,
   key: hostPayloadKey(fleetSecret.secret, hostId),
   tls: config.PAYLOAD_TLS_CERT
     ? { cert: readFileSync(config.PAYLOAD_TLS_CERT, "utf8"), key: readFileSync(config.PAYLOAD_TLS_KEY!, "utf8") }
