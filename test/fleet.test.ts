@@ -11,6 +11,7 @@ import { archiveOf, entriesOf } from "./helpers/archives.ts";
 import { waitForTick } from "./helpers/console.ts";
 import { jsonOf, tempDir, testRedisUrl, waitFor } from "./helpers/fixtures.ts";
 import { type Fleet, startFleet } from "./helpers/fleet.ts";
+import { forgetPrefix } from "./helpers/redis-loss.ts";
 import { apiConsole, type CapturePoint, capturedBetween, consolePoint, waitForResume } from "./helpers/resume.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: a record read back from an archive, edited loosely
@@ -361,4 +362,47 @@ describe("a fleet of three hosts", () => {
     // Forks running from a replica keep running.
     expect((await jsonOf(await api("/instances/moved-1"))).state).toBe("Running");
   });
+
+  it("after Redis loses its data, a deleted snapshot's replica is dropped and a kept one is known again", async () => {
+    // Two disk-only snapshots on fleet-a (of the Stopped `resumed`), each copied to fleet-b by a Stopped fork.
+    const copied: string[] = [];
+    for (const name of ["lost-set-deleted", "lost-set-kept"]) {
+      const snapshot = await post("/instances/resumed/snapshots", { kind: "Stopped", name });
+      expect(snapshot.status, JSON.stringify(snapshot.body)).toBe(201);
+      const fork = await post(`/snapshots/${snapshot.body.id}/fork`, {
+        name: `${name}-fork`,
+        host_id: "fleet-b",
+        target_state: "Stopped",
+      });
+      expect(fork.status, JSON.stringify(fork.body)).toBe(201);
+      copied.push(snapshot.body.id);
+    }
+    const [deletedId, keptId] = copied as [string, string];
+    const copy = (id: string) => path.join(fleet.host("fleet-b").dataDir, "snapshots", id);
+    const replicaSet = (id: string) => redisCall((redis) => redis.smembers(replicaSetKey(fleet.prefix, id)));
+    expect(await replicaSet(keptId)).toEqual(["fleet-b"]);
+
+    // fleet-b is away while Redis loses everything and one snapshot is deleted: no one can tell it to drop its copy.
+    await fleet.host("fleet-b").capture.stop("SIGTERM");
+    await redisCall((redis) => forgetPrefix(redis, fleet.prefix));
+    await waitFor(async () => ((await hostsById())["fleet-a"]?.online ? true : undefined), {
+      what: "fleet-a back in the host directory",
+    });
+    expect((await fleet.api(`/snapshots/${deletedId}`, { method: "DELETE" })).status).toBe(204);
+    expect(existsSync(copy(deletedId))).toBe(true);
+
+    // Back, it learns from fleet-a's tombstone that the original is gone, and tells Redis of the copy it keeps.
+    await fleet.host("fleet-b").restartCapture();
+    await waitFor(() => !existsSync(copy(deletedId)), {
+      timeoutMs: 20_000,
+      what: "fleet-b to drop its copy of the deleted snapshot",
+    });
+    await waitFor(async () => ((await replicaSet(keptId)).includes("fleet-b") ? true : undefined), {
+      what: "fleet-b in the kept snapshot's replica set again",
+    });
+    expect(existsSync(copy(keptId))).toBe(true);
+    // The rebuilt set is what the delete path reads: deleting the kept snapshot drops fleet-b's copy at once.
+    expect((await fleet.api(`/snapshots/${keptId}`, { method: "DELETE" })).status).toBe(204);
+    expect(existsSync(copy(keptId))).toBe(false);
+  }, 180_000);
 });

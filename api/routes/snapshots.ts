@@ -397,7 +397,10 @@ async function forkHostFor(deps: AppDeps, snapshot: Snapshot, requested: string 
   return requested;
 }
 
-/** Every copy of a deleted snapshot goes too; a copy on an offline host stays there (logged): nothing comes back for it. */
+/**
+ * Every copy of a deleted snapshot goes too; a copy on an offline host stays until that host is back, whose replica
+ * reconcile finds the owner's tombstone and drops it (workers/capture/replicas.ts).
+ */
 async function dropReplicas(deps: AppDeps, snapshotId: string): Promise<void> {
   const hostIds = await deps.redis.smembers(replicaSetKey(deps.redisPrefix, snapshotId));
   if (hostIds.length === 0) return; // most snapshots have no replica: no need to list the hosts

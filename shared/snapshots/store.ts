@@ -99,11 +99,20 @@ export class SnapshotStore {
    * replicas of other hosts' snapshots are not this host's to announce or compress).
    */
   async list(): Promise<SnapshotRecord[]> {
+    return (await this.readAll()).filter((record) => !record.replica_of);
+  }
+
+  /** Every copy this host holds of another host's snapshot (workers/capture/replicas.ts). */
+  async listReplicas(): Promise<SnapshotRecord[]> {
+    return (await this.readAll()).filter((record) => record.replica_of);
+  }
+
+  private async readAll(): Promise<SnapshotRecord[]> {
     const ids = await readdir(this.root).catch(() => [] as string[]);
     const records: SnapshotRecord[] = [];
     for (const id of ids.filter((name) => !name.startsWith("."))) {
       const record = await this.read(id).catch(() => undefined);
-      if (record && !record.replica_of) records.push(record);
+      if (record) records.push(record);
     }
     return records;
   }

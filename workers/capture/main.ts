@@ -37,6 +37,7 @@ const RECONCILE_INTERVAL_MS = 2_000;
 const REPUBLISH_WITHIN_MS = 10 * 60_000;
 const CONSOLE_ROTATION_INTERVAL_MS = 10_000;
 const CACHE_BUDGET_INTERVAL_MS = 60_000;
+const REPLICA_RECONCILE_INTERVAL_MS = 30_000;
 
 const boot = bootProcess("capture-worker", { perHost: true });
 const { config, log } = boot;
@@ -151,6 +152,7 @@ if (!config.PAYLOAD_TLS_CERT && !isLoopbackBind(config.PAYLOAD_BIND)) {
 const importSlots = new ImportSlots(config.IMPORT_MAX_CONCURRENT);
 const payloadServer = await startPayloadServer({
   store,
+  tombstones,
   key: hostPayloadKey(fleetSecret.secret, hostId),
   tls: config.PAYLOAD_TLS_CERT
     ? { cert: readFileSync(config.PAYLOAD_TLS_CERT, "utf8"), key: readFileSync(config.PAYLOAD_TLS_KEY!, "utf8") }
@@ -220,6 +222,14 @@ log.info(
   "capture worker started",
 );
 
+// Which copies this host holds is its disk; Redis's replica sets only mirror it (a flush or a new Redis empties them),
+// and a delete that missed a copy (its set lost, this host offline) is learnt from the owner's tombstone.
+const reconcileReplicas = () =>
+  replicas.reconcile().catch((error: Error) => log.warn({ err: error.message }, "replica reconcile failed"));
+void reconcileReplicas();
+redis.on("ready", () => void reconcileReplicas());
+const replicaTimer = setInterval(reconcileReplicas, REPLICA_RECONCILE_INTERVAL_MS);
+
 // The host stays listed (and goes offline when heartbeats stop): its VMs outlive this process.
 onShutdownSignal(log, config.SHUTDOWN_TIMEOUT_MS, stopProcess, config.SUPERVISOR_PID);
 
@@ -245,6 +255,7 @@ async function stopProcess(): Promise<void> {
   clearInterval(announceTimer);
   clearInterval(rotationTimer);
   clearInterval(cacheTimer);
+  clearInterval(replicaTimer);
   await presence.stop();
   await payloadServer.close();
   await worker.close(Math.max(1_000, config.SHUTDOWN_TIMEOUT_MS - 2_000));

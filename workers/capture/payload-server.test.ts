@@ -3,12 +3,14 @@ import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostPayloadKey, signPayloadRequest } from "../../shared/fleet-secret.ts";
+import { nextStamp, TOMBSTONE, TombstoneStore } from "../../shared/host-records.ts";
 import { newId } from "../../shared/ids.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { PayloadClient, type PayloadTarget, PayloadUrlRefusedError } from "../../shared/payload-client.ts";
 import { closeRedis, connectRedis } from "../../shared/redis.ts";
 import { SnapshotStore } from "../../shared/snapshots/store.ts";
 import { jsonOf, tempDir, testRedisUrl, uniquePrefix } from "../../test/helpers/fixtures.ts";
+import { sampleInstance, sampleSnapshot } from "../../test/helpers/resources.ts";
 import { makeTestCertificates } from "../../test/helpers/tls.ts";
 import { type PayloadServer, parseRange, startPayloadServer } from "./payload-server.ts";
 
@@ -43,6 +45,7 @@ describe("the payload server's door (HTTPS, request-bound tokens)", () => {
   beforeAll(async () => {
     server = await startPayloadServer({
       store: new SnapshotStore(dir.dir, redis, uniquePrefix("payload")),
+      tombstones: new TombstoneStore(dir.dir),
       key: hostPayloadKey(SECRET, "host-a"),
       tls: { cert: readFileSync(certificates.cert, "utf8"), key: readFileSync(certificates.key, "utf8") },
       port: 0,
@@ -123,6 +126,59 @@ describe("the payload server's door (HTTPS, request-bound tokens)", () => {
   });
 });
 
+describe("the tombstone route", () => {
+  const dir = tempDir("payload-tombstones");
+  const redis = connectRedis(testRedisUrl(), "producer", 2_000);
+  const tombstones = new TombstoneStore(dir.dir);
+  const client = new PayloadClient({ secret: SECRET });
+  let server: PayloadServer;
+  let target: PayloadTarget;
+
+  beforeAll(async () => {
+    server = await startPayloadServer({
+      store: new SnapshotStore(dir.dir, redis, uniquePrefix("payload")),
+      tombstones,
+      key: hostPayloadKey(SECRET, "host-d"),
+      port: 0,
+      host: "127.0.0.1",
+      timeouts: { idleMs: 60_000, headersMs: 10_000 },
+      log: createLogger("payload-server-test", "silent"),
+      importArchive: async () => ({}),
+    });
+    target = { hostId: "host-d", url: `http://127.0.0.1:${server.port}` };
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await closeRedis(redis);
+    dir.remove();
+  });
+
+  it("answers 200 with the tombstone of a snapshot this host deleted, 404 for one it did not", async () => {
+    const snapshot = sampleSnapshot(sampleInstance({ host_id: "host-d" }));
+    const tombstone = {
+      kind: "snapshot" as const,
+      ...nextStamp(undefined, "snapshot.deleted", null),
+      deleted_at: new Date().toISOString(),
+      snapshot,
+    };
+    await tombstones.write(tombstone);
+    // A deleted instance's tombstone is no snapshot's, whatever its id.
+    const instance = sampleInstance({ host_id: "host-d" });
+    await tombstones.write({ ...tombstone, kind: "instance", instance });
+
+    const deleted = await client.request(target, `/snapshots/${snapshot.id}/tombstone`);
+    expect(deleted.status).toBe(200);
+    expect(TOMBSTONE.parse(await jsonOf(deleted))).toEqual(tombstone);
+
+    for (const id of [newId(), instance.id]) {
+      const unknown = await client.request(target, `/snapshots/${id}/tombstone`);
+      expect(unknown.status).toBe(404);
+      expect((await jsonOf(unknown)).code).toBe("not_found");
+    }
+  });
+});
+
 describe("payload server timeouts", () => {
   const IDLE_MS = 300;
   const id = newId();
@@ -161,6 +217,7 @@ describe("payload server timeouts", () => {
     const received: number[] = [];
     const started = await startPayloadServer({
       store: new SnapshotStore(data.dir, redis, uniquePrefix("payload")),
+      tombstones: new TombstoneStore(data.dir),
       key,
       port: 0,
       host: "127.0.0.1",

@@ -1,5 +1,5 @@
-// This host's payload server: snapshot files over HTTP(S) for exports (and other hosts), with Range requests, and
-// imports streamed in as archives. Every request carries a token signed for this host, its method and its path
+// This host's payload server: snapshot files over HTTP(S) for exports (and other hosts), with Range requests,
+// imports streamed in as archives, and the tombstones of deleted snapshots (so hosts holding a copy can drop it). Every request carries a token signed for this host, its method and its path
 // (shared/fleet-secret.ts); with PAYLOAD_TLS_CERT/KEY it speaks HTTPS only.
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
@@ -9,6 +9,7 @@ import type { AddressInfo } from "node:net";
 import { bearerToken } from "../../shared/bearer.ts";
 import { ApiError, notFound } from "../../shared/errors.ts";
 import { verifyPayloadRequest } from "../../shared/fleet-secret.ts";
+import type { TombstoneStore } from "../../shared/host-records.ts";
 import { applyStreamTimeouts, type StreamTimeouts, streamServerOptions } from "../../shared/http-timeouts.ts";
 import { ID_PATTERN } from "../../shared/ids.ts";
 import type { Logger } from "../../shared/logger.ts";
@@ -18,6 +19,8 @@ import { exportPath, prepareExport } from "./export-files.ts";
 
 export interface PayloadServerOptions {
   store: SnapshotStore;
+  /** This host's tombstones: a snapshot's says this host deleted it. */
+  tombstones: TombstoneStore;
   /** This host's signing key (hostPayloadKey): requests must carry a token made with it. */
   key: Buffer;
   /** PEM certificate chain and key: HTTPS instead of HTTP. */
@@ -39,6 +42,7 @@ export interface PayloadServer {
 
 const ROUTES: Array<{ method: string; pattern: RegExp; handler: keyof typeof HANDLERS }> = [
   { method: "GET", pattern: /^\/snapshots\/([^/]+)\/record$/, handler: "record" },
+  { method: "GET", pattern: /^\/snapshots\/([^/]+)\/tombstone$/, handler: "tombstone" },
   { method: "GET", pattern: /^\/snapshots\/([^/]+)\/export$/, handler: "listing" },
   { method: "GET", pattern: /^\/snapshots\/([^/]+)\/files\/([^/]+)$/, handler: "file" },
   { method: "PUT", pattern: /^\/imports\/([^/]+)$/, handler: "import" },
@@ -56,6 +60,12 @@ const HANDLERS = {
     const record = await options.store.read(requireId(id!));
     if (!record) throw notFound("snapshot", id!);
     sendJson(response, 200, record);
+  }) satisfies Handler,
+  /** 200 only when this host deleted the snapshot: a 404 says nothing (never held, or its tombstone expired). */
+  tombstone: (async (options, _request, response, [id]) => {
+    const tombstone = await options.tombstones.read("snapshot", requireId(id!));
+    if (!tombstone) throw new ApiError("not_found", `this host holds no tombstone of snapshot ${id}`);
+    sendJson(response, 200, tombstone);
   }) satisfies Handler,
   listing: (async (options, _request, response, [id]) => {
     sendJson(response, 200, await prepareExport(options.store, requireId(id!)));

@@ -3,6 +3,8 @@
 // every chunk against its seek table while installing, and keeps the copy so later forks here start locally.
 // Concurrent pulls of one snapshot on this host run once. The copy's record keeps the owner's host_id, with
 // compression off: the owner's record is the snapshot; this host never compresses or announces the copy.
+// Which hosts hold a copy is this host's disk: the Redis set the API reads on delete is told it again by `reconcile`,
+// which also drops a copy whose owner answers that it deleted the original (a delete this set missed).
 import { createWriteStream, existsSync } from "node:fs";
 import { mkdir, readFile, rm, stat, truncate } from "node:fs/promises";
 import path from "node:path";
@@ -11,7 +13,8 @@ import { pipeline } from "node:stream/promises";
 import type { Redis } from "ioredis";
 import { ApiError } from "../../shared/errors.ts";
 import { writeFileDurable } from "../../shared/files.ts";
-import { listHosts } from "../../shared/hosts.ts";
+import { TOMBSTONE } from "../../shared/host-records.ts";
+import { type HostStatus, listHosts } from "../../shared/hosts.ts";
 import { KeyedMutex } from "../../shared/keyed-mutex.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { PayloadClient, PayloadTarget } from "../../shared/payload-client.ts";
@@ -35,10 +38,18 @@ export interface PullResult {
   ms: number;
 }
 
+export interface ReplicaReconcileResult {
+  /** Copies written (again) to their snapshot's replica set. */
+  registered: string[];
+  /** Copies removed: their owner holds the original's tombstone. */
+  dropped: string[];
+}
+
 const LISTING_FILE = "listing.json";
 
 export class Replicas {
   private readonly pulls = new KeyedMutex();
+  private reconciling: Promise<ReplicaReconcileResult> | undefined;
 
   constructor(private readonly deps: ReplicaDeps) {}
 
@@ -69,6 +80,69 @@ export class Replicas {
       await this.deps.redis.srem(replicaSetKey(this.deps.prefix, snapshotId), this.deps.hostId);
       return { dropped };
     });
+  }
+
+  /**
+   * Tells Redis again of every copy on this disk (Redis may have lost the sets) and drops each copy whose owner says
+   * it deleted the original. A call while one runs shares it.
+   */
+  reconcile(): Promise<ReplicaReconcileResult> {
+    this.reconciling ??= this.reconcileOnce().finally(() => {
+      this.reconciling = undefined;
+    });
+    return this.reconciling;
+  }
+
+  private async reconcileOnce(): Promise<ReplicaReconcileResult> {
+    const result: ReplicaReconcileResult = { registered: [], dropped: [] };
+    const copies = await this.deps.store.listReplicas();
+    if (copies.length === 0) return result; // most hosts hold none: no need to list the hosts
+    const hosts = await listHosts(this.deps.redis, this.deps.prefix);
+    for (const { snapshot, replica_of: ownerHostId } of copies) {
+      if (await this.originalDeleted(snapshot.id, ownerHostId!, hosts)) {
+        if ((await this.drop(snapshot.id)).dropped) result.dropped.push(snapshot.id);
+      } else if (await this.register(snapshot.id)) {
+        result.registered.push(snapshot.id);
+      }
+    }
+    if (result.dropped.length) {
+      this.deps.log.info({ snapshots: result.dropped }, "dropped replicas whose original its owner deleted");
+    }
+    return result;
+  }
+
+  /** Adds this host to the snapshot's replica set if the copy is still here (a drop may have just removed it). */
+  private register(snapshotId: string): Promise<boolean> {
+    return this.pulls.run(snapshotId, async () => {
+      if (!(await this.deps.store.read(snapshotId))) return false;
+      await this.deps.redis.sadd(replicaSetKey(this.deps.prefix, snapshotId), this.deps.hostId);
+      return true;
+    });
+  }
+
+  /**
+   * True only when the owner answers with its tombstone of the snapshot. An offline owner, an error or a 404 (it
+   * never had it, lost its disk, or its tombstone expired) keep the copy: it may be the last one.
+   */
+  private async originalDeleted(snapshotId: string, ownerHostId: string, hosts: HostStatus[]): Promise<boolean> {
+    const owner = hosts.find((host) => host.id === ownerHostId);
+    if (!owner?.online || !owner.payload_url) return false;
+    const target = { hostId: ownerHostId, url: owner.payload_url };
+    try {
+      const response = await this.deps.payloads.request(target, `/snapshots/${snapshotId}/tombstone`);
+      if (response.status !== 200) {
+        await response.body?.cancel();
+        return false;
+      }
+      const tombstone = TOMBSTONE.safeParse(await response.json());
+      return tombstone.success && tombstone.data.kind === "snapshot" && tombstone.data.snapshot.id === snapshotId;
+    } catch (error) {
+      this.deps.log.warn(
+        { snapshotId, ownerHostId, err: (error as Error).message },
+        "cannot ask the owner whether a replica's original is deleted: the copy stays",
+      );
+      return false;
+    }
   }
 
   private stagingDir(snapshotId: string): string {

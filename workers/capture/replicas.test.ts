@@ -1,0 +1,138 @@
+// Replica reconcile against real parts: copies written to a host's store, owners' payload servers with real
+// tombstone files, the host directory and replica sets in the test Redis. No guest: the copies are records only.
+import { existsSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { hostPayloadKey } from "../../shared/fleet-secret.ts";
+import { nextStamp, TombstoneStore } from "../../shared/host-records.ts";
+import { announceHost, renewHostLease } from "../../shared/hosts.ts";
+import { createLogger } from "../../shared/logger.ts";
+import { PayloadClient } from "../../shared/payload-client.ts";
+import { closeRedis } from "../../shared/redis.ts";
+import type { Snapshot } from "../../shared/schemas/snapshot.ts";
+import { replicaSetKey } from "../../shared/snapshots/replicas.ts";
+import { SnapshotStore } from "../../shared/snapshots/store.ts";
+import { freePort, tempDir, testRedisUrl, uniquePrefix } from "../../test/helpers/fixtures.ts";
+import { forgetPrefix } from "../../test/helpers/redis-loss.ts";
+import { sampleInstance, sampleSnapshot } from "../../test/helpers/resources.ts";
+import { type PayloadServer, startPayloadServer } from "./payload-server.ts";
+import { Replicas } from "./replicas.ts";
+
+const SECRET = "replicas-test-secret";
+const HOST = "host-b";
+
+describe("Replicas.reconcile", () => {
+  const prefix = uniquePrefix("replicas");
+  const redis = new Redis(testRedisUrl());
+  const dirs = { host: tempDir("replicas-host"), owner: tempDir("replicas-owner") };
+  const store = new SnapshotStore(dirs.host.dir, redis, prefix);
+  const ownerTombstones = new TombstoneStore(dirs.owner.dir);
+  const replicas = new Replicas({
+    hostId: HOST,
+    store,
+    redis,
+    prefix,
+    payloads: new PayloadClient({ secret: SECRET }),
+    log: createLogger("replicas-test", "silent"),
+  });
+  let owner: PayloadServer;
+
+  beforeAll(async () => {
+    owner = await startPayloadServer({
+      store: new SnapshotStore(dirs.owner.dir, redis, prefix),
+      tombstones: ownerTombstones,
+      key: hostPayloadKey(SECRET, "host-a"),
+      port: 0,
+      host: "127.0.0.1",
+      timeouts: { idleMs: 10_000, headersMs: 10_000 },
+      log: createLogger("replicas-test-owner", "silent"),
+      importArchive: async () => ({}),
+    });
+    await online("host-a", `http://127.0.0.1:${owner.port}`);
+    // Online, but nothing listens at its payload URL: every question to it fails.
+    await online("host-mute", `http://127.0.0.1:${await freePort()}`);
+  });
+
+  afterAll(async () => {
+    await owner?.close();
+    await forgetPrefix(redis, prefix);
+    await closeRedis(redis);
+    dirs.host.remove();
+    dirs.owner.remove();
+  });
+
+  async function online(hostId: string, payloadUrl: string) {
+    const now = new Date().toISOString();
+    await announceHost(redis, prefix, {
+      id: hostId,
+      hypervisors: ["qemu"],
+      started_at: now,
+      last_seen_at: now,
+      pid: process.pid,
+      payload_url: payloadUrl,
+    });
+    await renewHostLease(redis, prefix, hostId, 600_000);
+  }
+
+  /** A copy on this host of a snapshot of `ownerHostId`, as a pull installs it (a record is enough here). */
+  async function copyOf(ownerHostId: string): Promise<Snapshot> {
+    const source = sampleInstance({ host_id: ownerHostId });
+    const snapshot = sampleSnapshot(source, { kind: "Stopped" });
+    await mkdir(store.dir(snapshot.id), { recursive: true });
+    await store.write({
+      snapshot,
+      source,
+      memory_layout: "none",
+      memory_payload: null,
+      version: 1,
+      last_event: null,
+      replica_of: ownerHostId,
+    });
+    return snapshot;
+  }
+
+  async function deleteOnOwner(snapshot: Snapshot) {
+    await ownerTombstones.write({
+      kind: "snapshot",
+      ...nextStamp(undefined, "snapshot.deleted", null),
+      deleted_at: new Date().toISOString(),
+      snapshot,
+    });
+  }
+
+  const replicaSet = (snapshot: Snapshot) => redis.smembers(replicaSetKey(prefix, snapshot.id));
+
+  it("tells Redis again of every copy on this disk after Redis lost the sets", async () => {
+    const [live, offlineOwner, muteOwner] = [
+      await copyOf("host-a"),
+      await copyOf("host-gone"),
+      await copyOf("host-mute"),
+    ];
+    const result = await replicas.reconcile();
+    expect(result.registered.sort()).toEqual([live.id, offlineOwner.id, muteOwner.id].sort());
+    expect(result.dropped).toEqual([]);
+    for (const snapshot of [live, offlineOwner, muteOwner]) {
+      expect(await replicaSet(snapshot)).toEqual([HOST]);
+      expect(existsSync(store.dir(snapshot.id))).toBe(true);
+    }
+  });
+
+  it("drops a copy whose owner holds the original's tombstone, and only that one", async () => {
+    const deleted = await copyOf("host-a");
+    const kept = await copyOf("host-a");
+    await deleteOnOwner(deleted);
+    const result = await replicas.reconcile();
+    expect(result.dropped).toEqual([deleted.id]);
+    expect(existsSync(store.dir(deleted.id))).toBe(false);
+    expect(await replicaSet(deleted)).toEqual([]);
+    expect(existsSync(store.dir(kept.id))).toBe(true);
+    expect(await replicaSet(kept)).toEqual([HOST]);
+  });
+
+  it("shares one run between calls made while it runs", async () => {
+    const [first, second] = [replicas.reconcile(), replicas.reconcile()];
+    expect(second).toBe(first);
+    await first;
+  });
+});
