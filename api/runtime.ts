@@ -109,7 +109,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
   });
   hostDirectory.start();
   // The metrics readers block on their streams, so each has its own connection (none when they do not run).
-  const metricsRedis = (options.projector ? [1, 2] : []).map(() => {
+  const metricsRedis = (options.projector ? [1, 2, 3] : []).map(() => {
     const connection = connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
     connection.on("error", () => {}); // the observer retries; the projector already logs an unreachable Redis
     return connection;
@@ -118,6 +118,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     ? startMetricsObserver({
         eventsRedis: metricsRedis[0]!,
         outcomesRedis: metricsRedis[1]!,
+        figuresRedis: metricsRedis[2]!,
         prefix: config.REDIS_PREFIX,
         metrics,
         log,
