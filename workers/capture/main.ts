@@ -215,6 +215,7 @@ const worker = startJobWorker({
     jobs,
     announcer,
     replicas,
+    reportFigure,
   }),
   concurrency: 4,
   lockDurationMs: config.HOST_JOB_LOCK_MS,
