@@ -207,7 +207,7 @@ function startProjector(
 
 /** The metrics observer's stream readers, each on a connection of its own (they block on their streams). */
 function startMetricsReaders(config: Config, redisUrl: string, metrics: ApiMetrics, log: Logger) {
-  const connections = [1, 2].map(() => {
+  const connections = [1, 2, 3].map(() => {
     const connection = connectRedis(redisUrl, "worker", config.REDIS_COMMAND_TIMEOUT_MS);
     connection.on("error", () => {}); // the observer retries; the projector already logs an unreachable Redis
     return connection;
@@ -215,6 +215,7 @@ function startMetricsReaders(config: Config, redisUrl: string, metrics: ApiMetri
   const observer = startMetricsObserver({
     eventsRedis: connections[0]!,
     outcomesRedis: connections[1]!,
+    figuresRedis: connections[2]!,
     prefix: config.REDIS_PREFIX,
     metrics,
     log,

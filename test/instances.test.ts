@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jsonOf, waitFor } from "./helpers/fixtures.ts";
+import { sampleValue } from "./helpers/prometheus.ts";
 import { apiConsole, consolePoint, waitForBootFromDisk, waitForResume } from "./helpers/resume.ts";
 import { isAlive, type RunningService, startService } from "./helpers/service.ts";
 
@@ -112,6 +113,59 @@ describe("instance lifecycle on QEMU", () => {
     expect(existsSync(path.join(service.dataDir, "instances", instance.id))).toBe(false);
     expect((await service.api("/instances/lifecycle-1")).status).toBe(404);
   });
+
+  it("restores a standby whose RAM was compressed, and /metrics shows the unpacking and each time to Running", async () => {
+    const scrape = async () => (await service.api("/metrics")).text();
+    const qemu = { hypervisor: "qemu" };
+    const prepared = (restore_source: string) => ({ ...qemu, restore_source, result: "success" });
+    const figures = (text: string) => ({
+      created: sampleValue(text, "snapfleet_instances_time_to_running_seconds_count", { ...qemu, operation: "create" }),
+      restored: sampleValue(text, "snapfleet_instances_time_to_running_seconds_count", {
+        ...qemu,
+        operation: "restore",
+      }),
+      unpacked: sampleValue(text, "snapfleet_snapshot_restore_memory_prepare_total", prepared("decompress")),
+      unpackedSeconds: sampleValue(
+        text,
+        "snapfleet_snapshot_restore_memory_prepare_duration_seconds_count",
+        prepared("decompress"),
+      ),
+    });
+    // Other cases in this file may have counted already: compare with what was there before.
+    const before = figures(await scrape());
+    const instance = await create("packed-1");
+    await waitForTick("packed-1", 1);
+    const guestConsole = apiConsole(service.api, "packed-1");
+    const standby = await service.api("/instances/packed-1/standby", {
+      json: { compression: { enabled: true, algorithm: "zstd", level: 1 } },
+    });
+    expect(standby.status, await standby.clone().text()).toBe(200);
+    const atStandby = await consolePoint(guestConsole);
+    const memory = path.join(service.dataDir, "instances", instance.id, "memory.raw");
+    await waitFor(() => existsSync(`${memory}.sfc`) && !existsSync(memory), {
+      timeoutMs: 60_000,
+      what: "the standby memory to be compressed",
+    });
+    expect(await jsonOf(await post("/instances/packed-1/restore"))).toMatchObject({ state: "Running" });
+    expect(existsSync(`${memory}.sfc`)).toBe(false);
+    await waitForResume(guestConsole, atStandby);
+
+    const plusOne = (count: number | undefined) => (count ?? 0) + 1;
+    const after = await waitFor(
+      async () => {
+        const now = figures(await scrape());
+        return now.restored === plusOne(before.restored) ? now : undefined;
+      },
+      { what: "the restore's time to Running in /metrics" },
+    );
+    expect(after).toEqual({
+      created: plusOne(before.created),
+      restored: plusOne(before.restored),
+      unpacked: plusOne(before.unpacked),
+      unpackedSeconds: plusOne(before.unpackedSeconds),
+    });
+    expect((await service.api("/instances/packed-1", { method: "DELETE" })).status).toBe(204);
+  }, 150_000);
 
   it("re-attaches to running guests when the capture worker restarts, and reports a killed QEMU", async () => {
     const instance = await create("survivor-1");

@@ -8,6 +8,7 @@ import Hypeman from "@onkernel/hypeman";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { waitForTick as waitForConsoleTick } from "./helpers/console.ts";
 import { jsonOf, waitFor } from "./helpers/fixtures.ts";
+import { sampleValue } from "./helpers/prometheus.ts";
 import { apiConsole, capturedBetween, consolePoint, waitForResume } from "./helpers/resume.ts";
 import { isMounted as isMountedIn, runSdkFlow, statusOf } from "./helpers/sdk-flow.ts";
 import { type RunningService, startService } from "./helpers/service.ts";
@@ -146,6 +147,13 @@ describe("the SDK flow", () => {
     });
     await waitForTick("stopped-src", 2);
     await client.instances.stop(source.id);
+    const runningCounts = async () => {
+      const text = await (await service.api("/metrics")).text();
+      const count = (operation: string) =>
+        sampleValue(text, "snapfleet_instances_time_to_running_seconds_count", { operation, hypervisor: "qemu" }) ?? 0;
+      return { fork: count("fork"), snapshot_restore: count("snapshot_restore") };
+    };
+    const before = await runningCounts();
     const snapshot = await client.instances.snapshots.create(source.id, { kind: "Stopped", name: "cold" });
     expect(snapshot).toMatchObject({ kind: "Stopped", compression_state: "none", compression: { enabled: false } });
     const stoppedFork = await client.snapshots.fork(snapshot.id, { name: "cold-fork" });
@@ -155,6 +163,11 @@ describe("the SDK flow", () => {
     await waitForTick("warm-fork", 1);
     const restored = await client.instances.snapshots.restore(snapshot.id, { id: source.id, target_state: "Running" });
     expect(restored.state).toBe("Running");
+    // One time to Running each for the Running fork and the restore; the Stopped fork never ran.
+    const expected = { fork: before.fork + 1, snapshot_restore: before.snapshot_restore + 1 };
+    await waitFor(async () => JSON.stringify(await runningCounts()) === JSON.stringify(expected), {
+      what: "the fork's and the restore's time to Running in /metrics",
+    });
   });
 
   it("applies the instance policy, and an explicit disable wins", async () => {

@@ -1,10 +1,12 @@
 // Scrape-time figures read from Redis: queue depths and the oldest waiting job per queue (BullMQ), compression
-// jobs running and waiting per host, and how far each consumer group is behind on the event and outcome streams.
+// jobs running and waiting per host, and how far each consumer group is behind on the event, outcome and worker
+// figure streams.
 import type { Redis } from "ioredis";
 import { eventStreamKey } from "../../shared/events/stream.ts";
 import { type HostStatus, listHosts } from "../../shared/hosts.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import type { JobProducer } from "../../shared/jobs/producer.ts";
+import { workerFigureStreamKey } from "../../shared/metrics/worker-figures.ts";
 import { withDeadline } from "../../shared/redis.ts";
 import { outcomeStreamKey } from "../../shared/webhooks/mirror.ts";
 import type { ApiMetrics } from "./metrics.ts";
@@ -73,6 +75,7 @@ export async function collectRedisGauges(deps: CollectDeps, metrics: ApiMetrics)
     for (const [stream, key] of [
       ["events", eventStreamKey(deps.redisPrefix)],
       ["webhook-outcomes", outcomeStreamKey(deps.redisPrefix)],
+      ["worker-figures", workerFigureStreamKey(deps.redisPrefix)],
     ] as const) {
       for (const group of await consumerGroups(deps.redis, key)) {
         if (group.lag !== null) metrics.streamLag.set({ stream, group: group.name }, group.lag);

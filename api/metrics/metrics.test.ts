@@ -1,10 +1,11 @@
-// GET /metrics on real parts: events and webhook outcomes appended to the test Redis as workers append them, a
+// GET /metrics on real parts: events, webhook outcomes and worker figures appended to the test Redis as workers append them, a
 // job waiting on a host's compression queue, and the exposition checked by `promtool check metrics`.
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import { EventStream } from "../../shared/events/stream.ts";
 import { newId } from "../../shared/ids.ts";
+import { reportWorkerFigure } from "../../shared/metrics/worker-figures.ts";
 import { reportOutcome } from "../../shared/webhooks/mirror.ts";
 import { createTestApp, type TestApp } from "../../test/helpers/app.ts";
 import { waitFor } from "../../test/helpers/fixtures.ts";
@@ -29,7 +30,7 @@ describe("GET /metrics", () => {
     await waitFor(
       async () => {
         const text = await scrape();
-        return ["events", "webhook-outcomes"].every(
+        return ["events", "webhook-outcomes", "worker-figures"].every(
           (stream) => sampleValue(text, "snapfleet_event_consumer_lag", { stream, group: "metrics" }) !== undefined,
         );
       },
@@ -116,6 +117,42 @@ describe("GET /metrics", () => {
     );
     expect(sampleValue(text, "snapfleet_webhook_delivery_attempts_total", { outcome: "failed" })).toBe(1);
     expect(sampleValue(text, "snapfleet_webhook_delivery_duration_seconds_count", { outcome: "failed" })).toBe(1);
+  });
+
+  it("serves the reference's restore, time-to-running and codec fallback series from the workers' figures", async () => {
+    await reportWorkerFigure(redis, t.prefix, {
+      kind: "restore_memory_prepare",
+      hypervisor: "qemu",
+      restore_source: "decompress",
+      result: "success",
+      seconds: 1.5,
+    });
+    await reportWorkerFigure(redis, t.prefix, {
+      kind: "time_to_running",
+      operation: "restore",
+      hypervisor: "qemu",
+      seconds: 2.25,
+    });
+    await reportWorkerFigure(redis, t.prefix, {
+      kind: "codec_fallback",
+      process: "capture-worker",
+      reason: "native_unavailable",
+    });
+    const text = await waitFor(
+      async () => {
+        const body = await scrape();
+        return sampleValue(body, "snapfleet_snapshot_codec_fallbacks_total") === 1 ? body : undefined;
+      },
+      { what: "the codec fallback counter" },
+    );
+    const prepare = { hypervisor: "qemu", restore_source: "decompress", result: "success" };
+    expect(sampleValue(text, "snapfleet_snapshot_restore_memory_prepare_total", prepare)).toBe(1);
+    expect(sampleValue(text, "snapfleet_snapshot_restore_memory_prepare_duration_seconds_sum", prepare)).toBe(1.5);
+    const running = { operation: "restore", hypervisor: "qemu" };
+    expect(sampleValue(text, "snapfleet_instances_time_to_running_seconds_count", running)).toBe(1);
+    expect(sampleValue(text, "snapfleet_instances_time_to_running_seconds_sum", running)).toBe(2.25);
+    expect(sampleValue(text, "snapfleet_snapshot_codec_fallbacks_total", { process: "capture-worker" })).toBe(1);
+    expect(sampleValue(text, "snapfleet_event_consumer_lag", { stream: "worker-figures", group: "metrics" })).toBe(0);
   });
 
   it("reports queue depths, the oldest waiting job and how far consumers are behind", async () => {

@@ -1,6 +1,7 @@
 // The API's Prometheus instruments. Names follow the reference server's (`hypeman_*` there, `snapfleet_*` here)
 // where it has one; workers expose no port of their own: their figures come from the events they append, the
-// webhook outcomes they report and the queues they drain, all read here (see api/metrics/observe.ts, collect.ts).
+// webhook outcomes and worker figures they report and the queues they drain, all read here (see
+// api/metrics/observe.ts, collect.ts).
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 /** Seconds, from a few milliseconds (capture downtime) to minutes (compressing a large guest). */
@@ -82,6 +83,36 @@ export class ApiMetrics {
     name: "snapfleet_snapshot_capture_downtime_seconds",
     help: "How long a Running source was paused while a Standby snapshot was captured",
     buckets: DURATION_BUCKETS,
+    registers: [this.registry],
+  });
+
+  readonly restoreMemoryPrepare = new Counter({
+    name: "snapfleet_snapshot_restore_memory_prepare_total",
+    help: "Restores that readied an instance's RAM, by hypervisor, restore_source (raw, or decompress when it was packed) and result",
+    labelNames: ["hypervisor", "restore_source", "result"] as const,
+    registers: [this.registry],
+  });
+
+  readonly restoreMemoryPrepareDuration = new Histogram({
+    name: "snapfleet_snapshot_restore_memory_prepare_duration_seconds",
+    help: "Time a restore took to ready an instance's RAM (unpacking it when a standby compression had packed it)",
+    labelNames: ["hypervisor", "restore_source", "result"] as const,
+    buckets: DURATION_BUCKETS,
+    registers: [this.registry],
+  });
+
+  readonly timeToRunning = new Histogram({
+    name: "snapfleet_instances_time_to_running_seconds",
+    help: "Time from a command's acceptance (its job queued) to the instance Running on its host, by operation and hypervisor",
+    labelNames: ["operation", "hypervisor"] as const,
+    buckets: DURATION_BUCKETS,
+    registers: [this.registry],
+  });
+
+  readonly codecFallbacks = new Counter({
+    name: "snapfleet_snapshot_codec_fallbacks_total",
+    help: "Worker processes that asked for the auto codec backend and fell back from the native addon to the packages one",
+    labelNames: ["process", "reason"] as const,
     registers: [this.registry],
   });
 

@@ -1,5 +1,6 @@
 // Worker figures derived in the API: a `metrics` consumer group on the event stream (capture downtime,
-// compression results, sizes and durations) and one on the webhook outcome stream (attempts and latency).
+// compression results, sizes and durations), one on the webhook outcome stream (attempts and latency) and one on the
+// worker figure stream (time to Running, restore memory preparation, codec fallbacks).
 // Both groups start at "$": a new group counts from now on, and counters restart with the process, as
 // Prometheus expects.
 import { setImmediate } from "node:timers/promises";
@@ -7,6 +8,7 @@ import type { Redis } from "ioredis";
 import type { TypedEvent } from "../../shared/events/catalog.ts";
 import { decodeEvent, eventStreamKey, peekEventType } from "../../shared/events/stream.ts";
 import type { Logger } from "../../shared/logger.ts";
+import { decodeWorkerFigure, type WorkerFigure, workerFigureStreamKey } from "../../shared/metrics/worker-figures.ts";
 import { type DeliveryOutcome, decodeOutcome, outcomeStreamKey } from "../../shared/webhooks/mirror.ts";
 import { type StreamConsumer, type StreamEntries, startStreamConsumer } from "../stream-consumer.ts";
 import { type ApiMetrics, compressionLabels } from "./metrics.ts";
@@ -77,16 +79,34 @@ export function observeOutcome(metrics: ApiMetrics, outcome: DeliveryOutcome): v
   if (outcome.duration_ms !== null) metrics.webhookLatency.observe({ outcome: label }, outcome.duration_ms / 1000);
 }
 
+export function observeWorkerFigure(metrics: ApiMetrics, figure: WorkerFigure): void {
+  switch (figure.kind) {
+    case "time_to_running":
+      metrics.timeToRunning.observe({ operation: figure.operation, hypervisor: figure.hypervisor }, figure.seconds);
+      return;
+    case "restore_memory_prepare": {
+      const { hypervisor, restore_source, result } = figure;
+      metrics.restoreMemoryPrepare.inc({ hypervisor, restore_source, result });
+      metrics.restoreMemoryPrepareDuration.observe({ hypervisor, restore_source, result }, figure.seconds);
+      return;
+    }
+    case "codec_fallback":
+      metrics.codecFallbacks.inc({ process: figure.process, reason: figure.reason });
+      return;
+  }
+}
+
 export interface MetricsObserverOptions {
-  /** Worker-role connections, one per blocking reader; the observer owns neither. */
+  /** Worker-role connections, one per blocking reader; the observer owns none. */
   eventsRedis: Redis;
   outcomesRedis: Redis;
+  figuresRedis: Redis;
   prefix: string;
   metrics: ApiMetrics;
   log: Logger;
 }
 
-/** Starts both readers, retrying until Redis answers; returns a stop function. */
+/** Starts the three readers, retrying until Redis answers; returns a stop function. */
 export function startMetricsObserver(options: MetricsObserverOptions): { stop(): Promise<void> } {
   const events = new EventObserver(options.metrics);
   const readers = [
@@ -104,6 +124,11 @@ export function startMetricsObserver(options: MetricsObserverOptions): { stop():
       redis: options.outcomesRedis,
       key: outcomeStreamKey(options.prefix),
       handle: (fields: string[]) => observeOutcome(options.metrics, decodeOutcome(fields)),
+    },
+    {
+      redis: options.figuresRedis,
+      key: workerFigureStreamKey(options.prefix),
+      handle: (fields: string[]) => observeWorkerFigure(options.metrics, decodeWorkerFigure(fields)),
     },
   ];
   let stopped = false;

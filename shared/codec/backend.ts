@@ -53,6 +53,11 @@ export interface BackendLog {
   warn(message: string): void;
 }
 
+/** What a process wants to hear of its choice beyond the log: `onCodecFallback` when `auto` fell back to packages. */
+export interface CodecBackendHooks {
+  onCodecFallback?(reason: string): void;
+}
+
 const loaded = new Map<CodecBackendName, Promise<CodecBackend>>();
 
 const LOADERS: BackendLoaders = {
@@ -76,11 +81,15 @@ export const PACKAGES_BACKEND_NOTE =
   "@mongodb-js/zstd, lz4-napi and xxhash-wasm: same file format, slower decompression, and every lz4 level " +
   "compresses in lz4's fast mode (recorded as level 0)";
 
-/** `auto`: native when the addon loads, else packages with one warning. Rejects when the choice cannot load. */
+/**
+ * `auto`: native when the addon loads, else packages with one warning and `onCodecFallback`. Rejects when the choice
+ * cannot load.
+ */
 export async function resolveCodecBackend(
   choice: CodecBackendChoice,
   log: BackendLog,
   load: (name: CodecBackendName) => Promise<CodecBackend> = loadCodecBackend,
+  hooks: CodecBackendHooks = {},
 ): Promise<CodecBackend> {
   if (choice !== "auto") {
     const backend = await load(choice);
@@ -97,6 +106,7 @@ export async function resolveCodecBackend(
       throw new Error(`no codec backend loads here: ${reason}; ${packagesError.message}`, { cause: packagesError });
     });
     log.warn(`${reason}; using the packages codec backend (${PACKAGES_BACKEND_NOTE})`);
+    hooks.onCodecFallback?.(reason);
     return backend;
   }
 }
@@ -110,8 +120,12 @@ const PROCESS_WARNINGS: BackendLog = {
 let selected: Promise<CodecBackend> | undefined;
 
 /** A process's choice (CODEC_BACKEND), made once at start-up; every codec call without a `backend` uses it. */
-export function selectCodecBackend(choice: CodecBackendChoice, log: BackendLog): Promise<CodecBackend> {
-  selected = resolveCodecBackend(choice, log);
+export function selectCodecBackend(
+  choice: CodecBackendChoice,
+  log: BackendLog,
+  hooks: CodecBackendHooks = {},
+): Promise<CodecBackend> {
+  selected = resolveCodecBackend(choice, log, loadCodecBackend, hooks);
   return selected;
 }
 
@@ -126,8 +140,9 @@ export function codecBackend(name?: CodecBackendName): Promise<CodecBackend> {
 export async function selectCodecBackendOrExit(
   choice: CodecBackendChoice,
   log: BackendLog & { fatal(message: string): void },
+  hooks: CodecBackendHooks = {},
 ): Promise<CodecBackend> {
-  return selectCodecBackend(choice, log).catch((error: Error) => {
+  return selectCodecBackend(choice, log, hooks).catch((error: Error) => {
     log.fatal(`${error.message} (CODEC_BACKEND=${choice})`);
     process.exit(78);
   });

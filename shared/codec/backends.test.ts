@@ -137,15 +137,23 @@ describe("choosing a backend", () => {
     return loadCodecBackend(name);
   };
 
-  it("auto takes native when the addon loads, with no warning", async () => {
+  it("auto takes native when the addon loads, with no warning and no fallback", async () => {
     const log = messages();
-    expect((await resolveCodecBackend("auto", log)).name).toBe("native");
+    const fallbacks: string[] = [];
+    const hooks = { onCodecFallback: (reason: string) => fallbacks.push(reason) };
+    expect((await resolveCodecBackend("auto", log, loadCodecBackend, hooks)).name).toBe("native");
     expect(log.lines).toEqual(["info codec backend: native"]);
+    expect(fallbacks).toEqual([]);
   });
 
-  it("auto falls back to packages when the addon does not load, with one warning naming why", async () => {
+  it("auto falls back to packages when the addon does not load, with one warning and one hook call naming why", async () => {
     const log = messages();
-    expect((await resolveCodecBackend("auto", log, brokenNative)).name).toBe("packages");
+    const fallbacks: string[] = [];
+    const hooks = { onCodecFallback: (reason: string) => fallbacks.push(reason) };
+    expect((await resolveCodecBackend("auto", log, brokenNative, hooks)).name).toBe("packages");
+    expect(fallbacks).toEqual([
+      expect.stringMatching(/^codec backend native does not load: the native addon is not built/),
+    ]);
     expect(log.lines).toHaveLength(1);
     expect(log.lines[0]).toMatch(/^warn codec backend native does not load: .*using the packages codec backend/);
   });

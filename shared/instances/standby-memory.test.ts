@@ -5,7 +5,7 @@ import { sampleInstance } from "../../test/helpers/resources.ts";
 import { createLogger } from "../logger.ts";
 import { closeRedis, connectRedis } from "../redis.ts";
 import { instanceFiles } from "./files.ts";
-import { compressedPayload, StandbyMemory } from "./standby-memory.ts";
+import { compressedPayload, type MemoryPrepared, StandbyMemory } from "./standby-memory.ts";
 
 const redis = connectRedis(testRedisUrl(), "worker", 1_000);
 const data = tempDir("standby");
@@ -65,5 +65,35 @@ describe("standby memory compression", () => {
     expect(outcome).toBe("skipped");
     expect(readFileSync(files.memory).equals(newRam)).toBe(true);
     expect(() => readFileSync(compressedPayload(files.memory))).toThrow(/ENOENT/);
+  });
+
+  it("a restore of packed RAM unpacks it first and reports the decompress step, then a raw one", async () => {
+    const { instance, files } = standbyInstance(3);
+    await memory.compress(instance.id, { algorithm: "zstd", level: 1 }, new AbortController().signal);
+    const prepared: MemoryPrepared[] = [];
+    const onPrepared = (step: MemoryPrepared) => prepared.push(step);
+    const restore = () => Promise.resolve(readFileSync(files.memory).equals(ram(1)));
+    expect(await memory.whileRaw(instance.id, restore, onPrepared)).toBe(true);
+    expect(await memory.whileRaw(instance.id, restore, onPrepared)).toBe(true);
+    const step = { hypervisor: instance.hypervisor, result: "success", seconds: expect.any(Number) };
+    expect(prepared).toEqual([
+      { ...step, restore_source: "decompress" },
+      { ...step, restore_source: "raw" },
+    ]);
+    expect(prepared[0]!.seconds).toBeGreaterThan(0);
+  });
+
+  it("a packed file that does not unpack is reported as a failed decompress step", async () => {
+    const { instance, files } = standbyInstance(3);
+    await memory.compress(instance.id, { algorithm: "zstd", level: 1 }, new AbortController().signal);
+    writeFileSync(compressedPayload(files.memory), "not a codec file");
+    const prepared: MemoryPrepared[] = [];
+    const restore = memory.whileRaw(
+      instance.id,
+      async () => "restored",
+      (step) => prepared.push(step),
+    );
+    await expect(restore).rejects.toThrow();
+    expect(prepared).toMatchObject([{ restore_source: "decompress", result: "failed" }]);
   });
 });

@@ -12,7 +12,8 @@ import { ID_PATTERN } from "../ids.ts";
 import { STANDBY_COMPRESSION_POLICY } from "../jobs/compression-jobs.ts";
 import { type Lease, withRedisLock } from "../locks.ts";
 import type { Logger } from "../logger.ts";
-import { INSTANCE_SCHEMA } from "../schemas/instance.ts";
+import type { WorkerFigure } from "../metrics/worker-figures.ts";
+import { INSTANCE_SCHEMA, type Instance } from "../schemas/instance.ts";
 import { z } from "../zod.ts";
 import { instanceFiles, readMemoryMode } from "./files.ts";
 
@@ -30,6 +31,9 @@ export const standbyCompressionJobId = (instanceId: string) => `standby-compress
 export const STANDBY_COMPRESSION_INTENT = STANDBY_COMPRESSION_POLICY.extend({ not_before: z.iso.datetime() });
 export type StandbyCompressionIntent = z.infer<typeof STANDBY_COMPRESSION_INTENT>;
 
+/** How a restore readied the RAM: `decompress` when a standby compression had packed it; seconds of that step. */
+export type MemoryPrepared = Omit<Extract<WorkerFigure, { kind: "restore_memory_prepare" }>, "kind">;
+
 export interface StandbyMemoryOptions {
   dataDir: string;
   redis: Redis;
@@ -40,10 +44,28 @@ export interface StandbyMemoryOptions {
 export class StandbyMemory {
   constructor(private readonly options: StandbyMemoryOptions) {}
 
-  /** Runs `operation` with the instance's RAM raw on disk, after any compression in flight. */
-  whileRaw<T>(instanceId: string, operation: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `operation` with the instance's RAM raw on disk, after any compression in flight. `onPrepared` hears how
+   * readying the RAM went (a restore's figures), before `operation` runs or as that step fails.
+   */
+  whileRaw<T>(instanceId: string, operation: () => Promise<T>, onPrepared?: (prepared: MemoryPrepared) => void) {
     return this.withLock(instanceId, async () => {
-      await this.unpack(instanceId);
+      const started = performance.now();
+      const raw = await this.payload(instanceId);
+      const restoreSource = existsSync(compressedPayload(raw)) ? "decompress" : "raw";
+      const hypervisor = onPrepared && (await this.record(instanceId))?.hypervisor;
+      const report = (result: MemoryPrepared["result"]) => {
+        if (!onPrepared || !hypervisor) return;
+        const seconds = (performance.now() - started) / 1000;
+        onPrepared({ hypervisor, restore_source: restoreSource, result, seconds });
+      };
+      try {
+        await this.unpack(instanceId, raw);
+      } catch (error) {
+        report("failed");
+        throw error;
+      }
+      report("success");
       return operation();
     });
   }
@@ -120,12 +142,17 @@ export class StandbyMemory {
     return JSON.stringify([stats.ino, stats.size, stats.mtimeMs, version]);
   }
 
-  /** The instance's state in its host record ({instance, version, last_event}, or a bare instance from before). */
+  /** The instance's state in its host record. */
   private async state(instanceId: string): Promise<string | undefined> {
+    return (await this.record(instanceId))?.state;
+  }
+
+  /** The instance in its host record ({instance, version, last_event}, or a bare instance from before). */
+  private async record(instanceId: string): Promise<Instance | undefined> {
     const text = await readFile(instanceFiles(this.options.dataDir, instanceId).record, "utf8").catch(() => "null");
     const value = JSON.parse(text) as { instance?: unknown } | null;
     const instance = INSTANCE_SCHEMA.safeParse(value && "instance" in value ? value.instance : value);
-    return instance.success ? instance.data.state : undefined;
+    return instance.success ? instance.data : undefined;
   }
 
   /** The file holding a Standby instance's RAM: memory.raw, or the device-state stream of a private-memory VM. */
@@ -134,8 +161,7 @@ export class StandbyMemory {
     return (await readMemoryMode(files)) === "private" ? files.standbyState : files.memory;
   }
 
-  private async unpack(instanceId: string): Promise<void> {
-    const raw = await this.payload(instanceId);
+  private async unpack(instanceId: string, raw: string): Promise<void> {
     const packed = compressedPayload(raw);
     if (!existsSync(packed)) return;
     // Both present: a crash came between packing and removing the raw file, which is still whole.

@@ -1,9 +1,12 @@
 // Handlers of the host queue, keyed by job name: each delegates to the part of the host agent that owns it, passing
 // the job id so that a re-run of the same job (BullMQ re-runs stalled jobs) returns the first run's result.
 
+import type { Job } from "bullmq";
 import type { StandbyMemory } from "../../shared/instances/standby-memory.ts";
-import type { JobProducer } from "../../shared/jobs/producer.ts";
+import type { JobEnvelope, JobProducer } from "../../shared/jobs/producer.ts";
 import type { JobHandlers } from "../../shared/jobs/worker.ts";
+import type { RunningOperation, WorkerFigure } from "../../shared/metrics/worker-figures.ts";
+import type { Instance } from "../../shared/schemas/instance.ts";
 import type { HostAnnouncer } from "./announcer.ts";
 import type { InstanceForker } from "./instance-fork.ts";
 import type { InstanceManager } from "./instances.ts";
@@ -22,6 +25,8 @@ export interface HostHandlerDeps {
   recompressor: SnapshotRecompressor;
   standbyMemory: StandbyMemory;
   jobs: JobProducer;
+  /** Where time-to-Running and restore memory figures go (shared/metrics/worker-figures.ts). */
+  reportFigure: (figure: WorkerFigure) => void;
 }
 
 type InstanceJobs =
@@ -54,18 +59,32 @@ export function createHostHandlers({
   standbyMemory,
   jobs,
   announcer,
+  reportFigure,
 }: HostHandlerDeps): JobHandlers<InstanceJobs> {
   // Whatever reads or replaces a Standby instance's RAM runs with it raw: after a compression in flight, unpacked.
   const raw = <T>(instanceId: string, operation: () => Promise<T>) => standbyMemory.whileRaw(instanceId, operation);
+  /** The command was accepted when its job was queued: from then to the instance Running is its time to Running. */
+  const untilRunning = async <Result extends { instance: Instance }>(
+    operation: RunningOperation,
+    job: Job<JobEnvelope>,
+    work: Promise<Result>,
+  ): Promise<Result> => {
+    const result = await work;
+    if (result.instance.state === "Running") {
+      const seconds = Math.max(0, (Date.now() - job.timestamp) / 1000);
+      reportFigure({ kind: "time_to_running", operation, hypervisor: result.instance.hypervisor, seconds });
+    }
+    return result;
+  };
   return {
     "host.ping": async () => ({ hostId, receivedAt: new Date().toISOString() }),
     "host.announce": async () => {
       await announcer.announce("requested");
       return { hostId, receivedAt: new Date().toISOString() };
     },
-    "instance.create": ({ instance }, { job }) => instances.create(instance, job.id),
+    "instance.create": ({ instance }, { job }) => untilRunning("create", job, instances.create(instance, job.id)),
     "instance.stop": ({ instance_id }, { job }) => instances.stop(instance_id, job.id),
-    "instance.start": ({ instance_id }, { job }) => instances.start(instance_id, job.id),
+    "instance.start": ({ instance_id }, { job }) => untilRunning("start", job, instances.start(instance_id, job.id)),
     "instance.standby": async ({ instance_id, compression, compression_delay_ms }, { job, log }) => {
       const result = await instances.standby(instance_id, job.id);
       // The standby is done and announced: a failed step here leaves the RAM uncompressed, nothing worse. The intent
@@ -80,20 +99,38 @@ export function createHostHandlers({
       }
       return result;
     },
-    "instance.restore": ({ instance_id }, { job }) => raw(instance_id, () => instances.restore(instance_id, job.id)),
+    "instance.restore": ({ instance_id }, { job }) =>
+      untilRunning(
+        "restore",
+        job,
+        standbyMemory.whileRaw(
+          instance_id,
+          () => instances.restore(instance_id, job.id),
+          (prepared) => reportFigure({ kind: "restore_memory_prepare", ...prepared }),
+        ),
+      ),
     "instance.delete": ({ instance_id }, { job }) => instances.delete(instance_id, job.id),
     "instance.logs": ({ instance_id, tail }) => instances.logs(instance_id, tail),
     "instance.stats": ({ instance_id }) => instances.stats(instance_id),
     "snapshot.capture": ({ instance_id, snapshot }, { job }) =>
       raw(instance_id, () => snapshots.capture(instance_id, snapshot, job.id)),
     "snapshot.fork": ({ snapshot_id, instance, target_state }, { job }) =>
-      snapshots.fork(snapshot_id, instance, target_state, job.id),
+      untilRunning("fork", job, snapshots.fork(snapshot_id, instance, target_state, job.id)),
     "snapshot.restore": ({ snapshot_id, instance_id, target_state }, { job }) =>
-      raw(instance_id, () => snapshots.restore(snapshot_id, instance_id, target_state, job.id)),
+      untilRunning(
+        "snapshot_restore",
+        job,
+        raw(instance_id, () => snapshots.restore(snapshot_id, instance_id, target_state, job.id)),
+      ),
     "snapshot.delete": ({ snapshot_id }, { job }) => snapshots.delete(snapshot_id, job.id),
     "snapshot.replicate": ({ snapshot_id, owner_host_id }) => replicas.ensure(snapshot_id, owner_host_id),
     "snapshot.drop-replica": ({ snapshot_id }) => replicas.drop(snapshot_id),
-    "instance.fork": (payload, { job }) => raw(payload.instance_id, () => forks.fork(payload, job.id)),
+    "instance.fork": (payload, { job }) =>
+      untilRunning(
+        "fork",
+        job,
+        raw(payload.instance_id, () => forks.fork(payload, job.id)),
+      ),
     "snapshot.recompress": ({ snapshot_id, compression }, { job }) =>
       recompressor.recompress(snapshot_id, compression, job.id),
   };

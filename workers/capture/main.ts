@@ -12,6 +12,7 @@ import { StandbyMemory } from "../../shared/instances/standby-memory.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
+import { workerFigureReporter } from "../../shared/metrics/worker-figures.ts";
 import { removeHostLeftovers } from "../../shared/orphans.ts";
 import { payloadClientFor } from "../../shared/payload-client.ts";
 import { bootProcess } from "../../shared/process-boot.ts";
@@ -42,8 +43,12 @@ const REPLICA_RECONCILE_INTERVAL_MS = 30_000;
 const boot = bootProcess("capture-worker", { perHost: true });
 const { config, log } = boot;
 const hostId = boot.hostId!;
-await selectCodecBackendOrExit(config.CODEC_BACKEND, log);
 const redis = boot.connectRedis();
+const reportFigure = workerFigureReporter(redis, config.REDIS_PREFIX, log);
+await selectCodecBackendOrExit(config.CODEC_BACKEND, log, {
+  onCodecFallback: () =>
+    reportFigure({ kind: "codec_fallback", process: "capture-worker", reason: "native_unavailable" }),
+});
 
 const registryOptions = { qemu: { defaultAccel: effectiveAccel(config.QEMU_ACCEL), logger: log } };
 const drivers = new Map<string, HypervisorDriver>();
@@ -212,6 +217,7 @@ const worker = startJobWorker({
     jobs,
     announcer,
     replicas,
+    reportFigure,
   }),
   concurrency: 4,
   lockDurationMs: config.HOST_JOB_LOCK_MS,

@@ -6,6 +6,7 @@ import { StandbyMemory } from "../../shared/instances/standby-memory.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
+import { workerFigureReporter } from "../../shared/metrics/worker-figures.ts";
 import { removeHostLeftovers } from "../../shared/orphans.ts";
 import { bootProcess } from "../../shared/process-boot.ts";
 import { closeRedis } from "../../shared/redis.ts";
@@ -19,8 +20,12 @@ const RECONCILE_INTERVAL_MS = 30_000;
 const boot = bootProcess("compression-worker", { perHost: true });
 const { config, log } = boot;
 const hostId = boot.hostId!;
-await selectCodecBackendOrExit(config.CODEC_BACKEND, log);
 const redis = boot.connectRedis();
+const reportFigure = workerFigureReporter(redis, config.REDIS_PREFIX, log);
+await selectCodecBackendOrExit(config.CODEC_BACKEND, log, {
+  onCodecFallback: () =>
+    reportFigure({ kind: "codec_fallback", process: "compression-worker", reason: "native_unavailable" }),
+});
 const store = new SnapshotStore(config.DATA_DIR, redis, config.REDIS_PREFIX);
 const queue = queueName("compression", hostId);
 const jobs = new JobProducer({
