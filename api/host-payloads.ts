@@ -1,4 +1,4 @@
-// Calls to a host's payload server (workers/capture/payload-server.ts): the API never reads a host's disk itself.
+// Calls to a host's payload server (workers/host/payload-server.ts): the API never reads a host's disk itself.
 import { ApiError } from "../shared/errors.ts";
 import { parseErrorEnvelope } from "../shared/jobs/producer.ts";
 import { type PayloadCall, PayloadUrlRefusedError } from "../shared/payload-client.ts";

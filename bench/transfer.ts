@@ -16,7 +16,7 @@ import { findRedisServer, startEmbeddedRedis } from "../supervisor/embedded-redi
 import { waitForTick } from "../test/helpers/console.ts";
 import { startFleet } from "../test/helpers/fleet.ts";
 import { apiConsole, capturedBetween, consolePoint, waitForResume } from "../test/helpers/resume.ts";
-import { downloadResuming } from "../workers/capture/replicas.ts";
+import { downloadResuming } from "../workers/host/replicas.ts";
 import { median } from "./lib/median.ts";
 
 const { values: flags } = parseArgs({ options: { rounds: { type: "string", default: "3" } } });

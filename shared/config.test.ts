@@ -82,7 +82,7 @@ describe("parseConfig", () => {
 });
 
 describe("entry points at boot", () => {
-  it.each(["api/main.ts", "workers/capture/main.ts", "workers/compression/main.ts", "supervisor/main.ts"])(
+  it.each(["api/main.ts", "workers/host/main.ts", "workers/compression/main.ts", "supervisor/main.ts"])(
     "%s exits non-zero naming the bad variable",
     (entry) => {
       const result = spawnSync(process.execPath, ["--import", "tsx", entry], {

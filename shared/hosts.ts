@@ -16,7 +16,7 @@ export const HOST_RECORD_SCHEMA = z.object({
   started_at: z.iso.datetime(),
   last_seen_at: z.iso.datetime(),
   pid: z.number().int(),
-  /** Where this host's payload server answers (workers/capture/payload-server.ts). */
+  /** Where this host's payload server answers (workers/host/payload-server.ts). */
   payload_url: z.string().optional(),
   /** The QEMU this host runs and the machine types it can load: forks and restores are checked against it. */
   qemu: HOST_QEMU.optional(),

@@ -1,4 +1,4 @@
-// Calls to hosts' payload servers (workers/capture/payload-server.ts), from the API and from other hosts: every
+// Calls to hosts' payload servers (workers/host/payload-server.ts), from the API and from other hosts: every
 // request signed for its host, method and path (shared/fleet-secret.ts), over HTTPS verified against
 // PAYLOAD_TLS_CA when one is configured (then a plain http:// payload URL is refused, never downgraded to).
 import { readFileSync } from "node:fs";

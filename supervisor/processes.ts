@@ -6,7 +6,7 @@ export interface ProcessSpec {
 
 export const SERVICE_PROCESSES: readonly ProcessSpec[] = [
   { name: "api", entry: "api/main.ts" },
-  { name: "capture-worker", entry: "workers/capture/main.ts" },
+  { name: "capture-worker", entry: "workers/host/main.ts" },
   { name: "compression-worker", entry: "workers/compression/main.ts" },
   { name: "webhooks-worker", entry: "workers/webhooks/main.ts" },
 ];

@@ -110,7 +110,7 @@ describe("a fleet of three hosts behind its trust boundaries", () => {
   it("a host that brings no fleet secret is refused at boot while others are online", async () => {
     const data = tempDir("fleet-secretless");
     try {
-      const stray = startProcess("capture-stray", entryCommand("workers/capture/main.ts"), {
+      const stray = startProcess("capture-stray", entryCommand("workers/host/main.ts"), {
         REDIS_URL: `redis://${USER}:${PASSWORD}@127.0.0.1:${redisServer.port}`,
         REDIS_PREFIX: "fleet-secure",
         DATA_DIR: data.dir,

@@ -325,7 +325,7 @@ describe("the payload server's PUT /imports/<id>", () => {
       },
     });
     const first = importArchive(slow);
-    // The first holds the host's one slot once its staging directory exists (workers/capture/import.ts claimId).
+    // The first holds the host's one slot once its staging directory exists (workers/host/import.ts claimId).
     const snapshotsDir = path.join(service.dataDir, "snapshots");
     await waitFor(() => readdirSync(snapshotsDir).some((name) => name.startsWith(".import-")) || undefined, {
       timeoutMs: 30_000,

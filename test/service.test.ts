@@ -15,7 +15,7 @@ const STOP_BOUND_MS = parseConfig({}).SHUTDOWN_TIMEOUT_MS + DEADLINE_SLACK_MS;
 /** The supervisor's children, read while it runs: Redis and the four processes of `npm start`. */
 function expectEveryServiceProcess(pids: number[]): void {
   const commands = pids.map(readCmdline).join(" ");
-  for (const name of ["redis-server", "api/main.ts", "capture/main.ts", "compression/main.ts", "webhooks/main.ts"]) {
+  for (const name of ["redis-server", "api/main.ts", "host/main.ts", "compression/main.ts", "webhooks/main.ts"]) {
     expect(commands).toContain(name);
   }
 }

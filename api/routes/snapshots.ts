@@ -399,7 +399,7 @@ async function forkHostFor(deps: AppDeps, snapshot: Snapshot, requested: string 
 
 /**
  * Every copy of a deleted snapshot goes too; a copy on an offline host stays until that host is back, whose replica
- * reconcile finds the owner's tombstone and drops it (workers/capture/replicas.ts).
+ * reconcile finds the owner's tombstone and drops it (workers/host/replicas.ts).
  */
 async function dropReplicas(deps: AppDeps, snapshotId: string): Promise<void> {
   const hostIds = await deps.redis.smembers(replicaSetKey(deps.redisPrefix, snapshotId));

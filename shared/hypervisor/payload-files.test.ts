@@ -6,7 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { sampleInstance } from "../../test/helpers/resources.ts";
-import { assertRunnable } from "../../workers/capture/instances.ts";
+import { assertRunnable } from "../../workers/host/instances.ts";
 import { ApiError } from "../errors.ts";
 import { assertPayloadFile } from "./payload-files.ts";
 

@@ -41,7 +41,7 @@ export const SNAPSHOT_RECORD = z.object({
   /** Bumped with every change of the record, in the same atomic write (see shared/host-records.ts). */
   version: z.number().int().nonnegative().default(0),
   last_event: LAST_EVENT.nullable().default(null),
-  /** Set on a copy pulled from the owning host for forks here (workers/capture/replicas.ts): not this host's. */
+  /** Set on a copy pulled from the owning host for forks here (workers/host/replicas.ts): not this host's. */
   replica_of: z.string().optional(),
 });
 
@@ -102,7 +102,7 @@ export class SnapshotStore {
     return (await this.readAll()).filter((record) => !record.replica_of);
   }
 
-  /** Every copy this host holds of another host's snapshot (workers/capture/replicas.ts). */
+  /** Every copy this host holds of another host's snapshot (workers/host/replicas.ts). */
   async listReplicas(): Promise<SnapshotRecord[]> {
     return (await this.readAll()).filter((record) => record.replica_of);
   }

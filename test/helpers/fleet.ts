@@ -102,7 +102,7 @@ export async function startFleet(hostCount = 3, options: FleetOptions = {}): Pro
     };
     const startCapture = () =>
       started(
-        startProcess(`capture-${letter}`, entryCommand("workers/capture/main.ts"), {
+        startProcess(`capture-${letter}`, entryCommand("workers/host/main.ts"), {
           ...env,
           ...tlsFiles,
           QEMU_ACCEL: "tcg",

@@ -28,7 +28,7 @@ export interface PayloadServerOptions {
   port: number;
   host: string;
   log: Logger;
-  /** Imports an archive streamed in as a new snapshot with id `snapshotId` (workers/capture/import.ts). */
+  /** Imports an archive streamed in as a new snapshot with id `snapshotId` (workers/host/import.ts). */
   importArchive(snapshotId: string, body: IncomingMessage): Promise<unknown>;
   /** HTTP_IDLE_TIMEOUT_MS and HTTP_HEADERS_TIMEOUT_MS: transfers of any length while their bytes flow. */
   timeouts: StreamTimeouts;
