@@ -132,6 +132,30 @@ async function applyRun(trx: Trx, run: Change[]): Promise<void> {
   await settleNames(trx, changed);
 }
 
+/**
+ * Removes rows a complete announcement of their host lacked (ghosts.ts) as a tombstone would (tags dropped, names
+ * given back), but at the version they had and marked vanished: a record of them from their host brings them back.
+ */
+export async function markVanished(trx: Trx, gone: Change[], vanishedAt: string): Promise<void> {
+  const removed = gone.map((change) => ({ ...change, deletedAt: vanishedAt }));
+  for (const kind of ["instance", "snapshot"] as const) {
+    const ids = removed.filter((change) => change.kind === kind).map((change) => resourceOf(change).id);
+    for (const chunk of chunks(ids)) {
+      await trx
+        .updateTable(kind === "instance" ? "instances" : "snapshots")
+        .set({ deleted_at: vanishedAt, vanished_at: vanishedAt })
+        .where("id", "in", chunk)
+        .where("deleted_at", "is", null)
+        .execute();
+    }
+  }
+  await replaceTags(
+    trx,
+    removed.filter((change) => change.kind === "snapshot"),
+  );
+  await settleNames(trx, removed);
+}
+
 async function upsertInstances(trx: Trx, changes: Array<Extract<Change, { kind: "instance" }>>): Promise<string[]> {
   return upsertNewer(
     trx,
@@ -145,6 +169,7 @@ async function upsertInstances(trx: Trx, changes: Array<Extract<Change, { kind: 
       resource: storedText(instance),
       version,
       deleted_at: deletedAt,
+      vanished_at: null,
     })),
   );
 }
@@ -164,6 +189,7 @@ async function upsertSnapshots(trx: Trx, changes: Array<Extract<Change, { kind: 
       resource: storedText(snapshot),
       version,
       deleted_at: deletedAt,
+      vanished_at: null,
     })),
   );
 }
@@ -174,11 +200,19 @@ function storedText(resource: Instance | Snapshot): string {
 }
 
 /** A row of a resource table: the resource at a host-owned version, live or deleted. */
-type ResourceRow = { id: string; version: number; deleted_at: string | null; [column: string]: unknown };
+type ResourceRow = {
+  id: string;
+  version: number;
+  deleted_at: string | null;
+  vanished_at: null;
+  [column: string]: unknown;
+};
 
 /**
  * Writes each row that is new, or newer than its stored row and not deleted (an older state never overwrites a newer
- * one, nothing brings back a deleted resource); returns the ids of the rows written.
+ * one, nothing brings back a resource its host deleted); returns the ids of the rows written. A row that only vanished
+ * (a complete announcement lacked it, ghosts.ts) is written again by its host's record at the same version or newer:
+ * the host has it after all.
  */
 async function upsertNewer(trx: Trx, table: "instances" | "snapshots", rows: ResourceRow[]): Promise<string[]> {
   // biome-ignore lint/suspicious/noExplicitAny: one statement for both resource tables, whose columns differ
@@ -194,7 +228,13 @@ async function upsertNewer(trx: Trx, table: "instances" | "snapshots", rows: Res
           .column("id")
           .doUpdateSet((eb) => Object.fromEntries(columns.map((column) => [column, eb.ref(`excluded.${column}`)])))
           .where((eb) =>
-            eb.and([eb(`${table}.version`, "<", eb.ref("excluded.version")), eb(`${table}.deleted_at`, "is", null)]),
+            eb.or([
+              eb.and([eb(`${table}.version`, "<", eb.ref("excluded.version")), eb(`${table}.deleted_at`, "is", null)]),
+              eb.and([
+                eb(`${table}.version`, "<=", eb.ref("excluded.version")),
+                eb(`${table}.vanished_at`, "is not", null),
+              ]),
+            ]),
           ),
       )
       .returning("id")

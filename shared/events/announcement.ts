@@ -1,5 +1,6 @@
 // A host's full-state announcement: every record it owns and every tombstone it keeps, with their versions.
-// The read model applies it like any event (newer version wins), so whatever events were lost, it converges.
+// The read model applies it like any event (newer version wins), so whatever events were lost, it converges; once all
+// parts of one announcement are in, what the read model holds of the host that the announcement lacks is removed.
 import { INSTANCE_SCHEMA } from "../schemas/instance.ts";
 import { SNAPSHOT_SCHEMA } from "../schemas/snapshot.ts";
 import { z } from "../zod.ts";
@@ -17,6 +18,7 @@ export const HOST_ANNOUNCEMENT = z.object({
   announcement_id: z.string(),
   part: z.number().int().nonnegative(),
   parts: z.number().int().positive(),
+  /** Stamped before the host listed its records: a complete announcement removes what it lacks created before this. */
   announced_at: z.iso.datetime(),
   instances: z.array(z.object({ version: VERSION, instance: INSTANCE_SCHEMA })),
   snapshots: z.array(z.object({ version: VERSION, snapshot: SNAPSHOT_SCHEMA })),

@@ -25,6 +25,9 @@ export interface HostAnnouncerOptions {
 
 /** Everything the host owns, as one listing of its files. */
 export interface HostState {
+  /** Stamped before the listing was taken: whatever the read model holds of this host created before this and not
+   * in the listing is gone (api/read-model/ghosts.ts). */
+  listedAt: string;
   instances: Awaited<ReturnType<InstanceManager["listRecords"]>>;
   snapshots: Awaited<ReturnType<SnapshotStore["list"]>>;
   tombstones: Awaited<ReturnType<TombstoneStore["list"]>>;
@@ -39,6 +42,7 @@ export class HostAnnouncer {
   async readState(): Promise<HostState> {
     const { instances, store, tombstones, tombstoneRetentionMs } = this.options;
     return {
+      listedAt: new Date().toISOString(),
       instances: await instances.listRecords(),
       snapshots: await store.list(),
       tombstones: await tombstones.list(tombstoneRetentionMs),
@@ -95,7 +99,7 @@ export class HostAnnouncer {
       host_id: hostId,
       announcement_id: `ann_${randomBytes(8).toString("hex")}`,
       parts,
-      announced_at: new Date().toISOString(),
+      announced_at: state.listedAt,
     };
     for (let part = 0; part < parts; part++) {
       const announcement: HostAnnouncement = {
