@@ -1,7 +1,7 @@
 // Anti-entropy: the host announces the full state of everything it owns (records with their versions, and the
 // tombstones of what it deleted) at start, after every reconnect to Redis and on an interval. The read model applies
 // it like any event, so it converges whatever events were lost (a crash between a write and its append, a Redis that
-// came back empty).
+// came back empty); a complete announcement also removes from the read model what the host no longer has.
 import { randomBytes } from "node:crypto";
 import type { AnnouncedTombstone, HostAnnouncement } from "../../shared/events/announcement.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
