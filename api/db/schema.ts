@@ -18,6 +18,8 @@ export interface InstancesTable {
   /** The record's version on its host: only a newer one replaces this row. */
   version: number;
   deleted_at: string | null;
+  /** When the host made this state (its clock; null when it did not say): ghosts.ts compares it with announcements. */
+  host_changed_at: string | null;
   /** Set with deleted_at when a complete announcement of the host lacked the row: a later record of it brings it back. */
   vanished_at: string | null;
 }
@@ -35,6 +37,8 @@ export interface SnapshotsTable {
   /** The record's version on its host: only a newer one replaces this row. */
   version: number;
   deleted_at: string | null;
+  /** When the host made this state (its clock; null when it did not say): ghosts.ts compares it with announcements. */
+  host_changed_at: string | null;
   /** Set with deleted_at when a complete announcement of the host lacked the row: a later record of it brings it back. */
   vanished_at: string | null;
 }

@@ -15,10 +15,13 @@ import { instanceNameScope, snapshotNameScope } from "./names.ts";
 
 export type Trx = Transaction<Database>;
 
-/** One resource at one of its host-owned versions, live or deleted (at `deletedAt`). */
+/**
+ * One resource at one of its host-owned versions, live or deleted (at `deletedAt`); `changedAt` is when the host made
+ * that state, by its clock, when known.
+ */
 export type Change =
-  | { kind: "instance"; instance: Instance; version: number; deletedAt: string | null }
-  | { kind: "snapshot"; snapshot: Snapshot; version: number; deletedAt: string | null };
+  | { kind: "instance"; instance: Instance; version: number; deletedAt: string | null; changedAt?: string }
+  | { kind: "snapshot"; snapshot: Snapshot; version: number; deletedAt: string | null; changedAt?: string };
 
 /** Rows per multi-row statement: well under both dialects' limits on bound parameters. */
 const ROWS_PER_STATEMENT = 500;
@@ -33,7 +36,7 @@ export function changeOfEvent(event: TypedEvent): Change | undefined {
     case "instance.deleted": {
       const { instance } = (event as TypedEvent<"instance.updated">).data;
       const deletedAt = event.type === "instance.deleted" ? event.occurred_at : null;
-      return { kind: "instance", instance, version: event.version, deletedAt };
+      return { kind: "instance", instance, version: event.version, deletedAt, changedAt: event.occurred_at };
     }
     case "snapshot.created":
     case "snapshot.compression.queued":
@@ -44,7 +47,7 @@ export function changeOfEvent(event: TypedEvent): Change | undefined {
     case "snapshot.deleted": {
       const { snapshot } = (event as TypedEvent<"snapshot.created">).data;
       const deletedAt = event.type === "snapshot.deleted" ? event.occurred_at : null;
-      return { kind: "snapshot", snapshot, version: event.version, deletedAt };
+      return { kind: "snapshot", snapshot, version: event.version, deletedAt, changedAt: event.occurred_at };
     }
   }
   return undefined;
@@ -54,10 +57,22 @@ export function changeOfEvent(event: TypedEvent): Change | undefined {
 export function changesOfAnnouncement(announcement: HostAnnouncement): Change[] {
   return [
     ...announcement.instances.map(
-      ({ instance, version }): Change => ({ kind: "instance", instance, version, deletedAt: null }),
+      ({ instance, version, changed_at }): Change => ({
+        kind: "instance",
+        instance,
+        version,
+        deletedAt: null,
+        changedAt: changed_at,
+      }),
     ),
     ...announcement.snapshots.map(
-      ({ snapshot, version }): Change => ({ kind: "snapshot", snapshot, version, deletedAt: null }),
+      ({ snapshot, version, changed_at }): Change => ({
+        kind: "snapshot",
+        snapshot,
+        version,
+        deletedAt: null,
+        changedAt: changed_at,
+      }),
     ),
     ...announcement.tombstones.map(
       (tombstone): Change =>
@@ -160,7 +175,7 @@ async function upsertInstances(trx: Trx, changes: Array<Extract<Change, { kind: 
   return upsertNewer(
     trx,
     "instances",
-    changes.map(({ instance, version, deletedAt }) => ({
+    changes.map(({ instance, version, deletedAt, changedAt }) => ({
       id: instance.id,
       name: instance.name,
       host_id: instance.host_id,
@@ -169,6 +184,7 @@ async function upsertInstances(trx: Trx, changes: Array<Extract<Change, { kind: 
       resource: storedText(instance),
       version,
       deleted_at: deletedAt,
+      host_changed_at: changedAt ?? null,
       vanished_at: null,
     })),
   );
@@ -178,7 +194,7 @@ async function upsertSnapshots(trx: Trx, changes: Array<Extract<Change, { kind: 
   return upsertNewer(
     trx,
     "snapshots",
-    changes.map(({ snapshot, version, deletedAt }) => ({
+    changes.map(({ snapshot, version, deletedAt, changedAt }) => ({
       id: snapshot.id,
       name: snapshot.name,
       kind: snapshot.kind,
@@ -189,6 +205,7 @@ async function upsertSnapshots(trx: Trx, changes: Array<Extract<Change, { kind: 
       resource: storedText(snapshot),
       version,
       deleted_at: deletedAt,
+      host_changed_at: changedAt ?? null,
       vanished_at: null,
     })),
   );

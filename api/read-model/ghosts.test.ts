@@ -7,7 +7,7 @@ import { openTestDatabase, type TestDatabase } from "../../test/helpers/database
 import { describeEachDialect } from "../../test/helpers/postgres.ts";
 import { sampleInstance, sampleSnapshot } from "../../test/helpers/resources.ts";
 import type { DialectName } from "../db/dialect.ts";
-import { applyChanges, type Change, changesOfAnnouncement } from "./apply.ts";
+import { applyChanges, type Change, changeOfEvent, changesOfAnnouncement } from "./apply.ts";
 import { applyAnnouncementPart, isComplete, vanishedRows } from "./ghosts.ts";
 import { findInstance, findSnapshot, listSnapshots } from "./queries.ts";
 
@@ -15,12 +15,12 @@ const at = (seconds: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, seconds)).to
 
 it("removes the rows the announcement lacks that were created before its listing, and only those", () => {
   const held = [
-    { key: "snapshot:listed", createdAt: at(1) },
-    { key: "snapshot:tombstoned", createdAt: at(1) },
-    { key: "snapshot:vanished", createdAt: at(1) },
-    { key: "instance:vanished", createdAt: at(9) },
-    { key: "snapshot:created-as-listed", createdAt: at(10) },
-    { key: "snapshot:created-after-listing", createdAt: at(11) },
+    { key: "snapshot:listed", changedAt: at(1) },
+    { key: "snapshot:tombstoned", changedAt: at(1) },
+    { key: "snapshot:vanished", changedAt: at(1) },
+    { key: "instance:vanished", changedAt: at(9) },
+    { key: "snapshot:created-as-listed", changedAt: at(10) },
+    { key: "snapshot:created-after-listing", changedAt: at(11) },
   ];
   const announced = new Set(["snapshot:listed", "snapshot:tombstoned"]);
   expect(vanishedRows(held, announced, at(10)).map((row) => row.key)).toEqual([
@@ -36,6 +36,24 @@ it("counts an announcement complete only with every part of the same count", () 
   expect(isComplete([part(0, 2)], 2)).toBe(false);
   expect(isComplete([part(0, 2), part(1, 3)], 2)).toBe(false);
   expect(isComplete([part(0, 3), part(2, 3)], 3)).toBe(false);
+});
+
+it("takes the host's time of a state from its event and from an announcement", () => {
+  const instance = sampleInstance();
+  const snapshot = sampleSnapshot(instance);
+  const event = { id: "e1", subject: `instance:${instance.id}`, version: 1, occurred_at: at(5) };
+  expect(changeOfEvent({ ...event, type: "instance.updated", data: { instance } })?.changedAt).toBe(at(5));
+  const announced = changesOfAnnouncement({
+    host_id: instance.host_id,
+    announcement_id: "ann_t",
+    part: 0,
+    parts: 1,
+    announced_at: at(9),
+    instances: [{ instance, version: 1, changed_at: at(6) }],
+    snapshots: [{ snapshot, version: 1, changed_at: at(7) }],
+    tombstones: [],
+  });
+  expect(announced.map((change) => change.changedAt)).toEqual([at(6), at(7)]);
 });
 
 describeEachDialect("a host's complete announcement on %s", (dialect: DialectName) => {
@@ -118,18 +136,24 @@ describeEachDialect("a host's complete announcement on %s", (dialect: DialectNam
     expect((await findSnapshot(db, vanished.id))?.tags).toEqual({ team: "a" });
   });
 
-  it("keeps a row the host created after it took the listing, and removes a vanished instance", async () => {
+  it("keeps a row whose state the host made after it took the listing, and removes a vanished instance", async () => {
     const { db, apply, announce } = await open();
-    const listedAt = new Date(Date.now() - 1_000).toISOString();
-    const old = sampleInstance({ host_id: "host-a", created_at: new Date(Date.now() - 60_000).toISOString() });
-    const fresh = sampleInstance({ host_id: "host-a", created_at: new Date().toISOString() });
+    const minutesAgo = (minutes: number) => new Date(Date.now() - minutes * 60_000).toISOString();
+    const listedAt = minutesAgo(1);
+    // Both requested (created_at, the API's clock) before the listing; the host wrote `old` before it, `fresh` after.
+    const old = sampleInstance({ host_id: "host-a", created_at: minutesAgo(3) });
+    const fresh = sampleInstance({ host_id: "host-a", created_at: minutesAgo(3) });
+    // A row from a host that does not say when it made it: its created_at decides.
+    const unstamped = sampleInstance({ host_id: "host-a", created_at: new Date().toISOString() });
     await apply([
-      { kind: "instance", instance: old, version: 1, deletedAt: null },
-      { kind: "instance", instance: fresh, version: 1, deletedAt: null },
+      { kind: "instance", instance: old, version: 1, deletedAt: null, changedAt: minutesAgo(2) },
+      { kind: "instance", instance: fresh, version: 1, deletedAt: null, changedAt: new Date().toISOString() },
+      { kind: "instance", instance: unstamped, version: 1, deletedAt: null },
     ]);
     expect(await announce(announcement({ announced_at: listedAt }))).toEqual([`instance:${old.id}`]);
     expect(await findInstance(db, old.id)).toBeUndefined();
     expect(await findInstance(db, fresh.id)).toBeDefined();
+    expect(await findInstance(db, unstamped.id)).toBeDefined();
   });
 
   it("brings a vanished row back only with a state as new as the one it had, and never once the host deleted it", async () => {

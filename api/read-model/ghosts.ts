@@ -8,10 +8,13 @@ import type { Instance } from "../../shared/schemas/instance.ts";
 import type { Snapshot } from "../../shared/schemas/snapshot.ts";
 import { type Change, markVanished, type Trx } from "./apply.ts";
 
-/** A live row the read model holds as the announcing host's: `instance:<id>` or `snapshot:<id>`, and when created. */
+/**
+ * A live row the read model holds as the announcing host's: `instance:<id>` or `snapshot:<id>`, and when the host
+ * made its state (its clock; the resource's created_at, which the API stamped, when the host did not say).
+ */
 export interface HeldRow {
   key: string;
-  createdAt: string;
+  changedAt: string;
 }
 
 /** A stored part of an announcement. */
@@ -46,15 +49,16 @@ export function isComplete(received: ReceivedPart[], parts: number): boolean {
 }
 
 /**
- * The rows a complete announcement proves gone: those it lacks that the host created before its listing was taken
- * (`announcedAt` is stamped before the listing, workers/capture/announcer.ts). A row created at or after that instant
- * may be missing only because the listing was taken first: it stays, and the next announcement decides. A record
- * created before the listing but written after it (a capture under way) is not caught by this; if removed, its
- * host's next record of it (event or announcement) brings it back (apply.ts, vanished rows).
+ * The rows a complete announcement proves gone: those it lacks whose state the host made before it took its listing
+ * (`announcedAt` is stamped before the listing, workers/capture/announcer.ts; both times are the host's clock). A row
+ * the host made at or after that instant may be missing only because the listing was taken first: it stays, and the
+ * next announcement decides. The host stamps a change just before writing it, so a change stamped before the
+ * listing whose write lands after the listing started is not caught by this; if removed, the host's next record of
+ * it (event or announcement) brings it back (apply.ts, vanished rows).
  */
 export function vanishedRows<T extends HeldRow>(held: T[], announced: ReadonlySet<string>, announcedAt: string): T[] {
   const listedAt = Date.parse(announcedAt);
-  return held.filter((row) => !announced.has(row.key) && Date.parse(row.createdAt) < listedAt);
+  return held.filter((row) => !announced.has(row.key) && Date.parse(row.changedAt) < listedAt);
 }
 
 /**
@@ -104,11 +108,14 @@ async function heldRows(trx: Trx, hostId: string): Promise<HeldRowOf[]> {
   for (const kind of ["instance", "snapshot"] as const) {
     const live = await trx
       .selectFrom(kind === "instance" ? "instances" : "snapshots")
-      .select(["id", "created_at"])
+      .select(["id", "created_at", "host_changed_at"])
       .where("host_id", "=", hostId)
       .where("deleted_at", "is", null)
       .execute();
-    for (const row of live) rows.push({ kind, id: row.id, key: resourceKey(kind, row.id), createdAt: row.created_at });
+    for (const row of live) {
+      const changedAt = row.host_changed_at ?? row.created_at;
+      rows.push({ kind, id: row.id, key: resourceKey(kind, row.id), changedAt });
+    }
   }
   return rows;
 }

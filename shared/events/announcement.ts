@@ -6,6 +6,8 @@ import { SNAPSHOT_SCHEMA } from "../schemas/snapshot.ts";
 import { z } from "../zod.ts";
 
 const VERSION = z.number().int().nonnegative();
+/** When the host made the record's state (its last event's occurred_at); absent from hosts that predate it. */
+const CHANGED_AT = z.iso.datetime().optional();
 
 export const ANNOUNCED_TOMBSTONE = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("instance"), version: VERSION, deleted_at: z.iso.datetime(), instance: INSTANCE_SCHEMA }),
@@ -18,10 +20,10 @@ export const HOST_ANNOUNCEMENT = z.object({
   announcement_id: z.string(),
   part: z.number().int().nonnegative(),
   parts: z.number().int().positive(),
-  /** Stamped before the host listed its records: a complete announcement removes what it lacks created before this. */
+  /** Stamped before the host listed its records: a complete announcement removes what it lacks, made before this. */
   announced_at: z.iso.datetime(),
-  instances: z.array(z.object({ version: VERSION, instance: INSTANCE_SCHEMA })),
-  snapshots: z.array(z.object({ version: VERSION, snapshot: SNAPSHOT_SCHEMA })),
+  instances: z.array(z.object({ version: VERSION, changed_at: CHANGED_AT, instance: INSTANCE_SCHEMA })),
+  snapshots: z.array(z.object({ version: VERSION, changed_at: CHANGED_AT, snapshot: SNAPSHOT_SCHEMA })),
   tombstones: z.array(ANNOUNCED_TOMBSTONE),
 });
 

@@ -25,8 +25,8 @@ export interface HostAnnouncerOptions {
 
 /** Everything the host owns, as one listing of its files. */
 export interface HostState {
-  /** Stamped before the listing was taken: whatever the read model holds of this host created before this and not
-   * in the listing is gone (api/read-model/ghosts.ts). */
+  /** Stamped before the listing was taken: what the read model holds of this host, in a state made before this, and
+   * not in the listing is gone (api/read-model/ghosts.ts). */
   listedAt: string;
   instances: Awaited<ReturnType<InstanceManager["listRecords"]>>;
   snapshots: Awaited<ReturnType<SnapshotStore["list"]>>;
@@ -86,8 +86,16 @@ export class HostAnnouncer {
 
   private async announceOnce(reason: string, state: HostState): Promise<void> {
     const { hostId, events, log } = this.options;
-    const instanceEntries = state.instances.map(({ instance, version }) => ({ instance, version }));
-    const snapshotEntries = state.snapshots.map(({ snapshot, version }) => ({ snapshot, version }));
+    const instanceEntries = state.instances.map(({ instance, version, last_event }) => ({
+      instance,
+      version,
+      changed_at: last_event?.occurred_at,
+    }));
+    const snapshotEntries = state.snapshots.map(({ snapshot, version, last_event }) => ({
+      snapshot,
+      version,
+      changed_at: last_event?.occurred_at,
+    }));
     // A tombstone is announced without its last event: the read model applies versions, not events.
     const tombstoneEntries: AnnouncedTombstone[] = state.tombstones.map(({ last_event: _, ...tombstone }) => tombstone);
     // The three lists are cut as one sequence (instances, snapshots, tombstones) into parts of PART_SIZE.

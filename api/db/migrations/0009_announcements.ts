@@ -1,5 +1,6 @@
 // Anti-entropy that also removes: the parts of each host announcement received so far (a complete one is
-// authoritative for its host), and the mark of a row removed because such an announcement lacked it.
+// authoritative for its host), when the host made each row's state (its clock, to compare with the announcement's), and
+// the mark of a row removed because such an announcement lacked it.
 import { type Kysely, sql } from "kysely";
 
 export async function up(db: Kysely<unknown>): Promise<void> {
@@ -15,6 +16,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .execute();
   await db.schema.createIndex("announcement_parts_by_host").on("announcement_parts").column("host_id").execute();
   for (const table of ["instances", "snapshots"]) {
+    await sql`alter table ${sql.table(table)} add column host_changed_at text`.execute(db);
     await sql`alter table ${sql.table(table)} add column vanished_at text`.execute(db);
   }
 }
@@ -22,6 +24,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 export async function down(db: Kysely<unknown>): Promise<void> {
   for (const table of ["instances", "snapshots"]) {
     await sql`alter table ${sql.table(table)} drop column vanished_at`.execute(db);
+    await sql`alter table ${sql.table(table)} drop column host_changed_at`.execute(db);
   }
   await db.schema.dropTable("announcement_parts").execute();
 }
