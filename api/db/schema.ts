@@ -20,7 +20,9 @@ export interface InstancesTable {
   deleted_at: string | null;
   /** When the host made this state (its clock; null when it did not say): ghosts.ts compares it with announcements. */
   host_changed_at: string | null;
-  /** Set with deleted_at when a complete announcement of the host lacked the row: a later record of it brings it back. */
+  /** The announced_at of the first complete announcement of the host that lacked this row (cleared by any change). */
+  missing_since: string | null;
+  /** Set with deleted_at when two complete announcements of the host lacked the row: a record of it brings it back. */
   vanished_at: string | null;
 }
 
@@ -39,7 +41,9 @@ export interface SnapshotsTable {
   deleted_at: string | null;
   /** When the host made this state (its clock; null when it did not say): ghosts.ts compares it with announcements. */
   host_changed_at: string | null;
-  /** Set with deleted_at when a complete announcement of the host lacked the row: a later record of it brings it back. */
+  /** The announced_at of the first complete announcement of the host that lacked this row (cleared by any change). */
+  missing_since: string | null;
+  /** Set with deleted_at when two complete announcements of the host lacked the row: a record of it brings it back. */
   vanished_at: string | null;
 }
 

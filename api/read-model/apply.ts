@@ -148,7 +148,7 @@ async function applyRun(trx: Trx, run: Change[]): Promise<void> {
 }
 
 /**
- * Removes rows a complete announcement of their host lacked (ghosts.ts) as a tombstone would (tags dropped, names
+ * Removes rows complete announcements of their host lacked (ghosts.ts) as a tombstone would (tags dropped, names
  * given back), but at the version they had and marked vanished: a record of them from their host brings them back.
  */
 export async function markVanished(trx: Trx, gone: Change[], vanishedAt: string): Promise<void> {
@@ -185,6 +185,7 @@ async function upsertInstances(trx: Trx, changes: Array<Extract<Change, { kind: 
       version,
       deleted_at: deletedAt,
       host_changed_at: changedAt ?? null,
+      missing_since: null,
       vanished_at: null,
     })),
   );
@@ -206,6 +207,7 @@ async function upsertSnapshots(trx: Trx, changes: Array<Extract<Change, { kind: 
       version,
       deleted_at: deletedAt,
       host_changed_at: changedAt ?? null,
+      missing_since: null,
       vanished_at: null,
     })),
   );
@@ -221,6 +223,7 @@ type ResourceRow = {
   id: string;
   version: number;
   deleted_at: string | null;
+  missing_since: null;
   vanished_at: null;
   [column: string]: unknown;
 };
@@ -228,7 +231,7 @@ type ResourceRow = {
 /**
  * Writes each row that is new, or newer than its stored row and not deleted (an older state never overwrites a newer
  * one, nothing brings back a resource its host deleted); returns the ids of the rows written. A row that only vanished
- * (a complete announcement lacked it, ghosts.ts) is written again by its host's record at the same version or newer:
+ * (complete announcements lacked it, ghosts.ts) is written again by its host's record at the same version or newer:
  * the host has it after all.
  */
 async function upsertNewer(trx: Trx, table: "instances" | "snapshots", rows: ResourceRow[]): Promise<string[]> {

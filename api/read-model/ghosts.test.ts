@@ -8,25 +8,33 @@ import { describeEachDialect } from "../../test/helpers/postgres.ts";
 import { sampleInstance, sampleSnapshot } from "../../test/helpers/resources.ts";
 import type { DialectName } from "../db/dialect.ts";
 import { applyChanges, type Change, changeOfEvent, changesOfAnnouncement } from "./apply.ts";
-import { applyAnnouncementPart, isComplete, vanishedRows } from "./ghosts.ts";
+import { applyAnnouncementPart, isComplete, judgeHeldRows } from "./ghosts.ts";
 import { findInstance, findSnapshot, listSnapshots } from "./queries.ts";
 
 const at = (seconds: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, seconds)).toISOString();
 
-it("removes the rows the announcement lacks that were created before its listing, and only those", () => {
+it("marks what a complete announcement lacks as missing, removes it when the next lacks it too, never what the host made after its listing", () => {
+  const row = (key: string, changedAt: string, missingSince: string | null = null) => ({
+    key,
+    changedAt,
+    missingSince,
+  });
   const held = [
-    { key: "snapshot:listed", changedAt: at(1) },
-    { key: "snapshot:tombstoned", changedAt: at(1) },
-    { key: "snapshot:vanished", changedAt: at(1) },
-    { key: "instance:vanished", changedAt: at(9) },
-    { key: "snapshot:created-as-listed", changedAt: at(10) },
-    { key: "snapshot:created-after-listing", changedAt: at(11) },
+    row("snapshot:listed", at(1)),
+    row("snapshot:tombstoned", at(1)),
+    row("snapshot:found-again", at(1), at(5)),
+    row("snapshot:missing-before", at(1), at(5)),
+    row("instance:missing-now", at(9)),
+    row("snapshot:made-as-listed", at(10)),
+    row("snapshot:made-after-listing", at(11)),
+    row("snapshot:same-announcement-again", at(1), at(10)),
   ];
-  const announced = new Set(["snapshot:listed", "snapshot:tombstoned"]);
-  expect(vanishedRows(held, announced, at(10)).map((row) => row.key)).toEqual([
-    "snapshot:vanished",
-    "instance:vanished",
-  ]);
+  const announced = new Set(["snapshot:listed", "snapshot:tombstoned", "snapshot:found-again"]);
+  const verdict = judgeHeldRows(held, announced, at(10));
+  const keys = (rows: Array<{ key: string }>) => rows.map((entry) => entry.key);
+  expect(keys(verdict.vanished)).toEqual(["snapshot:missing-before"]);
+  expect(keys(verdict.missing)).toEqual(["instance:missing-now"]);
+  expect(keys(verdict.found)).toEqual(["snapshot:found-again"]);
 });
 
 it("counts an announcement complete only with every part of the same count", () => {
@@ -75,6 +83,7 @@ describeEachDialect("a host's complete announcement on %s", (dialect: DialectNam
     return { db, apply, announce };
   }
 
+  const secondsAgo = (seconds: number) => new Date(Date.now() - seconds * 1_000).toISOString();
   const announcement = (overrides: Partial<HostAnnouncement>): HostAnnouncement => ({
     host_id: "host-a",
     announcement_id: "ann_1",
@@ -87,7 +96,7 @@ describeEachDialect("a host's complete announcement on %s", (dialect: DialectNam
     ...overrides,
   });
 
-  it("removes a vanished snapshot once all parts are in, keeps other hosts' rows, and brings it back if announced", async () => {
+  it("removes a vanished snapshot once two complete announcements lacked it, keeps other hosts' rows, brings it back if announced", async () => {
     const { db, apply, announce } = await open();
     const earlier = new Date(Date.now() - 60_000).toISOString();
     const instance = sampleInstance({ host_id: "host-a", created_at: earlier });
@@ -104,14 +113,18 @@ describeEachDialect("a host's complete announcement on %s", (dialect: DialectNam
       { kind: "snapshot", snapshot: kept, version: 1, deletedAt: null },
       { kind: "snapshot", snapshot: otherHosts, version: 1, deletedAt: null },
     ]);
-    // Part 0 of 2 lacks the vanished snapshot; the announcement is incomplete, so nothing goes.
-    expect(await announce(announcement({ parts: 2, instances: [{ instance, version: 1 }] }))).toEqual([]);
+    // Twice, parts 0 and 1 of 2 that lack the vanished snapshot: part 0 alone is incomplete, so nothing goes.
+    const bothParts = async (announcement_id: string, announced_at: string) => {
+      const first = { announcement_id, announced_at, parts: 2 };
+      expect(await announce(announcement({ ...first, instances: [{ instance, version: 1 }] }))).toEqual([]);
+      expect(await findSnapshot(db, vanished.id)).toBeDefined();
+      // host-b holds replicas of host-a's snapshots and never announces them: its announcements remove none of them.
+      expect(await announce(announcement({ host_id: "host-b", announcement_id: `${announcement_id}-b` }))).toEqual([]);
+      return announce(announcement({ ...first, part: 1, snapshots: [{ snapshot: kept, version: 1 }] }));
+    };
+    expect(await bothParts("ann_1", secondsAgo(20))).toEqual([]);
     expect(await findSnapshot(db, vanished.id)).toBeDefined();
-    // host-b holds a replica of host-a's snapshots and never announces them: its announcement removes none of them.
-    expect(await announce(announcement({ host_id: "host-b", announcement_id: "ann_b" }))).toEqual([]);
-    expect(await announce(announcement({ part: 1, parts: 2, snapshots: [{ snapshot: kept, version: 1 }] }))).toEqual([
-      `snapshot:${vanished.id}`,
-    ]);
+    expect(await bothParts("ann_2", secondsAgo(10))).toEqual([`snapshot:${vanished.id}`]);
     expect(await findSnapshot(db, vanished.id)).toBeUndefined();
     const listed = (await listSnapshots(db, {}, {})).snapshots.map((snapshot) => snapshot.id);
     expect(listed.sort()).toEqual([kept.id, otherHosts.id].sort());
@@ -125,7 +138,7 @@ describeEachDialect("a host's complete announcement on %s", (dialect: DialectNam
     // The host has it after all (moved back from quarantine): its record at the same version brings it back.
     await announce(
       announcement({
-        announcement_id: "ann_2",
+        announcement_id: "ann_3",
         instances: [{ instance, version: 1 }],
         snapshots: [
           { snapshot: kept, version: 1 },
@@ -136,24 +149,41 @@ describeEachDialect("a host's complete announcement on %s", (dialect: DialectNam
     expect((await findSnapshot(db, vanished.id))?.tags).toEqual({ team: "a" });
   });
 
-  it("keeps a row whose state the host made after it took the listing, and removes a vanished instance", async () => {
+  it("keeps a row whose state the host made after it took the listing, or changed since it went missing", async () => {
     const { db, apply, announce } = await open();
     const minutesAgo = (minutes: number) => new Date(Date.now() - minutes * 60_000).toISOString();
-    const listedAt = minutesAgo(1);
-    // Both requested (created_at, the API's clock) before the listing; the host wrote `old` before it, `fresh` after.
-    const old = sampleInstance({ host_id: "host-a", created_at: minutesAgo(3) });
-    const fresh = sampleInstance({ host_id: "host-a", created_at: minutesAgo(3) });
+    // Both requested (created_at, the API's clock) before the listings; the host wrote `old` before them, `fresh` after.
+    const old = sampleInstance({ host_id: "host-a", created_at: minutesAgo(5) });
+    const fresh = sampleInstance({ host_id: "host-a", created_at: minutesAgo(5) });
+    const touched = sampleInstance({ host_id: "host-a", created_at: minutesAgo(5) });
     // A row from a host that does not say when it made it: its created_at decides.
     const unstamped = sampleInstance({ host_id: "host-a", created_at: new Date().toISOString() });
     await apply([
-      { kind: "instance", instance: old, version: 1, deletedAt: null, changedAt: minutesAgo(2) },
+      { kind: "instance", instance: old, version: 1, deletedAt: null, changedAt: minutesAgo(4) },
       { kind: "instance", instance: fresh, version: 1, deletedAt: null, changedAt: new Date().toISOString() },
+      { kind: "instance", instance: touched, version: 1, deletedAt: null, changedAt: minutesAgo(4) },
       { kind: "instance", instance: unstamped, version: 1, deletedAt: null },
     ]);
-    expect(await announce(announcement({ announced_at: listedAt }))).toEqual([`instance:${old.id}`]);
+    expect(await announce(announcement({ announcement_id: "ann_1", announced_at: minutesAgo(2) }))).toEqual([]);
+    // An event of `touched` after it went missing: the host had it then, so this miss no longer counts.
+    await apply([{ kind: "instance", instance: touched, version: 2, deletedAt: null, changedAt: minutesAgo(3) }]);
+    expect(await announce(announcement({ announcement_id: "ann_2", announced_at: minutesAgo(1) }))).toEqual([
+      `instance:${old.id}`,
+    ]);
     expect(await findInstance(db, old.id)).toBeUndefined();
-    expect(await findInstance(db, fresh.id)).toBeDefined();
-    expect(await findInstance(db, unstamped.id)).toBeDefined();
+    for (const kept of [fresh, touched, unstamped]) expect(await findInstance(db, kept.id)).toBeDefined();
+  });
+
+  it("a row announced again after one miss starts over: the next miss only marks it", async () => {
+    const { db, apply, announce } = await open();
+    const instance = sampleInstance({ host_id: "host-a", created_at: new Date(Date.now() - 60_000).toISOString() });
+    await apply([{ kind: "instance", instance, version: 1, deletedAt: null }]);
+    await announce(announcement({ announcement_id: "ann_1", announced_at: secondsAgo(30) }));
+    await announce(
+      announcement({ announcement_id: "ann_2", announced_at: secondsAgo(20), instances: [{ instance, version: 1 }] }),
+    );
+    expect(await announce(announcement({ announcement_id: "ann_3", announced_at: secondsAgo(10) }))).toEqual([]);
+    expect(await findInstance(db, instance.id)).toBeDefined();
   });
 
   it("brings a vanished row back only with a state as new as the one it had, and never once the host deleted it", async () => {
@@ -161,7 +191,8 @@ describeEachDialect("a host's complete announcement on %s", (dialect: DialectNam
     const instance = sampleInstance({ host_id: "host-a", created_at: new Date(Date.now() - 60_000).toISOString() });
     const stopped = { ...instance, state: "Stopped" as const };
     await apply([{ kind: "instance", instance: stopped, version: 2, deletedAt: null }]);
-    await announce(announcement({}));
+    await announce(announcement({ announcement_id: "ann_1", announced_at: secondsAgo(20) }));
+    await announce(announcement({ announcement_id: "ann_2", announced_at: secondsAgo(10) }));
     // A late copy of an older event is no sign that the host has it.
     await apply([{ kind: "instance", instance, version: 1, deletedAt: null }]);
     expect(await findInstance(db, instance.id)).toBeUndefined();

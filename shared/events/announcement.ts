@@ -1,6 +1,6 @@
 // A host's full-state announcement: every record it owns and every tombstone it keeps, with their versions.
 // The read model applies it like any event (newer version wins), so whatever events were lost, it converges; once all
-// parts of one announcement are in, what the read model holds of the host that the announcement lacks is removed.
+// parts of one announcement are in, what the read model holds of the host that it and the one before lack is removed.
 import { INSTANCE_SCHEMA } from "../schemas/instance.ts";
 import { SNAPSHOT_SCHEMA } from "../schemas/snapshot.ts";
 import { z } from "../zod.ts";

@@ -1,6 +1,6 @@
 // Anti-entropy that also removes: the parts of each host announcement received so far (a complete one is
-// authoritative for its host), when the host made each row's state (its clock, to compare with the announcement's), and
-// the mark of a row removed because such an announcement lacked it.
+// authoritative for its host), when the host made each row's state (its clock, to compare with the announcement's), the
+// first complete announcement that lacked a row, and the mark of a row removed because two in a row lacked it.
 import { type Kysely, sql } from "kysely";
 
 export async function up(db: Kysely<unknown>): Promise<void> {
@@ -17,6 +17,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema.createIndex("announcement_parts_by_host").on("announcement_parts").column("host_id").execute();
   for (const table of ["instances", "snapshots"]) {
     await sql`alter table ${sql.table(table)} add column host_changed_at text`.execute(db);
+    await sql`alter table ${sql.table(table)} add column missing_since text`.execute(db);
     await sql`alter table ${sql.table(table)} add column vanished_at text`.execute(db);
   }
 }
@@ -24,6 +25,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 export async function down(db: Kysely<unknown>): Promise<void> {
   for (const table of ["instances", "snapshots"]) {
     await sql`alter table ${sql.table(table)} drop column vanished_at`.execute(db);
+    await sql`alter table ${sql.table(table)} drop column missing_since`.execute(db);
     await sql`alter table ${sql.table(table)} drop column host_changed_at`.execute(db);
   }
   await db.schema.dropTable("announcement_parts").execute();
