@@ -18,6 +18,12 @@ export interface InstancesTable {
   /** The record's version on its host: only a newer one replaces this row. */
   version: number;
   deleted_at: string | null;
+  /** When the host made this state (its clock; null when it did not say): ghosts.ts compares it with announcements. */
+  host_changed_at: string | null;
+  /** The announced_at of the first complete announcement of the host that lacked this row (cleared by any change). */
+  missing_since: string | null;
+  /** Set with deleted_at when two complete announcements of the host lacked the row: a record of it brings it back. */
+  vanished_at: string | null;
 }
 
 export interface SnapshotsTable {
@@ -33,6 +39,23 @@ export interface SnapshotsTable {
   /** The record's version on its host: only a newer one replaces this row. */
   version: number;
   deleted_at: string | null;
+  /** When the host made this state (its clock; null when it did not say): ghosts.ts compares it with announcements. */
+  host_changed_at: string | null;
+  /** The announced_at of the first complete announcement of the host that lacked this row (cleared by any change). */
+  missing_since: string | null;
+  /** Set with deleted_at when two complete announcements of the host lacked the row: a record of it brings it back. */
+  vanished_at: string | null;
+}
+
+/** A part of a host announcement, kept until the whole announcement is in (then it decides what vanished). */
+export interface AnnouncementPartsTable {
+  announcement_id: string;
+  part: number;
+  parts: number;
+  host_id: string;
+  announced_at: string;
+  /** JSON array of `instance:<id>` / `snapshot:<id>`: the records and tombstones this part announces. */
+  resource_keys: string;
 }
 
 export interface SnapshotTagsTable {
@@ -117,6 +140,7 @@ export interface Database {
   instances: InstancesTable;
   snapshots: SnapshotsTable;
   snapshot_tags: SnapshotTagsTable;
+  announcement_parts: AnnouncementPartsTable;
   name_reservations: NameReservationsTable;
   webhook_endpoints: WebhookEndpointsTable;
   webhook_deliveries: WebhookDeliveriesTable;

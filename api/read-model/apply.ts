@@ -15,10 +15,13 @@ import { instanceNameScope, snapshotNameScope } from "./names.ts";
 
 export type Trx = Transaction<Database>;
 
-/** One resource at one of its host-owned versions, live or deleted (at `deletedAt`). */
+/**
+ * One resource at one of its host-owned versions, live or deleted (at `deletedAt`); `changedAt` is when the host made
+ * that state, by its clock, when known.
+ */
 export type Change =
-  | { kind: "instance"; instance: Instance; version: number; deletedAt: string | null }
-  | { kind: "snapshot"; snapshot: Snapshot; version: number; deletedAt: string | null };
+  | { kind: "instance"; instance: Instance; version: number; deletedAt: string | null; changedAt?: string }
+  | { kind: "snapshot"; snapshot: Snapshot; version: number; deletedAt: string | null; changedAt?: string };
 
 /** Rows per multi-row statement: well under both dialects' limits on bound parameters. */
 const ROWS_PER_STATEMENT = 500;
@@ -33,7 +36,7 @@ export function changeOfEvent(event: TypedEvent): Change | undefined {
     case "instance.deleted": {
       const { instance } = (event as TypedEvent<"instance.updated">).data;
       const deletedAt = event.type === "instance.deleted" ? event.occurred_at : null;
-      return { kind: "instance", instance, version: event.version, deletedAt };
+      return { kind: "instance", instance, version: event.version, deletedAt, changedAt: event.occurred_at };
     }
     case "snapshot.created":
     case "snapshot.compression.queued":
@@ -44,7 +47,7 @@ export function changeOfEvent(event: TypedEvent): Change | undefined {
     case "snapshot.deleted": {
       const { snapshot } = (event as TypedEvent<"snapshot.created">).data;
       const deletedAt = event.type === "snapshot.deleted" ? event.occurred_at : null;
-      return { kind: "snapshot", snapshot, version: event.version, deletedAt };
+      return { kind: "snapshot", snapshot, version: event.version, deletedAt, changedAt: event.occurred_at };
     }
   }
   return undefined;
@@ -54,10 +57,22 @@ export function changeOfEvent(event: TypedEvent): Change | undefined {
 export function changesOfAnnouncement(announcement: HostAnnouncement): Change[] {
   return [
     ...announcement.instances.map(
-      ({ instance, version }): Change => ({ kind: "instance", instance, version, deletedAt: null }),
+      ({ instance, version, changed_at }): Change => ({
+        kind: "instance",
+        instance,
+        version,
+        deletedAt: null,
+        changedAt: changed_at,
+      }),
     ),
     ...announcement.snapshots.map(
-      ({ snapshot, version }): Change => ({ kind: "snapshot", snapshot, version, deletedAt: null }),
+      ({ snapshot, version, changed_at }): Change => ({
+        kind: "snapshot",
+        snapshot,
+        version,
+        deletedAt: null,
+        changedAt: changed_at,
+      }),
     ),
     ...announcement.tombstones.map(
       (tombstone): Change =>
@@ -132,11 +147,35 @@ async function applyRun(trx: Trx, run: Change[]): Promise<void> {
   await settleNames(trx, changed);
 }
 
+/**
+ * Removes rows complete announcements of their host lacked (ghosts.ts) as a tombstone would (tags dropped, names
+ * given back), but at the version they had and marked vanished: a record of them from their host brings them back.
+ */
+export async function markVanished(trx: Trx, gone: Change[], vanishedAt: string): Promise<void> {
+  const removed = gone.map((change) => ({ ...change, deletedAt: vanishedAt }));
+  for (const kind of ["instance", "snapshot"] as const) {
+    const ids = removed.filter((change) => change.kind === kind).map((change) => resourceOf(change).id);
+    for (const chunk of chunks(ids)) {
+      await trx
+        .updateTable(kind === "instance" ? "instances" : "snapshots")
+        .set({ deleted_at: vanishedAt, vanished_at: vanishedAt })
+        .where("id", "in", chunk)
+        .where("deleted_at", "is", null)
+        .execute();
+    }
+  }
+  await replaceTags(
+    trx,
+    removed.filter((change) => change.kind === "snapshot"),
+  );
+  await settleNames(trx, removed);
+}
+
 async function upsertInstances(trx: Trx, changes: Array<Extract<Change, { kind: "instance" }>>): Promise<string[]> {
   return upsertNewer(
     trx,
     "instances",
-    changes.map(({ instance, version, deletedAt }) => ({
+    changes.map(({ instance, version, deletedAt, changedAt }) => ({
       id: instance.id,
       name: instance.name,
       host_id: instance.host_id,
@@ -145,6 +184,9 @@ async function upsertInstances(trx: Trx, changes: Array<Extract<Change, { kind: 
       resource: storedText(instance),
       version,
       deleted_at: deletedAt,
+      host_changed_at: changedAt ?? null,
+      missing_since: null,
+      vanished_at: null,
     })),
   );
 }
@@ -153,7 +195,7 @@ async function upsertSnapshots(trx: Trx, changes: Array<Extract<Change, { kind: 
   return upsertNewer(
     trx,
     "snapshots",
-    changes.map(({ snapshot, version, deletedAt }) => ({
+    changes.map(({ snapshot, version, deletedAt, changedAt }) => ({
       id: snapshot.id,
       name: snapshot.name,
       kind: snapshot.kind,
@@ -164,6 +206,9 @@ async function upsertSnapshots(trx: Trx, changes: Array<Extract<Change, { kind: 
       resource: storedText(snapshot),
       version,
       deleted_at: deletedAt,
+      host_changed_at: changedAt ?? null,
+      missing_since: null,
+      vanished_at: null,
     })),
   );
 }
@@ -174,11 +219,20 @@ function storedText(resource: Instance | Snapshot): string {
 }
 
 /** A row of a resource table: the resource at a host-owned version, live or deleted. */
-type ResourceRow = { id: string; version: number; deleted_at: string | null; [column: string]: unknown };
+type ResourceRow = {
+  id: string;
+  version: number;
+  deleted_at: string | null;
+  missing_since: null;
+  vanished_at: null;
+  [column: string]: unknown;
+};
 
 /**
  * Writes each row that is new, or newer than its stored row and not deleted (an older state never overwrites a newer
- * one, nothing brings back a deleted resource); returns the ids of the rows written.
+ * one, nothing brings back a resource its host deleted); returns the ids of the rows written. A row that only vanished
+ * (complete announcements lacked it, ghosts.ts) is written again by its host's record at the same version or newer:
+ * the host has it after all.
  */
 async function upsertNewer(trx: Trx, table: "instances" | "snapshots", rows: ResourceRow[]): Promise<string[]> {
   // biome-ignore lint/suspicious/noExplicitAny: one statement for both resource tables, whose columns differ
@@ -194,7 +248,13 @@ async function upsertNewer(trx: Trx, table: "instances" | "snapshots", rows: Res
           .column("id")
           .doUpdateSet((eb) => Object.fromEntries(columns.map((column) => [column, eb.ref(`excluded.${column}`)])))
           .where((eb) =>
-            eb.and([eb(`${table}.version`, "<", eb.ref("excluded.version")), eb(`${table}.deleted_at`, "is", null)]),
+            eb.or([
+              eb.and([eb(`${table}.version`, "<", eb.ref("excluded.version")), eb(`${table}.deleted_at`, "is", null)]),
+              eb.and([
+                eb(`${table}.version`, "<=", eb.ref("excluded.version")),
+                eb(`${table}.vanished_at`, "is not", null),
+              ]),
+            ]),
           ),
       )
       .returning("id")

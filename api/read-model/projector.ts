@@ -12,6 +12,7 @@ import { type DialectName, dialectOf } from "../db/dialect.ts";
 import { type StreamConsumer, type StreamEntries, startStreamConsumer } from "../stream-consumer.ts";
 import { applyChanges, type Change, changeOfEvent, changesOfAnnouncement, type Trx } from "./apply.ts";
 import { type DeadLetter, recordDeadLetter } from "./dead-letters.ts";
+import { applyAnnouncementPart } from "./ghosts.ts";
 
 export const READ_MODEL_GROUP = "read-model";
 const BLOCK_MS = 1_000;
@@ -289,5 +290,8 @@ async function applyGroup(trx: Trx, group: StreamItem[]): Promise<StreamEntry[]>
     }
   }
   await applyChanges(trx, changes);
+  // Once all its parts are in, a host's announcement also removes what the host no longer has (ghosts.ts).
+  for (const { entry } of group)
+    if (entry.kind === "announcement") await applyAnnouncementPart(trx, entry.announcement);
   return applied;
 }

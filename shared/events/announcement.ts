@@ -1,10 +1,13 @@
 // A host's full-state announcement: every record it owns and every tombstone it keeps, with their versions.
-// The read model applies it like any event (newer version wins), so whatever events were lost, it converges.
+// The read model applies it like any event (newer version wins), so whatever events were lost, it converges; once all
+// parts of one announcement are in, what the read model holds of the host that it and the one before lack is removed.
 import { INSTANCE_SCHEMA } from "../schemas/instance.ts";
 import { SNAPSHOT_SCHEMA } from "../schemas/snapshot.ts";
 import { z } from "../zod.ts";
 
 const VERSION = z.number().int().nonnegative();
+/** When the host made the record's state (its last event's occurred_at); absent from hosts that predate it. */
+const CHANGED_AT = z.iso.datetime().optional();
 
 export const ANNOUNCED_TOMBSTONE = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("instance"), version: VERSION, deleted_at: z.iso.datetime(), instance: INSTANCE_SCHEMA }),
@@ -17,9 +20,10 @@ export const HOST_ANNOUNCEMENT = z.object({
   announcement_id: z.string(),
   part: z.number().int().nonnegative(),
   parts: z.number().int().positive(),
+  /** Stamped before the host listed its records: a complete announcement removes what it lacks, made before this. */
   announced_at: z.iso.datetime(),
-  instances: z.array(z.object({ version: VERSION, instance: INSTANCE_SCHEMA })),
-  snapshots: z.array(z.object({ version: VERSION, snapshot: SNAPSHOT_SCHEMA })),
+  instances: z.array(z.object({ version: VERSION, changed_at: CHANGED_AT, instance: INSTANCE_SCHEMA })),
+  snapshots: z.array(z.object({ version: VERSION, changed_at: CHANGED_AT, snapshot: SNAPSHOT_SCHEMA })),
   tombstones: z.array(ANNOUNCED_TOMBSTONE),
 });
 

@@ -1,7 +1,7 @@
 // Anti-entropy: the host announces the full state of everything it owns (records with their versions, and the
 // tombstones of what it deleted) at start, after every reconnect to Redis and on an interval. The read model applies
 // it like any event, so it converges whatever events were lost (a crash between a write and its append, a Redis that
-// came back empty).
+// came back empty); a complete announcement also removes from the read model what the host no longer has.
 import { randomBytes } from "node:crypto";
 import type { AnnouncedTombstone, HostAnnouncement } from "../../shared/events/announcement.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
@@ -25,6 +25,9 @@ export interface HostAnnouncerOptions {
 
 /** Everything the host owns, as one listing of its files. */
 export interface HostState {
+  /** Stamped before the listing was taken: what the read model holds of this host, in a state made before this, and
+   * not in the listing is gone (api/read-model/ghosts.ts). */
+  listedAt: string;
   instances: Awaited<ReturnType<InstanceManager["listRecords"]>>;
   snapshots: Awaited<ReturnType<SnapshotStore["list"]>>;
   tombstones: Awaited<ReturnType<TombstoneStore["list"]>>;
@@ -39,6 +42,7 @@ export class HostAnnouncer {
   async readState(): Promise<HostState> {
     const { instances, store, tombstones, tombstoneRetentionMs } = this.options;
     return {
+      listedAt: new Date().toISOString(),
       instances: await instances.listRecords(),
       snapshots: await store.list(),
       tombstones: await tombstones.list(tombstoneRetentionMs),
@@ -82,8 +86,16 @@ export class HostAnnouncer {
 
   private async announceOnce(reason: string, state: HostState): Promise<void> {
     const { hostId, events, log } = this.options;
-    const instanceEntries = state.instances.map(({ instance, version }) => ({ instance, version }));
-    const snapshotEntries = state.snapshots.map(({ snapshot, version }) => ({ snapshot, version }));
+    const instanceEntries = state.instances.map(({ instance, version, last_event }) => ({
+      instance,
+      version,
+      changed_at: last_event?.occurred_at,
+    }));
+    const snapshotEntries = state.snapshots.map(({ snapshot, version, last_event }) => ({
+      snapshot,
+      version,
+      changed_at: last_event?.occurred_at,
+    }));
     // A tombstone is announced without its last event: the read model applies versions, not events.
     const tombstoneEntries: AnnouncedTombstone[] = state.tombstones.map(({ last_event: _, ...tombstone }) => tombstone);
     // The three lists are cut as one sequence (instances, snapshots, tombstones) into parts of PART_SIZE.
@@ -95,7 +107,7 @@ export class HostAnnouncer {
       host_id: hostId,
       announcement_id: `ann_${randomBytes(8).toString("hex")}`,
       parts,
-      announced_at: new Date().toISOString(),
+      announced_at: state.listedAt,
     };
     for (let part = 0; part < parts; part++) {
       const announcement: HostAnnouncement = {

@@ -8,6 +8,7 @@ import * as idempotencyKeys from "./0005_idempotency_keys.ts";
 import * as retention from "./0006_retention.ts";
 import * as schedules from "./0007_schedules.ts";
 import * as liveIndexes from "./0008_live_indexes.ts";
+import * as announcements from "./0009_announcements.ts";
 
 export const MIGRATIONS: Record<string, Migration> = {
   "0001_initial": initial,
@@ -18,4 +19,5 @@ export const MIGRATIONS: Record<string, Migration> = {
   "0006_retention": retention,
   "0007_schedules": schedules,
   "0008_live_indexes": liveIndexes,
+  "0009_announcements": announcements,
 };
