@@ -163,3 +163,26 @@ export async function tailLines(
   if (cut) lines.shift(); // the first line may be cut
   return lines.slice(-count);
 }
+
+/**
+ * A directory's entries, or none when it does not exist. Any other failure (EIO, EMFILE, ENOTDIR…) is thrown: a
+ * listing that could not be read is not an empty one, and a host that announced it as such would have its
+ * resources removed from the read model.
+ */
+export async function listDirectory(directory: string): Promise<string[]> {
+  try {
+    return await readdir(directory);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw error;
+  }
+}
+
+/**
+ * For a listing of records: a record that does not parse is skipped (the start-up sweep quarantines it), a read that
+ * failed (a system error: EIO, EMFILE, EISDIR…) is thrown, for the same reason as in listDirectory.
+ */
+export function skipUnparsable(error: unknown): undefined {
+  if (typeof (error as NodeJS.ErrnoException | undefined)?.syscall === "string") throw error;
+  return undefined;
+}

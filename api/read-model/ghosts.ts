@@ -65,7 +65,7 @@ export function isComplete(received: ReceivedPart[], parts: number): boolean {
 
 /**
  * What a complete announcement proves: a row it lacks whose state the host made before it took its listing
- * (`announcedAt` is stamped before the listing, workers/capture/announcer.ts; both times are the host's clock) is
+ * (`announcedAt` is stamped before the listing, workers/host/announcer.ts; both times are the host's clock) is
  * missing, and goes once a second complete announcement lacks it too. One is not enough: the host stamps a change just
  * before writing it, so a record written while a listing was being taken can be lacking from that listing although
  * its event (appended before the announcement) is applied; the next listing starts after that announcement was

@@ -1,12 +1,12 @@
 // Snapshot payloads on a host: `<DATA_DIR>/snapshots/<id>/` holds the record (snapshot.json) and the payload files.
 // The capture and compression workers of a host share it; record changes happen under the snapshot's Redis lock.
-import { readdir, readFile, stat } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Redis } from "ioredis";
 import { z } from "zod";
 import { subjectOf } from "../events/catalog.ts";
 import type { EventStream } from "../events/stream.ts";
-import { writeFileDurable } from "../files.ts";
+import { listDirectory, skipUnparsable, writeFileDurable } from "../files.ts";
 import { LAST_EVENT } from "../host-records.ts";
 import { withRedisLock } from "../locks.ts";
 import { INSTANCE_SCHEMA } from "../schemas/instance.ts";
@@ -108,10 +108,10 @@ export class SnapshotStore {
   }
 
   private async readAll(): Promise<SnapshotRecord[]> {
-    const ids = await readdir(this.root).catch(() => [] as string[]);
+    const ids = await listDirectory(this.root);
     const records: SnapshotRecord[] = [];
     for (const id of ids.filter((name) => !name.startsWith("."))) {
-      const record = await this.read(id).catch(() => undefined);
+      const record = await this.read(id).catch(skipUnparsable);
       if (record) records.push(record);
     }
     return records;

@@ -8,7 +8,7 @@ import { type CrashPoint, crashPoint } from "../../shared/crash-points.ts";
 import { ApiError, notFound } from "../../shared/errors.ts";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
-import { fsyncPath, writeFileDurable } from "../../shared/files.ts";
+import { fsyncPath, listDirectory, skipUnparsable, writeFileDurable } from "../../shared/files.ts";
 import {
   LAST_EVENT,
   madeBy,
@@ -183,14 +183,14 @@ export class InstanceManager {
     const records: InstanceRecord[] = [];
     for (const id of await this.instanceDirs()) {
       // a directory without a valid record is a half-created instance: removeHalfCreated() clears it at start
-      const record = await this.findRecord(id).catch(() => undefined);
+      const record = await this.findRecord(id).catch(skipUnparsable);
       if (record) records.push(record);
     }
     return records;
   }
 
   private instanceDirs(): Promise<string[]> {
-    return readdir(path.join(this.options.dataDir, "instances")).catch(() => [] as string[]);
+    return listDirectory(path.join(this.options.dataDir, "instances"));
   }
 
   /**
