@@ -4,8 +4,9 @@
 // schema, the seek-table decoder and the squashfs reader behind the sha256 checks. Asserts no 5xx but 503/507, the
 // service healthy throughout, nothing left in the snapshots dir, and a clean import still working at the end; prints
 // the count per status and per kind of corruption.
-//   npm run fuzz -- --count 2000 --seed 7
-import { readdirSync } from "node:fs";
+// On a failure the service's output is kept in test-artifacts/fuzz-service.log.
+//   npm run fuzz -- --count 2000 --seed 7 [--only "archive truncation"]
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -15,7 +16,12 @@ import { waitFor } from "../test/helpers/fixtures.ts";
 import { startService } from "../test/helpers/service.ts";
 
 const { values } = parseArgs({
-  options: { count: { type: "string", default: "2000" }, seed: { type: "string", default: "1" } },
+  options: {
+    count: { type: "string", default: "2000" },
+    seed: { type: "string", default: "1" },
+    /** Only the corruptions whose kind contains this (e.g. "archive truncation"), to chase one failure. */
+    only: { type: "string" },
+  },
 });
 const COUNT = Number(values.count);
 const ALLOWED_5XX = new Set([503, 507]);
@@ -114,7 +120,8 @@ async function main(): Promise<void> {
     const failures: string[] = [];
     const started = performance.now();
     for (let run = 1; run <= COUNT; run++) {
-      const { kind, body } = await corrupted(archive, entries);
+      let { kind, body } = await corrupted(archive, entries);
+      while (values.only && !kind.includes(values.only)) ({ kind, body } = await corrupted(archive, entries));
       // 0: the connection broke before an answer (counted, and a failure: a refusal must reach the client).
       const { status, answer } = await importArchive(body).then(
         (response) => ({ status: response.status, answer: response.text }),
@@ -149,6 +156,9 @@ async function main(): Promise<void> {
     }
     if (failures.length > 0) {
       console.log(`\n${failures.length} failures:\n${failures.slice(0, 20).join("\n")}`);
+      mkdirSync("test-artifacts", { recursive: true });
+      writeFileSync("test-artifacts/fuzz-service.log", service.output());
+      console.log("the service's output: test-artifacts/fuzz-service.log");
       process.exitCode = 1;
     } else {
       console.log("no 5xx but 503/507, /health 200 throughout, nothing left behind, a clean import still works");
