@@ -2,7 +2,7 @@
 // small: a transfer of any length completes while its bytes flow, and only a stalled one is cut. With Node's
 // defaults a request not received in full within requestTimeout (5 minutes) is cut however well it flows: that is
 // the bound the first case outlasts here many times over, scaled down.
-import { createServer, request, type Server } from "node:http";
+import { Agent, createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { applyStreamTimeouts, streamServerOptions } from "./http-timeouts.ts";
@@ -51,6 +51,29 @@ function upload(chunks: number, gapMs: number): Promise<{ answer?: string; error
 it("sets no limit on a whole request, only on silence", () => {
   expect(server.requestTimeout).toBe(0);
   expect(server.timeout).toBe(IDLE_MS);
+});
+
+it("keeps an idle connection open longer than clients' pools do, and tells them (Keep-Alive: timeout)", async () => {
+  const defaults = createServer((_incoming, response) => response.end());
+  applyStreamTimeouts(defaults, { idleMs: 10 * 60_000, headersMs: 60_000 });
+  await new Promise<void>((resolve) => defaults.listen(0, "127.0.0.1", () => resolve()));
+  const hint = (target: number) =>
+    new Promise<string | undefined>((resolve, reject) => {
+      const client = request({ host: "127.0.0.1", port: target, path: "/", agent: new Agent({ keepAlive: true }) });
+      client.on("response", (response) => {
+        response.resume();
+        resolve(String(response.headers["keep-alive"]));
+      });
+      client.on("error", reject);
+      client.end();
+    });
+  try {
+    expect(await hint((defaults.address() as AddressInfo).port)).toBe("timeout=65");
+    expect(await hint(port)).toBe("timeout=1"); // never beyond the idle bound (1 s here)
+  } finally {
+    defaults.closeAllConnections();
+    await new Promise<void>((resolve) => defaults.close(() => resolve()));
+  }
 });
 
 it("completes an upload that lasts 8 idle timeouts while its bytes keep flowing", async () => {

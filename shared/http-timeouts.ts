@@ -10,8 +10,17 @@ export interface StreamTimeouts {
   headersMs: number;
 }
 
+/**
+ * How long an idle keep-alive connection stays open between requests: longer than the idle pools of common clients
+ * (Node's agent and undici 4–5 s, load balancers 60 s), so the client closes an idle connection first. With Node's
+ * default (5 s, the same as its agent's) a client can send its next request on a socket the server is closing at that
+ * moment and get a reset instead of an answer. Never longer than the idle bound.
+ */
+export const KEEP_ALIVE_MS = 65_000;
+
 export function applyStreamTimeouts(server: Server, timeouts: StreamTimeouts): void {
   server.requestTimeout = 0;
+  server.keepAliveTimeout = Math.min(KEEP_ALIVE_MS, timeouts.idleMs);
   server.headersTimeout = timeouts.headersMs;
   server.timeout = timeouts.idleMs;
 }
