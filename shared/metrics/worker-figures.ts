@@ -1,6 +1,8 @@
 // Figures a worker measures that no event carries (time to Running, restore memory preparation, codec fallbacks):
 // appended to a capped Redis stream that the API's metrics observer reads, as webhook outcomes are.
 import type { Redis } from "ioredis";
+import { selectCodecBackendOrExit } from "../codec/backend.ts";
+import type { CodecBackendChoice } from "../codec/options.ts";
 import type { Logger } from "../logger.ts";
 import { HYPERVISOR } from "../schemas/common.ts";
 import { z } from "../zod.ts";
@@ -63,4 +65,16 @@ export function decodeWorkerFigure(fields: string[]): WorkerFigure {
   const index = fields.indexOf("figure");
   if (index < 0 || index % 2 !== 0) throw new Error("stream entry has no figure field");
   return WORKER_FIGURE.parse(JSON.parse(fields[index + 1]!));
+}
+
+/** A worker's codec backend, selected at boot; a fall back to the portable backend is reported as a figure. */
+export function selectWorkerCodec(
+  choice: CodecBackendChoice,
+  log: Logger,
+  process: Extract<WorkerFigure, { kind: "codec_fallback" }>["process"],
+  reportFigure: (figure: WorkerFigure) => void,
+): Promise<unknown> {
+  return selectCodecBackendOrExit(choice, log, {
+    onCodecFallback: () => reportFigure({ kind: "codec_fallback", process, reason: "native_unavailable" }),
+  });
 }

@@ -1,12 +1,11 @@
 // The compression worker: compresses this host's snapshot memory payloads in the background, a bounded number
 // at a time, and makes sure no snapshot waits forever for a job that vanished.
-import { selectCodecBackendOrExit } from "../../shared/codec/index.ts";
 import { EventStream } from "../../shared/events/stream.ts";
 import { StandbyMemory } from "../../shared/instances/standby-memory.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
-import { workerFigureReporter } from "../../shared/metrics/worker-figures.ts";
+import { selectWorkerCodec, workerFigureReporter } from "../../shared/metrics/worker-figures.ts";
 import { removeHostLeftovers } from "../../shared/orphans.ts";
 import { bootProcess } from "../../shared/process-boot.ts";
 import { closeRedis } from "../../shared/redis.ts";
@@ -22,10 +21,7 @@ const { config, log } = boot;
 const hostId = boot.hostId!;
 const redis = boot.connectRedis();
 const reportFigure = workerFigureReporter(redis, config.REDIS_PREFIX, log);
-await selectCodecBackendOrExit(config.CODEC_BACKEND, log, {
-  onCodecFallback: () =>
-    reportFigure({ kind: "codec_fallback", process: "compression-worker", reason: "native_unavailable" }),
-});
+await selectWorkerCodec(config.CODEC_BACKEND, log, "compression-worker", reportFigure);
 const store = new SnapshotStore(config.DATA_DIR, redis, config.REDIS_PREFIX);
 const queue = queueName("compression", hostId);
 const jobs = new JobProducer({

@@ -1,6 +1,5 @@
 // The capture worker: owns this host's VMs, takes jobs from this host's queue and serves its snapshot files.
 import { readFileSync } from "node:fs";
-import { selectCodecBackendOrExit } from "../../shared/codec/index.ts";
 import { isLoopbackBind } from "../../shared/config.ts";
 import { EventStream } from "../../shared/events/stream.ts";
 import { hostPayloadKey, loadFleetSecret, removeLegacyFleetSecret } from "../../shared/fleet-secret.ts";
@@ -12,7 +11,7 @@ import { StandbyMemory } from "../../shared/instances/standby-memory.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
-import { workerFigureReporter } from "../../shared/metrics/worker-figures.ts";
+import { selectWorkerCodec, workerFigureReporter } from "../../shared/metrics/worker-figures.ts";
 import { removeHostLeftovers } from "../../shared/orphans.ts";
 import { payloadClientFor } from "../../shared/payload-client.ts";
 import { bootProcess } from "../../shared/process-boot.ts";
@@ -45,10 +44,7 @@ const { config, log } = boot;
 const hostId = boot.hostId!;
 const redis = boot.connectRedis();
 const reportFigure = workerFigureReporter(redis, config.REDIS_PREFIX, log);
-await selectCodecBackendOrExit(config.CODEC_BACKEND, log, {
-  onCodecFallback: () =>
-    reportFigure({ kind: "codec_fallback", process: "capture-worker", reason: "native_unavailable" }),
-});
+await selectWorkerCodec(config.CODEC_BACKEND, log, "capture-worker", reportFigure);
 
 const registryOptions = { qemu: { defaultAccel: effectiveAccel(config.QEMU_ACCEL), logger: log } };
 const drivers = new Map<string, HypervisorDriver>();
