@@ -2,6 +2,7 @@
 // events, webhooks), then retention over that schedule's own snapshots, oldest first. Runs inside an API process.
 import { parseGoDuration } from "../../shared/duration.ts";
 import type { JobResult } from "../../shared/jobs/catalog.ts";
+import { LockTimeoutError, withRedisLock } from "../../shared/locks.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { Snapshot } from "../../shared/schemas/snapshot.ts";
 import type { SnapshotSchedule } from "../../shared/schemas/snapshot-schedule.ts";
@@ -32,6 +33,27 @@ export async function runSchedule(
     return { outcome: "skipped", snapshot_id: null };
   }
   const due = dueAt(jobId) ?? Date.now();
+  // One run of a schedule at a time, whichever API replica took it: two overlapping runs (a run slower than the
+  // interval, or a run promoted by hand beside a due one) would each apply retention to a listing without the
+  // other's snapshot and keep more than max_count. A run that waits past half an interval is a missed one.
+  try {
+    return await withRedisLock(
+      deps.redis,
+      `${deps.redisPrefix}:lock:schedule:${instanceId}`,
+      { ttlMs: 60_000, waitMs: schedule.interval_ms / 2 },
+      () => runDue(deps, instanceId, due, log),
+    );
+  } catch (error) {
+    if (!(error instanceof LockTimeoutError)) throw error;
+    log.warn({ instanceId, dueAt: new Date(due).toISOString() }, "scheduled snapshot skipped: a run still held it");
+    return { outcome: "skipped", snapshot_id: null };
+  }
+}
+
+async function runDue(deps: AppDeps, instanceId: string, due: number, log: Logger): Promise<RunResult> {
+  const schedule = await findSchedule(deps.db, instanceId);
+  const instance = await findInstance(deps.db, instanceId);
+  if (!schedule || !instance) return { outcome: "skipped", snapshot_id: null };
   if (Date.now() - due > schedule.interval_ms / 2) {
     // The service was down when it was due: missed runs are not made up for, the next one comes on time.
     log.warn({ instanceId, dueAt: new Date(due).toISOString() }, "scheduled snapshot skipped: it was missed");

@@ -72,6 +72,11 @@ export class SoakRedis {
     return this.signalAndWait("SIGTERM");
   }
 
+  /** At once, without waiting (from an exit handler, where nothing async runs). */
+  killNow(): void {
+    if (this.running) this.child!.kill("SIGKILL");
+  }
+
   private async signalAndWait(signal: NodeJS.Signals): Promise<void> {
     const child = this.child;
     if (!child || !this.running) return;

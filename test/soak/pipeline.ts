@@ -49,6 +49,12 @@ async function call(
   const headers: Record<string, string> = { authorization: `Bearer ${client.apiKey()}` };
   if (body !== undefined) headers["content-type"] = "application/json";
   if (idempotencyKey) headers["idempotency-key"] = idempotencyKey;
+  const noted = (what: string) => {
+    // Each change of answer per call is logged once: a step that fails shows what it kept getting.
+    const key = `${method} ${pathAndQuery}`;
+    if (lastAnswer.get(key) !== what) client.log(`${key}: ${what}`);
+    lastAnswer.set(key, what);
+  };
   try {
     const response = await fetch(`${client.baseUrl}${pathAndQuery}`, {
       method,
@@ -57,13 +63,22 @@ async function call(
       signal: AbortSignal.any([client.signal, AbortSignal.timeout(120_000)]),
     });
     const text = await response.text();
+    if (response.status >= 400 && !(method === "GET" && response.status === 404))
+      noted(`${response.status} ${text.slice(0, 200)}`);
     if (response.status >= 500) return undefined;
-    if (response.status === 409 && response.headers.get("x-should-retry") === "false") return undefined;
-    return { status: response.status, json: text ? JSON.parse(text) : undefined };
-  } catch {
+    const json = text ? JSON.parse(text) : undefined;
+    // Only the keyed request still in flight (`conflict`) is waited out: a final 409 (`name_conflict`,
+    // `invalid_state`) also says x-should-retry: false, and is the step's answer.
+    if (response.status === 409 && json?.code === "conflict" && response.headers.get("x-should-retry") === "false")
+      return undefined;
+    return { status: response.status, json };
+  } catch (error) {
+    noted(`no answer: ${(error as Error).message}`);
     return undefined;
   }
 }
+
+const lastAnswer = new Map<string, string>();
 
 /** Calls until a non-retryable answer, or fails the step after STEP_TIMEOUT_MS. */
 async function until(

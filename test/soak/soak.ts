@@ -63,6 +63,20 @@ const service = await startService(
   throw error;
 });
 say(`service up on ${service.baseUrl}, data in ${service.dataDir}`);
+// Whatever ends this process (a thrown error included) leaves nothing it started running: the supervisor, its
+// children, the VMs and the soak's Redis. A clean end has stopped them already; this only catches the rest.
+process.once("exit", () => {
+  if (service.supervisor.exitCode === null) {
+    for (const pid of service.childPids()) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {}
+    }
+    service.supervisor.kill("SIGKILL");
+  }
+  killProcessesUsing(service.dataDir);
+  redis.killNow();
+});
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, async () => {
     chaosRunning = false;

@@ -88,6 +88,7 @@ export async function importSnapshotArchive(
   deps: ImportDeps,
   snapshotId: string,
   body: Readable,
+  gone: AbortSignal = new AbortController().signal,
 ): Promise<{ snapshot: Snapshot; event_id: string }> {
   let release = () => {};
   try {
@@ -98,11 +99,24 @@ export async function importSnapshotArchive(
     body.resume(); // read the rest so the caller gets the answer rather than a reset connection
     throw error;
   }
+  const started = Date.now();
+  deps.log.info({ snapshotId }, "import: receiving the archive");
+  // The caller gone: a body still arriving fails at once; a later step stops at its next check (assertCallerThere).
+  const onGone = () => body.destroy(gone.reason as Error);
+  gone.addEventListener("abort", onGone, { once: true });
   try {
-    return await importClaimed(deps, snapshotId, body);
+    return await importClaimed(deps, snapshotId, body, gone);
+  } catch (error) {
+    deps.log.warn({ snapshotId, ms: Date.now() - started, err: (error as Error).message }, "import refused");
+    throw error;
   } finally {
+    gone.removeEventListener("abort", onGone);
     release();
   }
+}
+
+function assertCallerThere(gone: AbortSignal): void {
+  if (gone.aborted) throw new ApiError("unavailable", `import abandoned: ${(gone.reason as Error).message}`);
 }
 
 const stagingDir = (store: SnapshotStore, snapshotId: string) => stagingPath(store.root, "import", snapshotId);
@@ -130,10 +144,14 @@ async function importClaimed(
   deps: ImportDeps,
   snapshotId: string,
   body: Readable,
+  gone: AbortSignal,
 ): Promise<{ snapshot: Snapshot; event_id: string }> {
   const staging = stagingDir(deps.store, snapshotId);
   try {
     const received = await receiveEntries(body, staging, deps);
+    assertCallerThere(gone);
+    const bytes = [...received.values()].reduce((sum, entry) => sum + entry.size, 0);
+    deps.log.info({ snapshotId, entries: received.size, bytes }, "import: received, verifying");
     const record = await verifiedRecord(staging, received);
     await unlink(path.join(staging, ARCHIVE_RECORD_ENTRY));
     await unlink(path.join(staging, ARCHIVE_MANIFEST_ENTRY));
@@ -144,6 +162,7 @@ async function importClaimed(
       record,
       { id: snapshotId, host_id: deps.hostId, name: null },
       { ...nextStamp(undefined, "snapshot.created", null), replica_of: undefined },
+      () => assertCallerThere(gone),
     );
     const { snapshot } = installed;
     const eventId = await publishSnapshotRecord(deps.events, installed);
@@ -274,10 +293,13 @@ export async function installPayload(
   record: SnapshotRecord,
   overrides: Partial<Snapshot> & { id: string },
   recordOverrides: Partial<SnapshotRecord> = {},
+  /** Throws to stop before each payload and before the commit (an import whose caller is gone). */
+  checkpoint: () => void = () => {},
 ): Promise<SnapshotRecord> {
   const snapshotId = overrides.id;
   const keepCompressed = record.snapshot.compression_state === "compressed";
   for (const name of payloadFiles(record)) {
+    checkpoint();
     if (isStoredAsImage(record, name)) {
       const image = path.join(staging, `${name}${COMPRESSED_SUFFIX}`);
       await verifyImage(image);
@@ -300,6 +322,7 @@ export async function installPayload(
     },
     ...recordOverrides,
   };
+  checkpoint();
   await commitStagedDirectory(staging, store.dir(snapshotId));
   imported.snapshot.size_bytes = await store.storedBytes(imported);
   await store.write(imported);

@@ -162,7 +162,7 @@ const payloadServer = await startPayloadServer({
   host: config.PAYLOAD_BIND,
   log,
   timeouts: { idleMs: config.HTTP_IDLE_TIMEOUT_MS, headersMs: config.HTTP_HEADERS_TIMEOUT_MS },
-  importArchive: (snapshotId, body) =>
+  importArchive: (snapshotId, body, gone) =>
     importSnapshotArchive(
       {
         hostId,
@@ -175,6 +175,7 @@ const payloadServer = await startPayloadServer({
       },
       snapshotId,
       body,
+      gone,
     ),
 });
 const presence = await startHostPresence({

@@ -29,7 +29,7 @@ export interface PayloadServerOptions {
   host: string;
   log: Logger;
   /** Imports an archive streamed in as a new snapshot with id `snapshotId` (workers/host/import.ts). */
-  importArchive(snapshotId: string, body: IncomingMessage): Promise<unknown>;
+  importArchive(snapshotId: string, body: IncomingMessage, gone: AbortSignal): Promise<unknown>;
   /** HTTP_IDLE_TIMEOUT_MS and HTTP_HEADERS_TIMEOUT_MS: transfers of any length while their bytes flow. */
   timeouts: StreamTimeouts;
 }
@@ -99,7 +99,13 @@ const HANDLERS = {
     createReadStream(file, { start, end }).pipe(response);
   }) satisfies Handler,
   import: (async (options, request, response, [id]) => {
-    sendJson(response, 201, await options.importArchive(requireId(id!), request));
+    // The caller gone (it gave up, or its socket idled out) ends the import, wherever it is: its slot and staging
+    // must not wait for a body or an answer nobody will send or read.
+    const gone = new AbortController();
+    response.once("close", () => {
+      if (!response.writableFinished) gone.abort(new Error("the caller closed the connection"));
+    });
+    sendJson(response, 201, await options.importArchive(requireId(id!), request, gone.signal));
   }) satisfies Handler,
 };
 
