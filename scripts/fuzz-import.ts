@@ -94,7 +94,10 @@ async function corrupted(archive: Buffer, entries: ArchiveEntry[]): Promise<{ ki
 
 async function main(): Promise<void> {
   // A busy machine starts the service slowly; the fuzz itself has no time limit.
-  const service = await startService({ IMPORT_MAX_CONCURRENT: "2", LOG_LEVEL: "warn" }, { readyTimeoutMs: 300_000 });
+  const service = await startService(
+    { IMPORT_MAX_CONCURRENT: "2", LOG_LEVEL: process.env.LOG_LEVEL ?? "warn" },
+    { readyTimeoutMs: 300_000 },
+  );
   try {
     const post = (pathAndQuery: string, json: unknown) => service.api(pathAndQuery, { method: "POST", json });
     await post("/instances", { name: "fuzz-src", size: "128MB", overlay_size: "16MB" });

@@ -201,8 +201,10 @@ async function receiveEntries(
       if (received.has(ARCHIVE_MANIFEST_ENTRY)) throw invalid(`entry ${name} follows the manifest`);
       total += entry.header.size ?? 0;
       if (total > maxBytes) throw tooLarge(maxBytes);
-      await assertFreeSpace(staging, entry.header.size ?? 0, hostId);
-      received.set(name, await receiveEntry(entry, path.join(staging, name), name));
+      // The entry is read at once, its free-space check inside its pipeline: tar-stream never ends an entry it was
+      // not reading when the body ended right after the entry's header, and the import would wait forever.
+      const roomFor = () => assertFreeSpace(staging, entry.header.size ?? 0, hostId);
+      received.set(name, await receiveEntry(entry, path.join(staging, name), name, roomFor));
     }
   } catch (error) {
     if (error instanceof ApiError) throw error;
@@ -212,17 +214,32 @@ async function receiveEntries(
   return received;
 }
 
-async function receiveEntry(entry: TarEntry, file: string, name: string): Promise<ReceivedEntry> {
+async function receiveEntry(
+  entry: TarEntry,
+  file: string,
+  name: string,
+  beforeFirstByte: () => Promise<void>,
+): Promise<ReceivedEntry> {
   const hash = createHash("sha256");
   let size = 0;
   const isJson = !ARCHIVE_PAYLOAD_ENTRIES.includes(name);
+  let checked = false;
+  const take = (chunk: Buffer): Buffer => {
+    size += chunk.length;
+    if (isJson && size > MAX_JSON_ENTRY_BYTES) throw invalid(`${name} is larger than ${MAX_JSON_ENTRY_BYTES} bytes`);
+    hash.update(chunk);
+    return chunk;
+  };
   const counter = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
-      size += chunk.length;
-      if (isJson && size > MAX_JSON_ENTRY_BYTES)
-        return callback(invalid(`${name} is larger than ${MAX_JSON_ENTRY_BYTES} bytes`));
-      hash.update(chunk);
-      callback(null, chunk);
+      const ready = checked ? Promise.resolve() : beforeFirstByte();
+      checked = true;
+      ready
+        .then(() => take(chunk))
+        .then(
+          (passed) => callback(null, passed),
+          (error: Error) => callback(error),
+        );
     },
   });
   await pipeline(entry, counter, createWriteStream(file));
