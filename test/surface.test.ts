@@ -1,7 +1,7 @@
 // The rest of the Hypeman snapshot surface through the official SDK, unchanged, against the whole service on one
 // real QEMU guest: capabilities, fork of an instance (from Running, Stopped), and wait.
 
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import Hypeman from "@onkernel/hypeman";
 import { Queue } from "bullmq";
@@ -285,13 +285,40 @@ describe("standby with compression", () => {
       compression_delay: "1s",
     });
     expect(source).toMatchObject({ state: "Standby", host_online: true });
+    // Extension: the instance shows its standby compression as snapshots show theirs, pending until packed.
+    const standbyCompression = (instance: unknown) =>
+      (instance as { standby_compression?: Record<string, unknown> }).standby_compression;
+    expect(standbyCompression(source)).toMatchObject({
+      state: "pending",
+      algorithm: "zstd",
+      level: 1,
+      compressed_size_bytes: null,
+      error: null,
+    });
+    expect(Date.parse(standbyCompression(source)!.not_before as string)).toBeGreaterThan(Date.now() - 60_000);
     const atStandby = await consolePoint(guestConsole("surf-src"));
     const memory = path.join(service.dataDir, "instances", source.id, "memory.raw");
     await waitFor(() => existsSync(`${memory}.sfc`) && !existsSync(memory), {
       timeoutMs: 60_000,
       what: "the standby memory to be compressed",
     });
-    expect((await client.instances.restore("surf-src")).state).toBe("Running");
+    const compressed = await waitFor(
+      async () => {
+        const status = standbyCompression(await client.instances.get("surf-src"));
+        return status?.state === "compressed" ? status : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 250, what: "the instance to show its standby memory compressed" },
+    );
+    // The sizes are the packed file's and the RAM's (256 MB), not a figure of the job's.
+    expect(compressed).toMatchObject({
+      compressed_size_bytes: statSync(`${memory}.sfc`).size,
+      uncompressed_size_bytes: 256 * 1024 ** 2,
+      error: null,
+    });
+    expect(compressed.compressed_size_bytes as number).toBeLessThan(compressed.uncompressed_size_bytes as number);
+    const restored = await client.instances.restore("surf-src");
+    expect(restored.state).toBe("Running");
+    expect(standbyCompression(restored)).toBeUndefined();
     expect(existsSync(`${memory}.sfc`)).toBe(false);
     await waitForResume(guestConsole("surf-src"), atStandby);
   });

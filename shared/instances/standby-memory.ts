@@ -5,7 +5,7 @@ import { existsSync } from "node:fs";
 import { readdir, readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Redis } from "ioredis";
-import { compressFile, decompressFile } from "../codec/index.ts";
+import { compressFile, decompressFile, readCompressedHeader } from "../codec/index.ts";
 import type { CompressionAlgorithm } from "../codec/options.ts";
 import { writeFileDurable } from "../files.ts";
 import { ID_PATTERN } from "../ids.ts";
@@ -13,7 +13,7 @@ import { STANDBY_COMPRESSION_POLICY } from "../jobs/compression-jobs.ts";
 import { type Lease, withRedisLock } from "../locks.ts";
 import type { Logger } from "../logger.ts";
 import type { WorkerFigure } from "../metrics/worker-figures.ts";
-import { INSTANCE_SCHEMA, type Instance } from "../schemas/instance.ts";
+import { INSTANCE_SCHEMA, type Instance, type StandbyCompressionStatus } from "../schemas/instance.ts";
 import { z } from "../zod.ts";
 import { instanceFiles, readMemoryMode } from "./files.ts";
 
@@ -131,6 +131,52 @@ export class StandbyMemory {
       pending.push({ instanceId, intent: intent.data });
     }
     return pending;
+  }
+
+  /**
+   * Where the instance's standby compression stands, read from its files: undefined when its standby asked for
+   * none; `compressed` once only the packed RAM is left; else `error` when the last job failed with `error`, or
+   * `pending`.
+   */
+  async status(instanceId: string, error?: string): Promise<StandbyCompressionStatus | undefined> {
+    const intent = await this.intent(instanceId);
+    if (!intent) return undefined;
+    const raw = await this.payload(instanceId);
+    const packed = compressedPayload(raw);
+    const base = { ...intent, compressed_size_bytes: null, uncompressed_size_bytes: null, error: null };
+    if (existsSync(packed) && !existsSync(raw)) {
+      const [{ size }, header] = await Promise.all([stat(packed), readCompressedHeader(packed)]);
+      return {
+        ...base,
+        state: "compressed",
+        compressed_size_bytes: size,
+        uncompressed_size_bytes: header.uncompressedSize,
+      };
+    }
+    return error ? { ...base, state: "error", error: error.slice(0, 500) } : { ...base, state: "pending" };
+  }
+
+  /**
+   * This host's Standby instances whose record says their RAM is not packed while only the packed RAM is left: the
+   * compression worker's word of it was lost (with Redis's data, or a crash), and it tells the host again.
+   */
+  async unannouncedCompressions(): Promise<string[]> {
+    const entries = await readdir(path.join(this.options.dataDir, "instances")).catch(() => [] as string[]);
+    const stale: string[] = [];
+    for (const instanceId of entries.filter((entry) => ID_PATTERN.test(entry))) {
+      const record = await this.record(instanceId);
+      if (record?.state !== "Standby" || record.standby_compression?.state === "compressed") continue;
+      if ((await this.status(instanceId).catch(() => undefined))?.state === "compressed") stale.push(instanceId);
+    }
+    return stale;
+  }
+
+  private async intent(instanceId: string): Promise<StandbyCompressionIntent | undefined> {
+    const file = instanceFiles(this.options.dataDir, instanceId).standbyCompression;
+    const text = await readFile(file, "utf8").catch(() => undefined);
+    if (text === undefined) return undefined;
+    const intent = STANDBY_COMPRESSION_INTENT.safeParse(parseJson(text));
+    return intent.success ? intent.data : undefined;
   }
 
   /** What must not change while the RAM is packed: the raw file's inode, size and mtime, and the record version. */

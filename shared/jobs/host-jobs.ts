@@ -55,6 +55,18 @@ export const HOST_JOBS = {
     ...NO_RETRY,
     timeoutMs: 120_000,
   },
+  /**
+   * The compression worker's word that a standby compression ended (packed, or failed for good with `error`): the
+   * host reads where it stands from the instance's files and publishes it on the instance.
+   */
+  "instance.standby.compression.changed": {
+    queue: "host",
+    payload: INSTANCE_REF.extend({ error: z.string().max(2_000).nullable() }),
+    result: z.object({ changed: z.boolean() }),
+    attempts: 5,
+    backoff: { type: "exponential", delayMs: 1_000 },
+    timeoutMs: 60_000,
+  },
   "instance.restore": {
     queue: "host",
     payload: INSTANCE_REF,

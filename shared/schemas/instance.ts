@@ -70,6 +70,26 @@ const INSTANCE_FIELDS = {
   tags: TAGS,
 };
 
+/**
+ * Extension: where a Standby instance's RAM stands with the compression its standby asked for, as snapshots show
+ * theirs (`pending` until packed, also while it runs; `compressed` with its sizes; `error`). Absent when the standby
+ * asked for none, and once the instance leaves Standby. A snapshot or fork of the instance unpacks the RAM: it is
+ * `pending` again until packed anew.
+ */
+export const STANDBY_COMPRESSION_STATUS = z
+  .object({
+    state: z.enum(["pending", "compressed", "error"]),
+    algorithm: z.enum(["zstd", "lz4"]),
+    level: z.number().int(),
+    not_before: TIMESTAMP.openapi({ description: "When compression may begin (the standby's compression_delay)" }),
+    compressed_size_bytes: z.number().int().nonnegative().nullable(),
+    uncompressed_size_bytes: z.number().int().nonnegative().nullable(),
+    error: z.string().nullable(),
+  })
+  .openapi("StandbyCompression");
+
+export type StandbyCompressionStatus = z.infer<typeof STANDBY_COMPRESSION_STATUS>;
+
 export const INSTANCE_SCHEMA = z
   .object({
     id: z.string().openapi({ description: "Auto-generated unique identifier (CUID2 format)" }),
@@ -92,6 +112,7 @@ export const INSTANCE_SCHEMA = z
     // Absent when unset, as the reference sends it; records written before that hold null.
     snapshot_policy: SNAPSHOT_POLICY.nullish(),
     memory_load: MEMORY_LOAD.optional(),
+    standby_compression: STANDBY_COMPRESSION_STATUS.optional(),
     host_id: z.string().openapi({ description: "The worker host that owns this instance" }),
     host_online: HOST_ONLINE,
   })

@@ -43,6 +43,8 @@ const worker = startJobWorker({
     events: new EventStream(redis, config.REDIS_PREFIX),
     log,
     standbyMemory,
+    jobs,
+    hostId,
   }),
   concurrency: config.COMPRESSION_CONCURRENCY,
   lockDurationMs: config.COMPRESSION_JOB_LOCK_MS,

@@ -50,6 +50,12 @@ export async function requeueStandbyCompressions(
     requeued.push(instanceId);
   }
   if (requeued.length) log.warn({ instances: requeued }, "requeued standby compressions whose job had vanished");
+  // Packed, but the host never heard (its job lost with Redis's data): it is told again.
+  const untold = await standbyMemory.unannouncedCompressions();
+  for (const instanceId of untold) {
+    await jobs.enqueue("instance.standby.compression.changed", { instance_id: instanceId, error: null }, { hostId });
+  }
+  if (untold.length) log.warn({ instances: untold }, "told the host again of standby compressions it had not shown");
   return requeued;
 }
 

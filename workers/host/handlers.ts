@@ -36,6 +36,7 @@ type InstanceJobs =
   | "instance.stop"
   | "instance.start"
   | "instance.standby"
+  | "instance.standby.compression.changed"
   | "instance.restore"
   | "instance.delete"
   | "instance.logs"
@@ -62,7 +63,17 @@ export function createHostHandlers({
   reportFigure,
 }: HostHandlerDeps): JobHandlers<InstanceJobs> {
   // Whatever reads or replaces a Standby instance's RAM runs with it raw: after a compression in flight, unpacked.
-  const raw = <T>(instanceId: string, operation: () => Promise<T>) => standbyMemory.whileRaw(instanceId, operation);
+  /** Publishes where the instance's standby compression stands now, read from its files. */
+  const refreshCompression = (instanceId: string, error?: string) =>
+    instances.refreshStandbyCompression(instanceId, () => standbyMemory.status(instanceId, error));
+  // A snapshot or fork of a Standby instance leaves its RAM unpacked: the instance shows that after the operation.
+  const raw = async <T>(instanceId: string, operation: () => Promise<T>) => {
+    try {
+      return await standbyMemory.whileRaw(instanceId, operation);
+    } finally {
+      await refreshCompression(instanceId).catch(() => false);
+    }
+  };
   /** The command was accepted when its job was queued: from then to the instance Running is its time to Running. */
   const untilRunning = async <Result extends { instance: Instance }>(
     operation: RunningOperation,
@@ -94,11 +105,15 @@ export function createHostHandlers({
       try {
         await standbyMemory.recordCompressionIntent(instance_id, intent || undefined);
         if (compression) await scheduleStandbyCompression(jobs, hostId, instance_id, compression, delayMs);
+        if (await refreshCompression(instance_id)) return await instances.publishCurrent(instance_id);
       } catch (error) {
         log.warn({ instanceId: instance_id, err: (error as Error).message }, "standby compression not queued");
       }
       return result;
     },
+    "instance.standby.compression.changed": async ({ instance_id, error }) => ({
+      changed: await refreshCompression(instance_id, error ?? undefined),
+    }),
     "instance.restore": ({ instance_id }, { job }) =>
       untilRunning(
         "restore",

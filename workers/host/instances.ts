@@ -41,6 +41,7 @@ import {
   type Instance,
   type InstanceStats,
   RUNNABLE_INSTANCE,
+  type StandbyCompressionStatus,
 } from "../../shared/schemas/instance.ts";
 import { z } from "../../shared/zod.ts";
 import { assertFreeMemory } from "./free-memory.ts";
@@ -151,10 +152,20 @@ export class InstanceManager {
     options: { jobId?: string; snapshotId?: string; previous?: Versioned; crashAt?: CrashPoint } = {},
   ): Promise<CommandResult> {
     const previous = options.previous ?? (await this.findRecord(instance.id));
+    // Standby compression describes Standby RAM only: any other state leaves it behind.
+    if (instance.state !== "Standby" && instance.standby_compression) {
+      const { standby_compression: _left, ...rest } = instance;
+      instance = rest;
+    }
     const record: InstanceRecord = { instance, ...nextStamp(previous, type, options.jobId, options.snapshotId) };
     await writeFileDurable(this.files(instance.id).record, `${JSON.stringify(record, null, 2)}\n`);
     if (options.crashAt) crashPoint(options.crashAt);
     return this.publish(record);
+  }
+
+  /** The instance as its record has it now, with its last event (appended again: consumers dedupe by its id). */
+  async publishCurrent(id: string): Promise<CommandResult> {
+    return this.publish(await this.readRecord(id));
   }
 
   /** Appends the record's last event (again): consumers dedupe by its id. */
@@ -438,6 +449,24 @@ export class InstanceManager {
         "instance.updated",
         { jobId, previous: current },
       );
+    });
+  }
+
+  /**
+   * Publishes where a Standby instance's RAM compression stands (`read` derives it from the files, under this
+   * instance's lock); false when the instance is not in Standby or nothing changed.
+   */
+  refreshStandbyCompression(id: string, read: () => Promise<StandbyCompressionStatus | undefined>): Promise<boolean> {
+    return this.locks.run(id, async () => {
+      const current = await this.findRecord(id);
+      if (current?.instance.state !== "Standby") return false;
+      const status = await read();
+      if (JSON.stringify(status) === JSON.stringify(current.instance.standby_compression)) return false;
+      const { standby_compression: _old, ...instance } = current.instance;
+      await this.commit(status ? { ...instance, standby_compression: status } : instance, "instance.updated", {
+        previous: current,
+      });
+      return true;
     });
   }
 
