@@ -62,8 +62,15 @@ export function payloadEntries(record: SnapshotRecord): string[] {
 /** Where entry `entry` of this record is (or will be); undefined when the record has no such entry. */
 export function exportPath(store: SnapshotStore, record: SnapshotRecord, entry: string): string | undefined {
   if (!payloadEntries(record).includes(entry)) return undefined;
-  const id = record.snapshot.id;
-  return entry.endsWith(SEEKABLE_SUFFIX) ? store.cacheFile(id, entry) : store.file(id, entry);
+  return entryPath(store, record.snapshot.id, entry);
+}
+
+/**
+ * Where a payload entry's file is kept, whatever the snapshot's record says now: a listing made before a compression
+ * finished names the raw memory's seekable form, which stays in the cache after the record moved on to the image.
+ */
+export function entryPath(store: SnapshotStore, snapshotId: string, entry: string): string {
+  return entry.endsWith(SEEKABLE_SUFFIX) ? store.cacheFile(snapshotId, entry) : store.file(snapshotId, entry);
 }
 
 /** The record and its entries' files, making the seekable forms that are missing. */

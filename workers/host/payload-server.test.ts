@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -8,10 +8,17 @@ import { newId } from "../../shared/ids.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { PayloadClient, type PayloadTarget, PayloadUrlRefusedError } from "../../shared/payload-client.ts";
 import { closeRedis, connectRedis } from "../../shared/redis.ts";
-import { SnapshotStore } from "../../shared/snapshots/store.ts";
+import {
+  DEVICE_STATE_FILE,
+  DISK_FILE,
+  MEMORY_FILE,
+  type SnapshotRecord,
+  SnapshotStore,
+} from "../../shared/snapshots/store.ts";
 import { jsonOf, tempDir, testRedisUrl, uniquePrefix } from "../../test/helpers/fixtures.ts";
 import { sampleInstance, sampleSnapshot } from "../../test/helpers/resources.ts";
 import { makeTestCertificates } from "../../test/helpers/tls.ts";
+import { prepareExport } from "./export-files.ts";
 import { type PayloadServer, parseRange, startPayloadServer } from "./payload-server.ts";
 
 const SECRET = "payload-server-test-secret";
@@ -253,5 +260,67 @@ describe("payload server timeouts", () => {
     const s = await server();
     expect(await slowUpload(s.port, 3, IDLE_MS * 4)).toMatch(/ECONNRESET|socket hang up/);
     await s.close();
+  });
+});
+
+describe("an export that overlaps a compression", () => {
+  const dir = tempDir("payload-export");
+  const redis = connectRedis(testRedisUrl(), "producer", 2_000);
+  const store = new SnapshotStore(dir.dir, redis, uniquePrefix("payload"));
+  const client = new PayloadClient({ secret: SECRET });
+  let server: PayloadServer;
+  let target: PayloadTarget;
+
+  beforeAll(async () => {
+    server = await startPayloadServer({
+      store,
+      tombstones: new TombstoneStore(dir.dir),
+      key: hostPayloadKey(SECRET, "host-e"),
+      port: 0,
+      host: "127.0.0.1",
+      timeouts: { idleMs: 60_000, headersMs: 10_000 },
+      log: createLogger("payload-server-test", "silent"),
+      importArchive: async () => ({}),
+    });
+    target = { hostId: "host-e", url: `http://127.0.0.1:${server.port}` };
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await closeRedis(redis);
+    dir.remove();
+  });
+
+  it("serves every file it listed after the compression moved the record on to the image", async () => {
+    const source = sampleInstance({ host_id: "host-e", state: "Standby" });
+    const raw: SnapshotRecord = {
+      snapshot: sampleSnapshot(source, { compression_state: "none" }),
+      source,
+      memory_layout: "file",
+      memory_payload: MEMORY_FILE,
+      ...nextStamp(undefined, "snapshot.created", null),
+    };
+    const id = raw.snapshot.id;
+    mkdirSync(store.dir(id), { recursive: true });
+    for (const name of [DISK_FILE, MEMORY_FILE, DEVICE_STATE_FILE]) writeFileSync(store.file(id, name), `${name}\n`);
+    await store.write(raw);
+    const listing = await prepareExport(store, id);
+    expect(listing.files.map((file) => file.name)).toContain("memory.raw.sfc");
+
+    // The compression ends now: the record says compressed (an image), and the raw memory is gone.
+    writeFileSync(store.file(id, "memory.raw.sqfs"), "image");
+    writeFileSync(store.file(id, "memory.raw.sqfs.sums"), "sums");
+    rmSync(store.file(id, MEMORY_FILE));
+    await store.write({
+      ...raw,
+      snapshot: { ...raw.snapshot, compression_state: "compressed", compressed_size_bytes: 5 },
+      ...nextStamp(raw, "snapshot.compression.completed", null),
+    });
+
+    for (const file of listing.files) {
+      const response = await client.request(target, `/snapshots/${id}/files/${file.name}`);
+      expect(response.status, file.name).toBe(200);
+      expect((await response.arrayBuffer()).byteLength, file.name).toBe(file.size);
+    }
   });
 });

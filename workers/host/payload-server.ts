@@ -15,7 +15,7 @@ import { ID_PATTERN } from "../../shared/ids.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { ARCHIVE_PAYLOAD_ENTRIES } from "../../shared/snapshots/archive.ts";
 import type { SnapshotStore } from "../../shared/snapshots/store.ts";
-import { exportPath, prepareExport } from "./export-files.ts";
+import { entryPath, prepareExport } from "./export-files.ts";
 
 export interface PayloadServerOptions {
   store: SnapshotStore;
@@ -75,8 +75,9 @@ const HANDLERS = {
     if (!ARCHIVE_PAYLOAD_ENTRIES.includes(entry!)) throw notFound("payload file", entry!);
     const record = await options.store.read(snapshotId);
     if (!record) throw notFound("snapshot", snapshotId);
-    const file = exportPath(options.store, record, entry!);
-    if (!file) throw notFound("payload file", entry!);
+    // Served by name while it exists, not by the record's layout now: a compression that ends between the listing
+    // and this request moves the record on, and the listed file is still there.
+    const file = entryPath(options.store, snapshotId, entry!);
     const size = await stat(file).then(
       (stats) => stats.size,
       () => {
