@@ -8,7 +8,7 @@ import { subjectOf } from "../events/catalog.ts";
 import type { EventStream } from "../events/stream.ts";
 import { listDirectory, skipUnparsable, writeFileDurable } from "../files.ts";
 import { LAST_EVENT } from "../host-records.ts";
-import { withRedisLock } from "../locks.ts";
+import { type Lease, withRedisLock } from "../locks.ts";
 import { INSTANCE_SCHEMA } from "../schemas/instance.ts";
 import { SNAPSHOT_SCHEMA } from "../schemas/snapshot.ts";
 import { checksumsFile } from "../squashfs/checksums.ts";
@@ -121,8 +121,11 @@ export class SnapshotStore {
     await writeFileDurable(this.file(record.snapshot.id, RECORD_FILE), `${JSON.stringify(record, null, 2)}\n`);
   }
 
-  /** Serialises record changes and payload swaps of one snapshot across this host's workers. */
-  withLock<T>(id: string, operation: () => Promise<T>, waitMs = 120_000): Promise<T> {
+  /**
+   * Serialises record changes and payload swaps of one snapshot across this host's workers. The lease is renewed
+   * while `operation` runs; a step that removes payload calls its `assertHeld()` first (fencing).
+   */
+  withLock<T>(id: string, operation: (lease: Lease) => Promise<T>, waitMs = 120_000): Promise<T> {
     return withRedisLock(this.redis, `${this.prefix}:lock:snapshot:${id}`, { ttlMs: 300_000, waitMs }, operation);
   }
 

@@ -124,7 +124,7 @@ function markCompressed(
   began: number,
 ): Promise<CompressOutcome> {
   const { store, log } = deps;
-  return store.withLock(snapshotId, async () => {
+  return store.withLock(snapshotId, async (lease) => {
     const record = await store.read(snapshotId);
     if (!record) {
       await removeImage(files.destination);
@@ -145,6 +145,7 @@ function markCompressed(
         crashAt: "compression.after-compressed-record",
         afterWrite: async () => {
           // The record says compressed before the raw file goes: a crash in between leaves a spare raw file, not a lie.
+          await lease.assertHeld();
           await rm(files.source, { force: true });
           await removeTemporaries(store.dir(snapshotId), files.destinationName);
         },

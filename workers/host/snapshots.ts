@@ -307,7 +307,7 @@ export class SnapshotManager {
    */
   async delete(snapshotId: string, jobId?: string): Promise<{ snapshot: Snapshot; event_id: string }> {
     const { store, tombstones } = this.options;
-    const tombstone = await store.withLock(snapshotId, async () => {
+    const tombstone = await store.withLock(snapshotId, async (lease) => {
       let found = await tombstones.read("snapshot", snapshotId);
       if (!found) {
         const record = await this.requireRecord(snapshotId);
@@ -321,6 +321,7 @@ export class SnapshotManager {
         await tombstones.write(found);
         crashPoint("snapshot-delete.after-tombstone");
       }
+      await lease.assertHeld();
       await rm(store.dir(snapshotId), { recursive: true, force: true });
       // Forks still running keep the image mapped (and the loop device keeps the file): the last one's stop unmounts.
       await this.options.mounts.releaseLocked(snapshotId);
