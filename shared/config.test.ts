@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConfigError, ENV_SCHEMA, parseConfig } from "./config.ts";
+import { ConfigError, ENV_SCHEMA, parseConfig, parseSentinelUrl } from "./config.ts";
 
 describe("parseConfig", () => {
   it("applies the embedded defaults", () => {
@@ -71,6 +71,31 @@ describe("parseConfig", () => {
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("makes REDIS_SENTINELS and REDIS_SENTINEL_NAME one redis+sentinel URL, with the primary's credentials", () => {
+    const sentinels = { REDIS_SENTINELS: "10.0.0.1:26379,sentinel-b:26380", REDIS_SENTINEL_NAME: "primary-a" };
+    expect(parseConfig(sentinels).REDIS_URL).toBe("redis+sentinel://10.0.0.1:26379,sentinel-b:26380/primary-a");
+    const url = parseConfig({ ...sentinels, REDIS_URL: "redis://snapfleet:s3cret@primary" }).REDIS_URL!;
+    expect(url).toBe("redis+sentinel://snapfleet:s3cret@10.0.0.1:26379,sentinel-b:26380/primary-a");
+    expect(parseSentinelUrl(url)).toEqual({
+      sentinels: [
+        { host: "10.0.0.1", port: 26379 },
+        { host: "sentinel-b", port: 26380 },
+      ],
+      name: "primary-a",
+      username: "snapfleet",
+      password: "s3cret",
+    });
+    // What the supervisor hands its children (the URL beside the same sentinels) is taken as it is.
+    expect(parseConfig({ ...sentinels, REDIS_URL: url }).REDIS_URL).toBe(url);
+    for (const env of [
+      { REDIS_SENTINELS: "10.0.0.1:26379" },
+      { ...sentinels, REDIS_URL: "redis+sentinel://10.0.0.9:26379/primary-a" },
+      { ...sentinels, REDIS_SENTINELS: "10.0.0.1" },
+    ]) {
+      expect(() => parseConfig(env), JSON.stringify(env)).toThrow(ConfigError);
     }
   });
 

@@ -49,7 +49,20 @@ export const ENV_SCHEMA = z.object({
   IMAGES_DIR: z.string().min(1).optional(),
   REDIS_URL: z
     .string()
-    .regex(/^(rediss?|unix):\/\//, "must start with redis://, rediss:// or unix://")
+    .regex(
+      /^(rediss?|unix|redis\+sentinel):\/\//,
+      "must start with redis://, rediss://, unix:// or redis+sentinel://",
+    )
+    .optional(),
+  /** Sentinels to ask for the primary (`host:port,host:port`): with REDIS_SENTINEL_NAME, instead of REDIS_URL. */
+  REDIS_SENTINELS: z
+    .string()
+    .regex(/^[^\s,:/@]+:\d+(,[^\s,:/@]+:\d+)*$/, "must be host:port[,host:port…]")
+    .optional(),
+  /** The name the sentinels monitor the primary under. */
+  REDIS_SENTINEL_NAME: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, _ . - only")
     .optional(),
   REDIS_PREFIX: z
     .string()
@@ -228,16 +241,67 @@ export function parseConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (result.data.API_READ_KEYS.some((key) => result.data.API_KEYS.includes(key))) {
     throw new ConfigError(["API_READ_KEYS: a key may not be both read-only and in API_KEYS"]);
   }
+  const redisUrl = redisSettings(result.data);
+  if (typeof redisUrl === "object") throw new ConfigError(redisUrl.issues);
   const fleet = fleetSettings(result.data);
   if ("issues" in fleet) throw new ConfigError(fleet.issues);
   const { FLEET_SECRET_FILE: _file, PAYLOAD_HOST: _renamed, ...settings } = result.data;
   return {
     ...settings,
     ...fleet,
+    REDIS_URL: redisUrl,
     DATA_DIR: dataDir,
     DATABASE_PATH: path.resolve(dataDir, result.data.DATABASE_PATH ?? "snapfleet.db"),
     IMAGES_DIR: path.resolve(dataDir, result.data.IMAGES_DIR ?? "images"),
     API_REPLICA_ID: result.data.API_REPLICA_ID ?? `${hostname()}-${result.data.PORT}`,
+  };
+}
+
+/**
+ * REDIS_SENTINELS and REDIS_SENTINEL_NAME become one `redis+sentinel://host:port,host:port/<name>` URL, which every
+ * process gets as REDIS_URL (shared/redis.ts connects through the sentinels). REDIS_URL may also be such a URL; set
+ * beside the sentinels, it must say the same, or carry only the credentials of the primary (`redis://user:pass@primary`: its host is not used).
+ */
+function redisSettings(
+  data: Pick<z.infer<typeof ENV_SCHEMA>, "REDIS_URL" | "REDIS_SENTINELS" | "REDIS_SENTINEL_NAME">,
+): string | undefined | { issues: string[] } {
+  const { REDIS_URL: url, REDIS_SENTINELS: sentinels, REDIS_SENTINEL_NAME: name } = data;
+  if (!sentinels && !name) return url;
+  if (!sentinels || !name) return { issues: ["REDIS_SENTINELS and REDIS_SENTINEL_NAME: set both, or neither"] };
+  if (url?.startsWith("redis+sentinel://")) {
+    const given = parseSentinelUrl(url);
+    if (given.name !== name || given.sentinels.map(({ host, port }) => `${host}:${port}`).join(",") !== sentinels) {
+      return { issues: [`REDIS_URL: ${url} names other sentinels than REDIS_SENTINELS and REDIS_SENTINEL_NAME`] };
+    }
+    return url;
+  }
+  const credentials = url ? new URL(url) : undefined;
+  const auth = credentials?.username || credentials?.password ? `${credentials.username}:${credentials.password}@` : "";
+  return `redis+sentinel://${auth}${sentinels}/${name}`;
+}
+
+/** The sentinels, the monitored name and the primary's credentials of a `redis+sentinel://` URL. */
+export function parseSentinelUrl(url: string): {
+  sentinels: Array<{ host: string; port: number }>;
+  name: string;
+  username?: string;
+  password?: string;
+} {
+  const match = /^redis\+sentinel:\/\/(?:([^:@/]*):([^@/]*)@)?([^/@]+)\/([A-Za-z0-9_.-]+)$/.exec(url);
+  if (!match) throw new ConfigError([`REDIS_URL: ${url} is not redis+sentinel://[user:password@]host:port,…/<name>`]);
+  const [, username, password, hosts, name] = match;
+  const sentinels = hosts!.split(",").map((entry) => {
+    const at = entry.lastIndexOf(":");
+    return { host: entry.slice(0, at), port: Number(entry.slice(at + 1)) };
+  });
+  if (sentinels.some(({ host, port }) => !host || !Number.isInteger(port) || port <= 0 || port > 65535)) {
+    throw new ConfigError([`REDIS_URL: ${url} names a sentinel that is not host:port`]);
+  }
+  return {
+    sentinels,
+    name: name!,
+    ...(username ? { username: decodeURIComponent(username) } : {}),
+    ...(password ? { password: decodeURIComponent(password) } : {}),
   };
 }
 

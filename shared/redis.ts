@@ -1,5 +1,6 @@
 // Redis connections: producers fail fast when Redis is down, workers wait for it to come back.
 import { Redis, type RedisOptions } from "ioredis";
+import { parseSentinelUrl } from "./config.ts";
 import { unavailable } from "./errors.ts";
 
 export type RedisRole = "producer" | "worker";
@@ -17,8 +18,24 @@ export function redisOptions(role: RedisRole, commandTimeoutMs: number): RedisOp
   return { ...common, maxRetriesPerRequest: null, enableReadyCheck: true };
 }
 
+/**
+ * A connection of `role` to the Redis at `url`; a `redis+sentinel://` URL asks its sentinels for the primary, follows
+ * it across a failover, and reconnects when a command meets a demoted primary (READONLY).
+ */
 export function connectRedis(url: string, role: RedisRole, commandTimeoutMs: number): Redis {
-  return new Redis(url, redisOptions(role, commandTimeoutMs));
+  if (!url.startsWith("redis+sentinel://")) return new Redis(url, redisOptions(role, commandTimeoutMs));
+  const { sentinels, name, username, password } = parseSentinelUrl(url);
+  return new Redis({
+    ...redisOptions(role, commandTimeoutMs),
+    sentinels,
+    name,
+    username,
+    password,
+    sentinelRetryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
+    // Subscribes to the sentinels: a +switch-master reconnects at once, so no write lands on a demoted primary.
+    failoverDetector: true,
+    reconnectOnError: (error) => error.message.startsWith("READONLY"),
+  });
 }
 
 /** Resolves with the promise or rejects with `message` once `ms` have passed. */

@@ -1,6 +1,5 @@
 // This host's entry in the host directory: announced at start and heartbeated with its lease (shared/hosts.ts), over
 // a connection of its own so that a busy job connection never delays a renewal. A clean stop releases the lease.
-import { Redis } from "ioredis";
 import {
   announceHost,
   HOST_HEARTBEAT_INTERVAL_MS,
@@ -10,7 +9,7 @@ import {
 } from "../../shared/hosts.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { QuarantinedEntry } from "../../shared/quarantine.ts";
-import { closeRedis, redisOptions } from "../../shared/redis.ts";
+import { closeRedis, connectRedis } from "../../shared/redis.ts";
 
 export interface HostPresence {
   stop(): Promise<void>;
@@ -26,7 +25,7 @@ export async function startHostPresence(options: {
   log: Logger;
 }): Promise<HostPresence> {
   const { prefix, host, log } = options;
-  const connection = new Redis(options.redisUrl, redisOptions("worker", options.commandTimeoutMs));
+  const connection = connectRedis(options.redisUrl, "worker", options.commandTimeoutMs);
   connection.on("error", (error) => log.warn({ err: error.message }, "presence connection error"));
   const heartbeat = async () => {
     try {
