@@ -197,6 +197,12 @@ function startProjector(
     claimIdleMs: config.STREAM_CLAIM_IDLE_MS,
     maxApplyAttempts: config.PROJECTOR_MAX_ATTEMPTS,
     onDeadLetter: () => parts.metrics.readModelDeadLetters.inc(),
+    onVanished: (host, keys) => {
+      for (const kind of ["instance", "snapshot"] as const) {
+        const count = keys.filter((key) => key.startsWith(`${kind}:`)).length;
+        if (count > 0) parts.metrics.readModelVanished.inc({ kind, host }, count);
+      }
+    },
   });
   if (options.projector) {
     projector.start();

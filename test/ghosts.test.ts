@@ -5,6 +5,7 @@ import { rmSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jsonOf, waitFor } from "./helpers/fixtures.ts";
+import { sampleValue } from "./helpers/prometheus.ts";
 import { type RunningService, startService } from "./helpers/service.ts";
 
 /** Short, so each case waits a few announcements at most. */
@@ -50,6 +51,11 @@ describe("resources that vanished from their host", () => {
     expect(await listedIds()).toEqual(expect.arrayContaining([kept.id, vanished.id]));
     removeOnHost(vanished.id);
     await goneFromReadModel(vanished.id);
+    // Counted, by kind and host, not only dropped.
+    const metrics = await (await service.api("/metrics")).text();
+    expect(
+      sampleValue(metrics, "snapfleet_read_model_vanished_total", { kind: "snapshot", host: service.hostId() }),
+    ).toBe(1);
     expect((await service.api(`/snapshots/${kept.id}`)).status).toBe(200);
     expect((await service.api("/instances/ghosts")).status).toBe(200);
     // Its name is free again.

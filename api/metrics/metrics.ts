@@ -49,6 +49,13 @@ export class ApiMetrics {
     registers: [this.registry],
   });
 
+  readonly readModelVanished = new Counter({
+    name: "snapfleet_read_model_vanished_total",
+    help: "Instances and snapshots removed because two complete announcements of their host lacked them",
+    labelNames: ["kind", "host"] as const,
+    registers: [this.registry],
+  });
+
   readonly compressionActive = new Gauge({
     name: "snapfleet_snapshot_compression_active_total",
     help: "Compression jobs running now, per host (its compression queue's active jobs)",

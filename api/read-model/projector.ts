@@ -44,6 +44,14 @@ export interface ProjectorOptions {
   maxApplyAttempts?: number;
   /** Told of each entry set aside (the dead-letter metric). */
   onDeadLetter?: (letter: Omit<DeadLetter, "id">) => void;
+  /** Told of the rows a host's complete announcements lacked twice and that were removed (`instance:<id>`…). */
+  onVanished?: (hostId: string, keys: string[]) => void;
+}
+
+/** What one transaction did: the entries that changed the read model, and the rows removed as vanished by host. */
+interface Applied {
+  entries: StreamEntry[];
+  vanished: Array<{ hostId: string; keys: string[] }>;
 }
 
 type StreamItem = { streamId: string; fields: string[]; entry: StreamEntry };
@@ -192,13 +200,21 @@ export class Projector {
   /** Entries of the batch in hand already dead-lettered (a retry of the batch reads them again). */
   private readonly setAside = new Set<string>();
 
-  private applyInTransaction(group: StreamItem[]): Promise<StreamEntry[]> {
-    if (group.length === 0) return Promise.resolve([]);
+  private applyInTransaction(group: StreamItem[]): Promise<Applied> {
+    if (group.length === 0) return Promise.resolve({ entries: [], vanished: [] });
     return this.options.db.transaction().execute((trx) => applyGroup(trx, group));
   }
 
-  private tell(applied: StreamEntry[]): void {
-    for (const entry of applied) {
+  /** Once committed: waiters and listeners hear of the entries; what vanished is logged and counted. */
+  private tell({ entries, vanished }: Applied): void {
+    for (const { hostId, keys } of vanished) {
+      this.options.log.warn(
+        { hostId, removed: keys.slice(0, 50), count: keys.length },
+        "read model: removed what two complete announcements of its host lacked (vanished from the host)",
+      );
+      this.options.onVanished?.(hostId, keys);
+    }
+    for (const entry of entries) {
       if (entry.kind === "event") for (const waiter of this.waiters.get(entry.event.id) ?? []) waiter();
       for (const listener of this.listeners) listener(entry);
     }
@@ -261,7 +277,7 @@ export class Projector {
  * before. Events are recorded first: a replica applying the same entry at the same time waits on its row, then finds
  * it done.
  */
-async function applyGroup(trx: Trx, group: StreamItem[]): Promise<StreamEntry[]> {
+async function applyGroup(trx: Trx, group: StreamItem[]): Promise<Applied> {
   const events = group.flatMap(({ streamId, entry }) =>
     entry.kind === "event" ? [{ streamId, event: entry.event }] : [],
   );
@@ -291,7 +307,11 @@ async function applyGroup(trx: Trx, group: StreamItem[]): Promise<StreamEntry[]>
   }
   await applyChanges(trx, changes);
   // Once all its parts are in, a host's announcement also removes what the host no longer has (ghosts.ts).
-  for (const { entry } of group)
-    if (entry.kind === "announcement") await applyAnnouncementPart(trx, entry.announcement);
-  return applied;
+  const vanished: Applied["vanished"] = [];
+  for (const { entry } of group) {
+    if (entry.kind !== "announcement") continue;
+    const keys = await applyAnnouncementPart(trx, entry.announcement);
+    if (keys.length > 0) vanished.push({ hostId: entry.announcement.host_id, keys });
+  }
+  return { entries: applied, vanished };
 }
