@@ -49,10 +49,7 @@ export const ENV_SCHEMA = z.object({
   IMAGES_DIR: z.string().min(1).optional(),
   REDIS_URL: z
     .string()
-    .regex(
-      /^(rediss?|unix|redis\+sentinel):\/\//,
-      "must start with redis://, rediss://, unix:// or redis+sentinel://",
-    )
+    .regex(/^(rediss?|unix|redis\+sentinel):\/\//, "must start with redis://, rediss://, unix:// or redis+sentinel://")
     .optional(),
   /** Sentinels to ask for the primary (`host:port,host:port`): with REDIS_SENTINEL_NAME, instead of REDIS_URL. */
   REDIS_SENTINELS: z

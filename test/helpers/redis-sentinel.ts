@@ -117,10 +117,8 @@ export async function startSentinelSet(name = "snapfleet-test"): Promise<Sentine
           if (now === from) return undefined;
           const promoted = new Redis(now, "127.0.0.1", { maxRetriesPerRequest: 1 });
           try {
-            return (await promoted.call("ROLE")) instanceof Array &&
-              ((await promoted.call("ROLE")) as string[])[0] === "master"
-              ? now
-              : undefined;
+            const role = (await promoted.call("ROLE")) as unknown;
+            return Array.isArray(role) && role[0] === "master" ? now : undefined;
           } finally {
             promoted.disconnect();
           }
