@@ -102,12 +102,19 @@ for (const [dialect, result] of Object.entries(results)) {
   const { routes } = result as {
     routes: Record<
       string,
-      { p99_ms: number; bare_p99_ms: number; p99_vs_bare: number; during_burst: { p99_vs_bare: number } }
+      {
+        p99_ms: number;
+        bare_p99_ms: number;
+        p99_vs_bare: number;
+        outside_burst: { p99_ms: number; p99_vs_bare: number };
+        during_burst: { p99_ms: number; p99_vs_bare: number };
+      }
     >;
   };
   for (const [route, figures] of Object.entries(routes)) {
+    const { outside_burst: outside, during_burst: during } = figures;
     console.log(
-      `${dialect} ${route}: p99 ${figures.p99_ms} ms vs bare server ${figures.bare_p99_ms} ms = ${figures.p99_vs_bare}x (goal <= 1.5); during the burst ${figures.during_burst.p99_vs_bare}x (goal <= 2.5)`,
+      `${dialect} ${route}: outside the burst p99 ${outside.p99_ms} ms vs bare server ${figures.bare_p99_ms} ms = ${outside.p99_vs_bare}x (goal <= 1.5); during the burst ${during.p99_ms} ms = ${during.p99_vs_bare}x (goal <= 2.5); all requests ${figures.p99_vs_bare}x`,
     );
   }
 }
@@ -210,6 +217,8 @@ async function runDialect(dialect: DialectName, databaseUrl: string | undefined)
           const samples = latencies[route];
           // The requests sent while the projector was still applying the burst, apart: the part the goal is about.
           const duringBurst = samples.filter((sample) => sample.at < appliedMs).map((sample) => sample.ms);
+          // The rest, sent once the burst was applied: what "outside the burst" means (the goal of 1.5).
+          const outsideBurst = samples.filter((sample) => sample.at >= appliedMs).map((sample) => sample.ms);
           const ours = summarize(samples.map((sample) => sample.ms));
           const bareP99 = bare.routes[route].p99_ms;
           return [
@@ -222,6 +231,10 @@ async function runDialect(dialect: DialectName, databaseUrl: string | undefined)
               // The old, kinder figure: the answered requests only (what an overloaded server's survivors saw).
               answered_only_p99_ms: summarize(samples.filter((sample) => !sample.failed).map((sample) => sample.ms))
                 .p99_ms,
+              outside_burst: {
+                ...summarize(outsideBurst),
+                p99_vs_bare: ratio(summarize(outsideBurst).p99_ms, bareP99),
+              },
               during_burst: { ...summarize(duringBurst), p99_vs_bare: ratio(summarize(duringBurst).p99_ms, bareP99) },
               ...(route === "paged" ? { pages, cursor_mismatches: cursorMismatches } : {}),
             },
