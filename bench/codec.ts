@@ -5,9 +5,9 @@
 // 256 MiB mix (text, binary structures, random data, few zero pages: what the codec compresses, not what it skips).
 // Beside the threaded rows, zstd 1 and lz4 0 get a per-thread row: the native backend one chunk at a time against
 // `zstd -T1` / `lz4` (single-threaded).
-// Options: --rounds <n> (default 3), --level-19 (adds zstd 19, one round: minutes), --large (adds the sparse 1 GiB
-// mix and peak RSS on a 4 GiB one: minutes more). The default run took 771 s on 2026-12-04 (2 cores, other work
-// running); --rounds 1 is the quick look.
+// Options: --rounds <n> (default 1; 3 for figures to publish, the median of each), --level-19 (adds zstd 19, one
+// round: minutes), --large (adds the sparse 1 GiB mix and peak RSS on a 4 GiB one: minutes more). With 3 rounds the
+// run took 771 s on 2026-12-04 (2 cores, other work running); the default is meant to stay under 5 minutes.
 import { execFile, spawn } from "node:child_process";
 import { mkdtemp, open, rm, stat } from "node:fs/promises";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
@@ -26,7 +26,7 @@ const GiB = 1 << 30;
 const { values: flags } = parseArgs({
   options: {
     "memory-file": { type: "string" },
-    rounds: { type: "string", default: "3" },
+    rounds: { type: "string", default: "1" },
     large: { type: "boolean", default: false },
     "level-19": { type: "boolean", default: false },
   },
