@@ -5,6 +5,7 @@ import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { ApiError, type ErrorStatus } from "../shared/errors.ts";
+import { PROCESS_ID } from "../shared/locks.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { App, AppDeps } from "./deps.ts";
 import { bearerAuth } from "./middleware/auth.ts";
@@ -13,6 +14,7 @@ import { idempotency } from "./middleware/idempotency/index.ts";
 import { pageSecurityHeaders, THIRD_PARTY_PAGE_CSP, UI_CSP } from "./middleware/page-headers.ts";
 import { requestIds, requestLog } from "./middleware/request-log.ts";
 import { bodyLeftUnread, dropRestOfBody } from "./middleware/unread-body.ts";
+import { apiProcessAlive } from "./process-alive.ts";
 import { registerCapabilityRoutes } from "./routes/capabilities.ts";
 import { registerDeadLetterRoutes } from "./routes/dead-letters.ts";
 import { DOCS_PUBLIC_PATHS, registerDocsRoutes } from "./routes/docs.ts";
@@ -81,6 +83,8 @@ export function createApp(deps: AppDeps): App {
     ttlMs: deps.idempotencyTtlMs,
     answerWithinMs: deps.jobResultTimeoutMs,
     detachedWaitMs: deps.idempotencyDetachedWaitMs,
+    owner: PROCESS_ID,
+    ownerAlive: (owner) => apiProcessAlive(deps, owner),
   });
   app.use("*", (c, next) => (UNLIMITED_BODY_PATHS.has(c.req.path) ? next() : replayIdempotent(c, next)));
 

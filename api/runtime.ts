@@ -16,6 +16,7 @@ import { HostDirectoryView } from "./host-directory.ts";
 import { startMaintenance } from "./maintenance.ts";
 import { ApiMetrics } from "./metrics/metrics.ts";
 import { startMetricsObserver } from "./metrics/observe.ts";
+import { startApiHeartbeat } from "./process-alive.ts";
 import { askHostsOnceReady } from "./read-model/maintenance.ts";
 import { Projector } from "./read-model/projector.ts";
 import { startRedisRebuild } from "./redis-rebuild.ts";
@@ -54,6 +55,8 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
   const eventLoop = startEventLoopMonitor(log);
   const db = await openReadModel(config, log);
   const { redis, jobs } = await connectProducer(config, redisUrl, options.redisReadyWaitMs, log);
+  // While it beats, the Idempotency-Keys this process claims stay its own (api/process-alive.ts).
+  const stopHeartbeat = startApiHeartbeat(redis, config.REDIS_PREFIX);
   const metrics = new ApiMetrics();
   const replica = { consumer: config.API_REPLICA_ID, claimIdleMs: config.STREAM_CLAIM_IDLE_MS };
   const { projector, projectorRedis } = startProjector(config, redisUrl, { db, redis, jobs, metrics, log }, options);
@@ -142,6 +145,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
         metricsReaders?.stop(),
       ]);
       await jobs.close();
+      stopHeartbeat();
       await closeRedis(projectorRedis);
       await closeRedis(redis);
       await db.destroy();

@@ -110,6 +110,17 @@ async function holderIsDead(redis: Redis, key: string, token: string): Promise<b
   return (await redis.exists(heartbeatKey(key, processId))) === 0;
 }
 
+/**
+ * This process's heartbeat under `scope` (e.g. `<prefix>:api`) until the returned stop is called: others ask
+ * `processAlive` whether a process that claimed something there still runs.
+ */
+export const startProcessHeartbeat = (redis: Redis, scope: string): (() => void) => startHeartbeat(redis, scope);
+
+/** Whether `processId` keeps its heartbeat under `scope` (startProcessHeartbeat); throws when Redis does not answer. */
+export async function processAlive(redis: Redis, scope: string, processId: string): Promise<boolean> {
+  return (await redis.exists(heartbeatKey(scope, processId))) === 1;
+}
+
 /** Per connection and lease key: this process's heartbeat runs while it holds or waits for that lease. */
 const heartbeats = new Map<Redis, Map<string, { users: number; timer: NodeJS.Timeout }>>();
 

@@ -133,6 +133,8 @@ export interface IdempotencyKeysTable {
   response_body: string | null;
   created_at: string;
   expires_at: string;
+  /** The API process running it while in flight (its PROCESS_ID); null in rows from before migration 0010. */
+  owner: string | null;
 }
 
 export interface Database {

@@ -9,6 +9,7 @@ import * as retention from "./0006_retention.ts";
 import * as schedules from "./0007_schedules.ts";
 import * as liveIndexes from "./0008_live_indexes.ts";
 import * as announcements from "./0009_announcements.ts";
+import * as idempotencyOwner from "./0010_idempotency_owner.ts";
 
 export const MIGRATIONS: Record<string, Migration> = {
   "0001_initial": initial,
@@ -20,4 +21,5 @@ export const MIGRATIONS: Record<string, Migration> = {
   "0007_schedules": schedules,
   "0008_live_indexes": liveIndexes,
   "0009_announcements": announcements,
+  "0010_idempotency_owner": idempotencyOwner,
 };

@@ -179,6 +179,31 @@ describe("Idempotency-Key", () => {
       expect(again.headers.get("idempotent-replayed")).toBeNull();
     });
 
+    it("takes over at once a fresh claim whose process is gone, and never one whose process still beats", async () => {
+      // Claims as another API process left them just now, unanswered: one process beats, the other never did.
+      const claim = async (key: string, owner: string) => {
+        expect((await createWebhook(key, { url: RECEIVER, description: key })).status).toBe(201);
+        await t.db
+          .updateTable("idempotency_keys")
+          .set({ response_status: null, response_body: null, created_at: new Date().toISOString(), owner })
+          .where("idempotency_key", "=", key)
+          .execute();
+      };
+      const redis = connectRedis(t.redisUrl, "worker", 1_000);
+      await redis.set(`${t.prefix}:api:alive:replica-alive`, "1", "PX", 60_000);
+      await claim("owner-alive", "replica-alive");
+      await claim("owner-gone", "replica-killed");
+
+      const held = await createWebhook("owner-alive", { url: RECEIVER, description: "owner-alive" });
+      expect(held.status).toBe(409);
+      expect((await jsonOf(held)).message).toContain("in progress");
+      const taken = await createWebhook("owner-gone", { url: RECEIVER, description: "owner-gone" });
+      expect(taken.status).toBe(201);
+      expect(taken.headers.get("idempotent-replayed")).toBeNull();
+      expect((await storedRows("owner-gone"))[0]).toMatchObject({ response_status: 201, owner: expect.any(String) });
+      await closeRedis(redis);
+    });
+
     it.each([["x".repeat(256)], ["has space"], ["naïve"]])("refuses the key %j with 400", async (key) => {
       const response = await t.request("/webhooks", {
         method: "POST",

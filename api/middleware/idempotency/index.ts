@@ -21,6 +21,10 @@ export interface IdempotencyOptions {
   answerWithinMs: number;
   /** How long a request runs on after its 504 (IDEMPOTENCY_DETACHED_WAIT_MS). */
   detachedWaitMs: number;
+  /** This API process, named in the claims it takes (PROCESS_ID). */
+  owner: string;
+  /** Whether the API process named in a claim still runs (its heartbeat, api/process-alive.ts). */
+  ownerAlive: (owner: string) => Promise<boolean>;
 }
 
 /** Tells SDKs that retry 409s not to: the answer comes from a later retry with the same key, or from a GET. */
@@ -42,6 +46,8 @@ export function idempotency(options: IdempotencyOptions): MiddlewareHandler {
       ttlMs: options.ttlMs,
       // Running on after its 504 waits at most twice (the job, then the read model): an older claim was abandoned.
       inFlightTimeoutMs: 2 * options.detachedWaitMs + 30_000,
+      owner: options.owner,
+      ownerAlive: options.ownerAlive,
     });
     if (claim.outcome === "mismatch") {
       throw conflict(`${IDEMPOTENCY_KEY_HEADER} ${key} was already used with a different request`);

@@ -21,6 +21,10 @@ export interface ClaimRequest {
   ttlMs: number;
   /** An unanswered claim older than this was abandoned (its process died): the next request may take it over. */
   inFlightTimeoutMs: number;
+  /** This API process (PROCESS_ID): the claim's owner while it runs. */
+  owner: string;
+  /** Whether the process that owns an unanswered claim still runs; a claim of a dead one is taken over at once. */
+  ownerAlive: (owner: string) => Promise<boolean>;
 }
 
 /** Claims the key for this request, or says why not: a stored response, a request still running, another body. */
@@ -42,6 +46,7 @@ export async function claimKey(db: Db, request: ClaimRequest): Promise<Claim> {
       response_body: null,
       created_at: now.toISOString(),
       expires_at: new Date(now.getTime() + request.ttlMs).toISOString(),
+      owner: request.owner,
     })
     .onConflict((conflicting) => conflicting.columns(["api_key_hash", "idempotency_key"]).doNothing())
     .executeTakeFirst();
@@ -61,14 +66,18 @@ export async function claimKey(db: Db, request: ClaimRequest): Promise<Claim> {
       response: { status: row.response_status, contentType: row.response_content_type, body: row.response_body ?? "" },
     };
   }
+  // Abandoned: its process is gone (a crash, a kill), or, for an owner that cannot be told, it is older than the
+  // longest a request runs. The update is conditional on the row as read, so only one retry takes it over.
   const abandonedBefore = new Date(now.getTime() - request.inFlightTimeoutMs).toISOString();
+  const ownerGone = row.owner !== null && row.owner !== request.owner && !(await request.ownerAlive(row.owner));
+  if (!ownerGone && row.created_at >= abandonedBefore) return { outcome: "in_flight" };
   const takenOver = await db
     .updateTable("idempotency_keys")
-    .set({ created_at: now.toISOString() })
+    .set({ created_at: now.toISOString(), owner: request.owner })
     .where("api_key_hash", "=", apiKeyHash)
     .where("idempotency_key", "=", key)
     .where("response_status", "is", null)
-    .where("created_at", "<", abandonedBefore)
+    .where("created_at", "=", row.created_at)
     .executeTakeFirst();
   return Number(takenOver.numUpdatedRows) === 1 ? { outcome: "claimed" } : { outcome: "in_flight" };
 }
