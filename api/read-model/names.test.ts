@@ -3,7 +3,13 @@ import { afterEach, expect, it } from "vitest";
 import { openTestDatabase } from "../../test/helpers/database.ts";
 import { describeEachDialect } from "../../test/helpers/postgres.ts";
 import { openDatabase } from "../db/database.ts";
-import { releaseReservation, reserveName, withNameReservation } from "./names.ts";
+import {
+  PENDING_RESERVATION_MS,
+  releaseExpiredReservations,
+  releaseReservation,
+  reserveName,
+  withNameReservation,
+} from "./names.ts";
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -31,6 +37,18 @@ describeEachDialect("name reservations on %s", (dialect) => {
     const row = await replicas[1]!.selectFrom("name_reservations").selectAll().executeTakeFirstOrThrow();
     expect(row).toMatchObject({ scope: "instance", name: "web-1", resource_id: "resource-late" });
     expect(row.created_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  });
+
+  it("gives back a name whose claiming request never settled (its process died) once the hold has passed", async () => {
+    const database = await openTestDatabase("names", dialect);
+    cleanups.push(() => database.close());
+    // Claimed, and then nothing: no success, no failure, no 504 (the API was killed while the job ran).
+    expect(await reserveName(database.db, "instance", "orphaned", "resource-orphaned")).toBe(true);
+    const soon = new Date(Date.now() + 60_000);
+    expect(await releaseExpiredReservations(database.db, soon)).toBe(0); // the job may still make it
+    const later = new Date(Date.now() + PENDING_RESERVATION_MS + 60_000);
+    expect(await releaseExpiredReservations(database.db, later)).toBe(1);
+    expect(await reserveName(database.db, "instance", "orphaned", "resource-retry")).toBe(true);
   });
 
   it("answers a taken name with the reference's 409 name_conflict, and runs nothing", async () => {

@@ -1,7 +1,9 @@
 // Name reservations: a name is claimed in one statement before the creating job is queued, and given back when the
-// job failed. When the outcome is unknown (the API stopped waiting: 504) the name stays held: the resource may yet
-// appear, and a client retrying must not get a duplicate. Such a hold ends when the resource shows up in the read
-// model, or after PENDING_RESERVATION_MS with no resource.
+// job failed. When the outcome is unknown (the API stopped waiting: 504, or the API process died mid-request) the
+// name stays held: the resource may yet appear, and a client retrying must not get a duplicate. Every hold ends when
+// the resource shows up in the read model (it is then the resource's), or PENDING_RESERVATION_MS after it was last
+// claimed or held with no resource: a claim is made with that deadline, so one whose process died is not held for
+// ever.
 import { ApiError } from "../../shared/errors.ts";
 import type { Db } from "../db/database.ts";
 
@@ -10,9 +12,10 @@ export const snapshotNameScope = (sourceInstanceId: string) => `snapshot:${sourc
 
 /** Claims `name` in `scope` for `resourceId`; false when someone else holds it. */
 export async function reserveName(db: Db, scope: string, name: string, resourceId: string): Promise<boolean> {
+  const pendingUntil = new Date(Date.now() + PENDING_RESERVATION_MS).toISOString();
   const result = await db
     .insertInto("name_reservations")
-    .values({ scope, name, resource_id: resourceId })
+    .values({ scope, name, resource_id: resourceId, pending_until: pendingUntil })
     .onConflict((conflict) => conflict.doNothing())
     .executeTakeFirst();
   return Number(result.numInsertedOrUpdatedRows ?? 0n) === 1;
