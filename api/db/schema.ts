@@ -135,6 +135,8 @@ export interface IdempotencyKeysTable {
   expires_at: string;
   /** The API process running it while in flight (its PROCESS_ID); null in rows from before migration 0010. */
   owner: string | null;
+  /** Random per claim, kept by a takeover: the ids of the resources the request makes derive from it. */
+  seed: string | null;
 }
 
 export interface Database {

@@ -10,7 +10,11 @@ import type { Db } from "../db/database.ts";
 export const instanceNameScope = () => "instance";
 export const snapshotNameScope = (sourceInstanceId: string) => `snapshot:${sourceInstanceId}`;
 
-/** Claims `name` in `scope` for `resourceId`; false when someone else holds it. */
+/**
+ * Claims `name` in `scope` for `resourceId`; false when someone else holds it. A hold for the same resource id is
+ * this request's own: a retry that took over the Idempotency-Key of a request whose process died makes the same id
+ * (api/resource-ids.ts), and carries on with that request's reservation.
+ */
 export async function reserveName(db: Db, scope: string, name: string, resourceId: string): Promise<boolean> {
   const pendingUntil = new Date(Date.now() + PENDING_RESERVATION_MS).toISOString();
   const result = await db
@@ -18,7 +22,14 @@ export async function reserveName(db: Db, scope: string, name: string, resourceI
     .values({ scope, name, resource_id: resourceId, pending_until: pendingUntil })
     .onConflict((conflict) => conflict.doNothing())
     .executeTakeFirst();
-  return Number(result.numInsertedOrUpdatedRows ?? 0n) === 1;
+  if (Number(result.numInsertedOrUpdatedRows ?? 0n) === 1) return true;
+  const holder = await db
+    .selectFrom("name_reservations")
+    .select("resource_id")
+    .where("scope", "=", scope)
+    .where("name", "=", name)
+    .executeTakeFirst();
+  return holder?.resource_id === resourceId;
 }
 
 /** Longer than any host job may run (10 min) plus a few announcement intervals: by then the outcome is known. */

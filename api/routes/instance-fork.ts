@@ -2,7 +2,6 @@
 // the owning host. Standby and Stopped sources fork directly; a Running one only with from_running: true.
 import { createRoute } from "@hono/zod-openapi";
 import { ApiError } from "../../shared/errors.ts";
-import { newId } from "../../shared/ids.ts";
 import { FORK_INSTANCE_BODY, INSTANCE_SCHEMA, type Instance } from "../../shared/schemas/instance.ts";
 import type { SnapshotKind, TargetState } from "../../shared/schemas/snapshot.ts";
 import { runHostCommand } from "../commands.ts";
@@ -10,6 +9,7 @@ import type { App, AppDeps } from "../deps.ts";
 import { presentInstance } from "../host-status.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import { withNameReservation } from "../read-model/names.ts";
+import { newResourceId } from "../resource-ids.ts";
 import { instanceNameReservation, requireInstance } from "./instances.ts";
 import { INSTANCE_PATH } from "./params.ts";
 import { prepareFork, prepareSnapshot, targetStateFor } from "./snapshots.ts";
@@ -50,9 +50,9 @@ export function registerInstanceForkRoutes(app: App, deps: AppDeps): void {
       throw new ApiError("invalid_state", `instance ${source.name} is Running: pass from_running: true to fork it`);
     }
     const target = targetStateFor(forkable.kind, body.target_state, forkable.target);
-    const id = newId();
+    const id = newResourceId();
     const snapshot = prepareSnapshot(source, {
-      id: newId(),
+      id: newResourceId(),
       kind: forkable.kind,
       name: null,
       tags: { "snapfleet.transient": "instance-fork", "snapfleet.fork": id },

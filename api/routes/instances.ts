@@ -3,7 +3,6 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { streamSSE } from "hono/streaming";
 import { parseGoDuration } from "../../shared/duration.ts";
 import { ApiError, notFound } from "../../shared/errors.ts";
-import { newId } from "../../shared/ids.ts";
 import { assertOperationAllowed, type InstanceOperation } from "../../shared/instances/transitions.ts";
 import { formatSize, parseSize } from "../../shared/schemas/common.ts";
 import { resolveCompression } from "../../shared/schemas/compression.ts";
@@ -25,6 +24,7 @@ import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import { chooseHost } from "../placement.ts";
 import { instanceNameScope, withNameReservation } from "../read-model/names.ts";
 import { findInstance, findInstancesByIdPrefix, instanceCountsByHost, listInstances } from "../read-model/queries.ts";
+import { newResourceId } from "../resource-ids.ts";
 import { INSTANCE_PATH, tagFilterFromQuery } from "./params.ts";
 
 export const createInstanceRoute = createRoute({
@@ -234,7 +234,7 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
 /** A new instance as the request describes it, placed on `hostId`: the record its host creates. */
 function newInstance(body: CreateInstanceBody, hostId: string): Instance {
   return {
-    id: newId(),
+    id: newResourceId(),
     name: body.name,
     image: body.image,
     state: "Created",

@@ -3,7 +3,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { ApiError, notFound } from "../../shared/errors.ts";
 import { incompatibility } from "../../shared/hypervisor/machine.ts";
-import { newId } from "../../shared/ids.ts";
 import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
 import { resolveCompression } from "../../shared/schemas/compression.ts";
 import { INSTANCE_SCHEMA, type Instance } from "../../shared/schemas/instance.ts";
@@ -34,6 +33,7 @@ import {
   findSnapshot,
   listStoredSnapshots,
 } from "../read-model/queries.ts";
+import { newResourceId } from "../resource-ids.ts";
 import { instanceNameReservation, requireInstance } from "./instances.ts";
 import { INSTANCE_PATH, SNAPSHOT_PATH, tagFilterFromQuery } from "./params.ts";
 
@@ -184,7 +184,7 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
     const source =
       (await findInstanceIncludingDeleted(deps.db, snapshot.source_instance_id)) ??
       (await sourceFromHost(deps, snapshot));
-    const id = newId();
+    const id = newResourceId();
     const prepared = prepareFork(source, { id, name: body.name, hypervisor, host_id: hostId });
     const labels = { target_state: target, compression_state: snapshot.compression_state };
     const result = await withNameReservation(deps.db, instanceNameReservation(body.name, id), () =>
@@ -243,7 +243,7 @@ export async function createSnapshot(
     );
   }
   assertOperationAllowed(body.kind === "Standby" ? "snapshotStandby" : "snapshotStopped", instance);
-  const id = newId();
+  const id = newResourceId();
   const compression =
     body.kind === "Stopped"
       ? { enabled: false }

@@ -19,6 +19,10 @@ export class InstanceForker {
   async fork(job: ParsedJobPayload<"instance.fork">, jobId?: string): Promise<CommandResult> {
     const { instances, snapshots } = this.options;
     const step = (name: string) => (jobId ? `${jobId}:${name}` : undefined);
+    // The fork exists: an earlier job for this id (a retry of a request whose API died) made it, and may have deleted
+    // its transient snapshot since, so capturing again would fail. Its answer is the fork.
+    const made = await instances.findRecord(job.instance.id);
+    if (made) return instances.publish(made);
     const source = await instances.read(job.instance_id);
     if (source.state === "Running" && !job.from_running) {
       throw new ApiError("invalid_state", `instance ${source.name} is Running: pass from_running: true to fork it`);

@@ -1,4 +1,7 @@
+import { createHash } from "node:crypto";
+import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { idFrom } from "../../../shared/ids.ts";
 import { queueName } from "../../../shared/jobs/catalog.ts";
 import { startJobWorker } from "../../../shared/jobs/worker.ts";
 import { createLogger } from "../../../shared/logger.ts";
@@ -201,6 +204,53 @@ describe("Idempotency-Key", () => {
       expect(taken.status).toBe(201);
       expect(taken.headers.get("idempotent-replayed")).toBeNull();
       expect((await storedRows("owner-gone"))[0]).toMatchObject({ response_status: 201, owner: expect.any(String) });
+      await closeRedis(redis);
+    });
+
+    it("a retry that takes over a dead request's key makes its resource: same id, its name reservation adopted", async () => {
+      const hostId = "idem-adopt-host";
+      const redis = connectRedis(t.redisUrl, "worker", 1_000);
+      await announceFakeHost(redis, t.prefix, hostId, { online: true }); // online, with no worker: the job waits
+      const body = { name: "adopted-vm", size: "256MB", host_id: hostId };
+      // What the request left when its API process was killed after queueing its job: the claim, in flight, with
+      // its seed, and the name reserved for the instance id the seed gives.
+      const seed = "0123456789abcdef0123456789abcdef";
+      const now = new Date().toISOString();
+      await t.db
+        .insertInto("idempotency_keys")
+        .values({
+          api_key_hash: createHash("sha256").update(TEST_API_KEY).digest("hex"),
+          idempotency_key: "adopt-1",
+          fingerprint: createHash("sha256")
+            .update(`POST\n/instances\n${canonicalBody(JSON.stringify(body))}`)
+            .digest("hex"),
+          response_status: null,
+          response_content_type: null,
+          response_body: null,
+          created_at: now,
+          expires_at: new Date(Date.now() + 3_600_000).toISOString(),
+          owner: "replica-killed",
+          seed,
+        })
+        .execute();
+      const id = idFrom(`${seed}:0`);
+      await t.db
+        .insertInto("name_reservations")
+        .values({ scope: "instance", name: "adopted-vm", resource_id: id, pending_until: null })
+        .execute();
+
+      const retry = await t.request("/instances", {
+        method: "POST",
+        json: body,
+        headers: { "idempotency-key": "adopt-1" },
+      });
+      // Not the 409 name_conflict of a stranger's name: the job for the same instance is queued again, and (no
+      // worker here) the answer is the 504 of a job still running.
+      expect(retry.status, JSON.stringify(await jsonOf(retry.clone()))).toBe(504);
+      const queue = new Queue(queueName("host", hostId), { connection: { url: t.redisUrl }, prefix: t.prefix });
+      const queued = await queue.getJobs(["waiting", "prioritized", "delayed"]);
+      expect(queued.map((job) => job.data.payload.instance.id)).toEqual([id]);
+      await queue.close();
       await closeRedis(redis);
     });
 

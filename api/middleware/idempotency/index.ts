@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import type { Context, MiddlewareHandler } from "hono";
 import { ApiError, conflict, invalidRequest } from "../../../shared/errors.ts";
 import type { Db } from "../../db/database.ts";
+import { withResourceSeed } from "../../resource-ids.ts";
 import { runDetachable } from "./detach.ts";
 import { claimKey, releaseKey, storeResponse } from "./store.ts";
 
@@ -65,7 +66,7 @@ export function idempotency(options: IdempotencyOptions): MiddlewareHandler {
     await runDetachable(
       async () => {
         try {
-          await next();
+          await withResourceSeed(claim.seed, next);
         } finally {
           await settle(c, options.db, apiKeyHash, key);
         }

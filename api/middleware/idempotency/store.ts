@@ -1,4 +1,5 @@
 // Idempotency-Key records in the read model: claim a key for a request, store its response, prune old ones.
+import { randomBytes } from "node:crypto";
 import type { Db } from "../../db/database.ts";
 
 export interface StoredResponse {
@@ -8,7 +9,7 @@ export interface StoredResponse {
 }
 
 export type Claim =
-  | { outcome: "claimed" }
+  | { outcome: "claimed"; seed: string }
   | { outcome: "replay"; response: StoredResponse }
   | { outcome: "in_flight" }
   | { outcome: "mismatch" };
@@ -30,6 +31,7 @@ export interface ClaimRequest {
 /** Claims the key for this request, or says why not: a stored response, a request still running, another body. */
 export async function claimKey(db: Db, request: ClaimRequest): Promise<Claim> {
   const { apiKeyHash, key, fingerprint, now } = request;
+  const seed = randomBytes(16).toString("hex");
   const thisKey = db
     .deleteFrom("idempotency_keys")
     .where("api_key_hash", "=", apiKeyHash)
@@ -47,10 +49,11 @@ export async function claimKey(db: Db, request: ClaimRequest): Promise<Claim> {
       created_at: now.toISOString(),
       expires_at: new Date(now.getTime() + request.ttlMs).toISOString(),
       owner: request.owner,
+      seed,
     })
     .onConflict((conflicting) => conflicting.columns(["api_key_hash", "idempotency_key"]).doNothing())
     .executeTakeFirst();
-  if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 1) return { outcome: "claimed" };
+  if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 1) return { outcome: "claimed", seed };
 
   const row = await db
     .selectFrom("idempotency_keys")
@@ -71,15 +74,18 @@ export async function claimKey(db: Db, request: ClaimRequest): Promise<Claim> {
   const abandonedBefore = new Date(now.getTime() - request.inFlightTimeoutMs).toISOString();
   const ownerGone = row.owner !== null && row.owner !== request.owner && !(await request.ownerAlive(row.owner));
   if (!ownerGone && row.created_at >= abandonedBefore) return { outcome: "in_flight" };
+  // The seed stays: the retry makes the same resources as the request it takes over (adopting its name reservation;
+  // hosts answer a job for a resource id they made already with that resource).
+  const kept = row.seed ?? seed;
   const takenOver = await db
     .updateTable("idempotency_keys")
-    .set({ created_at: now.toISOString(), owner: request.owner })
+    .set({ created_at: now.toISOString(), owner: request.owner, seed: kept })
     .where("api_key_hash", "=", apiKeyHash)
     .where("idempotency_key", "=", key)
     .where("response_status", "is", null)
     .where("created_at", "=", row.created_at)
     .executeTakeFirst();
-  return Number(takenOver.numUpdatedRows) === 1 ? { outcome: "claimed" } : { outcome: "in_flight" };
+  return Number(takenOver.numUpdatedRows) === 1 ? { outcome: "claimed", seed: kept } : { outcome: "in_flight" };
 }
 
 export async function storeResponse(db: Db, apiKeyHash: string, key: string, response: StoredResponse): Promise<void> {
