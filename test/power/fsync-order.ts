@@ -8,7 +8,7 @@
 //   2. every payload file in a snapshot directory was flushed (under any of its names) before the last record write
 //      of that snapshot;
 //   3. an instance's device state and shared memory.raw were flushed before its record said Standby.
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { isLeftoverName } from "../../shared/temp-names.ts";
@@ -106,13 +106,36 @@ try {
   failures.push(`run failed: ${(error as Error).message}\n${output.slice(-4000)}`);
 } finally {
   // The supervisor (or strace) may be gone already: then no exit event comes, and waiting would end the run silently.
+  // The service is strace's child: a signal to strace only detaches it, and the service ran on (found after a run).
+  // So the service is stopped, strace ends with it, and whatever is left of either is killed.
   if (supervisor.exitCode === null && supervisor.signalCode === null) {
     const exited = new Promise((resolve) => supervisor.once("exit", resolve));
-    supervisor.kill("SIGTERM");
+    const service = childrenOf(supervisor.pid!);
+    for (const pid of service) signal(pid, "SIGTERM");
     await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 30_000))]);
+    for (const pid of service.flatMap((parent) => [parent, ...childrenOf(parent)])) signal(pid, "SIGKILL");
+    signal(supervisor.pid!, "SIGKILL");
   }
   killProcessesUsing(data.dir);
   unmountUnder(data.dir); // a fork's image mount outlives the service with its VM
+}
+
+/** The pids whose parent is `pid` (none once it is gone). */
+function childrenOf(pid: number): number[] {
+  try {
+    return execFileSync("pgrep", ["-P", String(pid)], { encoding: "utf8" })
+      .split("\n")
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch {}
 }
 
 console.log(`traced: ${steps.join(", ")}`);
