@@ -6,6 +6,7 @@ import path from "node:path";
 import { Redis } from "ioredis";
 import { findRedisServer } from "../../supervisor/embedded-redis.ts";
 import { freePort, tempDir, waitFor } from "./fixtures.ts";
+import { redisAnswers } from "./redis-server.ts";
 
 export interface SentinelSet {
   name: string;
@@ -30,7 +31,7 @@ export async function startSentinelSet(name = "snapfleet-test"): Promise<Sentine
     children.push(child);
     return child;
   };
-  const answers = (port: number) => ping(port);
+  const answers = redisAnswers;
   const [primary, replica] = [await freePort(), await freePort()];
   const server = (port: number, extra: string[] = []) =>
     run([
@@ -141,17 +142,4 @@ export async function startSentinelSet(name = "snapfleet-test"): Promise<Sentine
       dir.remove();
     },
   };
-}
-
-async function ping(port: number): Promise<true | undefined> {
-  const probe = new Redis(port, "127.0.0.1", { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  probe.on("error", () => {});
-  try {
-    await probe.connect();
-    return (await probe.ping()) === "PONG" ? true : undefined;
-  } catch {
-    return undefined;
-  } finally {
-    probe.disconnect();
-  }
 }

@@ -23,25 +23,7 @@ export async function startTestRedis(): Promise<TestRedis> {
     child = spawn(binary, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
       stdio: "ignore",
     });
-    await waitFor(
-      async () => {
-        const probe = new Redis(port, "127.0.0.1", {
-          lazyConnect: true,
-          maxRetriesPerRequest: 0,
-          retryStrategy: () => null,
-        });
-        probe.on("error", () => {});
-        try {
-          await probe.connect();
-          return (await probe.ping()) === "PONG" ? true : undefined;
-        } catch {
-          return undefined;
-        } finally {
-          probe.disconnect();
-        }
-      },
-      { timeoutMs: 10_000, intervalMs: 100, what: "redis-server to answer" },
-    );
+    await waitFor(() => redisAnswers(port), { timeoutMs: 10_000, intervalMs: 100, what: "redis-server to answer" });
   };
   const kill = async () => {
     const running = child;
@@ -52,4 +34,18 @@ export async function startTestRedis(): Promise<TestRedis> {
   };
   await launch();
   return { url: `redis://127.0.0.1:${port}`, port, kill, restartEmpty: launch, stop: kill };
+}
+
+/** True once the redis-server on loopback `port` answers PING; undefined while it does not (for waitFor). */
+export async function redisAnswers(port: number): Promise<true | undefined> {
+  const probe = new Redis(port, "127.0.0.1", { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  probe.on("error", () => {});
+  try {
+    await probe.connect();
+    return (await probe.ping()) === "PONG" ? true : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    probe.disconnect();
+  }
 }
