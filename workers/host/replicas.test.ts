@@ -135,4 +135,13 @@ describe("Replicas.reconcile", () => {
     expect(second).toBe(first);
     await first;
   });
+
+  it("answers unavailable, never an internal error, when the owner's payload server does not answer", async () => {
+    const source = sampleInstance({ host_id: "host-mute" });
+    const snapshot = sampleSnapshot(source, { kind: "Stopped" });
+    const pulled = replicas.ensure(snapshot.id, "host-mute");
+    await expect(pulled).rejects.toMatchObject({ name: "ApiError", code: "unavailable" });
+    await expect(pulled).rejects.toThrow(/host-mute did not answer/);
+    expect(existsSync(store.dir(snapshot.id))).toBe(false);
+  });
 });

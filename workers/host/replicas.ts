@@ -213,8 +213,21 @@ export interface Owner {
   target: PayloadTarget;
 }
 
+/** A failure to reach the owner (refused, reset, timed out) is a retryable `unavailable`, never an internal error. */
+function unreachable(owner: Owner, pathAndQuery: string, error: unknown): unknown {
+  if (error instanceof ApiError) return error;
+  const reason = (error as Error & { cause?: Error }).cause?.message ?? (error as Error).message;
+  return new ApiError("unavailable", `host ${owner.target.hostId} did not answer ${pathAndQuery}: ${reason}`, {
+    cause: error,
+  });
+}
+
 async function request(owner: Owner, pathAndQuery: string, range?: string): Promise<Response> {
-  const response = await owner.client.request(owner.target, pathAndQuery, { headers: range ? { range } : {} });
+  const response = await owner.client
+    .request(owner.target, pathAndQuery, { headers: range ? { range } : {} })
+    .catch((error: unknown) => {
+      throw unreachable(owner, pathAndQuery, error);
+    });
   if (!response.ok) {
     throw new ApiError(
       "unavailable",
@@ -242,7 +255,14 @@ export async function downloadResuming(
     await truncate(file, 0); // the server ignored the range: take the whole file
     have = 0;
   }
-  await pipeline(Readable.fromWeb(response.body! as never), createWriteStream(file, { flags: have > 0 ? "a" : "w" }));
+  await pipeline(
+    Readable.fromWeb(response.body! as never),
+    createWriteStream(file, { flags: have > 0 ? "a" : "w" }),
+  ).catch((error: unknown) => {
+    // The owner went away mid-body: what arrived stays, and the next attempt asks for the rest.
+    if ((error as NodeJS.ErrnoException).syscall === "write") throw error; // our disk, not the owner
+    throw unreachable(owner, pathAndQuery, error);
+  });
   const got = (await stat(file)).size;
   if (got !== size) throw new ApiError("unavailable", `${pathAndQuery}: got ${got} of ${size} bytes`);
   return size - have;
