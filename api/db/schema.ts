@@ -137,6 +137,8 @@ export interface IdempotencyKeysTable {
   owner: string | null;
   /** Random per claim, kept by a takeover: the ids of the resources the request makes derive from it. */
   seed: string | null;
+  /** The host the request placed its resource on, once it chose (migration 0011): a takeover places it there too. */
+  host_id: string | null;
 }
 
 export interface Database {

@@ -24,7 +24,7 @@ import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 import { chooseHost } from "../placement.ts";
 import { instanceNameScope, withNameReservation } from "../read-model/names.ts";
 import { findInstance, findInstancesByIdPrefix, instanceCountsByHost, listInstances } from "../read-model/queries.ts";
-import { newResourceId } from "../resource-ids.ts";
+import { newResourceId, placeOnce } from "../resource-ids.ts";
 import { INSTANCE_PATH, tagFilterFromQuery } from "./params.ts";
 
 export const createInstanceRoute = createRoute({
@@ -301,7 +301,10 @@ export async function requireInstance(deps: AppDeps, reference: string): Promise
 
 /** The requested host, or the online host that can run `hypervisor` (undefined: any) and has the fewest instances. */
 export async function pickHost(deps: AppDeps, hypervisor: string | undefined, requested?: string): Promise<string> {
-  return chooseHost(await knownHosts(deps), await instanceCountsByHost(deps.db), hypervisor, requested);
+  // A keyed retry that took over its dead request's key goes where that request went (it is checked, not chosen).
+  return placeOnce(async (recorded) =>
+    chooseHost(await knownHosts(deps), await instanceCountsByHost(deps.db), hypervisor, recorded ?? requested),
+  );
 }
 
 /** Instance names are unique across the fleet (creates and forks alike). */

@@ -10,6 +10,7 @@ import * as schedules from "./0007_schedules.ts";
 import * as liveIndexes from "./0008_live_indexes.ts";
 import * as announcements from "./0009_announcements.ts";
 import * as idempotencyOwner from "./0010_idempotency_owner.ts";
+import * as idempotencyPlacement from "./0011_idempotency_placement.ts";
 
 export const MIGRATIONS: Record<string, Migration> = {
   "0001_initial": initial,
@@ -22,4 +23,5 @@ export const MIGRATIONS: Record<string, Migration> = {
   "0008_live_indexes": liveIndexes,
   "0009_announcements": announcements,
   "0010_idempotency_owner": idempotencyOwner,
+  "0011_idempotency_placement": idempotencyPlacement,
 };

@@ -254,6 +254,62 @@ describe("Idempotency-Key", () => {
       await closeRedis(redis);
     });
 
+    it("a retry that takes over a dead request's key places its instance on the host that request chose", async () => {
+      // Found by the two-host soak: the API died after queueing a create on one host; the retry (same id) chose the
+      // other, less loaded host, and the instance was made twice, once on each host, under one id.
+      const redis = connectRedis(t.redisUrl, "worker", 1_000);
+      const [chosen, idler] = ["idem-place-z", "idem-place-a"]; // with equal load the lowest id wins: not `chosen`
+      for (const hostId of [chosen, idler]) await announceFakeHost(redis, t.prefix, hostId, { online: true });
+      const body = { name: "placed-vm", size: "256MB" };
+      const seed = "fedcba9876543210fedcba9876543210";
+      await t.db
+        .insertInto("idempotency_keys")
+        .values({
+          api_key_hash: createHash("sha256").update(TEST_API_KEY).digest("hex"),
+          idempotency_key: "place-1",
+          fingerprint: createHash("sha256")
+            .update(`POST\n/instances\n${canonicalBody(JSON.stringify(body))}`)
+            .digest("hex"),
+          response_status: null,
+          response_content_type: null,
+          response_body: null,
+          created_at: new Date().toISOString(),
+          expires_at: new Date(Date.now() + 3_600_000).toISOString(),
+          owner: "replica-killed",
+          seed,
+          host_id: chosen,
+        })
+        .execute();
+      const retry = await t.request("/instances", {
+        method: "POST",
+        json: body,
+        headers: { "idempotency-key": "place-1" },
+      });
+      expect(retry.status, JSON.stringify(await jsonOf(retry.clone()))).toBe(504); // queued; no worker answers here
+      const queued = async (hostId: string) => {
+        const queue = new Queue(queueName("host", hostId), { connection: { url: t.redisUrl }, prefix: t.prefix });
+        const jobs = await queue.getJobs(["waiting", "prioritized", "delayed"]);
+        await queue.close();
+        return jobs.map((job) => job.data.payload.instance.id);
+      };
+      expect(await queued(chosen)).toEqual([idFrom(`${seed}:0`)]);
+      expect(await queued(idler)).toEqual([]);
+      await closeRedis(redis);
+    });
+
+    it("records the host a keyed create chose, for a retry that takes it over", async () => {
+      const redis = connectRedis(t.redisUrl, "worker", 1_000);
+      await announceFakeHost(redis, t.prefix, "idem-record-host", { online: true });
+      const created = await t.request("/instances", {
+        method: "POST",
+        json: { name: "recorded-vm", size: "256MB", host_id: "idem-record-host" },
+        headers: { "idempotency-key": "place-2" },
+      });
+      expect(created.status).toBe(504);
+      expect((await storedRows("place-2"))[0]).toMatchObject({ host_id: "idem-record-host" });
+      await closeRedis(redis);
+    });
+
     it.each([["x".repeat(256)], ["has space"], ["naïve"]])("refuses the key %j with 400", async (key) => {
       const response = await t.request("/webhooks", {
         method: "POST",

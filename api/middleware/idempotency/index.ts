@@ -8,7 +8,7 @@ import { ApiError, conflict, invalidRequest } from "../../../shared/errors.ts";
 import type { Db } from "../../db/database.ts";
 import { withResourceSeed } from "../../resource-ids.ts";
 import { runDetachable } from "./detach.ts";
-import { claimKey, releaseKey, storeResponse } from "./store.ts";
+import { claimKey, placementOf, recordPlacement, releaseKey, storeResponse } from "./store.ts";
 
 export const IDEMPOTENCY_KEY_HEADER = "Idempotency-Key";
 export const REPLAYED_HEADER = "Idempotent-Replayed";
@@ -66,7 +66,10 @@ export function idempotency(options: IdempotencyOptions): MiddlewareHandler {
     await runDetachable(
       async () => {
         try {
-          await withResourceSeed(claim.seed, next);
+          await withResourceSeed(claim.seed, next, {
+            recorded: () => placementOf(options.db, apiKeyHash, key),
+            record: (hostId) => recordPlacement(options.db, apiKeyHash, key, hostId),
+          });
         } finally {
           await settle(c, options.db, apiKeyHash, key);
         }

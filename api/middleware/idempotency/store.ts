@@ -101,6 +101,31 @@ export async function storeResponse(db: Db, apiKeyHash: string, key: string, res
     .execute();
 }
 
+/**
+ * The host a keyed request places its resource on: the one recorded in its claim (by the request it took over), or
+ * `hostId`, which is then recorded. Returns the recorded one.
+ */
+export async function recordPlacement(db: Db, apiKeyHash: string, key: string, hostId: string): Promise<string> {
+  await db
+    .updateTable("idempotency_keys")
+    .set({ host_id: hostId })
+    .where("api_key_hash", "=", apiKeyHash)
+    .where("idempotency_key", "=", key)
+    .where("host_id", "is", null)
+    .execute();
+  return (await placementOf(db, apiKeyHash, key)) ?? hostId;
+}
+
+export async function placementOf(db: Db, apiKeyHash: string, key: string): Promise<string | undefined> {
+  const row = await db
+    .selectFrom("idempotency_keys")
+    .select("host_id")
+    .where("api_key_hash", "=", apiKeyHash)
+    .where("idempotency_key", "=", key)
+    .executeTakeFirst();
+  return row?.host_id ?? undefined;
+}
+
 /** Forgets a claim whose request got no storable answer, so the client can retry with the same key. */
 export async function releaseKey(db: Db, apiKeyHash: string, key: string): Promise<void> {
   await db
