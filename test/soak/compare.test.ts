@@ -7,11 +7,13 @@ function sides(
   readModel: Array<ReturnType<typeof instance>>,
   host: Array<ReturnType<typeof instance>>,
   acknowledged: Array<[string, boolean]> = [],
+  replicas: Array<[string, string[]]> = [],
 ) {
   return {
     readModel: new Map(readModel.map((resource) => [resource.id, resource])),
     host: new Map(host.map((resource) => [resource.id, resource])),
     acknowledged: new Map(acknowledged.map(([id, deleted]) => [id, { kind: "instance" as ResourceKind, deleted }])),
+    replicas: new Map(replicas),
     kindOf: (): ResourceKind => "instance",
   };
 }
@@ -77,5 +79,13 @@ describe("compareSides", () => {
   it("flags a resource the API deleted that the host still has", () => {
     expect(verdicts(sides([], [instance("kept")], [["kept", true]]))).toEqual([["kept", "lost"]]);
     expect(verdicts(sides([instance("kept")], [instance("kept")], [["kept", true]]))).toEqual([["kept", "diverged"]]);
+  });
+
+  it("flags a replica left on another host after its snapshot was deleted, and passes one of a kept snapshot", () => {
+    const kept = instance("kept");
+    expect(verdicts(sides([kept], [kept], [["kept", false]], [["kept", ["host-b"]]]))).toEqual([["kept", "ok"]]);
+    const leaked = sides([], [], [["gone", true]], [["gone", ["host-b"]]]);
+    expect(verdicts(leaked)).toEqual([["gone", "diverged"]]);
+    expect(compareSides(leaked).checked[0]!.problem!.detail).toBe("a replica on host-b of a deleted snapshot");
   });
 });

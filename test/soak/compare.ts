@@ -12,6 +12,8 @@ export interface Sides {
   host: Map<string, Resource>;
   /** Ids the API answered 2xx for creating, with whether the soak deleted them since (204 or 404 on DELETE). */
   acknowledged: Map<string, { kind: ResourceKind; deleted: boolean }>;
+  /** Snapshot ids with the hosts that hold a replica (a pulled copy) of them on disk. */
+  replicas: Map<string, string[]>;
   kindOf: (id: string) => ResourceKind;
 }
 
@@ -50,7 +52,12 @@ export interface Verdict {
 }
 
 export function compareSides(sides: Sides): Verdict {
-  const ids = new Set([...sides.readModel.keys(), ...sides.host.keys(), ...sides.acknowledged.keys()]);
+  const ids = new Set([
+    ...sides.readModel.keys(),
+    ...sides.host.keys(),
+    ...sides.acknowledged.keys(),
+    ...sides.replicas.keys(),
+  ]);
   const checked: Verdict["checked"] = [];
   for (const id of [...ids].sort()) {
     const kind = sides.acknowledged.get(id)?.kind ?? sides.kindOf(id);
@@ -64,6 +71,10 @@ function judge(id: string, kind: ResourceKind, sides: Sides): Problem | undefine
   const served = sides.readModel.get(id);
   const truth = sides.host.get(id);
   const deletedBySoak = sides.acknowledged.get(id)?.deleted ?? false;
+  const copies = sides.replicas.get(id) ?? [];
+  if (copies.length > 0 && (!truth || deletedBySoak)) {
+    return { kind, id, verdict: "diverged", detail: `a replica on ${copies.join(", ")} of a deleted snapshot` };
+  }
   if (truth && !served) return { kind, id, verdict: "lost", detail: "on the host, missing from the read model" };
   if (!truth && served) {
     return { kind, id, verdict: "diverged", detail: "served by the read model, gone from the host" };
@@ -84,7 +95,7 @@ function judge(id: string, kind: ResourceKind, sides: Sides): Problem | undefine
       .join("; ");
     return { kind, id, verdict: "diverged", detail };
   }
-  // The soak's one host is up at the end: a resource served as on an offline host is not converged.
+  // The soak's hosts are up at the end: a resource served as on an offline host is not converged.
   if (served.host_online === false) return { kind, id, verdict: "diverged", detail: "served with host_online false" };
   const transient = transientState(truth);
   if (transient) return { kind, id, verdict: "stuck", detail: `still ${transient}` };

@@ -1,5 +1,7 @@
 // One snapshot pipeline against the live service, as a patient client would drive it while processes die under it:
 // create instance → Standby snapshot with compression → wait compressed → fork → delete fork → delete snapshot.
+// With two hosts, odd pipelines fork on the host that does not own the snapshot: it pulls a replica, which deleting
+// the snapshot must drop.
 // Calls are retried on network errors, 5xx and 504; a create that may have happened already is looked up by name.
 import { randomUUID } from "node:crypto";
 import type { ResourceKind } from "./compare.ts";
@@ -16,6 +18,8 @@ export interface SoakClient {
   afterStep: () => Promise<void>;
   /** zstd level of the pipeline's snapshots: higher keeps the compression worker busy long enough to die mid-job. */
   compressionLevel: number;
+  /** The fleet's host ids: odd pipelines fork on a host other than the snapshot's, which pulls a replica. */
+  hostIds: string[];
 }
 
 /** Steps of one pipeline, for the soak's progress count. */
@@ -187,13 +191,17 @@ export async function runPipeline(client: SoakClient, run: string, index: number
       return current?.compression_state === "compressed" ? true : undefined;
     });
     await client.afterStep();
-    step = "fork";
+    const elsewhere = index % 2 === 1 ? client.hostIds.find((id) => id !== snapshot.host_id) : undefined;
+    step = elsewhere ? `fork on ${elsewhere}` : "fork";
     const forkName = `${name}-fork`;
     const fork = await createNamed(
       client,
       step,
       "instance",
-      { path: `/snapshots/${snapshot.id}/fork`, body: { name: forkName } },
+      {
+        path: `/snapshots/${snapshot.id}/fork`,
+        body: elsewhere ? { name: forkName, host_id: elsewhere } : { name: forkName },
+      },
       () => getJson(client, `/instances/${forkName}`),
     );
     await client.afterStep();

@@ -1,18 +1,21 @@
-// `npm run soak`: N snapshot pipelines against the whole service (started as test/helpers/service.ts does) while its
-// processes and Redis are SIGKILLed at random, Redis is restarted and flushed once (with a snapshot schedule and a
-// webhook subscription in flight: the schedule must fire again and no delivery stay pending); then the read model is
-// compared with the host records on disk. Not part of `npm test`. Flags (or env): --pipelines=N (SOAK_PIPELINES, 4),
+// `npm run soak`: N snapshot pipelines against the whole service (started as test/helpers/service.ts does) and a
+// second worker host, while their processes and Redis are SIGKILLed at random, Redis is restarted and flushed once
+// (with a snapshot schedule, a webhook subscription and replicas on the second host in flight: the schedule must fire
+// again, no delivery stay pending, a kept replica be known again and a deleted snapshot's replica be dropped); odd
+// pipelines fork on the host that does not own their snapshot, so replicas are pulled and dropped under the chaos.
+// Then the read model is compared with both hosts' records on disk. Not part of `npm test`. Flags (or env): --pipelines=N (SOAK_PIPELINES, 4),
 // --concurrency=N (SOAK_CONCURRENCY, 2), --duration=10m (SOAK_DURATION), --converge=60s (SOAK_CONVERGE),
 // --kill-every=20s (SOAK_KILL_EVERY, the mean pause between timed kills; half the pipeline steps also end with one),
 // --level=3 (SOAK_ZSTD_LEVEL, the snapshots' zstd level), --keep (SOAK_KEEP=1: leave the data dirs).
+import { randomBytes } from "node:crypto";
 import { setMaxListeners } from "node:events";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseDurationList } from "../../shared/duration.ts";
 import { freePort } from "../../supervisor/embedded-redis.ts";
-import { killProcessesUsing, startService } from "../helpers/service.ts";
-import { KILL_TARGETS, killServiceProcess, SoakRedis } from "./chaos.ts";
+import { killProcessesUsing, startService, TEST_IMAGES_DIR, unmountUnder } from "../helpers/service.ts";
+import { KILL_TARGETS, killServiceProcess, SoakHost, SoakRedis } from "./chaos.ts";
 import { compareSides, type Problem, type ResourceKind, type Verdict } from "./compare.ts";
 import { startInFlight } from "./in-flight.ts";
 import { PIPELINE_STEPS, runPipeline, type SoakClient } from "./pipeline.ts";
@@ -46,10 +49,13 @@ const root = mkdtempSync(path.join(tmpdir(), "snapfleet-soak-"));
 const redis = new SoakRedis(path.join(root, "redis"), await freePort());
 await redis.start();
 say(`redis on ${redis.url}; ${PIPELINES} pipelines, ${CONCURRENCY} at a time, at most ${DURATION_MS / 1000}s`);
+// Both hosts share the fleet's secret; their payload servers listen on loopback.
+const fleet = { FLEET_SECRET: randomBytes(32).toString("base64url"), PAYLOAD_BIND: "127.0.0.1" };
 const service = await startService(
   // A compression whose worker died is taken over after 3 s instead of 30 s.
   {
     REDIS_URL: redis.url,
+    ...fleet,
     COMPRESSION_JOB_LOCK_MS: "3000",
     JOB_RESULT_TIMEOUT_MS: "120000",
     // The in-flight webhook receiver listens on loopback; what Redis lost is rebuilt every 5 s.
@@ -63,6 +69,15 @@ const service = await startService(
   throw error;
 });
 say(`service up on ${service.baseUrl}, data in ${service.dataDir}`);
+const secondHost = new SoakHost("soak-b", path.join(root, "host-b"), {
+  REDIS_URL: redis.url,
+  ...fleet,
+  IMAGES_DIR: TEST_IMAGES_DIR,
+  QEMU_ACCEL: "tcg",
+  LOG_LEVEL: "info",
+  COMPRESSION_JOB_LOCK_MS: "3000",
+});
+mkdirSync(secondHost.dataDir, { recursive: true });
 // Whatever ends this process (a thrown error included) leaves nothing it started running: the supervisor, its
 // children, the VMs and the soak's Redis. A clean end has stopped them already; this only catches the rest.
 process.once("exit", () => {
@@ -74,29 +89,41 @@ process.once("exit", () => {
     }
     service.supervisor.kill("SIGKILL");
   }
+  for (const pid of secondHost.pids()) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {}
+  }
   killProcessesUsing(service.dataDir);
+  killProcessesUsing(secondHost.dataDir);
   redis.killNow();
 });
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, async () => {
     chaosRunning = false;
     say(`${signal}: stopping the service and Redis`);
-    await service.stop("SIGTERM");
+    await Promise.all([service.stop("SIGTERM"), secondHost.stop()]);
     killProcessesUsing(service.dataDir);
+    killProcessesUsing(secondHost.dataDir);
     await redis.stop();
     if (!KEEP) {
+      unmountUnder(secondHost.dataDir);
       service.remove();
       rmSync(root, { recursive: true, force: true });
     }
     process.exit(130);
   });
 }
+await secondHost.start();
+say(`second host ${secondHost.id} up, data in ${secondHost.dataDir}`);
 
 const deadline = new AbortController();
 setMaxListeners(0, deadline.signal); // every request in flight listens to it
 const deadlineTimer = setTimeout(() => deadline.abort(), DURATION_MS);
 // Chaos: kills at random intervals around KILL_EVERY_MS and after random pipeline steps; a killed Redis comes back
 // after a second from its AOF; one FLUSHALL once half the steps of the run are done.
+/** Ids whose resource both hosts hold as their own (one id made twice): never converged. Set by compareNow. */
+const twice = new Set<string>();
 const kills = new Map<string, number>(KILL_TARGETS.map((target) => [target, 0]));
 let flushed = false;
 let flushedAt: number | undefined;
@@ -124,6 +151,9 @@ const killRandom = () =>
       await new Promise((resolve) => setTimeout(resolve, 1_000)); // Redis down for a while: the chaos being soaked
       await redis.start();
       say("killed redis (SIGKILL), restarted it from its AOF");
+    } else if (SoakHost.processNames.includes(target)) {
+      await secondHost.killAndRestart(target);
+      say(`killed ${target} (SIGKILL), restarted it`);
     } else if (killServiceProcess(service, target)) say(`killed ${target} (SIGKILL)`);
     else return; // being restarted by the supervisor right now
     kills.set(target, kills.get(target)! + 1);
@@ -135,6 +165,7 @@ const client: SoakClient = {
   signal: deadline.signal,
   log: say,
   compressionLevel: ZSTD_LEVEL,
+  hostIds: [service.hostId(), secondHost.id],
   async afterStep() {
     stepsDone++;
     if (!flushed && stepsDone >= Math.ceil((PIPELINES * PIPELINE_STEPS) / 2)) {
@@ -161,7 +192,18 @@ const chaos = (async () => {
 // Pipelines, CONCURRENCY at a time; none starts after the deadline.
 const run = Date.now().toString(36);
 // A schedule and a webhook subscription in flight across the mid-run Redis data loss.
-const inFlight = await startInFlight({ baseUrl: service.baseUrl, apiKey: service.apiKey, log: say }, run);
+const inFlight = await startInFlight(
+  {
+    baseUrl: service.baseUrl,
+    apiKey: service.apiKey,
+    log: say,
+    redisUrl: redis.url,
+    redisPrefix: "snapfleet",
+    hostIds: client.hostIds,
+    dataDirOf: (hostId) => (hostId === secondHost.id ? secondHost.dataDir : service.dataDir),
+  },
+  run,
+);
 const failedAt = new Map<number, string>();
 let next = 0;
 await Promise.all(
@@ -196,7 +238,7 @@ for (;;) {
   } catch (error) {
     unreachable = (error as Error).message;
   }
-  const converged = !unreachable && !verdict.checked.some((entry) => entry.problem);
+  const converged = !unreachable && twice.size === 0 && !verdict.checked.some((entry) => entry.problem);
   if (converged || Date.now() >= convergeDeadline) break;
   await new Promise((resolve) => setTimeout(resolve, 2_000)); // poll interval until convergence or its deadline
 }
@@ -218,20 +260,25 @@ for (const name of ["stuck", "lost", "diverged"] as const) {
   console.log(`${name}: ${byVerdict(name).length}`);
   for (const problem of byVerdict(name)) console.log(`  ${problem.kind} ${problem.id}: ${problem.detail}`);
 }
+console.log(`on both hosts: ${twice.size}`);
+for (const id of twice) console.log(`  ${id}: one id, a resource on each host`);
 if (unreachable) console.log(`read model unreachable at the end: ${unreachable}`);
 for (const check of inFlightChecks) console.log(`${check.ok ? "ok" : "FAILED"}: ${check.name} (${check.detail})`);
 const inFlightFailed = inFlightChecks.filter((check) => !check.ok).length;
 // A check per pipeline (it completed) and per resource either side knows of (it converged), and the API answering.
 const passed = completed + verdict.checked.length - problems.length + inFlightChecks.length - inFlightFailed;
-const failed = PIPELINES - completed + problems.length + (unreachable ? 1 : 0) + inFlightFailed;
+const failed = PIPELINES - completed + problems.length + twice.size + (unreachable ? 1 : 0) + inFlightFailed;
 console.log(`${passed} passed, ${failed} failed`);
 
-await service.stop("SIGTERM");
+if (failed > 0) console.log(`the second host's last lines:\n${secondHost.tail()}`);
+await Promise.all([service.stop("SIGTERM"), secondHost.stop()]);
 await redis.stop();
 killProcessesUsing(service.dataDir); // VMs outlive the service by design
+killProcessesUsing(secondHost.dataDir);
 if (KEEP) console.log(`kept: ${root} and ${service.dataDir}`);
 else {
   service.remove();
+  unmountUnder(secondHost.dataDir);
   rmSync(root, { recursive: true, force: true });
 }
 process.exit(failed > 0 ? 1 : 0);
@@ -243,23 +290,34 @@ async function compareNow() {
   for (const resource of instances) kinds.set(resource.id as string, "instance");
   for (const resource of snapshots) kinds.set(resource.id as string, "snapshot");
   const host = new Map<string, Record<string, unknown> & { id: string }>();
-  for (const [kind, dir, file] of [
-    ["instance", "instances", "instance.json"],
-    ["snapshot", "snapshots", "snapshot.json"],
-  ] as const) {
-    for (const id of readdirSync(path.join(service.dataDir, dir), { withFileTypes: true })) {
-      if (!id.isDirectory() || id.name.startsWith(".")) continue;
-      const record = readRecord(path.join(service.dataDir, dir, id.name, file));
-      // instance.json holds { instance, version, last_event } (older hosts: the bare instance).
-      const resource = kind === "snapshot" ? record?.snapshot : (record?.instance ?? record);
-      if (!resource) continue;
-      host.set(resource.id, resource);
-      kinds.set(resource.id, kind);
+  const replicas = new Map<string, string[]>();
+  twice.clear();
+  for (const [hostId, dataDir] of [
+    [service.hostId(), service.dataDir],
+    [secondHost.id, secondHost.dataDir],
+  ]) {
+    for (const [kind, dir, file] of [
+      ["instance", "instances", "instance.json"],
+      ["snapshot", "snapshots", "snapshot.json"],
+    ] as const) {
+      for (const id of readdirSync(path.join(dataDir!, dir), { withFileTypes: true })) {
+        if (!id.isDirectory() || id.name.startsWith(".")) continue;
+        const record = readRecord(path.join(dataDir!, dir, id.name, file));
+        // instance.json holds { instance, version, last_event } (older hosts: the bare instance).
+        const resource = kind === "snapshot" ? record?.snapshot : (record?.instance ?? record);
+        if (!resource) continue;
+        kinds.set(resource.id, kind);
+        // A pulled copy (snapshot.json with `replica_of`) is not its host's resource: it must only not outlive it.
+        if (record.replica_of) replicas.set(resource.id, [...(replicas.get(resource.id) ?? []), hostId!]);
+        else if (host.has(resource.id)) twice.add(resource.id);
+        else host.set(resource.id, resource);
+      }
     }
   }
   return compareSides({
     readModel,
     host,
+    replicas,
     acknowledged: client.acknowledged,
     kindOf: (id) => kinds.get(id) ?? "instance",
   });
