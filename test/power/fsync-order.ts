@@ -153,9 +153,28 @@ interface Call {
   paths: string[];
 }
 
+/**
+ * The calls that succeeded, each at the line where it returned. A call another thread interrupts is written in two
+ * lines, `pid fsync(25</file> <unfinished ...>` and later `pid <... fsync resumed>) = 0`, joined here: missing them
+ * made a loaded run report flushes that happened as missing.
+ */
 function parse(text: string): Call[] {
   const calls: Call[] = [];
-  for (const [index, line] of text.split("\n").entries()) {
+  const unfinished = new Map<string, string>(); // pid → the call's first half
+  for (const [index, raw] of text.split("\n").entries()) {
+    let line = raw;
+    const started = /^(\d+)\s+(.*) <unfinished \.\.\.>$/.exec(line);
+    if (started) {
+      unfinished.set(started[1]!, started[2]!);
+      continue;
+    }
+    const resumed = /^(\d+)\s+<\.\.\. \w+ resumed>(.*)$/.exec(line);
+    if (resumed) {
+      const head = unfinished.get(resumed[1]!);
+      unfinished.delete(resumed[1]!);
+      if (head === undefined) continue;
+      line = `${resumed[1]} ${head}${resumed[2]}`;
+    }
     const match = /^(\d+)\s+(\w+)\((.*)\)\s+=\s+0/.exec(line);
     if (!match) continue;
     const [, pid, name, args] = match;
