@@ -12,7 +12,12 @@ import type { EventStream } from "../../shared/events/stream.ts";
 import { commitStagedDirectory } from "../../shared/files.ts";
 import { madeBy, nextStamp, publishTombstone, type TombstoneStore } from "../../shared/host-records.ts";
 import { readMachineInfo } from "../../shared/hypervisor/machine.ts";
-import { copyFileSparse } from "../../shared/hypervisor/sparse-copy.ts";
+import {
+  copyFileSparse,
+  copySparseIntoStaging,
+  sharesExtents,
+  writeBack,
+} from "../../shared/hypervisor/sparse-copy.ts";
 import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { compressionJobId } from "../../shared/jobs/compression-jobs.ts";
@@ -86,12 +91,12 @@ export class SnapshotManager {
             downtimeMs = await this.captureRunning(instance, staging, shared);
           } else {
             // Standby: the VMM is gone and its RAM and device state are on disk already.
-            await copyFileSparse(files.standbyState, path.join(staging, DEVICE_STATE_FILE));
-            if (shared) await copyFileSparse(files.memory, path.join(staging, MEMORY_FILE));
-            await copyFileSparse(files.disk, path.join(staging, DISK_FILE));
+            await copySparseIntoStaging(files.standbyState, path.join(staging, DEVICE_STATE_FILE));
+            if (shared) await copySparseIntoStaging(files.memory, path.join(staging, MEMORY_FILE));
+            await copySparseIntoStaging(files.disk, path.join(staging, DISK_FILE));
           }
         } else {
-          await copyFileSparse(files.disk, path.join(staging, DISK_FILE));
+          await copySparseIntoStaging(files.disk, path.join(staging, DISK_FILE));
         }
         await commitStagedDirectory(staging, store.dir(prepared.id));
         crashPoint("snapshot-capture.after-payload");
@@ -148,15 +153,25 @@ export class SnapshotManager {
   private async captureRunning(instance: Instance, staging: string, sharedMemory: boolean): Promise<number> {
     const handle = await this.options.instances.requireHandle(instance);
     const memory = this.options.instances.files(instance.id).memory;
+    // Where copies share extents, the copy in the pause is a reflink, which first writes the file's dirty pages
+    // back: written back now, while the guest runs, the pause writes only what the guest dirties from here on.
+    const flushStarted = performance.now();
+    const flushed = sharedMemory && (await sharesExtents(memory));
+    if (flushed) await writeBack(memory);
+    const writeBackMs = flushed ? Math.round(performance.now() - flushStarted) : undefined;
     const { downtimeMs, steps, diskCopy } = await handle.captureRunning({
       deviceStateFile: path.join(staging, DEVICE_STATE_FILE),
       diskFile: path.join(staging, DISK_FILE),
-      whilePaused: sharedMemory ? () => copyFileSparse(memory, path.join(staging, MEMORY_FILE)) : undefined,
+      // Not flushed in the pause: the staging directory's commit flushes it before the record is written.
+      whilePaused: sharedMemory ? () => copySparseIntoStaging(memory, path.join(staging, MEMORY_FILE)) : undefined,
     });
     const copyStarted = performance.now();
     await diskCopy.wait();
     const diskCopyMs = Math.round(performance.now() - copyStarted);
-    this.options.log.info({ instanceId: instance.id, downtimeMs, ...steps, diskCopyMs }, "running guest captured");
+    this.options.log.info(
+      { instanceId: instance.id, downtimeMs, writeBackMs, ...steps, diskCopyMs },
+      "running guest captured",
+    );
     return downtimeMs;
   }
 
