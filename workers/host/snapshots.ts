@@ -3,8 +3,9 @@
 // payload is a squashfs image, verified and mounted read-only once, whose blocks the kernel decompresses as guests
 // touch them (image-mounts.ts).
 import { existsSync } from "node:fs";
-import { mkdir, readdir, rm } from "node:fs/promises";
+import { mkdir, open, readdir, rm } from "node:fs/promises";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { enforceCacheBudget } from "../../shared/cache-budget.ts";
 import { crashPoint } from "../../shared/crash-points.ts";
 import { ApiError, notFound } from "../../shared/errors.ts";
@@ -22,6 +23,7 @@ import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { compressionJobId } from "../../shared/jobs/compression-jobs.ts";
 import type { JobProducer } from "../../shared/jobs/producer.ts";
+import type { Lease } from "../../shared/locks.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { describeUnreadable, quarantineDirectory } from "../../shared/quarantine.ts";
 import { parseSize } from "../../shared/schemas/common.ts";
@@ -57,8 +59,21 @@ export interface SnapshotManagerOptions {
   log: Logger;
 }
 
+/** How often a delete looks whether the forks booting from the snapshot are done (no event to wait on here). */
+const BOOT_WAIT_POLL_MS = 50;
+
 export class SnapshotManager {
+  /** Forks booting from a snapshot's mounted image outside its lock, per snapshot: a delete waits for them. */
+  private readonly booting = new Map<string, number>();
+
   constructor(private readonly options: SnapshotManagerOptions) {}
+
+  private async waitForBoots(snapshotId: string, lease: Lease): Promise<void> {
+    while ((this.booting.get(snapshotId) ?? 0) > 0) {
+      await lease.assertHeld();
+      await sleep(BOOT_WAIT_POLL_MS);
+    }
+  }
 
   /**
    * Captures a snapshot of the instance. From Running, the guest is paused only for the device state and copies.
@@ -336,6 +351,8 @@ export class SnapshotManager {
         await tombstones.write(found);
         crashPoint("snapshot-delete.after-tombstone");
       }
+      // A fork booting outside the lock still reads the device state from the snapshot's directory.
+      await this.waitForBoots(snapshotId, lease);
       await lease.assertHeld();
       await rm(store.dir(snapshotId), { recursive: true, force: true });
       // Forks still running keep the image mapped (and the loop device keeps the file): the last one's stop unmounts.
@@ -376,8 +393,10 @@ export class SnapshotManager {
       await instances.boot(instance);
       return { ...base, state: "Running", started_at: now };
     }
-    // Hold the snapshot's lock until QEMU has the payload open: a compression finishing meanwhile may remove the
-    // raw file, and a VM stopping meanwhile may unmount the image; both are harmless once it is mapped.
+    // The snapshot's lock is held until QEMU has the payload open: a compression finishing meanwhile may remove the
+    // raw file, and a VM stopping meanwhile may unmount the image; both are harmless once it is mapped. A payload
+    // inside the mounted image is pinned instead (an open file keeps the mount from being unmounted), and the lock
+    // released before the boot: forks of one compressed snapshot then boot side by side, not one at a time.
     const { mounts } = this.options;
     const layout = await store
       .withLock(snapshotId, async () => {
@@ -386,14 +405,33 @@ export class SnapshotManager {
         const payload = await this.rawPayload(current);
         const deviceState = current.memory_layout === "stream" ? payload : store.file(snapshotId, DEVICE_STATE_FILE);
         const memoryFile = current.memory_layout === "file" ? payload : await instances.blankMemoryFile(instance);
-        await instances.boot(instance, {
-          incoming: deviceState,
-          memoryFile,
-          privateMemory: true,
-          readOnlyMemory: mounts.snapshotOf(memoryFile) !== null,
-          paused: target === "Standby",
-        });
-        return current.memory_layout;
+        const boot = () =>
+          instances.boot(instance, {
+            incoming: deviceState,
+            memoryFile,
+            privateMemory: true,
+            readOnlyMemory: mounts.snapshotOf(memoryFile) !== null,
+            paused: target === "Standby",
+          });
+        if (mounts.snapshotOf(payload) === null) {
+          await boot();
+          return { layout: current.memory_layout };
+        }
+        const pin = await open(payload, "r");
+        this.booting.set(snapshotId, (this.booting.get(snapshotId) ?? 0) + 1);
+        return { layout: current.memory_layout, boot, pin };
+      })
+      .then(async ({ layout, boot, pin }) => {
+        if (!pin) return layout;
+        try {
+          await boot!();
+        } finally {
+          await pin.close();
+          const left = this.booting.get(snapshotId)! - 1;
+          if (left > 0) this.booting.set(snapshotId, left);
+          else this.booting.delete(snapshotId);
+        }
+        return layout;
       })
       .catch(async (error: unknown) => {
         // A mount this boot made is kept with a timer like any other, not left behind.

@@ -163,13 +163,19 @@ async function bootVm(binary: string, spec: VmSpec, settings: DriverSettings): P
       memoryLoad: spec.memoryLoad,
     });
     await writeFile(layout.runtimeFile, JSON.stringify(runtime));
+    const bootStarted = performance.now();
     await daemonize(binary, args, settings.bootTimeoutMs);
     pid = await readPid(layout.pidFile);
     if (pid === null) throw new VmBootError(`QEMU started but wrote no pidfile ${layout.pidFile}`);
     const vm: QemuVm = new QemuVm(pid, spec.instanceDir, layout, runtime, settings);
     if (spec.incoming) await vm.loadDeviceState(spec.incoming.deviceStateFile, spec.incoming.paused ?? false);
     settings.logger?.info(
-      { pid, instanceDir: spec.instanceDir, incoming: spec.incoming !== undefined },
+      {
+        pid,
+        instanceDir: spec.instanceDir,
+        incoming: spec.incoming !== undefined,
+        bootMs: Math.round(performance.now() - bootStarted),
+      },
       "qemu started",
     );
     return vm;
@@ -411,9 +417,12 @@ class QemuVm implements VmHandle {
         throw new MigrationError(`device state file ${file} is not readable`, { cause });
       });
       await setIgnoreShared(qmp);
+      const started = performance.now();
       await qmp.execute("migrate-incoming", { uri: `exec:cat ${shellQuote(path.resolve(file))}` });
       await this.waitForMigration(qmp, "restore");
       if (!stayPaused) await qmp.execute("cont");
+      const ms = Math.round(performance.now() - started);
+      this.settings.logger?.info({ pid: this.pid, instanceDir: this.instanceDir, ms }, "device state loaded");
     });
   }
 
