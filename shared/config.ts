@@ -166,6 +166,11 @@ export const ENV_SCHEMA = z.object({
   TOMBSTONE_RETENTION_MS: positiveInt.min(60_000).default(7 * 24 * 3_600_000),
   /** A host job whose worker stops renewing its lock this long (it crashed) is run again; re-runs are idempotent. */
   HOST_JOB_LOCK_MS: positiveInt.min(1_000).default(30_000),
+  /**
+   * Host jobs a capture worker runs at once. They mostly wait on QEMU and the disk, and work on one instance is
+   * serialised by its own lock, so a fan-out of forks runs side by side rather than four at a time.
+   */
+  HOST_JOB_CONCURRENCY: positiveInt.max(256).default(32),
   /** Test only: a file of armed crash point names; a process reaching an armed point disarms it and kills itself. */
   CRASH_POINTS_FILE: z.string().min(1).optional(),
   /** Hard cap on the event stream's length, for a consumer group that never catches up. */

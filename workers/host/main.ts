@@ -216,7 +216,7 @@ const worker = startJobWorker({
     replicas,
     reportFigure,
   }),
-  concurrency: 4,
+  concurrency: config.HOST_JOB_CONCURRENCY,
   lockDurationMs: config.HOST_JOB_LOCK_MS,
   log,
 });
