@@ -21,6 +21,9 @@ const SYSTEM_REQUIREMENTS = [
   },
   { need: "unsquashfs (reads snapshot images)", probe: { command: "unsquashfs" }, apt: "squashfs-tools" },
   { need: "strace (npm run test:power records the fsync/rename order)", probe: { command: "strace" }, apt: "strace" },
+  // Data directories on XFS copy memory files by reflink (the capture's pause); tests and bench:snapshots make one.
+  { need: "mkfs.xfs (reflink data directories)", probe: { command: "mkfs.xfs" }, apt: "xfsprogs" },
+  { need: "mkfs.btrfs (bench:snapshots --data-fs btrfs)", probe: { command: "mkfs.btrfs" }, apt: "btrfs-progs" },
   { need: "static busybox for the guest image", probe: { file: "/bin/busybox" }, apt: "busybox-static" },
   { need: "depmod for the guest image", probe: { command: "depmod" }, apt: "kmod" },
   { need: "zstd command", probe: { command: "zstd" }, apt: "zstd" },
