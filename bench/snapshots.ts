@@ -311,12 +311,14 @@ async function diskAllocation(guest: string, source: Json): Promise<AllocationRo
   return row;
 }
 
+const CLOCK_TICKS_PER_SECOND = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }));
+
 /** The machine's busy CPU time so far (all cores, ms), from /proc/stat. */
 function busyCpuMs(): number {
   const [, ...fields] = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/);
   const [user, nice, system, , , irq, softirq, steal] = fields.map(Number) as number[];
   const ticks = user! + nice! + system! + irq! + softirq! + steal!;
-  return (ticks * 1000) / Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }));
+  return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
 }
 
 /** RSS and PSS (MiB) of the QEMU process running instance `id`. */

@@ -5,7 +5,8 @@ import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { itWith } from "../../test/helpers/needs.ts";
-import { copyFileSparse, copySparseIntoStaging, sharesExtents, writeBack } from "./sparse-copy.ts";
+import { fsyncPath } from "../files.ts";
+import { copyFileSparse, copySparseIntoStaging, sharesExtents } from "./sparse-copy.ts";
 
 const MIB = 1024 * 1024;
 let dir: string;
@@ -63,7 +64,7 @@ describe("copySparseIntoStaging", () => {
         await handle.write(Buffer.alloc(8 * MIB, 0x5a), 0, 8 * MIB, 0);
         await handle.close(); // dirty pages in the page cache, as a running guest leaves them
         expect(await sharesExtents(source)).toBe(true);
-        await writeBack(source);
+        await fsyncPath(source);
         const copy = path.join(mountPoint, "copy.raw");
         await copySparseIntoStaging(source, copy);
         expect(await sha256(copy)).toBe(await sha256(source));

@@ -1,5 +1,5 @@
 /** Copies a file keeping its holes: guest memory and disk files are mostly zeros. */
-import { open, rm, stat, statfs } from "node:fs/promises";
+import { rm, stat, statfs } from "node:fs/promises";
 import { commitWrittenFile } from "../files.ts";
 import { temporaryPath } from "../temp-names.ts";
 import { run } from "./exec.ts";
@@ -49,19 +49,6 @@ const EXTENT_SHARING_FILE_SYSTEMS = new Set([0x58465342 /* XFS */, 0x9123683e /*
 
 export async function sharesExtents(file: string): Promise<boolean> {
   return EXTENT_SHARING_FILE_SYSTEMS.has((await statfs(file)).type);
-}
-
-/**
- * Writes `file`'s dirty pages back (fdatasync). Before a reflink copy in a pause: the reflink writes dirty pages back
- * first, so flushing while the guest still runs leaves the pause only what the guest dirtied since.
- */
-export async function writeBack(file: string): Promise<void> {
-  const handle = await open(file, "r");
-  try {
-    await handle.datasync();
-  } finally {
-    await handle.close();
-  }
 }
 
 async function copyExtents(source: string, destination: string): Promise<void> {

@@ -10,15 +10,10 @@ import { enforceCacheBudget } from "../../shared/cache-budget.ts";
 import { crashPoint } from "../../shared/crash-points.ts";
 import { ApiError, notFound } from "../../shared/errors.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
-import { commitStagedDirectory } from "../../shared/files.ts";
+import { commitStagedDirectory, fsyncPath } from "../../shared/files.ts";
 import { madeBy, nextStamp, publishTombstone, type TombstoneStore } from "../../shared/host-records.ts";
 import { readMachineInfo } from "../../shared/hypervisor/machine.ts";
-import {
-  copyFileSparse,
-  copySparseIntoStaging,
-  sharesExtents,
-  writeBack,
-} from "../../shared/hypervisor/sparse-copy.ts";
+import { copyFileSparse, copySparseIntoStaging, sharesExtents } from "../../shared/hypervisor/sparse-copy.ts";
 import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { compressionJobId } from "../../shared/jobs/compression-jobs.ts";
@@ -169,10 +164,10 @@ export class SnapshotManager {
     const handle = await this.options.instances.requireHandle(instance);
     const memory = this.options.instances.files(instance.id).memory;
     // Where copies share extents, the copy in the pause is a reflink, which first writes the file's dirty pages
-    // back: written back now, while the guest runs, the pause writes only what the guest dirties from here on.
+    // back: flushed now, while the guest runs, the pause writes only what the guest dirties from here on.
     const flushStarted = performance.now();
     const flushed = sharedMemory && (await sharesExtents(memory));
-    if (flushed) await writeBack(memory);
+    if (flushed) await fsyncPath(memory);
     const writeBackMs = flushed ? Math.round(performance.now() - flushStarted) : undefined;
     const { downtimeMs, steps, diskCopy } = await handle.captureRunning({
       deviceStateFile: path.join(staging, DEVICE_STATE_FILE),

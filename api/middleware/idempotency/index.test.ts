@@ -30,6 +30,33 @@ describe("Idempotency-Key", () => {
     t.request("/webhooks", { method: "POST", json, auth, headers: { "idempotency-key": key } });
   const storedRows = (key: string) =>
     t.db.selectFrom("idempotency_keys").selectAll().where("idempotency_key", "=", key).execute();
+  /** What a keyed POST /instances left when its API process was killed: its claim, in flight, with its seed. */
+  const leaveDeadClaim = (key: string, body: unknown, seed: string, hostId: string | null = null) =>
+    t.db
+      .insertInto("idempotency_keys")
+      .values({
+        api_key_hash: createHash("sha256").update(TEST_API_KEY).digest("hex"),
+        idempotency_key: key,
+        fingerprint: createHash("sha256")
+          .update(`POST\n/instances\n${canonicalBody(JSON.stringify(body))}`)
+          .digest("hex"),
+        response_status: null,
+        response_content_type: null,
+        response_body: null,
+        created_at: new Date().toISOString(),
+        expires_at: new Date(Date.now() + 3_600_000).toISOString(),
+        owner: "replica-killed",
+        seed,
+        host_id: hostId,
+      })
+      .execute();
+  /** Instance ids of the create jobs waiting on a host's queue. */
+  const queuedInstanceIds = async (hostId: string) => {
+    const queue = new Queue(queueName("host", hostId), { connection: { url: t.redisUrl }, prefix: t.prefix });
+    const jobs = await queue.getJobs(["waiting", "prioritized", "delayed"]);
+    await queue.close();
+    return jobs.map((job) => job.data.payload.instance.id);
+  };
 
   describe("happy", () => {
     it("replays the first answer, status and body, for the same key and request", async () => {
@@ -215,24 +242,7 @@ describe("Idempotency-Key", () => {
       // What the request left when its API process was killed after queueing its job: the claim, in flight, with
       // its seed, and the name reserved for the instance id the seed gives.
       const seed = "0123456789abcdef0123456789abcdef";
-      const now = new Date().toISOString();
-      await t.db
-        .insertInto("idempotency_keys")
-        .values({
-          api_key_hash: createHash("sha256").update(TEST_API_KEY).digest("hex"),
-          idempotency_key: "adopt-1",
-          fingerprint: createHash("sha256")
-            .update(`POST\n/instances\n${canonicalBody(JSON.stringify(body))}`)
-            .digest("hex"),
-          response_status: null,
-          response_content_type: null,
-          response_body: null,
-          created_at: now,
-          expires_at: new Date(Date.now() + 3_600_000).toISOString(),
-          owner: "replica-killed",
-          seed,
-        })
-        .execute();
+      await leaveDeadClaim("adopt-1", body, seed);
       const id = idFrom(`${seed}:0`);
       await t.db
         .insertInto("name_reservations")
@@ -247,10 +257,7 @@ describe("Idempotency-Key", () => {
       // Not the 409 name_conflict of a stranger's name: the job for the same instance is queued again, and (no
       // worker here) the answer is the 504 of a job still running.
       expect(retry.status, JSON.stringify(await jsonOf(retry.clone()))).toBe(504);
-      const queue = new Queue(queueName("host", hostId), { connection: { url: t.redisUrl }, prefix: t.prefix });
-      const queued = await queue.getJobs(["waiting", "prioritized", "delayed"]);
-      expect(queued.map((job) => job.data.payload.instance.id)).toEqual([id]);
-      await queue.close();
+      expect(await queuedInstanceIds(hostId)).toEqual([id]);
       await closeRedis(redis);
     });
 
@@ -262,38 +269,15 @@ describe("Idempotency-Key", () => {
       for (const hostId of [chosen, idler]) await announceFakeHost(redis, t.prefix, hostId, { online: true });
       const body = { name: "placed-vm", size: "256MB" };
       const seed = "fedcba9876543210fedcba9876543210";
-      await t.db
-        .insertInto("idempotency_keys")
-        .values({
-          api_key_hash: createHash("sha256").update(TEST_API_KEY).digest("hex"),
-          idempotency_key: "place-1",
-          fingerprint: createHash("sha256")
-            .update(`POST\n/instances\n${canonicalBody(JSON.stringify(body))}`)
-            .digest("hex"),
-          response_status: null,
-          response_content_type: null,
-          response_body: null,
-          created_at: new Date().toISOString(),
-          expires_at: new Date(Date.now() + 3_600_000).toISOString(),
-          owner: "replica-killed",
-          seed,
-          host_id: chosen,
-        })
-        .execute();
+      await leaveDeadClaim("place-1", body, seed, chosen);
       const retry = await t.request("/instances", {
         method: "POST",
         json: body,
         headers: { "idempotency-key": "place-1" },
       });
       expect(retry.status, JSON.stringify(await jsonOf(retry.clone()))).toBe(504); // queued; no worker answers here
-      const queued = async (hostId: string) => {
-        const queue = new Queue(queueName("host", hostId), { connection: { url: t.redisUrl }, prefix: t.prefix });
-        const jobs = await queue.getJobs(["waiting", "prioritized", "delayed"]);
-        await queue.close();
-        return jobs.map((job) => job.data.payload.instance.id);
-      };
-      expect(await queued(chosen)).toEqual([idFrom(`${seed}:0`)]);
-      expect(await queued(idler)).toEqual([]);
+      expect(await queuedInstanceIds(chosen)).toEqual([idFrom(`${seed}:0`)]);
+      expect(await queuedInstanceIds(idler)).toEqual([]);
       await closeRedis(redis);
     });
 
