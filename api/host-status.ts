@@ -5,11 +5,14 @@ import type { Instance } from "../shared/schemas/instance.ts";
 import type { Snapshot } from "../shared/schemas/snapshot.ts";
 import type { AppDeps } from "./deps.ts";
 import type { HostLookup } from "./host-directory.ts";
+import { LOST_PREFIX } from "./host-retirement.ts";
 import type { StoredSnapshot } from "./read-model/queries.ts";
 
 function instanceWithHost(instance: Instance, lookup: HostLookup): Instance {
   const host = lookup(instance.host_id);
   if (host?.online) return { ...instance, host_online: true };
+  // Lost with a retired host (api/host-retirement.ts): the record says so, and why.
+  if (!host && instance.state_error?.startsWith(LOST_PREFIX)) return { ...instance, host_online: false };
   const reason = host ? host.offline_reason : "it is not in the host directory";
   return {
     ...instance,

@@ -196,6 +196,21 @@ export const ENV_SCHEMA = z.object({
   WORKER_RESTART: booleanFromEnv.default(true),
   /** The supervisor's restart back-off doubles from 1 s up to this for a child that keeps dying. */
   WORKER_RESTART_MAX_DELAY_MS: positiveInt.default(30_000),
+  /**
+   * The object store snapshots are kept in beyond their host (shared/object-store.ts): set S3_BUCKET to use one. Unset,
+   * payloads live on host disks only. Without keys the AWS SDK's own credential chain applies (instance roles).
+   */
+  S3_BUCKET: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, "an S3 bucket name: 3-63 lowercase letters, digits, dots, dashes")
+    .optional(),
+  /** An S3-compatible endpoint (MinIO, Ceph's radosgw); unset: AWS itself. */
+  S3_ENDPOINT: z.url({ protocol: /^https?$/ }).optional(),
+  S3_REGION: z.string().min(1).default("us-east-1"),
+  S3_ACCESS_KEY_ID: z.string().min(1).optional(),
+  S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
+  /** Path-style addressing (`<endpoint>/<bucket>/<key>`), which most S3-compatible servers need; default: on with S3_ENDPOINT. */
+  S3_FORCE_PATH_STYLE: booleanFromEnv.optional(),
   /** Set by the supervisor for its children: they stop when it is gone, so no process outlives `npm start`. */
   SUPERVISOR_PID: positiveInt.optional(),
 });
@@ -336,6 +351,10 @@ function fleetSettings(
       `PAYLOAD_BIND: ${bind} lets other machines in, so the fleet has several hosts: set FLEET_SECRET or FLEET_SECRET_FILE (the same on every host and API)`,
     );
   }
+  if (Boolean(raw.S3_ACCESS_KEY_ID) !== Boolean(raw.S3_SECRET_ACCESS_KEY)) {
+    issues.push("S3_ACCESS_KEY_ID: set S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY together");
+  }
+  if (raw.S3_ENDPOINT && !raw.S3_BUCKET) issues.push("S3_BUCKET: S3_ENDPOINT is set, so name the bucket too");
   if (Boolean(raw.PAYLOAD_TLS_CERT) !== Boolean(raw.PAYLOAD_TLS_KEY)) {
     issues.push("PAYLOAD_TLS_CERT: set PAYLOAD_TLS_CERT and PAYLOAD_TLS_KEY together");
   }

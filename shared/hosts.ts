@@ -54,6 +54,11 @@ export async function releaseHostLease(redis: Redis, prefix: string, hostId: str
   await redis.del(leaseKey(prefix, hostId));
 }
 
+/** Takes a host out of the directory (it was retired): GET /hosts no longer lists it, nothing is placed on it. */
+export async function removeHost(redis: Redis, prefix: string, hostId: string): Promise<void> {
+  await redis.multi().hdel(hostsKey(prefix), hostId).del(leaseKey(prefix, hostId)).exec();
+}
+
 export async function listHosts(redis: Redis, prefix: string): Promise<HostStatus[]> {
   const hosts = Object.values(await redis.hgetall(hostsKey(prefix))).flatMap((text) => {
     const parsed = HOST_RECORD_SCHEMA.safeParse(JSON.parse(text));

@@ -153,6 +153,13 @@ export interface Database {
   webhook_delivery_attempts: WebhookDeliveryAttemptsTable;
   idempotency_keys: IdempotencyKeysTable;
   snapshot_schedules: SnapshotSchedulesTable;
+  retired_hosts: RetiredHostsTable;
+}
+
+/** A host an operator retired (DELETE /hosts/{id}): its instances read lost, its stored snapshots went to others. */
+export interface RetiredHostsTable {
+  host_id: string;
+  retired_at: string;
 }
 
 export interface SnapshotSchedulesTable {

@@ -44,6 +44,10 @@ export function changeOfEvent(event: TypedEvent): Change | undefined {
     case "snapshot.compression.progress":
     case "snapshot.compression.completed":
     case "snapshot.compression.failed":
+    case "snapshot.upload.started":
+    case "snapshot.stored":
+    case "snapshot.upload.failed":
+    case "snapshot.adopted":
     case "snapshot.deleted": {
       const { snapshot } = (event as TypedEvent<"snapshot.created">).data;
       const deletedAt = event.type === "snapshot.deleted" ? event.occurred_at : null;

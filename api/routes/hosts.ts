@@ -1,9 +1,10 @@
-// GET /hosts and POST /hosts/{hostId}/ping: the worker hosts this service can place work on.
+// GET /hosts, POST /hosts/{hostId}/ping and DELETE /hosts/{hostId}: the worker hosts this service can place work on.
 import { createRoute, z } from "@hono/zod-openapi";
 import { ApiError } from "../../shared/errors.ts";
 import { HOST_RECORD_SCHEMA } from "../../shared/hosts.ts";
 import { commandWaitMs, knownHosts } from "../commands.ts";
 import type { App, AppDeps } from "../deps.ts";
+import { RETIRED_HOST_SCHEMA, retireHost } from "../host-retirement.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
 
 const HOST_SCHEMA = HOST_RECORD_SCHEMA.extend({
@@ -50,7 +51,28 @@ export const pingHostRoute = createRoute({
   },
 });
 
+export const retireHostRoute = createRoute({
+  method: "delete",
+  path: "/hosts/{hostId}",
+  summary: "Retire a worker host that is gone for good",
+  description:
+    "Extension. For a host lost with its disk: it must be offline (409 while online). It leaves the host directory; " +
+    "every snapshot it owned that the object store holds is adopted by an online host (pulled from the store, then " +
+    "that host's own: forks, restores and deletes work there); snapshots the store never received are reported " +
+    "lost; its instances read Unknown with a state_error that starts with `lost:`. Calling it again finishes " +
+    "adoptions that failed. Never start a retired host's workers again under the same HOST_ID.",
+  tags: ["Hosts"],
+  security: BEARER_SECURITY,
+  request: { params: HOST_ID_PARAM },
+  responses: {
+    200: jsonResponse(RETIRED_HOST_SCHEMA, "The host is retired; what became of its resources"),
+    ...errorResponses(404, 409),
+  },
+});
+
 export function registerHostRoutes(app: App, deps: AppDeps): void {
+  app.openapi(retireHostRoute, async (c) => c.json(await retireHost(deps, c.req.valid("param").hostId), 200));
+
   app.openapi(listHostsRoute, async (c) => c.json(await knownHosts(deps), 200));
 
   app.openapi(pingHostRoute, async (c) => {

@@ -18,6 +18,7 @@ import {
 } from "../../shared/schemas/instance.ts";
 import { assertHostOnline, knownHosts, runHostCommand } from "../commands.ts";
 import type { App, AppDeps } from "../deps.ts";
+import { deleteLostInstance } from "../host-retirement.ts";
 import { presentInstance, presentInstances } from "../host-status.ts";
 import { compressionLabels, timed } from "../metrics/metrics.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse } from "../openapi.ts";
@@ -182,6 +183,7 @@ export function registerInstanceRoutes(app: App, deps: AppDeps): void {
 
   app.openapi(deleteInstanceRoute, async (c) => {
     const instance = await requireInstance(deps, c.req.valid("param").id);
+    if (await deleteLostInstance(deps, instance)) return c.body(null, 204);
     await runHostCommand(
       deps,
       instance.host_id,

@@ -25,15 +25,16 @@ import { fetchFromHost } from "../host-payloads.ts";
 import { presentInstance, presentSnapshot, presentStoredSnapshots } from "../host-status.ts";
 import { timed } from "../metrics/metrics.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse, jsonText } from "../openapi.ts";
-import { requireUsableHost } from "../placement.ts";
+import { chooseHost, requireUsableHost } from "../placement.ts";
 import { snapshotNameScope, withNameReservation } from "../read-model/names.ts";
 import {
   decodeCursor,
   findInstanceIncludingDeleted,
   findSnapshot,
+  instanceCountsByHost,
   listStoredSnapshots,
 } from "../read-model/queries.ts";
-import { newResourceId } from "../resource-ids.ts";
+import { newResourceId, placeOnce } from "../resource-ids.ts";
 import { instanceNameReservation, requireInstance } from "./instances.ts";
 import { INSTANCE_PATH, SNAPSHOT_PATH, tagFilterFromQuery } from "./params.ts";
 
@@ -179,8 +180,12 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
     const snapshot = await requireSnapshot(deps, c.req.valid("param").snapshotId);
     const target = targetStateFor(snapshot.kind, body.target_state);
     const hypervisor = await targetHypervisorFor(deps, snapshot, body.target_hypervisor);
-    if (target !== "Stopped") await assertHostCanLoad(deps, snapshot, body.host_id ?? snapshot.host_id, "fork");
+    // The named host is checked before whether it is online: a 409 that no retry changes beats a 503.
+    const named = body.host_id ?? snapshot.host_id;
+    if (target !== "Stopped") await assertHostCanLoad(deps, snapshot, named, "fork");
     const hostId = await forkHostFor(deps, snapshot, body.host_id, hypervisor);
+    if (target !== "Stopped" && hostId !== named) await assertHostCanLoad(deps, snapshot, hostId, "fork");
+    if (hostId !== snapshot.host_id) await replicateTo(deps, snapshot, hostId);
     const source =
       (await findInstanceIncludingDeleted(deps.db, snapshot.source_instance_id)) ??
       (await sourceFromHost(deps, snapshot));
@@ -303,6 +308,8 @@ export function prepareSnapshot(
     uncompressed_size_bytes: null,
     host_id: instance.host_id,
     capture_downtime_ms: null,
+    storage: "local",
+    storage_error: null,
   };
 }
 
@@ -383,18 +390,34 @@ async function targetHypervisorFor(deps: AppDeps, snapshot: Snapshot, requested:
   return requested as Snapshot["source_hypervisor"];
 }
 
-/** The host a fork runs on: the snapshot's own unless `host_id` names another (which must be online). */
-/** On another host, the payload is pulled there first (once: the copy stays for later forks). */
+/**
+ * The host a fork runs on: the one asked for (known, online, able), else the snapshot's own. When its own is offline
+ * and the snapshot has gone to the object store, the least loaded online host that runs the hypervisor: it pulls the
+ * payload from the store. A keyed retry that took over its dead request's key keeps the host that request chose.
+ */
 async function forkHostFor(deps: AppDeps, snapshot: Snapshot, requested: string | undefined, hypervisor: string) {
-  if (requested === undefined || requested === snapshot.host_id) return snapshot.host_id;
-  requireUsableHost(await knownHosts(deps), requested, hypervisor);
-  await assertHostOnline(deps, snapshot.host_id);
+  return placeOnce(async (recorded) => {
+    const hosts = await knownHosts(deps);
+    const named = recorded ?? requested;
+    if (named !== undefined && named !== snapshot.host_id) return requireUsableHost(hosts, named, hypervisor).id;
+    const owner = hosts.find((host) => host.id === snapshot.host_id);
+    // local: not in the store, so only the owner has it (its offline answer is a 503 from the command).
+    if (named !== undefined || owner?.online || snapshot.storage === "local") return snapshot.host_id;
+    return chooseHost(hosts, await instanceCountsByHost(deps.db), hypervisor);
+  });
+}
+
+/**
+ * A fork on another host pulls the payload there first (once: the copy stays for later forks), from the object store
+ * when it holds the snapshot, else from the owner, which must then be online (the host answers 503 otherwise).
+ */
+async function replicateTo(deps: AppDeps, snapshot: Snapshot, hostId: string) {
+  if (snapshot.storage === "local") await assertHostOnline(deps, snapshot.host_id);
   await deps.jobs.run(
     "snapshot.replicate",
     { snapshot_id: snapshot.id, owner_host_id: snapshot.host_id },
-    { hostId: requested, timeoutMs: commandWaitMs(deps) },
+    { hostId, timeoutMs: commandWaitMs(deps) },
   );
-  return requested;
 }
 
 /**

@@ -21,6 +21,14 @@ export const EVENT_CATALOG = {
   "snapshot.compression.progress": snapshotData.extend({ bytes_done: z.number().int(), bytes_total: z.number().int() }),
   "snapshot.compression.completed": snapshotData,
   "snapshot.compression.failed": snapshotData,
+  /** The owner started uploading the payload to the object store (after a capture, and again after a compression). */
+  "snapshot.upload.started": snapshotData,
+  /** The object store holds the snapshot as it is now (its manifest is written): any host can fork it. */
+  "snapshot.stored": snapshotData,
+  /** An upload failed; it is retried with back-off (storage_error says why). Forks from the host's copy still work. */
+  "snapshot.upload.failed": snapshotData,
+  /** Another host took over a retired host's stored snapshot (DELETE /hosts/{id}): `host_id` names it now. */
+  "snapshot.adopted": snapshotData,
   "snapshot.deleted": snapshotData,
 } as const;
 

@@ -25,7 +25,25 @@ export const COMPRESSION_JOBS = {
     backoff: { type: "exponential", delayMs: 2_000 },
     timeoutMs: 3_600_000,
   },
+  /**
+   * Uploads a snapshot to the object store as it is now (workers/compression/upload-snapshot.ts), after its capture
+   * and after its compression; a failure shows as storage error and retries with back-off (5 s, 10 s, … about 21 min).
+   */
+  "snapshot.upload": {
+    queue: "compression",
+    payload: z.object({ snapshot_id: RESOURCE_ID }),
+    result: z.object({ storage: z.enum(["stored", "skipped"]) }),
+    attempts: 9,
+    backoff: { type: "exponential", delayMs: 5_000 },
+    timeoutMs: 7_200_000,
+  },
 } as const satisfies Record<string, JobDefinition>;
 
 /** One compression job per snapshot: the id makes a second enqueue of the same snapshot a no-op. */
 export const compressionJobId = (snapshotId: string) => `compress-${snapshotId}`;
+
+/**
+ * One upload per snapshot at a time: queued after a capture and after a compression unless one waits or runs (a
+ * running one uploads again when the payload changed under it).
+ */
+export const uploadJobId = (snapshotId: string) => `upload-${snapshotId}`;

@@ -138,6 +138,17 @@ export const HOST_JOBS = {
     ...NO_RETRY,
     timeoutMs: 600_000,
   },
+  /**
+   * Takes over a retired host's snapshot from the object store (DELETE /hosts/{id}): pulled like a replica, then this
+   * host's own, at a version above `min_version` (the read model's).
+   */
+  "snapshot.adopt": {
+    queue: "host",
+    payload: z.object({ snapshot_id: RESOURCE_ID, from_host_id: HOST_ID, min_version: z.number().int().nonnegative() }),
+    result: SNAPSHOT_RESULT,
+    ...NO_RETRY,
+    timeoutMs: 600_000,
+  },
   /** Removes this host's copy of a snapshot stored elsewhere. */
   "snapshot.drop-replica": {
     queue: "host",

@@ -54,6 +54,29 @@ export class JobProducer {
     return job.id!;
   }
 
+  /**
+   * True while a job of that id waits or runs on the queue; a finished or failed one is removed so that its id can be
+   * used again (ids make a job once per subject: one compression per snapshot, one upload at a time).
+   */
+  async pending(queue: string, jobId: string): Promise<boolean> {
+    const existing = await this.queue(queue).getJob(jobId);
+    const state = existing ? await existing.getState() : undefined;
+    if (state && state !== "completed" && state !== "failed" && state !== "unknown") return true;
+    await existing?.remove().catch(() => {});
+    return false;
+  }
+
+  /** Adds the job under `jobId` unless one with that id waits or runs; returns whether it was added. */
+  async enqueueOnce<Name extends JobName>(
+    name: Name,
+    payload: JobPayload<Name>,
+    target: { hostId?: string; jobId: string; delayMs?: number },
+  ): Promise<boolean> {
+    if (await this.pending(queueName(JOB_CATALOG[name].queue, target.hostId), target.jobId)) return false;
+    await this.enqueue(name, payload, target);
+    return true;
+  }
+
   /** Runs a job on a host and returns its parsed result; ApiErrors thrown by the handler come back as they were. */
   async run<Name extends JobName>(
     name: Name,

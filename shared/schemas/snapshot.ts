@@ -10,6 +10,10 @@ export type SnapshotKind = z.infer<typeof SNAPSHOT_KIND>;
 export const COMPRESSION_STATES = ["none", "compressing", "compressed", "error"] as const;
 export type CompressionState = (typeof COMPRESSION_STATES)[number];
 
+/** Where a snapshot's payload is kept (shared/snapshots/storage.ts has the transitions). */
+export const STORAGE_STATES = ["local", "uploading", "stored", "error"] as const;
+export type StorageState = (typeof STORAGE_STATES)[number];
+
 export const SNAPSHOT_SCHEMA = z
   .object({
     id: z
@@ -51,6 +55,21 @@ export const SNAPSHOT_SCHEMA = z
     capture_downtime_ms: z.number().nullable().openapi({
       description: "How long the source was paused while a Standby snapshot was captured from Running; null otherwise",
     }),
+    storage: z
+      .enum(STORAGE_STATES)
+      .default("local")
+      .openapi({
+        description:
+          "Extension: where the payload is kept. local: only on its host's disk (no object store, or not uploaded " +
+          "yet); uploading: being uploaded to the object store (after a compression, a complete earlier copy stays " +
+          "there until the new one is in); stored: the object store holds it as it is now, and any host can fork it; " +
+          "error: the last upload failed (storage_error says why) and is retried with back-off",
+      }),
+    storage_error: z
+      .string()
+      .nullable()
+      .default(null)
+      .openapi({ description: "Extension: set only when storage is error" }),
     host_online: HOST_ONLINE,
   })
   .openapi("Snapshot");
@@ -85,8 +104,10 @@ export const FORK_SNAPSHOT_BODY = z
     target_hypervisor: HYPERVISOR.optional().openapi({ description: "Only for Stopped snapshots" }),
     host_id: HOST_ID.optional().openapi({
       description:
-        "Extension: the worker host to run the fork on. Default: the host that stores the snapshot; another host " +
-        "pulls a copy first. Unknown host: 400; offline host (either one): 503.",
+        "Extension: the worker host to run the fork on. Default: the host that owns the snapshot, or, while it is " +
+        "offline and the snapshot is in the object store (storage not local), the least loaded online host. Another " +
+        "host pulls a copy first, from the object store when it holds one. Unknown host: 400; offline host: 503 " +
+        "(also an offline owner of a snapshot the store does not hold).",
     }),
   })
   .openapi("ForkSnapshotRequest");

@@ -84,6 +84,13 @@ export const ARCHIVE_RECORD = SNAPSHOT_RECORD.extend({
 /** What a host's payload server lists for an export: the record and the files to put in the archive, in order. */
 export const EXPORT_LISTING = z.object({
   record: z.unknown(),
-  files: z.array(z.object({ name: z.string(), size: z.number().int().nonnegative() })),
+  files: z.array(
+    z.object({
+      name: z.string(),
+      size: z.number().int().nonnegative(),
+      /** Known when the listing comes from the object store's manifest: a resumed pull keeps only matching files. */
+      sha256: z.string().optional(),
+    }),
+  ),
 });
 export type ExportListing = z.infer<typeof EXPORT_LISTING>;

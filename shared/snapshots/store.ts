@@ -167,7 +167,11 @@ type SnapshotEventType =
   | "snapshot.compression.queued"
   | "snapshot.compression.started"
   | "snapshot.compression.completed"
-  | "snapshot.compression.failed";
+  | "snapshot.compression.failed"
+  | "snapshot.upload.started"
+  | "snapshot.stored"
+  | "snapshot.upload.failed"
+  | "snapshot.adopted";
 
 /** Appends the record's last event (again): consumers dedupe by its id. Returns the event id ("" for none). */
 export async function publishSnapshotRecord(events: EventStream, record: SnapshotRecord): Promise<string> {

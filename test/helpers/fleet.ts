@@ -28,6 +28,8 @@ export interface FleetOptions {
   secretInFile?: boolean;
   /** PEM files: every payload server serves HTTPS with `cert`/`key` (SAN 127.0.0.1), clients trust `ca`. */
   tls?: { ca: string; cert: string; key: string };
+  /** More settings for every process (an object store's S3_*, say). */
+  env?: Record<string, string>;
 }
 
 export interface Fleet {
@@ -65,6 +67,7 @@ export async function startFleet(hostCount = 3, options: FleetOptions = {}): Pro
     SHUTDOWN_TIMEOUT_MS: "5000",
     ...(options.secretInFile ? { FLEET_SECRET_FILE: secretFile } : { FLEET_SECRET: secret }),
     ...(options.tls ? { PAYLOAD_TLS_CA: options.tls.ca } : {}),
+    ...options.env,
   };
   const tlsFiles: Record<string, string> = options.tls
     ? { PAYLOAD_TLS_CERT: options.tls.cert, PAYLOAD_TLS_KEY: options.tls.key }

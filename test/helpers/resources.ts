@@ -46,6 +46,8 @@ export function sampleSnapshot(source: Instance, overrides: Partial<Snapshot> = 
     uncompressed_size_bytes: null,
     host_id: source.host_id,
     capture_downtime_ms: null,
+    storage: "local",
+    storage_error: null,
     ...overrides,
   };
 }

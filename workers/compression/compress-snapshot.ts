@@ -10,6 +10,7 @@ import { subjectOf } from "../../shared/events/catalog.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
 import { nextStamp } from "../../shared/host-records.ts";
 import type { Logger } from "../../shared/logger.ts";
+import type { ObjectStore } from "../../shared/object-store.ts";
 import type { CompressionState, Snapshot } from "../../shared/schemas/snapshot.ts";
 import {
   COMPRESSED_SUFFIX,
@@ -30,6 +31,8 @@ export interface CompressSnapshotDeps {
   log: Logger;
   /** The block codec images are written with (default: the process's); tests hand in a faulty one. */
   codec?: BlockCodec;
+  /** An object store is configured: a stored snapshot's changed payload must be uploaded again. */
+  objects?: ObjectStore;
 }
 
 export type CompressOutcome = "compressed" | "error" | "skipped";
@@ -139,6 +142,8 @@ function markCompressed(
         compression_error: null,
         compressed_size_bytes: imageBytes,
         uncompressed_size_bytes: uncompressed,
+        // The store's copy is the raw form now: stored → uploading, in the same write (storage.ts).
+        ...(deps.objects && record.snapshot.storage === "stored" ? { storage: "uploading" as const } : {}),
       },
       "snapshot.compression.completed",
       {

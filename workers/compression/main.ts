@@ -6,13 +6,14 @@ import { queueName } from "../../shared/jobs/catalog.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
 import { selectWorkerCodec, workerFigureReporter } from "../../shared/metrics/worker-figures.ts";
+import { objectStoreFor } from "../../shared/object-store.ts";
 import { removeHostLeftovers } from "../../shared/orphans.ts";
 import { bootProcess } from "../../shared/process-boot.ts";
 import { closeRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
 import { SnapshotStore } from "../../shared/snapshots/store.ts";
 import { createCompressionHandlers } from "./handlers.ts";
-import { requeueStandbyCompressions, requeueUnfinishedCompressions } from "./reconcile.ts";
+import { requeueStandbyCompressions, requeueUnfinishedCompressions, requeueUploads } from "./reconcile.ts";
 
 const RECONCILE_INTERVAL_MS = 30_000;
 
@@ -31,6 +32,8 @@ const jobs = new JobProducer({
   commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
 });
 
+// With an object store this worker also uploads the host's snapshots to it (upload-snapshot.ts).
+const objects = objectStoreFor(config);
 const standbyMemory = new StandbyMemory({ dataDir: config.DATA_DIR, redis, prefix: config.REDIS_PREFIX, log });
 
 await removeHostLeftovers(config.DATA_DIR, log);
@@ -45,17 +48,24 @@ const worker = startJobWorker({
     standbyMemory,
     jobs,
     hostId,
+    objects,
+    redis,
+    prefix: config.REDIS_PREFIX,
   }),
   concurrency: config.COMPRESSION_CONCURRENCY,
   lockDurationMs: config.COMPRESSION_JOB_LOCK_MS,
   log,
 });
-log.info({ queue, concurrency: config.COMPRESSION_CONCURRENCY }, "compression worker started");
+log.info(
+  { queue, concurrency: config.COMPRESSION_CONCURRENCY, objectStore: objects?.bucket ?? null },
+  "compression worker started",
+);
 
 const reconcile = () =>
   Promise.all([
     requeueUnfinishedCompressions(store, jobs, queue, hostId, log),
     requeueStandbyCompressions(standbyMemory, jobs, queue, hostId, log),
+    objects ? requeueUploads(store, jobs, hostId, log) : [],
   ]).catch((error: Error) => log.warn({ err: error.message }, "compression reconcile failed"));
 await reconcile();
 // A reconnect may be to a Redis that lost its queues: requeue at once rather than at the next interval.
@@ -69,5 +79,6 @@ async function stopProcess(): Promise<void> {
   // In-flight compressions are aborted at the deadline; their jobs are retried by the next worker.
   await worker.close(Math.max(1_000, config.SHUTDOWN_TIMEOUT_MS - 2_000));
   await jobs.close();
+  objects?.close();
   await closeRedis(redis);
 }

@@ -3,9 +3,10 @@
 // enqueue, a job that stalled out, or Redis losing its data). Job ids are per snapshot and per instance, so this
 // never duplicates.
 import { type StandbyMemory, standbyCompressionJobId } from "../../shared/instances/standby-memory.ts";
-import { compressionJobId } from "../../shared/jobs/compression-jobs.ts";
+import { compressionJobId, uploadJobId } from "../../shared/jobs/compression-jobs.ts";
 import type { JobProducer } from "../../shared/jobs/producer.ts";
 import type { Logger } from "../../shared/logger.ts";
+import { needsUpload } from "../../shared/snapshots/storage.ts";
 import type { SnapshotStore } from "../../shared/snapshots/store.ts";
 import { needsCompression } from "./compress-snapshot.ts";
 
@@ -20,11 +21,29 @@ export async function requeueUnfinishedCompressions(
   for (const record of await store.list()) {
     if (!needsCompression(record)) continue;
     const id = record.snapshot.id;
-    if (await jobPending(jobs, queueName, compressionJobId(id))) continue;
+    if (await jobs.pending(queueName, compressionJobId(id))) continue;
     await jobs.enqueue("snapshot.compress", { snapshot_id: id }, { hostId, jobId: compressionJobId(id) });
     requeued.push(id);
   }
   if (requeued.length) log.warn({ snapshots: requeued }, "requeued compressions whose job had vanished");
+  return requeued;
+}
+
+/**
+ * With an object store, every snapshot this host owns that the store does not hold as it is now gets an upload job
+ * again: after a crash, a lost enqueue, an upload that used up its attempts, Redis losing its data, or a store that
+ * was configured after the snapshot was taken.
+ */
+export async function requeueUploads(store: SnapshotStore, jobs: JobProducer, hostId: string, log: Logger) {
+  const requeued: string[] = [];
+  for (const record of await store.list()) {
+    if (!needsUpload(record)) continue;
+    const id = record.snapshot.id;
+    if (await jobs.enqueueOnce("snapshot.upload", { snapshot_id: id }, { hostId, jobId: uploadJobId(id) })) {
+      requeued.push(id);
+    }
+  }
+  if (requeued.length) log.info({ snapshots: requeued }, "queued uploads of snapshots the object store lacks");
   return requeued;
 }
 
@@ -39,7 +58,7 @@ export async function requeueStandbyCompressions(
   const requeued: string[] = [];
   for (const { instanceId, intent } of await standbyMemory.pendingCompressions()) {
     const jobId = standbyCompressionJobId(instanceId);
-    if (await jobPending(jobs, queueName, jobId)) continue;
+    if (await jobs.pending(queueName, jobId)) continue;
     const { algorithm, level } = intent;
     const delayMs = Math.max(0, Date.parse(intent.not_before) - now);
     await jobs.enqueue(
@@ -57,13 +76,4 @@ export async function requeueStandbyCompressions(
   }
   if (untold.length) log.warn({ instances: untold }, "told the host again of standby compressions it had not shown");
   return requeued;
-}
-
-/** True while a job of that id waits or runs; a finished or failed one is removed so that its id can be used again. */
-async function jobPending(jobs: JobProducer, queueName: string, jobId: string): Promise<boolean> {
-  const existing = await jobs.queue(queueName).getJob(jobId);
-  const state = existing ? await existing.getState() : undefined;
-  if (state && state !== "completed" && state !== "failed" && state !== "unknown") return true;
-  await existing?.remove().catch(() => {});
-  return false;
 }

@@ -46,6 +46,7 @@ type InstanceJobs =
   | "snapshot.restore"
   | "snapshot.delete"
   | "snapshot.replicate"
+  | "snapshot.adopt"
   | "snapshot.drop-replica"
   | "instance.fork"
   | "snapshot.recompress";
@@ -139,6 +140,8 @@ export function createHostHandlers({
       ),
     "snapshot.delete": ({ snapshot_id }, { job }) => snapshots.delete(snapshot_id, job.id),
     "snapshot.replicate": ({ snapshot_id, owner_host_id }) => replicas.ensure(snapshot_id, owner_host_id),
+    "snapshot.adopt": ({ snapshot_id, from_host_id, min_version }) =>
+      replicas.adopt(snapshot_id, from_host_id, min_version),
     "snapshot.drop-replica": ({ snapshot_id }) => replicas.drop(snapshot_id),
     "instance.fork": (payload, { job }) =>
       untilRunning(

@@ -27,6 +27,7 @@ import {
   type ArchiveManifest,
   SEEKABLE_SUFFIX,
 } from "../../shared/snapshots/archive.ts";
+import { expectedImage, payloadEntries, payloadSizeProblem } from "../../shared/snapshots/export-files.ts";
 import {
   COMPRESSED_SUFFIX,
   isStoredAsImage,
@@ -39,7 +40,6 @@ import { ImageIntegrityError, verifyImage } from "../../shared/squashfs/checksum
 import { checkImageStructure } from "../../shared/squashfs/inspect.ts";
 import { assertFreeSpace } from "../../shared/storage/free-space.ts";
 import { stagingPath } from "../../shared/temp-names.ts";
-import { expectedImage, payloadEntries, payloadSizeProblem } from "./export-files.ts";
 
 const MAX_JSON_ENTRY_BYTES = 4 * 1024 * 1024;
 

@@ -12,6 +12,7 @@ import { queueName } from "../../shared/jobs/catalog.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
 import { startJobWorker } from "../../shared/jobs/worker.ts";
 import { selectWorkerCodec, workerFigureReporter } from "../../shared/metrics/worker-figures.ts";
+import { objectStoreFor } from "../../shared/object-store.ts";
 import { removeHostLeftovers } from "../../shared/orphans.ts";
 import { payloadClientFor } from "../../shared/payload-client.ts";
 import { bootProcess } from "../../shared/process-boot.ts";
@@ -76,8 +77,12 @@ const jobs = new JobProducer({
   connection: redis,
   commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
 });
+// With an object store, snapshots outlive this host: the compression worker uploads them, forks of other hosts'
+// snapshots are pulled from it, and a delete removes them from it (shared/object-store.ts).
+const objects = objectStoreFor(config);
 const snapshots = new SnapshotManager({
   hostId,
+  objects,
   instances,
   store,
   mounts,
@@ -146,7 +151,7 @@ if (await removeLegacyFleetSecret(redis, config.REDIS_PREFIX)) {
   log.warn("removed the plain fleet secret an older release kept in Redis; payload tokens no longer derive from it");
 }
 const payloads = payloadClientFor(config, fleetSecret.secret);
-const replicas = new Replicas({ hostId, store, redis, prefix: config.REDIS_PREFIX, payloads, log });
+const replicas = new Replicas({ hostId, store, redis, prefix: config.REDIS_PREFIX, payloads, objects, events, log });
 if (!config.PAYLOAD_TLS_CERT && !isLoopbackBind(config.PAYLOAD_BIND)) {
   log.warn({ bind: config.PAYLOAD_BIND }, "the payload server speaks plain HTTP beyond loopback: set PAYLOAD_TLS_CERT");
 }
@@ -264,5 +269,6 @@ async function stopProcess(): Promise<void> {
   await worker.close(Math.max(1_000, config.SHUTDOWN_TIMEOUT_MS - 2_000));
   await mounts.close();
   await jobs.close();
+  objects?.close();
   await closeRedis(redis);
 }

@@ -8,6 +8,7 @@ import { newId } from "../../shared/ids.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { PayloadClient, type PayloadTarget, PayloadUrlRefusedError } from "../../shared/payload-client.ts";
 import { closeRedis, connectRedis } from "../../shared/redis.ts";
+import { prepareExport } from "../../shared/snapshots/export-files.ts";
 import {
   DEVICE_STATE_FILE,
   DISK_FILE,
@@ -18,7 +19,6 @@ import {
 import { jsonOf, tempDir, testRedisUrl, uniquePrefix } from "../../test/helpers/fixtures.ts";
 import { sampleInstance, sampleSnapshot } from "../../test/helpers/resources.ts";
 import { makeTestCertificates } from "../../test/helpers/tls.ts";
-import { prepareExport } from "./export-files.ts";
 import { type PayloadServer, parseRange, startPayloadServer } from "./payload-server.ts";
 
 const SECRET = "payload-server-test-secret";

@@ -14,8 +14,8 @@ import { applyStreamTimeouts, type StreamTimeouts, streamServerOptions } from ".
 import { ID_PATTERN } from "../../shared/ids.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { ARCHIVE_PAYLOAD_ENTRIES } from "../../shared/snapshots/archive.ts";
+import { entryPath, prepareExport } from "../../shared/snapshots/export-files.ts";
 import type { SnapshotStore } from "../../shared/snapshots/store.ts";
-import { entryPath, prepareExport } from "./export-files.ts";
 
 export interface PayloadServerOptions {
   store: SnapshotStore;

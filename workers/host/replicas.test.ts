@@ -4,6 +4,7 @@ import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EventStream } from "../../shared/events/stream.ts";
 import { hostPayloadKey } from "../../shared/fleet-secret.ts";
 import { nextStamp, TombstoneStore } from "../../shared/host-records.ts";
 import { announceHost, renewHostLease } from "../../shared/hosts.ts";
@@ -33,6 +34,7 @@ describe("Replicas.reconcile", () => {
     store,
     redis,
     prefix,
+    events: new EventStream(redis, prefix),
     payloads: new PayloadClient({ secret: SECRET }),
     log: createLogger("replicas-test", "silent"),
   });

@@ -1,6 +1,8 @@
-// Replicas: a fork on this host of a snapshot stored on another pulls the payload from the owner's payload server
-// (HTTP Range requests on the seekable .sfc files), resumes a pull that was cut off where it stopped, verifies
-// every chunk against its seek table while installing, and keeps the copy so later forks here start locally.
+// Replicas: a fork on this host of a snapshot stored on another pulls the payload, from the object store when it
+// holds the snapshot (parallel ranged GETs, each object checked against the manifest's sha256) and otherwise from
+// the owner's payload server (HTTP Range requests on the seekable .sfc files); resumes a pull that was cut off where
+// it stopped, verifies every chunk against its seek table while installing, and keeps the copy so later forks here
+// start locally.
 // Concurrent pulls of one snapshot on this host run once. The copy's record keeps the owner's host_id, with
 // compression off: the owner's record is the snapshot; this host never compresses or announces the copy.
 // Which hosts hold a copy is this host's disk: the Redis set the API reads on delete is told it again by `reconcile`,
@@ -12,15 +14,23 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Redis } from "ioredis";
 import { ApiError } from "../../shared/errors.ts";
+import type { EventStream } from "../../shared/events/stream.ts";
 import { writeFileDurable } from "../../shared/files.ts";
-import { TOMBSTONE } from "../../shared/host-records.ts";
+import { nextStamp, TOMBSTONE } from "../../shared/host-records.ts";
 import { type HostStatus, listHosts } from "../../shared/hosts.ts";
 import { KeyedMutex } from "../../shared/keyed-mutex.ts";
 import type { Logger } from "../../shared/logger.ts";
+import type { ObjectStore } from "../../shared/object-store.ts";
 import type { PayloadClient, PayloadTarget } from "../../shared/payload-client.ts";
-import { ARCHIVE_RECORD, EXPORT_LISTING, type ExportListing } from "../../shared/snapshots/archive.ts";
+import type { Snapshot } from "../../shared/schemas/snapshot.ts";
+import {
+  ARCHIVE_RECORD,
+  ARCHIVE_RECORD_ENTRY,
+  EXPORT_LISTING,
+  type ExportListing,
+} from "../../shared/snapshots/archive.ts";
 import { replicaSetKey } from "../../shared/snapshots/replicas.ts";
-import type { SnapshotStore } from "../../shared/snapshots/store.ts";
+import { publishSnapshotRecord, type SnapshotRecord, type SnapshotStore } from "../../shared/snapshots/store.ts";
 import { stagingPath } from "../../shared/temp-names.ts";
 import { installPayload } from "./import.ts";
 
@@ -30,6 +40,10 @@ export interface ReplicaDeps {
   redis: Redis;
   prefix: string;
   payloads: PayloadClient;
+  /** Where pulls come from first, when it holds the snapshot (a retired or offline owner's snapshots too). */
+  objects?: ObjectStore;
+  /** Where an adopted snapshot's record change is announced. */
+  events: EventStream;
   log: Logger;
 }
 
@@ -64,6 +78,57 @@ export class Replicas {
       this.deps.log.info({ snapshotId, ownerHostId, pulledBytes: pulled, ms }, "snapshot replica pulled");
       return { pulled_bytes: pulled, ms };
     });
+  }
+
+  /**
+   * Makes a retired host's snapshot this host's own: pulled from the object store like a replica (unless a copy is
+   * here), then recorded as an original, with the policy the store's record names, at a version above `minVersion`
+   * (the read model's) so that every reader takes the new owner. A re-run finds it adopted and announces it again.
+   */
+  async adopt(
+    snapshotId: string,
+    fromHostId: string,
+    minVersion: number,
+  ): Promise<{ snapshot: Snapshot; event_id: string }> {
+    const { objects, store, hostId } = this.deps;
+    if (!objects) {
+      throw new ApiError("invalid_state", "no object store is configured: another host's snapshot cannot be adopted");
+    }
+    await this.ensure(snapshotId, fromHostId);
+    return this.pulls.run(snapshotId, () =>
+      store.withLock(snapshotId, async () => {
+        const record = await store.read(snapshotId);
+        if (!record) throw new ApiError("unavailable", `snapshot ${snapshotId} went while it was adopted`);
+        if (!record.replica_of) {
+          if (record.snapshot.host_id !== hostId) throw new ApiError("invalid_state", `${snapshotId} is not a copy`);
+          return { snapshot: record.snapshot, event_id: await publishSnapshotRecord(this.deps.events, record) };
+        }
+        const manifest = await objects.readManifest(snapshotId);
+        if (!manifest) throw new ApiError("unavailable", `the object store no longer holds snapshot ${snapshotId}`);
+        const original = ARCHIVE_RECORD.parse(await objects.readRecord(snapshotId, manifest));
+        const { replica_of: _copy, ...rest } = record;
+        const stamp = nextStamp(
+          { version: Math.max(record.version, minVersion), last_event: null },
+          "snapshot.adopted",
+          null,
+        );
+        const adopted: SnapshotRecord = {
+          ...rest,
+          snapshot: {
+            ...record.snapshot,
+            host_id: hostId,
+            compression: original.snapshot.compression,
+            storage: "stored",
+            storage_error: null,
+          },
+          ...stamp,
+        };
+        await store.write(adopted);
+        await this.deps.redis.srem(replicaSetKey(this.deps.prefix, snapshotId), hostId);
+        this.deps.log.info({ snapshotId, fromHostId }, "adopted a retired host's snapshot from the object store");
+        return { snapshot: adopted.snapshot, event_id: await publishSnapshotRecord(this.deps.events, adopted) };
+      }),
+    );
   }
 
   /** Removes this host's copy (never an original) and its cache. */
@@ -150,20 +215,16 @@ export class Replicas {
   }
 
   private async pull(snapshotId: string, ownerHostId: string): Promise<number> {
-    const owner = await this.ownerServer(ownerHostId);
+    const source = await this.source(snapshotId, ownerHostId);
     const staging = this.stagingDir(snapshotId);
     await mkdir(staging, { recursive: true });
-    const listing = await this.listing(owner, snapshotId, staging);
+    const listing = await this.keepListing(await source.listing(), staging);
     const record = ARCHIVE_RECORD.parse(listing.record); // another host's record passes the import's limits too
-    let pulled = 0;
-    for (const file of listing.files) {
-      pulled += await downloadResuming(
-        owner,
-        `/snapshots/${snapshotId}/files/${file.name}`,
-        path.join(staging, file.name),
-        file.size,
-      );
+    if (record.snapshot.id !== snapshotId) {
+      throw new ApiError("unavailable", `${source.name} holds another snapshot's record under ${snapshotId}`);
     }
+    let pulled = 0;
+    for (const file of listing.files) pulled += await source.fetch(file, path.join(staging, file.name));
     await rm(path.join(staging, LISTING_FILE));
     try {
       await installPayload(
@@ -182,18 +243,37 @@ export class Replicas {
     return pulled;
   }
 
-  private async ownerServer(ownerHostId: string): Promise<Owner> {
+  /** The object store when it holds a complete copy, else the owner's payload server (which must be online). */
+  private async source(snapshotId: string, ownerHostId: string): Promise<PullSource> {
+    const { objects } = this.deps;
+    const manifest = await objects?.readManifest(snapshotId);
+    if (objects && manifest) {
+      const entries = manifest.entries.filter((entry) => entry.name !== ARCHIVE_RECORD_ENTRY);
+      return {
+        name: "the object store",
+        listing: async () => ({ record: await objects.readRecord(snapshotId, manifest), files: entries }),
+        fetch: (file, target) =>
+          objects.download(snapshotId, entries.find((entry) => entry.name === file.name)!, target),
+      };
+    }
     const owner = (await listHosts(this.deps.redis, this.deps.prefix)).find((host) => host.id === ownerHostId);
     if (!owner?.online || !owner.payload_url) {
-      throw new ApiError("unavailable", `host ${ownerHostId}, which stores the snapshot, is offline`);
+      const where = objects ? " and the object store does not hold it (yet)" : "";
+      throw new ApiError("unavailable", `host ${ownerHostId}, which stores the snapshot, is offline${where}`);
     }
-    return { client: this.deps.payloads, target: { hostId: ownerHostId, url: owner.payload_url } };
+    const server: Owner = { client: this.deps.payloads, target: { hostId: ownerHostId, url: owner.payload_url } };
+    return {
+      name: `host ${ownerHostId}`,
+      listing: async () =>
+        EXPORT_LISTING.parse(await (await request(server, `/snapshots/${snapshotId}/export`)).json()),
+      fetch: (file, target) =>
+        downloadResuming(server, `/snapshots/${snapshotId}/files/${file.name}`, target, file.size),
+    };
   }
 
-  /** The owner's listing, kept with a resumable pull: a pull that resumes must fetch the same files. */
-  private async listing(owner: Owner, snapshotId: string, staging: string): Promise<ExportListing> {
+  /** The source's listing, kept with a resumable pull: a pull that resumes must fetch the same files. */
+  private async keepListing(fresh: ExportListing, staging: string): Promise<ExportListing> {
     const kept = path.join(staging, LISTING_FILE);
-    const fresh = EXPORT_LISTING.parse(await (await request(owner, `/snapshots/${snapshotId}/export`)).json());
     if (existsSync(kept)) {
       // Unreadable (a release that wrote it differently): the files beside it are ours and re-fetchable, so start over.
       const previous = EXPORT_LISTING.safeParse(await readFile(kept, "utf8").then(JSON.parse, () => undefined));
@@ -205,6 +285,14 @@ export class Replicas {
     await writeFileDurable(kept, JSON.stringify(fresh));
     return fresh;
   }
+}
+
+/** Where a pull gets the snapshot's listing and files from. */
+interface PullSource {
+  name: string;
+  listing(): Promise<ExportListing>;
+  /** Fetches one listed file into `target` (resuming what an earlier attempt got); returns the bytes fetched. */
+  fetch(file: ExportListing["files"][number], target: string): Promise<number>;
 }
 
 /** The owning host's payload server, and the client that signs requests to it. */

@@ -16,14 +16,16 @@ import { readMachineInfo } from "../../shared/hypervisor/machine.ts";
 import { copyFileSparse, copySparseIntoStaging, sharesExtents } from "../../shared/hypervisor/sparse-copy.ts";
 import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
-import { compressionJobId } from "../../shared/jobs/compression-jobs.ts";
+import { compressionJobId, uploadJobId } from "../../shared/jobs/compression-jobs.ts";
 import type { JobProducer } from "../../shared/jobs/producer.ts";
 import type { Lease } from "../../shared/locks.ts";
 import type { Logger } from "../../shared/logger.ts";
+import type { ObjectStore } from "../../shared/object-store.ts";
 import { describeUnreadable, quarantineDirectory } from "../../shared/quarantine.ts";
 import { parseSize } from "../../shared/schemas/common.ts";
 import type { Instance } from "../../shared/schemas/instance.ts";
 import type { Snapshot, TargetState } from "../../shared/schemas/snapshot.ts";
+import { expectedImage } from "../../shared/snapshots/export-files.ts";
 import {
   DEVICE_STATE_FILE,
   DISK_FILE,
@@ -34,7 +36,6 @@ import {
 } from "../../shared/snapshots/store.ts";
 import { allocatedBytesOf, asInsufficientStorage, assertFreeSpace } from "../../shared/storage/free-space.ts";
 import { stagingPath } from "../../shared/temp-names.ts";
-import { expectedImage } from "./export-files.ts";
 import { assertFreeMemory } from "./free-memory.ts";
 import type { ImageMounts } from "./image-mounts.ts";
 import type { CommandResult, InstanceManager, InstanceRecord } from "./instances.ts";
@@ -47,8 +48,10 @@ export interface SnapshotManagerOptions {
   mounts: ImageMounts;
   tombstones: TombstoneStore;
   events: EventStream;
-  /** Puts compression jobs on this host's compression queue. */
+  /** Puts compression and upload jobs on this host's compression queue. */
   jobs: JobProducer;
+  /** The object store snapshots are uploaded to (by the compression worker), if there is one. */
+  objects?: ObjectStore;
   /** RAW_CACHE_BUDGET_BYTES: cached .sfc copies beyond this are evicted, least recently used first. */
   rawCacheBudgetBytes: number;
   log: Logger;
@@ -133,6 +136,12 @@ export class SnapshotManager {
         await store.write(record);
         crashPoint("snapshot-capture.after-record");
         const { event_id } = await this.publish(record);
+        // The upload goes first: until it is stored, this disk holds the only copy.
+        if (this.options.objects) {
+          await this.queueUpload(prepared.id).catch((error: Error) =>
+            this.options.log.warn({ snapshotId: prepared.id, err: error.message }, "upload not queued yet"),
+          );
+        }
         if (record.snapshot.compression.enabled && record.memory_payload) {
           // The snapshot is durable and announced: a failed enqueue must not undo it. The compression worker's
           // reconcile queues any snapshot that wants compression and has no job.
@@ -199,6 +208,14 @@ export class SnapshotManager {
     const { store, tombstones, log } = this.options;
     for (const tombstone of await tombstones.list(tombstoneRetentionMs)) {
       if (tombstone.kind !== "snapshot" || !existsSync(store.dir(tombstone.snapshot.id))) continue;
+      const unstored = await this.options.objects?.deleteSnapshot(tombstone.snapshot.id).then(
+        () => true,
+        (error: Error) => {
+          log.warn({ snapshotId: tombstone.snapshot.id, err: error.message }, "deleted snapshot still in the store");
+          return false; // the directory keeps the delete unfinished: the next start tries again
+        },
+      );
+      if (unstored === false) continue;
       await rm(store.dir(tombstone.snapshot.id), { recursive: true, force: true });
       log.warn({ snapshotId: tombstone.snapshot.id }, "finished a snapshot delete that died midway");
     }
@@ -244,6 +261,15 @@ export class SnapshotManager {
       "snapshot.compress",
       { snapshot_id: snapshotId },
       { hostId: this.options.hostId, jobId: compressionJobId(snapshotId) },
+    );
+  }
+
+  /** The compression worker's reconcile queues it too, should this enqueue fail or Redis lose it. */
+  private async queueUpload(snapshotId: string): Promise<void> {
+    await this.options.jobs.enqueueOnce(
+      "snapshot.upload",
+      { snapshot_id: snapshotId },
+      { hostId: this.options.hostId, jobId: uploadJobId(snapshotId) },
     );
   }
 
@@ -346,6 +372,9 @@ export class SnapshotManager {
         await tombstones.write(found);
         crashPoint("snapshot-delete.after-tombstone");
       }
+      // The store's copy first (manifest first: a half-deleted snapshot reads as absent): should the store fail, the
+      // directory stays with the tombstone, and a re-run or the next start (removeHalfDone) finishes.
+      await this.options.objects?.deleteSnapshot(snapshotId);
       // A fork booting outside the lock still reads the device state from the snapshot's directory.
       await this.waitForBoots(snapshotId, lease);
       await lease.assertHeld();

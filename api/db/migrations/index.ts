@@ -11,6 +11,7 @@ import * as liveIndexes from "./0008_live_indexes.ts";
 import * as announcements from "./0009_announcements.ts";
 import * as idempotencyOwner from "./0010_idempotency_owner.ts";
 import * as idempotencyPlacement from "./0011_idempotency_placement.ts";
+import * as retiredHosts from "./0012_retired_hosts.ts";
 
 export const MIGRATIONS: Record<string, Migration> = {
   "0001_initial": initial,
@@ -24,4 +25,5 @@ export const MIGRATIONS: Record<string, Migration> = {
   "0009_announcements": announcements,
   "0010_idempotency_owner": idempotencyOwner,
   "0011_idempotency_placement": idempotencyPlacement,
+  "0012_retired_hosts": retiredHosts,
 };

@@ -4,16 +4,13 @@
 import { existsSync } from "node:fs";
 import { mkdir, stat } from "node:fs/promises";
 import path from "node:path";
-import { touchCacheEntry } from "../../shared/cache-budget.ts";
-import { compressFile } from "../../shared/codec/index.ts";
-import { notFound } from "../../shared/errors.ts";
-import { parseSize } from "../../shared/schemas/common.ts";
-import {
-  EXPORT_COMPRESSION,
-  type ExportListing,
-  imageEntries,
-  SEEKABLE_SUFFIX,
-} from "../../shared/snapshots/archive.ts";
+import { touchCacheEntry } from "../cache-budget.ts";
+import { compressFile } from "../codec/index.ts";
+import { notFound } from "../errors.ts";
+import { parseSize } from "../schemas/common.ts";
+import { ImageIntegrityError } from "../squashfs/checksums.ts";
+import type { ExpectedImage } from "../squashfs/inspect.ts";
+import { EXPORT_COMPRESSION, type ExportListing, imageEntries, SEEKABLE_SUFFIX } from "./archive.ts";
 import {
   DEVICE_STATE_FILE,
   DISK_FILE,
@@ -22,9 +19,7 @@ import {
   payloadFiles,
   type SnapshotRecord,
   type SnapshotStore,
-} from "../../shared/snapshots/store.ts";
-import { ImageIntegrityError } from "../../shared/squashfs/checksums.ts";
-import type { ExpectedImage } from "../../shared/squashfs/inspect.ts";
+} from "./store.ts";
 
 /** The one file a record's stored image holds: its payload file, of its uncompressed size (within payloadSizeProblem). */
 export function expectedImage(record: SnapshotRecord, name: string): ExpectedImage {
