@@ -20,7 +20,7 @@ interface Entry {
 }
 
 /** Bytes allocated on disk under `target` (sparse holes do not count). */
-async function allocatedBytesUnder(target: string): Promise<number> {
+export async function allocatedBytesUnder(target: string): Promise<number> {
   const info = await stat(target).catch(() => undefined);
   if (!info) return 0;
   if (!info.isDirectory()) return info.blocks * 512;

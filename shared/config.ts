@@ -185,6 +185,8 @@ export const ENV_SCHEMA = z.object({
   CONSOLE_LOG_MAX_BYTES: positiveInt.min(4_096).default(8 * 1024 * 1024),
   /** Bytes the cache of seekable copies of raw payloads (made for exports and pulls) may hold before LRU entries go. */
   RAW_CACHE_BUDGET_BYTES: positiveInt.default(4 * 1024 ** 3),
+  /** Copies of other hosts' snapshots (replicas) beyond this many bytes are evicted, least recently forked first. */
+  PAYLOAD_CACHE_BYTES: positiveInt.optional(),
   /** The largest snapshot archive a host imports (POST /snapshots/import): 413 beyond it. */
   IMPORT_MAX_BYTES: positiveInt.min(1024 * 1024).default(128 * 1024 ** 3),
   /** Imports a host runs at once; one more is a 503 until one ends. */

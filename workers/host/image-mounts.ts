@@ -145,6 +145,12 @@ export class ImageMounts {
     while (this.idle.size > maxIdle) await this.expire(this.idle.keys().next().value!);
   }
 
+  /** Does a VM map a file in the snapshot's mounted image now? */
+  async inUse(snapshotId: string): Promise<boolean> {
+    const mountPoint = this.mountPoint(snapshotId);
+    return (await isMounted(mountPoint)) && (await isMappedByAnyProcess(mountPoint));
+  }
+
   /** Unmounts the snapshot's image unless a VM still maps it. */
   release(snapshotId: string): Promise<void> {
     return this.store.withLock(snapshotId, () => this.releaseLocked(snapshotId));

@@ -142,8 +142,10 @@ const rotateConsoleLogs = () =>
     .then((rotated) => rotated.length > 0 && log.info({ instances: rotated }, "console logs rotated"))
     .catch((error: Error) => log.warn({ err: error.message }, "console log rotation failed"));
 const rotationTimer = setInterval(rotateConsoleLogs, CONSOLE_ROTATION_INTERVAL_MS);
-await snapshots.enforceCacheBudget();
-const cacheTimer = setInterval(() => snapshots.enforceCacheBudget(), CACHE_BUDGET_INTERVAL_MS);
+const enforceCacheBudgets = async () => {
+  await snapshots.enforceCacheBudget();
+  await replicas.enforceBudget().catch((error: Error) => log.warn({ err: error.message }, "copy eviction failed"));
+};
 
 const fleetSecret = loadFleetSecret(config.FLEET_SECRET, config.DATA_DIR);
 await refuseGeneratedSecretInFleet(fleetSecret.source);
@@ -151,7 +153,19 @@ if (await removeLegacyFleetSecret(redis, config.REDIS_PREFIX)) {
   log.warn("removed the plain fleet secret an older release kept in Redis; payload tokens no longer derive from it");
 }
 const payloads = payloadClientFor(config, fleetSecret.secret);
-const replicas = new Replicas({ hostId, store, redis, prefix: config.REDIS_PREFIX, payloads, objects, events, log });
+const replicas = new Replicas({
+  hostId,
+  store,
+  redis,
+  prefix: config.REDIS_PREFIX,
+  payloads,
+  objects,
+  events,
+  cache: config.PAYLOAD_CACHE_BYTES
+    ? { budgetBytes: config.PAYLOAD_CACHE_BYTES, inUse: (snapshotId) => snapshots.payloadInUse(snapshotId) }
+    : undefined,
+  log,
+});
 if (!config.PAYLOAD_TLS_CERT && !isLoopbackBind(config.PAYLOAD_BIND)) {
   log.warn({ bind: config.PAYLOAD_BIND }, "the payload server speaks plain HTTP beyond loopback: set PAYLOAD_TLS_CERT");
 }
@@ -237,6 +251,8 @@ const reconcileReplicas = () =>
 void reconcileReplicas();
 redis.on("ready", () => void reconcileReplicas());
 const replicaTimer = setInterval(reconcileReplicas, REPLICA_RECONCILE_INTERVAL_MS);
+await enforceCacheBudgets();
+const cacheTimer = setInterval(enforceCacheBudgets, CACHE_BUDGET_INTERVAL_MS);
 
 // The host stays listed (and goes offline when heartbeats stop): its VMs outlive this process.
 onShutdownSignal(log, config.SHUTDOWN_TIMEOUT_MS, stopProcess, config.SUPERVISOR_PID);

@@ -1,9 +1,12 @@
 // Replica reconcile against real parts: copies written to a host's store, owners' payload servers with real
 // tombstone files, the host directory and replica sets in the test Redis. No guest: the copies are records only.
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { mkdir, open, utimes, writeFile } from "node:fs/promises";
+import path from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { filesInUseUnder } from "../../shared/cache-budget.ts";
 import { EventStream } from "../../shared/events/stream.ts";
 import { hostPayloadKey } from "../../shared/fleet-secret.ts";
 import { nextStamp, TombstoneStore } from "../../shared/host-records.ts";
@@ -145,5 +148,60 @@ describe("Replicas.reconcile", () => {
     await expect(pulled).rejects.toMatchObject({ name: "ApiError", code: "unavailable" });
     await expect(pulled).rejects.toThrow(/host-mute did not answer/);
     expect(existsSync(store.dir(snapshot.id))).toBe(false);
+  });
+
+  it("evicts copies beyond PAYLOAD_CACHE_BYTES least recently forked first, never one in use or just forked", async () => {
+    const MiB = 1024 ** 2;
+    const [oldest, inUse, older, recent] = [
+      await copyOf("host-a"),
+      await copyOf("host-a"),
+      await copyOf("host-a"),
+      await copyOf("host-a"),
+    ];
+    const now = Date.now();
+    const ages = new Map([
+      [oldest.id, 3_600_000],
+      [inUse.id, 3_000_000],
+      [older.id, 1_800_000],
+      [recent.id, 1_000],
+    ]);
+    for (const [id, ageMs] of ages) {
+      await writeFile(path.join(store.dir(id), "disk.raw"), randomBytes(MiB)); // allocated, not a hole
+      const at = new Date(now - ageMs);
+      await utimes(store.dir(id), at, at);
+    }
+    // A VM maps the second oldest copy's payload: this process holds it open, as QEMU would.
+    const held = await open(path.join(store.dir(inUse.id), "disk.raw"), "r");
+    const mapped = new Set<string>();
+    const budgeted = new Replicas({
+      hostId: HOST,
+      store,
+      redis,
+      prefix,
+      events: new EventStream(redis, prefix),
+      payloads: new PayloadClient({ secret: SECRET }),
+      cache: {
+        budgetBytes: 2.5 * MiB,
+        inUse: async (id) => {
+          const inUseNow = (await filesInUseUnder(store.dir(id))).size > 0;
+          if (inUseNow) mapped.add(id);
+          return inUseNow;
+        },
+      },
+      log: createLogger("replicas-test", "silent"),
+    });
+    try {
+      // Four copies of 1 MiB each (plus the other tests' records) against 2.5 MiB: the oldest goes, the one held is
+      // skipped, then the next oldest goes; the one forked a second ago stays whatever the budget says.
+      const report = await budgeted.enforceBudget(now);
+      expect(report.evicted).toEqual([oldest.id, older.id]);
+      expect(mapped).toEqual(new Set([inUse.id]));
+      expect(existsSync(store.dir(oldest.id))).toBe(false);
+      expect(existsSync(store.dir(older.id))).toBe(false);
+      expect(await replicaSet(oldest)).toEqual([]);
+      for (const kept of [inUse, recent]) expect(existsSync(store.dir(kept.id))).toBe(true);
+    } finally {
+      await held.close();
+    }
   });
 });

@@ -13,6 +13,7 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Redis } from "ioredis";
+import { allocatedBytesUnder, CACHE_GRACE_MS } from "../../shared/cache-budget.ts";
 import { ApiError } from "../../shared/errors.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
 import { writeFileDurable } from "../../shared/files.ts";
@@ -44,6 +45,8 @@ export interface ReplicaDeps {
   objects?: ObjectStore;
   /** Where an adopted snapshot's record change is announced. */
   events: EventStream;
+  /** PAYLOAD_CACHE_BYTES, and whether a VM maps a snapshot's payload now: copies beyond it are evicted. */
+  cache?: { budgetBytes: number; inUse: (snapshotId: string) => Promise<boolean> };
   log: Logger;
 }
 
@@ -76,6 +79,8 @@ export class Replicas {
       await this.deps.redis.sadd(replicaSetKey(this.deps.prefix, snapshotId), this.deps.hostId);
       const ms = Math.round(performance.now() - started);
       this.deps.log.info({ snapshotId, ownerHostId, pulledBytes: pulled, ms }, "snapshot replica pulled");
+      // Room for what came in, once this pull's lock is released (the copy just pulled is within its grace period).
+      setImmediate(() => void this.enforceBudget().catch(() => {}));
       return { pulled_bytes: pulled, ms };
     });
   }
@@ -129,6 +134,36 @@ export class Replicas {
         return { snapshot: adopted.snapshot, event_id: await publishSnapshotRecord(this.deps.events, adopted) };
       }),
     );
+  }
+
+  /**
+   * PAYLOAD_CACHE_BYTES: copies beyond the budget go, least recently forked first (a fork touches its snapshot's
+   * directory), never one a VM maps (`inUse`: its raw RAM mapped or open, its mounted image mapped) nor one forked
+   * within CACHE_GRACE_MS. A copy can always be pulled again. Originals are never evicted here.
+   */
+  async enforceBudget(now = Date.now()): Promise<{ totalBytes: number; evicted: string[]; overBudgetBytes: number }> {
+    const { store, cache } = this.deps;
+    if (!cache) return { totalBytes: 0, evicted: [], overBudgetBytes: 0 };
+    const { budgetBytes, inUse } = cache;
+    const copies = [];
+    for (const record of await store.listReplicas()) {
+      const id = record.snapshot.id;
+      const lastUsedMs = (await stat(store.dir(id)).catch(() => undefined))?.mtimeMs ?? 0;
+      copies.push({ id, lastUsedMs, bytes: await allocatedBytesUnder(store.dir(id)) });
+    }
+    let totalBytes = copies.reduce((sum, copy) => sum + copy.bytes, 0);
+    const evicted: string[] = [];
+    for (const copy of copies.sort((left, right) => left.lastUsedMs - right.lastUsedMs)) {
+      if (totalBytes <= budgetBytes) break;
+      if (now - copy.lastUsedMs < CACHE_GRACE_MS) continue;
+      // Under the snapshot's lock: a fork maps the payload while it holds it, so none can start in between.
+      const gone = await store.withLock(copy.id, async () => !(await inUse(copy.id)) && (await this.drop(copy.id)).dropped);
+      if (!gone) continue;
+      totalBytes -= copy.bytes;
+      evicted.push(copy.id);
+    }
+    if (evicted.length) this.deps.log.info({ evicted, totalBytes, budgetBytes }, "snapshot copies evicted");
+    return { totalBytes, evicted, overBudgetBytes: Math.max(0, totalBytes - budgetBytes) };
   }
 
   /** Removes this host's copy (never an original) and its cache. */

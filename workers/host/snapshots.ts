@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { mkdir, open, readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { enforceCacheBudget } from "../../shared/cache-budget.ts";
+import { enforceCacheBudget, filesInUseUnder, touchCacheEntry } from "../../shared/cache-budget.ts";
 import { crashPoint } from "../../shared/crash-points.ts";
 import { ApiError, notFound } from "../../shared/errors.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
@@ -409,6 +409,7 @@ export class SnapshotManager {
     const { instances, store } = this.options;
     const files = instances.files(instance.id);
     const snapshotId = record.snapshot.id;
+    await touchCacheEntry(store.dir(snapshotId)); // its last use: a copy's place in the payload cache (replicas.ts)
     await copyFileSparse(store.file(snapshotId, DISK_FILE), files.disk);
     const now = new Date().toISOString();
     const base: Instance = { ...instance, state_error: null, has_snapshot: false };
@@ -484,6 +485,12 @@ export class SnapshotManager {
     const raw = this.options.store.file(id, name);
     if (record.snapshot.compression_state !== "compressed" && existsSync(raw)) return raw;
     return this.options.mounts.open(id, expectedImage(record, name));
+  }
+
+  /** Does a VM map (or hold open) the snapshot's payload now: its raw files, or a file in its mounted image? */
+  async payloadInUse(snapshotId: string): Promise<boolean> {
+    if ((await filesInUseUnder(this.options.store.dir(snapshotId))).size > 0) return true;
+    return this.options.mounts.inUse(snapshotId);
   }
 
   /** Evicts least recently used raw cache entries beyond the budget; never one a VM maps. Logs, never throws. */
