@@ -36,6 +36,10 @@ const SYSTEM_REQUIREMENTS = [
   { need: "python3 for node-gyp", probe: { command: "python3" }, apt: "python3" },
   // DATABASE_URL's engine: the tests use the machine's server or start a private cluster from these binaries.
   { need: "PostgreSQL for the read-model tests", probe: { command: "pg_ctlcluster" }, apt: "postgresql" },
+  // The tests' S3 store: one single-node Ceph cluster with its gateway (test/helpers/ceph-cluster.ts).
+  { need: "ceph-mon for the tests' S3 store", probe: { command: "ceph-mon" }, apt: "ceph-mon" },
+  { need: "ceph-osd for the tests' S3 store", probe: { command: "ceph-osd" }, apt: "ceph-osd" },
+  { need: "radosgw, the tests' S3 gateway", probe: { command: "radosgw" }, apt: "radosgw" },
   { need: "promtool to check GET /metrics in tests", probe: { command: "promtool" }, apt: "prometheus" },
   { need: "Chromium for the dashboard's browser tests", probe: { command: "chromium" }, apt: "chromium" },
 ];

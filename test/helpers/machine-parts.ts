@@ -6,7 +6,7 @@ import { availableHypervisors } from "../../shared/hypervisor/registry.ts";
 /** CI=true or CI=1, as CI services set it: there a missing part is a broken install, not a reason to skip. */
 export const IN_CI = ["true", "1"].includes((process.env.CI ?? "").toLowerCase());
 
-export type MachinePart = "postgres" | "qemu" | "chromium" | "root";
+export type MachinePart = "postgres" | "qemu" | "chromium" | "root" | "ceph";
 
 /** Chromium as Debian's package installs it (test/helpers/browser.ts launches this one). */
 export const CHROMIUM_PATH = "/usr/bin/chromium";
@@ -26,6 +26,12 @@ const PARTS: Record<MachinePart, { name: string; provide: string }> = {
     name: `Chromium (${CHROMIUM_PATH})`,
     provide: "`npm run setup` (scripts/setup.mjs) installs Debian's `chromium`",
   },
+  ceph: {
+    name: "Ceph with its S3 gateway",
+    provide:
+      "`npm run setup` (scripts/setup.mjs) installs Debian's `ceph-mon`, `ceph-osd` and `radosgw`; the test run " +
+      "starts one single-node cluster (test/helpers/ceph-cluster.ts)",
+  },
   root: {
     name: "root",
     provide: "run the tests as root: mounting a tmpfs or a squashfs image needs it, and set-up cannot grant it",
@@ -41,8 +47,11 @@ export function missingPartMessage(part: MachinePart, reason: string): string {
 
 export const isRoot = (): boolean => process.getuid?.() === 0;
 
-/** Why each of QEMU, Chromium and root is missing here ("" when present); PostgreSQL is probed by starting it. */
-export async function probeLocalParts(): Promise<Record<Exclude<MachinePart, "postgres">, string>> {
+/**
+ * Why each of QEMU, Chromium and root is missing here ("" when present); PostgreSQL and Ceph are probed by starting
+ * them.
+ */
+export async function probeLocalParts(): Promise<Record<Exclude<MachinePart, "postgres" | "ceph">, string>> {
   const hypervisors = await availableHypervisors();
   return {
     qemu: hypervisors.includes("qemu") ? "" : "qemu-system-x86_64 is not on PATH",
