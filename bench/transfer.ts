@@ -5,7 +5,12 @@
 // - fork → 201 of a snapshot on the fork's own host, on another host (the first fork there pulls the payload), and on
 //   that other host again (its replica is local by then).
 //
-// Options: --rounds <n> (default 3). Prints markdown tables for bench/README.md (## Transfer).
+// - the object store (bench/lib/store-transfer.ts, on a single-node Ceph cluster started for the run): upload and
+//   download throughput against the SDK's plain PutObject/GetObject, and a host's first fork of a 1 GiB compressed
+//   snapshot from the store against the download alone.
+//
+// Options: --rounds <n> (default 3), --store-mib <n> (default 512), --no-store (skip the object store part).
+// Prints markdown tables for bench/README.md (## Transfer).
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
@@ -13,13 +18,21 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { createLogger } from "../shared/logger.ts";
 import { findRedisServer, startEmbeddedRedis } from "../supervisor/embedded-redis.ts";
+import { startCephCluster } from "../test/helpers/ceph-cluster.ts";
 import { waitForTick } from "../test/helpers/console.ts";
 import { startFleet } from "../test/helpers/fleet.ts";
 import { apiConsole, capturedBetween, consolePoint, waitForResume } from "../test/helpers/resume.ts";
 import { downloadResuming } from "../workers/host/replicas.ts";
 import { median } from "./lib/median.ts";
+import { firstForkFromStore, printStoreFigures, storeThroughput } from "./lib/store-transfer.ts";
 
-const { values: flags } = parseArgs({ options: { rounds: { type: "string", default: "3" } } });
+const { values: flags } = parseArgs({
+  options: {
+    rounds: { type: "string", default: "3" },
+    "store-mib": { type: "string", default: "512" },
+    "no-store": { type: "boolean", default: false },
+  },
+});
 const ROUNDS = Number(flags.rounds);
 // biome-ignore lint/suspicious/noExplicitAny: bench code reads the API's JSON loosely
 type Json = any;
@@ -125,6 +138,17 @@ try {
   console.log(`| on the snapshot's own host | ${fmt(forks.local)} |`);
   console.log(`| on another host, first fork (pulls the payload) | ${fmt(forks.remoteFirst)} |`);
   console.log(`| on another host again (replica local) | ${fmt(forks.remoteAgain)} |`);
+  if (!flags["no-store"]) {
+    await fleet.stop();
+    const cluster = await startCephCluster(path.join(work, "ceph"));
+    try {
+      const rounds = await storeThroughput(cluster, work, Number(flags["store-mib"]), ROUNDS);
+      const fork = await firstForkFromStore(cluster, redisServer.url, work);
+      printStoreFigures(rounds, fork);
+    } finally {
+      await cluster.stop();
+    }
+  }
 } finally {
   await stop();
 }
