@@ -7,19 +7,22 @@
 // object is checked against its size and sha256, and the payloads' chunk checksums are checked again when installed.
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync } from "node:fs";
-import { open, readFile, rm, truncate } from "node:fs/promises";
+import { type FileHandle, open, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import {
+  AbortMultipartUploadCommand,
+  type CompletedPart,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
   S3ServiceException,
+  UploadPartCommand,
 } from "@aws-sdk/client-s3";
-import { Upload } from "@aws-sdk/lib-storage";
 import type { Config } from "./config.ts";
 import { ApiError } from "./errors.ts";
-import { writeFileDurable } from "./files.ts";
 import { ARCHIVE_MANIFEST, ARCHIVE_MANIFEST_ENTRY, ARCHIVE_RECORD_ENTRY } from "./snapshots/archive.ts";
 import { z } from "./zod.ts";
 
@@ -32,7 +35,7 @@ export type StoreManifest = z.infer<typeof STORE_MANIFEST>;
 export type ManifestEntry = StoreManifest["entries"][number];
 
 /** Multipart parts, and ranged GETs: a multiple of the codec's chunk, few enough requests, bounded memory. */
-const PART_BYTES = 16 * 1024 ** 2;
+const PART_BYTES = 64 * 1024 ** 2;
 const PARTS_IN_FLIGHT = 4;
 const PIECE_BYTES = 8 * 1024 ** 2;
 const PIECES_IN_FLIGHT = 4;
@@ -99,23 +102,69 @@ export class ObjectStore {
     return parseJson(bytes);
   }
 
-  /** Uploads a file as one object (multipart, parts in parallel). */
+  /**
+   * Uploads a file as one object: a single streamed PUT up to one part's size, else a multipart upload whose parts are
+   * read straight from their ranges of the file, several in flight (no part is copied into a buffer first; measured
+   * against lib-storage's Upload, which buffers every part of a stream: bench/README.md, Transfer). A failed upload is
+   * aborted, so no part is left behind.
+   */
   async putFile(snapshotId: string, entry: string, file: string, signal?: AbortSignal): Promise<void> {
-    const upload = new Upload({
-      client: this.client,
-      params: { Bucket: this.bucket, Key: this.key(snapshotId, entry), Body: createReadStream(file) },
-      partSize: PART_BYTES,
-      queueSize: PARTS_IN_FLIGHT,
-      leavePartsOnError: false,
-    });
-    const abort = () => void upload.abort().catch(() => {});
-    signal?.addEventListener("abort", abort, { once: true });
-    try {
-      await upload.done().catch((error: unknown) => {
-        throw unavailable(`upload of ${entry} of snapshot ${snapshotId}`, error);
+    const key = this.key(snapshotId, entry);
+    const size = (await stat(file)).size;
+    const what = `upload of ${entry} of snapshot ${snapshotId}`;
+    if (size <= PART_BYTES) {
+      await this.client
+        .send(
+          new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: createReadStream(file), ContentLength: size }),
+          { abortSignal: signal },
+        )
+        .catch((error: unknown) => {
+          throw unavailable(what, error);
+        });
+      return;
+    }
+    const { UploadId } = await this.client
+      .send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key }), { abortSignal: signal })
+      .catch((error: unknown) => {
+        throw unavailable(what, error);
       });
-    } finally {
-      signal?.removeEventListener("abort", abort);
+    try {
+      const count = Math.ceil(size / PART_BYTES);
+      const parts: CompletedPart[] = [];
+      let next = 0;
+      const sendParts = async () => {
+        for (let index = next++; index < count; index = next++) {
+          const start = index * PART_BYTES;
+          const end = Math.min(size, start + PART_BYTES) - 1;
+          const { ETag } = await this.client.send(
+            new UploadPartCommand({
+              Bucket: this.bucket,
+              Key: key,
+              UploadId,
+              PartNumber: index + 1,
+              Body: createReadStream(file, { start, end }),
+              ContentLength: end - start + 1,
+            }),
+            { abortSignal: signal },
+          );
+          parts[index] = { ETag, PartNumber: index + 1 };
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(PARTS_IN_FLIGHT, count) }, sendParts));
+      await this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: key,
+          UploadId,
+          MultipartUpload: { Parts: parts },
+        }),
+        { abortSignal: signal },
+      );
+    } catch (error) {
+      await this.client
+        .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId }))
+        .catch(() => undefined);
+      throw unavailable(what, error);
     }
   }
 
@@ -136,23 +185,40 @@ export class ObjectStore {
   }
 
   /**
-   * Fetches object `entry` into `file` with ranged GETs, several in flight, and checks it against its manifest entry.
-   * Resumable: the pieces already written are listed beside the file (`<file>.pieces`), and a pull that starts again
-   * fetches only the others (a piece the list claims but the disk lost is caught by the sha256 and the file refetched
-   * whole on the next try). Returns the bytes fetched.
+   * Fetches object `entry` into `file` with ranged GETs, several in flight, hashing the pieces in order as they arrive,
+   * and checks the whole against its manifest entry. Resumable: the pieces already written are listed beside the file
+   * (`<file>.pieces`, not flushed: a piece the list claims but the disk lost fails the sha256, and the file is fetched
+   * whole on the next try), and a pull that starts again fetches only the others. Not flushed either: the file is a
+   * transfer form that the install decodes and removes; what is installed is flushed then. Returns the bytes fetched.
    */
   async download(snapshotId: string, entry: ManifestEntry, file: string, signal?: AbortSignal): Promise<number> {
     const piecesFile = `${file}.pieces`;
     const count = Math.ceil(entry.size / PIECE_BYTES);
-    const done = new Set<number>(await readPieces(piecesFile, count));
-    if (done.size === 0 || !existsSync(file)) {
-      done.clear();
-      await writeFileDurable(file, "");
-    }
+    const done = new Set<number>(existsSync(file) ? await readPieces(piecesFile, count) : []);
+    if (done.size === 0) await writeFile(file, "");
     await truncate(file, entry.size);
     const handle = await open(file, "r+");
+    const hash = createHash("sha256");
     let fetched = 0;
     try {
+      // Pieces that came before the one to hash next wait here (at most about PIECES_IN_FLIGHT of them).
+      const arrived = new Map<number, Uint8Array>();
+      let toHash = 0;
+      const hashStep = async () => {
+        for (; toHash < count; toHash++) {
+          let bytes = arrived.get(toHash);
+          if (!bytes && done.has(toHash)) bytes = await readPiece(handle, toHash, entry.size); // from an earlier try
+          if (!bytes) return;
+          arrived.delete(toHash);
+          hash.update(bytes);
+        }
+      };
+      // One hashing pass at a time, in piece order, whichever fetch finished.
+      let hashing = Promise.resolve();
+      const hashInOrder = () => {
+        hashing = hashing.then(hashStep);
+        return hashing;
+      };
       const todo = Array.from({ length: count }, (_, index) => index).filter((index) => !done.has(index));
       const next = () => todo.shift();
       const fetchPieces = async () => {
@@ -163,15 +229,17 @@ export class ObjectStore {
           await handle.write(bytes, 0, bytes.length, start);
           fetched += bytes.length;
           done.add(index);
-          await writeFileDurable(piecesFile, JSON.stringify([...done]));
+          arrived.set(index, bytes);
+          await hashInOrder();
+          await writeFile(piecesFile, JSON.stringify([...done]));
         }
       };
       await Promise.all(Array.from({ length: Math.min(PIECES_IN_FLIGHT, todo.length) }, fetchPieces));
-      await handle.sync();
+      await hashInOrder();
     } finally {
       await handle.close();
     }
-    if ((await sha256File(file)) !== entry.sha256) {
+    if (hash.digest("hex") !== entry.sha256) {
       await rm(piecesFile, { force: true });
       await truncate(file, 0);
       throw new ApiError("unavailable", `${entry.name} of snapshot ${snapshotId} from the object store is corrupt`);
@@ -308,6 +376,14 @@ export async function sha256File(file: string): Promise<string> {
   const hash = createHash("sha256");
   for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
   return hash.digest("hex");
+}
+
+/** Piece `index` of a file being downloaded, read back (a piece an earlier try wrote). */
+async function readPiece(handle: FileHandle, index: number, size: number): Promise<Uint8Array> {
+  const start = index * PIECE_BYTES;
+  const bytes = Buffer.alloc(Math.min(size, start + PIECE_BYTES) - start);
+  await handle.read(bytes, 0, bytes.length, start);
+  return bytes;
 }
 
 /** The piece indexes a previous download wrote, or none when the list is missing or not ours. */

@@ -189,6 +189,28 @@ describeWith("ceph", "snapshots in an object store (Ceph's S3 gateway)", () => {
     expect(again).toMatchObject({ host_id: "fleet-a", retired_at: report.retired_at, failed_snapshots: [] });
   }, 300_000);
 
+  it("uploads an imported snapshot too, whatever the archive says of where the exporter kept it", async () => {
+    const exported = await fleet.api(`/snapshots/${snapshotId}/export`);
+    expect(exported.status).toBe(200);
+    const archive = Buffer.from(await exported.arrayBuffer());
+    const imported = await fleet.api("/snapshots/import", {
+      method: "POST",
+      body: archive,
+      headers: { "content-type": "application/x-tar" },
+    });
+    const copy: Json = await jsonOf(imported);
+    expect(imported.status, JSON.stringify(copy)).toBe(201);
+    expect(copy).toMatchObject({ storage: "local", compression_state: "compressed" });
+    await waitFor(async () => (await snapshotOf(copy.id)).storage === "stored" || undefined, {
+      timeoutMs: 60_000,
+      intervalMs: 200,
+      what: "the imported snapshot stored",
+    });
+    expect(await keysOf(copy.id)).toContain("memory.raw.sqfs");
+    expect((await fleet.api(`/snapshots/${copy.id}`, { method: "DELETE" })).status).toBe(204);
+    expect(await keysOf(copy.id)).toEqual([]);
+  }, 120_000);
+
   it("deletes the snapshot's objects and every copy with it", async () => {
     const deleted = await fleet.api(`/snapshots/${snapshotId}`, { method: "DELETE" });
     expect(deleted.status, await deleted.clone().text()).toBe(204);

@@ -23,7 +23,7 @@ const deps = {
   store: new SnapshotStore(dir.dir, redis, prefix),
   events: new EventStream(redis, prefix),
   log: createLogger("import-test", "silent"),
-  queueCompression: async () => {},
+  queueBackgroundWork: async () => {},
 };
 
 afterAll(async () => {

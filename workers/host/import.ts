@@ -72,8 +72,8 @@ export interface ImportDeps {
   store: SnapshotStore;
   events: EventStream;
   log: Logger;
-  /** Queues compression for a snapshot that wants it (SnapshotManager.queueCompression). */
-  queueCompression(snapshotId: string): Promise<void>;
+  /** Queues the upload and the compression an imported snapshot wants (SnapshotManager.queueBackgroundWork). */
+  queueBackgroundWork(record: SnapshotRecord): Promise<void>;
 }
 
 interface ReceivedEntry {
@@ -166,9 +166,7 @@ async function importClaimed(
     );
     const { snapshot } = installed;
     const eventId = await publishSnapshotRecord(deps.events, installed);
-    if (snapshot.compression.enabled && snapshot.compression_state === "none") {
-      await deps.queueCompression(snapshotId).catch(() => {}); // the compression reconcile catches up
-    }
+    await deps.queueBackgroundWork(installed);
     deps.log.info({ snapshotId, sizeBytes: snapshot.size_bytes }, "snapshot imported");
     return { snapshot, event_id: eventId };
   } catch (error) {
@@ -335,6 +333,9 @@ export async function installPayload(
       compression_error: null,
       compressed_size_bytes: keepCompressed ? record.snapshot.compressed_size_bytes : null,
       uncompressed_size_bytes: keepCompressed ? record.snapshot.uncompressed_size_bytes : null,
+      // Where the exporter kept it says nothing of here: this copy is local until this host uploads it.
+      storage: "local",
+      storage_error: null,
       ...overrides,
     },
     ...recordOverrides,

@@ -190,7 +190,7 @@ const payloadServer = await startPayloadServer({
         log,
         slots: importSlots,
         maxBytes: config.IMPORT_MAX_BYTES,
-        queueCompression: (id) => snapshots.queueCompression(id),
+        queueBackgroundWork: (record) => snapshots.queueBackgroundWork(record),
       },
       snapshotId,
       body,

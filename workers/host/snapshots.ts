@@ -136,19 +136,7 @@ export class SnapshotManager {
         await store.write(record);
         crashPoint("snapshot-capture.after-record");
         const { event_id } = await this.publish(record);
-        // The upload goes first: until it is stored, this disk holds the only copy.
-        if (this.options.objects) {
-          await this.queueUpload(prepared.id).catch((error: Error) =>
-            this.options.log.warn({ snapshotId: prepared.id, err: error.message }, "upload not queued yet"),
-          );
-        }
-        if (record.snapshot.compression.enabled && record.memory_payload) {
-          // The snapshot is durable and announced: a failed enqueue must not undo it. The compression worker's
-          // reconcile queues any snapshot that wants compression and has no job.
-          await this.queueCompression(prepared.id).catch((error: Error) =>
-            this.options.log.warn({ snapshotId: prepared.id, err: error.message }, "compression not queued yet"),
-          );
-        }
+        await this.queueBackgroundWork(record);
         this.options.log.info(
           { snapshotId: prepared.id, kind: prepared.kind, layout, downtimeMs, sizeBytes: record.snapshot.size_bytes },
           "snapshot captured",
@@ -264,13 +252,25 @@ export class SnapshotManager {
     );
   }
 
-  /** The compression worker's reconcile queues it too, should this enqueue fail or Redis lose it. */
-  private async queueUpload(snapshotId: string): Promise<void> {
-    await this.options.jobs.enqueueOnce(
-      "snapshot.upload",
-      { snapshot_id: snapshotId },
-      { hostId: this.options.hostId, jobId: uploadJobId(snapshotId) },
-    );
+  /**
+   * After a capture or an import: the upload to the object store (first: until it is stored, this disk holds the only
+   * copy) and the compression the policy asks for. The snapshot is durable and announced, so a failed enqueue must
+   * not undo it: the compression worker's reconcile queues both again.
+   */
+  async queueBackgroundWork(record: SnapshotRecord): Promise<void> {
+    const { objects, jobs, hostId, log } = this.options;
+    const snapshotId = record.snapshot.id;
+    if (objects) {
+      await jobs
+        .enqueueOnce("snapshot.upload", { snapshot_id: snapshotId }, { hostId, jobId: uploadJobId(snapshotId) })
+        .catch((error: Error) => log.warn({ snapshotId, err: error.message }, "upload not queued yet"));
+    }
+    const { compression, compression_state } = record.snapshot;
+    if (compression.enabled && record.memory_payload && compression_state === "none") {
+      await this.queueCompression(snapshotId).catch((error: Error) =>
+        log.warn({ snapshotId, err: error.message }, "compression not queued yet"),
+      );
+    }
   }
 
   /** Boots a new instance from the snapshot in the target state. */
