@@ -9,7 +9,8 @@
 //   download throughput against the SDK's plain PutObject/GetObject, and a host's first fork of a 1 GiB compressed
 //   snapshot from the store against the download alone.
 //
-// Options: --rounds <n> (default 3), --store-mib <n> (default 512), --no-store (skip the object store part).
+// Options: --rounds <n> (default 3), --store-mib <n> (default 512), --no-store (skip the object store part),
+// --store-only (only the object store part).
 // Prints markdown tables for bench/README.md (## Transfer).
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
@@ -31,6 +32,7 @@ const { values: flags } = parseArgs({
     rounds: { type: "string", default: "3" },
     "store-mib": { type: "string", default: "512" },
     "no-store": { type: "boolean", default: false },
+    "store-only": { type: "boolean", default: false },
   },
 });
 const ROUNDS = Number(flags.rounds);
@@ -70,7 +72,7 @@ async function timedFork(snapshotId: string, name: string, hostId: string): Prom
 const fmt = (values: number[]) =>
   `${median(values).toFixed(0)} (${Math.min(...values).toFixed(0)}–${Math.max(...values).toFixed(0)})`;
 
-try {
+async function hostToHost(): Promise<void> {
   await call("/instances", { name: "bench-src", size: "256MB", host_id: "fleet-a" }, 201);
   await waitForTick(api, "bench-src", 2);
   const owner = { client: fleet.payloads, target: await fleet.payloadTarget("fleet-a") };
@@ -138,11 +140,15 @@ try {
   console.log(`| on the snapshot's own host | ${fmt(forks.local)} |`);
   console.log(`| on another host, first fork (pulls the payload) | ${fmt(forks.remoteFirst)} |`);
   console.log(`| on another host again (replica local) | ${fmt(forks.remoteAgain)} |`);
+}
+
+try {
+  if (!flags["store-only"]) await hostToHost();
   if (!flags["no-store"]) {
     await fleet.stop();
     const cluster = await startCephCluster(path.join(work, "ceph"));
     try {
-      const rounds = await storeThroughput(cluster, work, Number(flags["store-mib"]), ROUNDS);
+      const rounds = await storeThroughput(cluster, work, Number(flags["store-mib"]), Math.max(ROUNDS, 5));
       const fork = await firstForkFromStore(cluster, redisServer.url, work);
       printStoreFigures(rounds, fork);
     } finally {
