@@ -4,6 +4,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestRedis, type TestRedis } from "../test/helpers/redis-server.ts";
 import { listHosts, renewHostLease } from "./hosts.ts";
+import { queuePrefix } from "./jobs/catalog.ts";
 import { snapfleetAclRule } from "./redis-acl.ts";
 
 const PREFIX = "acl-test";
@@ -38,12 +39,11 @@ describe("the least-privilege Redis user", () => {
   });
 
   it("runs BullMQ jobs and host presence without one denial", async () => {
-    const queue = new Queue("q", { connection: asUser(), prefix: PREFIX });
-    const events = new QueueEvents("q", { connection: asUser(), prefix: PREFIX });
-    const worker = new Worker("q", async (job) => ({ doubled: job.data.n * 2 }), {
-      connection: asUser(),
-      prefix: PREFIX,
-    });
+    // The queue's keys as the service names them: the prefix, then the queue as a Cluster hash tag.
+    const prefix = queuePrefix(PREFIX, "q");
+    const queue = new Queue("q", { connection: asUser(), prefix });
+    const events = new QueueEvents("q", { connection: asUser(), prefix });
+    const worker = new Worker("q", async (job) => ({ doubled: job.data.n * 2 }), { connection: asUser(), prefix });
     try {
       await events.waitUntilReady();
       const job = await queue.add("double", { n: 21 });

@@ -7,6 +7,7 @@ import Hypeman from "@onkernel/hypeman";
 import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dueAt, SCHEDULE_QUEUE, schedulerId } from "../api/schedules/scheduler.ts";
+import { queuePrefix } from "../shared/jobs/catalog.ts";
 import { waitForTick as waitForConsoleTick } from "./helpers/console.ts";
 import { testRedisUrl, uniquePrefix, waitFor } from "./helpers/fixtures.ts";
 import { apiConsole, capturedBetween, consolePoint, waitForResume } from "./helpers/resume.ts";
@@ -126,7 +127,10 @@ describe("snapshot schedule", () => {
     });
     expect(schedule).toMatchObject({ instance_id: source.id, interval: "1h", last_snapshot_id: null });
 
-    const queue = new Queue(SCHEDULE_QUEUE, { connection: { url: redisUrl }, prefix });
+    const queue = new Queue(SCHEDULE_QUEUE, {
+      connection: { url: redisUrl },
+      prefix: queuePrefix(prefix, SCHEDULE_QUEUE),
+    });
     // A run now instead of in up to a minute: promote the scheduler's next (delayed) job, as if it were due.
     const runNow = async (previous: string | null) => {
       const job = await waitFor(
@@ -171,7 +175,10 @@ describe("snapshot schedule across a restart", () => {
       retention: { max_count: 5 },
       metadata: { origin: "restart" },
     });
-    const queue = new Queue(SCHEDULE_QUEUE, { connection: { url: redisUrl }, prefix });
+    const queue = new Queue(SCHEDULE_QUEUE, {
+      connection: { url: redisUrl },
+      prefix: queuePrefix(prefix, SCHEDULE_QUEUE),
+    });
     const nextRuns = async () =>
       (await queue.getDelayed()).filter((delayed) => delayed.repeatJobKey === schedulerId(source.id));
     const [missed] = await waitFor(

@@ -5,6 +5,7 @@ import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { subjectOf } from "../../shared/events/catalog.ts";
 import { EventStream } from "../../shared/events/stream.ts";
+import { queuePrefix } from "../../shared/jobs/catalog.ts";
 import { closeRedis, connectRedis, waitForRedisReady } from "../../shared/redis.ts";
 import { createTestApp, sdkClient, type TestApp } from "../../test/helpers/app.ts";
 import { jsonOf } from "../../test/helpers/fixtures.ts";
@@ -72,7 +73,10 @@ describe("snapshot schedules", () => {
     expect(next).toBeGreaterThan(before);
     expect(next).toBeLessThanOrEqual(Date.now() + 3_600_000);
 
-    const queue = new Queue(SCHEDULE_QUEUE, { connection: { url: t.redisUrl }, prefix: t.prefix });
+    const queue = new Queue(SCHEDULE_QUEUE, {
+      connection: { url: t.redisUrl },
+      prefix: queuePrefix(t.prefix, SCHEDULE_QUEUE),
+    });
     expect((await queue.getJobScheduler(schedulerId(instance.id)))?.every).toBe(3_600_000);
 
     const updated = await client.instances.snapshotSchedule.update(instance.id, {
@@ -91,7 +95,10 @@ describe("snapshot schedules", () => {
 
   it("comes back after Redis lost its scheduler: by a PUT, a GET, and the periodic reconciliation", async () => {
     const redis = connectRedis(t.redisUrl, "worker", 1_000);
-    const queue = new Queue(SCHEDULE_QUEUE, { connection: { url: t.redisUrl }, prefix: t.prefix });
+    const queue = new Queue(SCHEDULE_QUEUE, {
+      connection: { url: t.redisUrl },
+      prefix: queuePrefix(t.prefix, SCHEDULE_QUEUE),
+    });
     const scheduler = () => queue.getJobScheduler(schedulerId(instance.id));
     const path = `/instances/${instance.id}/snapshot-schedule`;
     const body = { interval: "1h", retention: { max_count: 2 } };

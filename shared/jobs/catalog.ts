@@ -41,3 +41,10 @@ export function queueName(family: JobDefinition["queue"], hostId?: string): stri
   if (!hostId) throw new Error(`a ${family} job needs a host id`);
   return `${family}-${hostId}`;
 }
+
+/**
+ * BullMQ's key prefix for a queue: REDIS_PREFIX, then the queue's name as a hash tag, so that every key of one queue
+ * (`<prefix>:{<queue>}:<queue>:wait`, `…:active`, …) hashes to one Redis Cluster slot, which its Lua scripts need,
+ * while different queues (one per host) spread over the slots. Keys still start with `<prefix>:` (ACLs, scans).
+ */
+export const queuePrefix = (prefix: string, queue: string): string => `${prefix}:{${queue}}`;

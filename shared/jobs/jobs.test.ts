@@ -51,6 +51,23 @@ describe("job runtime", () => {
     expect(result).toEqual({ hostId: "host-a", receivedAt: sentAt });
   });
 
+  it("keeps every key of a queue in one Redis Cluster slot: the queue's name is their hash tag", async () => {
+    const { producer, hostId, prefix, workerConnection } = await setup({
+      "host.ping": async (payload) => ({ hostId: "host-a", receivedAt: payload.sentAt }),
+    });
+    await producer.run("host.ping", { sentAt: new Date().toISOString() }, { hostId, timeoutMs: 10_000 });
+    const keys: string[] = [];
+    let cursor = "0";
+    do {
+      const [next, found] = await workerConnection.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 500);
+      keys.push(...found);
+      cursor = next;
+    } while (cursor !== "0");
+    const queue = queueName("host", hostId);
+    expect(keys.filter((key) => key.includes(queue)).length).toBeGreaterThan(2); // jobs, events, meta, …
+    for (const key of keys) expect(key.startsWith(`${prefix}:{${queue}}:${queue}:`), key).toBe(true);
+  });
+
   it("brings a handler's ApiError back to the caller unchanged and does not retry it", async () => {
     let calls = 0;
     const { producer, hostId } = await setup({

@@ -4,7 +4,7 @@ import { Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import { ApiError, ERROR_CODES, type ErrorCode, unavailable } from "../errors.ts";
 import { connectRedis, DeadlineError, redisCall } from "../redis.ts";
-import { JOB_CATALOG, type JobName, type JobPayload, type JobResult, queueName } from "./catalog.ts";
+import { JOB_CATALOG, type JobName, type JobPayload, type JobResult, queueName, queuePrefix } from "./catalog.ts";
 
 export interface JobEnvelope {
   payload: unknown;
@@ -111,7 +111,7 @@ export class JobProducer {
   queue(name: string): Queue {
     let queue = this.queues.get(name);
     if (!queue) {
-      queue = new Queue(name, { connection: this.options.connection, prefix: this.options.prefix });
+      queue = new Queue(name, { connection: this.options.connection, prefix: queuePrefix(this.options.prefix, name) });
       queue.on("error", () => {}); // surfaced through the failing call instead
       this.queues.set(name, queue);
     }
@@ -124,7 +124,11 @@ export class JobProducer {
       const connection = connectRedis(this.options.redisUrl, "worker", this.options.commandTimeoutMs);
       connection.on("error", () => {});
       this.eventConnections.push(connection);
-      const queueEvents = new QueueEvents(name, { connection, prefix: this.options.prefix, autorun: true });
+      const queueEvents = new QueueEvents(name, {
+        connection,
+        prefix: queuePrefix(this.options.prefix, name),
+        autorun: true,
+      });
       queueEvents.on("error", () => {});
       events = queueEvents.waitUntilReady().then(() => queueEvents);
       events.catch(() => this.queueEvents.delete(name));

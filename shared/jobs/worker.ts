@@ -3,7 +3,7 @@ import { type BackoffStrategy, type Job, UnrecoverableError, Worker } from "bull
 import type { Redis } from "ioredis";
 import { ApiError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
-import { JOB_CATALOG, type JobName, type JobResult, type ParsedJobPayload } from "./catalog.ts";
+import { JOB_CATALOG, type JobName, type JobResult, type ParsedJobPayload, queuePrefix } from "./catalog.ts";
 import type { JobEnvelope } from "./producer.ts";
 
 export interface JobContext {
@@ -76,7 +76,7 @@ export function startJobWorker<Names extends JobName>(options: JobWorkerOptions<
 
   const worker = new Worker<JobEnvelope>(options.queue, processJob, {
     connection: options.connection,
-    prefix: options.prefix,
+    prefix: queuePrefix(options.prefix, options.queue),
     concurrency: options.concurrency ?? 1,
     lockDuration: options.lockDurationMs ?? 30_000,
     stalledInterval: Math.max(5_000, Math.floor((options.lockDurationMs ?? 30_000) / 2)),

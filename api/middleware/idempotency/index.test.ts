@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { idFrom } from "../../../shared/ids.ts";
-import { queueName } from "../../../shared/jobs/catalog.ts";
+import { queueName, queuePrefix } from "../../../shared/jobs/catalog.ts";
 import { startJobWorker } from "../../../shared/jobs/worker.ts";
 import { createLogger } from "../../../shared/logger.ts";
 import { closeRedis, connectRedis } from "../../../shared/redis.ts";
@@ -52,7 +52,10 @@ describe("Idempotency-Key", () => {
       .execute();
   /** Instance ids of the create jobs waiting on a host's queue. */
   const queuedInstanceIds = async (hostId: string) => {
-    const queue = new Queue(queueName("host", hostId), { connection: { url: t.redisUrl }, prefix: t.prefix });
+    const queue = new Queue(queueName("host", hostId), {
+      connection: { url: t.redisUrl },
+      prefix: queuePrefix(t.prefix, queueName("host", hostId)),
+    });
     const jobs = await queue.getJobs(["waiting", "prioritized", "delayed"]);
     await queue.close();
     return jobs.map((job) => job.data.payload.instance.id);
