@@ -157,7 +157,10 @@ export class Replicas {
       if (totalBytes <= budgetBytes) break;
       if (now - copy.lastUsedMs < CACHE_GRACE_MS) continue;
       // Under the snapshot's lock: a fork maps the payload while it holds it, so none can start in between.
-      const gone = await store.withLock(copy.id, async () => !(await inUse(copy.id)) && (await this.drop(copy.id)).dropped);
+      const gone = await store.withLock(
+        copy.id,
+        async () => !(await inUse(copy.id)) && (await this.drop(copy.id)).dropped,
+      );
       if (!gone) continue;
       totalBytes -= copy.bytes;
       evicted.push(copy.id);
