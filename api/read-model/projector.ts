@@ -298,7 +298,7 @@ async function applyGroup(trx: Trx, group: StreamItem[]): Promise<Applied> {
     if (entry.kind === "announcement") {
       applied.push(entry);
       changes.push(...changesOfAnnouncement(entry.announcement));
-    } else if (recorded.delete(entry.event.id)) {
+    } else if (entry.kind === "event" && recorded.delete(entry.event.id)) {
       // (deleted from the set: the same event twice in one group is applied once)
       applied.push(entry);
       const change = changeOfEvent(entry.event);
