@@ -56,8 +56,6 @@ export interface AnnouncementPartsTable {
   announced_at: string;
   /** JSON array of `instance:<id>` / `snapshot:<id>`: the records and tombstones this part announces. */
   resource_keys: string;
-  /** JSON of the digest buckets the announcement covers (shared/events/digest.ts BUCKET_SCOPE); null: all. */
-  scope: string | null;
 }
 
 export interface SnapshotTagsTable {

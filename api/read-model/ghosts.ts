@@ -113,7 +113,6 @@ export async function applyAnnouncementPart(trx: Trx, announcement: HostAnnounce
       host_id,
       announced_at,
       resource_keys: JSON.stringify(keysOfPart(announcement)),
-      scope: scope ? JSON.stringify(scope) : null,
     })
     .onConflict((conflict) => conflict.columns(["announcement_id", "part"]).doNothing())
     .execute();
@@ -126,6 +125,7 @@ export async function applyAnnouncementPart(trx: Trx, announcement: HostAnnounce
   if (!isComplete(received, parts)) return [];
   const announced = new Set(received.flatMap((row) => JSON.parse(row.resource_keys) as string[]));
   const listedAt = received.map((row) => row.announced_at).sort()[0]!;
+  // Every part of one announcement has the same scope (the host cuts one listing into parts): this part's is theirs.
   const verdict = judgeHeldRows(await heldRows(trx, host_id, scope), announced, listedAt);
   await setMissingSince(trx, verdict.missing, listedAt);
   await setMissingSince(trx, verdict.found, null);
