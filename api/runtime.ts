@@ -17,6 +17,7 @@ import { startMaintenance } from "./maintenance.ts";
 import { ApiMetrics } from "./metrics/metrics.ts";
 import { startMetricsObserver } from "./metrics/observe.ts";
 import { startApiHeartbeat } from "./process-alive.ts";
+import { requestBucketAnnouncement } from "./read-model/digests.ts";
 import { askHostsOnceReady } from "./read-model/maintenance.ts";
 import { Projector } from "./read-model/projector.ts";
 import { startRedisRebuild } from "./redis-rebuild.ts";
@@ -207,6 +208,17 @@ function startProjector(
         if (count > 0) parts.metrics.readModelVanished.inc({ kind, host }, count);
       }
     },
+    resyncBuckets: (resync) =>
+      requestBucketAnnouncement(
+        {
+          redis: parts.redis,
+          prefix: config.REDIS_PREFIX,
+          jobs: parts.jobs,
+          cooldownMs: Math.floor(config.ANNOUNCE_INTERVAL_MS / 2),
+          commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+        },
+        resync,
+      ),
   });
   if (options.projector) {
     projector.start();

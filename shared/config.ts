@@ -160,7 +160,10 @@ export const ENV_SCHEMA = z.object({
   RECONCILE_INTERVAL_MS: positiveInt.min(1_000).default(60_000),
   /** An event that fails to apply to the read model this many times goes to the dead-letter stream. */
   PROJECTOR_MAX_ATTEMPTS: positiveInt.max(1_000).default(5),
-  /** Each host announces the full state of what it owns this often (and at start and after every Redis reconnect). */
+  /**
+   * Each host appends a digest of what it owns this often (its full state at start and after every Redis reconnect);
+   * the API asks it for the buckets that differ, at most once per half this per host.
+   */
   ANNOUNCE_INTERVAL_MS: positiveInt.min(1_000).max(30_000).default(15_000),
   /** How long a host keeps (and announces) the tombstone of a deleted instance or snapshot. */
   TOMBSTONE_RETENTION_MS: positiveInt.min(60_000).default(7 * 24 * 3_600_000),

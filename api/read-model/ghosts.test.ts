@@ -3,6 +3,7 @@
 // comes back when its host announces it again.
 import { afterEach, expect, it } from "vitest";
 import type { HostAnnouncement } from "../../shared/events/announcement.ts";
+import { bucketOf } from "../../shared/events/digest.ts";
 import { openTestDatabase, type TestDatabase } from "../../test/helpers/database.ts";
 import { describeEachDialect } from "../../test/helpers/postgres.ts";
 import { sampleInstance, sampleSnapshot } from "../../test/helpers/resources.ts";
@@ -147,6 +148,41 @@ describeEachDialect("a host's complete announcement on %s", (dialect: DialectNam
       }),
     );
     expect((await findSnapshot(db, vanished.id))?.tags).toEqual({ team: "a" });
+  });
+
+  it("a bucket-scoped announcement judges the rows of its buckets only: others are neither marked nor removed", async () => {
+    const { db, apply, announce } = await open();
+    const earlier = new Date(Date.now() - 60_000).toISOString();
+    const instance = sampleInstance({ host_id: "host-a", created_at: earlier });
+    // Two snapshots in different buckets of 4, both gone from the host; the announcements cover the first's only.
+    const inScope = sampleSnapshot(instance, { created_at: earlier, name: "in-scope" });
+    let outOfScope = sampleSnapshot(instance, { created_at: earlier });
+    while (bucketOf(`snapshot:${outOfScope.id}`, 4) === bucketOf(`snapshot:${inScope.id}`, 4)) {
+      outOfScope = sampleSnapshot(instance, { created_at: earlier });
+    }
+    const scope = { bucket_count: 4, buckets: [bucketOf(`snapshot:${inScope.id}`, 4)] };
+    await apply([
+      { kind: "snapshot", snapshot: inScope, version: 1, deletedAt: null },
+      { kind: "snapshot", snapshot: outOfScope, version: 1, deletedAt: null },
+    ]);
+    const missingSince = async (id: string) =>
+      (await db.selectFrom("snapshots").select("missing_since").where("id", "=", id).executeTakeFirstOrThrow())
+        .missing_since;
+    expect(await announce(announcement({ announcement_id: "ann_1", announced_at: secondsAgo(20), scope }))).toEqual([]);
+    expect(await missingSince(inScope.id)).not.toBeNull();
+    expect(await missingSince(outOfScope.id)).toBeNull();
+    expect(await announce(announcement({ announcement_id: "ann_2", announced_at: secondsAgo(10), scope }))).toEqual([
+      `snapshot:${inScope.id}`,
+    ]);
+    expect(await findSnapshot(db, inScope.id)).toBeUndefined();
+    expect(await findSnapshot(db, outOfScope.id)).toBeDefined();
+    expect(await missingSince(outOfScope.id)).toBeNull();
+    // A full announcement lacking the other one only marks it: its first miss (the scoped ones never judged it).
+    expect(await announce(announcement({ announcement_id: "ann_3", instances: [{ instance, version: 1 }] }))).toEqual(
+      [],
+    );
+    expect(await missingSince(outOfScope.id)).not.toBeNull();
+    expect(await db.selectFrom("announcement_parts").selectAll().where("host_id", "=", "host-a").execute()).toEqual([]);
   });
 
   it("keeps a row whose state the host made after it took the listing, or changed since it went missing", async () => {

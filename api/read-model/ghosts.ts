@@ -1,9 +1,14 @@
 // Anti-entropy that also removes: a host's complete announcement (every part of one announcement_id applied) is
-// authoritative for that host. A live row the read model holds as that host's which two complete announcements in a
-// row lack (neither record nor tombstone) vanished from the host (its directory removed by hand, moved to
-// quarantine): it is removed as a tombstone would remove it. Rows of other hosts are never touched: a host holding a replica of another host's
-// snapshot does not announce it, and a host that is offline announces nothing, so nothing of theirs goes.
+// authoritative for that host, over the keys in its scope (all of them, or the digest buckets it covers,
+// shared/events/digest.ts). A live row in its scope that the read model holds as that host's and which two complete
+// announcements covering it in a row lack (neither record nor tombstone) vanished from the host (its directory removed by
+// hand, moved to quarantine): it is removed as a tombstone would remove it. Rows outside the scope are not judged: a
+// bucket-scoped announcement says nothing of other buckets. Rows of other hosts are never touched: a host holding a
+// replica of another host's snapshot does not announce it, and a host that is offline announces nothing, so nothing of
+// theirs goes.
 import type { HostAnnouncement } from "../../shared/events/announcement.ts";
+import { subjectOf } from "../../shared/events/catalog.ts";
+import { type BucketScope, inScope } from "../../shared/events/digest.ts";
 import type { Instance } from "../../shared/schemas/instance.ts";
 import type { Snapshot } from "../../shared/schemas/snapshot.ts";
 import { type Change, markVanished, type Trx } from "./apply.ts";
@@ -40,8 +45,8 @@ export interface ReceivedPart {
 /** Ids per statement: well under both dialects' limits on bound parameters. */
 const IDS_PER_STATEMENT = 500;
 
-/** The key of a resource in an announcement and in the read model. */
-export const resourceKey = (kind: "instance" | "snapshot", id: string) => `${kind}:${id}`;
+/** The key of a resource in an announcement, a digest and the read model: its event subject. */
+export const resourceKey = (kind: "instance" | "snapshot", id: string) => subjectOf[kind](id);
 
 /** Every record and tombstone one part announces, by key. */
 export function keysOfPart(announcement: HostAnnouncement): string[] {
@@ -92,13 +97,13 @@ export function judgeHeldRows<T extends HeldRow>(
 
 /**
  * Records one applied part of a host's announcement (after its changes, in the same transaction); once all its
- * parts are in, marks what it lacks as missing and removes what the one before lacked too. Returns the keys of the
- * rows removed. Parts are kept in the
+ * parts are in, marks what it lacks in its scope as missing and removes what the one before covering it lacked too.
+ * Returns the keys of the rows removed. Parts are kept in the
  * database, so parts applied by different API replicas count together; two replicas committing the last two parts
  * at once on PostgreSQL may each see the other's missing, and then the next announcement removes what this one would.
  */
 export async function applyAnnouncementPart(trx: Trx, announcement: HostAnnouncement): Promise<string[]> {
-  const { announcement_id, part, parts, host_id, announced_at } = announcement;
+  const { announcement_id, part, parts, host_id, announced_at, scope } = announcement;
   await trx
     .insertInto("announcement_parts")
     .values({
@@ -120,7 +125,8 @@ export async function applyAnnouncementPart(trx: Trx, announcement: HostAnnounce
   if (!isComplete(received, parts)) return [];
   const announced = new Set(received.flatMap((row) => JSON.parse(row.resource_keys) as string[]));
   const listedAt = received.map((row) => row.announced_at).sort()[0]!;
-  const verdict = judgeHeldRows(await heldRows(trx, host_id), announced, listedAt);
+  // Every part of one announcement has the same scope (the host cuts one listing into parts): this part's is theirs.
+  const verdict = judgeHeldRows(await heldRows(trx, host_id, scope), announced, listedAt);
   await setMissingSince(trx, verdict.missing, listedAt);
   await setMissingSince(trx, verdict.found, null);
   await markVanished(trx, await changesOf(trx, verdict.vanished), listedAt);
@@ -133,7 +139,8 @@ export async function applyAnnouncementPart(trx: Trx, announcement: HostAnnounce
   return verdict.vanished.map((row) => row.key);
 }
 
-async function setMissingSince(trx: Trx, rows: HeldRowOf[], since: string | null): Promise<void> {
+/** Marks rows missing since `since`, or no longer missing (null). */
+export async function setMissingSince(trx: Trx, rows: RowRef[], since: string | null): Promise<void> {
   for (const kind of ["instance", "snapshot"] as const) {
     const ids = rows.filter((row) => row.kind === kind).map((row) => row.id);
     for (let start = 0; start < ids.length; start += IDS_PER_STATEMENT) {
@@ -146,9 +153,16 @@ async function setMissingSince(trx: Trx, rows: HeldRowOf[], since: string | null
   }
 }
 
-type HeldRowOf = HeldRow & { kind: "instance" | "snapshot"; id: string };
+/** A row of the instances or snapshots table. */
+export interface RowRef {
+  kind: "instance" | "snapshot";
+  id: string;
+}
 
-async function heldRows(trx: Trx, hostId: string): Promise<HeldRowOf[]> {
+type HeldRowOf = HeldRow & RowRef;
+
+/** The host's live rows whose keys are in `scope` (all of them without one). */
+async function heldRows(trx: Trx, hostId: string, scope: BucketScope | undefined): Promise<HeldRowOf[]> {
   const rows: HeldRowOf[] = [];
   for (const kind of ["instance", "snapshot"] as const) {
     const live = await trx
@@ -158,8 +172,10 @@ async function heldRows(trx: Trx, hostId: string): Promise<HeldRowOf[]> {
       .where("deleted_at", "is", null)
       .execute();
     for (const row of live) {
+      const key = resourceKey(kind, row.id);
+      if (!inScope(key, scope)) continue;
       const changedAt = row.host_changed_at ?? row.created_at;
-      rows.push({ kind, id: row.id, key: resourceKey(kind, row.id), changedAt, missingSince: row.missing_since });
+      rows.push({ kind, id: row.id, key, changedAt, missingSince: row.missing_since });
     }
   }
   return rows;

@@ -60,16 +60,17 @@ export function waitForInstanceState(
       checks = checks.then(check).catch((error: unknown) => settle(() => reject(error)));
     };
     const onAbort = () => settle(() => resolve(outcome(true)));
-    // An announcement may carry any instance's state: look again after each one too.
+    // An announcement may carry any instance's state: look again after each one too (a digest changes no state).
     const concerns = (entry: StreamEntry) =>
-      entry.kind === "announcement" || entry.event.subject === subjectOf.instance(instance.id);
+      entry.kind === "announcement" ||
+      (entry.kind === "event" && entry.event.subject === subjectOf.instance(instance.id));
     const unsubscribe = deps.projector.onApplied((entry) => {
       if (concerns(entry)) enqueueCheck();
     });
     // Another replica may be the one applying it: wait for its row in the database, then look.
     const unfollow = deps.eventFeed.onEntry((entry) => {
       if (!concerns(entry)) return;
-      if (entry.kind === "announcement") return enqueueCheck();
+      if (entry.kind !== "event") return enqueueCheck();
       deps.projector.waitFor(entry.event.id, APPLY_WAIT_MS).then(
         () => settled || enqueueCheck(),
         () => {}, // not applied in time: the timeout answers

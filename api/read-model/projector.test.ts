@@ -2,6 +2,7 @@ import { sql } from "kysely";
 import { afterEach, expect, it } from "vitest";
 import type { HostAnnouncement } from "../../shared/events/announcement.ts";
 import { subjectOf } from "../../shared/events/catalog.ts";
+import { bucketOf, type DigestLine, digestBuckets } from "../../shared/events/digest.ts";
 import { EventStream, eventStreamKey } from "../../shared/events/stream.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { closeRedis, connectRedis } from "../../shared/redis.ts";
@@ -12,6 +13,7 @@ import { sampleInstance, sampleSnapshot } from "../../test/helpers/resources.ts"
 import type { Db } from "../db/database.ts";
 import type { DialectName } from "../db/dialect.ts";
 import { type DeadLetter, listDeadLetters } from "./dead-letters.ts";
+import type { BucketResync } from "./digests.ts";
 import { Projector, type ProjectorOptions, READ_MODEL_GROUP } from "./projector.ts";
 import { findInstance, findSnapshot, listSnapshots } from "./queries.ts";
 
@@ -306,5 +308,39 @@ describeEachDialect("projector on %s", (dialect) => {
     );
     await projector.waitFor(marker.event.id, 5_000);
     expect((await findInstance(db, instance.id))?.state).toBe("Stopped");
+  });
+
+  it("compares a host's digest with what it applied before it, and asks for the buckets that differ only", async () => {
+    const { stream, newProjector } = await setup(dialect);
+    const asked: BucketResync[] = [];
+    const projector = newProjector("replica-a", 30_000, {
+      resyncBuckets: async (resync) => {
+        asked.push(resync);
+      },
+    });
+    const instance = sampleInstance({ host_id: "host-d" });
+    const snapshot = sampleSnapshot(instance);
+    const digest = (digest_id: string, lines: DigestLine[]) =>
+      stream.digest({
+        host_id: "host-d",
+        digest_id,
+        digested_at: new Date().toISOString(),
+        bucket_count: 8,
+        buckets: digestBuckets(lines, 8),
+      });
+    const instanceLine = { key: `instance:${instance.id}`, version: 1 };
+    const snapshotLine = { key: `snapshot:${snapshot.id}`, version: 1 };
+    // Appended before the projector starts: the event and the digest come in one read; the digest sees the event.
+    await stream.append("instance.created", subjectOf.instance(instance.id), { instance }, v(1));
+    await digest("dig_same", [instanceLine]);
+    // The host wrote the snapshot's record, and died before appending its event.
+    await digest("dig_more", [instanceLine, snapshotLine]);
+    const marker = await stream.append("instance.updated", subjectOf.instance(instance.id), { instance }, v(2));
+    projector.start();
+    await projector.waitFor(marker.event.id, 5_000);
+    await waitFor(() => asked.length > 0 || undefined);
+    expect(asked).toEqual([
+      { hostId: "host-d", digestId: "dig_more", scope: { bucket_count: 8, buckets: [bucketOf(snapshotLine.key, 8)] } },
+    ]);
   });
 });

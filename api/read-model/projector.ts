@@ -1,7 +1,8 @@
 // Applies the event stream to the read model: a consumer group shared by the API replicas, a few entries per
-// transaction (events; a part of a host's full-state announcement goes alone), idempotent by event id and forward-only
-// by host-owned version, acknowledged after commit. An entry that fails on its own PROJECTOR_MAX_ATTEMPTS times, or
-// cannot be decoded, goes to the dead-letter stream and the projector moves on.
+// transaction (events; a part of a host's announcement, or a host's digest, goes alone), idempotent by event id and
+// forward-only by host-owned version, acknowledged after commit. A digest that differs from the read model asks its
+// host for the buckets that do (digests.ts). An entry that fails on its own PROJECTOR_MAX_ATTEMPTS times, or cannot be
+// decoded, goes to the dead-letter stream and the projector moves on.
 import { setImmediate } from "node:timers/promises";
 import type { Redis } from "ioredis";
 import { sql } from "kysely";
@@ -12,6 +13,7 @@ import { type DialectName, dialectOf } from "../db/dialect.ts";
 import { type StreamConsumer, type StreamEntries, startStreamConsumer } from "../stream-consumer.ts";
 import { applyChanges, type Change, changeOfEvent, changesOfAnnouncement, type Trx } from "./apply.ts";
 import { type DeadLetter, recordDeadLetter } from "./dead-letters.ts";
+import { type BucketResync, compareDigest } from "./digests.ts";
 import { applyAnnouncementPart } from "./ghosts.ts";
 
 export const READ_MODEL_GROUP = "read-model";
@@ -46,12 +48,18 @@ export interface ProjectorOptions {
   onDeadLetter?: (letter: Omit<DeadLetter, "id">) => void;
   /** Told of the rows a host's complete announcements lacked twice and that were removed (`instance:<id>`…). */
   onVanished?: (hostId: string, keys: string[]) => void;
+  /** Asks a host to announce the buckets of its digest the read model disagrees with (digests.ts); none: nobody. */
+  resyncBuckets?: (resync: BucketResync) => Promise<unknown>;
 }
 
-/** What one transaction did: the entries that changed the read model, and the rows removed as vanished by host. */
+/**
+ * What one transaction did: the entries that changed the read model, the rows removed as vanished by host, and the
+ * buckets to ask of hosts whose digest differs.
+ */
 interface Applied {
   entries: StreamEntry[];
   vanished: Array<{ hostId: string; keys: string[] }>;
+  resyncs: BucketResync[];
 }
 
 type StreamItem = { streamId: string; fields: string[]; entry: StreamEntry };
@@ -168,11 +176,12 @@ export class Projector {
       while (next < entries.length && group.length < perTransaction) {
         const [streamId, fields] = entries[next]!;
         const entry = await this.decode(streamId, fields);
-        // An announcement (up to 200 resources) gets a transaction of its own.
-        if (entry?.kind === "announcement" && group.length > 0) break;
+        // An announcement (up to 200 resources) or a digest (a read of the host's rows) gets a transaction of its own.
+        const alone = entry !== undefined && entry.kind !== "event";
+        if (alone && group.length > 0) break;
         next++;
         if (entry) group.push({ streamId, fields, entry });
-        if (entry?.kind === "announcement") break;
+        if (alone) break;
       }
       try {
         this.tell(await this.applyInTransaction(group));
@@ -201,12 +210,23 @@ export class Projector {
   private readonly setAside = new Set<string>();
 
   private applyInTransaction(group: StreamItem[]): Promise<Applied> {
-    if (group.length === 0) return Promise.resolve({ entries: [], vanished: [] });
+    if (group.length === 0) return Promise.resolve({ entries: [], vanished: [], resyncs: [] });
     return this.options.db.transaction().execute((trx) => applyGroup(trx, group));
   }
 
-  /** Once committed: waiters and listeners hear of the entries; what vanished is logged and counted. */
-  private tell({ entries, vanished }: Applied): void {
+  /**
+   * Once committed: waiters and listeners hear of the entries; what vanished is logged and counted; hosts are asked for
+   * the buckets their digest differs in (a request that fails is made again from the host's next digest).
+   */
+  private tell({ entries, vanished, resyncs }: Applied): void {
+    for (const resync of resyncs) {
+      this.options.log.debug({ ...resync }, "read model: a host's digest differs; asking for its buckets");
+      this.options
+        .resyncBuckets?.(resync)
+        .catch((error: Error) =>
+          this.options.log.warn({ hostId: resync.hostId, err: error.message }, "could not ask a host for its buckets"),
+        );
+    }
     for (const { hostId, keys } of vanished) {
       this.options.log.warn(
         { hostId, removed: keys.slice(0, 50), count: keys.length },
@@ -274,8 +294,8 @@ export class Projector {
 
 /**
  * Applies entries inside `trx`; returns those that changed the read model: announcements, and events not applied
- * before. Events are recorded first: a replica applying the same entry at the same time waits on its row, then finds
- * it done.
+ * before; and the buckets of digests that differ. Events are recorded first: a replica applying the same entry at the
+ * same time waits on its row, then finds it done.
  */
 async function applyGroup(trx: Trx, group: StreamItem[]): Promise<Applied> {
   const events = group.flatMap(({ streamId, entry }) =>
@@ -298,7 +318,7 @@ async function applyGroup(trx: Trx, group: StreamItem[]): Promise<Applied> {
     if (entry.kind === "announcement") {
       applied.push(entry);
       changes.push(...changesOfAnnouncement(entry.announcement));
-    } else if (recorded.delete(entry.event.id)) {
+    } else if (entry.kind === "event" && recorded.delete(entry.event.id)) {
       // (deleted from the set: the same event twice in one group is applied once)
       applied.push(entry);
       const change = changeOfEvent(entry.event);
@@ -308,10 +328,15 @@ async function applyGroup(trx: Trx, group: StreamItem[]): Promise<Applied> {
   await applyChanges(trx, changes);
   // Once all its parts are in, a host's announcement also removes what the host no longer has (ghosts.ts).
   const vanished: Applied["vanished"] = [];
+  const resyncs: BucketResync[] = [];
   for (const { entry } of group) {
-    if (entry.kind !== "announcement") continue;
-    const keys = await applyAnnouncementPart(trx, entry.announcement);
-    if (keys.length > 0) vanished.push({ hostId: entry.announcement.host_id, keys });
+    if (entry.kind === "announcement") {
+      const keys = await applyAnnouncementPart(trx, entry.announcement);
+      if (keys.length > 0) vanished.push({ hostId: entry.announcement.host_id, keys });
+    } else if (entry.kind === "digest") {
+      const resync = await compareDigest(trx, entry.digest);
+      if (resync) resyncs.push(resync);
+    }
   }
-  return { entries: applied, vanished };
+  return { entries: applied, vanished, resyncs };
 }

@@ -3,6 +3,7 @@
 // on what happened and emits the events that feed the read model. Every id in a payload is checked against the id
 // format: workers join them into paths they write and remove.
 import { z } from "zod";
+import { BUCKET_SCOPE } from "../events/digest.ts";
 import { HOST_ID, RESOURCE_ID } from "../schemas/common.ts";
 import { INSTANCE_SCHEMA, INSTANCE_STATS_SCHEMA } from "../schemas/instance.ts";
 import { SNAPSHOT_SCHEMA, TARGET_STATE } from "../schemas/snapshot.ts";
@@ -26,10 +27,13 @@ export const HOST_JOBS = {
     ...NO_RETRY,
     timeoutMs: 5_000,
   },
-  /** Asks the host to announce the full state of what it owns now (a rebuild of the read model asks every host). */
+  /**
+   * Asks the host to announce the full state of what it owns now (a rebuild of the read model asks every host), or
+   * with `scope` only the digest buckets the read model disagrees with (api/read-model/digests.ts).
+   */
   "host.announce": {
     queue: "host",
-    payload: z.object({ reason: z.string().max(200) }),
+    payload: z.object({ reason: z.string().max(200), scope: BUCKET_SCOPE.optional() }),
     result: z.object({ hostId: z.string(), receivedAt: z.iso.datetime() }),
     ...NO_RETRY,
     timeoutMs: 60_000,

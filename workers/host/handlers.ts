@@ -90,8 +90,8 @@ export function createHostHandlers({
   };
   return {
     "host.ping": async () => ({ hostId, receivedAt: new Date().toISOString() }),
-    "host.announce": async () => {
-      await announcer.announce("requested");
+    "host.announce": async ({ reason, scope }) => {
+      await announcer.announce(`requested: ${reason}`, { scope });
       return { hostId, receivedAt: new Date().toISOString() };
     },
     "instance.create": ({ instance }, { job }) => untilRunning("create", job, instances.create(instance, job.id)),

@@ -112,7 +112,7 @@ await instances.reconcile();
 await mounts.sweep();
 const announce = (reason: string, state?: HostState) =>
   announcer
-    .announce(reason, state)
+    .announce(reason, { state })
     .catch((error: Error) => log.warn({ err: error.message, reason }, "announce failed"));
 // After a crash, events of the last changes may be missing from the stream (written, not yet appended). One listing
 // of the host's files serves that and the first announcement.
@@ -123,7 +123,19 @@ await announcer
 await announce("start", startState);
 // A reconnect may be to a Redis that lost everything (a failover, a lost AOF): tell it all again.
 redis.on("ready", () => void announce("redis reconnected"));
-const announceTimer = setInterval(() => void announce("interval"), config.ANNOUNCE_INTERVAL_MS);
+// On the interval, a digest only: the read model asks for the buckets it disagrees with (announcer.ts says why no full
+// announcement is needed behind it). One at a time: a listing slower than the interval skips a beat.
+let digesting = false;
+const announceTimer = setInterval(() => {
+  if (digesting) return;
+  digesting = true;
+  announcer
+    .digest()
+    .catch((error: Error) => log.warn({ err: error.message }, "digest failed"))
+    .finally(() => {
+      digesting = false;
+    });
+}, config.ANNOUNCE_INTERVAL_MS);
 let reconciling = false;
 const reconcileTimer = setInterval(() => {
   if (reconciling) return;

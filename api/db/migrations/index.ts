@@ -12,6 +12,7 @@ import * as announcements from "./0009_announcements.ts";
 import * as idempotencyOwner from "./0010_idempotency_owner.ts";
 import * as idempotencyPlacement from "./0011_idempotency_placement.ts";
 import * as retiredHosts from "./0012_retired_hosts.ts";
+import * as digests from "./0013_digests.ts";
 
 export const MIGRATIONS: Record<string, Migration> = {
   "0001_initial": initial,
@@ -26,4 +27,5 @@ export const MIGRATIONS: Record<string, Migration> = {
   "0010_idempotency_owner": idempotencyOwner,
   "0011_idempotency_placement": idempotencyPlacement,
   "0012_retired_hosts": retiredHosts,
+  "0013_digests": digests,
 };
