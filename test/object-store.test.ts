@@ -1,4 +1,4 @@
-// Snapshots in an object store, on a real single-node Ceph cluster's S3 gateway (scripts/ceph-cluster.ts, started
+// Snapshots in an object store, on a real single-node Ceph cluster's S3 gateway (test/helpers/ceph-cluster.ts, started
 // once for the test run) and two worker hosts on real QEMU guests: the upload after a capture and after a compression
 // (retried while the bucket is missing), a fork on a host whose disk never held the snapshot while its owner is gone,
 // the owner's disk deleted and the host retired (another host adopts the snapshot), and a delete that leaves no

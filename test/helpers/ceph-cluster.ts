@@ -188,8 +188,18 @@ function alive(pid: number): boolean {
   }
 }
 
+/** A recorded PID is ours only while it still runs a Ceph daemon: a stale file (after a reboot) names another process. */
+function isCephDaemon(pid: number): boolean {
+  try {
+    const command = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0] ?? "";
+    return ["ceph-mon", "ceph-osd", "radosgw"].includes(path.basename(command));
+  } catch {
+    return false;
+  }
+}
+
 async function stopPid(pid: number): Promise<void> {
-  if (!alive(pid)) return;
+  if (!alive(pid) || !isCephDaemon(pid)) return;
   process.kill(pid, "SIGTERM");
   for (let waited = 0; waited < 3_000 && alive(pid); waited += 50) await sleep(50);
   if (alive(pid)) process.kill(pid, "SIGKILL");
