@@ -78,4 +78,15 @@ describeWith("ceph", "ObjectStore on Ceph's S3 gateway", () => {
     client.destroy();
     await expect(store.readManifest("evil")).rejects.toMatchObject({ code: "unavailable" });
   });
+
+  it("refuses a manifest that names a file outside the snapshot's entries (a pull writes to each name)", async () => {
+    const client = s3ClientFor(inject("s3"));
+    const entry = { name: "../../../escape.sfc", size: 1, sha256: "0".repeat(64) };
+    const manifest = { format: "snapfleet-snapshot/1", entries: [entry], record_version: 1, compression_state: "none" };
+    await client.send(
+      new PutObjectCommand({ Bucket: bucket, Key: store.key("evil", "manifest.json"), Body: JSON.stringify(manifest) }),
+    );
+    client.destroy();
+    await expect(store.readManifest("evil")).rejects.toMatchObject({ code: "unavailable" });
+  });
 });

@@ -23,11 +23,22 @@ import {
 } from "@aws-sdk/client-s3";
 import type { Config } from "./config.ts";
 import { ApiError } from "./errors.ts";
-import { ARCHIVE_MANIFEST, ARCHIVE_MANIFEST_ENTRY, ARCHIVE_RECORD_ENTRY } from "./snapshots/archive.ts";
+import {
+  ARCHIVE_MANIFEST,
+  ARCHIVE_MANIFEST_ENTRY,
+  ARCHIVE_PAYLOAD_ENTRIES,
+  ARCHIVE_RECORD_ENTRY,
+} from "./snapshots/archive.ts";
 import { z } from "./zod.ts";
 
 /** The archive's manifest plus the version of the host record it was written from (newer never loses to older). */
 export const STORE_MANIFEST = ARCHIVE_MANIFEST.extend({
+  /** The record and the archive's payload entries only: a pull writes each object to a file of its name. */
+  entries: z.array(
+    ARCHIVE_MANIFEST.shape.entries.element.extend({
+      name: z.enum([ARCHIVE_RECORD_ENTRY, ...ARCHIVE_PAYLOAD_ENTRIES] as [string, ...string[]]),
+    }),
+  ),
   record_version: z.number().int().nonnegative(),
   compression_state: z.string(),
 });

@@ -86,7 +86,8 @@ export const EXPORT_LISTING = z.object({
   record: z.unknown(),
   files: z.array(
     z.object({
-      name: z.string(),
+      /** Only the archive's payload entries: a pull writes each file under its staging directory by this name. */
+      name: z.enum(ARCHIVE_PAYLOAD_ENTRIES as [string, ...string[]]),
       size: z.number().int().nonnegative(),
       /** Known when the listing comes from the object store's manifest: a resumed pull keeps only matching files. */
       sha256: z.string().optional(),
