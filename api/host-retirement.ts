@@ -141,7 +141,9 @@ async function adoptSnapshots(deps: AppDeps, hostId: string, result: RetiredHost
       await waitForReadModel(deps, adopted.event_id, "snapshot.adopt");
       result.adopted_snapshots.push({ snapshot_id: row.id, host_id: target });
     } catch (error) {
-      result.failed_snapshots.push({ snapshot_id: row.id, error: (error as Error).message });
+      // The store never received a complete copy (storage uploading or error from the start): lost, not retryable.
+      if (error instanceof ApiError && error.code === "not_found") result.lost_snapshots.push(row.id);
+      else result.failed_snapshots.push({ snapshot_id: row.id, error: (error as Error).message });
     }
   }
 }

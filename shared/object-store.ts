@@ -15,6 +15,7 @@ import {
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
+  HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
@@ -23,35 +24,43 @@ import {
 } from "@aws-sdk/client-s3";
 import type { Config } from "./config.ts";
 import { ApiError } from "./errors.ts";
-import {
-  ARCHIVE_MANIFEST,
-  ARCHIVE_MANIFEST_ENTRY,
-  ARCHIVE_PAYLOAD_ENTRIES,
-  ARCHIVE_RECORD_ENTRY,
-} from "./snapshots/archive.ts";
+import { ARCHIVE_FORMAT, ARCHIVE_MANIFEST_ENTRY, ARCHIVE_PAYLOAD_ENTRIES } from "./snapshots/archive.ts";
 import { z } from "./zod.ts";
-
-/** The archive's manifest plus the version of the host record it was written from (newer never loses to older). */
-export const STORE_MANIFEST = ARCHIVE_MANIFEST.extend({
-  /** The record and the archive's payload entries only: a pull writes each object to a file of its name. */
-  entries: z.array(
-    ARCHIVE_MANIFEST.shape.entries.element.extend({
-      name: z.enum([ARCHIVE_RECORD_ENTRY, ...ARCHIVE_PAYLOAD_ENTRIES] as [string, ...string[]]),
-    }),
-  ),
-  record_version: z.number().int().nonnegative(),
-  compression_state: z.string(),
-});
-export type StoreManifest = z.infer<typeof STORE_MANIFEST>;
-export type ManifestEntry = StoreManifest["entries"][number];
 
 /** Multipart parts, and ranged GETs: a multiple of the codec's chunk, few enough requests, bounded memory. */
 const PART_BYTES = 64 * 1024 ** 2;
 const PARTS_IN_FLIGHT = 4;
 const PIECE_BYTES = 8 * 1024 ** 2;
 const PIECES_IN_FLIGHT = 4;
-/** A manifest or record larger than this is not one of ours. */
+const CONNECT_TIMEOUT_MS = 10_000;
+/** No byte either way for this long fails a request. */
+const IDLE_TIMEOUT_MS = 60_000;
+/** A manifest (with its record) larger than this is not one of ours. */
 const MAX_JSON_BYTES = 4 * 1024 ** 2;
+/** No payload object is larger (a device-state stream of the largest guest, with room): a manifest saying so lies. */
+const MAX_OBJECT_BYTES = 2 * 1024 ** 4;
+
+/**
+ * The commit point: the snapshot's record itself (one PUT replaces record and file list together, so a reader never
+ * sees a record that does not match its files), the version and compression state it was written at, and every
+ * payload object with its size and sha256. Only the archive's payload entries may be named: a pull writes each object
+ * to a file of its name.
+ */
+export const STORE_MANIFEST = z.object({
+  format: z.literal(ARCHIVE_FORMAT),
+  record: z.unknown(),
+  record_version: z.number().int().nonnegative(),
+  compression_state: z.string(),
+  entries: z.array(
+    z.object({
+      name: z.enum(ARCHIVE_PAYLOAD_ENTRIES as [string, ...string[]]),
+      size: z.number().int().nonnegative().max(MAX_OBJECT_BYTES),
+      sha256: z.string().regex(/^[0-9a-f]{64}$/),
+    }),
+  ),
+});
+export type StoreManifest = z.infer<typeof STORE_MANIFEST>;
+export type ManifestEntry = StoreManifest["entries"][number];
 
 export interface ObjectStoreSettings {
   bucket: string;
@@ -81,6 +90,8 @@ export class ObjectStore {
       requestChecksumCalculation: "WHEN_REQUIRED",
       responseChecksumValidation: "WHEN_REQUIRED",
       maxAttempts: 3,
+      // A store that accepted and went silent fails the call (and is retried) rather than hang a pull or a delete.
+      requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, requestTimeout: IDLE_TIMEOUT_MS },
     });
   }
 
@@ -97,20 +108,6 @@ export class ObjectStore {
       throw new ApiError("unavailable", `the object store's manifest of snapshot ${snapshotId} is not one of ours`);
     }
     return parsed.data;
-  }
-
-  /** The snapshot's record as the manifest names it, checked against its size and sha256. */
-  async readRecord(snapshotId: string, manifest: StoreManifest): Promise<unknown> {
-    const entry = manifest.entries.find((candidate) => candidate.name === ARCHIVE_RECORD_ENTRY);
-    if (!entry) throw new ApiError("unavailable", `the object store's manifest of ${snapshotId} names no record`);
-    const bytes = await this.getSmall(snapshotId, ARCHIVE_RECORD_ENTRY);
-    if (!bytes || bytes.length !== entry.size || sha256Of(bytes) !== entry.sha256) {
-      throw new ApiError(
-        "unavailable",
-        `the object store's record of snapshot ${snapshotId} does not match its manifest`,
-      );
-    }
-    return parseJson(bytes);
   }
 
   /**
@@ -212,7 +209,7 @@ export class ObjectStore {
     const hash = createHash("sha256");
     let fetched = 0;
     try {
-      // Pieces that came before the one to hash next wait here (at most about PIECES_IN_FLIGHT of them).
+      // Pieces that came before the one to hash next wait here (at most 2 × PIECES_IN_FLIGHT of them).
       const arrived = new Map<number, Uint8Array>();
       let toHash = 0;
       const hashStep = async () => {
@@ -240,7 +237,8 @@ export class ObjectStore {
           await handle.write(bytes, 0, bytes.length, start);
           fetched += bytes.length;
           done.add(index);
-          arrived.set(index, bytes);
+          // Kept for the hash only within a window: a piece further ahead is read back from the file when its turn comes.
+          if (index - toHash <= 2 * PIECES_IN_FLIGHT) arrived.set(index, bytes);
           await hashInOrder();
           await writeFile(piecesFile, JSON.stringify([...done]));
         }
@@ -257,6 +255,20 @@ export class ObjectStore {
     }
     await rm(piecesFile, { force: true });
     return fetched;
+  }
+
+  /** The size of object `entry` of the snapshot, or undefined when the store does not hold it. */
+  async sizeOf(snapshotId: string, entry: string): Promise<number | undefined> {
+    try {
+      const head = await this.client.send(
+        new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(snapshotId, entry) }),
+      );
+      return head.ContentLength;
+    } catch (error) {
+      if (error instanceof S3ServiceException && (error.name === "NotFound" || error.name === "NoSuchKey"))
+        return undefined;
+      throw unavailable(`looking up ${entry} of snapshot ${snapshotId}`, error);
+    }
   }
 
   /** Removes the snapshot's objects, the manifest first: a half-deleted snapshot reads as absent, never as complete. */

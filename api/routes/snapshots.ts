@@ -402,7 +402,7 @@ async function forkHostFor(deps: AppDeps, snapshot: Snapshot, requested: string 
     if (named !== undefined && named !== snapshot.host_id) return requireUsableHost(hosts, named, hypervisor).id;
     const owner = hosts.find((host) => host.id === snapshot.host_id);
     // local: not in the store, so only the owner has it (its offline answer is a 503 from the command).
-    if (named !== undefined || owner?.online || snapshot.storage === "local") return snapshot.host_id;
+    if (named !== undefined || owner?.online || (snapshot.storage ?? "local") === "local") return snapshot.host_id;
     return chooseHost(hosts, await instanceCountsByHost(deps.db), hypervisor);
   });
 }
@@ -412,7 +412,7 @@ async function forkHostFor(deps: AppDeps, snapshot: Snapshot, requested: string 
  * when it holds the snapshot, else from the owner, which must then be online (the host answers 503 otherwise).
  */
 async function replicateTo(deps: AppDeps, snapshot: Snapshot, hostId: string) {
-  if (snapshot.storage === "local") await assertHostOnline(deps, snapshot.host_id);
+  if ((snapshot.storage ?? "local") === "local") await assertHostOnline(deps, snapshot.host_id);
   await deps.jobs.run(
     "snapshot.replicate",
     { snapshot_id: snapshot.id, owner_host_id: snapshot.host_id },

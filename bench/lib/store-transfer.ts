@@ -163,7 +163,6 @@ export async function firstForkFromStore(
     let storedBytes = 0;
     const downloadStarted = performance.now();
     for (const entry of manifest.entries) {
-      if (entry.name === "snapshot.json") continue;
       storedBytes += await store.download(snapshot.id, entry, path.join(target, entry.name));
     }
     const downloadMs = performance.now() - downloadStarted;

@@ -7,11 +7,11 @@
 import type { Redis } from "ioredis";
 import type { EventStream } from "../../shared/events/stream.ts";
 import { nextStamp } from "../../shared/host-records.ts";
-import { withRedisLock } from "../../shared/locks.ts";
+import { type Lease, withRedisLock } from "../../shared/locks.ts";
 import type { Logger } from "../../shared/logger.ts";
-import { type ObjectStore, type StoreManifest, sha256File, sha256Of } from "../../shared/object-store.ts";
+import { type ObjectStore, type StoreManifest, sha256File } from "../../shared/object-store.ts";
 import type { StorageState } from "../../shared/schemas/snapshot.ts";
-import { ARCHIVE_FORMAT, ARCHIVE_MANIFEST_ENTRY, ARCHIVE_RECORD_ENTRY } from "../../shared/snapshots/archive.ts";
+import { ARCHIVE_FORMAT, ARCHIVE_MANIFEST_ENTRY } from "../../shared/snapshots/archive.ts";
 import { entryPath, prepareExport } from "../../shared/snapshots/export-files.ts";
 import { needsUpload, storageStep } from "../../shared/snapshots/storage.ts";
 import { publishSnapshotRecord, type SnapshotRecord, type SnapshotStore } from "../../shared/snapshots/store.ts";
@@ -42,17 +42,21 @@ export async function uploadSnapshot(
     deps.redis,
     uploadLockKey(deps.prefix, snapshotId),
     { ttlMs: 60_000, waitMs: 600_000 },
-    async () => {
+    async (lease) => {
+      // Stops at a shutdown, and when the lease is lost (another uploader took over).
+      const stop = AbortSignal.any([signal, lease.signal]);
       for (let round = 1; round <= MAX_ROUNDS; round += 1) {
         const record = await deps.store.read(snapshotId);
         if (!record || record.replica_of) return removeIfGone(deps, snapshotId);
         if (!needsUpload(record)) return "stored";
         try {
-          const uploaded = await uploadOnce(deps, record, signal);
+          const uploaded = await uploadOnce(deps, record, lease, stop);
           const outcome = await markStored(deps, snapshotId, uploaded);
           if (outcome !== "changed") return outcome;
         } catch (error) {
-          if (signal.aborted) throw error; // shutdown: the job runs again on the next worker
+          if (stop.aborted) throw error; // shutdown or takeover: the job runs again, or the other uploader finishes
+          // Deleted while it was uploading: what this upload put goes too (the delete listed the objects before).
+          if (!(await deps.store.read(snapshotId).catch(() => record))) return removeIfGone(deps, snapshotId);
           await markFailed(deps, snapshotId, error);
           throw error;
         }
@@ -64,7 +68,7 @@ export async function uploadSnapshot(
 }
 
 /** Sends what the store lacks of the record as it is now; returns the manifest it committed. */
-async function uploadOnce(deps: UploadSnapshotDeps, record: SnapshotRecord, signal: AbortSignal) {
+async function uploadOnce(deps: UploadSnapshotDeps, record: SnapshotRecord, lease: Lease, signal: AbortSignal) {
   const { store, objects, log } = deps;
   const snapshotId = record.snapshot.id;
   await setStorage(deps, snapshotId, "uploading");
@@ -79,22 +83,25 @@ async function uploadOnce(deps: UploadSnapshotDeps, record: SnapshotRecord, sign
     const local = entryPath(store, snapshotId, file.name);
     const sha256 = await sha256File(local);
     const held = previous?.entries.find((entry) => entry.name === file.name);
-    if (!held || held.sha256 !== sha256 || held.size !== file.size) {
+    // The previous manifest says the store holds it; the store is asked whether it still does before it is skipped.
+    const skip =
+      held?.sha256 === sha256 && held.size === file.size && (await objects.sizeOf(snapshotId, file.name)) === file.size;
+    if (!skip) {
       await objects.putFile(snapshotId, file.name, local, signal);
       sentBytes += file.size;
     }
     entries.push({ name: file.name, size: file.size, sha256 });
   }
-  const recordBytes = Buffer.from(JSON.stringify(current));
-  await objects.putBytes(snapshotId, ARCHIVE_RECORD_ENTRY, recordBytes, signal);
-  entries.unshift({ name: ARCHIVE_RECORD_ENTRY, size: recordBytes.length, sha256: sha256Of(recordBytes) });
   const manifest: StoreManifest = {
     format: ARCHIVE_FORMAT,
-    entries,
+    record: current,
     record_version: current.version,
     compression_state: current.snapshot.compression_state,
+    entries,
   };
+  await lease.assertHeld(); // another uploader that took over must not have its objects removed by this one
   await objects.putBytes(snapshotId, ARCHIVE_MANIFEST_ENTRY, Buffer.from(JSON.stringify(manifest)), signal);
+  await lease.assertHeld();
   const names = new Set([ARCHIVE_MANIFEST_ENTRY, ...entries.map((entry) => entry.name)]);
   const removed = await objects.deleteOthers(snapshotId, names);
   log.info(

@@ -13,7 +13,7 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Redis } from "ioredis";
-import { allocatedBytesUnder, CACHE_GRACE_MS } from "../../shared/cache-budget.ts";
+import { allocatedBytesUnder, CACHE_GRACE_MS, touchCacheEntry } from "../../shared/cache-budget.ts";
 import { ApiError } from "../../shared/errors.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
 import { writeFileDurable } from "../../shared/files.ts";
@@ -24,12 +24,7 @@ import type { Logger } from "../../shared/logger.ts";
 import type { ObjectStore } from "../../shared/object-store.ts";
 import type { PayloadClient, PayloadTarget } from "../../shared/payload-client.ts";
 import type { Snapshot } from "../../shared/schemas/snapshot.ts";
-import {
-  ARCHIVE_RECORD,
-  ARCHIVE_RECORD_ENTRY,
-  EXPORT_LISTING,
-  type ExportListing,
-} from "../../shared/snapshots/archive.ts";
+import { ARCHIVE_RECORD, EXPORT_LISTING, type ExportListing } from "../../shared/snapshots/archive.ts";
 import { replicaSetKey } from "../../shared/snapshots/replicas.ts";
 import { publishSnapshotRecord, type SnapshotRecord, type SnapshotStore } from "../../shared/snapshots/store.ts";
 import { stagingPath } from "../../shared/temp-names.ts";
@@ -73,7 +68,11 @@ export class Replicas {
   /** Makes sure this host holds snapshot `snapshotId` of host `ownerHostId`, pulling it if it does not. */
   ensure(snapshotId: string, ownerHostId: string): Promise<PullResult> {
     return this.pulls.run(snapshotId, async () => {
-      if (await this.deps.store.read(snapshotId)) return { pulled_bytes: 0, ms: 0 };
+      if (await this.deps.store.read(snapshotId)) {
+        // Used now: a fork follows, and eviction spares a copy used within its grace period.
+        await touchCacheEntry(this.deps.store.dir(snapshotId));
+        return { pulled_bytes: 0, ms: 0 };
+      }
       const started = performance.now();
       const pulled = await this.pull(snapshotId, ownerHostId);
       await this.deps.redis.sadd(replicaSetKey(this.deps.prefix, snapshotId), this.deps.hostId);
@@ -99,6 +98,10 @@ export class Replicas {
     if (!objects) {
       throw new ApiError("invalid_state", "no object store is configured: another host's snapshot cannot be adopted");
     }
+    // A snapshot the store never received completely is lost with its host: no retry can adopt it.
+    if (!(await store.read(snapshotId)) && !(await objects.readManifest(snapshotId))) {
+      throw new ApiError("not_found", `the object store holds no complete copy of snapshot ${snapshotId}`);
+    }
     await this.ensure(snapshotId, fromHostId);
     return this.pulls.run(snapshotId, () =>
       store.withLock(snapshotId, async () => {
@@ -110,7 +113,10 @@ export class Replicas {
         }
         const manifest = await objects.readManifest(snapshotId);
         if (!manifest) throw new ApiError("unavailable", `the object store no longer holds snapshot ${snapshotId}`);
-        const original = ARCHIVE_RECORD.parse(await objects.readRecord(snapshotId, manifest));
+        const original = ARCHIVE_RECORD.safeParse(manifest.record);
+        if (!original.success) {
+          throw new ApiError("unavailable", `the object store's record of snapshot ${snapshotId} is not one of ours`);
+        }
         const { replica_of: _copy, ...rest } = record;
         const stamp = nextStamp(
           { version: Math.max(record.version, minVersion), last_event: null },
@@ -122,8 +128,9 @@ export class Replicas {
           snapshot: {
             ...record.snapshot,
             host_id: hostId,
-            compression: original.snapshot.compression,
-            storage: "stored",
+            compression: original.data.snapshot.compression,
+            // Stored as it is here only when the store holds the same form; else this host uploads it again.
+            storage: manifest.compression_state === record.snapshot.compression_state ? "stored" : "uploading",
             storage_error: null,
           },
           ...stamp,
@@ -157,9 +164,9 @@ export class Replicas {
       if (totalBytes <= budgetBytes) break;
       if (now - copy.lastUsedMs < CACHE_GRACE_MS) continue;
       // Under the snapshot's lock: a fork maps the payload while it holds it, so none can start in between.
-      const gone = await store.withLock(
-        copy.id,
-        async () => !(await inUse(copy.id)) && (await this.drop(copy.id)).dropped,
+      // The pull lock, then the snapshot's, as adopt() takes them.
+      const gone = await this.pulls.run(copy.id, () =>
+        store.withLock(copy.id, async () => !(await inUse(copy.id)) && (await this.dropHere(copy.id)).dropped),
       );
       if (!gone) continue;
       totalBytes -= copy.bytes;
@@ -171,18 +178,21 @@ export class Replicas {
 
   /** Removes this host's copy (never an original) and its cache. */
   drop(snapshotId: string): Promise<{ dropped: boolean }> {
-    return this.pulls.run(snapshotId, async () => {
-      const { store } = this.deps;
-      const record = await store.read(snapshotId);
-      const dropped = record !== undefined && record.snapshot.host_id !== this.deps.hostId;
-      if (dropped) {
-        await rm(store.dir(snapshotId), { recursive: true, force: true });
-        await rm(store.cacheDir(snapshotId), { recursive: true, force: true });
-      }
-      await rm(this.stagingDir(snapshotId), { recursive: true, force: true });
-      await this.deps.redis.srem(replicaSetKey(this.deps.prefix, snapshotId), this.deps.hostId);
-      return { dropped };
-    });
+    return this.pulls.run(snapshotId, () => this.dropHere(snapshotId));
+  }
+
+  /** drop() for a caller that holds the snapshot's pull lock. */
+  private async dropHere(snapshotId: string): Promise<{ dropped: boolean }> {
+    const { store } = this.deps;
+    const record = await store.read(snapshotId);
+    const dropped = record !== undefined && record.snapshot.host_id !== this.deps.hostId;
+    if (dropped) {
+      await rm(store.dir(snapshotId), { recursive: true, force: true });
+      await rm(store.cacheDir(snapshotId), { recursive: true, force: true });
+    }
+    await rm(this.stagingDir(snapshotId), { recursive: true, force: true });
+    await this.deps.redis.srem(replicaSetKey(this.deps.prefix, snapshotId), this.deps.hostId);
+    return { dropped };
   }
 
   /**
@@ -257,7 +267,11 @@ export class Replicas {
     const staging = this.stagingDir(snapshotId);
     await mkdir(staging, { recursive: true });
     const listing = await this.keepListing(await source.listing(), staging);
-    const record = ARCHIVE_RECORD.parse(listing.record); // another host's record passes the import's limits too
+    // Another host's record passes the import's limits too.
+    const parsed = ARCHIVE_RECORD.safeParse(listing.record);
+    if (!parsed.success)
+      throw new ApiError("unavailable", `${source.name} holds a record of ${snapshotId} that is not ours`);
+    const record = parsed.data;
     if (record.snapshot.id !== snapshotId) {
       throw new ApiError("unavailable", `${source.name} holds another snapshot's record under ${snapshotId}`);
     }
@@ -286,10 +300,10 @@ export class Replicas {
     const { objects } = this.deps;
     const manifest = await objects?.readManifest(snapshotId);
     if (objects && manifest) {
-      const entries = manifest.entries.filter((entry) => entry.name !== ARCHIVE_RECORD_ENTRY);
+      const entries = manifest.entries;
       return {
         name: "the object store",
-        listing: async () => ({ record: await objects.readRecord(snapshotId, manifest), files: entries }),
+        listing: async () => ({ record: manifest.record, files: entries }),
         fetch: (file, target) =>
           objects.download(snapshotId, entries.find((entry) => entry.name === file.name)!, target),
       };
