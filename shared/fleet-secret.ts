@@ -41,6 +41,11 @@ export function hostPayloadKey(secret: string, hostId: string): Buffer {
   return createHmac("sha256", secret).update(`snapfleet payload-server ${TOKEN_VERSION}\n${hostId}`).digest();
 }
 
+/** The key object-store manifests are signed with: only the fleet's hosts can write a manifest they will trust. */
+export function manifestSigningKey(secret: string): Buffer {
+  return createHmac("sha256", secret).update("snapfleet object-store manifest v1").digest();
+}
+
 export interface PayloadRequest {
   method: string;
   /** The request target as sent: path and query. */

@@ -21,7 +21,7 @@ describeWith("ceph", "ObjectStore on Ceph's S3 gateway", () => {
     const client = s3ClientFor(s3);
     await client.send(new CreateBucketCommand({ Bucket: bucket }));
     client.destroy();
-    store = new ObjectStore({ bucket, ...s3 });
+    store = new ObjectStore({ bucket, ...s3, signingKey: randomBytes(32) });
   });
 
   afterAll(async () => {
@@ -80,13 +80,27 @@ describeWith("ceph", "ObjectStore on Ceph's S3 gateway", () => {
   });
 
   it("refuses a manifest that names a file outside the snapshot's entries (a pull writes to each name)", async () => {
-    const client = s3ClientFor(inject("s3"));
+    // Signed by this fleet, so only the name is wrong.
     const entry = { name: "../../../escape.sfc", size: 1, sha256: "0".repeat(64) };
-    const manifest = { format: "snapfleet-snapshot/1", entries: [entry], record_version: 1, compression_state: "none" };
-    await client.send(
-      new PutObjectCommand({ Bucket: bucket, Key: store.key("evil", "manifest.json"), Body: JSON.stringify(manifest) }),
-    );
-    client.destroy();
-    await expect(store.readManifest("evil")).rejects.toMatchObject({ code: "unavailable" });
+    const manifest = { format: "snapfleet-snapshot/1", record: {}, record_version: 1, compression_state: "none" };
+    await store.putManifest("evil", { ...manifest, entries: [entry] } as never);
+    await expect(store.readManifest("evil")).rejects.toThrow(/is not one of ours/);
+  });
+
+  it("trusts only manifests signed with this fleet's key: write access to the bucket is not enough", async () => {
+    const manifest = {
+      format: "snapfleet-snapshot/1" as const,
+      record: {},
+      record_version: 1,
+      compression_state: "none",
+      entries: [{ name: "disk.raw.sfc", size: 1, sha256: "0".repeat(64) }],
+    };
+    await store.putManifest("signed", manifest);
+    expect(await store.readManifest("signed")).toEqual(manifest);
+    const stranger = new ObjectStore({ bucket, ...inject("s3"), signingKey: randomBytes(32) });
+    await stranger.putManifest("signed", { ...manifest, record_version: 2 });
+    stranger.close();
+    await expect(store.readManifest("signed")).rejects.toThrow(/not signed by this fleet/);
+    await store.deleteSnapshot("signed");
   });
 });

@@ -5,7 +5,7 @@
 // manifest lists: a payload that changed (a compression that finished) is uploaded beside the old one, the manifest
 // replaced, then the old object removed. What is read back is hostile until checked: the manifest is parsed, every
 // object is checked against its size and sha256, and the payloads' chunk checksums are checked again when installed.
-import { createHash } from "node:crypto";
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { createReadStream, existsSync } from "node:fs";
 import { type FileHandle, open, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import {
@@ -24,6 +24,7 @@ import {
 } from "@aws-sdk/client-s3";
 import type { Config } from "./config.ts";
 import { ApiError } from "./errors.ts";
+import { loadFleetSecret, manifestSigningKey } from "./fleet-secret.ts";
 import { ARCHIVE_FORMAT, ARCHIVE_MANIFEST_ENTRY, ARCHIVE_PAYLOAD_ENTRIES } from "./snapshots/archive.ts";
 import { z } from "./zod.ts";
 
@@ -60,9 +61,14 @@ export const STORE_MANIFEST = z.object({
   ),
 });
 export type StoreManifest = z.infer<typeof STORE_MANIFEST>;
+/** How a manifest is stored: its JSON text, and the HMAC of that text under the fleet's manifest key. */
+const SIGNED_MANIFEST = z.object({ manifest: z.string(), signature: z.string().regex(/^[0-9a-f]{64}$/) });
 export type ManifestEntry = StoreManifest["entries"][number];
 
 export interface ObjectStoreSettings {
+  /** Signs and verifies manifests (shared/fleet-secret.ts manifestSigningKey): write access to the bucket alone
+   * cannot make a host fork forged memory. */
+  signingKey: Buffer;
   bucket: string;
   region: string;
   endpoint?: string;
@@ -74,9 +80,11 @@ export interface ObjectStoreSettings {
 export class ObjectStore {
   readonly bucket: string;
   private readonly client: S3Client;
+  private readonly signingKey: Buffer;
 
   constructor(settings: ObjectStoreSettings) {
     this.bucket = settings.bucket;
+    this.signingKey = settings.signingKey;
     this.client = new S3Client({
       region: settings.region,
       endpoint: settings.endpoint,
@@ -99,15 +107,38 @@ export class ObjectStore {
     return `snapshots/${snapshotId}/${entry}`;
   }
 
-  /** The snapshot's manifest, or undefined when the store holds no complete copy. */
+  /**
+   * The snapshot's manifest, or undefined when the store holds no complete copy. It is stored as its JSON text and
+   * that text's HMAC: one that does not verify (written by anyone but the fleet's hosts) is refused before it is read.
+   */
   async readManifest(snapshotId: string): Promise<StoreManifest | undefined> {
     const bytes = await this.getSmall(snapshotId, ARCHIVE_MANIFEST_ENTRY);
     if (!bytes) return undefined;
-    const parsed = STORE_MANIFEST.safeParse(parseJson(bytes));
+    const envelope = SIGNED_MANIFEST.safeParse(parseJson(bytes));
+    const expected = envelope.success ? this.sign(envelope.data.manifest) : undefined;
+    const given = envelope.success ? Buffer.from(envelope.data.signature, "hex") : undefined;
+    if (!expected || !given || given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      throw new ApiError(
+        "unavailable",
+        `the object store's manifest of snapshot ${snapshotId} is not signed by this fleet`,
+      );
+    }
+    const parsed = STORE_MANIFEST.safeParse(parseJson(Buffer.from(envelope.data!.manifest)));
     if (!parsed.success) {
       throw new ApiError("unavailable", `the object store's manifest of snapshot ${snapshotId} is not one of ours`);
     }
     return parsed.data;
+  }
+
+  /** Writes the manifest, signed: the commit point of an upload. */
+  async putManifest(snapshotId: string, manifest: StoreManifest, signal?: AbortSignal): Promise<void> {
+    const text = JSON.stringify(manifest);
+    const envelope = { manifest: text, signature: this.sign(text).toString("hex") };
+    await this.putBytes(snapshotId, ARCHIVE_MANIFEST_ENTRY, Buffer.from(JSON.stringify(envelope)), signal);
+  }
+
+  private sign(text: string): Buffer {
+    return createHmac("sha256", this.signingKey).update(text).digest();
   }
 
   /**
@@ -361,11 +392,19 @@ export class ObjectStore {
 export function objectStoreFor(
   config: Pick<
     Config,
-    "S3_BUCKET" | "S3_ENDPOINT" | "S3_REGION" | "S3_ACCESS_KEY_ID" | "S3_SECRET_ACCESS_KEY" | "S3_FORCE_PATH_STYLE"
+    | "S3_BUCKET"
+    | "S3_ENDPOINT"
+    | "S3_REGION"
+    | "S3_ACCESS_KEY_ID"
+    | "S3_SECRET_ACCESS_KEY"
+    | "S3_FORCE_PATH_STYLE"
+    | "FLEET_SECRET"
+    | "DATA_DIR"
   >,
 ): ObjectStore | undefined {
   if (!config.S3_BUCKET) return undefined;
   return new ObjectStore({
+    signingKey: manifestSigningKey(loadFleetSecret(config.FLEET_SECRET, config.DATA_DIR).secret),
     bucket: config.S3_BUCKET,
     region: config.S3_REGION,
     endpoint: config.S3_ENDPOINT,

@@ -5,11 +5,20 @@
 // - the time to a first fork on a host that never held a 1 GiB compressed snapshot (dense guest, 70 % of its RAM in
 //   use), its owner stopped, against the download of the same objects alone.
 import { randomBytes } from "node:crypto";
-import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  createReadStream,
+  createWriteStream,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { manifestSigningKey } from "../../shared/fleet-secret.ts";
 import { ObjectStore, sha256File } from "../../shared/object-store.ts";
 import { type CephCluster, s3ClientFor } from "../../test/helpers/ceph-cluster.ts";
 import { waitForTick } from "../../test/helpers/console.ts";
@@ -38,7 +47,7 @@ export async function storeThroughput(
   const bucket = `bench-${Date.now().toString(36)}`;
   const client = s3ClientFor(cluster);
   await client.send(new CreateBucketCommand({ Bucket: bucket }));
-  const store = new ObjectStore({ bucket, ...cluster, forcePathStyle: true });
+  const store = new ObjectStore({ bucket, ...cluster, forcePathStyle: true, signingKey: randomBytes(32) });
   const file = path.join(work, "payload.bin");
   writeFileSync(file, Buffer.concat(Array.from({ length: Math.ceil(mib / 16) }, () => randomBytes(16 * 1024 ** 2))));
   const bytes = statSync(file).size;
@@ -114,7 +123,9 @@ export async function firstForkFromStore(
       S3_SECRET_ACCESS_KEY: cluster.secretAccessKey,
     },
   });
-  const store = new ObjectStore({ bucket, ...cluster, forcePathStyle: true });
+  // The fleet's own manifest key: the bench reads the manifests its hosts signed.
+  const signingKey = manifestSigningKey(readFileSync(fleet.secretFile, "utf8").trim());
+  const store = new ObjectStore({ bucket, ...cluster, forcePathStyle: true, signingKey });
   const api = (pathAndQuery: string) => fleet.api(pathAndQuery);
   const call = async (pathAndQuery: string, json?: unknown, expected = 0): Promise<Json> => {
     const response = await fleet.api(pathAndQuery, json === undefined ? {} : { json });

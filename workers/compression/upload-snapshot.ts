@@ -100,7 +100,7 @@ async function uploadOnce(deps: UploadSnapshotDeps, record: SnapshotRecord, leas
     entries,
   };
   await lease.assertHeld(); // another uploader that took over must not have its objects removed by this one
-  await objects.putBytes(snapshotId, ARCHIVE_MANIFEST_ENTRY, Buffer.from(JSON.stringify(manifest)), signal);
+  await objects.putManifest(snapshotId, manifest, signal);
   await lease.assertHeld();
   const names = new Set([ARCHIVE_MANIFEST_ENTRY, ...entries.map((entry) => entry.name)]);
   const removed = await objects.deleteOthers(snapshotId, names);
