@@ -8,7 +8,7 @@
 import { ApiError, notFound } from "../shared/errors.ts";
 import { subjectOf } from "../shared/events/catalog.ts";
 import { EventStream } from "../shared/events/stream.ts";
-import { removeHost } from "../shared/hosts.ts";
+import { mirrorRetiredHosts, retireHostEntry } from "../shared/hosts.ts";
 import type { Instance } from "../shared/schemas/instance.ts";
 import type { Snapshot } from "../shared/schemas/snapshot.ts";
 import { z } from "../shared/zod.ts";
@@ -62,7 +62,7 @@ export async function retireHost(deps: AppDeps, hostId: string): Promise<Retired
       .onConflict((conflict) => conflict.column("host_id").doNothing())
       .execute();
   }
-  await removeHost(deps.redis, deps.redisPrefix, hostId);
+  await retireHostEntry(deps.redis, deps.redisPrefix, hostId);
   const result: RetiredHost = {
     host_id: hostId,
     retired_at: retiredAt,
@@ -84,6 +84,16 @@ export async function retireHost(deps: AppDeps, hostId: string): Promise<Retired
     "host retired",
   );
   return result;
+}
+
+/** The Redis rebuild's task: the retired hosts' ids, from the database, into the set their workers check. */
+export async function mirrorRetirements(deps: AppDeps): Promise<number> {
+  const rows = await deps.db.selectFrom("retired_hosts").select("host_id").execute();
+  return mirrorRetiredHosts(
+    deps.redis,
+    deps.redisPrefix,
+    rows.map((row) => row.host_id),
+  );
 }
 
 /**

@@ -1,8 +1,9 @@
 // What only Redis holds is derived from the database and rebuilt from it, at start and every RECONCILE_INTERVAL_MS:
-// snapshot schedules' job schedulers, webhook endpoints' mirrors and pending deliveries' jobs. A pass while Redis is
+// snapshot schedules' job schedulers, webhook endpoints' mirrors, pending deliveries' jobs and the retired hosts. A pass while Redis is
 // down just fails (logged) and the next one tries again.
 import type { Logger } from "../shared/logger.ts";
 import type { AppDeps } from "./deps.ts";
+import { mirrorRetirements } from "./host-retirement.ts";
 import { reconcileSchedules } from "./schedules/reconcile.ts";
 import { requeuePendingDeliveries } from "./webhooks/requeue.ts";
 
@@ -20,7 +21,7 @@ export interface RedisRebuild {
 
 export function startRedisRebuild(deps: AppDeps, options: RedisRebuildOptions): RedisRebuild {
   const log: Logger = deps.log.child({ component: "redis-rebuild" });
-  const tasks: Array<[string, () => Promise<unknown>]> = [];
+  const tasks: Array<[string, () => Promise<unknown>]> = [["retired hosts", () => mirrorRetirements(deps)]];
   if (options.schedules) tasks.push(["schedules", () => reconcileSchedules(deps, log)]);
   if (options.webhookDeliveries) {
     tasks.push(["webhook endpoint mirrors", () => deps.webhookEndpoints.syncMirror()]);
@@ -45,7 +46,7 @@ export function startRedisRebuild(deps: AppDeps, options: RedisRebuildOptions): 
       if (!stopped) timer = setTimeout(loop, options.intervalMs);
     });
   };
-  if (tasks.length > 0) loop();
+  loop();
   return {
     runOnce,
     async stop() {

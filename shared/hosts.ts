@@ -54,9 +54,31 @@ export async function releaseHostLease(redis: Redis, prefix: string, hostId: str
   await redis.del(leaseKey(prefix, hostId));
 }
 
-/** Takes a host out of the directory (it was retired): GET /hosts no longer lists it, nothing is placed on it. */
-export async function removeHost(redis: Redis, prefix: string, hostId: string): Promise<void> {
-  await redis.multi().hdel(hostsKey(prefix), hostId).del(leaseKey(prefix, hostId)).exec();
+/**
+ * Hosts retired with DELETE /hosts/{id}. The API's database holds the decision; this set mirrors it (written at
+ * retirement and again by the API's Redis rebuild) so that a retired host's workers refuse to start and its
+ * presence stops announcing it.
+ */
+const retiredKey = (prefix: string) => `${prefix}:retired-hosts`;
+
+/** Takes a retired host out of the directory: GET /hosts no longer lists it, nothing is placed on it. */
+export async function retireHostEntry(redis: Redis, prefix: string, hostId: string): Promise<void> {
+  await redis
+    .multi()
+    .sadd(retiredKey(prefix), hostId)
+    .hdel(hostsKey(prefix), hostId)
+    .del(leaseKey(prefix, hostId))
+    .exec();
+}
+
+/** Tells Redis again which hosts are retired (after a loss of its data); returns how many. */
+export async function mirrorRetiredHosts(redis: Redis, prefix: string, hostIds: string[]): Promise<number> {
+  if (hostIds.length === 0) return 0;
+  return redis.sadd(retiredKey(prefix), ...hostIds);
+}
+
+export async function isRetiredHost(redis: Redis, prefix: string, hostId: string): Promise<boolean> {
+  return (await redis.sismember(retiredKey(prefix), hostId)) === 1;
 }
 
 export async function listHosts(redis: Redis, prefix: string): Promise<HostStatus[]> {

@@ -3,6 +3,7 @@ import type { Redis } from "ioredis";
 import { type Config, loadConfigOrExit } from "./config.ts";
 import { enableCrashPoints } from "./crash-points.ts";
 import { HostIdError, resolveHostId } from "./host-id.ts";
+import { isRetiredHost } from "./hosts.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { connectRedis } from "./redis.ts";
 
@@ -46,4 +47,15 @@ function hostIdOrExit(name: string, config: Config): string {
     createLogger(name, config.LOG_LEVEL).fatal(error.message);
     process.exit(78);
   }
+}
+
+/**
+ * A host retired with DELETE /hosts/{id} was given up for dead and its snapshots went to other hosts: its workers
+ * must not come back under its id (they would announce stale records and upload over what the adopters own). Exits
+ * when Redis says it is retired; a Redis that does not answer yet lets it start (its presence checks again).
+ */
+export async function exitIfRetired(redis: Redis, prefix: string, hostId: string, log: Logger): Promise<void> {
+  if (!(await isRetiredHost(redis, prefix, hostId).catch(() => false))) return;
+  log.fatal({ hostId }, "this host was retired (DELETE /hosts/{id}): its workers do not start under its id again");
+  process.exit(1);
 }

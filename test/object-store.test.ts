@@ -184,6 +184,13 @@ describeWith("ceph", "snapshots in an object store (Ceph's S3 gateway)", () => {
     // A lost instance can be deleted: there is nothing left to stop.
     expect((await fleet.api("/instances/stored-src", { method: "DELETE" })).status).toBe(204);
     expect((await api("/instances/stored-src")).status).toBe(404);
+    // Its workers do not come back under its id (they would announce stale records over the adopter's).
+    const back = fleet.host("fleet-a").spawnCapture();
+    const running = new Promise<string>((resolve) => setTimeout(() => resolve("still running after 30 s"), 30_000));
+    const outcome = await Promise.race([back.exited, running]);
+    await back.stop("SIGKILL");
+    expect(outcome).toBe(1);
+    expect(back.output()).toContain("this host was retired");
     // A second call is harmless and reports the same.
     const again: Json = await jsonOf(await fleet.api("/hosts/fleet-a", { method: "DELETE" }));
     expect(again).toMatchObject({ host_id: "fleet-a", retired_at: report.retired_at, failed_snapshots: [] });

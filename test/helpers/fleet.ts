@@ -17,6 +17,8 @@ export interface FleetHost {
   compression: ServiceProcess;
   /** Starts the capture worker again (after a stop or kill), with the same id and data dir. */
   restartCapture(): Promise<void>;
+  /** Starts a capture worker with this host's id and data dir without waiting for it (it may refuse to start). */
+  spawnCapture(): ServiceProcess;
 }
 
 export interface FleetOptions {
@@ -120,6 +122,7 @@ export async function startFleet(hostCount = 3, options: FleetOptions = {}): Pro
         host.capture = startCapture();
         await waitForLog(host.capture, "capture worker started");
       },
+      spawnCapture: () => startCapture(),
     };
     hosts.push(host);
   }

@@ -1,6 +1,7 @@
 // The compression worker: compresses this host's snapshot memory payloads in the background, a bounded number
 // at a time, and makes sure no snapshot waits forever for a job that vanished.
 import { EventStream } from "../../shared/events/stream.ts";
+import { isRetiredHost } from "../../shared/hosts.ts";
 import { StandbyMemory } from "../../shared/instances/standby-memory.ts";
 import { queueName } from "../../shared/jobs/catalog.ts";
 import { JobProducer } from "../../shared/jobs/producer.ts";
@@ -8,7 +9,7 @@ import { startJobWorker } from "../../shared/jobs/worker.ts";
 import { selectWorkerCodec, workerFigureReporter } from "../../shared/metrics/worker-figures.ts";
 import { objectStoreFor } from "../../shared/object-store.ts";
 import { removeHostLeftovers } from "../../shared/orphans.ts";
-import { bootProcess } from "../../shared/process-boot.ts";
+import { bootProcess, exitIfRetired } from "../../shared/process-boot.ts";
 import { closeRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
 import { SnapshotStore } from "../../shared/snapshots/store.ts";
@@ -21,6 +22,7 @@ const boot = bootProcess("compression-worker", { perHost: true });
 const { config, log } = boot;
 const hostId = boot.hostId!;
 const redis = boot.connectRedis();
+await exitIfRetired(redis, config.REDIS_PREFIX, hostId, log);
 const reportFigure = workerFigureReporter(redis, config.REDIS_PREFIX, log);
 await selectWorkerCodec(config.CODEC_BACKEND, log, "compression-worker", reportFigure);
 const store = new SnapshotStore(config.DATA_DIR, redis, config.REDIS_PREFIX);
@@ -61,12 +63,19 @@ log.info(
   "compression worker started",
 );
 
-const reconcile = () =>
-  Promise.all([
+const reconcile = async () => {
+  // Retired while it ran (it was thought dead): its uploads would write over what the adopters own.
+  if (await isRetiredHost(redis, config.REDIS_PREFIX, hostId).catch(() => false)) {
+    log.error({ hostId }, "this host was retired (DELETE /hosts/{id}): the compression worker stops");
+    process.kill(process.pid, "SIGTERM");
+    return;
+  }
+  await Promise.all([
     requeueUnfinishedCompressions(store, jobs, queue, hostId, log),
     requeueStandbyCompressions(standbyMemory, jobs, queue, hostId, log),
     objects ? requeueUploads(store, jobs, hostId, log) : [],
   ]).catch((error: Error) => log.warn({ err: error.message }, "compression reconcile failed"));
+};
 await reconcile();
 // A reconnect may be to a Redis that lost its queues: requeue at once rather than at the next interval.
 redis.on("ready", () => void reconcile());

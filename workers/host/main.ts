@@ -15,7 +15,7 @@ import { selectWorkerCodec, workerFigureReporter } from "../../shared/metrics/wo
 import { objectStoreFor } from "../../shared/object-store.ts";
 import { removeHostLeftovers } from "../../shared/orphans.ts";
 import { payloadClientFor } from "../../shared/payload-client.ts";
-import { bootProcess } from "../../shared/process-boot.ts";
+import { bootProcess, exitIfRetired } from "../../shared/process-boot.ts";
 import { listQuarantined } from "../../shared/quarantine.ts";
 import { closeRedis } from "../../shared/redis.ts";
 import { onShutdownSignal } from "../../shared/shutdown.ts";
@@ -44,6 +44,7 @@ const boot = bootProcess("capture-worker", { perHost: true });
 const { config, log } = boot;
 const hostId = boot.hostId!;
 const redis = boot.connectRedis();
+await exitIfRetired(redis, config.REDIS_PREFIX, hostId, log);
 const reportFigure = workerFigureReporter(redis, config.REDIS_PREFIX, log);
 await selectWorkerCodec(config.CODEC_BACKEND, log, "capture-worker", reportFigure);
 
@@ -210,6 +211,8 @@ const payloadServer = await startPayloadServer({
     ),
 });
 const presence = await startHostPresence({
+  // Retired while it ran (it was thought dead): stop cleanly, as at a signal.
+  onRetired: () => process.kill(process.pid, "SIGTERM"),
   redisUrl: config.REDIS_URL,
   prefix: config.REDIS_PREFIX,
   commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,

@@ -4,6 +4,7 @@ import {
   announceHost,
   HOST_HEARTBEAT_INTERVAL_MS,
   type HostRecord,
+  isRetiredHost,
   releaseHostLease,
   renewHostLease,
 } from "../../shared/hosts.ts";
@@ -20,6 +21,8 @@ export async function startHostPresence(options: {
   prefix: string;
   commandTimeoutMs: number;
   host: Omit<HostRecord, "last_seen_at">;
+  /** Called once when a heartbeat finds this host retired (the process then stops). */
+  onRetired?: () => void;
   /** Read again at each heartbeat: what this host holds in quarantine (shared/quarantine.ts). */
   quarantined?: () => Promise<QuarantinedEntry[]>;
   log: Logger;
@@ -27,8 +30,17 @@ export async function startHostPresence(options: {
   const { prefix, host, log } = options;
   const connection = connectRedis(options.redisUrl, "worker", options.commandTimeoutMs);
   connection.on("error", (error) => log.warn({ err: error.message }, "presence connection error"));
+  let retired = false;
   const heartbeat = async () => {
+    if (retired) return;
     try {
+      // A host retired while it ran (it was thought dead) must not come back into the directory.
+      if (await isRetiredHost(connection, prefix, host.id)) {
+        retired = true;
+        log.error({ hostId: host.id }, "this host was retired (DELETE /hosts/{id}): it no longer announces itself");
+        options.onRetired?.();
+        return;
+      }
       const quarantined = await options.quarantined?.().catch(() => undefined);
       await announceHost(connection, prefix, { ...host, quarantined, last_seen_at: new Date().toISOString() });
       await renewHostLease(connection, prefix, host.id);
