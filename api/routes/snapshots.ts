@@ -2,6 +2,7 @@
 // Wire-compatible with the Hypeman snapshots API; reads come from the read model, work runs on the owning host.
 import { createRoute, z } from "@hono/zod-openapi";
 import { ApiError, notFound } from "../../shared/errors.ts";
+import type { HostStatus } from "../../shared/hosts.ts";
 import { incompatibility } from "../../shared/hypervisor/machine.ts";
 import { assertOperationAllowed } from "../../shared/instances/transitions.ts";
 import { resolveCompression } from "../../shared/schemas/compression.ts";
@@ -362,9 +363,9 @@ export function targetStateFor(
 async function assertHostCanLoad(deps: AppDeps, snapshot: Snapshot, hostId: string, operation: "fork" | "restore") {
   if (snapshot.kind !== "Standby" || !snapshot.qemu_version || !snapshot.machine_type) return;
   const host = (await knownHosts(deps)).find((candidate) => candidate.id === hostId);
-  if (!host?.qemu) return; // a host that does not say which QEMU it runs is not second-guessed
+  if (!host || canLoad(snapshot, host)) return;
   const taken = { qemu_version: snapshot.qemu_version, machine_type: snapshot.machine_type };
-  const reason = incompatibility(taken, host.qemu);
+  const reason = incompatibility(taken, host.qemu!);
   if (reason) {
     throw new ApiError("invalid_state", `cannot ${operation} snapshot ${snapshot.id} on host ${host.id}: ${reason}`);
   }
@@ -403,8 +404,17 @@ async function forkHostFor(deps: AppDeps, snapshot: Snapshot, requested: string 
     const owner = hosts.find((host) => host.id === snapshot.host_id);
     // local: not in the store, so only the owner has it (its offline answer is a 503 from the command).
     if (named !== undefined || owner?.online || (snapshot.storage ?? "local") === "local") return snapshot.host_id;
-    return chooseHost(hosts, await instanceCountsByHost(deps.db), hypervisor);
+    // Among the hosts whose QEMU can load its state: the one chosen is checked again, and a 409 there would be wrong
+    // while another host could run it.
+    const able = hosts.filter((host) => !host.online || canLoad(snapshot, host));
+    return chooseHost(able, await instanceCountsByHost(deps.db), hypervisor);
   });
+}
+
+/** Can this host's QEMU load the snapshot's device state (a host that does not say is not second-guessed)? */
+function canLoad(snapshot: Snapshot, host: HostStatus): boolean {
+  if (snapshot.kind !== "Standby" || !snapshot.qemu_version || !snapshot.machine_type || !host.qemu) return true;
+  return !incompatibility({ qemu_version: snapshot.qemu_version, machine_type: snapshot.machine_type }, host.qemu);
 }
 
 /**
