@@ -126,28 +126,8 @@ await announce("start", startState);
 redis.on("ready", () => void announce("redis reconnected"));
 // On the interval, a digest only: the read model asks for the buckets it disagrees with (announcer.ts says why no full
 // announcement is needed behind it). One at a time: a listing slower than the interval skips a beat.
-let digesting = false;
-const announceTimer = setInterval(() => {
-  if (digesting) return;
-  digesting = true;
-  announcer
-    .digest()
-    .catch((error: Error) => log.warn({ err: error.message }, "digest failed"))
-    .finally(() => {
-      digesting = false;
-    });
-}, config.ANNOUNCE_INTERVAL_MS);
-let reconciling = false;
-const reconcileTimer = setInterval(() => {
-  if (reconciling) return;
-  reconciling = true;
-  instances
-    .reconcile()
-    .catch((error: Error) => log.warn({ err: error.message }, "reconcile failed"))
-    .finally(() => {
-      reconciling = false;
-    });
-}, RECONCILE_INTERVAL_MS);
+const announceTimer = everyOneAtATime(config.ANNOUNCE_INTERVAL_MS, "digest", () => announcer.digest());
+const reconcileTimer = everyOneAtATime(RECONCILE_INTERVAL_MS, "reconcile", () => instances.reconcile());
 
 const rotateConsoleLogs = () =>
   instances
@@ -302,4 +282,18 @@ async function stopProcess(): Promise<void> {
   await jobs.close();
   objects?.close();
   await closeRedis(redis);
+}
+
+/** Runs `task` every `ms`, skipping a beat while the last run still goes; a failure is logged, never thrown. */
+function everyOneAtATime(ms: number, what: string, task: () => Promise<unknown>): NodeJS.Timeout {
+  let running = false;
+  return setInterval(() => {
+    if (running) return;
+    running = true;
+    task()
+      .catch((error: Error) => log.warn({ err: error.message }, `${what} failed`))
+      .finally(() => {
+        running = false;
+      });
+  }, ms);
 }

@@ -21,7 +21,7 @@ import { freePort, tempDir, testRedisUrl, uniquePrefix } from "../../test/helper
 import { forgetPrefix } from "../../test/helpers/redis-loss.ts";
 import { sampleInstance, sampleSnapshot } from "../../test/helpers/resources.ts";
 import { type PayloadServer, startPayloadServer } from "./payload-server.ts";
-import { Replicas } from "./replicas.ts";
+import { type ReplicaDeps, Replicas } from "./replicas.ts";
 
 const SECRET = "replicas-test-secret";
 const HOST = "host-b";
@@ -32,15 +32,19 @@ describe("Replicas.reconcile", () => {
   const dirs = { host: tempDir("replicas-host"), owner: tempDir("replicas-owner") };
   const store = new SnapshotStore(dirs.host.dir, redis, prefix);
   const ownerTombstones = new TombstoneStore(dirs.owner.dir);
-  const replicas = new Replicas({
-    hostId: HOST,
-    store,
-    redis,
-    prefix,
-    events: new EventStream(redis, prefix),
-    payloads: new PayloadClient({ secret: SECRET }),
-    log: createLogger("replicas-test", "silent"),
-  });
+  /** This host's replicas, with `cache` when a test bounds them. */
+  const replicasWith = (cache?: ReplicaDeps["cache"]) =>
+    new Replicas({
+      hostId: HOST,
+      store,
+      redis,
+      prefix,
+      events: new EventStream(redis, prefix),
+      payloads: new PayloadClient({ secret: SECRET }),
+      cache,
+      log: createLogger("replicas-test", "silent"),
+    });
+  const replicas = replicasWith();
   let owner: PayloadServer;
 
   beforeAll(async () => {
@@ -173,22 +177,13 @@ describe("Replicas.reconcile", () => {
     // A VM maps the second oldest copy's payload: this process holds it open, as QEMU would.
     const held = await open(path.join(store.dir(inUse.id), "disk.raw"), "r");
     const mapped = new Set<string>();
-    const budgeted = new Replicas({
-      hostId: HOST,
-      store,
-      redis,
-      prefix,
-      events: new EventStream(redis, prefix),
-      payloads: new PayloadClient({ secret: SECRET }),
-      cache: {
-        budgetBytes: 2.5 * MiB,
-        inUse: async (id) => {
-          const inUseNow = (await filesInUseUnder(store.dir(id))).size > 0;
-          if (inUseNow) mapped.add(id);
-          return inUseNow;
-        },
+    const budgeted = replicasWith({
+      budgetBytes: 2.5 * MiB,
+      inUse: async (id) => {
+        const inUseNow = (await filesInUseUnder(store.dir(id))).size > 0;
+        if (inUseNow) mapped.add(id);
+        return inUseNow;
       },
-      log: createLogger("replicas-test", "silent"),
     });
     try {
       // Four copies of 1 MiB each (plus the other tests' records) against 2.5 MiB: the oldest goes, the one held is
