@@ -65,6 +65,28 @@ export async function knownHosts(deps: AppDeps) {
   return hosts;
 }
 
+/**
+ * knownHosts for placing work on `named` (when a request names a host): a host the directory lacks but the read model
+ * knows (it owns resources) is a host whose entry Redis lost and whose worker has not announced itself again yet:
+ * a retryable 503, not the final 400 an unknown host gets. A retired host stays unknown.
+ */
+export async function hostsForPlacement(deps: AppDeps, named: string | undefined) {
+  const hosts = await knownHosts(deps);
+  if (named === undefined || hosts.some((host) => host.id === named)) return hosts;
+  const owns = async (table: "instances" | "snapshots") =>
+    (await deps.db.selectFrom(table).select("id").where("host_id", "=", named).limit(1).executeTakeFirst()) !==
+    undefined;
+  const retired = await deps.db
+    .selectFrom("retired_hosts")
+    .select("host_id")
+    .where("host_id", "=", named)
+    .executeTakeFirst();
+  if (!retired && ((await owns("instances")) || (await owns("snapshots")))) {
+    throw new ApiError("unavailable", `host ${named} is offline: it is not in the host directory (not announced yet)`);
+  }
+  return hosts;
+}
+
 export async function onlineHosts(deps: AppDeps) {
   return (await knownHosts(deps)).filter((host) => host.online);
 }

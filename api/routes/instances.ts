@@ -16,7 +16,7 @@ import {
   STANDBY_INSTANCE_BODY,
   type StandbyInstanceBody,
 } from "../../shared/schemas/instance.ts";
-import { assertHostOnline, knownHosts, runHostCommand } from "../commands.ts";
+import { assertHostOnline, hostsForPlacement, runHostCommand } from "../commands.ts";
 import type { App, AppDeps } from "../deps.ts";
 import { deleteLostInstance } from "../host-retirement.ts";
 import { presentInstance, presentInstances } from "../host-status.ts";
@@ -305,7 +305,12 @@ export async function requireInstance(deps: AppDeps, reference: string): Promise
 export async function pickHost(deps: AppDeps, hypervisor: string | undefined, requested?: string): Promise<string> {
   // A keyed retry that took over its dead request's key goes where that request went (it is checked, not chosen).
   return placeOnce(async (recorded) =>
-    chooseHost(await knownHosts(deps), await instanceCountsByHost(deps.db), hypervisor, recorded ?? requested),
+    chooseHost(
+      await hostsForPlacement(deps, recorded ?? requested),
+      await instanceCountsByHost(deps.db),
+      hypervisor,
+      recorded ?? requested,
+    ),
   );
 }
 

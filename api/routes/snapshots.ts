@@ -20,7 +20,14 @@ import {
 } from "../../shared/schemas/snapshot.ts";
 import { replicaSetKey } from "../../shared/snapshots/replicas.ts";
 import { SNAPSHOT_RECORD } from "../../shared/snapshots/store.ts";
-import { assertHostOnline, commandWaitMs, knownHosts, onlineHosts, runHostCommand } from "../commands.ts";
+import {
+  assertHostOnline,
+  commandWaitMs,
+  hostsForPlacement,
+  knownHosts,
+  onlineHosts,
+  runHostCommand,
+} from "../commands.ts";
 import type { App, AppDeps } from "../deps.ts";
 import { fetchFromHost } from "../host-payloads.ts";
 import { presentInstance, presentSnapshot, presentStoredSnapshots } from "../host-status.ts";
@@ -398,8 +405,8 @@ async function targetHypervisorFor(deps: AppDeps, snapshot: Snapshot, requested:
  */
 async function forkHostFor(deps: AppDeps, snapshot: Snapshot, requested: string | undefined, hypervisor: string) {
   return placeOnce(async (recorded) => {
-    const hosts = await knownHosts(deps);
     const named = recorded ?? requested;
+    const hosts = await hostsForPlacement(deps, named);
     if (named !== undefined && named !== snapshot.host_id) return requireUsableHost(hosts, named, hypervisor).id;
     const owner = hosts.find((host) => host.id === snapshot.host_id);
     // local: not in the store, so only the owner has it (its offline answer is a 503 from the command).
