@@ -101,26 +101,36 @@ export async function mirrorRetirements(deps: AppDeps): Promise<number> {
  * on the host's behalf. Returns false for any other instance (its host does the delete).
  */
 export async function deleteLostInstance(deps: AppDeps, instance: Instance): Promise<boolean> {
-  if (!instance.state_error?.startsWith(LOST_PREFIX)) return false;
+  const version = await lostInstanceVersion(deps, instance);
+  if (version === undefined) return false;
+  const { event } = await new EventStream(deps.redis, deps.redisPrefix).append(
+    "instance.deleted",
+    subjectOf.instance(instance.id),
+    { instance },
+    { version: version + 1 },
+  );
+  await waitForReadModel(deps, event.id, "deleting a lost instance");
+  return true;
+}
+
+/**
+ * The read model's version of an instance its retired host took with it (what a delete or a restore elsewhere goes
+ * above); undefined for any other instance.
+ */
+export async function lostInstanceVersion(deps: AppDeps, instance: Instance): Promise<number | undefined> {
+  if (!instance.state_error?.startsWith(LOST_PREFIX)) return undefined;
   const retired = await deps.db
     .selectFrom("retired_hosts")
     .select("host_id")
     .where("host_id", "=", instance.host_id)
     .executeTakeFirst();
-  if (!retired) return false;
+  if (!retired) return undefined;
   const row = await deps.db
     .selectFrom("instances")
     .select("version")
     .where("id", "=", instance.id)
     .executeTakeFirstOrThrow();
-  const { event } = await new EventStream(deps.redis, deps.redisPrefix).append(
-    "instance.deleted",
-    subjectOf.instance(instance.id),
-    { instance },
-    { version: row.version + 1 },
-  );
-  await waitForReadModel(deps, event.id, "deleting a lost instance");
-  return true;
+  return row.version;
 }
 
 async function adoptSnapshots(deps: AppDeps, hostId: string, result: RetiredHost): Promise<void> {

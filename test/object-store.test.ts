@@ -1,7 +1,8 @@
 // Snapshots in an object store, on a real single-node Ceph cluster's S3 gateway (test/helpers/ceph-cluster.ts, started
 // once for the test run) and two worker hosts on real QEMU guests: the upload after a capture and after a compression
 // (retried while the bucket is missing), a fork on a host whose disk never held the snapshot while its owner is gone,
-// the owner's disk deleted and the host retired (another host adopts the snapshot), and a delete that leaves no
+// the owner's disk deleted and the host retired (another host adopts the snapshot; it forks there, and the lost source
+// instance is restored there from it), and a delete that leaves no
 // object behind.
 import { existsSync, rmSync } from "node:fs";
 import path from "node:path";
@@ -154,7 +155,7 @@ describeWith("ceph", "snapshots in an object store (Ceph's S3 gateway)", () => {
     expect(existsSync(path.join(other.dataDir, "snapshots", snapshotId, "memory.raw.sqfs"))).toBe(true);
   }, 300_000);
 
-  it("retires the owner after its disk is gone: another host adopts the snapshot, its instances read lost", async () => {
+  it("retires the owner after its disk is gone: another host adopts the snapshot, which forks and restores there", async () => {
     rmSync(fleet.host("fleet-a").dataDir, { recursive: true, force: true });
     const retired = await fleet.api("/hosts/fleet-a", { method: "DELETE" });
     const report: Json = await jsonOf(retired);
@@ -181,9 +182,23 @@ describeWith("ceph", "snapshots in an object store (Ceph's S3 gateway)", () => {
     expect(body).toMatchObject({ host_id: "fleet-b", state: "Running" });
     await waitForResume(apiConsole(api, "after-retire"), captured);
 
+    // The lost source instance is restored from the adopted snapshot: it comes back under its own id and name on the
+    // adopter, and its guest resumes from the snapshot's moment.
+    const restore = await fleet.api(`/instances/stored-src/snapshots/${snapshotId}/restore`, { json: {} });
+    const restored: Json = await jsonOf(restore);
+    expect(restore.status, JSON.stringify(restored)).toBe(200);
+    expect(restored).toMatchObject({ id: source.id, name: "stored-src", host_id: "fleet-b", state: "Running" });
+    await waitForResume(apiConsole(api, "stored-src"), captured);
+    expect(await jsonOf(await api("/instances/stored-src"))).toMatchObject({
+      host_id: "fleet-b",
+      host_online: true,
+      state: "Running",
+      state_error: null,
+    });
+
     // A lost instance can be deleted: there is nothing left to stop.
-    expect((await fleet.api("/instances/stored-src", { method: "DELETE" })).status).toBe(204);
-    expect((await api("/instances/stored-src")).status).toBe(404);
+    expect((await fleet.api("/instances/local-fork", { method: "DELETE" })).status).toBe(204);
+    expect((await api("/instances/local-fork")).status).toBe(404);
     // Its workers do not come back under its id (they would announce stale records over the adopter's).
     const back = fleet.host("fleet-a").spawnCapture();
     const running = new Promise<string>((resolve) => setTimeout(() => resolve("still running after 30 s"), 30_000));

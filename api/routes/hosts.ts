@@ -59,7 +59,8 @@ export const retireHostRoute = createRoute({
     "Extension. For a host lost with its disk: it must be offline (409 while online). It leaves the host directory; " +
     "every snapshot it owned that the object store holds is adopted by an online host (pulled from the store, then " +
     "that host's own: forks, restores and deletes work there); snapshots the store never received are reported " +
-    "lost; its instances read Unknown with a state_error that starts with `lost:`. Calling it again finishes " +
+    "lost; its instances read Unknown with a state_error that starts with `lost:` (delete one, or restore it from a " +
+    "stored snapshot of it: it comes back under its id on the host that holds the snapshot). Calling it again finishes " +
     "adoptions that failed. Never start a retired host's workers again under the same HOST_ID.",
   tags: ["Hosts"],
   security: BEARER_SECURITY,

@@ -30,6 +30,7 @@ import {
 } from "../commands.ts";
 import type { App, AppDeps } from "../deps.ts";
 import { fetchFromHost } from "../host-payloads.ts";
+import { lostInstanceVersion } from "../host-retirement.ts";
 import { presentInstance, presentSnapshot, presentStoredSnapshots } from "../host-status.ts";
 import { timed } from "../metrics/metrics.ts";
 import { BEARER_SECURITY, errorResponses, jsonResponse, jsonText } from "../openapi.ts";
@@ -226,7 +227,12 @@ export function registerSnapshotRoutes(app: App, deps: AppDeps): void {
       );
     }
     const target = targetStateFor(snapshot.kind, body.target_state);
-    await targetHypervisorFor(deps, snapshot, body.target_hypervisor);
+    const hypervisor = await targetHypervisorFor(deps, snapshot, body.target_hypervisor);
+    const lostAtVersion = await lostInstanceVersion(deps, instance);
+    if (lostAtVersion !== undefined) {
+      const restored = await restoreLostInstance(deps, { instance, snapshot, target, hypervisor, lostAtVersion });
+      return c.json(presentInstance(deps, restored), 200);
+    }
     if (instance.state === "Running") {
       throw new ApiError("invalid_state", `instance ${instance.name} is Running: stop it or put it in standby first`);
     }
@@ -322,6 +328,44 @@ export function prepareSnapshot(
 }
 
 /** A new instance about to be forked from `source` (image, size, vcpus, policy carry over; tags do not). */
+/**
+ * A restore of an instance its retired host took with it (DELETE /hosts/{id}): it comes back under its own id and
+ * name on a host that can load the snapshot (its adopter, or where placement puts a fork of it), recorded there above
+ * the lost row's version. Its disk is the snapshot's: what the lost host wrote after the snapshot went with it.
+ */
+async function restoreLostInstance(
+  deps: AppDeps,
+  lost: {
+    instance: Instance;
+    snapshot: Snapshot;
+    target: TargetState;
+    hypervisor: Instance["hypervisor"];
+    lostAtVersion: number;
+  },
+): Promise<Instance> {
+  const { instance, snapshot, target, hypervisor } = lost;
+  const hostId = await forkHostFor(deps, snapshot, undefined, hypervisor);
+  if (target !== "Stopped") await assertHostCanLoad(deps, snapshot, hostId, "restore");
+  if (hostId !== snapshot.host_id) await replicateTo(deps, snapshot, hostId);
+  const prepared: Instance = {
+    ...instance,
+    host_id: hostId,
+    hypervisor,
+    state: "Created",
+    state_error: null,
+    started_at: null,
+    stopped_at: null,
+  };
+  const result = await runHostCommand(
+    deps,
+    hostId,
+    "snapshot.fork",
+    { snapshot_id: snapshot.id, instance: prepared, target_state: target, min_version: lost.lostAtVersion },
+    `GET /instances/${instance.id}`,
+  );
+  return result.instance;
+}
+
 export function prepareFork(
   source: Instance,
   fields: Pick<Instance, "id" | "name" | "hypervisor" | "host_id">,

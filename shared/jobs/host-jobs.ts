@@ -101,10 +101,19 @@ export const HOST_JOBS = {
     ...NO_RETRY,
     timeoutMs: 600_000,
   },
-  /** Boots a new instance (the prepared `instance`) from a snapshot, in the target state. */
+  /**
+   * Boots a new instance (the prepared `instance`) from a snapshot, in the target state. With `min_version`, the
+   * instance is one a retired host took with it, restored here under its own id: recorded as `instance.restored`
+   * above that version (the read model's), so it replaces the lost row.
+   */
   "snapshot.fork": {
     queue: "host",
-    payload: z.object({ snapshot_id: RESOURCE_ID, instance: PREPARED_INSTANCE, target_state: TARGET_STATE }),
+    payload: z.object({
+      snapshot_id: RESOURCE_ID,
+      instance: PREPARED_INSTANCE,
+      target_state: TARGET_STATE,
+      min_version: z.number().int().nonnegative().optional(),
+    }),
     result: INSTANCE_RESULT,
     ...NO_RETRY,
     timeoutMs: 600_000,

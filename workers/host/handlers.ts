@@ -130,8 +130,8 @@ export function createHostHandlers({
     "instance.stats": ({ instance_id }) => instances.stats(instance_id),
     "snapshot.capture": ({ instance_id, snapshot }, { job }) =>
       raw(instance_id, () => snapshots.capture(instance_id, snapshot, job.id)),
-    "snapshot.fork": ({ snapshot_id, instance, target_state }, { job }) =>
-      untilRunning("fork", job, snapshots.fork(snapshot_id, instance, target_state, job.id)),
+    "snapshot.fork": ({ snapshot_id, instance, target_state, min_version }, { job }) =>
+      untilRunning("fork", job, snapshots.fork(snapshot_id, instance, target_state, job.id, min_version)),
     "snapshot.restore": ({ snapshot_id, instance_id, target_state }, { job }) =>
       untilRunning(
         "snapshot_restore",

@@ -273,8 +273,17 @@ export class SnapshotManager {
     }
   }
 
-  /** Boots a new instance from the snapshot in the target state. */
-  async fork(snapshotId: string, prepared: Instance, target: TargetState, jobId?: string): Promise<CommandResult> {
+  /**
+   * Boots a new instance from the snapshot in the target state. With `minVersion`, the instance is a retired host's,
+   * restored here under its own id: an `instance.restored` above the version the read model holds of it.
+   */
+  async fork(
+    snapshotId: string,
+    prepared: Instance,
+    target: TargetState,
+    jobId?: string,
+    minVersion?: number,
+  ): Promise<CommandResult> {
     const { instances } = this.options;
     const files = instances.files(prepared.id);
     return instances.locks.run(prepared.id, async () => {
@@ -288,9 +297,10 @@ export class SnapshotManager {
       try {
         const instance = await this.bringUp(prepared, record, target);
         crashPoint("snapshot-fork.after-boot");
-        return await instances.commit(instance, "instance.forked", {
+        return await instances.commit(instance, minVersion === undefined ? "instance.forked" : "instance.restored", {
           jobId,
           snapshotId,
+          previous: minVersion === undefined ? undefined : { version: minVersion, last_event: null },
           crashAt: "snapshot-fork.after-record",
         });
       } catch (error) {
