@@ -3,6 +3,7 @@ import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { Redis } from "ioredis";
 import type { JobProducer } from "../shared/jobs/producer.ts";
 import type { Logger } from "../shared/logger.ts";
+import type { ObjectStore } from "../shared/object-store.ts";
 import type { PayloadClient } from "../shared/payload-client.ts";
 import type { CompressionConfig } from "../shared/schemas/compression.ts";
 import type { Db } from "./db/database.ts";
@@ -39,6 +40,8 @@ export interface AppDeps {
   metrics: ApiMetrics;
   /** Signed calls to hosts' payload servers (api/host-payloads.ts). */
   payloads: PayloadClient;
+  /** The object store (S3_BUCKET), when there is one: exports read a stored snapshot from it. */
+  objects?: ObjectStore;
   /** How long a POST's answer is replayed for the same Idempotency-Key (IDEMPOTENCY_KEY_TTL_MS). */
   idempotencyTtlMs: number;
   /** How long a POST with an Idempotency-Key runs on after its 504 (IDEMPOTENCY_DETACHED_WAIT_MS). */

@@ -3,6 +3,7 @@
 import type { Config } from "../shared/config.ts";
 import { JobProducer } from "../shared/jobs/producer.ts";
 import type { Logger } from "../shared/logger.ts";
+import { objectStoreFor } from "../shared/object-store.ts";
 import { payloadClientFor } from "../shared/payload-client.ts";
 import { closeRedis, connectRedis, waitForRedisReady } from "../shared/redis.ts";
 import { parseCompressionDefault } from "../shared/schemas/compression.ts";
@@ -118,6 +119,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
     metrics,
     hostDirectory,
     payloads: payloadClientFor(config),
+    objects: objectStoreFor(config),
     idempotencyTtlMs: config.IDEMPOTENCY_KEY_TTL_MS,
     idempotencyDetachedWaitMs: config.IDEMPOTENCY_DETACHED_WAIT_MS,
   };
@@ -150,6 +152,7 @@ export async function startApiRuntime(config: Config, log: Logger, options: ApiR
       await closeRedis(projectorRedis);
       await closeRedis(redis);
       await db.destroy();
+      deps.objects?.close();
       eventLoop.stop();
     },
   };

@@ -67,6 +67,11 @@ describeWith("ceph", "ObjectStore on Ceph's S3 gateway", () => {
     await expect(store.download("small", { ...entry, size: 21 * MiB }, target)).rejects.toMatchObject({
       code: "unavailable",
     });
+    // An export's stream: the object whole, and refused when its size is not the manifest's.
+    const streamed: Buffer[] = [];
+    for await (const chunk of await store.stream("small", entry)) streamed.push(chunk as Buffer);
+    expect(Buffer.concat(streamed).equals(readFileSync(file))).toBe(true);
+    await expect(store.stream("small", { ...entry, size: 21 * MiB })).rejects.toMatchObject({ code: "unavailable" });
   });
 
   it("reads a manifest that is not ours as unavailable, and a missing one as absent", async () => {

@@ -8,6 +8,7 @@
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { createReadStream, existsSync } from "node:fs";
 import { type FileHandle, open, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
+import type { Readable } from "node:stream";
 import {
   AbortMultipartUploadCommand,
   type CompletedPart,
@@ -286,6 +287,26 @@ export class ObjectStore {
     }
     await rm(piecesFile, { force: true });
     return fetched;
+  }
+
+  /**
+   * Object `entry` as a stream, for an export. The caller checks the bytes against the manifest entry (size, sha256)
+   * as they pass: a short or altered object fails the archive it was going into.
+   */
+  async stream(snapshotId: string, entry: ManifestEntry): Promise<Readable> {
+    const answer = await this.client
+      .send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key(snapshotId, entry.name) }))
+      .catch((error: unknown) => {
+        throw unavailable(`download of ${entry.name} of snapshot ${snapshotId}`, error);
+      });
+    if (answer.ContentLength !== entry.size) {
+      (answer.Body as Readable | undefined)?.destroy();
+      throw new ApiError(
+        "unavailable",
+        `${entry.name} of snapshot ${snapshotId} in the object store holds ${answer.ContentLength} bytes, not ${entry.size}`,
+      );
+    }
+    return answer.Body as Readable;
   }
 
   /** The size of object `entry` of the snapshot, or undefined when the store does not hold it. */

@@ -8,6 +8,7 @@ import { existsSync, rmSync } from "node:fs";
 import path from "node:path";
 import { CreateBucketCommand, DeleteBucketCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { Redis } from "ioredis";
+import { extract } from "tar-stream";
 import { afterAll, beforeAll, expect, inject, it } from "vitest";
 import { subjectOf } from "../shared/events/catalog.ts";
 import { decodeEvent, eventStreamKey } from "../shared/events/stream.ts";
@@ -27,11 +28,22 @@ describeWith("ceph", "snapshots in an object store (Ceph's S3 gateway)", () => {
   const api = (pathAndQuery: string) => fleet.api(pathAndQuery);
   let snapshotId: string;
   let captured: CapturePoint;
+  let offlineArchive: Buffer;
 
   const keysOf = async (snapshot: string): Promise<string[]> => {
     const prefix = `snapshots/${snapshot}/`;
     const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }));
     return (page.Contents ?? []).map((object) => object.Key!.slice(prefix.length)).sort();
+  };
+  const archiveEntries = async (archive: Buffer): Promise<string[]> => {
+    const names: string[] = [];
+    const reader = extract();
+    reader.on("entry", (header, stream, next) => {
+      names.push(header.name);
+      stream.on("end", next).resume();
+    });
+    await new Promise<void>((resolve, reject) => reader.on("finish", resolve).on("error", reject).end(archive));
+    return names;
   };
   const snapshotOf = async (id: string): Promise<Json> => jsonOf(await api(`/snapshots/${id}`));
 
@@ -153,6 +165,19 @@ describeWith("ceph", "snapshots in an object store (Ceph's S3 gateway)", () => {
     await waitForResume(apiConsole(api, "from-store"), captured);
     expect(other.capture.output()).toContain("snapshot replica pulled");
     expect(existsSync(path.join(other.dataDir, "snapshots", snapshotId, "memory.raw.sqfs"))).toBe(true);
+
+    // An export streams from the store while the owner is offline; a later test imports it (which verifies it all).
+    const exported = await fleet.api(`/snapshots/${snapshotId}/export`);
+    expect(exported.status, await exported.clone().text()).toBe(200);
+    offlineArchive = Buffer.from(await exported.arrayBuffer());
+    expect(await archiveEntries(offlineArchive)).toEqual([
+      "snapshot.json",
+      "disk.raw.sfc",
+      "device-state.sfc",
+      "memory.raw.sqfs",
+      "memory.raw.sqfs.sums",
+      "manifest.json",
+    ]);
   }, 300_000);
 
   it("retires the owner after its disk is gone: another host adopts the snapshot, which forks and restores there", async () => {
@@ -211,13 +236,10 @@ describeWith("ceph", "snapshots in an object store (Ceph's S3 gateway)", () => {
     expect(again).toMatchObject({ host_id: "fleet-a", retired_at: report.retired_at, failed_snapshots: [] });
   }, 300_000);
 
-  it("uploads an imported snapshot too, whatever the archive says of where the exporter kept it", async () => {
-    const exported = await fleet.api(`/snapshots/${snapshotId}/export`);
-    expect(exported.status).toBe(200);
-    const archive = Buffer.from(await exported.arrayBuffer());
+  it("imports the archive exported from the store while the owner was offline, and uploads it too", async () => {
     const imported = await fleet.api("/snapshots/import", {
       method: "POST",
-      body: archive,
+      body: offlineArchive,
       headers: { "content-type": "application/x-tar" },
     });
     const copy: Json = await jsonOf(imported);

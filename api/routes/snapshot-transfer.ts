@@ -1,6 +1,7 @@
-// Export and import of snapshots as portable archives (shared/snapshots/archive.ts). The bytes stay on hosts: export
-// streams them from the owning host's payload server into the archive; import streams the request body on to the
-// chosen host, which verifies everything before the snapshot exists.
+// Export and import of snapshots as portable archives (shared/snapshots/archive.ts). Export streams a snapshot's bytes
+// into the archive from the object store when it holds them, else from the owning host's payload server; import
+// streams the request body on to the chosen host, which verifies everything before the snapshot exists (and uploads
+// it to the store afterwards, as after a capture).
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import { createRoute, z } from "@hono/zod-openapi";
@@ -14,6 +15,7 @@ import {
   ARCHIVE_RECORD_ENTRY,
   type ArchiveManifest,
   EXPORT_LISTING,
+  type ExportListing,
 } from "../../shared/snapshots/archive.ts";
 import { waitForReadModel } from "../commands.ts";
 import type { App, AppDeps } from "../deps.ts";
@@ -72,11 +74,9 @@ export const importSnapshotRoute = createRoute({
 export function registerSnapshotTransferRoutes(app: App, deps: AppDeps): void {
   app.openapi(exportSnapshotRoute, async (c) => {
     const snapshot = await requireSnapshot(deps, c.req.valid("param").snapshotId);
-    const listing = EXPORT_LISTING.parse(
-      await (await fetchFromHost(deps, snapshot.host_id, `/snapshots/${snapshot.id}/export`)).json(),
-    );
+    const source = await exportSource(deps, snapshot);
     const archive = pack();
-    writeArchive(deps, snapshot, listing, archive).catch((error: Error) => {
+    writeArchive(source, archive).catch((error: Error) => {
       deps.log.warn({ snapshotId: snapshot.id, err: error.message }, "export ended early");
       archive.destroy(error);
     });
@@ -101,19 +101,55 @@ export function registerSnapshotTransferRoutes(app: App, deps: AppDeps): void {
   });
 }
 
-/** The record, each payload file as the host serves it, then the manifest of sizes and sha256s. */
-async function writeArchive(
-  deps: AppDeps,
-  snapshot: Snapshot,
-  listing: { record: unknown; files: Array<{ name: string; size: number }> },
-  archive: Pack,
-): Promise<void> {
+/** Where an export reads the snapshot: its listing (record and files) and each file's bytes. */
+interface ExportSource {
+  listing: ExportListing;
+  open(file: ExportListing["files"][number]): Promise<AsyncIterable<Buffer>>;
+}
+
+/**
+ * The object store when it holds the snapshot's current payload (as pulls read it first), so an export neither loads
+ * the owner nor needs it online; else the owner's payload server. A store copy is checked as it passes: each object's
+ * size and sha256 against the signed manifest.
+ */
+async function exportSource(deps: AppDeps, snapshot: Snapshot): Promise<ExportSource> {
+  const objects = deps.objects;
+  const manifest =
+    objects && (snapshot.storage ?? "local") !== "local"
+      ? await objects.readManifest(snapshot.id).catch((error: Error) => {
+          deps.log.warn({ snapshotId: snapshot.id, err: error.message }, "export: the store's copy is unreadable");
+          return undefined;
+        })
+      : undefined;
+  if (objects && manifest && manifest.compression_state === snapshot.compression_state) {
+    return {
+      listing: { record: manifest.record, files: manifest.entries },
+      open: (file) => objects.stream(snapshot.id, { name: file.name, size: file.size, sha256: file.sha256 ?? "" }),
+    };
+  }
+  const listing = EXPORT_LISTING.parse(
+    await (await fetchFromHost(deps, snapshot.host_id, `/snapshots/${snapshot.id}/export`)).json(),
+  );
+  return {
+    listing,
+    open: async (file) => {
+      const response = await fetchFromHost(deps, snapshot.host_id, `/snapshots/${snapshot.id}/files/${file.name}`);
+      return Readable.fromWeb(response.body! as never);
+    },
+  };
+}
+
+/** The record, each payload file as its source gives it, then the manifest of sizes and sha256s. */
+async function writeArchive({ listing, open }: ExportSource, archive: Pack): Promise<void> {
   const manifest: ArchiveManifest = { format: ARCHIVE_FORMAT, entries: [] };
   const record = Buffer.from(`${JSON.stringify(listing.record, null, 2)}\n`);
   await addEntry(archive, ARCHIVE_RECORD_ENTRY, record.length, [record], manifest);
   for (const file of listing.files) {
-    const response = await fetchFromHost(deps, snapshot.host_id, `/snapshots/${snapshot.id}/files/${file.name}`);
-    await addEntry(archive, file.name, file.size, Readable.fromWeb(response.body! as never), manifest);
+    await addEntry(archive, file.name, file.size, await open(file), manifest);
+    const added = manifest.entries.at(-1)!;
+    if (file.sha256 !== undefined && added.sha256 !== file.sha256) {
+      throw new Error(`${file.name}: its sha256 is not the one its listing gives`);
+    }
   }
   const manifestBytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
   await addEntry(archive, ARCHIVE_MANIFEST_ENTRY, manifestBytes.length, [manifestBytes], manifest, false);
@@ -140,7 +176,7 @@ async function addEntry(
         written += chunk.length;
         if (!entry.write(chunk)) await new Promise<void>((drained) => entry.once("drain", () => drained()));
       }
-      if (written !== size) throw new Error(`${name}: the host sent ${written} bytes of ${size}`);
+      if (written !== size) throw new Error(`${name}: its source sent ${written} bytes of ${size}`);
       entry.end(undefined);
     })().catch((error: Error) => {
       entry.destroy(error);
