@@ -8,10 +8,10 @@ import { existsSync, rmSync } from "node:fs";
 import path from "node:path";
 import { CreateBucketCommand, DeleteBucketCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { Redis } from "ioredis";
-import { extract } from "tar-stream";
 import { afterAll, beforeAll, expect, inject, it } from "vitest";
 import { subjectOf } from "../shared/events/catalog.ts";
 import { decodeEvent, eventStreamKey } from "../shared/events/stream.ts";
+import { COMPRESSED_STANDBY_ENTRIES, entriesOf } from "./helpers/archives.ts";
 import { waitForTick } from "./helpers/console.ts";
 import { jsonOf, testRedisUrl, waitFor } from "./helpers/fixtures.ts";
 import { type Fleet, startFleet } from "./helpers/fleet.ts";
@@ -34,16 +34,6 @@ describeWith("ceph", "snapshots in an object store (Ceph's S3 gateway)", () => {
     const prefix = `snapshots/${snapshot}/`;
     const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }));
     return (page.Contents ?? []).map((object) => object.Key!.slice(prefix.length)).sort();
-  };
-  const archiveEntries = async (archive: Buffer): Promise<string[]> => {
-    const names: string[] = [];
-    const reader = extract();
-    reader.on("entry", (header, stream, next) => {
-      names.push(header.name);
-      stream.on("end", next).resume();
-    });
-    await new Promise<void>((resolve, reject) => reader.on("finish", resolve).on("error", reject).end(archive));
-    return names;
   };
   const snapshotOf = async (id: string): Promise<Json> => jsonOf(await api(`/snapshots/${id}`));
 
@@ -170,14 +160,7 @@ describeWith("ceph", "snapshots in an object store (Ceph's S3 gateway)", () => {
     const exported = await fleet.api(`/snapshots/${snapshotId}/export`);
     expect(exported.status, await exported.clone().text()).toBe(200);
     offlineArchive = Buffer.from(await exported.arrayBuffer());
-    expect(await archiveEntries(offlineArchive)).toEqual([
-      "snapshot.json",
-      "disk.raw.sfc",
-      "device-state.sfc",
-      "memory.raw.sqfs",
-      "memory.raw.sqfs.sums",
-      "manifest.json",
-    ]);
+    expect((await entriesOf(offlineArchive)).map((entry) => entry.name)).toEqual(COMPRESSED_STANDBY_ENTRIES);
   }, 300_000);
 
   it("retires the owner after its disk is gone: another host adopts the snapshot, which forks and restores there", async () => {

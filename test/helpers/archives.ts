@@ -12,6 +12,16 @@ export interface ArchiveEntry {
   data: Buffer;
 }
 
+/** The entries of a compressed Standby snapshot's archive, in the order an export writes them. */
+export const COMPRESSED_STANDBY_ENTRIES = [
+  "snapshot.json",
+  "disk.raw.sfc",
+  "device-state.sfc",
+  "memory.raw.sqfs",
+  "memory.raw.sqfs.sums",
+  "manifest.json",
+];
+
 export async function entriesOf(archive: Buffer): Promise<ArchiveEntry[]> {
   const entries: ArchiveEntry[] = [];
   const reader = extract();
