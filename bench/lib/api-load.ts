@@ -24,6 +24,11 @@ export interface LoadRequest {
   rate: number;
   seconds: number;
   burst: number;
+  /**
+   * The bare server (bench/lib/bare-server.ts): each read goes to it too, at the same moment as to the API, so both
+   * are timed under the same load (the burst included) and their percentiles compare.
+   */
+  bareUrl?: string;
   /** A request not answered 200 within this is failed; a failed request counts in the percentiles as this value. */
   timeoutMs: number;
 }
@@ -46,6 +51,8 @@ export interface LoadResult {
   /** Paged reads whose `x-next-cursor` was not the one the walk before the load saw for that page. */
   cursorMismatches: number;
   burstAppendedMs: number;
+  /** The bare server's figures for the same reads, when the load had one. */
+  bare?: { latencies: Record<Route, Sample[]>; failures: Record<Route, number> };
   /** The client's own event-loop delay (ms) over the load: a busy client delays its own timing. */
   clientLoopDelayMs?: { p99: number; max: number };
 }
@@ -188,9 +195,8 @@ export async function appendAll(count: number, append: (index: number) => Promis
 
 /** Open-loop load: one request every 1/rate s, routes round-robin, each timed to its full body. */
 async function drive(request: LoadRequest, snapshots: LoadGo["snapshots"]) {
-  const latencies: Record<Route, Sample[]> = { paged: [], single: [], filtered: [] };
-  const failures: Record<Route, number> = { paged: 0, single: 0, filtered: 0 };
-  let cursorMismatches = 0;
+  const ours = newTally();
+  const bare = newTally();
   let pagedCount = 0;
   const total = request.rate * request.seconds;
   const start = performance.now();
@@ -208,24 +214,50 @@ async function drive(request: LoadRequest, snapshots: LoadGo["snapshots"]) {
         : route === "single"
           ? `/snapshots/${snapshot.id}`
           : `/snapshots?tags[batch]=${snapshot.tags.batch}`;
-    inFlight.push(
-      (async () => {
-        const before = performance.now();
-        try {
-          const { status, nextCursor } = await get(`${request.baseUrl}${url}`, request);
-          const ms = performance.now() - before;
-          // An answer later than the timeout (its timer fired late on a busy loop) is a timeout too.
-          if (status === 200 && ms <= request.timeoutMs) {
-            if (route === "paged" && nextCursor !== pageChain[page + 1]) cursorMismatches++;
-            return void latencies[route].push({ at: before - start, ms });
-          }
-        } catch {}
-        // Reset, error status or timeout: counted, and in the percentiles as the timeout, not left out.
-        failures[route]++;
-        latencies[route].push({ at: before - start, ms: request.timeoutMs, failed: true });
-      })(),
-    );
+    const expectedCursor = route === "paged" ? pageChain[page + 1] : undefined;
+    // The same request to the bare server at the same moment, when there is one: both see the same load.
+    inFlight.push(timedGet(request, request.baseUrl, url, route, expectedCursor, start, ours));
+    if (request.bareUrl) inFlight.push(timedGet(request, request.bareUrl, url, route, expectedCursor, start, bare));
   }
   await Promise.all(inFlight);
-  return { latencies, failures, cursorMismatches };
+  return { ...ours, ...(request.bareUrl ? { bare } : {}) };
+}
+
+interface Tally {
+  latencies: Record<Route, Sample[]>;
+  failures: Record<Route, number>;
+  cursorMismatches: number;
+}
+
+function newTally(): Tally {
+  return {
+    latencies: { paged: [], single: [], filtered: [] },
+    failures: { paged: 0, single: 0, filtered: 0 },
+    cursorMismatches: 0,
+  };
+}
+
+/** One GET timed to its last body byte, into `tally`; a reset, an error status or a timeout counts as the timeout. */
+async function timedGet(
+  request: LoadRequest,
+  baseUrl: string,
+  url: string,
+  route: Route,
+  expectedCursor: string | undefined,
+  start: number,
+  tally: Tally,
+): Promise<void> {
+  const before = performance.now();
+  try {
+    const { status, nextCursor } = await get(`${baseUrl}${url}`, request);
+    const ms = performance.now() - before;
+    // An answer later than the timeout (its timer fired late on a busy loop) is a timeout too.
+    if (status === 200 && ms <= request.timeoutMs) {
+      if (route === "paged" && nextCursor !== expectedCursor) tally.cursorMismatches++;
+      return void tally.latencies[route].push({ at: before - start, ms });
+    }
+  } catch {}
+  // Reset, error status or timeout: counted, and in the percentiles as the timeout, not left out.
+  tally.failures[route]++;
+  tally.latencies[route].push({ at: before - start, ms: request.timeoutMs, failed: true });
 }
