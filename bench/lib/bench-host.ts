@@ -1,0 +1,81 @@
+// A worker host without VMs for the benches that drive the real anti-entropy path (bench/announce.ts, and the
+// simulated fleet of bench/fleet.ts): the host's record stores and its HostAnnouncer over a data directory, and
+// records written as a capture leaves them, without fsync (seeding thousands must be fast; the files are the same).
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import type { Redis } from "ioredis";
+import type { EventStream } from "../../shared/events/stream.ts";
+import { nextStamp, TombstoneStore } from "../../shared/host-records.ts";
+import type { Logger } from "../../shared/logger.ts";
+import type { Instance } from "../../shared/schemas/instance.ts";
+import type { Snapshot } from "../../shared/schemas/snapshot.ts";
+import { MEMORY_FILE, RECORD_FILE, type SnapshotRecord, SnapshotStore } from "../../shared/snapshots/store.ts";
+import { HostAnnouncer } from "../../workers/host/announcer.ts";
+import { InstanceManager, type InstanceRecord } from "../../workers/host/instances.ts";
+
+/** How long the benches' hosts keep tombstones (they delete nothing; the listing still reads the directory). */
+const TOMBSTONE_RETENTION_MS = 3_600_000;
+
+export interface BenchHost {
+  hostId: string;
+  store: SnapshotStore;
+  tombstones: TombstoneStore;
+  instances: InstanceManager;
+  announcer: HostAnnouncer;
+}
+
+/** The stores and announcer a capture worker builds (workers/host/main.ts), over `dataDir`, with no hypervisor. */
+export function benchHost(options: {
+  hostId: string;
+  dataDir: string;
+  redis: Redis;
+  prefix: string;
+  events: EventStream;
+  log: Logger;
+}): BenchHost {
+  const { hostId, dataDir, redis, prefix, events, log } = options;
+  const store = new SnapshotStore(dataDir, redis, prefix);
+  const tombstones = new TombstoneStore(dataDir);
+  const instances = new InstanceManager({
+    dataDir,
+    imagesDir: dataDir,
+    hostId,
+    drivers: new Map(),
+    events,
+    tombstones,
+    log,
+  });
+  const announcer = new HostAnnouncer({
+    hostId,
+    instances,
+    store,
+    tombstones,
+    events,
+    tombstoneRetentionMs: TOMBSTONE_RETENTION_MS,
+    log,
+  });
+  return { hostId, store, tombstones, instances, announcer };
+}
+
+/** A Standby snapshot's record as its capture writes it (version 1, `snapshot.created`), its event not appended. */
+export function writeSnapshotRecord(store: SnapshotStore, snapshot: Snapshot, source: Instance): SnapshotRecord {
+  const record: SnapshotRecord = {
+    snapshot,
+    source,
+    memory_layout: "file",
+    memory_payload: MEMORY_FILE,
+    ...nextStamp(undefined, "snapshot.created", null),
+  };
+  mkdirSync(store.dir(snapshot.id), { recursive: true });
+  writeFileSync(path.join(store.dir(snapshot.id), RECORD_FILE), JSON.stringify(record));
+  return record;
+}
+
+/** An instance's record as its create writes it (version 1, `instance.created`), its event not appended. */
+export function writeInstanceRecord(instances: InstanceManager, instance: Instance): InstanceRecord {
+  const record: InstanceRecord = { instance, ...nextStamp(undefined, "instance.created", null) };
+  const file = instances.files(instance.id).record;
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, JSON.stringify(record));
+  return record;
+}
