@@ -12,7 +12,8 @@
 //   processed_events (polled every 20 ms); the read-model group's undelivered entries (XINFO GROUPS lag) beside it;
 // - reads: GET /snapshots?limit=100 (walking up to 20 pages) and GET /snapshots/{id}, round-robin over the replicas
 //   at --read-rate requests/s from a child process (bench/lib/api-load.ts), p50/p99/max per route;
-// - the stream's length and bytes (MEMORY USAGE), Redis used_memory and its growth, connected clients;
+// - the stream's length and bytes (MEMORY USAGE), Redis used_memory and the growth of what is not the stream (the
+//   API trims the stream once a minute), connected clients;
 // - CPU of each replica, of the simulated hosts, of redis-server and of this database's PostgreSQL backends
 //   (/proc/<pid>/stat), in % of one core.
 // Each case then says which stated threshold it crosses (bench/lib/fleet-verdict.ts); the output ends with the first
@@ -211,8 +212,10 @@ async function runCase(hosts: number, resources: number) {
 
     const pids = await measuredPids(redis, db, replicas, sims, database);
     const cpuBefore = cpuTicksOf(pids);
+    const machineBefore = machineTicks();
     const memoryBefore = await redisInfo(redis, "memory", "used_memory");
     const lengthBefore = await redis.xlen(eventStreamKey(PREFIX));
+    const streamBytesBefore = await streamBytes(redis);
     const countsBefore = sumCounts(await Promise.all(sims.map((sim) => step(sim, "count"))));
     const xaddsBefore = await redisInfo(redis, "commandstats", "cmdstat_xadd:calls=");
     const windowStart = performance.now();
@@ -221,11 +224,13 @@ async function runCase(hosts: number, resources: number) {
     const lag = await probe.stop();
     const windowSeconds = (performance.now() - windowStart) / 1_000;
     const cpuAfter = cpuTicksOf(pids);
+    const machineAfter = machineTicks();
     const memoryAfter = await redisInfo(redis, "memory", "used_memory");
     const stream = {
       length_at_start: lengthBefore,
       length_at_end: await redis.xlen(eventStreamKey(PREFIX)),
-      bytes_at_end: Number(await redis.call("MEMORY", "USAGE", eventStreamKey(PREFIX), "SAMPLES", "0")),
+      bytes_at_start: streamBytesBefore,
+      bytes_at_end: await streamBytes(redis),
       group_lag_max: lag.groupLagMax,
       group_pending_max: lag.groupPendingMax,
     };
@@ -238,26 +243,35 @@ async function runCase(hosts: number, resources: number) {
       (Math.max(0, cpuAfter.get(pid)! - cpuBefore.get(pid)!) / CLOCK_TICKS / windowSeconds) * 100;
     const percent = (group: keyof typeof pids) => pids[group].reduce((sum, pid) => sum + percentOf(pid), 0);
     const replicaCpu = pids.replicas.map(percentOf);
+    const oursCpu = replicaCpu.reduce((a, b) => a + b, 0) + percent("sims") + percent("redis") + percent("postgres");
+    // The whole machine, other work included (the simulated hosts and the control plane share its cores with it).
+    const machineCpu =
+      ((machineAfter.busy - machineBefore.busy) / Math.max(1, machineAfter.total - machineBefore.total)) * 100;
     const cpu = {
       replicas: replicaCpu.map(Math.round),
       simulated_hosts: Math.round(percent("sims")),
       redis: Math.round(percent("redis")),
       postgres_backends: Math.round(percent("postgres")),
+      all_of_these_of_the_machine_percent: Math.round(oursCpu / cpus().length),
+      machine_busy_percent: Math.round(machineCpu),
     };
-    const allCpu = replicaCpu.reduce((a, b) => a + b, 0) + percent("sims") + percent("redis") + percent("postgres");
     const readSummaries = {
       paged: summarize(reads.latencies.paged.map((sample) => sample.ms)),
       single: summarize(reads.latencies.single.map((sample) => sample.ms)),
     };
-    const growthPerHour = ((memoryAfter - memoryBefore) / windowSeconds) * 3_600;
+    // The stream is trimmed to what every group has read once a minute (api/maintenance.ts), so a window shorter than
+    // that sees it only grow: what is judged is the growth of the rest (queues, directory, locks, bookkeeping).
+    const growthPerHour =
+      ((memoryAfter - stream.bytes_at_end - (memoryBefore - streamBytesBefore)) / windowSeconds) * 3_600;
     const caseFigures: CaseFigures = {
       case: name,
       converged,
       projectorLagMs: { p99: lag.summary.p99_ms, firstThirdMean: lag.firstThirdMean, lastThirdMean: lag.lastThirdMean },
+      unappliedMarkers: { count: lag.unapplied, of: lag.markers },
       readP99Ms: Math.max(readSummaries.paged.p99_ms, readSummaries.single.p99_ms),
       replicaCpuPercent: replicaCpu,
       redisGrowthBytesPerHour: growthPerHour,
-      machineCpuPercent: allCpu / cpus().length,
+      machineCpuPercent: machineCpu,
       hostErrors: counts.errors,
     };
     const crossed = crossings(caseFigures, THRESHOLDS);
@@ -274,10 +288,12 @@ async function runCase(hosts: number, resources: number) {
         hosts_started_ms: Math.round(Math.max(...starting.map((reply) => reply.ms))),
         read_model_full_ms: Math.round(convergedMs),
         converged,
+        hosts_did_until_window: countsBefore,
       },
       window_seconds: Math.round(windowSeconds),
       hosts_did: { ...counts, events_per_second: Math.round(counts.events / windowSeconds) },
       stream_appends_per_second: Math.round(xadds / windowSeconds),
+      projector_entries_per_second: Math.round(lag.projectorEntriesPerSecond),
       projector_lag_ms: {
         ...lag.summary,
         first_third_mean: Math.round(lag.firstThirdMean),
@@ -288,7 +304,7 @@ async function runCase(hosts: number, resources: number) {
       redis: {
         used_memory_start: memoryBefore,
         used_memory_end: memoryAfter,
-        growth_bytes_per_hour: Math.round(growthPerHour),
+        growth_besides_stream_bytes_per_hour: Math.round(growthPerHour),
         connected_clients: clients,
       },
       reads: { ...readSummaries, failed: reads.failures.paged + reads.failures.single },
@@ -301,9 +317,12 @@ async function runCase(hosts: number, resources: number) {
       `lag p50 ${lag.summary.p50_ms} / p99 ${lag.summary.p99_ms} / max ${lag.summary.max_ms} ms; ` +
       `reads p99 paged ${readSummaries.paged.p99_ms} ms, single ${readSummaries.single.p99_ms} ms; ` +
       `${json.hosts_did.events_per_second} events/s + ${counts.digests} digests, ${counts.announceJobs} re-announcements; ` +
+      `stream ${json.stream_appends_per_second} appends/s, projector ${json.projector_entries_per_second} entries/s` +
+      `${lag.unapplied > 0 ? ` (${lag.unapplied} of ${lag.markers} markers never applied)` : ""}; ` +
       `stream ${stream.length_at_end} entries (${mib(stream.bytes_at_end)}); Redis ${mib(memoryAfter)} ` +
-      `(${mib(growthPerHour)}/h), ${clients} clients; CPU % of a core: replicas ${cpu.replicas.join("/")}, ` +
+      `(rest ${mib(growthPerHour)}/h), ${clients} clients; CPU % of a core: replicas ${cpu.replicas.join("/")}, ` +
       `hosts ${cpu.simulated_hosts}, redis ${cpu.redis}, postgres ${cpu.postgres_backends}; ` +
+      `machine ${cpu.machine_busy_percent} % busy; ` +
       `load ${loadAtStart[0]!.toFixed(2)} → ${loadAtEnd[0]!.toFixed(2)}; ` +
       `crossed: ${crossed.length > 0 ? crossed.map((crossing) => crossing.quantity).join(", ") : "none"}`;
     return { json, line, figures: caseFigures };
@@ -461,6 +480,8 @@ function startLagProbe(redis: Redis, db: Db) {
   let version = 0;
   let groupLagMax = 0;
   let groupPendingMax = 0;
+  /** The group's entries-read at the first and the last sample: what the projector took off the stream. */
+  let entriesRead: { first?: { at: number; count: number }; last?: { at: number; count: number } } = {};
   const appendTimer = setInterval(async () => {
     const appendedAt = performance.now();
     const { event } = await events.append(
@@ -477,6 +498,8 @@ function startLagProbe(redis: Redis, db: Db) {
       if (fields.get("name") !== READ_MODEL_GROUP) continue;
       groupLagMax = Math.max(groupLagMax, Number(fields.get("lag") ?? 0));
       groupPendingMax = Math.max(groupPendingMax, Number(fields.get("pending") ?? 0));
+      const sample = { at: performance.now(), count: Number(fields.get("entries-read") ?? 0) };
+      entriesRead = { first: entriesRead.first ?? sample, last: sample };
     }
   }, MARKER_EVERY_MS);
   let polling = false;
@@ -517,6 +540,12 @@ function startLagProbe(redis: Redis, db: Db) {
         firstThirdMean: mean(all.filter((lag) => lag.at < span / 3)),
         lastThirdMean: mean(all.filter((lag) => lag.at >= (2 * span) / 3)),
         unapplied: unapplied.length,
+        markers: all.length,
+        projectorEntriesPerSecond:
+          entriesRead.first && entriesRead.last && entriesRead.last.at > entriesRead.first.at
+            ? ((entriesRead.last.count - entriesRead.first.count) * 1_000) /
+              (entriesRead.last.at - entriesRead.first.at)
+            : 0,
         groupLagMax,
         groupPendingMax,
       };
@@ -558,6 +587,19 @@ function cpuTicksOf(pids: Record<string, number[]>): Map<number, number> {
     }
   }
   return ticks;
+}
+
+/** The event stream's bytes in Redis (MEMORY USAGE over every entry). */
+async function streamBytes(redis: Redis): Promise<number> {
+  return Number(await redis.call("MEMORY", "USAGE", eventStreamKey(PREFIX), "SAMPLES", "0"));
+}
+
+/** The machine's CPU time (/proc/stat): busy (all but idle and iowait) and total, in clock ticks. */
+function machineTicks(): { busy: number; total: number } {
+  const [, ...values] = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/);
+  const ticks = values.slice(0, 8).map(Number);
+  const total = ticks.reduce((sum, value) => sum + value, 0);
+  return { busy: total - ticks[3]! - ticks[4]!, total };
 }
 
 async function redisInfo(redis: Redis, section: string, field: string): Promise<number> {

@@ -6,6 +6,7 @@ const healthy: CaseFigures = {
   case: "10 hosts × 1000 resources",
   converged: true,
   projectorLagMs: { p99: 40, firstThirdMean: 20, lastThirdMean: 25 },
+  unappliedMarkers: { count: 1, of: 30 },
   readP99Ms: 30,
   replicaCpuPercent: [20, 18],
   redisGrowthBytesPerHour: 50 * 1024 ** 2,
@@ -26,6 +27,8 @@ describe("fleet verdict", () => {
     expect(crossings(growing, thresholds)[0]?.says).toMatch(/^growing/);
     const steadySecond = { ...healthy, projectorLagMs: { p99: 5_000, firstThirdMean: 1_500, lastThirdMean: 1_600 } };
     expect(crossings(steadySecond, thresholds)).toEqual([]);
+    const stalled = { ...healthy, unappliedMarkers: { count: 29, of: 29 } };
+    expect(crossings(stalled, thresholds)[0]?.says).toMatch(/^29 of 29 markers never applied/);
   });
 
   it("lists every crossing in order, and names the first case that has one", () => {
