@@ -5,7 +5,8 @@
 // The hosts run in --sim-processes child processes (bench/lib/fleet-hosts.ts): no VMs, but each holds its presence
 // lease, consumes its own host queue, announces its full state at start, appends a digest every --announce-interval-ms
 // and runs snapshot pipelines (capture + compression + an instance state change: 4 + --progress-events events) at
-// --pipelines-per-minute per host, with the real modules over real record files. A case seeds by writing the hosts'
+// --pipelines-per-minute per host, with the real modules over real record files (the digests list the records from
+// memory unless --host-listing files: bench/lib/fleet-hosts.ts says why). A case seeds by writing the hosts'
 // records (a tenth of the resources instances, the rest snapshots of them) and starting the hosts: their start
 // announcements fill the empty read model, timed until it holds every resource. Then, for --seconds:
 // - projector lag: a marker event (instance.updated) appended every second, timed from its XADD until its row is in
@@ -19,7 +20,8 @@
 // Each case then says which stated threshold it crosses (bench/lib/fleet-verdict.ts); the output ends with the first
 // case that crosses one. One JSON document, then one line per case; the load average at each case's start and end.
 // Options: --hosts 10,100,1000 --resources 1000,10000 --seconds 30 --replicas 2 --sim-processes 4 --read-rate 20
-// --pipelines-per-minute 1 --progress-events 8 --announce-interval-ms 15000 --dialect postgres|sqlite.
+// --pipelines-per-minute 1 --progress-events 8 --announce-interval-ms 15000 --host-listing memory|files
+// --dialect postgres|sqlite.
 import { type ChildProcess, fork, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
@@ -59,6 +61,7 @@ const { values: flags } = parseArgs({
     "pipelines-per-minute": { type: "string", default: "1" },
     "progress-events": { type: "string", default: "8" },
     "announce-interval-ms": { type: "string", default: "15000" },
+    "host-listing": { type: "string", default: "memory" },
     dialect: { type: "string", default: "postgres" },
   },
 });
@@ -71,6 +74,7 @@ const PIPELINES_PER_MINUTE = Number(flags["pipelines-per-minute"]);
 const PROGRESS_EVENTS = Number(flags["progress-events"]);
 const ANNOUNCE_INTERVAL_MS = Number(flags["announce-interval-ms"]);
 const DIALECT = flags.dialect === "sqlite" ? "sqlite" : "postgres";
+const HOST_LISTING = flags["host-listing"] === "files" ? "files" : "memory";
 const PREFIX = "fleet";
 const API_KEY = "bench-key-0123456789abcdef";
 /** One resource in INSTANCE_SHARE is an instance, the rest are snapshots of them. */
@@ -115,6 +119,7 @@ console.log(
       pipelines_per_host_per_minute: PIPELINES_PER_MINUTE,
       events_per_pipeline: PIPELINE_EVENTS.length + PROGRESS_EVENTS,
       announce_interval_ms: ANNOUNCE_INTERVAL_MS,
+      host_listing: HOST_LISTING,
       thresholds: THRESHOLDS,
       cases: results,
       breaks_first: first ?? "no case crossed a threshold",
@@ -173,6 +178,7 @@ async function runCase(hosts: number, resources: number) {
           instancesPerHost,
           snapshotsPerHost,
           announceIntervalMs: ANNOUNCE_INTERVAL_MS,
+          listing: HOST_LISTING,
           pipelinesPerHostPerMinute: PIPELINES_PER_MINUTE,
           progressEvents: PROGRESS_EVENTS,
         }),

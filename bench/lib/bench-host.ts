@@ -1,6 +1,8 @@
 // A worker host without VMs for the benches that drive the real anti-entropy path (bench/announce.ts, and the
 // simulated fleet of bench/fleet.ts): the host's record stores and its HostAnnouncer over a data directory, and
 // records written as a capture leaves them, without fsync (seeding thousands must be fast; the files are the same).
+// A host may list its records from memory instead of its files (RecordsInMemory): what it appends is the same, and a
+// simulated fleet on one machine then does not spend the machine on every host's listing.
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Redis } from "ioredis";
@@ -10,7 +12,7 @@ import type { Logger } from "../../shared/logger.ts";
 import type { Instance } from "../../shared/schemas/instance.ts";
 import type { Snapshot } from "../../shared/schemas/snapshot.ts";
 import { MEMORY_FILE, RECORD_FILE, type SnapshotRecord, SnapshotStore } from "../../shared/snapshots/store.ts";
-import { HostAnnouncer } from "../../workers/host/announcer.ts";
+import { HostAnnouncer, type HostAnnouncerOptions, type HostState } from "../../workers/host/announcer.ts";
 import { InstanceManager, type InstanceRecord } from "../../workers/host/instances.ts";
 
 /** How long the benches' hosts keep tombstones (they delete nothing; the listing still reads the directory). */
@@ -24,7 +26,35 @@ export interface BenchHost {
   announcer: HostAnnouncer;
 }
 
-/** The stores and announcer a capture worker builds (workers/host/main.ts), over `dataDir`, with no hypervisor. */
+/** The live records of a host as its files hold them, kept beside them by whoever writes them. */
+export class RecordsInMemory {
+  readonly instances = new Map<string, InstanceRecord>();
+  readonly snapshots = new Map<string, SnapshotRecord>();
+}
+
+/** An announcer whose listing is `records` (tombstones: none; the simulated hosts delete nothing). */
+class AnnouncerListingMemory extends HostAnnouncer {
+  constructor(
+    options: HostAnnouncerOptions,
+    private readonly records: RecordsInMemory,
+  ) {
+    super(options);
+  }
+
+  override async readState(): Promise<HostState> {
+    return {
+      listedAt: new Date().toISOString(),
+      instances: [...this.records.instances.values()],
+      snapshots: [...this.records.snapshots.values()],
+      tombstones: [],
+    };
+  }
+}
+
+/**
+ * The stores and announcer a capture worker builds (workers/host/main.ts), over `dataDir`, with no hypervisor; with
+ * `records`, the announcer lists those instead of reading the files.
+ */
 export function benchHost(options: {
   hostId: string;
   dataDir: string;
@@ -32,8 +62,9 @@ export function benchHost(options: {
   prefix: string;
   events: EventStream;
   log: Logger;
+  records?: RecordsInMemory;
 }): BenchHost {
-  const { hostId, dataDir, redis, prefix, events, log } = options;
+  const { hostId, dataDir, redis, prefix, events, log, records } = options;
   const store = new SnapshotStore(dataDir, redis, prefix);
   const tombstones = new TombstoneStore(dataDir);
   const instances = new InstanceManager({
@@ -45,7 +76,7 @@ export function benchHost(options: {
     tombstones,
     log,
   });
-  const announcer = new HostAnnouncer({
+  const announcerOptions = {
     hostId,
     instances,
     store,
@@ -53,7 +84,10 @@ export function benchHost(options: {
     events,
     tombstoneRetentionMs: TOMBSTONE_RETENTION_MS,
     log,
-  });
+  };
+  const announcer = records
+    ? new AnnouncerListingMemory(announcerOptions, records)
+    : new HostAnnouncer(announcerOptions);
   return { hostId, store, tombstones, instances, announcer };
 }
 

@@ -2,8 +2,11 @@
 // worker does towards the control plane, with the real modules. Its presence lease and directory entry
 // (workers/host/presence.ts, on a connection of its own), its host queue consumed by a BullMQ worker of its own
 // (shared/jobs/worker.ts) that answers `host.announce` as workers/host/handlers.ts does, its full announcement at start
-// and a digest every announce interval (workers/host/announcer.ts over real record files), and snapshot pipelines at a
-// given rate: each writes its records and appends their events as a capture and a compression do (PIPELINE_EVENTS).
+// and a digest every announce interval (workers/host/announcer.ts), and snapshot pipelines at a given rate: each writes
+// its records and appends their events as a capture and a compression do (PIPELINE_EVENTS). The announcer lists the
+// host's records from memory (`listing: "memory"`, kept beside the files as they are written) or, as a real host does,
+// by reading every record file (`"files"`: about 2.5 s of CPU per digest of 10,000 records, bench/README.md
+// "Anti-entropy", which on one machine running the whole fleet is the machine's, not the control plane's).
 // Left out: the host's compression worker (a second queue consumer per host), its payload server, VM reconciles.
 //
 // Started with one JSON argument (FleetHostsRequest); then takes "seed" (write every host's records), "start" (bring
@@ -22,7 +25,7 @@ import type { Instance } from "../../shared/schemas/instance.ts";
 import { publishSnapshotRecord, type SnapshotRecord } from "../../shared/snapshots/store.ts";
 import { sampleInstance, sampleSnapshot } from "../../test/helpers/resources.ts";
 import { type HostPresence, startHostPresence } from "../../workers/host/presence.ts";
-import { type BenchHost, benchHost, writeInstanceRecord, writeSnapshotRecord } from "./bench-host.ts";
+import { type BenchHost, benchHost, RecordsInMemory, writeInstanceRecord, writeSnapshotRecord } from "./bench-host.ts";
 
 /** As workers/compression/compress-snapshot.ts reports a running compression. */
 const PROGRESS_INTERVAL_MS = 500;
@@ -49,6 +52,8 @@ export interface FleetHostsRequest {
   instancesPerHost: number;
   snapshotsPerHost: number;
   announceIntervalMs: number;
+  /** How the announcer lists the host's records: from memory, or by reading every file as a real host does. */
+  listing: "memory" | "files";
   pipelinesPerHostPerMinute: number;
   /** `snapshot.compression.progress` events per pipeline, one every PROGRESS_INTERVAL_MS. */
   progressEvents: number;
@@ -72,9 +77,11 @@ export type FleetHostsReply =
 
 interface RunningHost {
   host: BenchHost;
+  records: RecordsInMemory;
   redis: Redis;
   presence: HostPresence;
   worker: JobWorker;
+  /** The host's instances (the pipelines' sources). */
   instances: Instance[];
   /** The digest's timers (the first beat, then its interval). */
   timers: NodeJS.Timeout[];
@@ -88,7 +95,7 @@ let stopping = false;
 const [, entry, requestJson] = process.argv;
 if (entry && requestJson && import.meta.url === pathToFileURL(entry).href) {
   const request = JSON.parse(requestJson) as FleetHostsRequest;
-  const seeded = new Map<string, Instance[]>();
+  const seeded = new Map<string, RecordsInMemory>();
   let running: RunningHost[] = [];
   process.on("message", async (step: FleetHostsReply["step"]) => {
     const started = performance.now();
@@ -97,7 +104,7 @@ if (entry && requestJson && import.meta.url === pathToFileURL(entry).href) {
         for (const hostId of request.hostIds) seeded.set(hostId, seedHost(request, hostId));
         process.send?.({ step, ms: performance.now() - started } satisfies FleetHostsReply);
       } else if (step === "start") {
-        running = await inBatches(request.hostIds, (hostId) => startHost(request, hostId, seeded.get(hostId) ?? []));
+        running = await inBatches(request.hostIds, (hostId) => startHost(request, hostId, seeded.get(hostId)!));
         process.send?.({ step, ms: performance.now() - started } satisfies FleetHostsReply);
       } else if (step === "count") {
         process.send?.({ step, counts: { ...counts } } satisfies FleetHostsReply);
@@ -113,21 +120,23 @@ if (entry && requestJson && import.meta.url === pathToFileURL(entry).href) {
   });
 }
 
-/** Writes the host's records (instances, then snapshots of them) as its captures left them; returns its instances. */
-function seedHost(request: FleetHostsRequest, hostId: string): Instance[] {
-  const { host } = hostOn(request, hostId, undefined);
+/** Writes the host's records (instances, then snapshots of them) as its captures left them; returns them. */
+function seedHost(request: FleetHostsRequest, hostId: string): RecordsInMemory {
+  const records = new RecordsInMemory();
+  const { host } = hostOn(request, hostId, undefined, records);
   const instances = Array.from({ length: Math.max(1, request.instancesPerHost) }, (_, index) =>
     sampleInstance({ host_id: hostId, name: `${hostId}-vm-${index}` }),
   );
-  for (const instance of instances) writeInstanceRecord(host.instances, instance);
+  for (const instance of instances) records.instances.set(instance.id, writeInstanceRecord(host.instances, instance));
   for (let index = 0; index < request.snapshotsPerHost; index++) {
     const source = instances[index % instances.length]!;
-    writeSnapshotRecord(host.store, sampleSnapshot(source, { tags: { batch: `b${index % 100}` } }), source);
+    const snapshot = sampleSnapshot(source, { tags: { batch: `b${index % 100}` } });
+    records.snapshots.set(snapshot.id, writeSnapshotRecord(host.store, snapshot, source));
   }
-  return instances;
+  return records;
 }
 
-function hostOn(request: FleetHostsRequest, hostId: string, redis: Redis | undefined) {
+function hostOn(request: FleetHostsRequest, hostId: string, redis: Redis | undefined, records: RecordsInMemory) {
   // Seeding only writes files: the stores never touch Redis then.
   const connection = redis ?? (undefined as unknown as Redis);
   const events = new EventStream(connection, request.prefix);
@@ -138,15 +147,16 @@ function hostOn(request: FleetHostsRequest, hostId: string, redis: Redis | undef
     prefix: request.prefix,
     events,
     log,
+    records: request.listing === "memory" ? records : undefined,
   });
   return { host, events };
 }
 
 /** Brings one host up in a capture worker's order: full announcement, presence, queue consumer, timers. */
-async function startHost(request: FleetHostsRequest, hostId: string, instances: Instance[]): Promise<RunningHost> {
+async function startHost(request: FleetHostsRequest, hostId: string, records: RecordsInMemory): Promise<RunningHost> {
   const redis = connectRedis(request.redisUrl, "worker", COMMAND_TIMEOUT_MS);
   redis.on("error", (error) => countError(error));
-  const { host, events } = hostOn(request, hostId, redis);
+  const { host, events } = hostOn(request, hostId, redis, records);
   await host.announcer.announce("start");
   const presence = await startHostPresence({
     redisUrl: request.redisUrl,
@@ -180,7 +190,8 @@ async function startHost(request: FleetHostsRequest, hostId: string, instances: 
     },
     timers,
   );
-  const running: RunningHost = { host, redis, presence, worker, instances, timers };
+  const instances = [...records.instances.values()].map((record) => record.instance);
+  const running: RunningHost = { host, records, redis, presence, worker, instances, timers };
   if (request.pipelinesPerHostPerMinute > 0) schedulePipeline(request, running, events);
   return running;
 }
@@ -233,6 +244,7 @@ function schedulePipeline(request: FleetHostsRequest, running: RunningHost, even
  */
 async function runPipeline(request: FleetHostsRequest, running: RunningHost, events: EventStream): Promise<void> {
   const { store, instances } = running.host;
+  const { records } = running;
   const source = running.instances[Math.floor(Math.random() * running.instances.length)]!;
   const snapshot = sampleSnapshot(source, { compression: { enabled: true, algorithm: "zstd", level: 1 } });
   let record: SnapshotRecord = {
@@ -244,6 +256,7 @@ async function runPipeline(request: FleetHostsRequest, running: RunningHost, eve
   };
   await mkdir(store.dir(snapshot.id), { recursive: true }); // the capture's staged payload directory, committed
   await store.write(record);
+  records.snapshots.set(snapshot.id, record); // a listing between the write and the append sees it, as on disk
   await publishSnapshotRecord(events, record);
   const change = async (
     type: "snapshot.compression.started" | "snapshot.compression.completed",
@@ -252,6 +265,7 @@ async function runPipeline(request: FleetHostsRequest, running: RunningHost, eve
     store.withLock(snapshot.id, async () => {
       record = { ...record, snapshot: { ...record.snapshot, ...changes }, ...nextStamp(record, type, null) };
       await store.write(record);
+      records.snapshots.set(snapshot.id, record);
       await publishSnapshotRecord(events, record);
     });
   await change("snapshot.compression.started", { compression_state: "compressing" });
@@ -278,6 +292,7 @@ async function runPipeline(request: FleetHostsRequest, running: RunningHost, eve
   const instance = await instances.read(source.id);
   const state = instance.state === "Running" ? "Stopped" : "Running";
   await instances.commit({ ...instance, state }, "instance.updated");
+  records.instances.set(source.id, await instances.readRecord(source.id));
   counts.events += PIPELINE_EVENTS.length;
   counts.pipelines++;
 }

@@ -88,7 +88,7 @@ export function crossings(figures: CaseFigures, thresholds: Thresholds): Crossin
   if (figures.machineCpuPercent > thresholds.machineCpuPercent) {
     cross(
       "machine CPU",
-      `${Math.round(figures.machineCpuPercent)} % of all cores > ${thresholds.machineCpuPercent} %: the simulation competes with the control plane`,
+      `${Math.round(figures.machineCpuPercent)} % of all cores busy > ${thresholds.machineCpuPercent} %: the simulated hosts and any other work compete with the control plane, so its figures are the machine's`,
     );
   }
   return found;
