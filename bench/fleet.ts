@@ -47,7 +47,7 @@ import {
   type FleetHostsRequest,
   PIPELINE_EVENTS,
 } from "./lib/fleet-hosts.ts";
-import { breaksFirst, type CaseFigures, crossings, DEFAULT_THRESHOLDS } from "./lib/fleet-verdict.ts";
+import { breaksFirst, type CaseFigures, crossings, DEFAULT_THRESHOLDS, machineSaturated } from "./lib/fleet-verdict.ts";
 import { summarize } from "./lib/summarize.ts";
 
 const { values: flags } = parseArgs({
@@ -131,7 +131,7 @@ console.log(
 for (const line of lines) console.log(line);
 console.log(
   first
-    ? `breaks first: ${first.case}: ${first.crossings.map((crossing) => `${crossing.quantity} (${crossing.says})`).join("; ")}`
+    ? `breaks first: ${first.case}: ${first.crossings.map((crossing) => `${crossing.quantity} (${crossing.says})`).join("; ")}${first.machine ? `; but ${first.machine}` : ""}`
     : "breaks first: no case crossed a threshold",
 );
 
@@ -281,6 +281,7 @@ async function runCase(hosts: number, resources: number) {
       hostErrors: counts.errors,
     };
     const crossed = crossings(caseFigures, THRESHOLDS);
+    const saturated = machineSaturated(caseFigures, THRESHOLDS);
     const loadAtEnd = loadavg();
     const json = {
       case: name,
@@ -315,7 +316,9 @@ async function runCase(hosts: number, resources: number) {
       },
       reads: { ...readSummaries, failed: reads.failures.paged + reads.failures.single },
       cpu_percent_of_one_core: cpu,
+      replica_warnings: replicaWarnings(dataDir),
       crossed: crossed.length > 0 ? crossed : "none",
+      ...(saturated ? { machine: saturated } : {}),
     };
     const mib = (bytes: number) => `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
     const line =
@@ -330,7 +333,8 @@ async function runCase(hosts: number, resources: number) {
       `hosts ${cpu.simulated_hosts}, redis ${cpu.redis}, postgres ${cpu.postgres_backends}; ` +
       `machine ${cpu.machine_busy_percent} % busy; ` +
       `load ${loadAtStart[0]!.toFixed(2)} → ${loadAtEnd[0]!.toFixed(2)}; ` +
-      `crossed: ${crossed.length > 0 ? crossed.map((crossing) => crossing.quantity).join(", ") : "none"}`;
+      `crossed: ${crossed.length > 0 ? crossed.map((crossing) => crossing.quantity).join(", ") : "none"}` +
+      `${saturated ? ` (machine saturated, ${cpu.machine_busy_percent} % busy)` : ""}`;
     return { json, line, figures: caseFigures };
   } finally {
     for (const sim of sims) sim.kill("SIGKILL");
@@ -378,6 +382,20 @@ async function startReplica(
     },
   );
   return { child, baseUrl: `http://127.0.0.1:${port}` };
+}
+
+/** What the replicas logged at warn or above, by message, with a count (their logs go with the case's directory). */
+function replicaWarnings(dataDir: string): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (let index = 0; index < REPLICAS; index++) {
+    const text = readFileSync(path.join(dataDir, `api-${index}`, "api.log"), "utf8");
+    for (const line of text.split("\n")) {
+      if (!line.startsWith("{")) continue;
+      const entry = JSON.parse(line) as { level?: number; msg?: string };
+      if ((entry.level ?? 0) >= 40) counts[entry.msg ?? "?"] = (counts[entry.msg ?? "?"] ?? 0) + 1;
+    }
+  }
+  return counts;
 }
 
 async function waitHealthy(baseUrl: string): Promise<void> {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { breaksFirst, type CaseFigures, crossings, DEFAULT_THRESHOLDS } from "./fleet-verdict.ts";
+import { breaksFirst, type CaseFigures, crossings, DEFAULT_THRESHOLDS, machineSaturated } from "./fleet-verdict.ts";
 
 const thresholds = { ...DEFAULT_THRESHOLDS, announceIntervalMs: 15_000 };
 const healthy: CaseFigures = {
@@ -39,11 +39,16 @@ describe("fleet verdict", () => {
       replicaCpuPercent: [95, 60],
       machineCpuPercent: 97,
     };
-    expect(crossings(loaded, thresholds).map((c) => c.quantity)).toEqual([
-      "read p99",
-      "API replica CPU",
-      "machine CPU",
-    ]);
-    expect(breaksFirst([healthy, loaded, { ...loaded, case: "later" }], thresholds)?.case).toBe(loaded.case);
+    expect(crossings(loaded, thresholds).map((c) => c.quantity)).toEqual(["read p99", "API replica CPU"]);
+    const first = breaksFirst([healthy, loaded, { ...loaded, case: "later" }], thresholds);
+    expect(first?.case).toBe(loaded.case);
+    expect(first?.machine).toMatch(/^the machine was 97 % busy/);
+  });
+
+  it("says a saturated machine beside the figures, without calling it the control plane breaking", () => {
+    const busy = { ...healthy, machineCpuPercent: 95 };
+    expect(crossings(busy, thresholds)).toEqual([]);
+    expect(machineSaturated(busy, thresholds)).toMatch(/competed with the control plane/);
+    expect(breaksFirst([busy], thresholds)).toBeUndefined();
   });
 });

@@ -1,5 +1,6 @@
 // Where one control plane breaks, as bench/fleet.ts decides it: each case's figures against stated thresholds, and the
-// first case (in the order run, smallest first) whose figures cross one.
+// first case (in the order run, smallest first) whose figures cross one. A machine whose cores were busier than a
+// threshold (the simulated hosts and other work share them) is said beside, not counted as the control plane breaking.
 
 export interface CaseFigures {
   case: string;
@@ -85,23 +86,24 @@ export function crossings(figures: CaseFigures, thresholds: Thresholds): Crossin
     );
   }
   if (figures.hostErrors > 0) cross("hosts", `${figures.hostErrors} errors on the simulated hosts`);
-  if (figures.machineCpuPercent > thresholds.machineCpuPercent) {
-    cross(
-      "machine CPU",
-      `${Math.round(figures.machineCpuPercent)} % of all cores busy > ${thresholds.machineCpuPercent} %: the simulated hosts and any other work compete with the control plane, so its figures are the machine's`,
-    );
-  }
   return found;
+}
+
+/** Why the case's figures are the machine's rather than the control plane's, if its cores were saturated. */
+export function machineSaturated(figures: CaseFigures, thresholds: Thresholds): string | undefined {
+  if (figures.machineCpuPercent <= thresholds.machineCpuPercent) return undefined;
+  return `the machine was ${Math.round(figures.machineCpuPercent)} % busy (> ${thresholds.machineCpuPercent} %): the simulated hosts and other work competed with the control plane`;
 }
 
 /** The first case (in the order given) that crosses a threshold, with what it crosses; undefined if none does. */
 export function breaksFirst(
   cases: CaseFigures[],
   thresholds: Thresholds,
-): { case: string; crossings: Crossing[] } | undefined {
+): { case: string; crossings: Crossing[]; machine?: string } | undefined {
   for (const figures of cases) {
     const found = crossings(figures, thresholds);
-    if (found.length > 0) return { case: figures.case, crossings: found };
+    if (found.length > 0)
+      return { case: figures.case, crossings: found, machine: machineSaturated(figures, thresholds) };
   }
   return undefined;
 }
