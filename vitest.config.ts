@@ -9,6 +9,7 @@ export default defineConfig({
       "supervisor/**/*.test.ts",
       "test/**/*.test.ts",
       "cli/**/*.test.ts",
+      "bench/lib/**/*.test.ts",
     ],
     testTimeout: 60_000,
     hookTimeout: 60_000,

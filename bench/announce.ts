@@ -9,7 +9,7 @@
 // entries with no projector running, then starts one and times it until a marker event appended after them is applied;
 // a marker-only run gives the fixed part of that (start, one blocking read), printed beside. Medians of --rounds.
 // Options: --snapshots <n> (10000), --rounds <n> (5).
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -17,15 +17,12 @@ import { migrateToLatest, openDatabase } from "../api/db/database.ts";
 import type { BucketResync } from "../api/read-model/digests.ts";
 import { Projector } from "../api/read-model/projector.ts";
 import { subjectOf } from "../shared/events/catalog.ts";
-import { EventStream, newEventId } from "../shared/events/stream.ts";
-import { TombstoneStore } from "../shared/host-records.ts";
+import { EventStream } from "../shared/events/stream.ts";
 import { createLogger } from "../shared/logger.ts";
 import { closeRedis, connectRedis } from "../shared/redis.ts";
-import { SnapshotStore } from "../shared/snapshots/store.ts";
 import { findRedisServer, REDIS_INSTALL_HINT, startEmbeddedRedis } from "../supervisor/embedded-redis.ts";
 import { sampleInstance, sampleSnapshot } from "../test/helpers/resources.ts";
-import { HostAnnouncer } from "../workers/host/announcer.ts";
-import { InstanceManager } from "../workers/host/instances.ts";
+import { benchHost, writeSnapshotRecord } from "./lib/bench-host.ts";
 import { median } from "./lib/median.ts";
 
 const { values: flags } = parseArgs({
@@ -45,25 +42,12 @@ const redis = connectRedis(redisServer.url, "worker", 5_000);
 const db = openDatabase(path.join(dataDir, "snapfleet.db"));
 await migrateToLatest(db);
 const events = new EventStream(redis, PREFIX);
-const hostDir = path.join(dataDir, "host");
-const store = new SnapshotStore(hostDir, redis, PREFIX);
-const tombstones = new TombstoneStore(hostDir);
-const instances = new InstanceManager({
-  dataDir: hostDir,
-  imagesDir: hostDir,
+const { store, announcer } = benchHost({
   hostId: HOST,
-  drivers: new Map(),
+  dataDir: path.join(dataDir, "host"),
+  redis,
+  prefix: PREFIX,
   events,
-  tombstones,
-  log,
-});
-const announcer = new HostAnnouncer({
-  hostId: HOST,
-  instances,
-  store,
-  tombstones,
-  events,
-  tombstoneRetentionMs: 3_600_000,
   log,
 });
 const source = sampleInstance({ host_id: HOST });
@@ -74,11 +58,7 @@ let markerBytes = 0;
 
 /** A record on the host's disk with no event, as a crash between the write and the append leaves it. */
 function writeRecord(): void {
-  const snapshot = sampleSnapshot(source, { tags: { batch: "b" } });
-  mkdirSync(store.dir(snapshot.id), { recursive: true });
-  const last_event = { id: newEventId(), type: "snapshot.created", occurred_at: snapshot.created_at, job_id: null };
-  const record = { snapshot, source, memory_layout: "none", memory_payload: null, version: 1, last_event };
-  writeFileSync(path.join(store.dir(snapshot.id), "snapshot.json"), JSON.stringify(record));
+  writeSnapshotRecord(store, sampleSnapshot(source, { tags: { batch: "b" } }), source);
 }
 
 interface Appended {

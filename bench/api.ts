@@ -17,18 +17,15 @@
 // Options: --snapshots <n> (10000), --rate <per second> (200), --seconds <n> (20), --burst <n> (5000),
 // --timeout-ms <n> (5000), --dialects sqlite,postgres.
 
-import { fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { cpus, loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { type ServerType, serve } from "@hono/node-server";
 import { sql } from "kysely";
-import pg from "pg";
 import { type DialectName, dialectOf } from "../api/db/dialect.ts";
 import { type ApiRuntime, startApiRuntime } from "../api/runtime.ts";
 import { parseConfig } from "../shared/config.ts";
@@ -38,16 +35,10 @@ import { closeRedis, connectRedis } from "../shared/redis.ts";
 import type { Snapshot } from "../shared/schemas/snapshot.ts";
 import { findRedisServer, freePort, REDIS_INSTALL_HINT, startEmbeddedRedis } from "../supervisor/embedded-redis.ts";
 import { sampleInstance, sampleSnapshot } from "../test/helpers/resources.ts";
-import {
-  appendAll,
-  type LoadGo,
-  type LoadRequest,
-  type LoadResult,
-  pagedPath,
-  ROUTES,
-  type Sample,
-} from "./lib/api-load.ts";
-import type { BareServerSetup, RecordedAnswer } from "./lib/bare-server.ts";
+import { appendAll, pagedPath, ROUTES, type Sample, startLoad } from "./lib/api-load.ts";
+import { type RecordedAnswer, startBareServer } from "./lib/bare-server.ts";
+import { createBenchDatabase, POSTGRES_URL } from "./lib/bench-database.ts";
+import { round, summarize } from "./lib/summarize.ts";
 
 const { values: flags } = parseArgs({
   options: {
@@ -67,7 +58,6 @@ const TIMEOUT_MS = Number(flags["timeout-ms"]);
 const API_KEY = "bench-key-0123456789abcdef";
 const PER_BATCH_TAG = 100; // snapshots per `batch` tag value: what the filtered read returns
 const VERSION_1 = { version: 1 };
-const POSTGRES_URL = process.env.BENCH_POSTGRES_URL || "postgres://postgres@127.0.0.1:5432/postgres";
 
 const log = createLogger("bench-api", "warn");
 const results: Record<string, unknown> = {};
@@ -175,7 +165,7 @@ async function runDialect(dialect: DialectName, databaseUrl: string | undefined)
     const seedMs = performance.now() - seedStart;
 
     // The bare server answers with the bytes the API gives now; the burst changes no sizes (one field's value).
-    const bareServer = await startBareServer(await recordAnswers(runtime, snapshots));
+    const bareServer = await startBareServer(API_KEY, await recordAnswers(runtime, snapshots));
     stopBare = bareServer.stop;
     const request = {
       baseUrl,
@@ -304,29 +294,6 @@ async function recordAnswers(runtime: ApiRuntime, snapshots: Snapshot[]): Promis
   return answers;
 }
 
-/** The bare server's process (bench/lib/bare-server.ts), serving `answers`; resolves once it listens. */
-async function startBareServer(answers: Array<[string, RecordedAnswer]>) {
-  const child = fork(fileURLToPath(new URL("./lib/bare-server.ts", import.meta.url)), [], {
-    execArgv: ["--import", "tsx"],
-    serialization: "advanced",
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-  });
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const listening = new Promise<{ port: number }>((resolve, reject) => {
-    child.once("message", resolve);
-    void exited.then(() => reject(new Error("the bare server exited before it listened")));
-  });
-  child.send({ apiKey: API_KEY, answers } satisfies BareServerSetup);
-  const { port } = await listening;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    async stop() {
-      if (child.exitCode === null) child.send("stop");
-      await exited;
-    },
-  };
-}
-
 function ratio(ours: number, bare: number): number {
   return bare > 0 ? Math.round((ours / bare) * 100) / 100 : 0;
 }
@@ -365,51 +332,6 @@ async function waitForProcessed(runtime: ApiRuntime, count: number, timeoutMs: n
   }
 }
 
-async function createBenchDatabase(): Promise<{ url: string; drop: () => Promise<void> } | undefined> {
-  const name = `snapfleet_bench_${randomBytes(4).toString("hex")}`;
-  const admin = async (statement: string) => {
-    const client = new pg.Client({ connectionString: POSTGRES_URL, connectionTimeoutMillis: 2_000 });
-    await client.connect();
-    try {
-      await client.query(statement);
-    } finally {
-      await client.end();
-    }
-  };
-  try {
-    await admin(`create database ${name}`);
-  } catch {
-    return undefined;
-  }
-  const url = new URL(POSTGRES_URL);
-  url.pathname = `/${name}`;
-  return { url: url.toString(), drop: () => admin(`drop database if exists ${name} with (force)`) };
-}
-
-/** Starts the clients' process (bench/lib/api-load.ts) and hands it the seeded snapshots; `go` starts the load. */
-async function startLoad(request: LoadRequest, prepare: LoadGo) {
-  const child = fork(fileURLToPath(new URL("./lib/api-load.ts", import.meta.url)), [JSON.stringify(request)], {
-    // A larger young generation: fewer scavenges in the client, whose pauses would count as the server's latency.
-    execArgv: ["--import", "tsx", "--max-semi-space-size=64"],
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-  });
-  const exited = new Promise<never>((_, reject) =>
-    child.once("exit", (code) => reject(new Error(`the load process exited with ${code} before its result`))),
-  );
-  const nextMessage = <T>() => Promise.race([new Promise<T>((resolve) => child.once("message", resolve)), exited]);
-  const prepared = nextMessage<string>();
-  child.send(prepare);
-  await prepared;
-  return {
-    /** Starts the load; resolves with the clients' figures. */
-    go(): Promise<LoadResult> {
-      const result = nextMessage<LoadResult>();
-      child.send("go");
-      return result;
-    },
-  };
-}
-
 function slowestBySecond(samples: Sample[]): number[] {
   const slowest: number[] = [];
   for (const sample of samples) {
@@ -419,19 +341,9 @@ function slowestBySecond(samples: Sample[]): number[] {
   return Array.from(slowest, (value) => value ?? 0);
 }
 
-function summarize(values: number[]) {
-  const sorted = [...values].sort((a, b) => a - b);
-  const at = (q: number) => round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0);
-  return { requests: sorted.length, p50_ms: at(0.5), p99_ms: at(0.99), max_ms: round(sorted.at(-1) ?? 0) };
-}
-
 function closeServer(server: ServerType, done: () => void) {
   server.close(() => done());
   (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
-}
-
-function round(value: number): number {
-  return Math.round(value * 10) / 10;
 }
 
 function ms(nanoseconds: number): number {

@@ -1,11 +1,12 @@
-// Child processes of bench/api.ts: the clients, so that neither costs the serving process's event loop anything (as
+// Child processes of bench/api.ts and bench/fleet.ts: the clients, so that neither costs the serving process's event loop anything (as
 // with real clients and real workers). One child drives the open-loop reads over HTTP, another appends the projector
 // burst to the event stream (apart, so the appends do not delay the reader's own timing). Started with one JSON
 // argument (LoadRequest); takes the seeded snapshots, then the parent's "go", over IPC; answers with one LoadResult
 // message and exits.
+import { fork } from "node:child_process";
 import http from "node:http";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { Redis } from "ioredis";
 import { EventStream } from "../../shared/events/stream.ts";
 import { closeRedis, redisOptions } from "../../shared/redis.ts";
@@ -31,6 +32,12 @@ export interface LoadRequest {
   bareUrl?: string;
   /** A request not answered 200 within this is failed; a failed request counts in the percentiles as this value. */
   timeoutMs: number;
+  /** The routes the reads go round (default ROUTES). */
+  routes?: Route[];
+  /** More servers (replicas behind a balancer) the reads go round with `baseUrl`, one request each in turn. */
+  moreBaseUrls?: string[];
+  /** Pages of the list the paged reads walk at most (default: every page). */
+  maxPages?: number;
 }
 
 /**
@@ -97,8 +104,34 @@ if (entry && requestJson && import.meta.url === pathToFileURL(entry).href) {
   });
 }
 
+/** Starts a clients' process (this module) and hands it `prepare`; `go` starts the load. */
+export async function startLoad(request: LoadRequest, prepare: LoadGo) {
+  const child = fork(fileURLToPath(import.meta.url), [JSON.stringify(request)], {
+    // A larger young generation: fewer scavenges in the client, whose pauses would count as the server's latency.
+    execArgv: ["--import", "tsx", "--max-semi-space-size=64"],
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  const exited = new Promise<never>((_, reject) =>
+    child.once("exit", (code) => reject(new Error(`the load process exited with ${code} before its result`))),
+  );
+  const nextMessage = <T>() => Promise.race([new Promise<T>((resolve) => child.once("message", resolve)), exited]);
+  const prepared = nextMessage<string>();
+  child.send(prepare);
+  await prepared;
+  return {
+    /** Starts the load; resolves with the clients' figures. */
+    go(): Promise<LoadResult> {
+      const result = nextMessage<LoadResult>();
+      child.send("go");
+      return result;
+    },
+  };
+}
+
 /** The cursor of each page of `GET /snapshots?limit=100` (undefined: page 1), walked by following `x-next-cursor`. */
 let pageChain: Array<string | undefined> = [undefined];
+/** The walk stopped at `maxPages` with pages left: the last page's cursor is not known. */
+let pageChainCut = false;
 
 export const pagedPath = (cursor: string | undefined) =>
   `/snapshots?limit=100${cursor === undefined ? "" : `&cursor=${encodeURIComponent(cursor)}`}`;
@@ -109,6 +142,10 @@ async function walkPages(request: LoadRequest): Promise<Array<string | undefined
     const { status, nextCursor } = await get(`${request.baseUrl}${pagedPath(chain.at(-1))}`, request);
     if (status !== 200) throw new Error(`walking the pages: GET ${pagedPath(chain.at(-1))} answered ${status}`);
     if (!nextCursor) return chain;
+    if (chain.length >= (request.maxPages ?? Number.POSITIVE_INFINITY)) {
+      pageChainCut = true;
+      return chain;
+    }
     chain.push(nextCursor);
   }
 }
@@ -199,12 +236,15 @@ async function drive(request: LoadRequest, snapshots: LoadGo["snapshots"]) {
   const bare = newTally();
   let pagedCount = 0;
   const total = request.rate * request.seconds;
+  const routes = request.routes ?? ROUTES;
+  const baseUrls = [request.baseUrl, ...(request.moreBaseUrls ?? [])];
   const start = performance.now();
   const inFlight: Promise<void>[] = [];
   for (let index = 0; index < total; index++) {
     const wait = start + (index * 1_000) / request.rate - performance.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-    const route = ROUTES[index % ROUTES.length]!;
+    const route = routes[index % routes.length]!;
+    const baseUrl = baseUrls[Math.floor(index / routes.length) % baseUrls.length]!;
     const snapshot = snapshots[(index * 7919) % snapshots.length]!;
     // Paged reads walk the list page after page (wrapping at the end), each with the cursor the API issued for it.
     const page = route === "paged" ? pagedCount++ % pageChain.length : 0;
@@ -214,9 +254,11 @@ async function drive(request: LoadRequest, snapshots: LoadGo["snapshots"]) {
         : route === "single"
           ? `/snapshots/${snapshot.id}`
           : `/snapshots?tags[batch]=${snapshot.tags.batch}`;
-    const expectedCursor = route === "paged" ? pageChain[page + 1] : undefined;
+    // The cursor of the next page as the walk saw it (null: nothing to check, past a walk cut at maxPages).
+    const checked = route === "paged" && (page + 1 < pageChain.length || !pageChainCut);
+    const expectedCursor = checked ? pageChain[page + 1] : null;
     // The same request to the bare server at the same moment, when there is one: both see the same load.
-    inFlight.push(timedGet(request, request.baseUrl, url, route, expectedCursor, start, ours));
+    inFlight.push(timedGet(request, baseUrl, url, route, expectedCursor, start, ours));
     if (request.bareUrl) inFlight.push(timedGet(request, request.bareUrl, url, route, expectedCursor, start, bare));
   }
   await Promise.all(inFlight);
@@ -243,7 +285,7 @@ async function timedGet(
   baseUrl: string,
   url: string,
   route: Route,
-  expectedCursor: string | undefined,
+  expectedCursor: string | undefined | null,
   start: number,
   tally: Tally,
 ): Promise<void> {
@@ -253,7 +295,7 @@ async function timedGet(
     const ms = performance.now() - before;
     // An answer later than the timeout (its timer fired late on a busy loop) is a timeout too.
     if (status === 200 && ms <= request.timeoutMs) {
-      if (route === "paged" && nextCursor !== expectedCursor) tally.cursorMismatches++;
+      if (expectedCursor !== null && nextCursor !== expectedCursor) tally.cursorMismatches++;
       return void tally.latencies[route].push({ at: before - start, ms });
     }
   } catch {}

@@ -3,9 +3,10 @@
 // bench's process. It runs in a process of its own, as the API does, and takes the same reads at the same moments
 // (bench/lib/api-load.ts sends each read to both), so the ratio of the two p99s is the API's own cost under the load.
 // Takes its answers over IPC (advanced serialization: bodies as Buffers), answers with its port, stops on "stop".
+import { fork } from "node:child_process";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 export interface RecordedAnswer {
   status: number;
@@ -16,6 +17,29 @@ export interface RecordedAnswer {
 export interface BareServerSetup {
   apiKey: string;
   answers: Array<[url: string, answer: RecordedAnswer]>;
+}
+
+/** Starts the bare server's process, serving `answers` to requests that bear `apiKey`; resolves once it listens. */
+export async function startBareServer(apiKey: string, answers: Array<[string, RecordedAnswer]>) {
+  const child = fork(fileURLToPath(import.meta.url), [], {
+    execArgv: ["--import", "tsx"],
+    serialization: "advanced",
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const listening = new Promise<{ port: number }>((resolve, reject) => {
+    child.once("message", resolve);
+    void exited.then(() => reject(new Error("the bare server exited before it listened")));
+  });
+  child.send({ apiKey, answers } satisfies BareServerSetup);
+  const { port } = await listening;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    async stop() {
+      if (child.exitCode === null) child.send("stop");
+      await exited;
+    },
+  };
 }
 
 const [, entry] = process.argv;
