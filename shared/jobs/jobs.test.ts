@@ -13,7 +13,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function setup<Names extends JobName>(handlers: JobHandlers<Names>) {
+async function setup<Names extends JobName>(handlers: JobHandlers<Names>, listenerIdleMs?: number) {
   const prefix = uniquePrefix("jobs");
   const hostId = "host-a";
   const producerConnection = connectRedis(testRedisUrl(), "producer", 1_000);
@@ -23,6 +23,7 @@ async function setup<Names extends JobName>(handlers: JobHandlers<Names>) {
     prefix,
     connection: producerConnection,
     commandTimeoutMs: 1_000,
+    listenerIdleMs,
   });
   const workerConnection = connectRedis(testRedisUrl(), "worker", 1_000);
   const worker = startJobWorker({
@@ -49,6 +50,21 @@ describe("job runtime", () => {
     const sentAt = new Date().toISOString();
     const result = await producer.run("host.ping", { sentAt }, { hostId, timeoutMs: 10_000 });
     expect(result).toEqual({ hostId: "host-a", receivedAt: sentAt });
+  });
+
+  it("closes a queue's result listener once no run has waited on it for a while, and opens it again when one does", async () => {
+    const { producer, hostId } = await setup(
+      { "host.ping": async (payload) => ({ hostId: "host-a", receivedAt: payload.sentAt }) },
+      300,
+    );
+    const ping = () => producer.run("host.ping", { sentAt: new Date().toISOString() }, { hostId, timeoutMs: 10_000 });
+    await Promise.all([ping(), ping()]);
+    expect(producer.listening()).toEqual([queueName("host", hostId)]);
+    const deadline = Date.now() + 10_000;
+    while (producer.listening().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(producer.listening()).toEqual([]); // one blocking connection per queue ever used, kept for ever, before
+    expect(await ping()).toMatchObject({ hostId: "host-a" });
+    expect(producer.listening()).toEqual([queueName("host", hostId)]);
   });
 
   it("keeps every key of a queue in one Redis Cluster slot: the queue's name is their hash tag", async () => {

@@ -18,12 +18,27 @@ export interface JobProducerOptions {
   /** The producer connection: created with enableOfflineQueue false so commands fail at once when Redis is down. */
   connection: Redis;
   commandTimeoutMs: number;
+  /** A queue's listener (QueueEvents on a blocking connection) closes once no run has waited on it this long. */
+  listenerIdleMs?: number;
 }
+
+/**
+ * A run's wait for its result: a QueueEvents reader on a blocking connection of its own, per queue. Shared by the runs
+ * on that queue; closed once none has used it for a while, so that a replica that ran jobs on 1,000 hosts' queues does
+ * not keep 1,000 connections (bench:fleet found them growing as replicas × hosts).
+ */
+interface Listener {
+  events: Promise<QueueEvents>;
+  connection: Redis;
+  users: number;
+  idle?: NodeJS.Timeout;
+}
+
+const LISTENER_IDLE_MS = 60_000;
 
 export class JobProducer {
   private readonly queues = new Map<string, Queue>();
-  private readonly queueEvents = new Map<string, Promise<QueueEvents>>();
-  private readonly eventConnections: Redis[] = [];
+  private readonly listeners = new Map<string, Listener>();
 
   constructor(private readonly options: JobProducerOptions) {}
 
@@ -86,25 +101,33 @@ export class JobProducer {
     const definition = JOB_CATALOG[name];
     this.assertConnected(`run ${name}`);
     const queue = queueName(definition.queue, target.hostId);
-    const events = await this.redisCall(this.events(queue), `listen on ${queue}`);
-    const expiresAt = new Date(Date.now() + target.timeoutMs);
-    const jobId = await this.enqueue(name, payload, { hostId: target.hostId, expiresAt });
-    const job = await this.queue(queue).getJob(jobId);
-    if (!job) throw new ApiError("internal_error", `job ${jobId} vanished`);
+    const listener = this.listen(queue);
     try {
-      const result = await job.waitUntilFinished(events, target.timeoutMs);
-      return definition.result.parse(result) as JobResult<Name>;
-    } catch (error) {
-      throw toApiError(error, name, target.timeoutMs);
+      const events = await this.redisCall(listener.events, `listen on ${queue}`);
+      const expiresAt = new Date(Date.now() + target.timeoutMs);
+      const jobId = await this.enqueue(name, payload, { hostId: target.hostId, expiresAt });
+      const job = await this.queue(queue).getJob(jobId);
+      if (!job) throw new ApiError("internal_error", `job ${jobId} vanished`);
+      try {
+        const result = await job.waitUntilFinished(events, target.timeoutMs);
+        return definition.result.parse(result) as JobResult<Name>;
+      } catch (error) {
+        throw toApiError(error, name, target.timeoutMs);
+      }
+    } finally {
+      this.release(queue, listener);
     }
   }
 
+  /** The queues whose listener is open now. */
+  listening(): string[] {
+    return [...this.listeners.keys()];
+  }
+
   async close(): Promise<void> {
-    const events = await Promise.allSettled(this.queueEvents.values());
-    await Promise.allSettled(
-      events.flatMap((settled) => (settled.status === "fulfilled" ? [settled.value.close()] : [])),
-    );
-    for (const connection of this.eventConnections) connection.disconnect();
+    const listeners = [...this.listeners.values()];
+    this.listeners.clear();
+    await Promise.allSettled(listeners.map((listener) => closeListener(listener)));
     await Promise.allSettled([...this.queues.values()].map((queue) => queue.close()));
   }
 
@@ -118,23 +141,41 @@ export class JobProducer {
     return queue;
   }
 
-  private events(name: string): Promise<QueueEvents> {
-    let events = this.queueEvents.get(name);
-    if (!events) {
+  /** The queue's listener, opened if none is, counted as used until release(). */
+  private listen(name: string): Listener {
+    let listener = this.listeners.get(name);
+    if (!listener) {
       const connection = connectRedis(this.options.redisUrl, "worker", this.options.commandTimeoutMs);
       connection.on("error", () => {});
-      this.eventConnections.push(connection);
       const queueEvents = new QueueEvents(name, {
         connection,
         prefix: queuePrefix(this.options.prefix, name),
         autorun: true,
       });
       queueEvents.on("error", () => {});
-      events = queueEvents.waitUntilReady().then(() => queueEvents);
-      events.catch(() => this.queueEvents.delete(name));
-      this.queueEvents.set(name, events);
+      const opened: Listener = { events: queueEvents.waitUntilReady().then(() => queueEvents), connection, users: 0 };
+      opened.events.catch(() => {
+        if (this.listeners.get(name) === opened) this.listeners.delete(name);
+        void closeListener(opened);
+      });
+      this.listeners.set(name, opened);
+      listener = opened;
     }
-    return events;
+    clearTimeout(listener.idle);
+    listener.users++;
+    return listener;
+  }
+
+  /** A run is done with the listener; the last one out leaves it to close after the idle time. */
+  private release(name: string, listener: Listener): void {
+    listener.users--;
+    if (listener.users > 0 || this.listeners.get(name) !== listener) return;
+    listener.idle = setTimeout(() => {
+      if (listener.users > 0 || this.listeners.get(name) !== listener) return;
+      this.listeners.delete(name);
+      void closeListener(listener);
+    }, this.options.listenerIdleMs ?? LISTENER_IDLE_MS);
+    listener.idle.unref();
   }
 
   /**
@@ -175,4 +216,11 @@ export function parseErrorEnvelope(text: string): { code: ErrorCode; message: st
     }
   } catch {}
   return undefined;
+}
+
+async function closeListener(listener: Listener): Promise<void> {
+  clearTimeout(listener.idle);
+  const events = await listener.events.catch(() => undefined);
+  await events?.close().catch(() => {});
+  listener.connection.disconnect();
 }
