@@ -100,7 +100,7 @@ async function runCodec(request: Record<string, unknown> & { destination: string
   return JSON.parse(stdout) as CodecMeasurement;
 }
 
-/** Wall time of a command plus an fsync of its output (our compression always fsyncs its output). */
+/** Wall time of a command plus an fsync of its output (our compression and decompression always fsync theirs). */
 async function timeCommand(argv: string[], output: string, fsync: boolean): Promise<number> {
   await prepareOutput(output);
   const started = performance.now();
@@ -135,7 +135,8 @@ interface EngineFigures {
 }
 
 /**
- * One round of a backend: compress, decompress (no fsync, like the commands), the round trip checked with cmp.
+ * One round of a backend: compress, decompress (each output fsynced, as the commands' are here), the round trip
+ * checked with cmp.
  * `concurrency` 1 is the per-thread figure: one chunk at a time on one pool thread (file I/O overlaps it, as
  * `zstd -T1`'s I/O thread does).
  */
@@ -183,7 +184,7 @@ async function measureCommand(
     await timeCommand(compressCommand(contender, threads, source, compressed), compressed, true),
   );
   figures.decompressSeconds.push(
-    await timeCommand(decompressCommand(contender, compressed, restored), restored, false),
+    await timeCommand(decompressCommand(contender, compressed, restored), restored, true),
   );
   figures.compressedBytes = (await stat(compressed)).size;
   await rm(compressed, { force: true });

@@ -1,4 +1,4 @@
-// Child process of bench/codec.ts: runs one compressFile or decompressFile (no fsync, as the commands) on one backend,
+// Child process of bench/codec.ts: runs one compressFile or decompressFile (each fsyncs its output) on one backend,
 // prints its time and peak RSS as JSON.
 // Like a long-running worker, it first warms up (JIT, thread pool) on a 16 MiB file; that run is not timed.
 import { readFileSync } from "node:fs";
