@@ -183,9 +183,7 @@ async function measureCommand(
   figures.compressSeconds.push(
     await timeCommand(compressCommand(contender, threads, source, compressed), compressed, true),
   );
-  figures.decompressSeconds.push(
-    await timeCommand(decompressCommand(contender, compressed, restored), restored, true),
-  );
+  figures.decompressSeconds.push(await timeCommand(decompressCommand(contender, compressed, restored), restored, true));
   figures.compressedBytes = (await stat(compressed)).size;
   await rm(compressed, { force: true });
   await rm(restored, { force: true });

@@ -16,6 +16,7 @@ import {
 import pg from "pg";
 import { MIGRATIONS } from "./migrations/index.ts";
 import type { Database } from "./schema.ts";
+import { startCheckpointer } from "./sqlite-checkpointer.ts";
 
 export type Db = Kysely<Database>;
 
@@ -45,7 +46,12 @@ function openSqlite(file: string): Db {
   sqlite.pragma("synchronous = NORMAL");
   sqlite.pragma("foreign_keys = ON");
   sqlite.pragma("busy_timeout = 5000");
-  return new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+  // Checkpoints run in a worker thread of their own (sqlite-checkpointer.ts), not inside this connection's commits.
+  sqlite.pragma("wal_autocheckpoint = 0");
+  const checkpointer = startCheckpointer(file);
+  return new Kysely<Database>({
+    dialect: new SqliteDialect({ database: withStatementCache(sqlite, () => checkpointer.stopSync()) }),
+  });
 }
 
 /** Prepared statements kept per SQL text (least recently used dropped first). */
@@ -56,10 +62,13 @@ const STATEMENTS_CACHED = 256;
  * time in a burst). The read model's queries are a few hundred shapes, so each is prepared once and reused. A
  * statement still being iterated (a streamed query) is not handed out twice: another is prepared for the caller.
  */
-function withStatementCache(sqlite: SQLite.Database): SqliteDatabase {
+function withStatementCache(sqlite: SQLite.Database, beforeClose: () => void): SqliteDatabase {
   const statements = new Map<string, SQLite.Statement>();
   return {
-    close: () => sqlite.close(),
+    close: () => {
+      beforeClose();
+      sqlite.close();
+    },
     prepare(text) {
       const cached = statements.get(text);
       statements.delete(text);
