@@ -6,7 +6,7 @@ import path from "node:path";
 import { Redis } from "ioredis";
 import { findRedisServer } from "../../supervisor/embedded-redis.ts";
 import { freePort, tempDir, waitFor } from "./fixtures.ts";
-import { redisAnswers } from "./redis-server.ts";
+import { redisAnswers, redisProcessId } from "./redis-server.ts";
 
 export interface SentinelSet {
   name: string;
@@ -118,7 +118,7 @@ async function startSentinelSetOnce(name: string): Promise<SentinelSet> {
       await waitFor(
         async () => {
           if (child.exitCode !== null) throw new Error(`the server for port ${port} exited (the port was taken?)`);
-          return (await answers(port)) && (await processIdAt(port)) === child.pid ? true : undefined;
+          return (await answers(port)) && (await redisProcessId(port)) === child.pid ? true : undefined;
         },
         { timeoutMs: 15_000, intervalMs: 100, what: `redis on port ${port}` },
       );
@@ -180,21 +180,5 @@ async function startSentinelSetOnce(name: string): Promise<SentinelSet> {
         dir.remove();
       },
     };
-  }
-}
-
-/** The process id the Redis server (or sentinel) answering on `port` reports. */
-async function processIdAt(port: number): Promise<number | undefined> {
-  const probe = new Redis(port, "127.0.0.1", { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  probe.on("error", () => {});
-  try {
-    await probe.connect();
-    const info = (await probe.call("INFO", "server")) as string;
-    const match = /^process_id:(\d+)/m.exec(info);
-    return match ? Number(match[1]) : undefined;
-  } catch {
-    return undefined;
-  } finally {
-    probe.disconnect();
   }
 }

@@ -38,11 +38,24 @@ export async function startTestRedis(): Promise<TestRedis> {
 
 /** True once the redis-server on loopback `port` answers PING; undefined while it does not (for waitFor). */
 export async function redisAnswers(port: number): Promise<true | undefined> {
+  return probeRedis(port, async (probe) => ((await probe.ping()) === "PONG" ? true : undefined));
+}
+
+/** The process id the Redis server (or sentinel) answering on `port` reports, if one answers. */
+export async function redisProcessId(port: number): Promise<number | undefined> {
+  return probeRedis(port, async (probe) => {
+    const match = /^process_id:(\d+)/m.exec((await probe.call("INFO", "server")) as string);
+    return match ? Number(match[1]) : undefined;
+  });
+}
+
+/** One question to whatever answers on `port`, on a connection that never retries; undefined when none answers. */
+async function probeRedis<T>(port: number, ask: (probe: Redis) => Promise<T | undefined>): Promise<T | undefined> {
   const probe = new Redis(port, "127.0.0.1", { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
   probe.on("error", () => {});
   try {
     await probe.connect();
-    return (await probe.ping()) === "PONG" ? true : undefined;
+    return await ask(probe);
   } catch {
     return undefined;
   } finally {
