@@ -188,8 +188,15 @@ export const ENV_SCHEMA = z.object({
   CONSOLE_LOG_MAX_BYTES: positiveInt.min(4_096).default(8 * 1024 * 1024),
   /** Bytes the cache of seekable copies of raw payloads (made for exports and pulls) may hold before LRU entries go. */
   RAW_CACHE_BUDGET_BYTES: positiveInt.default(4 * 1024 ** 3),
-  /** Copies of other hosts' snapshots (replicas) beyond this many bytes are evicted, least recently forked first. */
+  /**
+   * Snapshot payloads on a host beyond this many bytes are evicted, least recently used first: copies of other hosts'
+   * snapshots, and originals the object store holds (pulled back before their next use). Unset: no bound.
+   */
   PAYLOAD_CACHE_BYTES: positiveInt.optional(),
+  /** A payload used (forked, restored, pulled) this recently is never evicted, whatever PAYLOAD_CACHE_BYTES says. */
+  PAYLOAD_CACHE_GRACE_MS: z.coerce.number().int().min(0).max(86_400_000).default(60_000),
+  /** How often a host holds its caches (RAW_CACHE_BUDGET_BYTES, PAYLOAD_CACHE_BYTES) to their budgets. */
+  CACHE_CHECK_INTERVAL_MS: z.coerce.number().int().min(100).max(86_400_000).default(60_000),
   /** The largest snapshot archive a host imports (POST /snapshots/import): 413 beyond it. */
   IMPORT_MAX_BYTES: positiveInt.min(1024 * 1024).default(128 * 1024 ** 3),
   /** Imports a host runs at once; one more is a 503 until one ends. */

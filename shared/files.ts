@@ -88,6 +88,23 @@ export async function commitStagedDirectory(staging: string, destination: string
 }
 
 /**
+ * Moves every file of a filled staging directory into the existing directory `destination` (replacing files of the
+ * same name), each flushed first, then the destination's entries: a record written after this names payloads that
+ * are on the disk. The staging directory is left empty.
+ */
+export async function commitStagedFiles(staging: string, destination: string): Promise<string[]> {
+  const moved: string[] = [];
+  for (const entry of await readdir(staging, { withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    await fsyncPath(path.join(staging, entry.name));
+    await rename(path.join(staging, entry.name), path.join(destination, entry.name));
+    moved.push(entry.name);
+  }
+  await fsyncPath(destination);
+  return moved;
+}
+
+/**
  * Creates `file` with `content` unless it exists, durably (write aside, fsync, link into place, fsync the directory):
  * it never exists empty or half written. Returns false when another process (or an earlier start) created it first.
  * Synchronous: for files read once at boot (host id, API key, secrets).

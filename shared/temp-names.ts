@@ -3,8 +3,11 @@
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 
-/** Staging directories under the snapshots root: a capture, an import and a pull of a replica, by snapshot id. */
-export const STAGING_KINDS = ["staging", "import", "pull"] as const;
+/**
+ * Staging directories under the snapshots root, by snapshot id: a capture, an import, a pull of a replica, and the
+ * pull of an evicted original's payload back from the object store.
+ */
+export const STAGING_KINDS = ["staging", "import", "pull", "pull-back"] as const;
 export type StagingKind = (typeof STAGING_KINDS)[number];
 
 /** `<dir>/.<name>.tmp-<pid>-<hex>`: hidden (listings skip dot names) and unique per process and call. */

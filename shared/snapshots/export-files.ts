@@ -6,7 +6,7 @@ import { mkdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { touchCacheEntry } from "../cache-budget.ts";
 import { compressFile } from "../codec/index.ts";
-import { notFound } from "../errors.ts";
+import { ApiError, notFound } from "../errors.ts";
 import { parseSize } from "../schemas/common.ts";
 import { ImageIntegrityError } from "../squashfs/checksums.ts";
 import type { ExpectedImage } from "../squashfs/inspect.ts";
@@ -73,6 +73,13 @@ export async function prepareExport(store: SnapshotStore, snapshotId: string): P
   return store.withLock(snapshotId, async () => {
     const record = await store.read(snapshotId);
     if (!record) throw notFound("snapshot", snapshotId);
+    // Evicted to the object store (workers/host/replicas.ts): the host agent pulls it back before it serves it.
+    if (record.evicted_at) {
+      throw new ApiError(
+        "unavailable",
+        `snapshot ${snapshotId}'s payload is in the object store only, not on this disk`,
+      );
+    }
     const files: ExportListing["files"] = [];
     for (const entry of payloadEntries(record)) {
       const target = exportPath(store, record, entry)!;

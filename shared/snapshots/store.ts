@@ -43,6 +43,12 @@ export const SNAPSHOT_RECORD = z.object({
   last_event: LAST_EVENT.nullable().default(null),
   /** Set on a copy pulled from the owning host for forks here (workers/host/replicas.ts): not this host's. */
   replica_of: z.string().optional(),
+  /**
+   * Set on an original whose payload files were evicted under PAYLOAD_CACHE_BYTES (workers/host/replicas.ts): the
+   * object store holds them, and the host pulls them back into this directory before any local use. Not part of the
+   * snapshot as readers see it: no version change.
+   */
+  evicted_at: z.string().optional(),
 });
 
 export type SnapshotRecord = z.infer<typeof SNAPSHOT_RECORD>;
@@ -107,7 +113,8 @@ export class SnapshotStore {
     return (await this.readAll()).filter((record) => record.replica_of);
   }
 
-  private async readAll(): Promise<SnapshotRecord[]> {
+  /** Every record on this disk: originals and copies. */
+  async readAll(): Promise<SnapshotRecord[]> {
     const ids = await listDirectory(this.root);
     const records: SnapshotRecord[] = [];
     for (const id of ids.filter((name) => !name.startsWith("."))) {
@@ -151,6 +158,16 @@ export function payloadFiles(record: SnapshotRecord): string[] {
 /** Whether payload file `name` is stored as a squashfs image (the compressed memory payload). */
 export function isStoredAsImage(record: SnapshotRecord, name: string): boolean {
   return name === record.memory_payload && record.snapshot.compression_state === "compressed";
+}
+
+/** Whether the compression worker has yet to compress the record's memory payload (queued, or cut off midway). */
+export function needsCompression(record: SnapshotRecord): boolean {
+  const state = record.snapshot.compression_state;
+  return (
+    record.snapshot.compression.enabled &&
+    record.memory_payload !== null &&
+    (state === "none" || state === "compressing")
+  );
 }
 
 export async function allocatedBytes(file: string): Promise<number> {

@@ -11,9 +11,10 @@ import type { EventStream } from "../../shared/events/stream.ts";
 import { nextStamp } from "../../shared/host-records.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { ObjectStore } from "../../shared/object-store.ts";
-import type { CompressionState, Snapshot } from "../../shared/schemas/snapshot.ts";
+import type { Snapshot } from "../../shared/schemas/snapshot.ts";
 import {
   COMPRESSED_SUFFIX,
+  needsCompression,
   publishSnapshotRecord,
   type SnapshotRecord,
   type SnapshotStore,
@@ -216,15 +217,6 @@ async function recover(
   });
   log.warn({ snapshotId, err: message }, "compression failed: raw payload kept");
   return "error";
-}
-
-export function needsCompression(record: SnapshotRecord): boolean {
-  const state: CompressionState = record.snapshot.compression_state;
-  return (
-    record.snapshot.compression.enabled &&
-    record.memory_payload !== null &&
-    (state === "none" || state === "compressing")
-  );
 }
 
 async function setState(

@@ -7,8 +7,7 @@ import { compressionJobId, uploadJobId } from "../../shared/jobs/compression-job
 import type { JobProducer } from "../../shared/jobs/producer.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { needsUpload } from "../../shared/snapshots/storage.ts";
-import type { SnapshotStore } from "../../shared/snapshots/store.ts";
-import { needsCompression } from "./compress-snapshot.ts";
+import { needsCompression, type SnapshotStore } from "../../shared/snapshots/store.ts";
 
 export async function requeueUnfinishedCompressions(
   store: SnapshotStore,

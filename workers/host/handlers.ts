@@ -130,13 +130,22 @@ export function createHostHandlers({
     "instance.stats": ({ instance_id }) => instances.stats(instance_id),
     "snapshot.capture": ({ instance_id, snapshot }, { job }) =>
       raw(instance_id, () => snapshots.capture(instance_id, snapshot, job.id)),
+    // A snapshot's payload may have been evicted to the object store (replicas.ts): back on this disk first.
     "snapshot.fork": ({ snapshot_id, instance, target_state, min_version }, { job }) =>
-      untilRunning("fork", job, snapshots.fork(snapshot_id, instance, target_state, job.id, min_version)),
+      untilRunning(
+        "fork",
+        job,
+        replicas.usingLocal(snapshot_id, () =>
+          snapshots.fork(snapshot_id, instance, target_state, job.id, min_version),
+        ),
+      ),
     "snapshot.restore": ({ snapshot_id, instance_id, target_state }, { job }) =>
       untilRunning(
         "snapshot_restore",
         job,
-        raw(instance_id, () => snapshots.restore(snapshot_id, instance_id, target_state, job.id)),
+        replicas.usingLocal(snapshot_id, () =>
+          raw(instance_id, () => snapshots.restore(snapshot_id, instance_id, target_state, job.id)),
+        ),
       ),
     "snapshot.delete": ({ snapshot_id }, { job }) => snapshots.delete(snapshot_id, job.id),
     "snapshot.replicate": ({ snapshot_id, owner_host_id }) => replicas.ensure(snapshot_id, owner_host_id),
@@ -150,6 +159,6 @@ export function createHostHandlers({
         raw(payload.instance_id, () => forks.fork(payload, job.id)),
       ),
     "snapshot.recompress": ({ snapshot_id, compression }, { job }) =>
-      recompressor.recompress(snapshot_id, compression, job.id),
+      replicas.usingLocal(snapshot_id, () => recompressor.recompress(snapshot_id, compression, job.id)),
   };
 }

@@ -313,18 +313,7 @@ export async function installPayload(
 ): Promise<SnapshotRecord> {
   const snapshotId = overrides.id;
   const keepCompressed = record.snapshot.compression_state === "compressed";
-  for (const name of payloadFiles(record)) {
-    checkpoint();
-    if (isStoredAsImage(record, name)) {
-      const image = path.join(staging, `${name}${COMPRESSED_SUFFIX}`);
-      await verifyImage(image);
-      await checkImageStructure(image, expectedImage(record, name));
-      continue;
-    }
-    const seekable = path.join(staging, `${name}${SEEKABLE_SUFFIX}`);
-    await decodeEntry(seekable, path.join(staging, name), { name, record, hostId });
-    await unlink(seekable);
-  }
+  await decodeStagedPayload(staging, record, hostId, checkpoint);
   const imported: SnapshotRecord = {
     ...record,
     snapshot: {
@@ -338,6 +327,7 @@ export async function installPayload(
       storage_error: null,
       ...overrides,
     },
+    evicted_at: undefined, // its payload is here
     ...recordOverrides,
   };
   checkpoint();
@@ -345,6 +335,31 @@ export async function installPayload(
   imported.snapshot.size_bytes = await store.storedBytes(imported);
   await store.write(imported);
   return imported;
+}
+
+/**
+ * Puts the payload entries staged for `record` in the form a snapshot directory holds them: each `<payload>.sfc`
+ * decoded (every chunk checked against its seek table) into its raw file and removed; a compressed memory payload's
+ * squashfs image verified against its checksum list and kept as it is.
+ */
+export async function decodeStagedPayload(
+  staging: string,
+  record: SnapshotRecord,
+  hostId: string,
+  checkpoint: () => void = () => {},
+): Promise<void> {
+  for (const name of payloadFiles(record)) {
+    checkpoint();
+    if (isStoredAsImage(record, name)) {
+      const image = path.join(staging, `${name}${COMPRESSED_SUFFIX}`);
+      await verifyImage(image);
+      await checkImageStructure(image, expectedImage(record, name));
+      continue;
+    }
+    const seekable = path.join(staging, `${name}${SEEKABLE_SUFFIX}`);
+    await decodeEntry(seekable, path.join(staging, name), { name, record, hostId });
+    await unlink(seekable);
+  }
 }
 
 /** Decodes one payload once the size its seek table declares fits the record and the free space. */

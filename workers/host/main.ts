@@ -37,7 +37,6 @@ const RECONCILE_INTERVAL_MS = 2_000;
 /** Events of changes this recent are appended again at start: the process may have died before appending them. */
 const REPUBLISH_WITHIN_MS = 10 * 60_000;
 const CONSOLE_ROTATION_INTERVAL_MS = 10_000;
-const CACHE_BUDGET_INTERVAL_MS = 60_000;
 const REPLICA_RECONCILE_INTERVAL_MS = 30_000;
 
 const boot = bootProcess("capture-worker", { perHost: true });
@@ -137,7 +136,7 @@ const rotateConsoleLogs = () =>
 const rotationTimer = setInterval(rotateConsoleLogs, CONSOLE_ROTATION_INTERVAL_MS);
 const enforceCacheBudgets = async () => {
   await snapshots.enforceCacheBudget();
-  await replicas.enforceBudget().catch((error: Error) => log.warn({ err: error.message }, "copy eviction failed"));
+  await replicas.enforceBudget().catch((error: Error) => log.warn({ err: error.message }, "payload eviction failed"));
 };
 
 const fleetSecret = loadFleetSecret(config.FLEET_SECRET, config.DATA_DIR);
@@ -155,7 +154,11 @@ const replicas = new Replicas({
   objects,
   events,
   cache: config.PAYLOAD_CACHE_BYTES
-    ? { budgetBytes: config.PAYLOAD_CACHE_BYTES, inUse: (snapshotId) => snapshots.payloadInUse(snapshotId) }
+    ? {
+        budgetBytes: config.PAYLOAD_CACHE_BYTES,
+        graceMs: config.PAYLOAD_CACHE_GRACE_MS,
+        inUse: (snapshotId) => snapshots.payloadInUse(snapshotId),
+      }
     : undefined,
   log,
 });
@@ -174,6 +177,7 @@ const payloadServer = await startPayloadServer({
   host: config.PAYLOAD_BIND,
   log,
   timeouts: { idleMs: config.HTTP_IDLE_TIMEOUT_MS, headersMs: config.HTTP_HEADERS_TIMEOUT_MS },
+  ensureLocal: (snapshotId) => replicas.ensureLocal(snapshotId),
   importArchive: (snapshotId, body, gone) =>
     importSnapshotArchive(
       {
@@ -247,7 +251,7 @@ void reconcileReplicas();
 redis.on("ready", () => void reconcileReplicas());
 const replicaTimer = setInterval(reconcileReplicas, REPLICA_RECONCILE_INTERVAL_MS);
 await enforceCacheBudgets();
-const cacheTimer = setInterval(enforceCacheBudgets, CACHE_BUDGET_INTERVAL_MS);
+const cacheTimer = setInterval(enforceCacheBudgets, config.CACHE_CHECK_INTERVAL_MS);
 
 // The host stays listed (and goes offline when heartbeats stop): its VMs outlive this process.
 onShutdownSignal(log, config.SHUTDOWN_TIMEOUT_MS, stopProcess, config.SUPERVISOR_PID);

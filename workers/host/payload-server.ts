@@ -30,6 +30,8 @@ export interface PayloadServerOptions {
   log: Logger;
   /** Imports an archive streamed in as a new snapshot with id `snapshotId` (workers/host/import.ts). */
   importArchive(snapshotId: string, body: IncomingMessage, gone: AbortSignal): Promise<unknown>;
+  /** Puts a payload evicted to the object store back on this disk before it is listed (Replicas.ensureLocal). */
+  ensureLocal?(snapshotId: string): Promise<unknown>;
   /** HTTP_IDLE_TIMEOUT_MS and HTTP_HEADERS_TIMEOUT_MS: transfers of any length while their bytes flow. */
   timeouts: StreamTimeouts;
 }
@@ -68,6 +70,7 @@ const HANDLERS = {
     sendJson(response, 200, tombstone);
   }) satisfies Handler,
   listing: (async (options, _request, response, [id]) => {
+    await options.ensureLocal?.(requireId(id!));
     sendJson(response, 200, await prepareExport(options.store, requireId(id!)));
   }) satisfies Handler,
   file: (async (options, request, response, [id, entry]) => {

@@ -7,6 +7,8 @@
 // compression off: the owner's record is the snapshot; this host never compresses or announces the copy.
 // Which hosts hold a copy is this host's disk: the Redis set the API reads on delete is told it again by `reconcile`,
 // which also drops a copy whose owner answers that it deleted the original (a delete this set missed).
+// PAYLOAD_CACHE_BYTES bounds every payload on this disk: copies go whole, and an original the object store holds
+// loses its payload files but keeps its record, marked `evicted_at`; `ensureLocal` pulls them back before any use.
 import { createWriteStream, existsSync } from "node:fs";
 import { mkdir, readFile, rm, stat, truncate } from "node:fs/promises";
 import path from "node:path";
@@ -16,19 +18,28 @@ import type { Redis } from "ioredis";
 import { allocatedBytesUnder, CACHE_GRACE_MS, touchCacheEntry } from "../../shared/cache-budget.ts";
 import { ApiError } from "../../shared/errors.ts";
 import type { EventStream } from "../../shared/events/stream.ts";
-import { writeFileDurable } from "../../shared/files.ts";
+import { commitStagedFiles, writeFileDurable } from "../../shared/files.ts";
 import { nextStamp, TOMBSTONE } from "../../shared/host-records.ts";
 import { type HostStatus, listHosts } from "../../shared/hosts.ts";
 import { KeyedMutex } from "../../shared/keyed-mutex.ts";
 import type { Logger } from "../../shared/logger.ts";
-import type { ObjectStore } from "../../shared/object-store.ts";
+import type { ObjectStore, StoreManifest } from "../../shared/object-store.ts";
 import type { PayloadClient, PayloadTarget } from "../../shared/payload-client.ts";
 import type { Snapshot } from "../../shared/schemas/snapshot.ts";
 import { ARCHIVE_RECORD, EXPORT_LISTING, type ExportListing } from "../../shared/snapshots/archive.ts";
+import { payloadEntries } from "../../shared/snapshots/export-files.ts";
 import { replicaSetKey } from "../../shared/snapshots/replicas.ts";
-import { publishSnapshotRecord, type SnapshotRecord, type SnapshotStore } from "../../shared/snapshots/store.ts";
-import { stagingPath } from "../../shared/temp-names.ts";
-import { installPayload } from "./import.ts";
+import {
+  COMPRESSED_SUFFIX,
+  needsCompression,
+  payloadFiles,
+  publishSnapshotRecord,
+  type SnapshotRecord,
+  type SnapshotStore,
+} from "../../shared/snapshots/store.ts";
+import { checksumsFile } from "../../shared/squashfs/checksums.ts";
+import { type StagingKind, stagingPath } from "../../shared/temp-names.ts";
+import { decodeStagedPayload, installPayload } from "./import.ts";
 
 export interface ReplicaDeps {
   hostId: string;
@@ -40,8 +51,16 @@ export interface ReplicaDeps {
   objects?: ObjectStore;
   /** Where an adopted snapshot's record change is announced. */
   events: EventStream;
-  /** PAYLOAD_CACHE_BYTES, and whether a VM maps a snapshot's payload now: copies beyond it are evicted. */
-  cache?: { budgetBytes: number; inUse: (snapshotId: string) => Promise<boolean> };
+  /**
+   * PAYLOAD_CACHE_BYTES, and whether a VM maps a snapshot's payload now: payloads beyond it are evicted (copies, and
+   * originals the object store holds).
+   */
+  cache?: {
+    budgetBytes: number;
+    /** PAYLOAD_CACHE_GRACE_MS (default CACHE_GRACE_MS): a payload used this recently stays. */
+    graceMs?: number;
+    inUse: (snapshotId: string) => Promise<boolean>;
+  };
   log: Logger;
 }
 
@@ -61,6 +80,8 @@ const LISTING_FILE = "listing.json";
 
 export class Replicas {
   private readonly pulls = new KeyedMutex();
+  /** Snapshots a job on this host is using now (usingLocal), with how many jobs: never evicted meanwhile. */
+  private readonly using = new Map<string, number>();
   private reconciling: Promise<ReplicaReconcileResult> | undefined;
 
   constructor(private readonly deps: ReplicaDeps) {}
@@ -82,6 +103,44 @@ export class Replicas {
       setImmediate(() => void this.enforceBudget().catch(() => {}));
       return { pulled_bytes: pulled, ms };
     });
+  }
+
+  /**
+   * Makes sure the payload of `snapshotId`, a snapshot this host owns, is on this disk before a local use (a fork, a
+   * restore, a recompression, an export from this host): one evicted to the object store is pulled back into its own
+   * directory, checked against the record (the seek tables, the image's sums and the manifest's sha256). Concurrent
+   * calls share one pull. Anything else (no record, a copy, a payload that is here) is left as it is.
+   */
+  ensureLocal(snapshotId: string): Promise<PullResult> {
+    return this.pulls.run(snapshotId, async () => {
+      const record = await this.deps.store.read(snapshotId);
+      if (!record?.evicted_at) {
+        if (record) await touchCacheEntry(this.deps.store.dir(snapshotId)); // used now (see ensure)
+        return { pulled_bytes: 0, ms: 0 };
+      }
+      const started = performance.now();
+      const pulled = await this.pullBack(record);
+      const ms = Math.round(performance.now() - started);
+      this.deps.log.info({ snapshotId, pulledBytes: pulled, ms }, "evicted snapshot payload pulled back");
+      setImmediate(() => void this.enforceBudget().catch(() => {}));
+      return { pulled_bytes: pulled, ms };
+    });
+  }
+
+  /**
+   * Runs `use` with the snapshot's payload on this disk (ensureLocal first) and safe from eviction until it ends: a
+   * fork, a restore or a recompression of a snapshot whose payload may have been evicted runs through here.
+   */
+  async usingLocal<T>(snapshotId: string, use: () => Promise<T>): Promise<T> {
+    this.using.set(snapshotId, (this.using.get(snapshotId) ?? 0) + 1);
+    try {
+      await this.ensureLocal(snapshotId);
+      return await use();
+    } finally {
+      const left = this.using.get(snapshotId)! - 1;
+      if (left > 0) this.using.set(snapshotId, left);
+      else this.using.delete(snapshotId);
+    }
   }
 
   /**
@@ -144,36 +203,153 @@ export class Replicas {
   }
 
   /**
-   * PAYLOAD_CACHE_BYTES: copies beyond the budget go, least recently forked first (a fork touches its snapshot's
-   * directory), never one a VM maps (`inUse`: its raw RAM mapped or open, its mounted image mapped) nor one forked
-   * within CACHE_GRACE_MS. A copy can always be pulled again. Originals are never evicted here.
+   * PAYLOAD_CACHE_BYTES: the payloads on this disk (originals and copies) beyond the budget go, least recently used
+   * first (a fork or restore touches its snapshot's directory), never one a VM maps (`inUse`: its raw RAM mapped or
+   * open, its mounted image mapped), nor one a job here uses (usingLocal), nor one used within the grace period. A
+   * copy goes whole and can be pulled again; an original goes only while the object store holds exactly its payload
+   * (see evictOriginal), and keeps its record.
    */
   async enforceBudget(now = Date.now()): Promise<{ totalBytes: number; evicted: string[]; overBudgetBytes: number }> {
     const { store, cache } = this.deps;
     if (!cache) return { totalBytes: 0, evicted: [], overBudgetBytes: 0 };
-    const { budgetBytes, inUse } = cache;
-    const copies = [];
-    for (const record of await store.listReplicas()) {
+    const { budgetBytes, inUse, graceMs = CACHE_GRACE_MS } = cache;
+    let totalBytes = 0;
+    const candidates = [];
+    for (const record of await store.readAll()) {
       const id = record.snapshot.id;
+      const bytes = await allocatedBytesUnder(store.dir(id));
+      totalBytes += bytes;
+      if (!record.replica_of && !this.mayEvictOriginal(record)) continue;
       const lastUsedMs = (await stat(store.dir(id)).catch(() => undefined))?.mtimeMs ?? 0;
-      copies.push({ id, lastUsedMs, bytes: await allocatedBytesUnder(store.dir(id)) });
+      candidates.push({ id, lastUsedMs, bytes, copy: Boolean(record.replica_of) });
     }
-    let totalBytes = copies.reduce((sum, copy) => sum + copy.bytes, 0);
     const evicted: string[] = [];
-    for (const copy of copies.sort((left, right) => left.lastUsedMs - right.lastUsedMs)) {
+    for (const candidate of candidates.sort((left, right) => left.lastUsedMs - right.lastUsedMs)) {
       if (totalBytes <= budgetBytes) break;
-      if (now - copy.lastUsedMs < CACHE_GRACE_MS) continue;
+      if (now - candidate.lastUsedMs < graceMs) continue;
       // Under the snapshot's lock: a fork maps the payload while it holds it, so none can start in between.
       // The pull lock, then the snapshot's, as adopt() takes them.
-      const gone = await this.pulls.run(copy.id, () =>
-        store.withLock(copy.id, async () => !(await inUse(copy.id)) && (await this.dropHere(copy.id)).dropped),
+      const gone = await this.pulls.run(candidate.id, () =>
+        store.withLock(candidate.id, async () => {
+          if (this.using.has(candidate.id) || (await inUse(candidate.id))) return false;
+          return candidate.copy ? (await this.dropHere(candidate.id)).dropped : this.evictOriginal(candidate.id);
+        }),
       );
       if (!gone) continue;
-      totalBytes -= copy.bytes;
-      evicted.push(copy.id);
+      totalBytes -= candidate.bytes;
+      evicted.push(candidate.id);
     }
-    if (evicted.length) this.deps.log.info({ evicted, totalBytes, budgetBytes }, "snapshot copies evicted");
+    if (evicted.length) this.deps.log.info({ evicted, totalBytes, budgetBytes }, "snapshot payloads evicted");
     return { totalBytes, evicted, overBudgetBytes: Math.max(0, totalBytes - budgetBytes) };
+  }
+
+  /**
+   * An original may lose its payload files when the store holds them (`stored`) and no compression is waiting or
+   * running (the compression worker works on this disk's files; a recompression asks for them back first).
+   */
+  private mayEvictOriginal(record: SnapshotRecord): boolean {
+    const { snapshot } = record;
+    return (
+      this.deps.objects !== undefined &&
+      snapshot.host_id === this.deps.hostId &&
+      !record.evicted_at &&
+      snapshot.storage === "stored" &&
+      snapshot.compression_state !== "compressing" &&
+      !needsCompression(record)
+    );
+  }
+
+  /**
+   * Under the snapshot's locks: checks again that it may go and that the store's signed manifest names exactly this
+   * record's payload, in its compression state, and that the store still holds every object at the manifest's size;
+   * then marks the record (`evicted_at`, written durably first) and removes the payload files and their cache entry.
+   */
+  private async evictOriginal(snapshotId: string): Promise<boolean> {
+    const { store } = this.deps;
+    const record = await store.read(snapshotId);
+    if (!record || record.replica_of || !this.mayEvictOriginal(record)) return false;
+    const held = await this.storeHoldsPayloadOf(record).catch((error: Error) => {
+      // A manifest that does not verify, a store that does not answer: kept, and the next snapshot is tried.
+      this.deps.log.warn({ snapshotId, err: error.message }, "original payload kept: its copy in the store is unsure");
+      return false;
+    });
+    if (!held) return false;
+    await store.write({ ...record, evicted_at: new Date().toISOString() });
+    for (const name of payloadFiles(record)) {
+      const image = store.file(snapshotId, `${name}${COMPRESSED_SUFFIX}`);
+      for (const file of [store.file(snapshotId, name), image, checksumsFile(image)]) await rm(file, { force: true });
+    }
+    await rm(store.cacheDir(snapshotId), { recursive: true, force: true });
+    this.deps.log.info({ snapshotId }, "original snapshot payload evicted: the object store holds it");
+    return true;
+  }
+
+  /** Whether the store's manifest names exactly this record's payload and the store holds every object it names. */
+  private async storeHoldsPayloadOf(record: SnapshotRecord): Promise<boolean> {
+    const { store, objects } = this.deps;
+    const snapshotId = record.snapshot.id;
+    const manifest = await this.storedCopyOf(record);
+    if (!manifest) return false;
+    for (const entry of manifest.entries) {
+      if ((await objects!.sizeOf(snapshotId, entry.name)) !== entry.size) return false;
+      // A stored image is the very file the store holds: the same size here, or this is not that payload.
+      const image = entry.name.endsWith(COMPRESSED_SUFFIX) ? store.file(snapshotId, entry.name) : undefined;
+      if (image && (await stat(image).catch(() => undefined))?.size !== entry.size) return false;
+    }
+    return true;
+  }
+
+  /**
+   * The store's manifest of `record`'s snapshot when it holds exactly the payload this record names: signed by this
+   * fleet, of the same snapshot, in the same compression state, with the record's payload entries and no others.
+   */
+  private async storedCopyOf(record: SnapshotRecord): Promise<StoreManifest | undefined> {
+    const snapshotId = record.snapshot.id;
+    const manifest = await this.deps.objects?.readManifest(snapshotId);
+    if (!manifest || manifest.compression_state !== record.snapshot.compression_state) return undefined;
+    const stored = ARCHIVE_RECORD.safeParse(manifest.record);
+    if (!stored.success || stored.data.snapshot.id !== snapshotId) return undefined;
+    const names = manifest.entries.map((entry) => entry.name).sort();
+    return JSON.stringify(names) === JSON.stringify(payloadEntries(record).sort()) ? manifest : undefined;
+  }
+
+  /** ensureLocal's pull: the store's objects into a staging directory, decoded, then moved in beside the record. */
+  private async pullBack(record: SnapshotRecord): Promise<number> {
+    const { store, objects, hostId } = this.deps;
+    const snapshotId = record.snapshot.id;
+    const manifest = objects && (await this.storedCopyOf(record));
+    if (!manifest) {
+      throw new ApiError(
+        "unavailable",
+        `snapshot ${snapshotId}'s payload was evicted to the object store, which no longer holds it as recorded`,
+      );
+    }
+    const staging = this.stagingDir(snapshotId, "pull-back");
+    await mkdir(staging, { recursive: true });
+    const listing = await this.keepListing({ record: manifest.record, files: manifest.entries }, staging);
+    let pulled = 0;
+    for (const file of listing.files) {
+      const entry = manifest.entries.find((candidate) => candidate.name === file.name)!;
+      pulled += await objects!.download(snapshotId, entry, path.join(staging, file.name));
+    }
+    await rm(path.join(staging, LISTING_FILE));
+    try {
+      await decodeStagedPayload(staging, record, hostId);
+    } catch (error) {
+      await rm(staging, { recursive: true, force: true }); // the next attempt starts over
+      throw new ApiError("unavailable", `snapshot ${snapshotId}'s payload from the store failed verification`, {
+        cause: error,
+      });
+    }
+    await store.withLock(snapshotId, async () => {
+      const current = await store.read(snapshotId);
+      if (!current?.evicted_at) return; // deleted meanwhile
+      await commitStagedFiles(staging, store.dir(snapshotId));
+      const { evicted_at: _back, ...restored } = current;
+      await store.write(restored);
+    });
+    await rm(staging, { recursive: true, force: true });
+    return pulled;
   }
 
   /** Removes this host's copy (never an original) and its cache. */
@@ -258,8 +434,8 @@ export class Replicas {
     }
   }
 
-  private stagingDir(snapshotId: string): string {
-    return stagingPath(this.deps.store.root, "pull", snapshotId);
+  private stagingDir(snapshotId: string, kind: StagingKind = "pull"): string {
+    return stagingPath(this.deps.store.root, kind, snapshotId);
   }
 
   private async pull(snapshotId: string, ownerHostId: string): Promise<number> {

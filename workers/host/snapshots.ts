@@ -419,7 +419,8 @@ export class SnapshotManager {
     const { instances, store } = this.options;
     const files = instances.files(instance.id);
     const snapshotId = record.snapshot.id;
-    await touchCacheEntry(store.dir(snapshotId)); // its last use: a copy's place in the payload cache (replicas.ts)
+    assertPayloadHere(record);
+    await touchCacheEntry(store.dir(snapshotId)); // its last use: a payload's place in the cache (replicas.ts)
     await copyFileSparse(store.file(snapshotId, DISK_FILE), files.disk);
     const now = new Date().toISOString();
     const base: Instance = { ...instance, state_error: null, has_snapshot: false };
@@ -437,6 +438,7 @@ export class SnapshotManager {
       .withLock(snapshotId, async () => {
         const current = await store.read(snapshotId);
         if (!current) throw notFound("snapshot", snapshotId);
+        assertPayloadHere(current);
         const payload = await this.rawPayload(current);
         const deviceState = current.memory_layout === "stream" ? payload : store.file(snapshotId, DEVICE_STATE_FILE);
         const memoryFile = current.memory_layout === "file" ? payload : await instances.blankMemoryFile(instance);
@@ -513,5 +515,12 @@ export class SnapshotManager {
     } catch (error) {
       log.warn({ err: (error as Error).message }, "raw cache eviction failed");
     }
+  }
+}
+
+/** The handler pulls an evicted payload back first (Replicas.ensureLocal); one evicted again since is retried. */
+function assertPayloadHere(record: SnapshotRecord): void {
+  if (record.evicted_at) {
+    throw new ApiError("unavailable", `snapshot ${record.snapshot.id}'s payload was evicted meanwhile: try again`);
   }
 }
