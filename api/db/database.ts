@@ -48,7 +48,13 @@ function openSqlite(file: string): Db {
   sqlite.pragma("busy_timeout = 5000");
   // Checkpoints run in a worker thread of their own (sqlite-checkpointer.ts), not inside this connection's commits.
   sqlite.pragma("wal_autocheckpoint = 0");
-  const checkpointer = startCheckpointer(file);
+  const checkpointer = startCheckpointer(file, {
+    onStopped: (error) => {
+      // SQLite's own checkpoint again (every 1,000 WAL pages, its default), inside commits but bounded.
+      sqlite.pragma("wal_autocheckpoint = 1000");
+      process.emitWarning(`SQLite checkpoint thread ended (${error.message}): checkpoints run in commits again`);
+    },
+  });
   return new Kysely<Database>({
     dialect: new SqliteDialect({ database: withStatementCache(sqlite, () => checkpointer.stopSync()) }),
   });

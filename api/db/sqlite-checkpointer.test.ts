@@ -1,11 +1,12 @@
 // The read model's WAL reaches the database file through the checkpointer's thread: the API's own connection never
 // checkpoints (no commit of a projector transaction copies the WAL and fsyncs while reads wait).
-import { statSync } from "node:fs";
+import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { sql } from "kysely";
 import { afterEach, expect, it } from "vitest";
 import { tempDir } from "../../test/helpers/fixtures.ts";
 import { openDatabase } from "./database.ts";
+import { startCheckpointer } from "./sqlite-checkpointer.ts";
 
 const work = tempDir("checkpointer");
 afterEach(() => work.remove());
@@ -26,4 +27,19 @@ it("moves committed pages from the WAL into the database file while the writing 
   } finally {
     await db.destroy();
   }
+});
+
+it("tells its owner when its thread ends unasked, so that the owner's connection checkpoints again", async () => {
+  // Not a database: every checkpoint fails, and after 20 in a row the thread ends.
+  const file = path.join(work.dir, "not-a-database");
+  mkdirSync(work.dir, { recursive: true }); // the first test's afterEach removed it
+  writeFileSync(file, "garbage ".repeat(1_000));
+  const stopped = await new Promise<Error>((resolve, reject) => {
+    const checkpointer = startCheckpointer(file, { intervalMs: 10, onStopped: resolve });
+    setTimeout(() => {
+      checkpointer.stopSync();
+      reject(new Error("onStopped was not called within 10 s"));
+    }, 10_000).unref();
+  });
+  expect(stopped.message).toBe("checkpoints keep failing: file is not a database");
 });

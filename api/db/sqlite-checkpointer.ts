@@ -3,7 +3,7 @@
 // file and fsyncs it inside that commit: 20-80 ms with reads waiting (bench:api, the start of a projector burst). The
 // API's connection does not checkpoint; a worker thread with a connection of its own does, PASSIVE (it never waits
 // for readers or the writer) every CHECKPOINT_INTERVAL_MS; when the database closes, the API's connection, the last
-// one, makes the final checkpoint itself.
+// one, makes the final checkpoint itself. If the thread ends unasked, the API's connection checkpoints by itself again.
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
 
@@ -16,10 +16,15 @@ const SQLite = require(workerData.driver);
 const closed = new Int32Array(workerData.closed);
 const db = new SQLite(workerData.file);
 db.pragma("busy_timeout = 1000");
+let failures = 0;
 const timer = setInterval(() => {
   try {
     db.pragma("wal_checkpoint(PASSIVE)");
-  } catch {}
+    failures = 0;
+  } catch (error) {
+    // One failed checkpoint is retried at the next interval; a connection that keeps failing ends the thread.
+    if (++failures >= workerData.maxFailures) throw new Error("checkpoints keep failing: " + error.message);
+  }
 }, workerData.intervalMs);
 parentPort.once("message", () => {
   clearInterval(timer);
@@ -40,14 +45,36 @@ export interface Checkpointer {
   stopSync(): void;
 }
 
+/** Checkpoints failing this many times in a row end the worker (onStopped is told). */
+const MAX_FAILURES = 20;
+
+export interface CheckpointerOptions {
+  intervalMs?: number;
+  /**
+   * Called once if the worker ends without being asked to (it could not open the file, or its checkpoints kept
+   * failing): the caller's connection should checkpoint by itself again, or the WAL grows until the process ends.
+   */
+  onStopped?: (error: Error) => void;
+}
+
 /** Starts checkpointing `file` from a worker thread; the caller's connection should set wal_autocheckpoint = 0. */
-export function startCheckpointer(file: string, intervalMs = CHECKPOINT_INTERVAL_MS): Checkpointer {
+export function startCheckpointer(file: string, options: CheckpointerOptions = {}): Checkpointer {
+  const { intervalMs = CHECKPOINT_INTERVAL_MS, onStopped } = options;
   const driver = createRequire(import.meta.url).resolve("better-sqlite3");
   const closed = new SharedArrayBuffer(4);
-  const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { file, driver, intervalMs, closed } });
+  const worker = new Worker(WORKER_SOURCE, {
+    eval: true,
+    workerData: { file, driver, intervalMs, closed, maxFailures: MAX_FAILURES },
+  });
   worker.unref();
-  worker.on("error", () => {}); // checkpoints it cannot make are made by the last connection's close, or recovery
   let stopped = false;
+  let failure: Error | undefined;
+  worker.on("error", (error) => {
+    failure = error;
+  });
+  worker.once("exit", (code) => {
+    if (!stopped) onStopped?.(failure ?? new Error(`the checkpoint thread exited with code ${code}`));
+  });
   return {
     stopSync() {
       if (stopped) return;
