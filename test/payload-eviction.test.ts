@@ -4,13 +4,12 @@
 // resumes from the snapshot's moment; while that fork maps the payload, later checks evict other snapshots, not it.
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { CreateBucketCommand, DeleteBucketCommand, type S3Client } from "@aws-sdk/client-s3";
-import { afterAll, beforeAll, expect, inject, it } from "vitest";
-import { s3ClientFor } from "./helpers/ceph-cluster.ts";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { waitForTick } from "./helpers/console.ts";
 import { jsonOf, waitFor } from "./helpers/fixtures.ts";
 import { type Fleet, startFleet } from "./helpers/fleet.ts";
 import { describeWith } from "./helpers/needs.ts";
+import { emptyAndDeleteBucket, s3Env } from "./helpers/object-store.ts";
 import { apiConsole, capturedBetween, consolePoint, waitForResume } from "./helpers/resume.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: API answers read loosely
@@ -18,24 +17,18 @@ type Json = any;
 
 describeWith("ceph", "a host's own snapshots evicted to the object store (PAYLOAD_CACHE_BYTES)", () => {
   let fleet: Fleet;
-  let s3: S3Client;
-  const bucket = `evicted-${Date.now().toString(36)}-${process.pid}`;
+  let bucket: string | undefined;
   const api = (pathAndQuery: string) => fleet.api(pathAndQuery);
   const snapshotOf = async (id: string): Promise<Json> => jsonOf(await api(`/snapshots/${id}`));
   const dirOf = (id: string) => path.join(fleet.host("fleet-a").dataDir, "snapshots", id);
   const recordOf = (id: string): Json => JSON.parse(readFileSync(path.join(dirOf(id), "snapshot.json"), "utf8"));
 
   beforeAll(async () => {
-    const settings = inject("s3");
-    s3 = s3ClientFor(settings);
-    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    const store = await s3Env();
+    bucket = store.S3_BUCKET;
     fleet = await startFleet(1, {
       env: {
-        S3_ENDPOINT: settings.endpoint,
-        S3_REGION: settings.region,
-        S3_BUCKET: bucket,
-        S3_ACCESS_KEY_ID: settings.accessKeyId,
-        S3_SECRET_ACCESS_KEY: settings.secretAccessKey,
+        ...store,
         // Every payload is beyond the budget: each one that may go, goes, a second after its last use.
         PAYLOAD_CACHE_BYTES: "1",
         PAYLOAD_CACHE_GRACE_MS: "1000",
@@ -46,10 +39,7 @@ describeWith("ceph", "a host's own snapshots evicted to the object store (PAYLOA
 
   afterAll(async () => {
     await fleet?.stop();
-    if (s3) {
-      await s3.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => {});
-      s3.destroy();
-    }
+    if (bucket) await emptyAndDeleteBucket(bucket);
   });
 
   /** Takes a Standby snapshot of `instance` and waits until the store holds it (compressed, when asked). */
