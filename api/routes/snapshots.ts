@@ -327,7 +327,6 @@ export function prepareSnapshot(
   };
 }
 
-/** A new instance about to be forked from `source` (image, size, vcpus, policy carry over; tags do not). */
 /**
  * A restore of an instance its retired host took with it (DELETE /hosts/{id}): it comes back under its own id and
  * name on a host that can load the snapshot (its adopter, or where placement puts a fork of it), recorded there above
@@ -366,6 +365,7 @@ async function restoreLostInstance(
   return result.instance;
 }
 
+/** A new instance about to be forked from `source` (image, size, vcpus, policy carry over; tags do not). */
 export function prepareFork(
   source: Instance,
   fields: Pick<Instance, "id" | "name" | "hypervisor" | "host_id">,

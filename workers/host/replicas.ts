@@ -326,12 +326,10 @@ export class Replicas {
     }
     const staging = this.stagingDir(snapshotId, "pull-back");
     await mkdir(staging, { recursive: true });
-    const listing = await this.keepListing({ record: manifest.record, files: manifest.entries }, staging);
+    const source = storeSource(objects!, snapshotId, manifest);
+    const listing = await this.keepListing(await source.listing(), staging);
     let pulled = 0;
-    for (const file of listing.files) {
-      const entry = manifest.entries.find((candidate) => candidate.name === file.name)!;
-      pulled += await objects!.download(snapshotId, entry, path.join(staging, file.name));
-    }
+    for (const file of listing.files) pulled += await source.fetch(file, path.join(staging, file.name));
     await rm(path.join(staging, LISTING_FILE));
     try {
       await decodeStagedPayload(staging, record, hostId);
@@ -475,15 +473,7 @@ export class Replicas {
   private async source(snapshotId: string, ownerHostId: string): Promise<PullSource> {
     const { objects } = this.deps;
     const manifest = await objects?.readManifest(snapshotId);
-    if (objects && manifest) {
-      const entries = manifest.entries;
-      return {
-        name: "the object store",
-        listing: async () => ({ record: manifest.record, files: entries }),
-        fetch: (file, target) =>
-          objects.download(snapshotId, entries.find((entry) => entry.name === file.name)!, target),
-      };
-    }
+    if (objects && manifest) return storeSource(objects, snapshotId, manifest);
     const owner = (await listHosts(this.deps.redis, this.deps.prefix)).find((host) => host.id === ownerHostId);
     if (!owner?.online || !owner.payload_url) {
       const where = objects ? " and the object store does not hold it (yet)" : "";
@@ -521,6 +511,16 @@ interface PullSource {
   listing(): Promise<ExportListing>;
   /** Fetches one listed file into `target` (resuming what an earlier attempt got); returns the bytes fetched. */
   fetch(file: ExportListing["files"][number], target: string): Promise<number>;
+}
+
+/** A snapshot's objects in the store, listed by its manifest; each checked against the manifest's sha256. */
+function storeSource(objects: ObjectStore, snapshotId: string, manifest: StoreManifest): PullSource {
+  const entries = manifest.entries;
+  return {
+    name: "the object store",
+    listing: async () => ({ record: manifest.record, files: entries }),
+    fetch: (file, target) => objects.download(snapshotId, entries.find((entry) => entry.name === file.name)!, target),
+  };
 }
 
 /** The owning host's payload server, and the client that signs requests to it. */
